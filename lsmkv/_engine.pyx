@@ -1,0 +1,510 @@
+# cython: language_level=3
+"""The compiled per-operation path: put/delete/write-batch (WAL append + memtable
+insert) and get (memtables, then L0 newest first, then one file per level).
+
+lsmkv.db.DB subclasses CoreDB and adds open/recovery, background flush and
+everything that is not per-operation.
+
+Thread safety: writers serialize on `mutex` (a threading.Lock shared with the
+Python side). Readers take no lock: they read `sv` (one reference: the
+SuperVersion of memtables and tables) and `last_seq`, both replaced only
+while holding the GIL, so a reader sees a consistent pair. A SuperVersion is
+immutable once built.
+
+Invariants:
+  1. Every entry with sequence <= last_seq is in sv (a memtable or a table).
+  2. A write reaches the WAL before the memtable; last_seq moves only after
+     both, so a reader never sees half of a batch.
+  3. sv.imms is newest first; sv.l0 is newest first; each deeper level is
+     sorted by key with non-overlapping files.
+"""
+import threading
+
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.bytearray cimport PyByteArray_CheckExact
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.object cimport PyObject
+from lsmkv._coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
+                            make_tag, cmp_ikey, cmp_bytes, murmur3_128, TAG_SIZE,
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX)
+from lsmkv._memtable cimport MemTable
+from lsmkv._table cimport TableReader
+from lsmkv._table import DELETED, bloom_hash_py
+from lsmkv._wal cimport LogWriter
+from lsmkv.errors import ClosedError, BackgroundError, CorruptionError
+
+cdef extern from *:
+    """
+    #include "Python.h"
+    """
+    bint PyMemoryView_Check(object o)
+
+cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept:
+    cdef uint64_t h1, h2
+    murmur3_128(k, n, 0xBC9F1D34U, &h1, &h2)
+    return h1
+
+DEF BATCH_HEADER = 12
+
+_MISSING = object()
+
+# ------------------------------------------------------------------ buffers
+
+ctypedef struct Bytes:
+    const uint8_t* p
+    size_t n
+    bint owned
+    Py_buffer view
+
+cdef int get_buffer(object o, Bytes* b, str what) except -1:
+    """Borrow the bytes of a bytes/bytearray/memoryview; TypeError otherwise."""
+    if PyBytes_CheckExact(o):
+        b.p = <const uint8_t*>PyBytes_AS_STRING(o)
+        b.n = PyBytes_GET_SIZE(o)
+        b.owned = False
+        return 0
+    if PyByteArray_CheckExact(o) or PyMemoryView_Check(o) or isinstance(o, bytes):
+        PyObject_GetBuffer(o, &b.view, PyBUF_SIMPLE)
+        b.p = <const uint8_t*>b.view.buf
+        b.n = b.view.len
+        b.owned = True
+        return 0
+    raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(o).__name__}")
+
+cdef inline void release_buffer(Bytes* b) noexcept:
+    if b.owned:
+        PyBuffer_Release(&b.view)
+        b.owned = False
+
+
+cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
+    if ttl is None:
+        return 0
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+    if not ttl > 0:
+        raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+    cdef int64_t e = <int64_t>((clock() + ttl) * 1000.0)
+    return e if e > 0 else 1
+
+# ------------------------------------------------------------------ super version
+
+cdef class SuperVersion:
+    """An immutable view of every source a read consults."""
+    cdef readonly MemTable mem
+    cdef readonly tuple imms            # newest first
+    cdef readonly tuple l0              # TableReaders, newest first
+    cdef readonly tuple levels          # per level >= 1: (tuple readers, list largest ikeys, list smallest ukeys)
+    cdef readonly object version        # lsmkv.version.Version the tables come from
+
+    def __cinit__(self, MemTable mem, tuple imms, tuple l0, tuple levels, version):
+        self.mem = mem
+        self.imms = imms
+        self.l0 = l0
+        self.levels = levels
+        self.version = version
+
+    def memtables(self):
+        return (self.mem,) + self.imms
+
+# ------------------------------------------------------------------ batch encoding
+
+cdef class WriteBatch:
+    """Puts and deletes applied atomically by DB.write(batch) or db.write_batch().
+
+    Encoded as it is built (the WAL payload format, docs/format.md):
+    seq u64 | count u32 | records; record = kind u8 | varint klen | key
+    [| expiry u64 if kind == PUT_TTL] [| varint vlen | value if a put].
+    """
+    cdef uint8_t* buf
+    cdef size_t len, cap
+    cdef readonly uint32_t count
+    cdef object clock
+
+    def __cinit__(self, clock=None):
+        self.buf = <uint8_t*>malloc(256)
+        if self.buf == NULL:
+            raise MemoryError()
+        self.cap = 256
+        self.len = BATCH_HEADER
+        self.count = 0
+        self.clock = clock
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef int _reserve(self, size_t n) except -1:
+        cdef size_t need = self.len + n
+        cdef uint8_t* g
+        if need > self.cap:
+            if need < self.cap * 2:
+                need = self.cap * 2
+            g = <uint8_t*>realloc(self.buf, need)
+            if g == NULL:
+                raise MemoryError()
+            self.buf = g
+            self.cap = need
+        return 0
+
+    def put(self, key, value, ttl=None):
+        """Add a put; ttl in seconds (None: never expires)."""
+        cdef Bytes kb, vb
+        cdef int64_t expiry = 0
+        if ttl is not None:
+            if self.clock is None:
+                raise ValueError("this WriteBatch has no clock; create it with db.write_batch()")
+            expiry = expiry_from_ttl(self.clock, ttl)
+        get_buffer(key, &kb, "key")
+        try:
+            get_buffer(value, &vb, "value")
+            try:
+                self._add(KIND_PUT_TTL if expiry else KIND_PUT, kb.p, kb.n,
+                          vb.p, vb.n, expiry)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+
+    def delete(self, key):
+        cdef Bytes kb
+        get_buffer(key, &kb, "key")
+        try:
+            self._add(KIND_DELETE, kb.p, kb.n, NULL, 0, 0)
+        finally:
+            release_buffer(&kb)
+
+    cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
+                  int64_t expiry) except -1:
+        self._reserve(1 + 10 + kn + 8 + 10 + vn)
+        cdef uint8_t* p = self.buf + self.len
+        p[0] = kind
+        p = put_varint(p + 1, kn)
+        if kn:
+            memcpy(p, k, kn)
+        p += kn
+        if kind != KIND_DELETE:
+            if kind == KIND_PUT_TTL:
+                store_u64(p, <uint64_t>expiry)
+                p += 8
+            p = put_varint(p, vn)
+            if vn:
+                memcpy(p, v, vn)
+            p += vn
+        self.len = p - self.buf
+        self.count += 1
+        return 0
+
+    def clear(self):
+        self.len = BATCH_HEADER
+        self.count = 0
+
+    def __len__(self):
+        return self.count
+
+    @property
+    def data_size(self):
+        return self.len
+
+
+cdef int apply_batch(MemTable mem, const uint8_t* rep, size_t n, object path, uint64_t offset) except -1:
+    """Insert a batch payload (header included) into mem. Returns its record count.
+    Malformed input raises CorruptionError(path, offset)."""
+    if n < BATCH_HEADER:
+        raise CorruptionError(path, offset, "batch shorter than its header")
+    cdef uint64_t seq = load_u64(rep)
+    cdef uint32_t count = load_u32(rep + 8)
+    cdef const uint8_t* p = rep + BATCH_HEADER
+    cdef const uint8_t* end = rep + n
+    cdef uint64_t kn, vn
+    cdef int kind
+    cdef int64_t expiry
+    cdef const uint8_t* k
+    cdef uint32_t i
+    for i in range(count):
+        if p >= end:
+            raise CorruptionError(path, offset, "batch count larger than its records")
+        kind = p[0]
+        p = get_varint(p + 1, end, &kn)
+        if p == NULL or kn > <uint64_t>(end - p):
+            raise CorruptionError(path, offset, "bad key length in batch")
+        k = p
+        p += kn
+        expiry = 0
+        vn = 0
+        if kind == KIND_PUT_TTL:
+            if end - p < 8:
+                raise CorruptionError(path, offset, "truncated expiry in batch")
+            expiry = <int64_t>load_u64(p)
+            p += 8
+        elif kind != KIND_PUT and kind != KIND_DELETE:
+            raise CorruptionError(path, offset, f"unknown record kind {kind} in batch")
+        if kind != KIND_DELETE:
+            p = get_varint(p, end, &vn)
+            if p == NULL or vn > <uint64_t>(end - p):
+                raise CorruptionError(path, offset, "bad value length in batch")
+        mem.add(seq + i, kind, k, kn, p, vn, expiry)
+        p += vn
+    if p != end:
+        raise CorruptionError(path, offset, "trailing bytes after batch records")
+    return count
+
+
+def replay_batch(MemTable mem, payload, path, uint64_t offset):
+    """Apply one WAL record to mem; returns (first_seq, count)."""
+    cdef const uint8_t[::1] v = payload
+    if v.shape[0] < BATCH_HEADER:
+        raise CorruptionError(path, offset, "batch shorter than its header")
+    cdef uint32_t count = apply_batch(mem, &v[0], v.shape[0], path, offset)
+    return load_u64(&v[0]), count
+
+# ------------------------------------------------------------------ the core
+
+cdef class CoreDB:
+    """Per-operation fast paths. Not used directly: see lsmkv.DB."""
+    cdef public SuperVersion sv
+    cdef public LogWriter wal
+    cdef public uint64_t last_seq
+    cdef public object mutex
+    cdef public bint closed
+    cdef public object bg_error
+    cdef public size_t write_buffer_size
+    cdef public object clock
+    cdef public unsigned long long n_puts, n_deletes, n_gets, n_get_hits, n_writes, n_syncs
+    cdef public unsigned long long n_bloom_checks, n_bloom_useful, n_wal_bytes, n_batches
+
+    def __cinit__(self, *args, **kwargs):
+        self.mutex = threading.Lock()
+        self.closed = True
+        self.bg_error = None
+        self.last_seq = 0
+        self.n_puts = self.n_deletes = self.n_gets = self.n_get_hits = 0
+        self.n_writes = self.n_syncs = self.n_bloom_checks = self.n_bloom_useful = 0
+        self.n_wal_bytes = self.n_batches = 0
+
+    cdef int _writable(self) except -1:
+        if self.closed:
+            raise ClosedError("the database is closed")
+        if self.bg_error is not None:
+            raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
+        if self.sv.mem.arena.used >= self.write_buffer_size:
+            self._make_room_for_write()
+        return 0
+
+    # -- writes
+
+    cdef int _write_one(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
+                        int64_t expiry, bint sync) except -1:
+        cdef size_t n = BATCH_HEADER + 1 + varint_len(kn) + kn
+        cdef uint64_t seq
+        cdef uint8_t* p
+        if kind != KIND_DELETE:
+            n += varint_len(vn) + vn + (8 if kind == KIND_PUT_TTL else 0)
+        with self.mutex:
+            self._writable()
+            seq = self.last_seq + 1
+            p = self.wal.begin(n)
+            store_u64(p, seq)
+            store_u32(p + 8, 1)
+            p[BATCH_HEADER] = kind
+            p = put_varint(p + BATCH_HEADER + 1, kn)
+            if kn:
+                memcpy(p, k, kn)
+            p += kn
+            if kind != KIND_DELETE:
+                if kind == KIND_PUT_TTL:
+                    store_u64(p, <uint64_t>expiry)
+                    p += 8
+                p = put_varint(p, vn)
+                if vn:
+                    memcpy(p, v, vn)
+            self.wal.commit(n)
+            if sync:
+                self.wal.sync_c()
+                self.n_syncs += 1
+            self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
+            self.last_seq = seq
+            self.n_wal_bytes += n + 8
+            self.n_writes += 1
+        return 0
+
+    def put(self, key, value, *, ttl=None, bint sync=False):
+        """Store value under key. ttl: seconds until it expires (None: never).
+        sync=True returns only once the write is on stable storage."""
+        cdef Bytes kb, vb
+        cdef int64_t expiry = 0
+        if ttl is not None:
+            expiry = expiry_from_ttl(self.clock, ttl)
+        get_buffer(key, &kb, "key")
+        try:
+            get_buffer(value, &vb, "value")
+            try:
+                self._write_one(KIND_PUT_TTL if expiry else KIND_PUT, kb.p, kb.n,
+                                vb.p, vb.n, expiry, sync)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.n_puts += 1
+
+    def __setitem__(self, key, value):
+        self.put(key, value)
+
+    def delete(self, key, *, bint sync=False):
+        """Remove key (a no-op if absent)."""
+        cdef Bytes kb
+        get_buffer(key, &kb, "key")
+        try:
+            self._write_one(KIND_DELETE, kb.p, kb.n, NULL, 0, 0, sync)
+        finally:
+            release_buffer(&kb)
+        self.n_deletes += 1
+
+    def __delitem__(self, key):
+        self.delete(key)
+
+    def write(self, WriteBatch batch, *, bint sync=False):
+        """Apply every operation of batch atomically."""
+        cdef uint64_t seq
+        cdef uint8_t* p
+        if batch.count == 0:
+            return
+        with self.mutex:
+            self._writable()
+            seq = self.last_seq + 1
+            store_u64(batch.buf, seq)
+            store_u32(batch.buf + 8, batch.count)
+            p = self.wal.begin(batch.len)
+            memcpy(p, batch.buf, batch.len)
+            self.wal.commit(batch.len)
+            if sync:
+                self.wal.sync_c()
+                self.n_syncs += 1
+            apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
+            self.last_seq = seq + batch.count - 1
+            self.n_wal_bytes += batch.len + 8
+            self.n_writes += 1
+            self.n_batches += 1
+
+    # -- reads
+
+    cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq):
+        """bytes, or None if absent (deleted, expired or never written)."""
+        cdef SuperVersion sv = self.sv
+        cdef MemTable m
+        cdef const uint8_t* vp
+        cdef size_t vn
+        cdef int kind, lo, hi, mid
+        cdef int64_t now = -1
+        cdef TableReader t
+        cdef uint8_t stackbuf[128]
+        cdef uint8_t* ik = stackbuf
+        cdef size_t ikn = kn + TAG_SIZE
+        cdef uint64_t h
+        cdef object r
+        cdef tuple lv
+        cdef list largest, smallest
+        cdef bytes b
+        if self.closed:
+            raise ClosedError("the database is closed")
+        if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
+            return self._mem_result(kind, vp, vn)
+        for m in sv.imms:
+            if m.lookup(k, kn, seq, &vp, &vn, &kind):
+                return self._mem_result(kind, vp, vn)
+        if not sv.l0 and not sv.levels:
+            return None
+        if ikn > 128:
+            ik = <uint8_t*>malloc(ikn)
+            if ik == NULL:
+                raise MemoryError()
+        try:
+            if kn:
+                memcpy(ik, k, kn)
+            store_u64(ik + kn, make_tag(seq, KIND_MAX))
+            h = bloom_hash(k, kn)
+            for t in sv.l0:
+                self.n_bloom_checks += 1
+                if not t.may_contain(h):
+                    self.n_bloom_useful += 1
+                    continue
+                if now < 0:
+                    now = self._now_ms()
+                r = t.get(ik, ikn, now)
+                if r is not None:
+                    return None if r is DELETED else r
+            for lv in sv.levels:
+                largest = <list>lv[1]
+                lo = 0
+                hi = len(largest)
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    b = <bytes>largest[mid]
+                    if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), ik, ikn) < 0:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo == len(largest):
+                    continue
+                b = <bytes>(<list>lv[2])[lo]
+                if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
+                    continue
+                t = <TableReader>(<tuple>lv[0])[lo]
+                self.n_bloom_checks += 1
+                if not t.may_contain(h):
+                    self.n_bloom_useful += 1
+                    continue
+                if now < 0:
+                    now = self._now_ms()
+                r = t.get(ik, ikn, now)
+                if r is not None:
+                    return None if r is DELETED else r
+            return None
+        finally:
+            if ik != stackbuf:
+                free(ik)
+
+    cdef int64_t _now_ms(self) except? -1:
+        return <int64_t>(self.clock() * 1000.0)
+
+    cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn):
+        if kind == KIND_PUT:
+            return PyBytes_FromStringAndSize(<char*>vp, vn)
+        if kind == KIND_PUT_TTL:
+            if <int64_t>load_u64(vp) <= self._now_ms():
+                return None
+            return PyBytes_FromStringAndSize(<char*>vp + 8, vn - 8)
+        return None
+
+    cdef object _get(self, object key, uint64_t seq):
+        cdef Bytes kb
+        get_buffer(key, &kb, "key")
+        try:
+            r = self._lookup(kb.p, kb.n, seq)
+        finally:
+            release_buffer(&kb)
+        self.n_gets += 1
+        if r is not None:
+            self.n_get_hits += 1
+        return r
+
+    def get(self, key, default=None):
+        """The value stored under key, or default if it is absent or expired."""
+        r = self._get(key, self.last_seq)
+        return default if r is None else r
+
+    def get_at(self, key, uint64_t seq, default=None):
+        """get() as of sequence number seq (snapshots)."""
+        r = self._get(key, seq)
+        return default if r is None else r
+
+    def __getitem__(self, key):
+        r = self._get(key, self.last_seq)
+        if r is None:
+            raise KeyError(key)
+        return r
+
+    def __contains__(self, key):
+        return self._get(key, self.last_seq) is not None

@@ -1,0 +1,28 @@
+from libc.stdint cimport uint8_t, uint64_t, int64_t
+
+cdef class InternalIterator:
+    """Base of every iterator over internal entries (memtable, block, table, level, merge).
+
+    After a positioning call, when `valid` is true: key/key_len is the internal key
+    (user key + 8-byte tag), val/val_len is the value region as stored (for
+    KIND_PUT_TTL it starts with the 8-byte expiry). Pointers stay valid until the
+    next positioning call."""
+    cdef bint valid
+    cdef const uint8_t* key
+    cdef size_t key_len
+    cdef const uint8_t* val
+    cdef size_t val_len
+    cdef int seek(self, const uint8_t* target, size_t n) except -1
+    cdef int seek_to_first(self) except -1
+    cdef int seek_to_last(self) except -1
+    cdef int next(self) except -1
+    cdef int prev(self) except -1
+
+cdef class MergingIterator(InternalIterator):
+    cdef list children
+    cdef int n
+    cdef int current
+    cdef void _pick_smallest(self) noexcept
+    cdef void _pick_largest(self) noexcept
+    cdef void _set(self, int best, InternalIterator b) noexcept
+    cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1

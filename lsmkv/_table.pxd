@@ -1,0 +1,61 @@
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from lsmkv._iterator cimport InternalIterator
+
+ctypedef struct KeyBuf:
+    uint8_t* p
+    size_t len
+    size_t cap
+
+cdef class BlockIter(InternalIterator):
+    cdef bytes data
+    cdef const uint8_t* base
+    cdef size_t size
+    cdef size_t restarts        # offset of the restart array
+    cdef uint32_t nrestarts
+    cdef size_t cur             # offset of the current entry
+    cdef size_t nxt             # offset of the entry after it
+    cdef KeyBuf kb
+    cdef object path
+    cdef uint64_t block_offset
+    cdef int reset(self, bytes data, object path, uint64_t block_offset) except -1
+    cdef int _decode_at(self, size_t off) except -1
+    cdef int _corrupt(self, str what) except -1
+    cdef int _seek_restart(self, uint32_t i) except -1
+
+cdef class TableReader:
+    cdef readonly uint64_t number
+    cdef readonly uint64_t file_size
+    cdef readonly object path
+    cdef readonly dict properties
+    cdef int fd
+    cdef bytes index_data
+    cdef bytes filter_data
+    cdef const uint8_t* fbits
+    cdef uint64_t fnbits
+    cdef int fk
+    cdef object cache
+    cdef object decompressor
+    cdef bint may_contain(self, uint64_t h) noexcept
+    cdef bytes read_block(self, uint64_t off, uint64_t size)
+    cdef bytes block(self, uint64_t off, uint64_t size)
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now)
+
+cdef class TableIterator(InternalIterator):
+    cdef TableReader table
+    cdef BlockIter index
+    cdef BlockIter data
+    cdef bint have_block
+    cdef int _load_block(self) except -1
+    cdef int _skip_forward(self) except -1
+    cdef int _skip_backward(self) except -1
+    cdef void _copy(self) noexcept
+
+cdef class LevelIterator(InternalIterator):
+    cdef list tables            # TableReaders sorted by key range, non-overlapping
+    cdef list largest           # their largest internal keys (bytes)
+    cdef int i
+    cdef TableIterator cur
+    cdef int _open(self, int i) except -1
+    cdef int next_table(self) except -1
+    cdef int prev_table(self) except -1
+    cdef void _copy(self) noexcept

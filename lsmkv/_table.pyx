@@ -1,0 +1,1112 @@
+# cython: language_level=3
+"""Sorted string tables (SST): block format, bloom filter, builder, reader, iterators.
+
+File layout (docs/format.md has field widths and edge cases):
+
+    [data block 0][trailer] ... [data block n-1][trailer]
+    [filter block][trailer] [index block][trailer] [properties block][trailer]
+    [footer: 64 bytes]
+
+  block   = entries, then restart offsets (u32 LE each), then restart count (u32 LE)
+  entry   = varint shared | varint non_shared | varint value_len | key_delta | value
+  trailer = type (u8: 0 raw, 1 zstd) | crc32c(block bytes as stored + type) (u32 LE)
+  footer  = index (off u64, size u64) | filter (off, size) | properties (off, size)
+            | format_version u32 | crc32c(preceding 52 bytes) u32 | magic b"LSMKVSST"
+
+Thread safety: TableBuilder is used by one thread. TableReader is immutable after
+open and may be shared by any number of threads; get() is reentrant. Iterators
+are used by one thread at a time.
+
+Invariants:
+  1. Entries in a table are strictly increasing in internal-key order; a user
+     key's versions are never split across two files written by write_tables().
+  2. Every block read is checksum-verified before it is parsed; a failed check,
+     a failed decompression, or a malformed entry raises CorruptionError naming
+     the file and the block's offset. Parsing never reads outside a block.
+  3. The bloom filter holds every distinct user key of the table: may_contain()
+     never answers False for a key that is in the table.
+"""
+import os
+
+import zstandard
+
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp, memset
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from posix.unistd cimport pread, write, close, fsync
+from libc.errno cimport errno
+from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE)
+from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, load_u32,
+                            store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+from lsmkv._iterator cimport InternalIterator, MergingIterator
+from lsmkv.errors import CorruptionError
+
+DEF FOOTER_SIZE = 64
+DEF TRAILER_SIZE = 5
+DEF FORMAT_VERSION = 1
+MAGIC = b"LSMKVSST"
+BLOCK_RAW = 0
+BLOCK_ZSTD = 1
+cdef uint32_t BLOOM_SEED = 0xBC9F1D34U
+
+# Sentinel returned by TableReader.get for a deletion or an expired entry.
+DELETED = object()
+
+cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept nogil:
+    cdef uint64_t h1, h2
+    murmur3_128(k, n, BLOOM_SEED, &h1, &h2)
+    return h1
+
+def bloom_hash_py(key):
+    cdef const uint8_t[::1] v = key
+    return bloom_hash(&v[0] if v.shape[0] else NULL, v.shape[0])
+
+# ---------------------------------------------------------------- buffers
+
+ctypedef struct Buf:
+    uint8_t* p
+    size_t len
+    size_t cap
+
+cdef int buf_reserve(Buf* b, size_t extra) except -1:
+    cdef size_t need = b.len + extra
+    cdef uint8_t* grown
+    if need > b.cap:
+        if need < b.cap * 2:
+            need = b.cap * 2
+        grown = <uint8_t*>realloc(b.p, need)
+        if grown == NULL:
+            raise MemoryError()
+        b.p = grown
+        b.cap = need
+    return 0
+
+cdef inline int buf_append(Buf* b, const void* src, size_t n) except -1:
+    buf_reserve(b, n)
+    if n:
+        memcpy(b.p + b.len, src, n)
+    b.len += n
+    return 0
+
+cdef inline int buf_varint(Buf* b, uint64_t v) except -1:
+    buf_reserve(b, 10)
+    b.len = put_varint(b.p + b.len, v) - b.p
+    return 0
+
+cdef inline int kb_set(KeyBuf* kb, size_t shared, const uint8_t* delta, size_t n) except -1:
+    cdef uint8_t* grown
+    cdef size_t need = shared + n
+    if need > kb.cap:
+        grown = <uint8_t*>realloc(kb.p, need * 2 + 32)
+        if grown == NULL:
+            raise MemoryError()
+        kb.p = grown
+        kb.cap = need * 2 + 32
+    if n:
+        memcpy(kb.p + shared, delta, n)
+    kb.len = need
+    return 0
+
+# ---------------------------------------------------------------- block builder
+
+cdef class BlockBuilder:
+    """Builds one block of prefix-compressed entries with restart points."""
+    cdef Buf buf
+    cdef Buf restarts        # u32 offsets
+    cdef Buf last
+    cdef int interval, counter
+    cdef public size_t entries
+
+    def __cinit__(self, int restart_interval=16):
+        self.interval = restart_interval
+        self.buf.p = NULL; self.buf.len = self.buf.cap = 0
+        self.restarts.p = NULL; self.restarts.len = self.restarts.cap = 0
+        self.last.p = NULL; self.last.len = self.last.cap = 0
+        self.reset()
+
+    def __dealloc__(self):
+        free(self.buf.p); free(self.restarts.p); free(self.last.p)
+
+    cdef void reset(self) noexcept:
+        self.buf.len = 0
+        self.restarts.len = 0
+        self.last.len = 0
+        self.counter = 0
+        self.entries = 0
+
+    cdef inline size_t size_estimate(self) noexcept:
+        return self.buf.len + self.restarts.len + 4 + 4
+
+    cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
+        cdef size_t shared = 0
+        cdef uint8_t tmp[4]
+        if self.counter == 0 or self.counter >= self.interval:
+            store_u32(tmp, <uint32_t>self.buf.len)
+            buf_append(&self.restarts, tmp, 4)
+            self.counter = 0
+        else:
+            while shared < kn and shared < self.last.len and self.last.p[shared] == k[shared]:
+                shared += 1
+        buf_varint(&self.buf, shared)
+        buf_varint(&self.buf, kn - shared)
+        buf_varint(&self.buf, vn)
+        buf_append(&self.buf, k + shared, kn - shared)
+        buf_append(&self.buf, v, vn)
+        self.last.len = 0
+        buf_append(&self.last, k, kn)
+        self.counter += 1
+        self.entries += 1
+        return 0
+
+    cdef bytes finish(self):
+        cdef uint8_t tmp[4]
+        if self.restarts.len == 0:
+            store_u32(tmp, 0)
+            buf_append(&self.restarts, tmp, 4)
+        buf_append(&self.buf, self.restarts.p, self.restarts.len)
+        store_u32(tmp, <uint32_t>(self.restarts.len // 4))
+        buf_append(&self.buf, tmp, 4)
+        return PyBytes_FromStringAndSize(<char*>self.buf.p, self.buf.len)
+
+    # Python access for tests and the properties block
+    def py_add(self, key, value):
+        cdef const uint8_t[::1] kv = key
+        cdef const uint8_t[::1] vv = value
+        self.add(&kv[0] if kv.shape[0] else NULL, kv.shape[0], &vv[0] if vv.shape[0] else NULL, vv.shape[0])
+
+    def py_finish(self):
+        r = self.finish()
+        self.reset()
+        return r
+
+# ---------------------------------------------------------------- block reading
+
+cdef class BlockIter(InternalIterator):
+    """Iterator over one block's entries (data, index or properties block)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.kb.p = NULL
+        self.kb.len = self.kb.cap = 0
+        self.data = None
+        self.nrestarts = 0
+        self.size = 0
+
+    def __dealloc__(self):
+        free(self.kb.p)
+
+    cdef int reset(self, bytes data, object path, uint64_t block_offset) except -1:
+        self.data = data
+        self.path = path
+        self.block_offset = block_offset
+        self.base = <const uint8_t*>PyBytes_AS_STRING(data)
+        self.size = PyBytes_GET_SIZE(data)
+        self.valid = False
+        if self.size < 4:
+            raise CorruptionError(path, block_offset, "block too short")
+        self.nrestarts = load_u32(self.base + self.size - 4)
+        if self.nrestarts > (self.size - 4) // 4:
+            raise CorruptionError(path, block_offset, "bad restart count")
+        self.restarts = self.size - 4 - 4 * <size_t>self.nrestarts
+        self.cur = self.nxt = self.restarts
+        return 0
+
+    cdef int _corrupt(self, str what) except -1:
+        self.valid = False
+        raise CorruptionError(self.path, self.block_offset, what)
+
+    cdef int _decode_at(self, size_t off) except -1:
+        """Decode the entry at off, using the key buffer for its shared prefix."""
+        cdef uint64_t shared, non_shared, vlen
+        cdef const uint8_t* limit = self.base + self.restarts
+        cdef const uint8_t* p = self.base + off
+        p = get_varint(p, limit, &shared)
+        if p != NULL:
+            p = get_varint(p, limit, &non_shared)
+        if p != NULL:
+            p = get_varint(p, limit, &vlen)
+        if p == NULL or shared > self.kb.len or non_shared > <uint64_t>(limit - p) \
+                or vlen > <uint64_t>(limit - p) - non_shared:
+            return self._corrupt("bad block entry")
+        kb_set(&self.kb, shared, p, non_shared)
+        if self.kb.len < TAG_SIZE:
+            return self._corrupt("block key shorter than its tag")
+        self.cur = off
+        self.key = self.kb.p
+        self.key_len = self.kb.len
+        self.val = p + non_shared
+        self.val_len = vlen
+        self.nxt = (p + non_shared + vlen) - self.base
+        self.valid = True
+        return 0
+
+    cdef int _seek_restart(self, uint32_t i) except -1:
+        cdef size_t off = load_u32(self.base + self.restarts + 4 * i)
+        if off >= self.restarts:
+            return self._corrupt("bad restart offset")
+        self.kb.len = 0
+        return self._decode_at(off)
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        cdef uint32_t lo = 0, hi, mid
+        if self.nrestarts == 0:
+            self.valid = False
+            return 0
+        hi = self.nrestarts - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            self._seek_restart(mid)
+            if cmp_ikey(self.key, self.key_len, target, n) < 0:
+                lo = mid
+            else:
+                hi = mid - 1
+        self._seek_restart(lo)
+        while self.valid and cmp_ikey(self.key, self.key_len, target, n) < 0:
+            self.next()
+        return 0
+
+    cdef int seek_to_first(self) except -1:
+        if self.nrestarts == 0:
+            self.valid = False
+            return 0
+        return self._seek_restart(0)
+
+    cdef int seek_to_last(self) except -1:
+        if self.nrestarts == 0:
+            self.valid = False
+            return 0
+        self._seek_restart(self.nrestarts - 1)
+        while self.nxt < self.restarts:
+            self._decode_at(self.nxt)
+        return 0
+
+    cdef int next(self) except -1:
+        if self.nxt >= self.restarts:
+            self.valid = False
+            self.cur = self.restarts
+            return 0
+        return self._decode_at(self.nxt)
+
+    cdef int prev(self) except -1:
+        cdef size_t original = self.cur
+        cdef uint32_t r = self.nrestarts
+        # find the last restart point before the current entry
+        while r > 0:
+            r -= 1
+            if load_u32(self.base + self.restarts + 4 * r) < original:
+                break
+        else:
+            self.valid = False
+            return 0
+        if load_u32(self.base + self.restarts + 4 * r) >= original:
+            self.valid = False
+            return 0
+        self._seek_restart(r)
+        while self.nxt < original:
+            self._decode_at(self.nxt)
+        return 0
+
+
+def block_entries(bytes data, path="<block>"):
+    """All (key, value) pairs of a block, in order (tools, tests, properties)."""
+    cdef BlockIter it = BlockIter()
+    it.reset(data, path, 0)
+    out = []
+    it.seek_to_first()
+    while it.valid:
+        out.append((PyBytes_FromStringAndSize(<char*>it.key, it.key_len),
+                    PyBytes_FromStringAndSize(<char*>it.val, it.val_len)))
+        it.next()
+    return out
+
+# ---------------------------------------------------------------- handles and blocks
+
+cdef inline int decode_handle(const uint8_t* p, size_t n, uint64_t* off, uint64_t* size) noexcept:
+    cdef const uint8_t* q = get_varint(p, p + n, off)
+    if q == NULL:
+        return -1
+    q = get_varint(q, p + n, size)
+    if q == NULL:
+        return -1
+    return 0
+
+
+cdef bytes check_block(bytes stored, object path, uint64_t off, object decompressor):
+    """Verify the trailer of stored (block bytes + trailer) and return the contents."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
+    cdef size_t n = PyBytes_GET_SIZE(stored)
+    if n < TRAILER_SIZE:
+        raise CorruptionError(path, off, "truncated block")
+    cdef size_t body = n - TRAILER_SIZE
+    cdef uint32_t expect = load_u32(p + body + 1)
+    if crc32c(p, body + 1, 0) != expect:
+        raise CorruptionError(path, off, "block checksum mismatch")
+    cdef int btype = p[body]
+    if btype == BLOCK_RAW:
+        return PyBytes_FromStringAndSize(<char*>p, body)
+    if btype == BLOCK_ZSTD:
+        try:
+            return decompressor.decompress(stored[:body])
+        except zstandard.ZstdError as e:
+            raise CorruptionError(path, off, f"zstd: {e}") from None
+    raise CorruptionError(path, off, f"unknown block type {btype}")
+
+
+cdef bytes pread_exact(int fd, uint64_t off, size_t n, object path):
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
+    cdef char* dst = PyBytes_AS_STRING(out)
+    cdef ssize_t got
+    cdef size_t done = 0
+    while done < n:
+        with nogil:
+            got = pread(fd, dst + done, n - done, off + done)
+        if got < 0:
+            raise OSError(errno, f"read failed: {path}: {os.strerror(errno)}")
+        if got == 0:
+            raise CorruptionError(path, off, f"file truncated (wanted {n} bytes)")
+        done += got
+    return out
+
+# ---------------------------------------------------------------- table reader
+
+cdef class TableReader:
+    """Opens an SST and answers point lookups; new_iterator() scans it.
+
+    Opening reads the footer, the index, filter and properties blocks (kept in
+    memory) and verifies their checksums."""
+
+    def __cinit__(self):
+        self.fd = -1
+
+    def __init__(self, path, uint64_t number, cache=None):
+        self.path = str(path)
+        self.number = number
+        self.cache = cache
+        self.decompressor = zstandard.ZstdDecompressor()
+        self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            self._open()
+        except BaseException:
+            os.close(self.fd)
+            self.fd = -1
+            raise
+
+    def _open(self):
+        cdef uint64_t size = os.fstat(self.fd).st_size
+        self.file_size = size
+        if size < FOOTER_SIZE:
+            raise CorruptionError(self.path, 0, f"file too short for a footer ({size} bytes)")
+        cdef bytes footer = pread_exact(self.fd, size - FOOTER_SIZE, FOOTER_SIZE, self.path)
+        cdef const uint8_t* f = <const uint8_t*>PyBytes_AS_STRING(footer)
+        if footer[56:64] != MAGIC:
+            raise CorruptionError(self.path, size - 8, "bad magic number (not an lsmkv SST)")
+        if crc32c(f, 52, 0) != load_u32(f + 52):
+            raise CorruptionError(self.path, size - FOOTER_SIZE, "footer checksum mismatch")
+        if load_u32(f + 48) != FORMAT_VERSION:
+            raise CorruptionError(self.path, size - FOOTER_SIZE + 48,
+                                  f"unsupported format version {load_u32(f + 48)}")
+        cdef uint64_t h[6]
+        cdef int i
+        for i in range(6):
+            h[i] = load_u64(f + 8 * i)
+            if i % 2 == 1 and (h[i - 1] + h[i] + TRAILER_SIZE > size - FOOTER_SIZE):
+                raise CorruptionError(self.path, size - FOOTER_SIZE, "block handle out of range")
+        self.index_data = self.read_block(h[0], h[1])
+        self.filter_data = self.read_block(h[2], h[3])
+        props = self.read_block(h[4], h[5])
+        self.properties = decode_properties(props, self.path, h[4])
+        BlockIter().reset(self.index_data, self.path, h[0])   # validates the restart array
+        cdef size_t fn = PyBytes_GET_SIZE(self.filter_data)
+        if fn == 0:
+            self.fnbits = 0
+            self.fk = 0
+        else:
+            self.fbits = <const uint8_t*>PyBytes_AS_STRING(self.filter_data)
+            self.fk = self.fbits[fn - 1]
+            self.fnbits = (fn - 1) * 8
+            if self.fk < 1 or self.fk > 30 or self.fnbits == 0:
+                raise CorruptionError(self.path, h[2], "bad bloom filter parameters")
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    cdef bint may_contain(self, uint64_t h) noexcept:
+        """False only if the user key with bloom hash h is surely absent."""
+        if self.fnbits == 0:
+            return True
+        cdef uint64_t h1 = h & 0xFFFFFFFFU, h2 = h >> 32, bit
+        cdef int i
+        for i in range(self.fk):
+            bit = (h1 + <uint64_t>i * h2) % self.fnbits
+            if not (self.fbits[bit >> 3] & (1 << (bit & 7))):
+                return False
+        return True
+
+    def py_may_contain(self, key):
+        return self.may_contain(bloom_hash_py(key))
+
+    cdef bytes read_block(self, uint64_t off, uint64_t size):
+        if self.fd < 0:
+            raise ValueError(f"table {self.path} is closed")
+        return check_block(pread_exact(self.fd, off, size + TRAILER_SIZE, self.path),
+                           self.path, off, self.decompressor)
+
+    cdef bytes block(self, uint64_t off, uint64_t size):
+        """A data block's contents, through the block cache when there is one."""
+        cdef bytes b
+        if self.cache is None:
+            return self.read_block(off, size)
+        key = (self.number << 40) | off
+        b = self.cache.lookup(key)
+        if b is None:
+            b = self.read_block(off, size)
+            self.cache.insert(key, b)
+        return b
+
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now):
+        """The newest entry at or below ikey's sequence for ikey's user key:
+        bytes (a live value), DELETED (a deletion or an expired value), or None
+        (no entry in this table). The caller checks the bloom filter first."""
+        cdef BlockIter it = BlockIter()
+        cdef uint64_t off, size, tag
+        cdef size_t ukn = ikn - TAG_SIZE
+        cdef int kind
+        it.reset(self.index_data, self.path, 0)
+        it.seek(ikey, ikn)
+        if not it.valid:
+            return None
+        if decode_handle(it.val, it.val_len, &off, &size) < 0:
+            raise CorruptionError(self.path, None, "bad block handle in index")
+        it.reset(self.block(off, size), self.path, off)
+        it.seek(ikey, ikn)
+        if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ikey, ukn) != 0):
+            return None
+        tag = load_u64(it.key + ukn)
+        kind = tag & 0xFF
+        if kind == KIND_PUT:
+            return PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
+        if kind == KIND_PUT_TTL:
+            if it.val_len < 8:
+                raise CorruptionError(self.path, off, "TTL entry shorter than its expiry")
+            if <int64_t>load_u64(it.val) <= now:
+                return DELETED
+            return PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+        return DELETED
+
+    def py_get(self, key, uint64_t seq=0x00FFFFFFFFFFFFFF, int64_t now=0):
+        ik = bytes(key) + make_tag(seq, KIND_MAX).to_bytes(8, "little")
+        r = self.get(<const uint8_t*>PyBytes_AS_STRING(ik), len(ik), now)
+        return r
+
+    def new_iterator(self):
+        return TableIterator(self)
+
+    def verify(self):
+        """Read every data block, checking checksums and key order. Returns entry count."""
+        cdef TableIterator it = TableIterator(self)
+        cdef bytes prev = None
+        cdef size_t n = 0
+        it.seek_to_first()
+        while it.valid:
+            cur = PyBytes_FromStringAndSize(<char*>it.key, it.key_len)
+            if prev is not None and cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(prev), len(prev),
+                                             it.key, it.key_len) >= 0:
+                raise CorruptionError(self.path, None, "keys out of order")
+            prev = cur
+            n += 1
+            it.next()
+        return n
+
+
+def make_tag_py(uint64_t seq, int kind):
+    return make_tag(seq, kind)
+
+
+cdef dict decode_properties(bytes data, object path, uint64_t off):
+    cdef BlockIter it = BlockIter()
+    it.reset(data, path, off)
+    props = {}
+    it.kb.len = 0
+    cdef size_t pos = 0
+    cdef uint64_t v
+    it.seek_to_first()
+    while it.valid:
+        name = PyBytes_FromStringAndSize(<char*>it.key, it.key_len - TAG_SIZE).decode("ascii", "replace")
+        raw = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
+        if name in ("smallest_key", "largest_key", "compression"):
+            props[name] = raw
+        else:
+            if get_varint(it.val, it.val + it.val_len, &v) == NULL:
+                raise CorruptionError(path, off, f"bad property {name}")
+            props[name] = v
+        it.next()
+    if "compression" in props:
+        props["compression"] = props["compression"].decode("ascii", "replace")
+    return props
+
+# ---------------------------------------------------------------- table iterator
+
+cdef class TableIterator(InternalIterator):
+    """Two-level iterator: the index block picks data blocks, read through the cache."""
+
+    def __cinit__(self, TableReader table):
+        self.table = table
+        self.index = BlockIter()
+        self.index.reset(table.index_data, table.path, 0)
+        self.data = BlockIter()
+        self.have_block = False
+
+    cdef int _load_block(self) except -1:
+        cdef uint64_t off, size
+        self.have_block = False
+        if not self.index.valid:
+            return 0
+        if decode_handle(self.index.val, self.index.val_len, &off, &size) < 0:
+            raise CorruptionError(self.table.path, None, "bad block handle in index")
+        self.data.reset(self.table.block(off, size), self.table.path, off)
+        self.have_block = True
+        return 0
+
+    cdef void _copy(self) noexcept:
+        self.valid = self.have_block and self.data.valid
+        if self.valid:
+            self.key = self.data.key
+            self.key_len = self.data.key_len
+            self.val = self.data.val
+            self.val_len = self.data.val_len
+
+    cdef int _skip_forward(self) except -1:
+        while self.have_block and not self.data.valid:
+            self.index.next()
+            self._load_block()
+            if self.have_block:
+                self.data.seek_to_first()
+        self._copy()
+        return 0
+
+    cdef int _skip_backward(self) except -1:
+        while self.have_block and not self.data.valid:
+            self.index.prev()
+            self._load_block()
+            if self.have_block:
+                self.data.seek_to_last()
+        self._copy()
+        return 0
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        self.index.seek(target, n)
+        self._load_block()
+        if self.have_block:
+            self.data.seek(target, n)
+        return self._skip_forward()
+
+    cdef int seek_to_first(self) except -1:
+        self.index.seek_to_first()
+        self._load_block()
+        if self.have_block:
+            self.data.seek_to_first()
+        return self._skip_forward()
+
+    cdef int seek_to_last(self) except -1:
+        self.index.seek_to_last()
+        self._load_block()
+        if self.have_block:
+            self.data.seek_to_last()
+        return self._skip_backward()
+
+    cdef int next(self) except -1:
+        self.data.next()
+        return self._skip_forward()
+
+    cdef int prev(self) except -1:
+        self.data.prev()
+        return self._skip_backward()
+
+# ---------------------------------------------------------------- level iterator
+
+cdef class LevelIterator(InternalIterator):
+    """Concatenation of a sorted run of non-overlapping tables; opens one at a time."""
+
+    def __cinit__(self, list tables, list largest):
+        self.tables = tables
+        self.largest = largest
+        self.i = -1
+        self.cur = None
+
+    cdef int _open(self, int i) except -1:
+        if i < 0 or i >= len(self.tables):
+            self.i = -1
+            self.cur = None
+            self.valid = False
+            return 0
+        if i != self.i or self.cur is None:
+            self.i = i
+            self.cur = TableIterator(self.tables[i])
+        return 0
+
+    cdef void _copy(self) noexcept:
+        self.valid = self.cur is not None and self.cur.valid
+        if self.valid:
+            self.key = self.cur.key
+            self.key_len = self.cur.key_len
+            self.val = self.cur.val
+            self.val_len = self.cur.val_len
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        cdef int lo = 0, hi = len(self.largest), mid
+        cdef bytes k
+        while lo < hi:           # first table whose largest key >= target
+            mid = (lo + hi) // 2
+            k = self.largest[mid]
+            if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), target, n) < 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        self._open(lo)
+        if self.cur is not None:
+            self.cur.seek(target, n)
+            if not self.cur.valid:
+                return self.next_table()
+        self._copy()
+        return 0
+
+    cdef int next_table(self) except -1:
+        while self.cur is not None and not self.cur.valid:
+            self._open(self.i + 1)
+            if self.cur is not None:
+                self.cur.seek_to_first()
+        self._copy()
+        return 0
+
+    cdef int prev_table(self) except -1:
+        while self.cur is not None and not self.cur.valid:
+            self._open(self.i - 1)
+            if self.cur is not None:
+                self.cur.seek_to_last()
+        self._copy()
+        return 0
+
+    cdef int seek_to_first(self) except -1:
+        self._open(0)
+        if self.cur is not None:
+            self.cur.seek_to_first()
+        return self.next_table()
+
+    cdef int seek_to_last(self) except -1:
+        self._open(len(self.tables) - 1)
+        if self.cur is not None:
+            self.cur.seek_to_last()
+        return self.prev_table()
+
+    cdef int next(self) except -1:
+        self.cur.next()
+        return self.next_table()
+
+    cdef int prev(self) except -1:
+        self.cur.prev()
+        return self.prev_table()
+
+# ---------------------------------------------------------------- table builder
+
+cdef class TableBuilder:
+    """Writes one SST. add() entries in strictly increasing internal-key order,
+    then finish() (which fsyncs) or abandon().
+
+    Data blocks are cut at block_size bytes (before compression); a block is
+    stored zstd-compressed only when that saves at least 1/8 of its size."""
+    cdef readonly object path
+    cdef int fd
+    cdef Buf out                     # pending output not yet written
+    cdef readonly uint64_t offset    # bytes written to the file so far (incl. pending)
+    cdef BlockBuilder data_block, index_block
+    cdef size_t block_size
+    cdef object cctx
+    cdef int compress
+    cdef Buf last_key
+    cdef Buf first_key
+    cdef Buf last_ukey_hashed
+    cdef bint pending_index
+    cdef uint64_t pending_off, pending_size
+    cdef uint64_t* hashes
+    cdef size_t nhashes, cap_hashes
+    cdef int bits_per_key
+    # properties
+    cdef readonly uint64_t num_entries, num_deletions, num_ttl, raw_key_bytes, raw_value_bytes
+    cdef readonly uint64_t smallest_seq, largest_seq, num_data_blocks, data_size
+    cdef readonly int64_t min_expiry
+    cdef bint finished
+
+    def __cinit__(self):
+        self.fd = -1
+        self.out.p = NULL; self.out.len = self.out.cap = 0
+        self.last_key.p = NULL; self.last_key.len = self.last_key.cap = 0
+        self.first_key.p = NULL; self.first_key.len = self.first_key.cap = 0
+        self.last_ukey_hashed.p = NULL; self.last_ukey_hashed.len = self.last_ukey_hashed.cap = 0
+        self.hashes = NULL
+        self.nhashes = self.cap_hashes = 0
+
+    def __init__(self, path, size_t block_size=4096, compression="zstd", int compression_level=3,
+                 int bloom_bits_per_key=10, int restart_interval=16):
+        self.path = str(path)
+        self.block_size = block_size
+        if compression == "zstd":
+            self.compress = 1
+            self.cctx = zstandard.ZstdCompressor(level=compression_level)
+        elif compression == "none":
+            self.compress = 0
+        else:
+            raise ValueError(f"compression must be 'zstd' or 'none', not {compression!r}")
+        self.bits_per_key = bloom_bits_per_key
+        self.data_block = BlockBuilder(restart_interval)
+        self.index_block = BlockBuilder(restart_interval)
+        self.pending_index = False
+        self.offset = 0
+        self.num_entries = self.num_deletions = self.num_ttl = 0
+        self.raw_key_bytes = self.raw_value_bytes = 0
+        self.smallest_seq = <uint64_t>-1
+        self.largest_seq = 0
+        self.num_data_blocks = 0
+        self.min_expiry = 0
+        self.finished = False
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)
+        free(self.out.p); free(self.last_key.p); free(self.first_key.p)
+        free(self.last_ukey_hashed.p); free(self.hashes)
+
+    cdef int _flush_out(self) except -1:
+        cdef ssize_t w
+        cdef size_t done = 0
+        while done < self.out.len:
+            with nogil:
+                w = write(self.fd, self.out.p + done, self.out.len - done)
+            if w < 0:
+                raise OSError(errno, f"write failed: {self.path}: {os.strerror(errno)}")
+            done += w
+        self.out.len = 0
+        return 0
+
+    cdef int _write_block(self, bytes contents, bint may_compress, uint64_t* off, uint64_t* size) except -1:
+        cdef bytes stored = contents
+        cdef uint8_t btype = BLOCK_RAW
+        cdef uint8_t trailer[5]
+        cdef bytes z
+        if may_compress and self.compress:
+            z = self.cctx.compress(contents)
+            if len(z) < len(contents) - len(contents) // 8:
+                stored = z
+                btype = BLOCK_ZSTD
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
+        cdef size_t n = PyBytes_GET_SIZE(stored)
+        trailer[0] = btype
+        store_u32(trailer + 1, crc32c(trailer, 1, crc32c(p, n, 0)))
+        off[0] = self.offset
+        size[0] = n
+        buf_append(&self.out, p, n)
+        buf_append(&self.out, trailer, 5)
+        self.offset += n + 5
+        if self.out.len >= (1 << 20):
+            self._flush_out()
+        return 0
+
+    cdef int _add_index_entry(self) except -1:
+        cdef uint8_t h[20]
+        cdef uint8_t* e = put_varint(h, self.pending_off)
+        e = put_varint(e, self.pending_size)
+        self.index_block.add(self.last_key.p, self.last_key.len, h, e - h)
+        self.pending_index = False
+        return 0
+
+    cdef int _finish_data_block(self) except -1:
+        if self.data_block.entries == 0:
+            return 0
+        cdef bytes contents = self.data_block.finish()
+        self.data_block.reset()
+        self._write_block(contents, True, &self.pending_off, &self.pending_size)
+        self.pending_index = True
+        self.num_data_blocks += 1
+        self._add_index_entry()
+        return 0
+
+    cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
+        cdef uint64_t tag = load_u64(k + kn - TAG_SIZE)
+        cdef uint64_t seq = tag >> 8
+        cdef int kind = tag & 0xFF
+        cdef size_t ukn = kn - TAG_SIZE
+        cdef uint64_t* grown
+        cdef int64_t exp
+        if self.num_entries and cmp_ikey(self.last_key.p, self.last_key.len, k, kn) >= 0:
+            raise ValueError("TableBuilder.add: keys must be strictly increasing")
+        if self.num_entries == 0:
+            buf_append(&self.first_key, k, kn)
+        # bloom: one hash per distinct user key
+        if self.num_entries == 0 or cmp_bytes(self.last_ukey_hashed.p, self.last_ukey_hashed.len, k, ukn) != 0:
+            if self.nhashes == self.cap_hashes:
+                grown = <uint64_t*>realloc(self.hashes, (self.cap_hashes * 2 + 1024) * sizeof(uint64_t))
+                if grown == NULL:
+                    raise MemoryError()
+                self.hashes = grown
+                self.cap_hashes = self.cap_hashes * 2 + 1024
+            self.hashes[self.nhashes] = bloom_hash(k, ukn)
+            self.nhashes += 1
+            self.last_ukey_hashed.len = 0
+            buf_append(&self.last_ukey_hashed, k, ukn)
+        self.data_block.add(k, kn, v, vn)
+        self.last_key.len = 0
+        buf_append(&self.last_key, k, kn)
+        self.num_entries += 1
+        self.raw_key_bytes += kn
+        self.raw_value_bytes += vn
+        if seq < self.smallest_seq:
+            self.smallest_seq = seq
+        if seq > self.largest_seq:
+            self.largest_seq = seq
+        if kind == KIND_DELETE:
+            self.num_deletions += 1
+        elif kind == KIND_PUT_TTL:
+            self.num_ttl += 1
+            exp = <int64_t>load_u64(v)
+            if self.min_expiry == 0 or exp < self.min_expiry:
+                self.min_expiry = exp
+        if self.data_block.size_estimate() >= self.block_size:
+            self._finish_data_block()
+        return 0
+
+    def py_add(self, ikey, value):
+        cdef const uint8_t[::1] kv = ikey
+        cdef const uint8_t[::1] vv = value
+        if kv.shape[0] < TAG_SIZE:
+            raise ValueError("internal key shorter than 8 bytes")
+        self.add(&kv[0], kv.shape[0], &vv[0] if vv.shape[0] else NULL, vv.shape[0])
+
+    cdef bytes _filter_block(self):
+        cdef uint64_t nbits = self.nhashes * <uint64_t>self.bits_per_key
+        cdef int k
+        cdef size_t i, j
+        cdef uint64_t h1, h2, bit
+        if self.bits_per_key <= 0 or self.nhashes == 0:
+            return b""
+        if nbits < 64:
+            nbits = 64
+        nbits = (nbits + 7) // 8 * 8
+        k = <int>(self.bits_per_key * 0.69 + 0.5)    # ln 2 * bits per key
+        if k < 1:
+            k = 1
+        if k > 30:
+            k = 30
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, nbits // 8 + 1)
+        cdef uint8_t* bits = <uint8_t*>PyBytes_AS_STRING(out)
+        memset_zero(bits, nbits // 8)
+        for i in range(self.nhashes):
+            h1 = self.hashes[i] & 0xFFFFFFFFU
+            h2 = self.hashes[i] >> 32
+            for j in range(k):
+                bit = (h1 + j * h2) % nbits
+                bits[bit >> 3] |= (1 << (bit & 7))
+        bits[nbits // 8] = k
+        return out
+
+    cdef bytes _properties_block(self):
+        cdef BlockBuilder b = BlockBuilder(1)
+        cdef uint8_t tmp[10]
+        cdef uint8_t* e
+        zero_tag = b"\0" * 8
+        smallest = PyBytes_FromStringAndSize(<char*>self.first_key.p, self.first_key.len - TAG_SIZE) \
+            if self.num_entries else b""
+        largest = PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len - TAG_SIZE) \
+            if self.num_entries else b""
+        props = {
+            "compression": b"zstd" if self.compress else b"none",
+            "data_size": self.offset,
+            "largest_key": largest,
+            "largest_seq": self.largest_seq,
+            "min_expiry": <uint64_t>self.min_expiry,
+            "num_data_blocks": self.num_data_blocks,
+            "num_deletions": self.num_deletions,
+            "num_entries": self.num_entries,
+            "num_ttl_entries": self.num_ttl,
+            "raw_key_bytes": self.raw_key_bytes,
+            "raw_value_bytes": self.raw_value_bytes,
+            "smallest_key": smallest,
+            "smallest_seq": self.smallest_seq if self.num_entries else 0,
+        }
+        for name in sorted(props):
+            value = props[name]
+            if not isinstance(value, bytes):
+                e = put_varint(tmp, <uint64_t>value)
+                value = PyBytes_FromStringAndSize(<char*>tmp, e - tmp)
+            b.py_add(name.encode() + zero_tag, value)
+        return b.finish()
+
+    def finish(self):
+        """Write filter, index, properties and footer; fsync; close. Returns the
+        table's metadata as a dict."""
+        cdef uint64_t h[6]
+        cdef uint8_t footer[FOOTER_SIZE]
+        cdef int i
+        if self.finished:
+            raise ValueError("TableBuilder already finished")
+        self._finish_data_block()
+        self.data_size = self.offset
+        self._write_block(self._filter_block(), False, &h[2], &h[3])
+        self._write_block(self.index_block.finish(), False, &h[0], &h[1])
+        self._write_block(self._properties_block(), False, &h[4], &h[5])
+        for i in range(6):
+            store_u64(footer + 8 * i, h[i])
+        store_u32(footer + 48, FORMAT_VERSION)
+        store_u32(footer + 52, crc32c(footer, 52, 0))
+        memcpy(footer + 56, <const char*>b"LSMKVSST", 8)
+        buf_append(&self.out, footer, FOOTER_SIZE)
+        self.offset += FOOTER_SIZE
+        self._flush_out()
+        with nogil:
+            i = fsync(self.fd)
+        if i != 0:
+            raise OSError(errno, f"fsync failed: {self.path}: {os.strerror(errno)}")
+        os.close(self.fd)
+        self.fd = -1
+        self.finished = True
+        return {
+            "file_size": self.offset,
+            "smallest": PyBytes_FromStringAndSize(<char*>self.first_key.p, self.first_key.len),
+            "largest": PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len),
+            "smallest_seq": self.smallest_seq if self.num_entries else 0,
+            "largest_seq": self.largest_seq,
+            "num_entries": self.num_entries,
+            "num_deletions": self.num_deletions,
+            "min_expiry": self.min_expiry,
+        }
+
+    def abandon(self):
+        """Close and delete the partial file."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if not self.finished:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.finished = True
+
+    @property
+    def file_size(self):
+        return self.offset
+
+
+cdef inline void memset_zero(uint8_t* p, size_t n) noexcept:
+    memset(p, 0, n)
+
+# ---------------------------------------------------------------- flush / compaction output
+
+def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bint bottommost,
+                 int64_t now, uint64_t target_file_size, stats=None):
+    """Stream `it` (positioned by this function) into new tables.
+
+    new_table() -> TableBuilder for the next output file. Drops an entry when a
+    newer entry of the same user key is visible to every snapshot; turns an
+    expired TTL entry into a deletion; drops a deletion visible to every
+    snapshot when `bottommost` (nothing older can lie below). Outputs are cut
+    at target_file_size, only between user keys. Memory is bounded by one block
+    per input plus one output block. Returns the finished tables' metadata
+    (with "builder" set to the TableBuilder); `stats` (a dict) gets counts of
+    dropped entries.
+    """
+    cdef TableBuilder tb = None
+    cdef Buf cur_ukey
+    cdef bint has_cur = False, first_of_key
+    cdef uint64_t last_seq_for_key, tag, seq
+    cdef int kind
+    cdef size_t ukn
+    cdef uint8_t* kbuf = NULL
+    cdef size_t kcap = 0
+    cdef uint64_t dropped_hidden = 0, dropped_deletes = 0, expired = 0
+    cdef const uint8_t* wk
+    cdef const uint8_t* wv
+    cdef size_t wvn
+    outputs = []
+    cur_ukey.p = NULL; cur_ukey.len = cur_ukey.cap = 0
+    last_seq_for_key = <uint64_t>-1
+    try:
+        it.seek_to_first()
+        while it.valid:
+            ukn = it.key_len - TAG_SIZE
+            tag = load_u64(it.key + ukn)
+            seq = tag >> 8
+            kind = tag & 0xFF
+            first_of_key = not has_cur or cmp_bytes(cur_ukey.p, cur_ukey.len, it.key, ukn) != 0
+            if first_of_key:
+                cur_ukey.len = 0
+                buf_append(&cur_ukey, it.key, ukn)
+                has_cur = True
+                last_seq_for_key = <uint64_t>-1
+                if tb is not None and tb.offset >= target_file_size:
+                    outputs.append(_finish(tb))
+                    tb = None
+            wk = it.key
+            wv = it.val
+            wvn = it.val_len
+            if last_seq_for_key <= smallest_snapshot:
+                dropped_hidden += 1
+                last_seq_for_key = seq
+                it.next()
+                continue
+            last_seq_for_key = seq
+            if kind == KIND_PUT_TTL and it.val_len >= 8 and <int64_t>load_u64(it.val) <= now:
+                # expired: it must keep hiding older versions, so it becomes a deletion
+                expired += 1
+                kind = KIND_DELETE
+                if kcap < it.key_len:
+                    free(kbuf)
+                    kbuf = <uint8_t*>malloc(it.key_len)
+                    if kbuf == NULL:
+                        raise MemoryError()
+                    kcap = it.key_len
+                memcpy(kbuf, it.key, ukn)
+                store_u64(kbuf + ukn, make_tag(seq, KIND_DELETE))
+                wk = kbuf
+                wvn = 0
+            if kind == KIND_DELETE and bottommost and seq <= smallest_snapshot:
+                dropped_deletes += 1
+                it.next()
+                continue
+            if tb is None:
+                tb = new_table()
+            tb.add(wk, it.key_len, wv, wvn)
+            it.next()
+        if tb is not None:
+            outputs.append(_finish(tb))
+            tb = None
+    except BaseException:
+        if tb is not None:
+            tb.abandon()
+        for meta in outputs:
+            meta["builder"].abandon()
+            try:
+                os.unlink(meta["builder"].path)
+            except OSError:
+                pass
+        raise
+    finally:
+        free(cur_ukey.p)
+        free(kbuf)
+    if stats is not None:
+        stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + dropped_hidden
+        stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + dropped_deletes
+        stats["expired_dropped"] = stats.get("expired_dropped", 0) + expired
+    return outputs
+
+
+cdef dict _finish(TableBuilder tb):
+    meta = tb.finish()
+    meta["builder"] = tb
+    meta["path"] = tb.path
+    return meta
