@@ -1,0 +1,20 @@
+"""lsmkv: an embedded LSM-tree key-value store with its hot paths in Cython.
+
+Start reading at lsmkv/db.py (the DB), then lsmkv/_engine.pyx (the per-operation
+path); docs/architecture.md maps the rest.
+
+    >>> import lsmkv
+    >>> with lsmkv.DB("/tmp/lsmkv-doctest") as db:
+    ...     db.put(b"key", b"value")
+    ...     db.get(b"key")
+    b'value'
+"""
+from lsmkv._engine import WriteBatch
+from lsmkv.db import DB, Snapshot
+from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, LockError,
+                          LsmkvError)
+from lsmkv.options import Options
+
+__version__ = "0.1.0"
+__all__ = ["DB", "Options", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
+           "LockError", "ClosedError", "BackgroundError", "__version__"]

@@ -1,0 +1,630 @@
+"""The DB: open and recovery, memtable switching, background flush, snapshots,
+iteration, compaction entry points, file garbage collection and stats.
+
+The per-operation paths (put, get, delete, write) are compiled in
+lsmkv._engine.CoreDB, which DB subclasses.
+
+Thread safety: any number of threads may call any method. State changes hold
+`self.mutex` (shared with CoreDB's write path); `self._cv` is a Condition on
+it, used for write stalls and to wake the background thread. Reads take no
+lock (see lsmkv._engine).
+
+Invariants:
+  1. A WAL file is deleted only after the MANIFEST edit saying its memtable is
+     in an SST is durable (its number < versions.log_number).
+  2. An SST file is deleted only when no live version references it: not the
+     current one, nor one pinned by an open iterator.
+  3. Files are created with numbers from versions.new_file_number(); a file on
+     disk that no version, log or pending output claims is removed at open.
+  4. At most one background thread flushes; compactions hold _compaction_lock.
+"""
+import fcntl
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+from sortedcontainers import SortedList
+
+from lsmkv import filenames
+from lsmkv._cache import LRUCache
+from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, replay_batch
+from lsmkv._iterator import DBIterator, MergingIterator
+from lsmkv._memtable import MemTable, MemTableIterator
+from lsmkv._table import LevelIterator, TableBuilder, TableIterator, TableReader, write_tables
+from lsmkv._wal import LogWriter
+from lsmkv.errors import BackgroundError, ClosedError, CorruptionError, LockError
+from lsmkv.logformat import read_log
+from lsmkv.options import Options
+from lsmkv.version import FileMeta, VersionEdit, VersionSet
+
+_OPEN_PATHS = set()
+_OPEN_PATHS_LOCK = threading.Lock()
+_NO_LIMIT = (1 << 63) - 1
+
+MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
+
+
+def _check_bound(name, v):
+    if v is None or isinstance(v, bytes):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
+
+
+class _Pin:
+    """Keeps one version's files alive while an iterator reads them."""
+    __slots__ = ("db", "version", "__weakref__")
+
+    def __init__(self, db, version):
+        self.db = db
+        self.version = version
+        db._pins[id(self)] = version
+
+    def release(self):
+        db, self.db = self.db, None
+        if db is not None:
+            db._pins.pop(id(self), None)
+            db._gc_soon()
+
+    __del__ = release
+
+
+class Snapshot:
+    """A consistent read-only view of the DB as of its creation.
+
+    Reads through a snapshot see exactly the writes acknowledged before it was
+    taken (expiry still follows the clock). Close it to let compaction drop
+    the versions it keeps; it is also a context manager."""
+
+    def __init__(self, db, seq):
+        self._db = db
+        self.sequence = seq
+        self._closed = False
+
+    def _check(self):
+        if self._closed:
+            raise ClosedError("the snapshot is closed")
+
+    def get(self, key, default=None):
+        self._check()
+        return self._db.get_at(key, self.sequence, default)
+
+    def __getitem__(self, key):
+        v = self.get(key)
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def __contains__(self, key):
+        return self.get(key) is not None
+
+    def items(self, start=None, stop=None, *, reverse=False):
+        self._check()
+        return self._db._iterate(start, stop, reverse, MODE_ITEMS, self.sequence)
+
+    def keys(self, start=None, stop=None, *, reverse=False):
+        self._check()
+        return self._db._iterate(start, stop, reverse, MODE_KEYS, self.sequence)
+
+    def values(self, start=None, stop=None, *, reverse=False):
+        self._check()
+        return self._db._iterate(start, stop, reverse, MODE_VALUES, self.sequence)
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self._db._release_snapshot(self.sequence)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class DB(CoreDB):
+    """An LSM-tree key-value store in the directory `path`.
+
+    Example:
+        >>> with DB("/tmp/example-db") as db:
+        ...     db[b"k"] = b"v"
+        ...     db.get(b"k")
+        b'v'
+    """
+
+    def __init__(self, path, options=None, **kwargs):
+        opts = Options.build(options, **kwargs)
+        self.options = opts
+        self.path = os.path.abspath(os.fspath(path))
+        self.clock = opts.clock
+        self.write_buffer_size = opts.write_buffer_size
+        self._lock_fd = None
+        self._registered = False
+        self._bg_thread = None
+        self._cv = threading.Condition(self.mutex)
+        self._compaction_lock = threading.Lock()
+        self._shutting_down = False
+        self._pins = {}
+        self._gc_pending = False
+        self._snapshots = SortedList()
+        self._tables = {}              # number -> TableReader, for every SST not yet deleted
+        self._pending_outputs = set()  # numbers of files being written
+        self._manual_flush = 0
+        self._cache = LRUCache(opts.block_cache_size) if opts.block_cache_size > 0 else None
+        self._stat = dict(flushes=0, flush_bytes=0, compactions=0, compaction_bytes_read=0,
+                          compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
+                          files_deleted=0, bytes_reclaimed=0, wal_recovery_dropped_bytes=0,
+                          recovered_records=0, dropped_hidden=0, dropped_deletes=0,
+                          expired_dropped=0, logs_deleted=0)
+        self._open()
+        self.closed = False
+        self._bg_thread = threading.Thread(target=self._bg_main, name=f"lsmkv-flush:{self.path}",
+                                           daemon=True)
+        self._bg_thread.start()
+
+    # ------------------------------------------------------------------ open
+
+    def _open(self):
+        opts = self.options
+        if not os.path.isdir(self.path):
+            if os.path.exists(self.path):
+                raise NotADirectoryError(f"{self.path} exists and is not a directory")
+            if not opts.create_if_missing:
+                raise FileNotFoundError(f"no database at {self.path} (create_if_missing=False)")
+            os.makedirs(self.path, exist_ok=True)
+        real = os.path.realpath(self.path)
+        with _OPEN_PATHS_LOCK:
+            if real in _OPEN_PATHS:
+                raise LockError(f"{self.path} is already open in this process")
+            _OPEN_PATHS.add(real)
+            self._registered = real
+        try:
+            self._lock_fd = os.open(filenames.lock_name(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise LockError(f"{self.path} is locked by another process") from None
+            self._recover()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _release_lock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)   # closing drops the fcntl lock
+            self._lock_fd = None
+        if self._registered:
+            with _OPEN_PATHS_LOCK:
+                _OPEN_PATHS.discard(self._registered)
+            self._registered = False
+
+    def _recover(self):
+        opts = self.options
+        vs = self._versions = VersionSet(self.path)
+        listing = os.listdir(self.path)
+        parsed = {name: filenames.parse(name) for name in listing}
+        if os.path.exists(filenames.current_name(self.path)):
+            if opts.error_if_exists:
+                raise FileExistsError(f"a database already exists at {self.path} (error_if_exists=True)")
+            vs.recover()
+        elif any(p is not None for p in parsed.values()):
+            raise CorruptionError(filenames.current_name(self.path), None,
+                                  "CURRENT is missing but the directory holds database files")
+        # open every table the version names (verifies footers and meta blocks)
+        for level, f in vs.current.files():
+            path = filenames.table_name(self.path, f.number)
+            if not os.path.exists(path):
+                raise CorruptionError(path, None, "table named by the manifest is missing")
+            self._open_table(f.number)
+        # replay the logs the manifest does not cover, oldest first
+        logs = sorted(p[1] for p in parsed.values() if p and p[0] == "log" and p[1] >= vs.log_number)
+        for p in parsed.values():
+            if p and p[1] >= vs.next_file_number:
+                vs.next_file_number = p[1] + 1
+        edit = VersionEdit()
+        last_seq = vs.last_sequence
+        mem = MemTable()
+        for number in logs:
+            path = filenames.log_name(self.path, number)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            res = read_log(path, data)
+            self._stat["wal_recovery_dropped_bytes"] += res.dropped_bytes
+            for off, payload in res.records:
+                first, count = replay_batch(mem, payload, path, off)
+                self._stat["recovered_records"] += 1
+                if count:
+                    last_seq = max(last_seq, first + count - 1)
+                if mem.arena_used >= opts.write_buffer_size:
+                    self._flush_at_open(mem, edit)
+                    mem = MemTable()
+        if len(mem):
+            self._flush_at_open(mem, edit)
+        # a new log for new writes; a fresh MANIFEST with the whole state
+        wal_number = vs.new_file_number()
+        self.wal = LogWriter(filenames.log_name(self.path, wal_number), wal_number, self._wal_prealloc())
+        edit.log_number = wal_number
+        edit.last_sequence = last_seq
+        old_manifest = vs.write_snapshot(edit)
+        self.last_seq = last_seq
+        self.sv = None
+        self._install(MemTable(log_number=wal_number), ())
+        # remove what no version, live log or manifest claims (leftovers of a crash)
+        for name in os.listdir(self.path):
+            p = filenames.parse(name)
+            full = os.path.join(self.path, name)
+            if name.endswith(".tmp") or (p and p[0] == "log" and p[1] != wal_number) or \
+                    (p and p[0] == "manifest" and p[1] != vs.manifest_number) or \
+                    (p and p[0] == "sst" and p[1] not in self._tables):
+                try:
+                    os.unlink(full)
+                except FileNotFoundError:
+                    pass
+        filenames.fsync_dir(self.path)
+
+    def _wal_prealloc(self):
+        return self.options.wal_preallocate or min(self.options.write_buffer_size, 256 << 20)
+
+    def _flush_at_open(self, mem, edit):
+        metas = write_tables(MemTableIterator(mem), self._new_builder_locked,
+                             self._oldest_snapshot(), False, self._now_ms(), _NO_LIMIT, self._stat)
+        for m in metas:
+            number = self._number_of(m)
+            self._open_table(number)
+            edit.add_file(0, FileMeta.from_meta(number, m))
+            self._pending_outputs.discard(number)
+            self._stat["flushes"] += 1
+            self._stat["flush_bytes"] += m["file_size"]
+
+    def _number_of(self, meta):
+        return filenames.parse(os.path.basename(meta["path"]))[1]
+
+    def _new_builder_locked(self):
+        number = self._versions.new_file_number()
+        self._pending_outputs.add(number)
+        o = self.options
+        return TableBuilder(filenames.table_name(self.path, number), o.block_size, o.compression,
+                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval)
+
+    def _new_builder(self):
+        with self.mutex:
+            return self._new_builder_locked()
+
+    def _open_table(self, number):
+        t = self._tables.get(number)
+        if t is None:
+            t = TableReader(filenames.table_name(self.path, number), number, self._cache)
+            self._tables[number] = t
+        return t
+
+    def _now_ms(self):
+        return int(self.clock() * 1000)
+
+    def _install(self, mem, imms):
+        """Publish a new SuperVersion from the current version (mutex held)."""
+        v = self._versions.current
+        l0 = tuple(self._open_table(f.number) for f in v.levels[0])
+        levels = []
+        for files in v.levels[1:]:
+            if files:
+                levels.append((tuple(self._open_table(f.number) for f in files),
+                               [f.largest for f in files],
+                               [f.smallest_user_key for f in files]))
+        self.sv = SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
+
+    # ------------------------------------------------------------------ writes
+
+    def _make_room_for_write(self):
+        """Called by the write path (mutex held) when the memtable is full."""
+        stalled_at = None
+        try:
+            while True:
+                if self.bg_error is not None:
+                    raise BackgroundError(f"background work failed: {self.bg_error}")
+                if self._shutting_down or self.closed:
+                    raise ClosedError("the database is closed")
+                if self.sv.mem.arena_used < self.write_buffer_size:
+                    return
+                if len(self.sv.imms) >= self.options.max_write_buffer_number - 1:
+                    if stalled_at is None:
+                        stalled_at = time.monotonic()
+                        self._stat["stall_count"] += 1
+                    self._cv.wait(1.0)
+                    continue
+                self._switch_memtable()
+                return
+        finally:
+            if stalled_at is not None:
+                self._stat["stall_seconds"] += time.monotonic() - stalled_at
+
+    def _switch_memtable(self):
+        """Make the active memtable immutable and start a new one with a new log."""
+        number = self._versions.new_file_number()
+        wal = LogWriter(filenames.log_name(self.path, number), number, self._wal_prealloc())
+        try:
+            filenames.fsync_dir(self.path)
+            self.wal.close()         # syncs it: a later synced write cannot outlive it
+        except BaseException:
+            wal.abandon()
+            os.unlink(wal.path)
+            raise
+        self.wal = wal
+        sv = self.sv
+        self._install(MemTable(log_number=number), (sv.mem,) + sv.imms)
+        self._cv.notify_all()
+
+    @contextmanager
+    def write_batch(self, *, sync=False):
+        """A WriteBatch applied atomically when the block exits without error.
+
+            with db.write_batch() as wb:
+                wb.put(b"a", b"1"); wb.delete(b"b")
+        """
+        wb = WriteBatch(self.clock)
+        yield wb
+        self.write(wb, sync=sync)
+
+    def batch(self):
+        """An empty WriteBatch to fill and pass to write()."""
+        return WriteBatch(self.clock)
+
+    # ------------------------------------------------------------------ background
+
+    def _bg_main(self):
+        while True:
+            with self.mutex:
+                while not self.sv.imms and not self._shutting_down:
+                    self._cv.wait()
+                if self._shutting_down or self.bg_error is not None:
+                    return
+                imm = self.sv.imms[-1]
+            try:
+                self._flush_memtable(imm)
+            except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
+                with self.mutex:
+                    self.bg_error = e
+                    self._cv.notify_all()
+                return
+
+    def _flush_memtable(self, imm):
+        metas = write_tables(MemTableIterator(imm), self._new_builder, self._oldest_snapshot(),
+                             False, self._now_ms(), _NO_LIMIT, self._stat)
+        with self.mutex:
+            edit = VersionEdit()
+            for m in metas:
+                number = self._number_of(m)
+                edit.add_file(0, FileMeta.from_meta(number, m))
+                self._stat["flush_bytes"] += m["file_size"]
+            sv = self.sv
+            remaining = tuple(m for m in sv.imms if m is not imm)
+            oldest = remaining[-1] if remaining else sv.mem
+            edit.log_number = oldest.log_number
+            self._log_and_apply(edit)
+            for m in metas:
+                self._pending_outputs.discard(self._number_of(m))
+            self._install(sv.mem, remaining)
+            self._stat["flushes"] += 1
+            self._delete_obsolete_files()
+            self._cv.notify_all()
+
+    def _log_and_apply(self, edit):
+        """Record edit durably and make it current (mutex held)."""
+        edit.last_sequence = self.last_seq
+        self._versions.log_and_apply(edit)
+
+    def _oldest_snapshot(self):
+        s = self._snapshots
+        return s[0] if s else self.last_seq
+
+    # ------------------------------------------------------------------ file GC
+
+    def _gc_soon(self):
+        if self.mutex.acquire(blocking=False):
+            try:
+                self._delete_obsolete_files()
+            finally:
+                self.mutex.release()
+        else:
+            self._gc_pending = True
+
+    def _live_tables(self):
+        live = self._versions.current.numbers()
+        for v in list(self._pins.values()):
+            live |= v.numbers()
+        return live | self._pending_outputs
+
+    def _delete_obsolete_files(self):
+        """Delete SSTs no live version references and logs already in SSTs (mutex held)."""
+        self._gc_pending = False
+        if self.closed and self._lock_fd is None:
+            return
+        live = self._live_tables()
+        for number in [n for n in self._tables if n not in live]:
+            t = self._tables.pop(number)   # its fd closes when the last reader drops it
+            path = filenames.table_name(self.path, number)
+            try:
+                size = os.path.getsize(path)
+                os.unlink(path)
+                self._stat["files_deleted"] += 1
+                self._stat["bytes_reclaimed"] += size
+            except FileNotFoundError:
+                pass
+            if self._cache is not None:
+                self._cache.erase_file(number)
+        log_number = self._versions.log_number
+        for name in os.listdir(self.path):
+            p = filenames.parse(name)
+            if p and p[0] == "log" and p[1] < log_number:
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                    self._stat["logs_deleted"] += 1
+                except FileNotFoundError:
+                    pass
+
+    # ------------------------------------------------------------------ reads
+
+    def _iterate(self, start, stop, reverse, mode, seq=None):
+        start = _check_bound("start", start)
+        stop = _check_bound("stop", stop)
+        if self.closed:
+            raise ClosedError("the database is closed")
+        sv = self.sv
+        if seq is None:
+            seq = self.last_seq
+        pin = _Pin(self, sv.version)
+        children = [MemTableIterator(m) for m in sv.memtables()]
+        children += [TableIterator(t) for t in sv.l0]
+        for readers, largest, _ in sv.levels:
+            children.append(LevelIterator(list(readers), list(largest)))
+        return DBIterator(MergingIterator(children), seq, self._now_ms(), start, stop,
+                          bool(reverse), mode, pin)
+
+    def items(self, start=None, stop=None, *, reverse=False):
+        """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
+        It sees the DB as of its creation and keeps the files it reads alive
+        until it is exhausted or closed."""
+        return self._iterate(start, stop, reverse, MODE_ITEMS)
+
+    def keys(self, start=None, stop=None, *, reverse=False):
+        return self._iterate(start, stop, reverse, MODE_KEYS)
+
+    def values(self, start=None, stop=None, *, reverse=False):
+        return self._iterate(start, stop, reverse, MODE_VALUES)
+
+    def __iter__(self):
+        return self.keys()
+
+    def snapshot(self):
+        """A Snapshot of the current state."""
+        with self.mutex:
+            if self.closed:
+                raise ClosedError("the database is closed")
+            seq = self.last_seq
+            self._snapshots.add(seq)
+        return Snapshot(self, seq)
+
+    def _release_snapshot(self, seq):
+        with self.mutex:
+            try:
+                self._snapshots.remove(seq)
+            except ValueError:
+                pass
+
+    # ------------------------------------------------------------------ flush / compaction
+
+    def flush(self):
+        """Write the memtable to a level-0 SST now, and wait until it is done."""
+        with self.mutex:
+            self._check_open()
+            if len(self.sv.mem):
+                while len(self.sv.imms) >= self.options.max_write_buffer_number - 1:
+                    self._wait_bg()
+                self._switch_memtable()
+            while self.sv.imms:
+                self._wait_bg()
+
+    def _wait_bg(self):
+        if self.bg_error is not None:
+            raise BackgroundError(f"background work failed: {self.bg_error}")
+        self._cv.wait(1.0)
+        if self.bg_error is not None:
+            raise BackgroundError(f"background work failed: {self.bg_error}")
+        self._check_open()
+
+    def _check_open(self):
+        if self.closed or self._shutting_down:
+            raise ClosedError("the database is closed")
+
+    def compact_range(self, start=None, stop=None):
+        """Compact every file overlapping [start, stop] (None: unbounded) into one
+        sorted run below level 0, dropping overwritten, deleted and expired data."""
+        start = _check_bound("start", start)
+        stop = _check_bound("stop", stop)
+        self.flush()
+        from lsmkv.compaction import compact_range
+        with self._compaction_lock:
+            compact_range(self, start, stop)
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self):
+        """Counters and sizes; see docs/architecture.md for each field."""
+        sv = self.sv
+        s = {
+            "puts": self.n_puts, "deletes": self.n_deletes, "gets": self.n_gets,
+            "get_hits": self.n_get_hits, "writes": self.n_writes, "batches": self.n_batches,
+            "syncs": self.n_syncs, "wal_bytes": self.n_wal_bytes,
+            "bloom_checks": self.n_bloom_checks, "bloom_useful": self.n_bloom_useful,
+            "last_sequence": self.last_seq,
+            "memtable_bytes": sv.mem.memory_usage,
+            "memtable_entries": len(sv.mem),
+            "immutable_memtables": len(sv.imms),
+            "immutable_memtable_bytes": sum(m.memory_usage for m in sv.imms),
+            "snapshots": len(self._snapshots),
+            "pinned_versions": len(self._pins),
+            "background_error": None if self.bg_error is None else str(self.bg_error),
+        }
+        s.update(self._stat)
+        levels = []
+        live_bytes = 0
+        for i, files in enumerate(sv.version.levels):
+            b = sum(f.file_size for f in files)
+            live_bytes += b
+            levels.append({"level": i, "files": len(files), "bytes": b})
+        s["levels"] = levels
+        s["live_sst_bytes"] = live_bytes
+        total = 0
+        for number in list(self._tables):
+            try:
+                total += os.path.getsize(filenames.table_name(self.path, number))
+            except OSError:
+                pass
+        s["total_sst_bytes"] = total
+        s["block_cache"] = self._cache.stats() if self._cache is not None else None
+        return s
+
+    # ------------------------------------------------------------------ close
+
+    def close(self):
+        """Wait for background work, sync the log and release the directory lock.
+        Unflushed memtables stay in their logs and are replayed at the next open."""
+        if self._lock_fd is None:
+            return
+        with self.mutex:
+            self._shutting_down = True
+            self._cv.notify_all()
+        if self._bg_thread is not None and self._bg_thread is not threading.current_thread():
+            self._bg_thread.join()
+        with self.mutex:
+            try:
+                if self.wal is not None:
+                    self.wal.close()
+                self._versions.close()
+            finally:
+                self.closed = True
+                self._release_lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if getattr(self, "_lock_fd", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"<lsmkv.DB {self.path!r}{' closed' if self.closed else ''}>"
+

@@ -1,0 +1,74 @@
+"""DB options: names, defaults and validation.
+
+Every option has a default; an unknown name raises TypeError and a bad value
+ValueError (or TypeError for a wrong type), each naming the option.
+"""
+import time
+from dataclasses import dataclass, field, fields
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def _int(name, v, lo, hi=None):
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"option {name} must be an int, not {type(v).__name__}")
+    if v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"option {name} must be {rng}, got {v}")
+
+
+@dataclass
+class Options:
+    """Tunable settings of a DB. See docs/tuning.md for what each one trades."""
+    write_buffer_size: int = 64 * MiB          # memtable size that triggers a flush
+    max_write_buffer_number: int = 2           # memtables (active + immutable) before writers wait
+    block_size: int = 4 * KiB                  # uncompressed data block target
+    block_restart_interval: int = 16
+    compression: str = "zstd"                  # 'zstd' | 'none'
+    compression_level: int = 3
+    bloom_bits_per_key: int = 10               # 0 disables bloom filters
+    block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached
+    target_file_size_base: int = 64 * MiB      # compaction output file size
+    wal_preallocate: int = 0                   # 0: sized from write_buffer_size
+    create_if_missing: bool = True
+    error_if_exists: bool = False
+    clock: object = field(default=time.time)   # seconds; used for TTL
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        _int("write_buffer_size", self.write_buffer_size, 64 * KiB)
+        _int("max_write_buffer_number", self.max_write_buffer_number, 2, 64)
+        _int("block_size", self.block_size, 256, 64 * MiB)
+        _int("block_restart_interval", self.block_restart_interval, 1, 1024)
+        if self.compression not in ("zstd", "none"):
+            raise ValueError(f"option compression must be 'zstd' or 'none', got {self.compression!r}")
+        _int("compression_level", self.compression_level, -7, 22)
+        _int("bloom_bits_per_key", self.bloom_bits_per_key, 0, 64)
+        _int("block_cache_size", self.block_cache_size, 0)
+        _int("target_file_size_base", self.target_file_size_base, 64 * KiB)
+        _int("wal_preallocate", self.wal_preallocate, 0)
+        for name in ("create_if_missing", "error_if_exists"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"option {name} must be a bool")
+        if not callable(self.clock):
+            raise TypeError("option clock must be a callable returning seconds")
+
+    @classmethod
+    def names(cls):
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def build(cls, options=None, **kwargs):
+        """Options from an Options object and/or keyword overrides."""
+        if options is not None and not isinstance(options, Options):
+            raise TypeError(f"options must be an lsmkv.Options, not {type(options).__name__}")
+        known = set(cls.names())
+        for k in kwargs:
+            if k not in known:
+                raise TypeError(f"unknown option {k!r}")
+        base = {f.name: getattr(options, f.name) for f in fields(cls)} if options else {}
+        base.update(kwargs)
+        return cls(**base)
