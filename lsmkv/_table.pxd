@@ -34,7 +34,6 @@ cdef class TableReader:
     cdef uint64_t fnbits
     cdef int fk
     cdef object cache
-    cdef object decompressor
     cdef bint may_contain(self, uint64_t h) noexcept
     cdef bytes read_block(self, uint64_t off, uint64_t size)
     cdef bytes block(self, uint64_t off, uint64_t size)

@@ -27,6 +27,7 @@ Invariants:
      never answers False for a key that is in the table.
 """
 import os
+import threading
 
 import zstandard
 
@@ -52,6 +53,17 @@ cdef uint32_t BLOOM_SEED = 0xBC9F1D34U
 
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
 DELETED = object()
+
+# A ZstdDecompressor must not be used by two threads at once (it releases the
+# GIL while it works), so every thread gets its own.
+_tls = threading.local()
+
+cdef object _decompressor():
+    try:
+        return _tls.d
+    except AttributeError:
+        _tls.d = zstandard.ZstdDecompressor()
+        return _tls.d
 
 cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept nogil:
     cdef uint64_t h1, h2
@@ -331,7 +343,7 @@ cdef inline int decode_handle(const uint8_t* p, size_t n, uint64_t* off, uint64_
     return 0
 
 
-cdef bytes check_block(bytes stored, object path, uint64_t off, object decompressor):
+cdef bytes check_block(bytes stored, object path, uint64_t off):
     """Verify the trailer of stored (block bytes + trailer) and return the contents."""
     cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
     cdef size_t n = PyBytes_GET_SIZE(stored)
@@ -346,7 +358,7 @@ cdef bytes check_block(bytes stored, object path, uint64_t off, object decompres
         return PyBytes_FromStringAndSize(<char*>p, body)
     if btype == BLOCK_ZSTD:
         try:
-            return decompressor.decompress(stored[:body])
+            return _decompressor().decompress(stored[:body])
         except zstandard.ZstdError as e:
             raise CorruptionError(path, off, f"zstd: {e}") from None
     raise CorruptionError(path, off, f"unknown block type {btype}")
@@ -382,7 +394,6 @@ cdef class TableReader:
         self.path = str(path)
         self.number = number
         self.cache = cache
-        self.decompressor = zstandard.ZstdDecompressor()
         self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             self._open()
@@ -454,8 +465,7 @@ cdef class TableReader:
     cdef bytes read_block(self, uint64_t off, uint64_t size):
         if self.fd < 0:
             raise ValueError(f"table {self.path} is closed")
-        return check_block(pread_exact(self.fd, off, size + TRAILER_SIZE, self.path),
-                           self.path, off, self.decompressor)
+        return check_block(pread_exact(self.fd, off, size + TRAILER_SIZE, self.path), self.path, off)
 
     cdef bytes block(self, uint64_t off, uint64_t size):
         """A data block's contents, through the block cache when there is one."""

@@ -27,5 +27,7 @@ class ClosedError(LsmkvError):
     """An operation was attempted on a closed DB, snapshot or iterator."""
 
 
-class BackgroundError(LsmkvError):
-    """Background work (flush or compaction) failed; the DB is read-only until reopened."""
+class BackgroundError(LsmkvError, OSError):
+    """Background work (flush or compaction) failed; the DB is read-only until reopened.
+
+    An OSError too, since the cause is almost always one (disk full, I/O error)."""

@@ -1,0 +1,52 @@
+import os
+import sys
+
+import pytest
+
+import lsmkv
+
+
+class FakeClock:
+    """An injectable clock (seconds) for TTL tests."""
+
+    def __init__(self, t=1_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, s):
+        self.t += s
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def dbpath(tmp_path):
+    return str(tmp_path / "db")
+
+
+@pytest.fixture
+def small_opts():
+    """Tiny sizes so flushes, block splits and file switches happen often."""
+    return dict(write_buffer_size=64 * 1024, block_size=512, block_cache_size=64 * 1024,
+                target_file_size_base=64 * 1024)
+
+
+def run_child(code, *args, timeout=60, check=True):
+    """Run python code in a fresh interpreter (cwd outside the source tree)."""
+    import subprocess
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd="/", env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"child failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def lsmkv_import_path():
+    """Directory to put on sys.path so a child imports the same lsmkv as the tests."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))

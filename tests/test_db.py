@@ -1,0 +1,457 @@
+"""The public API contract of lsmkv.DB (issue: core engine)."""
+import os
+import threading
+
+import pytest
+
+import lsmkv
+from conftest import lsmkv_import_path, run_child
+
+
+def test_put_get_delete_roundtrip(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"a", b"1")
+        db[b"b"] = b"2"
+        assert db.get(b"a") == b"1"
+        assert db[b"b"] == b"2"
+        assert db.get(b"missing") is None
+        assert db.get(b"missing", b"dflt") == b"dflt"
+        assert b"a" in db and b"missing" not in db
+        with pytest.raises(KeyError):
+            db[b"missing"]
+        db.delete(b"a")
+        del db[b"b"]
+        assert db.get(b"a") is None and b"b" not in db
+        db.delete(b"never-written")     # a no-op, not an error
+        s = db.stats()
+        assert s["puts"] == 2 and s["deletes"] == 3
+
+
+def test_buffer_types_accepted_and_wrong_types_rejected(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(bytearray(b"k1"), memoryview(b"v1"))
+        assert db.get(memoryview(b"k1")) == b"v1"
+        assert db.get(bytearray(b"k1")) == b"v1"
+        for bad in ("str", 1, None, 1.5):
+            with pytest.raises(TypeError, match="key"):
+                db.put(bad, b"v")
+            with pytest.raises(TypeError, match="value"):
+                db.put(b"k", bad)
+            with pytest.raises(TypeError, match="key"):
+                db.get(bad)
+            with pytest.raises(TypeError, match="key"):
+                db.delete(bad)
+        with pytest.raises(TypeError, match="start"):
+            db.items(start="a")
+        with pytest.raises(TypeError, match="key"):
+            with db.write_batch() as wb:
+                wb.put("k", b"v")
+        assert db.get(b"k") is None
+
+
+def test_options_validation(dbpath):
+    with pytest.raises(TypeError, match="no_such_option"):
+        lsmkv.DB(dbpath, no_such_option=1)
+    with pytest.raises(ValueError, match="write_buffer_size"):
+        lsmkv.DB(dbpath, write_buffer_size=10)
+    with pytest.raises(ValueError, match="compression"):
+        lsmkv.DB(dbpath, compression="snappy")
+    with pytest.raises(TypeError, match="block_size"):
+        lsmkv.DB(dbpath, block_size="4k")
+    with pytest.raises(TypeError, match="clock"):
+        lsmkv.DB(dbpath, clock=5)
+    opts = lsmkv.Options(write_buffer_size=1 << 20, compression="none")
+    with lsmkv.DB(dbpath, options=opts) as db:
+        assert db.options.compression == "none"
+        db.put(b"k", b"v")
+    with lsmkv.DB(dbpath, options=opts, bloom_bits_per_key=0) as db:
+        assert db.options.bloom_bits_per_key == 0 and db.get(b"k") == b"v"
+
+
+def test_closed_db_raises(dbpath):
+    db = lsmkv.DB(dbpath)
+    db.put(b"k", b"v")
+    db.close()
+    db.close()   # idempotent
+    for call in (lambda: db.put(b"k", b"v"), lambda: db.get(b"k"), lambda: db.delete(b"k"),
+                 lambda: db.items(), lambda: db.snapshot(), lambda: db.flush()):
+        with pytest.raises(lsmkv.ClosedError):
+            call()
+
+
+def test_lock_same_process_and_other_process(dbpath):
+    db = lsmkv.DB(dbpath)
+    try:
+        with pytest.raises(lsmkv.LockError):
+            lsmkv.DB(dbpath)
+        code = ("import sys; sys.path.insert(0, sys.argv[2]); import lsmkv\n"
+                "try:\n    lsmkv.DB(sys.argv[1])\nexcept lsmkv.LockError as e:\n"
+                "    print('LOCKED', e); sys.exit(0)\nsys.exit(3)")
+        r = run_child(code, dbpath, lsmkv_import_path())
+        assert "LOCKED" in r.stdout and "locked by another process" in r.stdout
+    finally:
+        db.close()
+    with lsmkv.DB(dbpath) as db2:   # the lock is released by close
+        assert db2.get(b"x") is None
+
+
+def test_write_batch_atomic_and_discarded_on_error(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"gone", b"x")
+        with db.write_batch() as wb:
+            wb.put(b"a", b"1")
+            wb.put(b"b", b"2")
+            wb.delete(b"gone")
+            assert len(wb) == 3
+        assert (db.get(b"a"), db.get(b"b"), db.get(b"gone")) == (b"1", b"2", None)
+        with pytest.raises(RuntimeError):
+            with db.write_batch() as wb:
+                wb.put(b"c", b"3")
+                raise RuntimeError("abort")
+        assert db.get(b"c") is None
+        wb = db.batch()
+        wb.put(b"d", b"4")
+        db.write(wb, sync=True)
+        assert db.get(b"d") == b"4"
+        seq = db.stats()["last_sequence"]
+        with db.write_batch():
+            pass   # an empty batch writes nothing
+        assert db.stats()["last_sequence"] == seq
+
+
+def test_batch_same_key_last_wins(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        with db.write_batch() as wb:
+            wb.put(b"k", b"1")
+            wb.put(b"k", b"2")
+            wb.delete(b"j")
+            wb.put(b"j", b"3")
+        assert db.get(b"k") == b"2" and db.get(b"j") == b"3"
+        db.flush()
+        assert db.get(b"k") == b"2" and db.get(b"j") == b"3"
+
+
+def test_iteration_ranges_and_reverse(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        keys = [b"%04d" % i for i in range(0, 2000, 2)]
+        for k in keys:
+            db.put(k, k + b"v")
+        db.flush()
+        for k in keys[::3]:
+            db.put(k, k + b"w")       # newer versions in the memtable
+        for k in keys[1::7]:
+            db.delete(k)
+        model = {k: k + b"v" for k in keys}
+        model.update({k: k + b"w" for k in keys[::3]})
+        for k in keys[1::7]:
+            del model[k]
+        srt = sorted(model)
+        assert list(db.items()) == [(k, model[k]) for k in srt]
+        assert list(db.keys(reverse=True)) == srt[::-1]
+        assert list(db.values()) == [model[k] for k in srt]
+        for lo, hi in [(b"0100", b"0200"), (b"0101", b"0199"), (None, b"0010"), (b"1990", None),
+                       (b"5", None), (None, b""), (b"0500", b"0500")]:
+            want = [k for k in srt if (lo is None or k >= lo) and (hi is None or k < hi)]
+            assert list(db.keys(lo, hi)) == want, (lo, hi)
+            assert list(db.keys(lo, hi, reverse=True)) == want[::-1], (lo, hi)
+
+
+def test_iterator_is_consistent_with_its_creation(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        for i in range(500):
+            db.put(b"%03d" % i, b"old")
+        it = db.items()
+        first = next(it)
+        for i in range(500):
+            db.put(b"%03d" % i, b"new")
+        db.put(b"zzz", b"later")
+        db.flush()
+        rest = list(it)
+        assert first == (b"000", b"old")
+        assert len(rest) == 499 and all(v == b"old" for _, v in rest)
+
+
+def test_snapshot_reads_its_sequence(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        db.put(b"a", b"1")
+        db.put(b"b", b"1")
+        snap = db.snapshot()
+        db.put(b"a", b"2")
+        db.delete(b"b")
+        db.put(b"c", b"new")
+        for _ in range(3):     # survive flushes and compactions
+            assert snap.get(b"a") == b"1" and snap[b"b"] == b"1" and snap.get(b"c") is None
+            assert b"c" not in snap
+            assert list(snap.items()) == [(b"a", b"1"), (b"b", b"1")]
+            assert list(snap.keys(reverse=True)) == [b"b", b"a"]
+            db.flush()
+            db.compact_range()
+        assert db.get(b"a") == b"2" and db.get(b"b") is None
+        snap.close()
+        with pytest.raises(lsmkv.ClosedError):
+            snap.get(b"a")
+        with db.snapshot() as s2:
+            assert s2.get(b"a") == b"2"
+
+
+def test_ttl_with_injected_clock(dbpath, clock, small_opts):
+    with lsmkv.DB(dbpath, clock=clock, **small_opts) as db:
+        db.put(b"t", b"v", ttl=10)
+        db.put(b"forever", b"v")
+        with db.write_batch() as wb:
+            wb.put(b"bt", b"v", ttl=5)
+        assert db.get(b"t") == b"v" and db.get(b"bt") == b"v"
+        clock.advance(5)
+        assert db.get(b"bt") is None and b"bt" not in db      # expiry is inclusive
+        assert db.get(b"t") == b"v"
+        db.flush()
+        assert db.get(b"t") == b"v"
+        clock.advance(5.001)
+        assert db.get(b"t") is None and b"t" not in db
+        assert list(db.keys()) == [b"forever"]
+        snap = db.snapshot()
+        assert snap.get(b"t") is None
+        snap.close()
+        db.compact_range()
+        assert db.stats()["expired_dropped"] >= 1
+        assert db.get(b"t") is None and db.get(b"forever") == b"v"
+        for bad, exc in ((0, ValueError), (-1, ValueError), ("5", TypeError), (True, TypeError)):
+            with pytest.raises(exc, match="ttl"):
+                db.put(b"x", b"y", ttl=bad)
+
+
+def test_ttl_expired_value_hides_older_version_after_compaction(dbpath, clock, small_opts):
+    with lsmkv.DB(dbpath, clock=clock, **small_opts) as db:
+        db.put(b"k", b"old")
+        db.compact_range()                      # "old" now at the bottom level
+        db.put(b"k", b"new", ttl=1)
+        db.flush()
+        clock.advance(2)
+        assert db.get(b"k") is None
+        db.compact_range()
+        assert db.get(b"k") is None and list(db.items()) == []
+
+
+def test_key_and_value_size_extremes(dbpath):
+    big_key = bytes(range(256)) * 256           # 64 KiB
+    big_val = os.urandom(10 * 1024 * 1024)      # 10 MiB
+    with lsmkv.DB(dbpath, write_buffer_size=1 << 20) as db:
+        db.put(b"", b"empty-key")
+        db.put(b"\x00", b"")
+        db.put(big_key, b"big-key")
+        db.put(b"bigval", big_val)
+        for _ in range(2):
+            assert db.get(b"") == b"empty-key"
+            assert db.get(b"\x00") == b""
+            assert db.get(big_key) == b"big-key"
+            assert db.get(b"bigval") == big_val
+            assert [k for k in db.keys()][:2] == [b"", b"\x00"]
+            db.flush()
+    with lsmkv.DB(dbpath) as db:
+        assert db.get(big_key) == b"big-key" and db.get(b"bigval") == big_val and db.get(b"") == b"empty-key"
+
+
+def test_reopen_recovers_unflushed_writes(dbpath):
+    db = lsmkv.DB(dbpath)
+    for i in range(1000):
+        db.put(b"k%d" % i, b"v%d" % i)
+    db.delete(b"k5")
+    db.close()
+    with lsmkv.DB(dbpath) as db:
+        assert db.get(b"k999") == b"v999" and db.get(b"k5") is None
+        assert db.stats()["recovered_records"] == 1001
+        db.put(b"after", b"x")
+    with lsmkv.DB(dbpath) as db:
+        assert db.get(b"after") == b"x" and db.get(b"k0") == b"v0"
+
+
+def test_flush_writes_l0_and_deletes_the_log(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        for i in range(3000):
+            db.put(b"%06d" % i, b"x" * 100)
+        db.flush()
+        s = db.stats()
+        assert s["flushes"] >= 3 and s["immutable_memtables"] == 0
+        assert s["levels"][0]["files"] == s["flushes"]
+        logs = [n for n in os.listdir(dbpath) if n.endswith(".log")]
+        assert len(logs) == 1, logs          # only the active memtable's log remains
+        assert s["bloom_checks"] == 0
+        assert db.get(b"000000") == b"x" * 100
+        assert db.get(b"zzz") is None
+        s = db.stats()
+        assert s["bloom_checks"] >= 1 and s["bloom_useful"] >= 1
+
+
+def test_open_iterator_pins_files_and_closing_frees_them(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        for i in range(2000):
+            db.put(b"%06d" % i, b"x" * 50)
+        db.flush()
+        before = {n for n in os.listdir(dbpath) if n.endswith(".sst")}
+        it = db.items()
+        next(it)
+        db.compact_range()
+        now = {n for n in os.listdir(dbpath) if n.endswith(".sst")}
+        assert before <= now, "files of a version an iterator reads must stay"
+        assert db.stats()["pinned_versions"] == 1
+        assert sum(1 for _ in it) == 1999        # exhausting releases the pin
+        after = {n for n in os.listdir(dbpath) if n.endswith(".sst")}
+        assert not (before & after), "compaction inputs must go once unpinned"
+        assert db.stats()["files_deleted"] == len(before)
+        it2 = db.items()
+        next(it2)
+        del it2                                  # dropping an iterator also releases it
+        assert db.stats()["pinned_versions"] == 0
+
+
+def test_overwrites_compact_to_live_size(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        for rnd in range(5):
+            for i in range(1000):
+                db.put(b"%05d" % i, bytes([rnd]) * 100)
+        db.compact_range()
+        s = db.stats()
+        assert s["levels"][0]["files"] == 0
+        assert s["dropped_hidden"] >= 3000
+        assert s["total_sst_bytes"] == s["live_sst_bytes"]
+        assert all(v == bytes([4]) * 100 for v in db.values())
+
+
+def test_stats_fields(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"k", b"v")
+        db.get(b"k")
+        db.get(b"nope")
+        s = db.stats()
+        for f in ("puts", "deletes", "gets", "get_hits", "memtable_bytes", "immutable_memtables",
+                  "flushes", "flush_bytes", "stall_seconds", "wal_bytes", "levels", "bloom_checks",
+                  "bloom_useful"):
+            assert f in s, f
+        assert s["gets"] == 2 and s["get_hits"] == 1 and s["wal_bytes"] > 0
+        assert s["memtable_bytes"] >= 1 << 20     # one arena chunk
+
+
+def test_concurrent_readers_and_writer(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        errors = []
+        stop = threading.Event()
+
+        def writer():
+            for i in range(5000):
+                db.put(b"w%05d" % i, b"%d" % i)
+            stop.set()
+
+        def reader():
+            try:
+                while not stop.is_set():
+                    for k, v in db.items(b"w", b"x"):
+                        assert v == k[1:].lstrip(b"0") or v == b"0"
+            except Exception as e:    # pragma: no cover - reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errors, errors
+        assert db.get(b"w04999") == b"4999"
+
+
+def test_corrupt_sst_refuses_to_open(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        for i in range(500):
+            db.put(b"%05d" % i, b"v" * 30)
+        db.flush()
+    sst = sorted(n for n in os.listdir(dbpath) if n.endswith(".sst"))[0]
+    path = os.path.join(dbpath, sst)
+    data = bytearray(open(path, "rb").read())
+    data[-70] ^= 0xFF                      # inside the properties block / trailer region
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(lsmkv.CorruptionError) as ei:
+        lsmkv.DB(dbpath, **small_opts)
+    assert sst in str(ei.value) and ei.value.offset is not None
+
+
+def test_corrupt_data_block_is_reported_not_returned(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        for i in range(500):
+            db.put(b"%05d" % i, b"v" * 30)
+        db.flush()
+    sst = sorted(n for n in os.listdir(dbpath) if n.endswith(".sst"))[0]
+    path = os.path.join(dbpath, sst)
+    data = bytearray(open(path, "rb").read())
+    data[100] ^= 0x01                      # inside the first data block
+    open(path, "wb").write(bytes(data))
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        with pytest.raises(lsmkv.CorruptionError, match=sst):
+            list(db.items())
+        with pytest.raises(lsmkv.CorruptionError, match="offset 0"):
+            db.get(b"00000")
+
+
+def test_corrupt_manifest_refuses_to_open(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"k", b"v")
+        db.flush()
+    man = [n for n in os.listdir(dbpath) if n.startswith("MANIFEST")][0]
+    path = os.path.join(dbpath, man)
+    data = bytearray(open(path, "rb").read())
+    data[12] ^= 0x40
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(lsmkv.CorruptionError, match=man):
+        lsmkv.DB(dbpath)
+
+
+def test_missing_current_with_files_refuses(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"k", b"v")
+    os.unlink(os.path.join(dbpath, "CURRENT"))
+    with pytest.raises(lsmkv.CorruptionError, match="CURRENT"):
+        lsmkv.DB(dbpath)
+
+
+def test_orphan_files_removed_at_open(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"k", b"v")
+    for name in ("999990.sst", "999991.log", "CURRENT.000001.tmp"):
+        open(os.path.join(dbpath, name), "wb").write(b"junk")
+    with lsmkv.DB(dbpath) as db:
+        assert db.get(b"k") == b"v"
+    names = os.listdir(dbpath)
+    assert not {"999990.sst", "999991.log", "CURRENT.000001.tmp"} & set(names)
+
+
+def test_disk_full_raises_oserror_and_keeps_db_consistent(dbpath):
+    """RLIMIT_FSIZE makes file growth fail with EFBIG, like a full disk."""
+    code = r"""
+import os, resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+import lsmkv
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+db = lsmkv.DB(sys.argv[1], write_buffer_size=256 * 1024, wal_preallocate=64 * 1024)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024))
+acked = 0
+try:
+    for i in range(100000):
+        db.put(b"%08d" % i, os.urandom(100))
+        acked = i + 1
+except OSError as e:
+    print("ERROR", type(e).__name__, e)
+else:
+    print("NOERROR")
+for i in range(acked):
+    assert db.get(b"%08d" % i) is not None, i
+print("ACKED", acked)
+try:
+    db.close()
+except OSError:
+    pass
+"""
+    r = run_child(code, dbpath, lsmkv_import_path())
+    assert "ERROR" in r.stdout and "NOERROR" not in r.stdout, r.stdout
+    acked = int(r.stdout.split("ACKED")[1].split()[0])
+    assert acked > 100
+    with lsmkv.DB(dbpath) as db:
+        missing = [i for i in range(acked) if db.get(b"%08d" % i) is None]
+        assert not missing, missing[:10]

@@ -1,0 +1,426 @@
+"""Arena-backed skiplist memtable (lsmkv._memtable)."""
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from lsmkv._memtable import Arena, MemTable, MemTableIterator
+
+DELETE, PUT, PUT_TTL, KIND_MAX = 0, 1, 2, 0xFF
+PTR = 8                       # sizeof(char*) / sizeof(Node*) on the 64-bit build
+NODE_BASE = 16                # klen, vlen, height, _pad
+HEAD_SIZE = NODE_BASE + 12 * PTR
+
+
+def align8(n):
+    return (n + 7) & ~7
+
+
+def ikey(ukey, seq, kind):
+    return ukey + ((seq << 8) | kind).to_bytes(8, "little")
+
+
+def scan(mem):
+    it = MemTableIterator(mem)
+    it.py_seek_to_first()
+    out = []
+    while it.py_valid():
+        out.append(it.py_entry())
+        it.py_next()
+    return out
+
+
+def scan_reverse(mem):
+    it = mem.iterator()
+    it.py_seek_to_last()
+    out = []
+    while it.py_valid():
+        out.append(it.py_entry())
+        it.py_prev()
+    return out
+
+
+class Model:
+    """Python model of a memtable: list of (ukey, seq, kind, value, expiry)."""
+
+    def __init__(self):
+        self.entries = []
+
+    def put(self, mem, seq, key, value, expiry=0):
+        mem.put(seq, key, value, expiry)
+        self.entries.append((key, seq, PUT_TTL if expiry else PUT, value, expiry))
+
+    def delete(self, mem, seq, key):
+        mem.delete(seq, key)
+        self.entries.append((key, seq, DELETE, b"", 0))
+
+    def ordered(self):
+        return sorted(self.entries, key=lambda e: (e[0], -((e[1] << 8) | e[2])))
+
+    def get(self, key, seq):
+        best = None
+        for e in self.entries:
+            if e[0] == key and e[1] <= seq and (best is None or e[1] > best[1]):
+                best = e
+        return None if best is None else (best[2], best[3], best[4])
+
+
+def cap_for(nchunks):
+    cap = 0
+    while cap < nchunks:
+        cap = cap * 2 + 8
+    return cap
+
+
+# ------------------------------------------------------------------ ordering and lookups
+
+def test_empty_memtable():
+    m = MemTable()
+    assert len(m) == 0 and m.entries == 0
+    assert m.get(b"x") is None
+    assert m.get(b"") is None
+    assert scan(m) == [] and scan_reverse(m) == []
+    it = m.iterator()
+    it.py_seek(ikey(b"a", 5, KIND_MAX))
+    assert not it.py_valid() and it.py_entry() is None
+    assert m._check()
+
+
+def test_many_versions_order_and_get():
+    rng = random.Random(1)
+    m = MemTable(chunk_size=4096)
+    model = Model()
+    keys = [b"k%03d" % i for i in range(40)] + [b"", b"k", b"k0\x00", b"\xff" * 3]
+    seqs = list(range(1, 2001))
+    rng.shuffle(seqs)                       # insertion order must not matter
+    for seq in seqs:
+        k = rng.choice(keys)
+        r = rng.random()
+        if r < 0.2:
+            model.delete(m, seq, k)
+        elif r < 0.35:
+            model.put(m, seq, k, rng.randbytes(rng.randrange(0, 30)), expiry=rng.randrange(1, 10**12))
+        else:
+            model.put(m, seq, k, rng.randbytes(rng.randrange(0, 30)))
+    expected = model.ordered()
+    assert scan(m) == expected
+    assert scan_reverse(m) == expected[::-1]
+    assert len(m) == 2000
+    assert m.first_seq == 1 and m.last_seq == 2000
+    ttl = [e[4] for e in model.entries if e[2] == PUT_TTL]
+    assert m.min_expiry == min(ttl)
+    assert m._check()
+    for k in keys + [b"absent", b"k000\x00", b"j"]:
+        for seq in [0, 1, 2, 17, 500, 999, 1000, 1001, 1999, 2000, 2001, 2**56 - 1]:
+            assert m.get(k, seq) == model.get(k, seq), (k, seq)
+        assert m.get(k) == model.get(k, 2**56 - 1)
+
+
+def test_get_newest_version_at_or_below_seq():
+    m = MemTable()
+    m.put(10, b"a", b"v10")
+    m.delete(20, b"a")
+    m.put(30, b"a", b"v30", expiry=12345)
+    m.put(40, b"a", b"v40")
+    m.put(15, b"b", b"b15")
+    assert m.get(b"a", 9) is None
+    assert m.get(b"a", 10) == (PUT, b"v10", 0)
+    assert m.get(b"a", 19) == (PUT, b"v10", 0)
+    assert m.get(b"a", 20) == (DELETE, b"", 0)
+    assert m.get(b"a", 29) == (DELETE, b"", 0)
+    assert m.get(b"a", 30) == (PUT_TTL, b"v30", 12345)
+    assert m.get(b"a", 40) == (PUT, b"v40", 0)
+    assert m.get(b"a") == (PUT, b"v40", 0)
+    assert m.get(b"b", 14) is None
+    assert m.get(b"b", 15) == (PUT, b"b15", 0)
+    # a user key that is a prefix / extension of another must not match
+    assert m.get(b"", 100) is None
+    assert m.get(b"a\x00", 100) is None
+    assert m.get(b"ab", 100) is None
+
+
+def test_same_seq_different_kind_ordered_by_tag():
+    m = MemTable()
+    m.put(5, b"k", b"put")
+    m.delete(5, b"k")
+    m.put(5, b"k", b"ttl", expiry=99)
+    got = [(e[1], e[2]) for e in scan(m)]
+    assert got == [(5, PUT_TTL), (5, PUT), (5, DELETE)]
+    assert m._check()
+
+
+def test_seek_lands_on_first_entry_ge_target():
+    rng = random.Random(5)
+    m = MemTable(chunk_size=4096)
+    model = Model()
+    for seq in range(1, 400):
+        model.put(m, seq, b"key%02d" % rng.randrange(30), b"v%d" % seq)
+    ordered = model.ordered()
+    tags = [ikey(e[0], e[1], e[2]) for e in ordered]
+    it = m.iterator()
+
+    def sort_key(ik):
+        return (ik[:-8], -int.from_bytes(ik[-8:], "little"))
+
+    targets = [ikey(b"key%02d" % i, s, k) for i in range(-1, 32, 3) for s in (0, 50, 200, 1000)
+               for k in (0, KIND_MAX)] + tags[::17] + [ikey(b"", 0, 0), ikey(b"\xff", 0, 0)]
+    for t in targets:
+        it.py_seek(t)
+        idx = next((i for i, x in enumerate(tags) if sort_key(x) >= sort_key(t)), None)
+        if idx is None:
+            assert not it.py_valid()
+        else:
+            assert it.py_entry() == ordered[idx], t
+            # walking on from a seek continues in order
+            it.py_next()
+            assert it.py_entry() == (ordered[idx + 1] if idx + 1 < len(ordered) else None)
+            it.py_seek(t)
+            it.py_prev()
+            assert it.py_entry() == (ordered[idx - 1] if idx > 0 else None)
+
+
+def test_check_after_many_random_inserts():
+    rng = random.Random(11)
+    m = MemTable(chunk_size=8192)
+    n = 5000
+    seqs = rng.sample(range(1, 10**9), n)
+    for i, seq in enumerate(seqs):
+        m.put(seq, rng.randbytes(rng.randrange(0, 12)), b"x" * rng.randrange(0, 8))
+        if i % 1000 == 0:
+            assert m._check()
+    assert m._check()
+    assert len(m) == n
+    entries = scan(m)
+    assert len(entries) == n
+    keys = [(e[0], -e[1]) for e in entries]
+    assert keys == sorted(keys)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"", b"a", b"ab", b"b", b"\x00", b"zz" * 40]),
+                          st.sampled_from(["put", "del", "ttl"]),
+                          st.binary(max_size=20),
+                          st.integers(1, 2**40)),
+                max_size=60),
+       st.randoms(use_true_random=False))
+def test_memtable_matches_model(ops, rnd):
+    seqs = rnd.sample(range(1, 10**6), len(ops))
+    m = MemTable(chunk_size=4096)
+    model = Model()
+    for (k, op, v, exp), seq in zip(ops, seqs):
+        if op == "put":
+            model.put(m, seq, k, v)
+        elif op == "del":
+            model.delete(m, seq, k)
+        else:
+            model.put(m, seq, k, v, expiry=exp)
+    expected = model.ordered()
+    assert scan(m) == expected
+    assert scan_reverse(m) == expected[::-1]
+    assert m._check()
+    for k in [b"", b"a", b"ab", b"b", b"\x00", b"zz" * 40, b"c"]:
+        for seq in [0] + seqs:
+            assert m.get(k, seq) == model.get(k, seq)
+
+
+# ------------------------------------------------------------------ large keys and values
+
+def test_empty_key():
+    m = MemTable()
+    m.put(1, b"", b"empty")
+    m.put(2, b"\x00", b"nul")
+    m.delete(3, b"")
+    assert m.get(b"", 1) == (PUT, b"empty", 0)
+    assert m.get(b"", 3) == (DELETE, b"", 0)
+    assert m.get(b"\x00") == (PUT, b"nul", 0)
+    assert [(e[0], e[1]) for e in scan(m)] == [(b"", 3), (b"", 1), (b"\x00", 2)]
+    assert m._check()
+
+
+@pytest.mark.parametrize("klen", [55, 56, 57, 64 * 1024])
+def test_long_keys(klen):
+    """Keys around the 64-byte on-stack lookup buffer boundary and a 64 KiB key."""
+    rng = random.Random(klen)
+    m = MemTable(chunk_size=64 * 1024)
+    big = rng.randbytes(klen)
+    other = big[:-1] + bytes([(big[-1] + 1) % 256])
+    m.put(1, big, b"v1")
+    m.put(2, other, b"v2")
+    m.put(3, big, b"v3")
+    m.put(4, big[:-1], b"short")
+    assert m.get(big, 2) == (PUT, b"v1", 0)
+    assert m.get(big) == (PUT, b"v3", 0)
+    assert m.get(other) == (PUT, b"v2", 0)
+    assert m.get(big[:-1]) == (PUT, b"short", 0)
+    assert m.get(big + b"\x00") is None
+    assert m._check()
+    expected = sorted([(big, 3), (big, 1), (other, 2), (big[:-1], 4)], key=lambda e: (e[0], -e[1]))
+    assert [(e[0], e[1]) for e in scan(m)] == expected
+    it = m.iterator()
+    it.py_seek(ikey(big, 2, KIND_MAX))
+    assert it.py_entry()[:2] == (big, 1)
+
+
+def test_ten_mib_value():
+    m = MemTable(chunk_size=1 << 20)
+    value = random.Random(2).randbytes(10 << 20)
+    before_alloc, before_used = m.memory_usage, m.arena_used
+    m.put(1, b"big", value)
+    m.put(2, b"big2", value, expiry=777)
+    assert m.get(b"big") == (PUT, value, 0)
+    assert m.get(b"big2") == (PUT_TTL, value, 777)
+    entries = scan(m)
+    assert entries[0][3] == value and entries[1][3] == value
+    assert m.memory_usage - before_alloc >= 2 * (10 << 20)
+    # both went into chunks of their own, counted exactly
+    assert m.memory_usage - before_alloc == m.arena_used - before_used
+    assert m._check()
+
+
+# ------------------------------------------------------------------ arena accounting
+
+def test_arena_basic_accounting():
+    with pytest.raises(ValueError):
+        Arena(4095)
+    a = Arena(4096)
+    assert (a.allocated, a.used, a.chunk_size) == (0, 0, 4096)
+    p1 = a.alloc(1)                          # rounded up to 8, first chunk + pointer table
+    assert p1 % 8 == 0
+    assert (a.allocated, a.used) == (4096 + 8 * PTR, 8)
+    p2 = a.alloc(2000)                       # > chunk/4 but fits the current chunk
+    assert p2 == p1 + 8
+    assert (a.allocated, a.used) == (4096 + 8 * PTR, 2008)
+    p3 = a.alloc(3000)                       # > chunk/4 and does not fit: a chunk of its own
+    assert (a.allocated, a.used) == (4096 + 8 * PTR + 3000, 5008)
+    p4 = a.alloc(100)                        # back to the first chunk's tail (not wasted)
+    assert p4 == p2 + 2000
+    assert (a.allocated, a.used) == (4096 + 8 * PTR + 3000, 5112)
+    assert not (p3 <= p4 < p3 + 3000)
+    a.alloc(1900)                            # fits exactly what is left? 4096-2112=1984 -> fits
+    assert a.allocated == 4096 + 8 * PTR + 3000
+    a.alloc(1000)                            # small, does not fit 84 bytes left: a new chunk
+    assert a.allocated == 2 * 4096 + 8 * PTR + 3000
+    assert a.used == 5112 + 1904 + 1000
+    assert a.used <= a.allocated
+
+
+def test_arena_chunk_table_growth_is_counted():
+    a = Arena(4096)
+    for i in range(8 * 4):
+        a.alloc(1024)                        # exactly a quarter chunk: 4 fill one chunk
+    assert a.allocated == 8 * 4096 + 8 * PTR
+    a.alloc(1024)                            # ninth chunk: pointer table 8 -> 24
+    assert a.allocated == 9 * 4096 + 24 * PTR
+    for i in range(3 + 16 * 4):
+        a.alloc(1024)
+    assert a.allocated == 25 * 4096 + 56 * PTR
+    assert a.used == 25 * 4096
+    a.alloc(4000)                            # own chunk of exactly its size
+    assert a.allocated == 25 * 4096 + 4000 + 56 * PTR
+
+
+def test_memtable_memory_usage_grows_in_chunk_steps():
+    chunk = 4096
+    rng = random.Random(4)
+    m = MemTable(chunk_size=chunk)
+    assert m.memory_usage == chunk + 8 * PTR
+    assert m.arena_used == HEAD_SIZE
+    heights = []
+    prev_usage = m.memory_usage
+    for seq in range(1, 3001):
+        key = b"key%06d" % rng.randrange(10**6)
+        value = rng.randbytes(rng.randrange(0, 40))
+        used0 = m.arena_used
+        m.put(seq, key, value)
+        node = m.arena_used - used0
+        # node = header + height pointers + key + tag + value, 8-aligned
+        extra = node - NODE_BASE - align8(len(key) + 8 + len(value))
+        assert extra % PTR == 0 and 1 <= extra // PTR <= 12, node
+        heights.append(extra // PTR)
+        usage = m.memory_usage
+        nchunks = usage // chunk
+        assert usage == nchunks * chunk + cap_for(nchunks) * PTR
+        assert usage - prev_usage in (0, chunk, chunk + (cap_for(nchunks) - cap_for(nchunks - 1)) * PTR)
+        assert m.arena_used <= usage
+        prev_usage = usage
+    assert m.memory_usage > 20 * chunk
+    # branching factor 4: about 3/4 of the nodes have height 1
+    frac1 = heights.count(1) / len(heights)
+    assert 0.65 < frac1 < 0.85, frac1
+    assert max(heights) >= 3
+    assert m._check()
+
+
+def test_memtable_big_value_gets_own_chunk_counted_exactly():
+    chunk = 64 * 1024
+    m = MemTable(chunk_size=chunk)
+    m.put(1, b"small", b"s" * 10)
+    usage0, used0 = m.memory_usage, m.arena_used
+    value = b"V" * (100 * 1024)              # > chunk/4 and bigger than what is left
+    m.put(2, b"big", value)
+    d_usage = m.memory_usage - usage0
+    d_used = m.arena_used - used0
+    assert d_usage == d_used
+    extra = d_used - NODE_BASE - align8(3 + 8 + len(value))
+    assert extra % PTR == 0 and 1 <= extra // PTR <= 12
+    # small inserts keep going into the first chunk's tail
+    usage1 = m.memory_usage
+    for seq in range(3, 50):
+        m.put(seq, b"s%d" % seq, b"x" * 20)
+    assert m.memory_usage == usage1
+    assert m.get(b"big") == (PUT, value, 0)
+    # a TTL value's region includes the 8-byte expiry
+    usage2, used2 = m.memory_usage, m.arena_used
+    m.put(100, b"ttl", value, expiry=5)
+    assert m.memory_usage - usage2 == m.arena_used - used2
+    extra = (m.arena_used - used2) - NODE_BASE - align8(3 + 8 + 8 + len(value))
+    assert extra % PTR == 0 and 1 <= extra // PTR <= 12
+    assert m._check()
+
+
+# ------------------------------------------------------------------ reverse iteration
+
+def test_reverse_iteration_matches_forward():
+    rng = random.Random(8)
+    m = MemTable(chunk_size=4096)
+    model = Model()
+    for seq in rng.sample(range(1, 100000), 1500):
+        k = b"%d" % rng.randrange(200)
+        if rng.random() < 0.3:
+            model.delete(m, seq, k)
+        else:
+            model.put(m, seq, k, b"%d" % seq)
+    fwd = scan(m)
+    assert fwd == model.ordered()
+    assert scan_reverse(m) == fwd[::-1]
+    # alternating directions from the middle
+    it = m.iterator()
+    it.py_seek_to_first()
+    for _ in range(700):
+        it.py_next()
+    assert it.py_entry() == fwd[700]
+    it.py_prev()
+    assert it.py_entry() == fwd[699]
+    it.py_next()
+    it.py_next()
+    assert it.py_entry() == fwd[701]
+    # prev from the first entry ends the iteration
+    it.py_seek_to_first()
+    it.py_prev()
+    assert not it.py_valid()
+    it.py_seek_to_last()
+    assert it.py_entry() == fwd[-1]
+    it.py_next()
+    assert not it.py_valid()
+
+
+def test_iterator_keeps_memtable_alive():
+    m = MemTable()
+    m.put(1, b"a", b"1")
+    m.put(2, b"b", b"2")
+    it = m.iterator()
+    del m
+    it.py_seek_to_first()
+    assert it.py_entry() == (b"a", 1, PUT, b"1", 0)
+    it.py_next()
+    assert it.py_entry() == (b"b", 2, PUT, b"2", 0)
