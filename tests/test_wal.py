@@ -1,0 +1,211 @@
+"""The mmap'd, preallocated write-ahead log writer (lsmkv._wal.LogWriter)."""
+import os
+import random
+
+import pytest
+
+from lsmkv._wal import LogWriter
+from lsmkv.errors import CorruptionError
+from lsmkv.logformat import HEADER, PAGE, frame, read_log
+
+
+def read(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def payloads_of(res):
+    return [bytes(p) for _, p in res.records]
+
+
+def sample_payloads(n, seed):
+    rng = random.Random(seed)
+    return [rng.randbytes(rng.choice([0, 1, 5, 8, 100, 777, 4096, 5000])) for _ in range(n)]
+
+
+def test_round_trip_many_records(tmp_path):
+    path = tmp_path / "000007.log"
+    payloads = sample_payloads(300, seed=1)
+    w = LogWriter(path, 7, 1 << 16)
+    assert w.path == str(path) and w.number == 7
+    for p in payloads:
+        w.append(p)
+    w.sync()
+    assert w.pos == sum(HEADER + len(p) for p in payloads)
+    # the bytes on disk are exactly the framed records
+    data = read(path)
+    assert data[:w.pos] == b"".join(frame(p) for p in payloads)
+    res = read_log(str(path), data)
+    assert payloads_of(res) == payloads
+    assert res.end == w.pos
+    assert res.dropped_at is None and res.dropped_bytes == 0
+    w.close()
+    res = read_log(str(path), read(path))
+    assert payloads_of(res) == payloads
+
+
+def test_preallocation_and_zero_tail(tmp_path):
+    path = tmp_path / "000001.log"
+    w = LogWriter(path, 1, 10000)           # rounded up to whole pages
+    assert w.capacity == 3 * PAGE
+    assert os.path.getsize(path) == 3 * PAGE
+    assert read(path) == bytes(3 * PAGE)
+    w.append(b"one")
+    w.append(b"two")
+    data = read(path)                       # visible through the page cache before sync
+    assert len(data) == 3 * PAGE
+    assert not any(data[w.pos:])            # zeros after the last record
+    res = read_log(str(path), data)
+    assert payloads_of(res) == [b"one", b"two"]
+    assert res.end == w.pos and res.dropped_at is None
+    w.close()
+
+
+def test_minimum_preallocation_is_one_page(tmp_path):
+    w = LogWriter(tmp_path / "000002.log", 2, 0)
+    assert w.capacity == PAGE
+    w.append(b"x")
+    w.close()
+    assert payloads_of(read_log("p", read(tmp_path / "000002.log"))) == [b"x"]
+
+
+def test_grows_past_preallocation(tmp_path):
+    path = tmp_path / "000003.log"
+    w = LogWriter(path, 3, PAGE)
+    payloads = sample_payloads(200, seed=2)
+    caps = {w.capacity}
+    for p in payloads:
+        w.append(p)
+        caps.add(w.capacity)
+        assert w.pos <= w.capacity
+    assert len(caps) > 1 and w.capacity > PAGE
+    # a single record much larger than twice the capacity
+    huge = random.Random(3).randbytes(4 * w.capacity + 123)
+    w.append(huge)
+    payloads.append(huge)
+    assert w.capacity >= w.pos and w.capacity % PAGE == 0
+    w.append(b"after huge")
+    payloads.append(b"after huge")
+    data = read(path)
+    assert len(data) == w.capacity
+    assert not any(data[w.pos:])
+    res = read_log(str(path), data)
+    assert payloads_of(res) == payloads
+    w.close()
+    assert payloads_of(read_log(str(path), read(path))) == payloads
+
+
+def test_close_truncates_to_written_size(tmp_path):
+    path = tmp_path / "000004.log"
+    w = LogWriter(path, 4, 1 << 16)
+    w.append(b"a" * 10)
+    w.append(b"b" * 20)
+    pos = w.pos
+    assert pos == 2 * HEADER + 30
+    w.close()
+    assert os.path.getsize(path) == pos
+    w.close()                               # second close is a no-op
+    assert payloads_of(read_log(str(path), read(path))) == [b"a" * 10, b"b" * 20]
+
+
+def test_close_without_truncate_keeps_preallocation(tmp_path):
+    path = tmp_path / "000005.log"
+    w = LogWriter(path, 5, 2 * PAGE)
+    w.append(b"keep")
+    w.close(truncate=False)
+    assert os.path.getsize(path) == 2 * PAGE
+    res = read_log(str(path), read(path))
+    assert payloads_of(res) == [b"keep"] and res.dropped_at is None
+
+
+def test_append_after_close_raises(tmp_path):
+    w = LogWriter(tmp_path / "000006.log", 6, PAGE)
+    w.close()
+    with pytest.raises(ValueError):
+        w.append(b"late")
+
+
+def test_refuses_to_overwrite_existing_file(tmp_path):
+    path = tmp_path / "000008.log"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError):
+        LogWriter(path, 8, PAGE)
+    # the existing file is left exactly as it was (not truncated, not unlinked)
+    assert path.read_bytes() == b"precious"
+    # also refuses over a log written by a previous writer
+    path2 = tmp_path / "000009.log"
+    w = LogWriter(path2, 9, PAGE)
+    w.append(b"data")
+    w.close()
+    before = read(path2)
+    with pytest.raises(FileExistsError):
+        LogWriter(path2, 9, PAGE)
+    assert read(path2) == before
+
+
+def test_abandon_keeps_unsynced_records_in_page_cache(tmp_path):
+    """abandon() is a simulated process kill: MAP_SHARED writes survive it."""
+    path = tmp_path / "000010.log"
+    w = LogWriter(path, 10, PAGE)
+    payloads = sample_payloads(20, seed=4)
+    for p in payloads:
+        w.append(p)
+    pos, cap = w.pos, w.capacity
+    w.abandon()
+    w.abandon()
+    data = read(path)
+    assert len(data) == cap
+    res = read_log(str(path), data)
+    assert payloads_of(res) == payloads
+    assert res.end == pos
+    with pytest.raises(ValueError):
+        w.append(b"x")
+
+
+def test_torn_tail_of_written_log_is_dropped(tmp_path):
+    path = tmp_path / "000011.log"
+    w = LogWriter(path, 11, PAGE)
+    payloads = [b"r%d" % i * 30 for i in range(10)]
+    offsets = []
+    for p in payloads:
+        offsets.append(w.pos)
+        w.append(p)
+    w.close()
+    data = read(path)
+    cut = offsets[-1] + HEADER + 5
+    with open(path, "r+b") as fh:
+        fh.truncate(cut)
+    res = read_log(str(path), read(path))
+    assert payloads_of(res) == payloads[:-1]
+    assert res.dropped_at == offsets[-1]
+    # a flipped byte in a middle record of the same log is corruption
+    bad = bytearray(data)
+    bad[offsets[4] + HEADER + 1] ^= 0xFF
+    with pytest.raises(CorruptionError) as ei:
+        read_log(str(path), bytes(bad))
+    assert ei.value.offset == offsets[4] and ei.value.path == str(path)
+
+
+def test_sync_is_idempotent_and_records_stay_readable(tmp_path):
+    path = tmp_path / "000012.log"
+    w = LogWriter(path, 12, PAGE)
+    w.sync()                                # nothing written yet
+    for i in range(50):
+        w.append(b"%d" % i * 100)
+        if i % 7 == 0:
+            w.sync()
+            w.sync()
+    w.sync()
+    res = read_log(str(path), read(path))
+    assert payloads_of(res) == [b"%d" % i * 100 for i in range(50)]
+    w.close()
+
+
+def test_append_accepts_bytes_like(tmp_path):
+    path = tmp_path / "000013.log"
+    w = LogWriter(path, 13, PAGE)
+    w.append(bytearray(b"ba"))
+    w.append(memoryview(b"mv"))
+    w.append(b"")
+    w.close()
+    assert payloads_of(read_log(str(path), read(path))) == [b"ba", b"mv", b""]
