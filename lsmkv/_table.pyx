@@ -173,9 +173,6 @@ cdef class BlockBuilder:
 
     cdef bytes finish(self):
         cdef uint8_t tmp[4]
-        if self.restarts.len == 0:
-            store_u32(tmp, 0)
-            buf_append(&self.restarts, tmp, 4)
         buf_append(&self.buf, self.restarts.p, self.restarts.len)
         store_u32(tmp, <uint32_t>(self.restarts.len // 4))
         buf_append(&self.buf, tmp, 4)
