@@ -22,6 +22,7 @@ import threading
 
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
+from libc.math cimport ceil
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.bytearray cimport PyByteArray_CheckExact
@@ -87,7 +88,8 @@ cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
         raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
     if not ttl > 0:
         raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
-    cdef int64_t e = <int64_t>((clock() + ttl) * 1000.0)
+    # rounded up: a key never expires before its ttl has passed (at most 1 ms after)
+    cdef int64_t e = <int64_t>ceil((clock() + ttl) * 1000.0)
     return e if e > 0 else 1
 
 # ------------------------------------------------------------------ super version
