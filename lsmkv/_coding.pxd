@@ -60,6 +60,8 @@ cdef inline const uint8_t* get_varint(const uint8_t* p, const uint8_t* limit,
     while shift <= 63 and p < limit:
         b = p[0]
         p += 1
+        if shift == 63 and b > 1:
+            return NULL          # more than 64 bits
         if b & 0x80:
             result |= (b & 0x7F) << shift
         else:

@@ -29,6 +29,7 @@ cdef class TableReader:
     cdef readonly dict properties
     cdef int fd
     cdef bytes index_data
+    cdef readonly uint64_t index_offset
     cdef bytes filter_data
     cdef const uint8_t* fbits
     cdef uint64_t fnbits

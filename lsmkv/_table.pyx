@@ -419,6 +419,7 @@ cdef class TableReader:
             h[i] = load_u64(f + 8 * i)
             if i % 2 == 1 and (h[i - 1] + h[i] + TRAILER_SIZE > size - FOOTER_SIZE):
                 raise CorruptionError(self.path, size - FOOTER_SIZE, "block handle out of range")
+        self.index_offset = h[0]
         self.index_data = self.read_block(h[0], h[1])
         self.filter_data = self.read_block(h[2], h[3])
         props = self.read_block(h[4], h[5])
@@ -484,12 +485,12 @@ cdef class TableReader:
         cdef uint64_t off, size, tag
         cdef size_t ukn = ikn - TAG_SIZE
         cdef int kind
-        it.reset(self.index_data, self.path, 0)
+        it.reset(self.index_data, self.path, self.index_offset)
         it.seek(ikey, ikn)
         if not it.valid:
             return None
         if decode_handle(it.val, it.val_len, &off, &size) < 0:
-            raise CorruptionError(self.path, None, "bad block handle in index")
+            raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
         it.reset(self.block(off, size), self.path, off)
         it.seek(ikey, ikn)
         if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ikey, ukn) != 0):
@@ -565,7 +566,7 @@ cdef class TableIterator(InternalIterator):
     def __cinit__(self, TableReader table):
         self.table = table
         self.index = BlockIter()
-        self.index.reset(table.index_data, table.path, 0)
+        self.index.reset(table.index_data, table.path, table.index_offset)
         self.data = BlockIter()
         self.have_block = False
 
@@ -575,7 +576,7 @@ cdef class TableIterator(InternalIterator):
         if not self.index.valid:
             return 0
         if decode_handle(self.index.val, self.index.val_len, &off, &size) < 0:
-            raise CorruptionError(self.table.path, None, "bad block handle in index")
+            raise CorruptionError(self.table.path, self.table.index_offset, "bad block handle in index")
         self.data.reset(self.table.block(off, size), self.table.path, off)
         self.have_block = True
         return 0
@@ -852,6 +853,8 @@ cdef class TableBuilder:
         cdef int64_t exp
         if self.num_entries and cmp_ikey(self.last_key.p, self.last_key.len, k, kn) >= 0:
             raise ValueError("TableBuilder.add: keys must be strictly increasing")
+        if kind == KIND_PUT_TTL and vn < 8:
+            raise ValueError("TableBuilder.add: a PUT_TTL value region needs its 8-byte expiry")
         if self.num_entries == 0:
             buf_append(&self.first_key, k, kn)
         # bloom: one hash per distinct user key
@@ -880,7 +883,7 @@ cdef class TableBuilder:
             self.num_deletions += 1
         elif kind == KIND_PUT_TTL:
             self.num_ttl += 1
-            exp = <int64_t>load_u64(v)
+            exp = <int64_t>load_u64(v)   # length checked on entry
             if self.min_expiry == 0 or exp < self.min_expiry:
                 self.min_expiry = exp
         if self.data_block.size_estimate() >= self.block_size:
@@ -932,7 +935,7 @@ cdef class TableBuilder:
             if self.num_entries else b""
         props = {
             "compression": b"zstd" if self.compress else b"none",
-            "data_size": self.offset,
+            "data_size": self.data_size,
             "largest_key": largest,
             "largest_seq": self.largest_seq,
             "min_expiry": <uint64_t>self.min_expiry,

@@ -7,8 +7,10 @@ Recovery rule (docs/format.md, "Torn tails"):
   * a record that fails its check (bad CRC, or a length running past the end of
     the file) is a torn tail when nothing valid follows it: it and everything
     after it are dropped, and the reader reports how many bytes it dropped;
-  * a bad record followed by a valid record is damage in the middle of the log:
-    CorruptionError naming the file and the bad record's offset. The exception
+  * a bad record followed by a valid record (where its length says the next
+    one starts, or, in case the length is what was damaged, at any offset in
+    the next MiB) is damage in the middle of the log: CorruptionError naming
+    the file and the bad record's offset. The exception
     is a bad record containing a whole zero page: a power loss that kept a
     later page but not this one. That too is a torn tail, since what follows
     were writes never synced (sync=True flushes everything before it).
@@ -40,6 +42,24 @@ def _valid_at(data, off) -> bool:
         return False
     end = off + HEADER + n
     return end <= len(data) and crc32c_py(data[off + 4:end]) == crc
+
+
+SEARCH_LIMIT = 1 << 20
+
+
+def _next_valid(data, off, end):
+    """Offset of a good record after the bad one at off, or None. Looks where the bad
+    record's length says the next one starts, then (in case the length itself is
+    damaged) at every offset in the following SEARCH_LIMIT bytes."""
+    size = len(data)
+    if end <= size and _valid_at(data, end):
+        return end
+    limit = min(size - HEADER, off + SEARCH_LIMIT)
+    for p in range(off + 1, limit + 1):
+        crc, n = _HDR.unpack_from(data, p)
+        if (crc or n) and p + HEADER + n <= size and _valid_at(data, p):
+            return p
+    return None
 
 
 def _has_zero_page(data, start, end) -> bool:
@@ -76,7 +96,8 @@ def read_log(path, data) -> LogReadResult:
             off = end
             continue
         # a bad record: torn tail or damage?
-        if end <= size and _valid_at(data, end) and not _has_zero_page(data, off, end):
+        nxt = _next_valid(data, off, end)
+        if nxt is not None and not _has_zero_page(data, off, nxt):
             raise CorruptionError(path, off, "log record checksum mismatch")
         res.dropped_at = off
         tail = bytes(mv[off:])
@@ -85,6 +106,6 @@ def read_log(path, data) -> LogReadResult:
     else:
         if off < size and any(mv[off:]):
             res.dropped_at = off
-            res.dropped_bytes = size - off
+            res.dropped_bytes = size - off - bytes(mv[off:]).count(0)
     res.end = off
     return res

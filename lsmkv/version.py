@@ -172,7 +172,7 @@ class Version:
             levels[level].append(f)
         levels[0].sort(key=lambda f: (f.largest_seq, f.number), reverse=True)
         for files in levels[1:]:
-            files.sort(key=lambda f: f.smallest)
+            files.sort(key=lambda f: f.smallest_user_key)
         return Version(levels)
 
     def files(self):

@@ -98,9 +98,6 @@ def test_truncated_last_record_is_torn_tail(cut):
         assert res.dropped_bytes == len(tail) - tail.count(0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (minor): for a non-zero tail shorter than a header, "
-                   "dropped_bytes counts every byte (zeros too), not the non-zero bytes documented for "
-                   "LogReadResult.dropped_bytes / wal_recovery_dropped_bytes")
 def test_dropped_bytes_counts_nonzero_bytes_of_short_tail():
     data, _ = build([b"a" * 10])
     res = read_log(PATH, data + b"\x05\x00\x00\x00")
@@ -189,10 +186,6 @@ def test_flipped_byte_in_middle_record_raises(where, victim):
     assert isinstance(ei.value, LsmkvError)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (design gap; read_log follows docs/format.md rule 3, which "
-                   "looks for the next record at offset + 8 + length): a flipped byte in the length field "
-                   "of a middle record is taken for a torn tail and every later valid, synced record is "
-                   "silently dropped instead of raising CorruptionError")
 @pytest.mark.parametrize("byte", [4, 5, 6, 7])
 def test_flipped_length_byte_in_middle_record_raises(byte):
     payloads = [b"x" * 10, b"y" * 100, b"z" * 20, b"w" * 30]
