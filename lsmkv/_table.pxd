@@ -32,7 +32,7 @@ cdef class TableReader:
     cdef readonly uint64_t index_offset
     cdef bytes filter_data
     cdef const uint8_t* fbits
-    cdef uint64_t fnbits
+    cdef uint64_t fnlines
     cdef int fk
     cdef object cache
     cdef bint may_contain(self, uint64_t h) noexcept

@@ -427,13 +427,13 @@ cdef class TableReader:
         BlockIter().reset(self.index_data, self.path, h[0])   # validates the restart array
         cdef size_t fn = PyBytes_GET_SIZE(self.filter_data)
         if fn == 0:
-            self.fnbits = 0
+            self.fnlines = 0
             self.fk = 0
         else:
             self.fbits = <const uint8_t*>PyBytes_AS_STRING(self.filter_data)
             self.fk = self.fbits[fn - 1]
-            self.fnbits = (fn - 1) * 8
-            if self.fk < 1 or self.fk > 30 or self.fnbits == 0:
+            self.fnlines = (fn - 1) // 64
+            if self.fk < 1 or self.fk > 30 or self.fnlines == 0 or (fn - 1) % 64 != 0:
                 raise CorruptionError(self.path, h[2], "bad bloom filter parameters")
 
     def __dealloc__(self):
@@ -446,15 +446,19 @@ cdef class TableReader:
             self.fd = -1
 
     cdef bint may_contain(self, uint64_t h) noexcept:
-        """False only if the user key with bloom hash h is surely absent."""
-        if self.fnbits == 0:
+        """False only if the user key with bloom hash h is surely absent.
+        Every probe of one key falls in one 64-byte line (one cache miss)."""
+        if self.fnlines == 0:
             return True
-        cdef uint64_t h1 = h & 0xFFFFFFFFU, h2 = h >> 32, bit
+        cdef uint32_t h2 = <uint32_t>(h >> 32)
+        cdef const uint8_t* line = self.fbits + ((h & 0xFFFFFFFFU) * self.fnlines >> 32) * 64
+        cdef uint32_t bit
         cdef int i
         for i in range(self.fk):
-            bit = (h1 + <uint64_t>i * h2) % self.fnbits
-            if not (self.fbits[bit >> 3] & (1 << (bit & 7))):
+            bit = h2 >> 23
+            if not (line[bit >> 3] & (1 << (bit & 7))):
                 return False
+            h2 *= 0x9E3779B9U
         return True
 
     def py_may_contain(self, key):
@@ -772,7 +776,7 @@ cdef class TableBuilder:
             raise ValueError(f"compression must be 'zstd' or 'none', not {compression!r}")
         self.bits_per_key = bloom_bits_per_key
         self.data_block = BlockBuilder(restart_interval)
-        self.index_block = BlockBuilder(restart_interval)
+        self.index_block = BlockBuilder(1)        # binary search lands on the entry
         self.pending_index = False
         self.offset = 0
         self.num_entries = self.num_deletions = self.num_ttl = 0
@@ -898,30 +902,33 @@ cdef class TableBuilder:
         self.add(&kv[0], kv.shape[0], &vv[0] if vv.shape[0] else NULL, vv.shape[0])
 
     cdef bytes _filter_block(self):
-        cdef uint64_t nbits = self.nhashes * <uint64_t>self.bits_per_key
+        """A blocked bloom filter: 64-byte lines; a key's k probes all fall in the
+        line ((h & 0xFFFFFFFF) * nlines) >> 32; probe i tests bit (g_i >> 23) of it,
+        g_0 = h >> 32, g_{i+1} = g_i * 0x9E3779B9 mod 2**32 (docs/format.md)."""
+        cdef uint64_t nlines
         cdef int k
         cdef size_t i, j
-        cdef uint64_t h1, h2, bit
+        cdef uint32_t g, bit
+        cdef uint8_t* line
         if self.bits_per_key <= 0 or self.nhashes == 0:
             return b""
-        if nbits < 64:
-            nbits = 64
-        nbits = (nbits + 7) // 8 * 8
+        nlines = (self.nhashes * <uint64_t>self.bits_per_key + 511) // 512
         k = <int>(self.bits_per_key * 0.69 + 0.5)    # ln 2 * bits per key
         if k < 1:
             k = 1
         if k > 30:
             k = 30
-        cdef bytes out = PyBytes_FromStringAndSize(NULL, nbits // 8 + 1)
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, nlines * 64 + 1)
         cdef uint8_t* bits = <uint8_t*>PyBytes_AS_STRING(out)
-        memset_zero(bits, nbits // 8)
+        memset_zero(bits, nlines * 64)
         for i in range(self.nhashes):
-            h1 = self.hashes[i] & 0xFFFFFFFFU
-            h2 = self.hashes[i] >> 32
+            line = bits + ((self.hashes[i] & 0xFFFFFFFFU) * nlines >> 32) * 64
+            g = <uint32_t>(self.hashes[i] >> 32)
             for j in range(k):
-                bit = (h1 + j * h2) % nbits
-                bits[bit >> 3] |= (1 << (bit & 7))
-        bits[nbits // 8] = k
+                bit = g >> 23
+                line[bit >> 3] |= (1 << (bit & 7))
+                g *= 0x9E3779B9U
+        bits[nlines * 64] = k
         return out
 
     cdef bytes _properties_block(self):

@@ -38,16 +38,17 @@ def filter_block(path):
 def reference_filter(ukeys, bits_per_key):
     """The filter docs/format.md describes, built independently of lsmkv."""
     distinct = sorted(set(ukeys))
-    m = max(64, len(distinct) * bits_per_key)
-    m = (m + 7) // 8 * 8
+    nlines = (len(distinct) * bits_per_key + 511) // 512
     k = min(30, max(1, int(0.69 * bits_per_key + 0.5)))
-    bits = bytearray(m // 8)
+    bits = bytearray(nlines * 64)
     for key in distinct:
         h = mmh3.hash64(key, BLOOM_SEED, signed=False)[0]
-        h1, h2 = h & 0xFFFFFFFF, h >> 32
-        for i in range(k):
-            b = (h1 + i * h2) % m
-            bits[b >> 3] |= 1 << (b & 7)
+        line = ((h & 0xFFFFFFFF) * nlines >> 32) * 64
+        g = h >> 32
+        for _ in range(k):
+            b = g >> 23
+            bits[line + (b >> 3)] |= 1 << (b & 7)
+            g = (g * 0x9E3779B9) & 0xFFFFFFFF
     return bytes(bits) + bytes([k])
 
 
@@ -93,7 +94,7 @@ def test_false_positive_rate(big_table):
 def test_filter_layout_matches_format_doc(big_table):
     _, path, present, _ = big_table
     block = filter_block(path)
-    assert len(block) == N * 10 // 8 + 1
+    assert len(block) == (N * 10 + 511) // 512 * 64 + 1
     assert block[-1] == 7                   # round(0.69 * 10)
     assert block == reference_filter(present, 10)
 
@@ -103,7 +104,7 @@ def test_one_hash_per_distinct_user_key(tmp_path):
     reader = build(tmp_path / "000002.sst", keys, 10, versions=3)
     assert reader.properties["num_entries"] == 300
     block = filter_block(tmp_path / "000002.sst")
-    assert len(block) == 100 * 10 // 8 + 1          # sized by distinct keys, not entries
+    assert len(block) == (100 * 10 + 511) // 512 * 64 + 1   # sized by distinct keys, not entries
     assert block == reference_filter(keys, 10)
     assert all(reader.py_may_contain(k) for k in keys)
 
@@ -114,7 +115,7 @@ def test_probe_count_and_minimum_size(tmp_path, bits, k):
     build(tmp_path / "000003.sst", keys, bits)
     block = filter_block(tmp_path / "000003.sst")
     assert block[-1] == k
-    assert len(block) == max(64, (3 * bits + 7) & ~7) // 8 + 1
+    assert len(block) == (3 * bits + 511) // 512 * 64 + 1
     assert block == reference_filter(keys, bits)
 
 
