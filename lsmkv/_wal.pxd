@@ -2,6 +2,7 @@ from libc.stdint cimport uint8_t, uint64_t
 
 cdef class LogWriter:
     cdef int fd
+    cdef bint use_mmap
     cdef uint8_t* base
     cdef size_t cap
     cdef readonly size_t pos

@@ -10,6 +10,11 @@ into the page cache, with no system call, and survives a kill of the process.
 sync() msyncs the written range (MS_SYNC) so the records survive power loss.
 Zero bytes follow the last record; a reader stops at a zero header.
 
+With use_mmap=False (option wal_mmap=False) the writer is the classic one instead:
+each record is written with one write() system call from a private buffer and
+sync() is fdatasync(); the file has no preallocated zero tail. Both modes write
+the same bytes, and the reader does not care which wrote a log.
+
 Thread safety: one thread at a time (the DB's write mutex).
 
 Invariants:
@@ -24,7 +29,8 @@ import os
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from libc.errno cimport errno
-from posix.unistd cimport close, fsync, ftruncate
+from posix.unistd cimport close, fsync, ftruncate, write
+from libc.stdlib cimport malloc, realloc, free
 from lsmkv._coding cimport crc32c, store_u32
 
 cdef extern from "fcntl.h" nogil:
@@ -59,13 +65,21 @@ cdef class LogWriter:
         self.pos = 0
         self.synced = 0
 
-    def __init__(self, path, uint64_t number, size_t prealloc=1 << 20):
+    def __init__(self, path, uint64_t number, size_t prealloc=1 << 20, bint use_mmap=True):
         self.path = str(path)
         self.number = number
+        self.use_mmap = use_mmap
         prealloc = _round_page(max(prealloc, PAGE))
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
         cdef int r
         cdef void* m
+        if not use_mmap:
+            self.base = <uint8_t*>malloc(PAGE)
+            if self.base == NULL:
+                os.close(self.fd)
+                raise MemoryError()
+            self.cap = PAGE
+            return
         try:
             with nogil:
                 r = posix_fallocate(self.fd, 0, prealloc)
@@ -85,7 +99,10 @@ cdef class LogWriter:
 
     def __dealloc__(self):
         if self.base != NULL:
-            munmap(self.base, self.cap)
+            if self.use_mmap:
+                munmap(self.base, self.cap)
+            else:
+                free(self.base)
         if self.fd >= 0:
             close(self.fd)
 
@@ -113,14 +130,33 @@ cdef class LogWriter:
             raise ValueError(f"log {self.path} is closed")
         if n > 0xFFFFFFFFU:
             raise ValueError("log record larger than 4 GiB")
+        cdef uint8_t* g
+        if not self.use_mmap:
+            if HEADER + n > self.cap:
+                g = <uint8_t*>realloc(self.base, HEADER + n)
+                if g == NULL:
+                    raise MemoryError()
+                self.base = g
+                self.cap = HEADER + n
+            return self.base + HEADER
         if self.pos + HEADER + n > self.cap:
             self._grow(self.pos + HEADER + n)
         return self.base + self.pos + HEADER
 
     cdef int commit(self, size_t n) except -1:
-        cdef uint8_t* h = self.base + self.pos
+        cdef uint8_t* h = self.base if not self.use_mmap else self.base + self.pos
+        cdef ssize_t w
+        cdef size_t done = 0
         store_u32(h + 4, <uint32_t>n)
         store_u32(h, crc32c(h + 4, n + 4, 0))
+        if not self.use_mmap:
+            while done < HEADER + n:
+                w = write(self.fd, h + done, HEADER + n - done)
+                if w < 0:
+                    if done:   # cut the partial record so later ones do not follow it
+                        ftruncate(self.fd, self.pos)
+                    raise OSError(errno, f"write failed: {self.path}: {os.strerror(errno)}")
+                done += w
         self.pos += HEADER + n
         return 0
 
@@ -128,6 +164,13 @@ cdef class LogWriter:
         cdef size_t start = self.synced & ~(<size_t>PAGE - 1)
         cdef int r
         if self.synced == self.pos:
+            return 0
+        if not self.use_mmap:
+            with nogil:
+                r = fsync(self.fd)
+            if r != 0:
+                raise OSError(errno, f"fsync failed: {self.path}: {os.strerror(errno)}")
+            self.synced = self.pos
             return 0
         with nogil:
             r = msync(self.base + start, self.pos - start, MS_SYNC)
@@ -157,6 +200,13 @@ cdef class LogWriter:
         if self.base == NULL:
             return
         self.sync_c()
+        if not self.use_mmap:
+            free(self.base)
+            self.base = NULL
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            return
         munmap(self.base, self.cap)
         self.base = NULL
         if truncate:
@@ -169,7 +219,10 @@ cdef class LogWriter:
     def abandon(self):
         """Unmap and close without syncing (simulated crash; tests)."""
         if self.base != NULL:
-            munmap(self.base, self.cap)
+            if self.use_mmap:
+                munmap(self.base, self.cap)
+            else:
+                free(self.base)
             self.base = NULL
         if self.fd >= 0:
             os.close(self.fd)

@@ -250,7 +250,8 @@ class DB(CoreDB):
             self._flush_at_open(mem, edit)
         # a new log for new writes; a fresh MANIFEST with the whole state
         wal_number = vs.new_file_number()
-        self.wal = LogWriter(filenames.log_name(self.path, wal_number), wal_number, self._wal_prealloc())
+        self.wal = LogWriter(filenames.log_name(self.path, wal_number), wal_number, self._wal_prealloc(),
+                             self.options.wal_mmap)
         edit.log_number = wal_number
         edit.last_sequence = last_seq
         old_manifest = vs.write_snapshot(edit)
@@ -348,7 +349,8 @@ class DB(CoreDB):
     def _switch_memtable(self):
         """Make the active memtable immutable and start a new one with a new log."""
         number = self._versions.new_file_number()
-        wal = LogWriter(filenames.log_name(self.path, number), number, self._wal_prealloc())
+        wal = LogWriter(filenames.log_name(self.path, number), number, self._wal_prealloc(),
+                        self.options.wal_mmap)
         try:
             filenames.fsync_dir(self.path)
             self.wal.close()         # syncs it: a later synced write cannot outlive it

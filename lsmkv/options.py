@@ -31,6 +31,7 @@ class Options:
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached
     target_file_size_base: int = 64 * MiB      # compaction output file size
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
+    wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     create_if_missing: bool = True
     error_if_exists: bool = False
     clock: object = field(default=time.time)   # seconds; used for TTL
@@ -50,7 +51,7 @@ class Options:
         _int("block_cache_size", self.block_cache_size, 0)
         _int("target_file_size_base", self.target_file_size_base, 64 * KiB)
         _int("wal_preallocate", self.wal_preallocate, 0)
-        for name in ("create_if_missing", "error_if_exists"):
+        for name in ("create_if_missing", "error_if_exists", "wal_mmap"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")
         if not callable(self.clock):

@@ -16,18 +16,21 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import lsmkv
 import crash_workload
 from conftest import lsmkv_import_path
 
-CYCLES = int(os.environ.get("LSMKV_CRASH_CYCLES", "12"))
+CYCLES = int(os.environ.get("LSMKV_CRASH_CYCLES", "10"))
 OPTS = dict(write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3)
 
 WRITER = r"""
 import sys
 sys.path[:0] = [sys.argv[3], sys.argv[4]]
 import lsmkv, crash_workload
-db = lsmkv.DB(sys.argv[1], write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3)
+db = lsmkv.DB(sys.argv[1], write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3,
+              wal_mmap=(sys.argv[5] == "1"))
 i = int(sys.argv[2])
 out = sys.stdout
 out.write("open\n"); out.flush()
@@ -41,7 +44,8 @@ while True:
 """
 
 
-def test_sigkill_writer_loses_nothing_acknowledged(tmp_path):
+@pytest.mark.parametrize("wal_mmap", [True, False], ids=["mmap-wal", "write-wal"])
+def test_sigkill_writer_loses_nothing_acknowledged(tmp_path, wal_mmap):
     path = str(tmp_path / "db")
     rng = random.Random(int(os.environ.get("LSMKV_CRASH_SEED", "4242")))
     here = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +53,8 @@ def test_sigkill_writer_loses_nothing_acknowledged(tmp_path):
     applied = 0       # ops in the model
     total_acked = 0
     for cycle in range(CYCLES):
-        p = subprocess.Popen([sys.executable, "-c", WRITER, path, str(applied), lsmkv_import_path(), here],
+        p = subprocess.Popen([sys.executable, "-c", WRITER, path, str(applied), lsmkv_import_path(), here,
+                              "1" if wal_mmap else "0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", bufsize=0)
         first = p.stdout.readline()
         assert first == b"open\n", (first, p.stderr.read())

@@ -455,3 +455,16 @@ except OSError:
     with lsmkv.DB(dbpath) as db:
         missing = [i for i in range(acked) if db.get(b"%08d" % i) is None]
         assert not missing, missing[:10]
+
+
+@pytest.mark.parametrize("wal_mmap", [True, False])
+def test_both_wal_modes_recover(dbpath, wal_mmap):
+    db = lsmkv.DB(dbpath, wal_mmap=wal_mmap, write_buffer_size=128 * 1024)
+    for i in range(3000):
+        db.put(b"%05d" % i, b"v" * 50, sync=(i % 500 == 0))
+    with db.write_batch() as wb:
+        wb.delete(b"00007")
+    db.close()
+    with lsmkv.DB(dbpath, wal_mmap=not wal_mmap) as db:
+        assert db.get(b"02999") == b"v" * 50 and db.get(b"00007") is None
+        assert sum(1 for _ in db.keys()) == 2999
