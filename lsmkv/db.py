@@ -478,6 +478,8 @@ class DB(CoreDB):
         stop = _check_bound("stop", stop)
         if self.closed:
             raise ClosedError("the database is closed")
+        if self._gc_pending:        # a pin was released while the mutex was busy
+            self._gc_soon()
         sv = self.sv
         if seq is None:
             seq = self.last_seq
