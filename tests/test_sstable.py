@@ -4,6 +4,8 @@ import os
 import random
 import struct
 import subprocess
+
+from conftest import lsmkv_import_path
 import sys
 
 import pytest
@@ -389,9 +391,10 @@ def test_ttl_entry_shorter_than_expiry_is_rejected(tmp_path):
         "    sys.exit(0)\n"
         "sys.exit(3)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # the child imports the same lsmkv as the tests (installed, or built in place)
+    env = dict(os.environ, PYTHONPATH=lsmkv_import_path())
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "000012.sst")],
-                          env=env, capture_output=True, timeout=60)
+                          env=env, capture_output=True, timeout=60, cwd="/")
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])
 
 
