@@ -35,6 +35,10 @@ from lsmkv._memtable cimport MemTable
 from lsmkv._table cimport TableReader
 from lsmkv._table import DELETED, bloom_hash_py
 from lsmkv._wal cimport LogWriter
+from lsmkv._memtable cimport MemTableIterator
+from lsmkv._table cimport TableIterator, LevelIterator
+from lsmkv._iterator cimport MergingIterator
+from lsmkv._iterator import DBIterator
 from lsmkv.errors import ClosedError, BackgroundError, CorruptionError
 
 cdef extern from *:
@@ -261,6 +265,46 @@ def replay_batch(MemTable mem, payload, path, uint64_t offset):
         raise CorruptionError(path, offset, "batch shorter than its header")
     cdef uint32_t count = apply_batch(mem, &v[0], v.shape[0], path, offset)
     return load_u64(&v[0]), count
+
+# ------------------------------------------------------------------ version pins
+
+cdef class Pin:
+    """Keeps one version's files alive while an iterator reads them.
+
+    Registered in db._pins (id -> version) until release(); dropping the last
+    reference releases it too. Releasing a pin on a version that is no longer
+    current asks the DB to delete files nothing references any more."""
+    cdef object db
+    cdef readonly object version
+
+    def __cinit__(self, db, version):
+        self.db = db
+        self.version = version
+        db._pins[id(self)] = version
+
+    cpdef release(self):
+        db = self.db
+        if db is None:
+            return
+        self.db = None
+        db._pins.pop(id(self), None)
+        if self.version is not db._versions.current:   # else it frees nothing
+            db._gc_soon()
+
+    def __dealloc__(self):
+        if self.db is not None:
+            try:
+                self.release()
+            except Exception:
+                pass
+
+
+cdef object _bound(str name, object v):
+    if v is None or PyBytes_CheckExact(v):
+        return v
+    if isinstance(v, (bytearray, memoryview, bytes)):
+        return bytes(v)
+    raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
 
 # ------------------------------------------------------------------ the core
 
@@ -510,3 +554,28 @@ cdef class CoreDB:
 
     def __contains__(self, key):
         return self._get(key, self.last_seq) is not None
+
+    def _iterate(self, start, stop, bint reverse, int mode, seq=None):
+        """A DBIterator over [start, stop) as of seq (default: now), pinning its version."""
+        cdef SuperVersion sv
+        cdef MemTable m
+        cdef TableReader t
+        cdef list children = []
+        cdef tuple lv
+        start = _bound("start", start)
+        stop = _bound("stop", stop)
+        if self.closed:
+            raise ClosedError("the database is closed")
+        if self._gc_pending:        # a pin was released while the mutex was busy
+            self._gc_soon()
+        sv = self.sv
+        cdef uint64_t s = self.last_seq if seq is None else seq
+        pin = Pin(self, sv.version)
+        children.append(MemTableIterator(sv.mem))
+        for m in sv.imms:
+            children.append(MemTableIterator(m))
+        for t in sv.l0:
+            children.append(TableIterator(t))
+        for lv in sv.levels:
+            children.append(LevelIterator(list(lv[0]), lv[1]))
+        return DBIterator(MergingIterator(children), s, self._now_ms(), start, stop, reverse, mode, pin)

@@ -29,9 +29,8 @@ from sortedcontainers import SortedList
 from lsmkv import filenames
 from lsmkv._cache import LRUCache
 from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, replay_batch
-from lsmkv._iterator import DBIterator, MergingIterator
 from lsmkv._memtable import MemTable, MemTableIterator
-from lsmkv._table import LevelIterator, TableBuilder, TableIterator, TableReader, write_tables
+from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
 from lsmkv.errors import BackgroundError, ClosedError, CorruptionError, LockError
 from lsmkv.logformat import read_log
@@ -51,24 +50,6 @@ def _check_bound(name, v):
     if isinstance(v, (bytearray, memoryview)):
         return bytes(v)
     raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
-
-
-class _Pin:
-    """Keeps one version's files alive while an iterator reads them."""
-    __slots__ = ("db", "version", "__weakref__")
-
-    def __init__(self, db, version):
-        self.db = db
-        self.version = version
-        db._pins[id(self)] = version
-
-    def release(self):
-        db, self.db = self.db, None
-        if db is not None:
-            db._pins.pop(id(self), None)
-            db._gc_soon()
-
-    __del__ = release
 
 
 class Snapshot:
@@ -472,24 +453,6 @@ class DB(CoreDB):
                     pass
 
     # ------------------------------------------------------------------ reads
-
-    def _iterate(self, start, stop, reverse, mode, seq=None):
-        start = _check_bound("start", start)
-        stop = _check_bound("stop", stop)
-        if self.closed:
-            raise ClosedError("the database is closed")
-        if self._gc_pending:        # a pin was released while the mutex was busy
-            self._gc_soon()
-        sv = self.sv
-        if seq is None:
-            seq = self.last_seq
-        pin = _Pin(self, sv.version)
-        children = [MemTableIterator(m) for m in sv.memtables()]
-        children += [TableIterator(t) for t in sv.l0]
-        for readers, largest, _ in sv.levels:
-            children.append(LevelIterator(list(readers), list(largest)))
-        return DBIterator(MergingIterator(children), seq, self._now_ms(), start, stop,
-                          bool(reverse), mode, pin)
 
     def items(self, start=None, stop=None, *, reverse=False):
         """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
