@@ -71,11 +71,30 @@ cdef inline const uint8_t* get_varint(const uint8_t* p, const uint8_t* limit,
         shift += 7
     return NULL
 
+cdef extern from *:
+    """
+    static inline uint64_t lsmkv_load_be64(const uint8_t* p) {
+        uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v);
+    }
+    """
+    uint64_t lsmkv_load_be64(const uint8_t* p) noexcept nogil
+
 cdef inline int cmp_bytes(const uint8_t* a, size_t an, const uint8_t* b, size_t bn) noexcept nogil:
+    """Bytewise comparison (memcmp order, a prefix first), inlined: 8-byte words
+    compared as big-endian integers, so short keys cost no library call."""
     cdef size_t n = an if an < bn else bn
-    cdef int r = memcmp(a, b, n) if n else 0
-    if r != 0:
-        return r
+    cdef size_t i = 0
+    cdef uint64_t x, y
+    while i + 8 <= n:
+        x = lsmkv_load_be64(a + i)
+        y = lsmkv_load_be64(b + i)
+        if x != y:
+            return -1 if x < y else 1
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return -1 if a[i] < b[i] else 1
+        i += 1
     if an < bn:
         return -1
     if an > bn:
