@@ -80,6 +80,36 @@ def run_compaction(db, inputs, output_level, bottommost):
     return edit
 
 
+def pick_l0(version, trigger):
+    """The automatic compaction: when level 0 holds `trigger` files or more, all of
+    them and the level-1 files they overlap, into level 1. None if not needed."""
+    l0 = version.levels[0]
+    if len(l0) < trigger:
+        return None
+    lo = min(f.smallest_user_key for f in l0)
+    hi = max(f.largest_user_key for f in l0)
+    inputs = {0: list(l0)}
+    l1 = [f for f in version.levels[1] if _overlaps(f, lo, hi)]
+    if l1:
+        inputs[1] = l1
+    return inputs
+
+
+def needs_compaction(version, options):
+    return len(version.levels[0]) >= options.level0_file_num_compaction_trigger
+
+
+def compact_auto(db):
+    """Run one automatic compaction if the current version needs it. Returns the edit."""
+    with db.mutex:
+        version = db._versions.current
+        inputs = pick_l0(version, db.options.level0_file_num_compaction_trigger)
+    if not inputs:
+        return None
+    bottommost = all(not version.levels[i] for i in range(2, NUM_LEVELS))
+    return run_compaction(db, inputs, 1, bottommost)
+
+
 def compact_range(db, start, stop):
     with db.mutex:
         version = db._versions.current

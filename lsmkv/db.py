@@ -130,6 +130,7 @@ class DB(CoreDB):
         self._lock_fd = None
         self._registered = False
         self._bg_thread = None
+        self._compact_thread = None
         self._cv = threading.Condition(self.mutex)
         self._compaction_lock = threading.Lock()
         self._shutting_down = False
@@ -150,6 +151,9 @@ class DB(CoreDB):
         self._bg_thread = threading.Thread(target=self._bg_main, name=f"lsmkv-flush:{self.path}",
                                            daemon=True)
         self._bg_thread.start()
+        self._compact_thread = threading.Thread(target=self._compaction_main,
+                                                name=f"lsmkv-compact:{self.path}", daemon=True)
+        self._compact_thread.start()
 
     # ------------------------------------------------------------------ open
 
@@ -377,6 +381,27 @@ class DB(CoreDB):
                     self._cv.notify_all()
                 return
 
+    def _compaction_main(self):
+        """Background compactions: level 0 into level 1 whenever L0 reaches its trigger."""
+        from lsmkv.compaction import compact_auto, needs_compaction
+        while True:
+            with self.mutex:
+                while not self._shutting_down and self.bg_error is None and \
+                        not needs_compaction(self._versions.current, self.options):
+                    self._cv.wait()
+                if self._shutting_down or self.bg_error is not None:
+                    return
+            try:
+                with self._compaction_lock:
+                    compact_auto(self)
+            except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
+                with self.mutex:
+                    self.bg_error = e
+                    self._cv.notify_all()
+                return
+            with self.mutex:
+                self._cv.notify_all()
+
     def _flush_memtable(self, imm):
         metas = write_tables(MemTableIterator(imm), self._new_builder, self._oldest_snapshot(),
                              False, self._now_ms(), _NO_LIMIT, self._stat)
@@ -568,8 +593,9 @@ class DB(CoreDB):
         with self.mutex:
             self._shutting_down = True
             self._cv.notify_all()
-        if self._bg_thread is not None and self._bg_thread is not threading.current_thread():
-            self._bg_thread.join()
+        for t in (self._bg_thread, self._compact_thread):
+            if t is not None and t is not threading.current_thread():
+                t.join()
         with self.mutex:
             try:
                 if self.wal is not None:

@@ -30,6 +30,7 @@ class Options:
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached
     target_file_size_base: int = 64 * MiB      # compaction output file size
+    level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     create_if_missing: bool = True
@@ -50,6 +51,7 @@ class Options:
         _int("bloom_bits_per_key", self.bloom_bits_per_key, 0, 64)
         _int("block_cache_size", self.block_cache_size, 0)
         _int("target_file_size_base", self.target_file_size_base, 64 * KiB)
+        _int("level0_file_num_compaction_trigger", self.level0_file_num_compaction_trigger, 1)
         _int("wal_preallocate", self.wal_preallocate, 0)
         for name in ("create_if_missing", "error_if_exists", "wal_mmap"):
             if not isinstance(getattr(self, name), bool):

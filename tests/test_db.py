@@ -266,7 +266,7 @@ def test_reopen_recovers_unflushed_writes(dbpath):
 
 
 def test_flush_writes_l0_and_deletes_the_log(dbpath, small_opts):
-    with lsmkv.DB(dbpath, **small_opts) as db:
+    with lsmkv.DB(dbpath, level0_file_num_compaction_trigger=100, **small_opts) as db:
         for i in range(3000):
             db.put(b"%06d" % i, b"x" * 100)
         db.flush()
@@ -283,7 +283,7 @@ def test_flush_writes_l0_and_deletes_the_log(dbpath, small_opts):
 
 
 def test_open_iterator_pins_files_and_closing_frees_them(dbpath, small_opts):
-    with lsmkv.DB(dbpath, **small_opts) as db:
+    with lsmkv.DB(dbpath, level0_file_num_compaction_trigger=100, **small_opts) as db:
         for i in range(2000):
             db.put(b"%06d" % i, b"x" * 50)
         db.flush()
@@ -468,3 +468,21 @@ def test_both_wal_modes_recover(dbpath, wal_mmap):
     with lsmkv.DB(dbpath, wal_mmap=not wal_mmap) as db:
         assert db.get(b"02999") == b"v" * 50 and db.get(b"00007") is None
         assert sum(1 for _ in db.keys()) == 2999
+
+
+def test_level0_is_compacted_in_the_background(dbpath, small_opts):
+    import time
+    with lsmkv.DB(dbpath, level0_file_num_compaction_trigger=3, **small_opts) as db:
+        for rnd in range(3):
+            for i in range(2000):
+                db.put(b"%05d" % i, b"%d-" % rnd + b"x" * 60)
+        db.flush()
+        deadline = time.monotonic() + 30
+        while db.stats()["levels"][0]["files"] >= 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s = db.stats()
+        assert s["levels"][0]["files"] < 3 and s["levels"][1]["files"] >= 1, s["levels"][:2]
+        assert s["compactions"] >= 1 and s["dropped_hidden"] > 0
+        db._versions.current.check()
+        assert all(v.startswith(b"2-") for v in db.values())
+        assert sum(1 for _ in db.keys()) == 2000
