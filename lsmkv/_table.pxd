@@ -31,6 +31,8 @@ cdef class TableReader:
     cdef bytes index_data
     cdef readonly uint64_t index_offset
     cdef bytes filter_data
+    cdef readonly object zdict
+    cdef object ztls
     cdef const uint8_t* fbits
     cdef uint64_t fnlines
     cdef int fk

@@ -4,14 +4,17 @@
 File layout (docs/format.md has field widths and edge cases):
 
     [data block 0][trailer] ... [data block n-1][trailer]
+    [dictionary block][trailer] (only if the table has one)
     [filter block][trailer] [index block][trailer] [properties block][trailer]
-    [footer: 64 bytes]
+    [footer: 80 bytes]
 
   block   = entries, then restart offsets (u32 LE each), then restart count (u32 LE)
   entry   = varint shared | varint non_shared | varint value_len | key_delta | value
-  trailer = type (u8: 0 raw, 1 zstd) | crc32c(block bytes as stored + type) (u32 LE)
+  trailer = type (u8: 0 raw, 1 zstd, 2 zstd with the table's dictionary)
+            | crc32c(block bytes as stored + type) (u32 LE)
   footer  = index (off u64, size u64) | filter (off, size) | properties (off, size)
-            | format_version u32 | crc32c(preceding 52 bytes) u32 | magic b"LSMKVSST"
+            | dictionary (off, size; 0, 0 if none)
+            | format_version u32 | crc32c(preceding 68 bytes) u32 | magic b"LSMKVSST"
 
 Thread safety: TableBuilder is used by one thread. TableReader is immutable after
 open and may be shared by any number of threads; get() is reentrant. Iterators
@@ -43,12 +46,13 @@ from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, 
 from lsmkv._iterator cimport InternalIterator, MergingIterator
 from lsmkv.errors import CorruptionError
 
-DEF FOOTER_SIZE = 64
+DEF FOOTER_SIZE = 80
 DEF TRAILER_SIZE = 5
 DEF FORMAT_VERSION = 1
 MAGIC = b"LSMKVSST"
 BLOCK_RAW = 0
 BLOCK_ZSTD = 1
+BLOCK_ZSTD_DICT = 2      # zstd with the table's own dictionary (the dictionary block)
 cdef uint32_t BLOOM_SEED = 0xBC9F1D34U
 
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
@@ -340,7 +344,7 @@ cdef inline int decode_handle(const uint8_t* p, size_t n, uint64_t* off, uint64_
     return 0
 
 
-cdef bytes check_block(bytes stored, object path, uint64_t off):
+cdef bytes check_block(bytes stored, object path, uint64_t off, TableReader table=None):
     """Verify the trailer of stored (block bytes + trailer) and return the contents."""
     cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
     cdef size_t n = PyBytes_GET_SIZE(stored)
@@ -353,9 +357,15 @@ cdef bytes check_block(bytes stored, object path, uint64_t off):
     cdef int btype = p[body]
     if btype == BLOCK_RAW:
         return PyBytes_FromStringAndSize(<char*>p, body)
-    if btype == BLOCK_ZSTD:
+    if btype == BLOCK_ZSTD or btype == BLOCK_ZSTD_DICT:
+        if btype == BLOCK_ZSTD:
+            d = _decompressor()
+        elif table is None or table.zdict is None:
+            raise CorruptionError(path, off, "block needs the table's dictionary, which it lacks")
+        else:
+            d = table._dict_decompressor()
         try:
-            return _decompressor().decompress(stored[:body])
+            return d.decompress(stored[:body])
         except zstandard.ZstdError as e:
             raise CorruptionError(path, off, f"zstd: {e}") from None
     raise CorruptionError(path, off, f"unknown block type {btype}")
@@ -406,19 +416,26 @@ cdef class TableReader:
             raise CorruptionError(self.path, 0, f"file too short for a footer ({size} bytes)")
         cdef bytes footer = pread_exact(self.fd, size - FOOTER_SIZE, FOOTER_SIZE, self.path)
         cdef const uint8_t* f = <const uint8_t*>PyBytes_AS_STRING(footer)
-        if footer[56:64] != MAGIC:
+        if footer[72:80] != MAGIC:
             raise CorruptionError(self.path, size - 8, "bad magic number (not an lsmkv SST)")
-        if crc32c(f, 52, 0) != load_u32(f + 52):
+        if crc32c(f, 68, 0) != load_u32(f + 68):
             raise CorruptionError(self.path, size - FOOTER_SIZE, "footer checksum mismatch")
-        if load_u32(f + 48) != FORMAT_VERSION:
-            raise CorruptionError(self.path, size - FOOTER_SIZE + 48,
-                                  f"unsupported format version {load_u32(f + 48)}")
-        cdef uint64_t h[6]
+        if load_u32(f + 64) != FORMAT_VERSION:
+            raise CorruptionError(self.path, size - FOOTER_SIZE + 64,
+                                  f"unsupported format version {load_u32(f + 64)}")
+        cdef uint64_t h[8]
         cdef int i
-        for i in range(6):
+        for i in range(8):
             h[i] = load_u64(f + 8 * i)
             if i % 2 == 1 and (h[i - 1] + h[i] + TRAILER_SIZE > size - FOOTER_SIZE):
                 raise CorruptionError(self.path, size - FOOTER_SIZE, "block handle out of range")
+        self.ztls = threading.local()
+        self.zdict = None
+        if h[7]:
+            try:
+                self.zdict = zstandard.ZstdCompressionDict(self.read_block(h[6], h[7]))
+            except zstandard.ZstdError as e:
+                raise CorruptionError(self.path, h[6], f"bad compression dictionary: {e}") from None
         self.index_offset = h[0]
         self.index_data = self.read_block(h[0], h[1])
         self.filter_data = self.read_block(h[2], h[3])
@@ -467,7 +484,15 @@ cdef class TableReader:
     cdef bytes read_block(self, uint64_t off, uint64_t size):
         if self.fd < 0:
             raise ValueError(f"table {self.path} is closed")
-        return check_block(pread_exact(self.fd, off, size + TRAILER_SIZE, self.path), self.path, off)
+        return check_block(pread_exact(self.fd, off, size + TRAILER_SIZE, self.path), self.path, off, self)
+
+    def _dict_decompressor(self):
+        """This thread's decompressor for blocks compressed with the table's dictionary."""
+        try:
+            return self.ztls.d
+        except AttributeError:
+            self.ztls.d = zstandard.ZstdDecompressor(dict_data=self.zdict)
+            return self.ztls.d
 
     cdef bytes block(self, uint64_t off, uint64_t size):
         """A data block's contents, through the block cache when there is one."""
@@ -740,11 +765,15 @@ cdef class TableBuilder:
     cdef size_t block_size
     cdef object cctx
     cdef int compress
+    cdef int level
+    cdef int block_type            # BLOCK_ZSTD or BLOCK_ZSTD_DICT, once chosen
+    cdef size_t dict_bytes
+    cdef list pending              # (contents, last key) of blocks held back to train the dictionary
+    cdef size_t pending_bytes
+    cdef bytes dict_data
     cdef Buf last_key
     cdef Buf first_key
     cdef Buf last_ukey_hashed
-    cdef bint pending_index
-    cdef uint64_t pending_off, pending_size
     cdef uint64_t* hashes
     cdef size_t nhashes, cap_hashes
     cdef int bits_per_key
@@ -763,13 +792,22 @@ cdef class TableBuilder:
         self.hashes = NULL
         self.nhashes = self.cap_hashes = 0
 
-    def __init__(self, path, size_t block_size=4096, compression="zstd", int compression_level=3,
-                 int bloom_bits_per_key=10, int restart_interval=16):
+    def __init__(self, path, size_t block_size=4096, compression="zstd", int compression_level=-1,
+                 int bloom_bits_per_key=10, int restart_interval=16, size_t dict_bytes=0):
         self.path = str(path)
         self.block_size = block_size
+        self.level = compression_level
+        self.dict_bytes = dict_bytes
+        self.pending = None
+        self.pending_bytes = 0
+        self.dict_data = None
+        self.block_type = BLOCK_ZSTD
         if compression == "zstd":
             self.compress = 1
-            self.cctx = zstandard.ZstdCompressor(level=compression_level)
+            if dict_bytes:
+                self.pending = []     # trained from the first blocks; see _train()
+            else:
+                self.cctx = zstandard.ZstdCompressor(level=compression_level)
         elif compression == "none":
             self.compress = 0
         else:
@@ -777,7 +815,6 @@ cdef class TableBuilder:
         self.bits_per_key = bloom_bits_per_key
         self.data_block = BlockBuilder(restart_interval)
         self.index_block = BlockBuilder(1)        # binary search lands on the entry
-        self.pending_index = False
         self.offset = 0
         self.num_entries = self.num_deletions = self.num_ttl = 0
         self.raw_key_bytes = self.raw_value_bytes = 0
@@ -815,7 +852,7 @@ cdef class TableBuilder:
             z = self.cctx.compress(contents)
             if len(z) < len(contents) - len(contents) // 8:
                 stored = z
-                btype = BLOCK_ZSTD
+                btype = self.block_type
         cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
         cdef size_t n = PyBytes_GET_SIZE(stored)
         trailer[0] = btype
@@ -829,23 +866,52 @@ cdef class TableBuilder:
             self._flush_out()
         return 0
 
-    cdef int _add_index_entry(self) except -1:
+    cdef int _write_data_block(self, bytes contents, const uint8_t* last, size_t last_len) except -1:
         cdef uint8_t h[20]
-        cdef uint8_t* e = put_varint(h, self.pending_off)
-        e = put_varint(e, self.pending_size)
-        self.index_block.add(self.last_key.p, self.last_key.len, h, e - h)
-        self.pending_index = False
+        cdef uint64_t off, size
+        self._write_block(contents, True, &off, &size)
+        cdef uint8_t* e = put_varint(h, off)
+        e = put_varint(e, size)
+        self.index_block.add(last, last_len, h, e - h)
         return 0
 
     cdef int _finish_data_block(self) except -1:
         if self.data_block.entries == 0:
             return 0
         cdef bytes contents = self.data_block.finish()
+        cdef bytes last
         self.data_block.reset()
-        self._write_block(contents, True, &self.pending_off, &self.pending_size)
-        self.pending_index = True
         self.num_data_blocks += 1
-        self._add_index_entry()
+        if self.pending is not None:
+            self.pending.append((contents, PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len)))
+            self.pending_bytes += len(contents)
+            if self.pending_bytes >= self.dict_bytes * 100:
+                self._train()
+            return 0
+        return self._write_data_block(contents, self.last_key.p, self.last_key.len)
+
+    cdef int _train(self) except -1:
+        """Train a zstd dictionary on the held-back blocks (RocksDB's max_dict_bytes
+        idea: small blocks compress far better against a dictionary, and a trained
+        dictionary's entropy tables are digested once per reader, not per block),
+        then write those blocks. Too little data to train on: no dictionary."""
+        pending = self.pending
+        self.pending = None
+        zd = None
+        if len(pending) >= 16 and self.pending_bytes >= self.dict_bytes * 4:
+            try:
+                zd = zstandard.train_dictionary(self.dict_bytes, [c for c, _ in pending],
+                                                k=64, d=8, level=self.level)
+            except zstandard.ZstdError:
+                zd = None
+        if zd is not None:
+            self.dict_data = zd.as_bytes()
+            self.cctx = zstandard.ZstdCompressor(level=self.level, dict_data=zd, write_dict_id=False)
+            self.block_type = BLOCK_ZSTD_DICT
+        else:
+            self.cctx = zstandard.ZstdCompressor(level=self.level)
+        for contents, last in pending:
+            self._write_data_block(contents, <const uint8_t*>PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last))
         return 0
 
     cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
@@ -966,21 +1032,26 @@ cdef class TableBuilder:
     def finish(self):
         """Write filter, index, properties and footer; fsync; close. Returns the
         table's metadata as a dict."""
-        cdef uint64_t h[6]
+        cdef uint64_t h[8]
         cdef uint8_t footer[FOOTER_SIZE]
         cdef int i
         if self.finished:
             raise ValueError("TableBuilder already finished")
         self._finish_data_block()
+        if self.pending is not None:
+            self._train()
         self.data_size = self.offset
+        h[6] = h[7] = 0
+        if self.dict_data is not None:
+            self._write_block(self.dict_data, False, &h[6], &h[7])
         self._write_block(self._filter_block(), False, &h[2], &h[3])
         self._write_block(self.index_block.finish(), False, &h[0], &h[1])
         self._write_block(self._properties_block(), False, &h[4], &h[5])
-        for i in range(6):
+        for i in range(8):
             store_u64(footer + 8 * i, h[i])
-        store_u32(footer + 48, FORMAT_VERSION)
-        store_u32(footer + 52, crc32c(footer, 52, 0))
-        memcpy(footer + 56, <const char*>b"LSMKVSST", 8)
+        store_u32(footer + 64, FORMAT_VERSION)
+        store_u32(footer + 68, crc32c(footer, 68, 0))
+        memcpy(footer + 72, <const char*>b"LSMKVSST", 8)
         buf_append(&self.out, footer, FOOTER_SIZE)
         self.offset += FOOTER_SIZE
         self._flush_out()

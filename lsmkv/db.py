@@ -278,7 +278,8 @@ class DB(CoreDB):
         self._pending_outputs.add(number)
         o = self.options
         return TableBuilder(filenames.table_name(self.path, number), o.block_size, o.compression,
-                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval)
+                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval,
+                            o.compression_dict_bytes)
 
     def _new_builder(self):
         with self.mutex:

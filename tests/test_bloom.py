@@ -31,7 +31,7 @@ def build(path, ukeys, bits, versions=1):
 
 def filter_block(path):
     data = open(path, "rb").read()
-    off, size = struct.unpack_from("<QQ", data, len(data) - 64 + 16)
+    off, size = struct.unpack_from("<QQ", data, len(data) - 80 + 16)
     return data[off:off + size]
 
 
@@ -140,7 +140,7 @@ def test_bad_filter_parameters_are_corruption(tmp_path):
     path = tmp_path / "000006.sst"
     build(path, [b"a", b"b"], 10)
     data = bytearray(path.read_bytes())
-    off, size = struct.unpack_from("<QQ", data, len(data) - 64 + 16)
+    off, size = struct.unpack_from("<QQ", data, len(data) - 80 + 16)
     data[off + size - 1] = 0                         # k = 0, checksum recomputed
     data[off + size + 1:off + size + 5] = struct.pack("<I", crc32c_py(bytes(data[off:off + size + 1])))
     path.write_bytes(bytes(data))

@@ -19,7 +19,7 @@ from lsmkv.errors import CorruptionError
 
 DELETE, PUT, PUT_TTL, KIND_MAX = 0, 1, 2, 0xFF
 MAX_SEQ = 0x00FFFFFFFFFFFFFF
-FOOTER = 64
+FOOTER = 80
 TRAILER = 5
 
 
@@ -93,7 +93,7 @@ def scan_reverse(it):
 def layout(path):
     """Parse a table file: (footer handles, [(data block off, size)])."""
     data = open(path, "rb").read()
-    h = struct.unpack("<6Q", data[-FOOTER:-FOOTER + 48])
+    h = struct.unpack("<8Q", data[-FOOTER:-FOOTER + 64])
     index = data[h[0]:h[0] + h[1]]          # index is never compressed
     blocks = []
     for _, v in block_entries(index):
@@ -476,7 +476,7 @@ def test_index_flip_fails_at_open(tmp_path):
 def test_footer_flip_fails_at_open(tmp_path, where):
     path, _ = small_table(tmp_path, "000023.sst")
     size = os.path.getsize(path)
-    pos = size - FOOTER + {"handles": 3, "version": 48, "crc": 53, "magic": 60}[where]
+    pos = size - FOOTER + {"handles": 3, "version": 64, "crc": 69, "magic": 76}[where]
     flip(path, pos)
     with pytest.raises(CorruptionError) as ei:
         TableReader(path, 23)
@@ -730,3 +730,55 @@ def test_write_tables_abandons_outputs_on_error(tmp_path):
         write_tables(MemTableIterator(memtable_of(entries)), new_table, 0, False, 0, 2048)
     assert len(made) == 3
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ zstd dictionary
+
+def _dict_table(tmp_path, n=6000, dict_bytes=1024, name="000090.sst"):
+    path = tmp_path / name
+    tb = TableBuilder(str(path), 1024, "zstd", -1, 10, 16, dict_bytes)
+    rng = random.Random(5)
+    rows = []
+    for i in range(n):
+        k = b"user:%08d" % i
+        # records with shared structure, as real values have: what a dictionary captures
+        v = b'{"id": %d, "name": "user-%s", "plan": "%s", "active": true}' % (
+            i, rng.randbytes(3).hex().encode(), rng.choice([b"free", b"team", b"enterprise"]))
+        tb.py_add(k + (((i + 1) << 8) | 1).to_bytes(8, "little"), v)
+        rows.append((k, v))
+    meta = tb.finish()
+    return path, rows, meta
+
+
+def test_dictionary_tables_round_trip_and_use_block_type_2(tmp_path):
+    path, rows, meta = _dict_table(tmp_path)
+    h, blocks = layout(path)
+    assert h[7] > 0, "a dictionary block is written"
+    data = open(path, "rb").read()
+    types = {data[off + size] for off, size in blocks}
+    assert types <= {0, 2} and 2 in types
+    t = TableReader(str(path), 90)
+    for k, v in rows[::37]:
+        assert t.py_get(k) == v
+    assert t.verify() == len(rows)
+    plain = TableBuilder(str(tmp_path / "000091.sst"), 1024, "zstd", -1, 10, 16, 0)
+    for i, (k, v) in enumerate(rows):
+        plain.py_add(k + (((i + 1) << 8) | 1).to_bytes(8, "little"), v)
+    assert meta["file_size"] < plain.finish()["file_size"], "the dictionary should pay for itself"
+
+
+def test_too_little_data_for_a_dictionary_falls_back(tmp_path):
+    path, rows, _ = _dict_table(tmp_path, n=30, name="000092.sst")
+    h, blocks = layout(path)
+    assert h[6] == h[7] == 0
+    t = TableReader(str(path), 92)
+    assert [t.py_get(k) for k, _ in rows] == [v for _, v in rows]
+
+
+def test_damaged_dictionary_block_is_corruption(tmp_path):
+    path, _, _ = _dict_table(tmp_path, name="000093.sst")
+    h, _ = layout(path)
+    flip(path, h[6] + 20)
+    with pytest.raises(CorruptionError) as ei:
+        TableReader(str(path), 93)
+    assert ei.value.offset == h[6]
