@@ -11,6 +11,7 @@ cdef enum:
     TAG_SIZE = 8
 
 cdef uint32_t crc32c(const uint8_t* p, size_t n, uint32_t crc) noexcept nogil
+cdef uint32_t crc32c_sw(const uint8_t* p, size_t n, uint32_t crc) noexcept nogil
 cdef void murmur3_128(const uint8_t* key, size_t n, uint32_t seed,
                       uint64_t* h1, uint64_t* h2) noexcept nogil
 

@@ -186,3 +186,14 @@ def test_varint_sequence_round_trip(values):
         out.append(v)
     assert out == values
     assert pos == len(blob)
+
+
+def test_hardware_and_software_crc32c_agree():
+    from lsmkv._coding import crc32c_software, has_hardware_crc
+    rng = random.Random(99)
+    for n in list(range(0, 40)) + [4095, 4096, 100_000]:
+        data = rng.randbytes(n)
+        for seed in (0, 0xDEADBEEF):
+            assert crc32c_py(data, seed) == crc32c_software(data, seed), (n, seed)
+    assert crc32c_software(b"123456789") == 0xE3069283
+    print("hardware crc32c:", has_hardware_crc())
