@@ -22,6 +22,7 @@ cdef class MergingIterator(InternalIterator):
     cdef list children
     cdef int n
     cdef int current
+    cdef int second              # runner-up child after the last pick, or -1
     cdef void _pick_smallest(self) noexcept
     cdef void _pick_largest(self) noexcept
     cdef void _set(self, int best, InternalIterator b) noexcept

@@ -78,25 +78,37 @@ cdef class MergingIterator(InternalIterator):
         self.children = list(children)
         self.n = len(self.children)
         self.current = -1
+        self.second = -1
 
     cdef void _pick_smallest(self) noexcept:
-        cdef int i, best = -1
-        cdef InternalIterator c, b = None
+        """Current = the child with the smallest key; second = the runner-up."""
+        cdef int i, best = -1, second = -1
+        cdef InternalIterator c, b = None, r = None
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
-            if c.valid and (b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) < 0):
-                best = i
-                b = c
+            if not c.valid:
+                continue
+            if b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) < 0:
+                second, r = best, b
+                best, b = i, c
+            elif r is None or cmp_ikey(c.key, c.key_len, r.key, r.key_len) < 0:
+                second, r = i, c
+        self.second = second
         self._set(best, b)
 
     cdef void _pick_largest(self) noexcept:
-        cdef int i, best = -1
-        cdef InternalIterator c, b = None
+        cdef int i, best = -1, second = -1
+        cdef InternalIterator c, b = None, r = None
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
-            if c.valid and (b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) > 0):
-                best = i
-                b = c
+            if not c.valid:
+                continue
+            if b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) > 0:
+                second, r = best, b
+                best, b = i, c
+            elif r is None or cmp_ikey(c.key, c.key_len, r.key, r.key_len) > 0:
+                second, r = i, c
+        self.second = second
         self._set(best, b)
 
     cdef void _set(self, int best, InternalIterator b) noexcept:
@@ -144,12 +156,34 @@ cdef class MergingIterator(InternalIterator):
         return 0
 
     cdef int next(self) except -1:
-        (<InternalIterator>self.children[self.current]).next()
+        cdef InternalIterator c = <InternalIterator>self.children[self.current]
+        cdef InternalIterator r
+        c.next()
+        # the others did not move, so the runner-up is still the smallest of them:
+        # while the advanced child stays below it, no scan is needed
+        if c.valid:
+            if self.second < 0:
+                self._set(self.current, c)
+                return 0
+            r = <InternalIterator>self.children[self.second]
+            if cmp_ikey(c.key, c.key_len, r.key, r.key_len) < 0:
+                self._set(self.current, c)
+                return 0
         self._pick_smallest()
         return 0
 
     cdef int prev(self) except -1:
-        (<InternalIterator>self.children[self.current]).prev()
+        cdef InternalIterator c = <InternalIterator>self.children[self.current]
+        cdef InternalIterator r
+        c.prev()
+        if c.valid:
+            if self.second < 0:
+                self._set(self.current, c)
+                return 0
+            r = <InternalIterator>self.children[self.second]
+            if cmp_ikey(c.key, c.key_len, r.key, r.key_len) > 0:
+                self._set(self.current, c)
+                return 0
         self._pick_largest()
         return 0
 

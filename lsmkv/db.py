@@ -18,6 +18,7 @@ Invariants:
      disk that no version, log or pending output claims is removed at open.
   4. At most one background thread flushes; compactions hold _compaction_lock.
 """
+import collections
 import fcntl
 import os
 import threading
@@ -105,10 +106,11 @@ class Snapshot:
         self.close()
 
     def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+        # never block here: the garbage collector may run this while this very
+        # thread holds the DB mutex
+        if not self._closed:
+            self._closed = True
+            self._db._release_snapshot(self.sequence, blocking=False)
 
 
 class DB(CoreDB):
@@ -136,7 +138,8 @@ class DB(CoreDB):
         self._shutting_down = False
         self._pins = {}
         self._gc_pending = False
-        self._snapshots = SortedList()
+        self._snapshots = SortedList()       # sequences of live snapshots (sortedcontainers: min + removal)
+        self._released_snapshots = collections.deque()
         self._tables = {}              # number -> TableReader, for every SST not yet deleted
         self._pending_outputs = set()  # numbers of files being written
         self._manual_flush = 0
@@ -404,7 +407,9 @@ class DB(CoreDB):
                 self._cv.notify_all()
 
     def _flush_memtable(self, imm):
-        metas = write_tables(MemTableIterator(imm), self._new_builder, self._oldest_snapshot(),
+        with self.mutex:
+            snapshot = self._oldest_snapshot()
+        metas = write_tables(MemTableIterator(imm), self._new_builder, snapshot,
                              False, self._now_ms(), _NO_LIMIT, self._stat)
         with self.mutex:
             edit = VersionEdit()
@@ -431,6 +436,11 @@ class DB(CoreDB):
 
     def _oldest_snapshot(self):
         s = self._snapshots
+        while self._released_snapshots:
+            try:
+                s.remove(self._released_snapshots.popleft())
+            except ValueError:
+                pass
         return s[0] if s else self.last_seq
 
     # ------------------------------------------------------------------ file GC
@@ -504,12 +514,16 @@ class DB(CoreDB):
             self._snapshots.add(seq)
         return Snapshot(self, seq)
 
-    def _release_snapshot(self, seq):
-        with self.mutex:
-            try:
-                self._snapshots.remove(seq)
-            except ValueError:
-                pass
+    def _release_snapshot(self, seq, blocking=True):
+        if not self.mutex.acquire(blocking=blocking):
+            self._released_snapshots.append(seq)    # removed by the next mutex holder
+            return
+        try:
+            self._snapshots.remove(seq)
+        except ValueError:
+            pass
+        finally:
+            self.mutex.release()
 
     # ------------------------------------------------------------------ flush / compaction
 
