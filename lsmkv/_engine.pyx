@@ -472,6 +472,8 @@ cdef class CoreDB:
             store_u64(ik + kn, make_tag(seq, KIND_MAX))
             h = bloom_hash(k, kn)
             for t in sv.l0:
+                if not t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
+                    continue
                 self.n_bloom_checks += 1
                 if not t.may_contain(h):
                     self.n_bloom_useful += 1

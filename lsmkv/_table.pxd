@@ -37,6 +37,8 @@ cdef class TableReader:
     cdef uint64_t fnlines
     cdef int fk
     cdef object cache
+    cdef bytes smallest_ukey, largest_ukey
+    cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
     cdef bint may_contain(self, uint64_t h) noexcept
     cdef bytes read_block(self, uint64_t off, uint64_t size)
     cdef bytes block(self, uint64_t off, uint64_t size)

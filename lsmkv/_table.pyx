@@ -441,6 +441,8 @@ cdef class TableReader:
         self.filter_data = self.read_block(h[2], h[3])
         props = self.read_block(h[4], h[5])
         self.properties = decode_properties(props, self.path, h[4])
+        self.smallest_ukey = self.properties.get("smallest_key", b"")
+        self.largest_ukey = self.properties.get("largest_key", b"")
         BlockIter().reset(self.index_data, self.path, h[0])   # validates the restart array
         cdef size_t fn = PyBytes_GET_SIZE(self.filter_data)
         if fn == 0:
@@ -461,6 +463,13 @@ cdef class TableReader:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept:
+        """Is user key k within [smallest, largest] of this table?"""
+        return (cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(self.smallest_ukey),
+                          PyBytes_GET_SIZE(self.smallest_ukey)) >= 0 and
+                cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(self.largest_ukey),
+                          PyBytes_GET_SIZE(self.largest_ukey)) <= 0)
 
     cdef bint may_contain(self, uint64_t h) noexcept:
         """False only if the user key with bloom hash h is surely absent.

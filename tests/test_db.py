@@ -277,9 +277,12 @@ def test_flush_writes_l0_and_deletes_the_log(dbpath, small_opts):
         assert len(logs) == 1, logs          # only the active memtable's log remains
         assert s["bloom_checks"] == 0
         assert db.get(b"000000") == b"x" * 100
-        assert db.get(b"zzz") is None
+        assert db.get(b"zzz") is None            # outside every file's range: no filter probed
+        assert db.stats()["bloom_checks"] == 0
+        for i in range(200):                     # inside the ranges, absent
+            assert db.get(b"%06dx" % i) is None
         s = db.stats()
-        assert s["bloom_checks"] >= 1 and s["bloom_useful"] >= 1
+        assert s["bloom_checks"] >= 200 and s["bloom_useful"] >= 190
 
 
 def test_open_iterator_pins_files_and_closing_frees_them(dbpath, small_opts):
