@@ -118,6 +118,33 @@ cdef class SuperVersion:
 
 # ------------------------------------------------------------------ batch encoding
 
+cdef inline size_t record_size(int kind, size_t kn, size_t vn) noexcept:
+    """Bytes encode_record() writes for one record."""
+    cdef size_t n = 1 + varint_len(kn) + kn
+    if kind != KIND_DELETE:
+        n += varint_len(vn) + vn + (8 if kind == KIND_PUT_TTL else 0)
+    return n
+
+
+cdef inline uint8_t* encode_record(uint8_t* p, int kind, const uint8_t* k, size_t kn,
+                                   const uint8_t* v, size_t vn, int64_t expiry) noexcept:
+    """One batch record at p (see WriteBatch); returns the byte after it."""
+    p[0] = kind
+    p = put_varint(p + 1, kn)
+    if kn:
+        memcpy(p, k, kn)
+    p += kn
+    if kind != KIND_DELETE:
+        if kind == KIND_PUT_TTL:
+            store_u64(p, <uint64_t>expiry)
+            p += 8
+        p = put_varint(p, vn)
+        if vn:
+            memcpy(p, v, vn)
+        p += vn
+    return p
+
+
 cdef class WriteBatch:
     """Puts and deletes applied atomically by DB.write(batch) or db.write_batch().
 
@@ -184,22 +211,8 @@ cdef class WriteBatch:
 
     cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                   int64_t expiry) except -1:
-        self._reserve(1 + 10 + kn + 8 + 10 + vn)
-        cdef uint8_t* p = self.buf + self.len
-        p[0] = kind
-        p = put_varint(p + 1, kn)
-        if kn:
-            memcpy(p, k, kn)
-        p += kn
-        if kind != KIND_DELETE:
-            if kind == KIND_PUT_TTL:
-                store_u64(p, <uint64_t>expiry)
-                p += 8
-            p = put_varint(p, vn)
-            if vn:
-                memcpy(p, v, vn)
-            p += vn
-        self.len = p - self.buf
+        self._reserve(record_size(kind, kn, vn))
+        self.len = encode_record(self.buf + self.len, kind, k, kn, v, vn, expiry) - self.buf
         self.count += 1
         return 0
 
@@ -343,29 +356,16 @@ cdef class CoreDB:
 
     cdef int _write_one(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                         int64_t expiry, bint sync) except -1:
-        cdef size_t n = BATCH_HEADER + 1 + varint_len(kn) + kn
+        cdef size_t n = BATCH_HEADER + record_size(kind, kn, vn)
         cdef uint64_t seq
         cdef uint8_t* p
-        if kind != KIND_DELETE:
-            n += varint_len(vn) + vn + (8 if kind == KIND_PUT_TTL else 0)
         with self.mutex:
             self._writable()
             seq = self.last_seq + 1
             p = self.wal.begin(n)
             store_u64(p, seq)
             store_u32(p + 8, 1)
-            p[BATCH_HEADER] = kind
-            p = put_varint(p + BATCH_HEADER + 1, kn)
-            if kn:
-                memcpy(p, k, kn)
-            p += kn
-            if kind != KIND_DELETE:
-                if kind == KIND_PUT_TTL:
-                    store_u64(p, <uint64_t>expiry)
-                    p += 8
-                p = put_varint(p, vn)
-                if vn:
-                    memcpy(p, v, vn)
+            encode_record(p + BATCH_HEADER, kind, k, kn, v, vn, expiry)
             self.wal.commit(n)
             if sync:
                 self.wal.sync_c()

@@ -23,7 +23,7 @@ cdef class MergingIterator(InternalIterator):
     cdef int n
     cdef int current
     cdef int second              # runner-up child after the last pick, or -1
-    cdef void _pick_smallest(self) noexcept
-    cdef void _pick_largest(self) noexcept
+    cdef void _pick(self, int direction) noexcept
+    cdef int _step(self, int direction) except -1
     cdef void _set(self, int best, InternalIterator b) noexcept
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1

@@ -80,36 +80,42 @@ cdef class MergingIterator(InternalIterator):
         self.current = -1
         self.second = -1
 
-    cdef void _pick_smallest(self) noexcept:
-        """Current = the child with the smallest key; second = the runner-up."""
+    cdef void _pick(self, int direction) noexcept:
+        """Current = the child first in `direction` (1: smallest key, -1: largest);
+        second = the runner-up."""
         cdef int i, best = -1, second = -1
         cdef InternalIterator c, b = None, r = None
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
             if not c.valid:
                 continue
-            if b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) < 0:
+            if b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) * direction < 0:
                 second, r = best, b
                 best, b = i, c
-            elif r is None or cmp_ikey(c.key, c.key_len, r.key, r.key_len) < 0:
+            elif r is None or cmp_ikey(c.key, c.key_len, r.key, r.key_len) * direction < 0:
                 second, r = i, c
         self.second = second
         self._set(best, b)
 
-    cdef void _pick_largest(self) noexcept:
-        cdef int i, best = -1, second = -1
-        cdef InternalIterator c, b = None, r = None
-        for i in range(self.n):
-            c = <InternalIterator>self.children[i]
-            if not c.valid:
-                continue
-            if b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) > 0:
-                second, r = best, b
-                best, b = i, c
-            elif r is None or cmp_ikey(c.key, c.key_len, r.key, r.key_len) > 0:
-                second, r = i, c
-        self.second = second
-        self._set(best, b)
+    cdef int _step(self, int direction) except -1:
+        cdef InternalIterator c = <InternalIterator>self.children[self.current]
+        cdef InternalIterator r
+        if direction > 0:
+            c.next()
+        else:
+            c.prev()
+        # the others did not move, so the runner-up is still first among them:
+        # while the moved child stays ahead of it, no scan is needed
+        if c.valid:
+            if self.second < 0:
+                self._set(self.current, c)
+                return 0
+            r = <InternalIterator>self.children[self.second]
+            if cmp_ikey(c.key, c.key_len, r.key, r.key_len) * direction < 0:
+                self._set(self.current, c)
+                return 0
+        self._pick(direction)
+        return 0
 
     cdef void _set(self, int best, InternalIterator b) noexcept:
         self.current = best
@@ -126,21 +132,21 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         for c in self.children:
             c.seek(target, n)
-        self._pick_smallest()
+        self._pick(1)
         return 0
 
     cdef int seek_to_first(self) except -1:
         cdef InternalIterator c
         for c in self.children:
             c.seek_to_first()
-        self._pick_smallest()
+        self._pick(1)
         return 0
 
     cdef int seek_to_last(self) except -1:
         cdef InternalIterator c
         for c in self.children:
             c.seek_to_last()
-        self._pick_largest()
+        self._pick(-1)
         return 0
 
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1:
@@ -152,40 +158,14 @@ cdef class MergingIterator(InternalIterator):
                 c.prev()
             else:
                 c.seek_to_last()
-        self._pick_largest()
+        self._pick(-1)
         return 0
 
     cdef int next(self) except -1:
-        cdef InternalIterator c = <InternalIterator>self.children[self.current]
-        cdef InternalIterator r
-        c.next()
-        # the others did not move, so the runner-up is still the smallest of them:
-        # while the advanced child stays below it, no scan is needed
-        if c.valid:
-            if self.second < 0:
-                self._set(self.current, c)
-                return 0
-            r = <InternalIterator>self.children[self.second]
-            if cmp_ikey(c.key, c.key_len, r.key, r.key_len) < 0:
-                self._set(self.current, c)
-                return 0
-        self._pick_smallest()
-        return 0
+        return self._step(1)
 
     cdef int prev(self) except -1:
-        cdef InternalIterator c = <InternalIterator>self.children[self.current]
-        cdef InternalIterator r
-        c.prev()
-        if c.valid:
-            if self.second < 0:
-                self._set(self.current, c)
-                return 0
-            r = <InternalIterator>self.children[self.second]
-            if cmp_ikey(c.key, c.key_len, r.key, r.key_len) > 0:
-                self._set(self.current, c)
-                return 0
-        self._pick_largest()
-        return 0
+        return self._step(-1)
 
 
 cdef enum:
