@@ -332,7 +332,8 @@ cdef class CoreDB:
     cdef public size_t write_buffer_size
     cdef public object clock
     cdef public unsigned long long n_puts, n_deletes, n_gets, n_get_hits, n_writes, n_syncs
-    cdef public unsigned long long n_bloom_checks, n_bloom_useful, n_wal_bytes, n_batches
+    cdef public unsigned long long n_bloom_checks, n_bloom_useful, n_wal_bytes, n_batches, n_user_bytes
+    cdef public int l0_files, l0_slowdown, l0_stop       # level-0 file count and its stall triggers
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -341,13 +342,17 @@ cdef class CoreDB:
         self.last_seq = 0
         self.n_puts = self.n_deletes = self.n_gets = self.n_get_hits = 0
         self.n_writes = self.n_syncs = self.n_bloom_checks = self.n_bloom_useful = 0
-        self.n_wal_bytes = self.n_batches = 0
+        self.n_wal_bytes = self.n_batches = self.n_user_bytes = 0
+        self.l0_files = 0
+        self.l0_slowdown = self.l0_stop = 1 << 30
 
     cdef int _writable(self) except -1:
         if self.closed:
             raise ClosedError("the database is closed")
         if self.bg_error is not None:
             raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
+        if self.l0_files >= self.l0_slowdown:
+            self._level0_stall()
         if self.sv.mem.arena.used >= self.write_buffer_size:
             self._make_room_for_write()
         return 0
@@ -373,6 +378,7 @@ cdef class CoreDB:
             self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
             self.last_seq = seq
             self.n_wal_bytes += n + 8
+            self.n_user_bytes += kn + vn
             self.n_writes += 1
         return 0
 
@@ -431,6 +437,7 @@ cdef class CoreDB:
             apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
             self.last_seq = seq + batch.count - 1
             self.n_wal_bytes += batch.len + 8
+            self.n_user_bytes += batch.len - BATCH_HEADER
             self.n_writes += 1
             self.n_batches += 1
 

@@ -1198,7 +1198,7 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
     if stats is not None:
         stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + dropped_hidden
         stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + dropped_deletes
-        stats["expired_dropped"] = stats.get("expired_dropped", 0) + expired
+        stats["ttl_dropped"] = stats.get("ttl_dropped", 0) + expired
     return outputs
 
 

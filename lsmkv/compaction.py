@@ -1,6 +1,9 @@
 """Compaction: choosing input files and merging them into a new sorted run.
 
-compact_range() is the manual entry point (DB.compact_range). run_compaction()
+pick_auto() chooses the background compactions (leveled, as LevelDB and RocksDB:
+scores per level, round-robin file choice, then garbage-driven compactions of
+files with expired TTL data or mostly deletions). compact_range() is the manual
+entry point (DB.compact_range). run_compaction()
 is the reusable merge: a streaming merge of the inputs through
 lsmkv._table.write_tables, bounded memory (one block per input, one output
 block), outputs cut at target_file_size between user keys, then one MANIFEST
@@ -27,22 +30,32 @@ def _overlaps(f, lo, hi):
 
 
 def pick_range(version, start, stop):
-    """Inputs {level: [FileMeta]} and the output level for compacting [start, stop]."""
+    """Inputs {level: [FileMeta]} and the output level for compacting [start, stop].
+
+    Walking down the levels, the key range only grows (the union of the range so
+    far and every input's range), so every file of the output level that meets
+    any input is an input too."""
     inputs = {}
-    l0 = list(version.levels[0])
     lo, hi = start, stop
+
+    def widen(files):
+        nonlocal lo, hi
+        if lo is not None:
+            lo = min([lo] + [f.smallest_user_key for f in files])
+        if hi is not None:
+            hi = max([hi] + [f.largest_user_key for f in files])
+
+    l0 = list(version.levels[0])
     if l0:
         inputs[0] = l0     # all of L0: its files overlap, and older ones must not be skipped
-        lo = min([f.smallest_user_key for f in l0] + ([lo] if lo is not None else [])) if lo is not None else None
-        hi = max([f.largest_user_key for f in l0] + ([hi] if hi is not None else [])) if hi is not None else None
+        widen(l0)
     deepest = max((i for i in range(1, NUM_LEVELS) if version.levels[i]), default=1)
     output_level = max(1, deepest)
     for level in range(1, output_level + 1):
         files = [f for f in version.levels[level] if _overlaps(f, lo, hi)]
         if files:
             inputs[level] = files
-            lo = min(f.smallest_user_key for f in files) if lo is not None else None
-            hi = max(f.largest_user_key for f in files) if hi is not None else None
+            widen(files)
     return inputs, output_level
 
 
@@ -80,34 +93,111 @@ def run_compaction(db, inputs, output_level, bottommost):
     return edit
 
 
-def pick_l0(version, trigger):
-    """The automatic compaction: when level 0 holds `trigger` files or more, all of
-    them and the level-1 files they overlap, into level 1. None if not needed."""
-    l0 = version.levels[0]
-    if len(l0) < trigger:
-        return None
-    lo = min(f.smallest_user_key for f in l0)
-    hi = max(f.largest_user_key for f in l0)
-    inputs = {0: list(l0)}
-    l1 = [f for f in version.levels[1] if _overlaps(f, lo, hi)]
-    if l1:
-        inputs[1] = l1
+def level_max_bytes(options, level):
+    """Target size of level >= 1: base * multiplier ** (level - 1)."""
+    return options.max_bytes_for_level_base * options.max_bytes_for_level_multiplier ** (level - 1)
+
+
+def level_scores(version, options):
+    """Per level: L0 by file count against its trigger, L1..L5 by bytes against their
+    targets; the last level is never a source, so it scores 0. A score >= 1 asks
+    for a compaction."""
+    scores = [len(version.levels[0]) / options.level0_file_num_compaction_trigger]
+    for level in range(1, NUM_LEVELS - 1):
+        scores.append(sum(f.file_size for f in version.levels[level]) / level_max_bytes(options, level))
+    scores.append(0.0)
+    return scores
+
+
+def _with_next_level(version, level, files):
+    """files of `level` plus every file of level + 1 they overlap."""
+    lo = min(f.smallest_user_key for f in files)
+    hi = max(f.largest_user_key for f in files)
+    inputs = {level: list(files)}
+    below = [f for f in version.levels[level + 1] if _overlaps(f, lo, hi)]
+    if below:
+        inputs[level + 1] = below
     return inputs
 
 
-def needs_compaction(version, options):
-    return len(version.levels[0]) >= options.level0_file_num_compaction_trigger
+def _garbage_heavy(f, now_ms, oldest_snapshot):
+    """A file worth rewriting for its garbage alone: some of its TTL data has expired,
+    or half its entries are deletions that no snapshot still needs."""
+    if f.min_expiry and f.min_expiry <= now_ms:
+        return True
+    return f.num_entries and 2 * f.num_deletions >= f.num_entries and f.largest_seq <= oldest_snapshot
+
+
+class Pick:
+    __slots__ = ("inputs", "output_level", "reason")
+
+    def __init__(self, inputs, output_level, reason):
+        self.inputs = inputs
+        self.output_level = output_level
+        self.reason = reason
+
+
+def pick_auto(version, options, pointers, now_ms, oldest_snapshot):
+    """The next background compaction, or None.
+
+    1. The level with the highest score, if >= 1: all of L0 into L1; or, for
+       L1..L5, the file after that level's compaction pointer (round robin, as
+       LevelDB does) with the files of the next level it overlaps.
+    2. Else a file holding expired TTL data or mostly deletions ("garbage"): it is
+       merged down a level (or rewritten in place at the last level), so expired
+       data leaves the disk even when nobody writes.
+    """
+    scores = level_scores(version, options)
+    best = max(range(NUM_LEVELS - 1), key=lambda i: scores[i])
+    if scores[best] >= 1:
+        if best == 0:
+            return Pick(_with_next_level(version, 0, version.levels[0]), 1, "level0")
+        files = version.levels[best]
+        ptr = pointers.get(best)
+        f = next((f for f in files if ptr is None or f.smallest_user_key > ptr), files[0])
+        return Pick(_with_next_level(version, best, [f]), best + 1, f"level{best}-size")
+    for level, files in enumerate(version.levels):
+        for f in files:
+            if not _garbage_heavy(f, now_ms, oldest_snapshot):
+                continue
+            if level == 0:
+                return Pick(_with_next_level(version, 0, version.levels[0]), 1, "garbage")
+            if level == NUM_LEVELS - 1:
+                return Pick({level: [f]}, level, "garbage")
+            return Pick(_with_next_level(version, level, [f]), level + 1, "garbage")
+    return None
+
+
+def is_bottommost(version, inputs, output_level):
+    """No level below the output holds a key in the inputs' range."""
+    files = [f for fs in inputs.values() for f in fs]
+    lo = min(f.smallest_user_key for f in files)
+    hi = max(f.largest_user_key for f in files)
+    return not any(_overlaps(f, lo, hi) for level in range(output_level + 1, NUM_LEVELS)
+                   for f in version.levels[level])
+
+
+def needs_compaction(db):
+    """Cheap check (mutex held) for the background thread's wait loop."""
+    with_garbage = db._garbage_check_due()
+    return max(level_scores(db._versions.current, db.options)) >= 1 or with_garbage
 
 
 def compact_auto(db):
-    """Run one automatic compaction if the current version needs it. Returns the edit."""
+    """Run one background compaction if one is due. Returns the Pick run, or None."""
     with db.mutex:
         version = db._versions.current
-        inputs = pick_l0(version, db.options.level0_file_num_compaction_trigger)
-    if not inputs:
-        return None
-    bottommost = all(not version.levels[i] for i in range(2, NUM_LEVELS))
-    return run_compaction(db, inputs, 1, bottommost)
+        pick = pick_auto(version, db.options, db._compact_pointers, db._now_ms(), db._oldest_snapshot())
+        if pick is None:
+            db._garbage_checked(version)
+            return None
+        if pick.output_level > min(pick.inputs) and pick.output_level - 1 in pick.inputs:
+            src = [f for f in pick.inputs[pick.output_level - 1]]
+            db._compact_pointers[pick.output_level - 1] = max(f.largest_user_key for f in src)
+    run_compaction(db, pick.inputs, pick.output_level, is_bottommost(version, pick.inputs, pick.output_level))
+    with db.mutex:
+        db._stat["compactions_by_reason"][pick.reason] = db._stat["compactions_by_reason"].get(pick.reason, 0) + 1
+    return pick
 
 
 def compact_range(db, start, stop):
@@ -120,5 +210,4 @@ def compact_range(db, start, stop):
     if nfiles == 1 and output_level in inputs and not any(
             f.num_deletions or f.min_expiry for f in inputs[output_level]):
         return None   # a single file already at the bottom with nothing to drop
-    bottommost = all(not version.levels[i] for i in range(output_level + 1, NUM_LEVELS))
-    return run_compaction(db, inputs, output_level, bottommost)
+    return run_compaction(db, inputs, output_level, is_bottommost(version, inputs, output_level))

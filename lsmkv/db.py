@@ -146,9 +146,18 @@ class DB(CoreDB):
         self._cache = LRUCache(opts.block_cache_size) if opts.block_cache_size > 0 else None
         self._stat = dict(flushes=0, flush_bytes=0, compactions=0, compaction_bytes_read=0,
                           compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
+                          slowdown_count=0, stop_count=0,
+                          stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0},
+                          compactions_by_reason={},
                           files_deleted=0, bytes_reclaimed=0, wal_recovery_dropped_bytes=0,
                           recovered_records=0, dropped_hidden=0, dropped_deletes=0,
-                          expired_dropped=0, logs_deleted=0)
+                          ttl_dropped=0, logs_deleted=0)
+        self._compact_pointers = {}          # level -> largest user key of its last compaction
+        self._garbage_checked_version = None
+        self._next_expiry = 0
+        # as RocksDB sanitizes them: never slow writes before compaction would start
+        self.l0_slowdown = max(opts.level0_slowdown_writes_trigger, opts.level0_file_num_compaction_trigger)
+        self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
         self._open()
         self.closed = False
         self._bg_thread = threading.Thread(target=self._bg_main, name=f"lsmkv-flush:{self.path}",
@@ -309,6 +318,7 @@ class DB(CoreDB):
                                [f.largest for f in files],
                                [f.smallest_user_key for f in files]))
         self.sv = SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
+        self.l0_files = len(l0)
 
     # ------------------------------------------------------------------ writes
 
@@ -327,6 +337,7 @@ class DB(CoreDB):
                     if stalled_at is None:
                         stalled_at = time.monotonic()
                         self._stat["stall_count"] += 1
+                        self._stat["stall_causes"]["memtables"] += 1
                     self._cv.wait(1.0)
                     continue
                 self._switch_memtable()
@@ -334,6 +345,33 @@ class DB(CoreDB):
         finally:
             if stalled_at is not None:
                 self._stat["stall_seconds"] += time.monotonic() - stalled_at
+
+    def _level0_stall(self):
+        """Called by the write path (mutex held) when level 0 has too many files:
+        at the slowdown trigger each write waits 1 ms (letting compaction catch up
+        gradually); at the stop trigger writes wait until compaction brings L0 down.
+        A failed background job ends the wait with its error."""
+        t0 = time.monotonic()
+        try:
+            if self.l0_files >= self.l0_stop:
+                self._stat["stop_count"] += 1
+                self._stat["stall_causes"]["level0_stop"] += 1
+                while self.l0_files >= self.l0_stop:
+                    if self.bg_error is not None:
+                        raise BackgroundError(f"background work failed: {self.bg_error}")
+                    self._check_open()
+                    self._cv.notify_all()
+                    self._cv.wait(1.0)
+            else:
+                self._stat["slowdown_count"] += 1
+                self._stat["stall_causes"]["level0_slowdown"] += 1
+                self.mutex.release()
+                try:
+                    time.sleep(0.001)
+                finally:
+                    self.mutex.acquire()
+        finally:
+            self._stat["stall_seconds"] += time.monotonic() - t0
 
     def _switch_memtable(self):
         """Make the active memtable immutable and start a new one with a new log."""
@@ -386,13 +424,13 @@ class DB(CoreDB):
                 return
 
     def _compaction_main(self):
-        """Background compactions: level 0 into level 1 whenever L0 reaches its trigger."""
+        """Background compactions (lsmkv.compaction.pick_auto). Wakes on every version
+        change and at least once a second, so expired data is collected without writes."""
         from lsmkv.compaction import compact_auto, needs_compaction
         while True:
             with self.mutex:
-                while not self._shutting_down and self.bg_error is None and \
-                        not needs_compaction(self._versions.current, self.options):
-                    self._cv.wait()
+                while not self._shutting_down and self.bg_error is None and not needs_compaction(self):
+                    self._cv.wait(1.0)
                 if self._shutting_down or self.bg_error is not None:
                     return
             try:
@@ -428,6 +466,18 @@ class DB(CoreDB):
             self._stat["flushes"] += 1
             self._delete_obsolete_files()
             self._cv.notify_all()
+
+    def _garbage_check_due(self):
+        """Should the compaction thread look for garbage-heavy files (mutex held)?
+        Yes after a version change, and when the clock passes the earliest expiry."""
+        if self._versions.current is not self._garbage_checked_version:
+            return True
+        return bool(self._next_expiry) and self._now_ms() >= self._next_expiry
+
+    def _garbage_checked(self, version):
+        self._garbage_checked_version = version
+        exps = [f.min_expiry for _, f in version.files() if f.min_expiry]
+        self._next_expiry = min(exps) if exps else 0
 
     def _log_and_apply(self, edit):
         """Record edit durably and make it current (mutex held)."""
@@ -568,7 +618,7 @@ class DB(CoreDB):
         s = {
             "puts": self.n_puts, "deletes": self.n_deletes, "gets": self.n_gets,
             "get_hits": self.n_get_hits, "writes": self.n_writes, "batches": self.n_batches,
-            "syncs": self.n_syncs, "wal_bytes": self.n_wal_bytes,
+            "syncs": self.n_syncs, "wal_bytes": self.n_wal_bytes, "user_bytes": self.n_user_bytes,
             "bloom_checks": self.n_bloom_checks, "bloom_useful": self.n_bloom_useful,
             "last_sequence": self.last_seq,
             "memtable_bytes": sv.mem.memory_usage,
@@ -580,14 +630,30 @@ class DB(CoreDB):
             "background_error": None if self.bg_error is None else str(self.bg_error),
         }
         s.update(self._stat)
+        s["stall_causes"] = dict(self._stat["stall_causes"])
+        s["compactions_by_reason"] = dict(self._stat["compactions_by_reason"])
+        from lsmkv.compaction import level_max_bytes, level_scores
+        scores = level_scores(sv.version, self.options)
         levels = []
         live_bytes = 0
+        pending = 0
         for i, files in enumerate(sv.version.levels):
             b = sum(f.file_size for f in files)
             live_bytes += b
-            levels.append({"level": i, "files": len(files), "bytes": b})
+            levels.append({"level": i, "files": len(files), "bytes": b, "score": round(scores[i], 3)})
+            if 0 < i < len(sv.version.levels) - 1:
+                pending += max(0, b - level_max_bytes(self.options, i))
+        if scores[0] >= 1:
+            pending += levels[0]["bytes"]
         s["levels"] = levels
         s["live_sst_bytes"] = live_bytes
+        s["pending_compaction_bytes"] = pending
+        written = self.n_wal_bytes + s["flush_bytes"] + s["compaction_bytes_written"]
+        s["write_amplification"] = round(written / self.n_user_bytes, 3) if self.n_user_bytes else 0.0
+        # live data estimate: the deepest non-empty level (where most of the data
+        # of a leveled tree lives once compacted), as RocksDB estimates it
+        deepest = next((lv["bytes"] for lv in reversed(levels) if lv["bytes"]), 0)
+        s["space_amplification"] = round(live_bytes / deepest, 3) if deepest else 0.0
         total = 0
         for number in list(self._tables):
             try:

@@ -32,6 +32,10 @@ class Options:
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached
     target_file_size_base: int = 64 * MiB      # compaction output file size
     level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
+    level0_slowdown_writes_trigger: int = 20   # L0 files at which each write is delayed 1 ms
+    level0_stop_writes_trigger: int = 36       # L0 files at which writes wait for compaction
+    max_bytes_for_level_base: int = 256 * MiB  # target size of L1
+    max_bytes_for_level_multiplier: int = 10   # each level's target is this many times the one above
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     create_if_missing: bool = True
@@ -56,6 +60,10 @@ class Options:
         _int("block_cache_size", self.block_cache_size, 0)
         _int("target_file_size_base", self.target_file_size_base, 64 * KiB)
         _int("level0_file_num_compaction_trigger", self.level0_file_num_compaction_trigger, 1)
+        _int("level0_slowdown_writes_trigger", self.level0_slowdown_writes_trigger, 1)
+        _int("level0_stop_writes_trigger", self.level0_stop_writes_trigger, 1)
+        _int("max_bytes_for_level_base", self.max_bytes_for_level_base, 64 * KiB)
+        _int("max_bytes_for_level_multiplier", self.max_bytes_for_level_multiplier, 2, 100)
         _int("wal_preallocate", self.wal_preallocate, 0)
         for name in ("create_if_missing", "error_if_exists", "wal_mmap"):
             if not isinstance(getattr(self, name), bool):

@@ -213,7 +213,7 @@ def test_ttl_with_injected_clock(dbpath, clock, small_opts):
         assert snap.get(b"t") is None
         snap.close()
         db.compact_range()
-        assert db.stats()["expired_dropped"] >= 1
+        assert db.stats()["ttl_dropped"] >= 1
         assert db.get(b"t") is None and db.get(b"forever") == b"v"
         for bad, exc in ((0, ValueError), (-1, ValueError), ("5", TypeError), (True, TypeError)):
             with pytest.raises(exc, match="ttl"):

@@ -21,6 +21,10 @@ OPTION_SETS = {
     "tiny-none-nobloom": dict(write_buffer_size=64 * 1024, block_size=1024, compression="none",
                               bloom_bits_per_key=0, block_cache_size=0, max_write_buffer_number=3,
                               block_restart_interval=1),
+    "leveled-tiny": dict(write_buffer_size=64 * 1024, block_size=512, target_file_size_base=64 * 1024,
+                         max_bytes_for_level_base=128 * 1024, max_bytes_for_level_multiplier=2,
+                         level0_file_num_compaction_trigger=2, level0_slowdown_writes_trigger=3,
+                         level0_stop_writes_trigger=5, compression_dict_bytes=1024),
     "defaults": dict(),
 }
 
@@ -128,6 +132,7 @@ def test_engine_matches_model(tmp_path, opts_id, seed):
                 k = _key(rng)
                 assert (k in db) == (k in model.live()), f"contains {ctx}"
         assert dict(db.items()) == model.live()
+        db._versions.current.check()
         db.close()
         db = lsmkv.DB(path, **opts)
         assert dict(db.items()) == model.live(), "after final reopen"

@@ -618,7 +618,7 @@ def test_write_tables_scenarios(tmp_path):
     assert entries_of(tables)[3][4] == 300
     assert stats["dropped_hidden"] == 5        # a3 a1 d2 e4 g8
     assert stats["dropped_deletes"] == 0
-    assert stats["expired_dropped"] == 1
+    assert stats["ttl_dropped"] == 1
 
     # bottommost: deletions (and expired entries) visible to every snapshot vanish
     (tmp_path / "y").mkdir()
