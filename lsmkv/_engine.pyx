@@ -443,8 +443,9 @@ cdef class CoreDB:
 
     # -- reads
 
-    cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq):
-        """bytes, or None if absent (deleted, expired or never written)."""
+    cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL):
+        """bytes, or None if absent (deleted, expired or never written). If expiry is
+        given, it receives the found value's expiry in ms (left alone if none)."""
         cdef SuperVersion sv = self.sv
         cdef MemTable m
         cdef const uint8_t* vp
@@ -463,10 +464,10 @@ cdef class CoreDB:
         if self.closed:
             raise ClosedError("the database is closed")
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
-            return self._mem_result(kind, vp, vn)
+            return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
             if m.lookup(k, kn, seq, &vp, &vn, &kind):
-                return self._mem_result(kind, vp, vn)
+                return self._mem_result(kind, vp, vn, expiry)
         if not sv.l0 and not sv.levels:
             return None
         if ikn > 128:
@@ -487,7 +488,7 @@ cdef class CoreDB:
                     continue
                 if now < 0:
                     now = self._now_ms()
-                r = t.get(ik, ikn, now)
+                r = t.get(ik, ikn, now, expiry)
                 if r is not None:
                     return None if r is DELETED else r
             for lv in sv.levels:
@@ -513,7 +514,7 @@ cdef class CoreDB:
                     continue
                 if now < 0:
                     now = self._now_ms()
-                r = t.get(ik, ikn, now)
+                r = t.get(ik, ikn, now, expiry)
                 if r is not None:
                     return None if r is DELETED else r
             return None
@@ -524,12 +525,14 @@ cdef class CoreDB:
     cdef int64_t _now_ms(self) except? -1:
         return <int64_t>(self.clock() * 1000.0)
 
-    cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn):
+    cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn, int64_t* expiry):
         if kind == KIND_PUT:
             return PyBytes_FromStringAndSize(<char*>vp, vn)
         if kind == KIND_PUT_TTL:
             if <int64_t>load_u64(vp) <= self._now_ms():
                 return None
+            if expiry != NULL:
+                expiry[0] = <int64_t>load_u64(vp)
             return PyBytes_FromStringAndSize(<char*>vp + 8, vn - 8)
         return None
 
@@ -563,6 +566,22 @@ cdef class CoreDB:
 
     def __contains__(self, key):
         return self._get(key, self.last_seq) is not None
+
+    def ttl(self, key):
+        """Seconds until key expires (a float), or None if it never expires.
+        KeyError if the key is absent or already expired."""
+        cdef Bytes kb
+        cdef int64_t expiry = 0
+        get_buffer(key, &kb, "key")
+        try:
+            r = self._lookup(kb.p, kb.n, self.last_seq, &expiry)
+        finally:
+            release_buffer(&kb)
+        if r is None:
+            raise KeyError(key)
+        if expiry == 0:
+            return None
+        return max(0.0, expiry / 1000.0 - self.clock())
 
     def _iterate(self, start, stop, bint reverse, int mode, seq=None):
         """A DBIterator over [start, stop) as of seq (default: now), pinning its version."""

@@ -42,7 +42,7 @@ cdef class TableReader:
     cdef bint may_contain(self, uint64_t h) noexcept
     cdef bytes read_block(self, uint64_t off, uint64_t size)
     cdef bytes block(self, uint64_t off, uint64_t size)
-    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now)
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*)
 
 cdef class TableIterator(InternalIterator):
     cdef TableReader table

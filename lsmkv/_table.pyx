@@ -515,7 +515,7 @@ cdef class TableReader:
             self.cache.insert(key, b)
         return b
 
-    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now):
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL):
         """The newest entry at or below ikey's sequence for ikey's user key:
         bytes (a live value), DELETED (a deletion or an expired value), or None
         (no entry in this table). The caller checks the bloom filter first."""
@@ -542,6 +542,8 @@ cdef class TableReader:
                 raise CorruptionError(self.path, off, "TTL entry shorter than its expiry")
             if <int64_t>load_u64(it.val) <= now:
                 return DELETED
+            if expiry != NULL:
+                expiry[0] = <int64_t>load_u64(it.val)
             return PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
         return DELETED
 

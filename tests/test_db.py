@@ -508,3 +508,75 @@ def test_snapshot_dropped_without_close_is_released(dbpath):
         db.put(b"k", b"2")
         db.flush()                   # the flush's snapshot bound picks up the release
         assert db.stats()["snapshots"] == 0
+
+
+def test_ttl_reports_remaining_seconds(dbpath, clock, small_opts):
+    with lsmkv.DB(dbpath, clock=clock, **small_opts) as db:
+        db.put(b"t", b"v", ttl=10)
+        db.put(b"p", b"v")
+        assert db.ttl(b"t") == pytest.approx(10, abs=0.002)
+        assert db.ttl(b"p") is None
+        with pytest.raises(KeyError):
+            db.ttl(b"absent")
+        clock.advance(4)
+        db.flush()                                   # the same answer from an SST
+        assert db.ttl(b"t") == pytest.approx(6, abs=0.002)
+        assert db.ttl(b"p") is None
+        db.put(b"p", b"w", ttl=3)                    # a newer version with a TTL
+        assert db.ttl(b"p") == pytest.approx(3, abs=0.002)
+        clock.advance(6)
+        with pytest.raises(KeyError):
+            db.ttl(b"t")
+        with pytest.raises(TypeError, match="key"):
+            db.ttl("t")
+
+
+def _wait(pred, timeout=60):
+    import time
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "background work did not finish in time"
+        time.sleep(0.02)
+
+
+def test_expired_data_leaves_the_disk_without_writes(dbpath, clock):
+    """100k keys with ttl=10; the clock moves 11 s; background compaction alone
+    must remove them: every key absent and disk < 5% of what it was."""
+    with lsmkv.DB(dbpath, clock=clock, write_buffer_size=1 << 20) as db:
+        for i in range(100_000):
+            db.put(b"key%08d" % i, b"v" * 50, ttl=10)
+        db.flush()
+        _wait(lambda: db.stats()["levels"][0]["files"] < 4)
+        before = db.stats()["total_sst_bytes"]
+        assert before > 500_000
+        clock.advance(11)
+        assert db.get(b"key00000007") is None
+        _wait(lambda: db.stats()["total_sst_bytes"] < 0.05 * before)
+        s = db.stats()
+        assert s["ttl_dropped"] >= 100_000 and s["compactions_by_reason"].get("garbage", 0) >= 1
+        assert next(db.keys(), None) is None
+
+
+def test_overwrites_keep_disk_near_live_size(tmp_path):
+    """The same 100k keys written ten times: after compaction, disk <= 1.3x the live
+    data, measured as the same final contents written once into a fresh DB."""
+    opts = dict(write_buffer_size=1 << 20, target_file_size_base=1 << 20)
+
+    def sst_bytes(path):
+        return sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path) if n.endswith(".sst"))
+
+    with lsmkv.DB(str(tmp_path / "churn"), **opts) as db:
+        for rnd in range(10):
+            for i in range(100_000):
+                db.put(b"key%08d" % i, b"%02d" % rnd + b"v" * 48)
+        db.compact_range()
+        s = db.stats()
+        assert s["levels"][0]["files"] == 0 and s["dropped_hidden"] >= 800_000
+        assert s["total_sst_bytes"] == s["live_sst_bytes"]
+        assert db.get(b"key00000000").startswith(b"09")
+    with lsmkv.DB(str(tmp_path / "once"), **opts) as db:
+        for i in range(100_000):
+            db.put(b"key%08d" % i, b"09" + b"v" * 48)
+        db.compact_range()
+    churn, once = sst_bytes(str(tmp_path / "churn")), sst_bytes(str(tmp_path / "once"))
+    assert churn <= 1.3 * once, (churn, once)
