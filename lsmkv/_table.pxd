@@ -28,6 +28,9 @@ cdef class TableReader:
     cdef readonly object path
     cdef readonly dict properties
     cdef int fd
+    cdef const uint8_t* map         # the whole file mapped read-only, or NULL (pread)
+    cdef size_t map_len
+    cdef bint use_mmap
     cdef bytes index_data
     cdef readonly uint64_t index_offset
     cdef bytes filter_data

@@ -39,6 +39,14 @@ from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from posix.unistd cimport pread, write, close, fsync
 from libc.errno cimport errno
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_READ
+
+cdef extern from "sys/mman.h" nogil:
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void* addr, size_t length)
+    int PROT_READ, MAP_SHARED
+    void* MAP_FAILED
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE)
 from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
@@ -344,10 +352,9 @@ cdef inline int decode_handle(const uint8_t* p, size_t n, uint64_t* off, uint64_
     return 0
 
 
-cdef bytes check_block(bytes stored, object path, uint64_t off, TableReader table=None):
-    """Verify the trailer of stored (block bytes + trailer) and return the contents."""
-    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
-    cdef size_t n = PyBytes_GET_SIZE(stored)
+cdef bytes check_block(const uint8_t* p, size_t n, object path, uint64_t off, TableReader table=None):
+    """Verify the trailer of the n bytes at p (block as stored + trailer) and return
+    the block's contents (a new bytes object; p is not kept)."""
     if n < TRAILER_SIZE:
         raise CorruptionError(path, off, "truncated block")
     cdef size_t body = n - TRAILER_SIZE
@@ -364,8 +371,8 @@ cdef bytes check_block(bytes stored, object path, uint64_t off, TableReader tabl
             raise CorruptionError(path, off, "block needs the table's dictionary, which it lacks")
         else:
             d = table._dict_decompressor()
-        try:
-            return d.decompress(stored[:body])
+        try:   # decompress straight from p: no copy of the stored block
+            return d.decompress(PyMemoryView_FromMemory(<char*>p, body, PyBUF_READ))
         except zstandard.ZstdError as e:
             raise CorruptionError(path, off, f"zstd: {e}") from None
     raise CorruptionError(path, off, f"unknown block type {btype}")
@@ -396,11 +403,14 @@ cdef class TableReader:
 
     def __cinit__(self):
         self.fd = -1
+        self.map = NULL
+        self.map_len = 0
 
-    def __init__(self, path, uint64_t number, cache=None):
+    def __init__(self, path, uint64_t number, cache=None, bint use_mmap=True):
         self.path = str(path)
         self.number = number
         self.cache = cache
+        self.use_mmap = use_mmap
         self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             self._open()
@@ -414,6 +424,14 @@ cdef class TableReader:
         self.file_size = size
         if size < FOOTER_SIZE:
             raise CorruptionError(self.path, 0, f"file too short for a footer ({size} bytes)")
+        cdef void* m
+        if self.use_mmap:
+            # reads become memory accesses (as LevelDB reads tables on 64-bit systems);
+            # if the mapping fails, reads fall back to pread
+            m = mmap(NULL, size, PROT_READ, MAP_SHARED, self.fd, 0)
+            if m != MAP_FAILED:
+                self.map = <const uint8_t*>m
+                self.map_len = size
         cdef bytes footer = pread_exact(self.fd, size - FOOTER_SIZE, FOOTER_SIZE, self.path)
         cdef const uint8_t* f = <const uint8_t*>PyBytes_AS_STRING(footer)
         if footer[72:80] != MAGIC:
@@ -456,10 +474,17 @@ cdef class TableReader:
                 raise CorruptionError(self.path, h[2], "bad bloom filter parameters")
 
     def __dealloc__(self):
+        if self.map != NULL:
+            munmap(<void*>self.map, self.map_len)
         if self.fd >= 0:
             close(self.fd)
 
     def close(self):
+        """Release the file now (later reads raise ValueError). The DB never calls
+        this on a table a reader may still hold; dropping the last reference does it."""
+        if self.map != NULL:
+            munmap(<void*>self.map, self.map_len)
+            self.map = NULL
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -491,9 +516,17 @@ cdef class TableReader:
         return self.may_contain(bloom_hash_py(key))
 
     cdef bytes read_block(self, uint64_t off, uint64_t size):
+        """A block's contents, checksum verified. The handle is checked against the
+        file size first, so a damaged index can never read outside the file."""
+        cdef bytes stored
         if self.fd < 0:
             raise ValueError(f"table {self.path} is closed")
-        return check_block(pread_exact(self.fd, off, size + TRAILER_SIZE, self.path), self.path, off, self)
+        if off > self.file_size or size + TRAILER_SIZE > self.file_size - off:
+            raise CorruptionError(self.path, off, "block handle out of range")
+        if self.map != NULL:
+            return check_block(self.map + off, size + TRAILER_SIZE, self.path, off, self)
+        stored = pread_exact(self.fd, off, size + TRAILER_SIZE, self.path)
+        return check_block(<const uint8_t*>PyBytes_AS_STRING(stored), size + TRAILER_SIZE, self.path, off, self)
 
     def _dict_decompressor(self):
         """This thread's decompressor for blocks compressed with the table's dictionary."""

@@ -300,7 +300,8 @@ class DB(CoreDB):
     def _open_table(self, number):
         t = self._tables.get(number)
         if t is None:
-            t = TableReader(filenames.table_name(self.path, number), number, self._cache)
+            t = TableReader(filenames.table_name(self.path, number), number, self._cache,
+                            self.options.mmap_reads)
             self._tables[number] = t
         return t
 

@@ -38,6 +38,7 @@ class Options:
     max_bytes_for_level_multiplier: int = 10   # each level's target is this many times the one above
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
+    mmap_reads: bool = True                    # read tables through a mapping (False: pread)
     create_if_missing: bool = True
     error_if_exists: bool = False
     clock: object = field(default=time.time)   # seconds; used for TTL
@@ -65,7 +66,7 @@ class Options:
         _int("max_bytes_for_level_base", self.max_bytes_for_level_base, 64 * KiB)
         _int("max_bytes_for_level_multiplier", self.max_bytes_for_level_multiplier, 2, 100)
         _int("wal_preallocate", self.wal_preallocate, 0)
-        for name in ("create_if_missing", "error_if_exists", "wal_mmap"):
+        for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")
         if not callable(self.clock):

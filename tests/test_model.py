@@ -20,7 +20,7 @@ OPTION_SETS = {
                       target_file_size_base=64 * 1024, max_write_buffer_number=2),
     "tiny-none-nobloom": dict(write_buffer_size=64 * 1024, block_size=1024, compression="none",
                               bloom_bits_per_key=0, block_cache_size=0, max_write_buffer_number=3,
-                              block_restart_interval=1),
+                              block_restart_interval=1, mmap_reads=False),
     "leveled-tiny": dict(write_buffer_size=64 * 1024, block_size=512, target_file_size_base=64 * 1024,
                          max_bytes_for_level_base=128 * 1024, max_bytes_for_level_multiplier=2,
                          level0_file_num_compaction_trigger=2, level0_slowdown_writes_trigger=3,
