@@ -583,6 +583,21 @@ cdef class CoreDB:
             return None
         return max(0.0, expiry / 1000.0 - self.clock())
 
+    def items(self, start=None, stop=None, *, bint reverse=False):
+        """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
+        It sees the DB as of its creation and keeps the files it reads alive until it
+        is exhausted or closed (or dropped). Complexity: O(log n) to position, then
+        amortized O(1) per item for a few sources."""
+        return self._iterate(start, stop, reverse, 0)
+
+    def keys(self, start=None, stop=None, *, bint reverse=False):
+        """Like items(), yielding keys only."""
+        return self._iterate(start, stop, reverse, 1)
+
+    def values(self, start=None, stop=None, *, bint reverse=False):
+        """Like items(), yielding values only."""
+        return self._iterate(start, stop, reverse, 2)
+
     def _iterate(self, start, stop, bint reverse, int mode, seq=None):
         """A DBIterator over [start, stop) as of seq (default: now), pinning its version."""
         cdef SuperVersion sv

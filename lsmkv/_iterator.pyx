@@ -23,12 +23,9 @@ from lsmkv._coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
 
 
 cdef class InternalIterator:
-    def __cinit__(self, *args, **kwargs):
-        self.valid = False
-        self.key = NULL
-        self.key_len = 0
-        self.val = NULL
-        self.val_len = 0
+    # No __cinit__: Cython zero-fills the C fields (valid = False, NULL pointers), and
+    # a base __cinit__ would have to take *args/**kwargs, packing them on every
+    # iterator construction (several per seek).
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         raise NotImplementedError

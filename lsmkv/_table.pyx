@@ -206,7 +206,7 @@ cdef class BlockBuilder:
 cdef class BlockIter(InternalIterator):
     """Iterator over one block's entries (data, index or properties block)."""
 
-    def __cinit__(self, *args, **kwargs):
+    def __cinit__(self):
         self.kb.p = NULL
         self.kb.len = self.kb.cap = 0
         self.data = None

@@ -541,18 +541,6 @@ class DB(CoreDB):
 
     # ------------------------------------------------------------------ reads
 
-    def items(self, start=None, stop=None, *, reverse=False):
-        """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
-        It sees the DB as of its creation and keeps the files it reads alive
-        until it is exhausted or closed."""
-        return self._iterate(start, stop, reverse, MODE_ITEMS)
-
-    def keys(self, start=None, stop=None, *, reverse=False):
-        return self._iterate(start, stop, reverse, MODE_KEYS)
-
-    def values(self, start=None, stop=None, *, reverse=False):
-        return self._iterate(start, stop, reverse, MODE_VALUES)
-
     def __iter__(self):
         return self.keys()
 
