@@ -6,6 +6,9 @@ sqlite3, each engine in its own process, with a side-by-side table of the result
     python bench/db_bench.py                          # lsmkv alone, db_bench defaults
     python bench/db_bench.py --num 100000 --compare   # every installed engine, ratios
     python bench/db_bench.py --help
+    python bench/db_bench.py --benchmarks fillsustained --compare --compare_engines lsmkv,rocksdict
+                                                      # writes with flushes and compactions throughout:
+                                                      # latency tail, stalls, write amplification
 
 Method (docs/benchmarks.md has the long form):
   * keys are db_bench's: the index formatted "%016d" (zero-padded to --key_size);
@@ -34,6 +37,7 @@ import importlib
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -52,7 +56,8 @@ perf_counter = time.perf_counter
 
 DEFAULT_BENCHMARKS = "fillseq,fillrandom,overwrite,readrandom,readmissing,readseq,seekrandom,deleterandom"
 ALL_BENCHMARKS = ("fillseq", "fillrandom", "overwrite", "fillsync", "fillbatch", "readrandom",
-                  "readmissing", "readseq", "readreverse", "seekrandom", "deleterandom")
+                  "readmissing", "readseq", "readreverse", "seekrandom", "deleterandom",
+                  "fillsustained")
 ENGINES = ("lsmkv", "plyvel", "rocksdict", "lmdb", "sqlite3")
 PEER_LSMS = ("plyvel", "rocksdict")
 MiB = 1 << 20
@@ -272,6 +277,45 @@ class Engine:
     def stats_summary(self, before, after):
         return ""
 
+    # ---- fillsustained (see Runner.workload_sustained)
+    # Why the engine cannot run fillsustained, or None if it can.
+    sustained_unsupported = None
+    # While set, open() uses this write buffer size (and whatever the engine needs
+    # to count the workload's writes, e.g. RocksDB statistics).
+    sustained_wbs = None
+
+    def sustained_settings(self):
+        """One line: the compaction-related settings in force (each engine's defaults)."""
+        return ""
+
+    def sustained_stats(self):
+        """Cumulative counters since open, as a dict with the keys
+        wal_bytes, flush_bytes, compaction_bytes (None: not available),
+        flush_compaction_bytes (their sum, when only the sum is known), stall_seconds
+        (None: not available), stall_detail (str), files_per_level (list), notes (dict)."""
+        raise NotImplementedError
+
+    def wait_idle(self, timeout):
+        """Wait up to timeout seconds for background flushes and compactions to
+        finish. Returns (seconds waited, True if idle, how idleness was judged)."""
+        return 0.0, False, "not supported"
+
+
+def _poll_idle(check, timeout, interval=0.1, confirm=2):
+    """Poll check() until it is true confirm times in a row, or timeout."""
+    t0 = perf_counter()
+    ok = 0
+    while True:
+        if check():
+            ok += 1
+            if ok >= confirm:
+                return perf_counter() - t0, True
+        else:
+            ok = 0
+        if perf_counter() - t0 >= timeout:
+            return perf_counter() - t0, False
+        time.sleep(interval)
+
 
 class LsmkvEngine(Engine):
     name = "lsmkv"
@@ -306,9 +350,15 @@ class LsmkvEngine(Engine):
                 "write_buffer_size": o.write_buffer_size, "cache_size": o.block_cache_size,
                 "bloom_bits": o.bloom_bits_per_key, "source": os.path.dirname(self.mod.__file__)}
 
+    def _open_opts(self):
+        opts = dict(self.opts)
+        if self.sustained_wbs is not None:
+            opts["write_buffer_size"] = self.sustained_wbs
+        return opts
+
     def open(self, path):
         self.path = path
-        self.db = self.mod.DB(path, **self.opts)
+        self.db = self.mod.DB(path, **self._open_opts())
 
     def close(self):
         if self.db is not None:
@@ -378,6 +428,48 @@ class LsmkvEngine(Engine):
             parts.append(f"BACKGROUND ERROR {after['background_error']}")
         return "; ".join(parts)
 
+    def sustained_settings(self):
+        o = self.mod.Options.build(None, **self._open_opts())
+        return (f"write_buffer_size {o.write_buffer_size}, max_write_buffer_number "
+                f"{o.max_write_buffer_number}, L0 compaction/slowdown/stop at "
+                f"{o.level0_file_num_compaction_trigger}/{o.level0_slowdown_writes_trigger}/"
+                f"{o.level0_stop_writes_trigger} files, target_file_size_base {o.target_file_size_base}, "
+                f"max_bytes_for_level_base {o.max_bytes_for_level_base} x{o.max_bytes_for_level_multiplier}, "
+                f"compression {o.compression}")
+
+    def sustained_stats(self):
+        s = self.db.stats()
+        causes = s.get("stall_causes") or {}
+        return {"wal_bytes": s["wal_bytes"], "flush_bytes": s["flush_bytes"],
+                "compaction_bytes": s["compaction_bytes_written"], "flush_compaction_bytes": None,
+                "user_bytes": s["user_bytes"], "stall_seconds": s["stall_seconds"],
+                "stall_counts": {"stall_count": s["stall_count"], "slowdown_count": s["slowdown_count"],
+                                 "stop_count": s["stop_count"]},
+                "stall_detail": (f"stall_count {s['stall_count']} (memtables full: writer waited for a "
+                                 f"flush), slowdown_count {s['slowdown_count']} (L0 >= slowdown trigger: "
+                                 f"1 ms sleep in that put), stop_count {s['stop_count']} (L0 >= stop "
+                                 f"trigger: writer waited for compaction); causes {causes}"),
+                "files_per_level": [lv["files"] for lv in s.get("levels") or []],
+                "notes": {"write_amplification (lsmkv's own)": s.get("write_amplification"),
+                          "flushes": s.get("flushes"), "compactions": s.get("compactions"),
+                          "compactions_by_reason": s.get("compactions_by_reason"),
+                          "compaction_bytes_read": s.get("compaction_bytes_read"),
+                          "pending_compaction_bytes": s.get("pending_compaction_bytes"),
+                          "level_bytes": [lv["bytes"] for lv in s.get("levels") or []],
+                          "level_scores": [lv["score"] for lv in s.get("levels") or []],
+                          "background_error": s.get("background_error")}}
+
+    def wait_idle(self, timeout):
+        def idle():
+            s = self.db.stats()
+            if s.get("background_error"):
+                return True
+            return (s["immutable_memtables"] == 0
+                    and max(lv["score"] for lv in s["levels"]) < 1)
+        secs, ok = _poll_idle(idle, timeout)
+        return secs, ok, ("stats(): no immutable memtable and every level score < 1, "
+                          "twice 0.1 s apart")
+
 
 class PlyvelEngine(Engine):
     name = "plyvel"
@@ -404,7 +496,10 @@ class PlyvelEngine(Engine):
 
     def open(self, path):
         self.path = path
-        self.db = self.mod.DB(path, **self.opts)
+        opts = dict(self.opts)
+        if self.sustained_wbs is not None:
+            opts["write_buffer_size"] = self.sustained_wbs
+        self.db = self.mod.DB(path, **opts)
 
     def close(self):
         if self.db is not None:
@@ -462,6 +557,55 @@ class PlyvelEngine(Engine):
     def stats_summary(self, before, after):
         return "files/level " + ",".join(map(str, after.get("files_per_level", [])))
 
+    def sustained_settings(self):
+        wbs = self.opts.get("write_buffer_size", 4 * MiB)
+        if self.sustained_wbs is not None:
+            wbs = self.sustained_wbs
+        return (f"write_buffer_size {wbs}; LevelDB's built-in constants: 1 immutable memtable, "
+                f"L0 compaction/slowdown/stop at 4/8/12 files, 2 MiB table files (max_file_size), "
+                f"L1 10 MiB x10; compression snappy")
+
+    def _log(self):
+        try:
+            with open(os.path.join(self.path, "LOG"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # LevelDB has no statistics API for these; its info LOG (which a fresh DB starts
+    # anew) records every flush ("Level-0 table #N: B bytes OK"), every compaction
+    # output ("Generated table #N@L: K keys, B bytes") and every writer wait.
+    _RE_FLUSH = re.compile(r"Level-0 table #\d+: (\d+) bytes OK")
+    _RE_COMPACT = re.compile(r"Generated table #\d+@\d+: \d+ keys, (\d+) bytes")
+
+    def sustained_stats(self):
+        log = self._log()
+        flush = sum(int(x) for x in self._RE_FLUSH.findall(log))
+        comp = sum(int(x) for x in self._RE_COMPACT.findall(log))
+        mem_waits = log.count("Current memtable full; waiting...")
+        l0_waits = log.count("Too many L0 files; waiting...")
+        return {"wal_bytes": None, "flush_bytes": flush, "compaction_bytes": comp,
+                "flush_compaction_bytes": None, "user_bytes": None, "stall_seconds": None,
+                "stall_counts": {"memtable_full_waits": mem_waits, "l0_stop_waits": l0_waits},
+                "stall_detail": (f"stall time n/a: LevelDB exposes no stall timer (its 1 ms L0 slowdown "
+                                 f"sleeps are not even logged); LOG: 'Current memtable full; waiting' "
+                                 f"{mem_waits}x, 'Too many L0 files; waiting' {l0_waits}x"),
+                "files_per_level": self.stats()["files_per_level"],
+                "notes": {"leveldb.stats": (self.db.get_property(b"leveldb.stats") or b"").decode()}}
+
+    def wait_idle(self, timeout):
+        state = {"size": -1}
+
+        def idle():
+            log = self._log()
+            quiet = len(log) == state["size"]
+            state["size"] = len(log)
+            return (quiet and log.count("Compacting ") == log.count("compacted to:")
+                    and log.count(": started") == len(self._RE_FLUSH.findall(log)))
+        secs, ok = _poll_idle(idle, timeout, interval=0.5, confirm=1)
+        return secs, ok, ("LOG: every started flush and compaction finished and nothing new "
+                          "logged for 0.5 s (LevelDB has no 'compaction pending' property)")
+
 
 class RocksdictEngine(Engine):
     name = "rocksdict"
@@ -471,6 +615,7 @@ class RocksdictEngine(Engine):
         import rocksdict
         self.mod = rocksdict
         self.cache = None
+        self.opts_obj = None
 
     def _options(self):
         r = self.mod
@@ -478,6 +623,9 @@ class RocksdictEngine(Engine):
         opts.create_if_missing(True)
         if self.args.write_buffer_size is not None:
             opts.set_write_buffer_size(self.args.write_buffer_size)
+        if self.sustained_wbs is not None:
+            opts.set_write_buffer_size(self.sustained_wbs)
+            opts.enable_statistics()        # the tickers fillsustained reads
         if self.args.cache_size is not None or self.args.bloom_bits:
             bbo = r.BlockBasedOptions()
             if self.args.cache_size is not None:
@@ -509,6 +657,7 @@ class RocksdictEngine(Engine):
         # block cache instead of the 32 MiB default. Passing the default column
         # family's options explicitly makes every open use opts.
         self.db = self.mod.Rdict(path, opts, column_families={"default": opts})
+        self.opts_obj = opts                # holds the Statistics object
         self.wo = self.mod.WriteOptions()
         self.wo_sync = self.mod.WriteOptions()
         self.wo_sync.sync = True
@@ -527,6 +676,75 @@ class RocksdictEngine(Engine):
         except (OSError, IndexError):
             pass
         return "?"
+
+    @staticmethod
+    def _read_options_file(path, keys):
+        """The first value of each key in the newest OPTIONS file (what RocksDB uses)."""
+        found = {}
+        try:
+            names = sorted((n for n in os.listdir(path) if n.startswith("OPTIONS-")),
+                           key=lambda n: int(n.split("-")[1]) if n.split("-")[1].isdigit() else 0)
+            with open(os.path.join(path, names[-1])) as f:
+                for line in f:
+                    k, _, v = line.strip().partition("=")
+                    if k in keys and k not in found:
+                        found[k] = v
+        except (OSError, IndexError):
+            pass
+        return found
+
+    SUSTAINED_OPTION_KEYS = ("write_buffer_size", "max_write_buffer_number", "level0_file_num_compaction_trigger",
+                             "level0_slowdown_writes_trigger", "level0_stop_writes_trigger",
+                             "target_file_size_base", "max_bytes_for_level_base",
+                             "max_bytes_for_level_multiplier", "level_compaction_dynamic_level_bytes",
+                             "max_background_jobs", "max_background_compactions", "max_background_flushes",
+                             "delayed_write_rate", "soft_pending_compaction_bytes_limit",
+                             "hard_pending_compaction_bytes_limit", "compression")
+
+    def sustained_settings(self):
+        o = self._read_options_file(self.path, self.SUSTAINED_OPTION_KEYS)
+        return ", ".join(f"{k} {o[k]}" for k in self.SUSTAINED_OPTION_KEYS if k in o) + \
+            " (from its OPTIONS file); statistics enabled for this workload"
+
+    _RE_TICKER = re.compile(r"^(rocksdb\.[\w.]+) COUNT : (\d+)\s*$", re.M)
+
+    def sustained_stats(self):
+        text = self.opts_obj.get_statistics() if self.opts_obj is not None else None
+        t = {k: int(v) for k, v in self._RE_TICKER.findall(text or "")}
+        stats_text = self.db.property_value("rocksdb.stats") or ""
+        counts = {}
+        for line in stats_text.splitlines():
+            if line.startswith("Write Stall (count):"):
+                for part in line.split(":", 1)[1].split(","):
+                    k, _, v = part.strip().rpartition(":")
+                    if k and v.strip().isdigit():
+                        counts[k.strip()] = int(v)
+        stall_micros = t.get("rocksdb.stall.micros")
+        nonzero = {k: v for k, v in counts.items() if v}
+        return {"wal_bytes": t.get("rocksdb.wal.bytes"), "flush_bytes": t.get("rocksdb.flush.write.bytes"),
+                "compaction_bytes": t.get("rocksdb.compact.write.bytes"), "flush_compaction_bytes": None,
+                "user_bytes": None,
+                "stall_seconds": None if stall_micros is None else stall_micros / 1e6,
+                "stall_counts": counts,
+                "stall_detail": (f"ticker rocksdb.stall.micros; rocksdb.stats 'Write Stall (count)': "
+                                 f"{nonzero or 'all 0'}" if text else
+                                 "n/a: statistics were not enabled"),
+                "files_per_level": [self.db.property_int_value(f"rocksdb.num-files-at-level{i}") or 0
+                                    for i in range(7)],
+                "notes": {"tickers": {k: v for k, v in t.items() if k in (
+                    "rocksdb.wal.bytes", "rocksdb.flush.write.bytes", "rocksdb.compact.write.bytes",
+                    "rocksdb.bytes.written", "rocksdb.number.keys.written", "rocksdb.write.wal",
+                    "rocksdb.stall.micros", "rocksdb.compact.read.bytes")},
+                    "rocksdb.stats": stats_text}}
+
+    def wait_idle(self, timeout):
+        props = ("rocksdb.num-running-flushes", "rocksdb.num-running-compactions",
+                 "rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending")
+
+        def idle():
+            return all((self.db.property_int_value(p) or 0) == 0 for p in props)
+        secs, ok = _poll_idle(idle, timeout)
+        return secs, ok, "properties " + ", ".join(props) + " all 0, twice 0.1 s apart"
 
     def close(self):
         if self.db is not None:
@@ -588,6 +806,7 @@ class RocksdictEngine(Engine):
 
 class LmdbEngine(Engine):
     name = "lmdb"
+    sustained_unsupported = "not an LSM tree: no write buffer, flushes or compactions"
 
     def __init__(self, args):
         super().__init__(args)
@@ -700,6 +919,7 @@ class LmdbEngine(Engine):
 
 class SqliteEngine(Engine):
     name = "sqlite3"
+    sustained_unsupported = "not an LSM tree: no write buffer, flushes or compactions"
     COMMIT_EVERY = 1000
 
     def __init__(self, args):
@@ -998,7 +1218,28 @@ def timer_floor(n=200000):
 
 # ---------------------------------------------------------------------------- the runner
 
-WRITE_WORKLOADS = ("fillseq", "fillrandom", "overwrite", "fillsync", "fillbatch", "deleterandom")
+WRITE_WORKLOADS = ("fillseq", "fillrandom", "overwrite", "fillsync", "fillbatch", "deleterandom",
+                   "fillsustained")
+SUSTAINED_SETTLE_SECONDS = 30
+
+
+def varint_len(n):
+    k = 1
+    while n >= 128:
+        n >>= 7
+        k += 1
+    return k
+
+
+def latency_tail(lat, n, thresholds_us=(1000, 10000, 100000)):
+    """How many ops took at least each threshold, and their summed time (seconds)."""
+    lo = min(thresholds_us) * 1000
+    big = [x for x in lat[:n] if x >= lo]
+    out = []
+    for th in thresholds_us:
+        sel = [x for x in big if x >= th * 1000]
+        out.append({"threshold_us": th, "ops": len(sel), "seconds": sum(sel) / 1e9})
+    return out
 
 
 class Runner:
@@ -1098,6 +1339,8 @@ class Runner:
             sys.stdout.flush()
 
     def workload(self, name, path, res):
+        if name == "fillsustained":
+            return self.workload_sustained(path, res)
         a, e, d = self.args, self.engine, self.data
         fresh = name.startswith("fill") and not a.use_existing_db
         if fresh:
@@ -1257,6 +1500,210 @@ class Runner:
         if problems:
             res["verify_errors"] = problems
 
+    def workload_sustained(self, path, res):
+        """fillsustained: --sustained_num random puts (with replacement, as fillrandom)
+        into a fresh DB opened with --sustained_write_buffer_size, so that flushes and
+        compactions run throughout. Reports put latency, stalls and write amplification
+        (WAL + flush + compaction bytes) / user key+value bytes, read right after the
+        last put and again after waiting up to SUSTAINED_SETTLE_SECONDS for background
+        work to finish."""
+        a, e, d = self.args, self.engine, self.data
+        name = "fillsustained"
+        if e.sustained_unsupported:
+            res["skipped"] = e.sustained_unsupported
+            print(f"{name:14}: skipped for {e.name}: {e.sustained_unsupported}")
+            return
+        n = a.sustained_num
+        width = a.key_size
+        if len(str(n - 1)) > width:
+            raise ValueError(f"--key_size {width} is too short for --sustained_num {n}")
+        # ---- the operations (untimed): keys drawn with replacement from [0, n)
+        rng = d.rng(name)
+        idx = rng.choices(range(n), k=n)
+        ks = [b"%0*d" % (width, i) for i in idx]
+        vs = d.values(n)
+        P = len(d.pool)
+        model = array.array("i", [-1]) * n      # value-pool index last put per key
+        for j, ki in enumerate(idx):
+            model[ki] = j % P
+        del idx
+        # ---- a fresh DB with the small write buffer
+        e.close()
+        if not a.use_existing_db:
+            wipe_dir(path)
+        os.makedirs(path, exist_ok=True)
+        e.sustained_wbs = a.sustained_write_buffer_size
+        try:
+            e.open(path)
+            settings = e.sustained_settings()
+            lat = array.array("q", bytes(8 * n))
+            chunk = chunk_write(e.op_put(), ks, vs, lat)
+            before = e.sustained_stats()
+            stats_before = e.stats()
+            progress = Progress(self.progress_on, f"[{e.name}] {name}", n)
+            starts = []
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = perf_counter()
+                done, _ = drive(chunk, n, progress, starts)
+                e.finish_writes()
+                seconds = perf_counter() - t0
+            finally:
+                gc.enable()
+                progress.clear()
+            at_end = e.sustained_stats()      # the same moment for every engine: right after the last put
+            chunk = None
+            waited, idle, idle_how = e.wait_idle(SUSTAINED_SETTLE_SECONDS)
+            settled = e.sustained_stats()
+            stats_after = e.stats()
+            summary = e.stats_summary(stats_before, stats_after)
+            # ---- write amplification, the same formula for every engine
+            user_bytes = done * (a.key_size + a.value_size)
+            wal_note = None
+
+            def wa(snap):
+                def delta(k):
+                    if snap.get(k) is None or before.get(k) is None:
+                        return None
+                    return snap[k] - before[k]
+                wal = delta("wal_bytes")
+                if wal is None and e.name == "plyvel":
+                    # LevelDB counts nothing: its WAL record payload is the write batch,
+                    # 12-byte header + type byte + varint lengths + key + value (the bytes
+                    # RocksDB's rocksdb.wal.bytes ticker counts), one per put.
+                    wal = done * (12 + 1 + varint_len(a.key_size) + a.key_size
+                                  + varint_len(a.value_size) + a.value_size)
+                fl, co = delta("flush_bytes"), delta("compaction_bytes")
+                parts = {"wal_bytes": wal, "flush_bytes": fl, "compaction_bytes": co}
+                out = {"user_bytes": user_bytes, **parts}
+                if user_bytes and None not in parts.values():
+                    out["write_amp"] = (wal + fl + co) / user_bytes
+                    out["wal_per_user"] = wal / user_bytes
+                    out["flush_per_user"] = fl / user_bytes
+                    out["compaction_per_user"] = co / user_bytes
+                else:
+                    out["write_amp"] = None
+                return out
+
+            if e.name == "plyvel":
+                wal_note = ("WAL bytes computed from LevelDB's record format (LevelDB counts none): "
+                            f"{12 + 1 + varint_len(a.key_size) + a.key_size + varint_len(a.value_size) + a.value_size}"
+                            " bytes of write batch per put, log framing excluded")
+            elif e.name == "rocksdict":
+                wal_note = "rocksdb.wal.bytes ticker: write-batch bytes, excluding the 7-byte log record header"
+            elif e.name == "lsmkv":
+                wal_note = "stats()['wal_bytes']: batch bytes plus lsmkv's 8-byte log record header"
+            wa_end, wa_settled = wa(at_end), wa(settled)
+            engine_user = (None if at_end.get("user_bytes") is None
+                           else at_end["user_bytes"] - (before.get("user_bytes") or 0))
+            stall_s = (None if at_end.get("stall_seconds") is None
+                       else at_end["stall_seconds"] - (before.get("stall_seconds") or 0))
+            stall_counts = {k: v - (before.get("stall_counts") or {}).get(k, 0)
+                            for k, v in (at_end.get("stall_counts") or {}).items()}
+            p = percentiles(to_latencies(lat, done, starts), done)
+            tail = latency_tail(lat, done)
+            lat = None
+            res.update({"ops": done, "seconds": seconds,
+                        "ops_per_sec": done / seconds if seconds > 0 else None,
+                        "micros_per_op": seconds * 1e6 / done if done else None,
+                        "mb_per_sec": user_bytes / MiB / seconds if seconds > 0 else None,
+                        "latency_us": p, "latency_unit": "per op"})
+            res["sustained"] = {
+                "num": n, "write_buffer_size": a.sustained_write_buffer_size, "settings": settings,
+                "stall_seconds": stall_s, "stall_counts": stall_counts,
+                "stall_detail": at_end.get("stall_detail"),
+                "latency_tail": tail,
+                "user_bytes": user_bytes, "engine_user_bytes": engine_user, "wal_note": wal_note,
+                "at_fill_end": {"write_amp": wa_end, "files_per_level": at_end.get("files_per_level")},
+                "settled": {"write_amp": wa_settled, "files_per_level": settled.get("files_per_level"),
+                            "waited_seconds": waited, "idle": idle, "idle_check": idle_how},
+                "raw_at_fill_end": self._jsonable(at_end), "raw_settled": self._jsonable(settled)}
+            res["engine_stats"] = self._jsonable(stats_after)
+            # ---- flush, close, measure, reopen with the engine's normal settings
+            e.flush()
+            e.close()
+            size, alloc, files = dir_bytes(path)
+            res.update({"disk_bytes": size, "disk_alloc_bytes": alloc, "disk_files": files})
+        finally:
+            e.sustained_wbs = None
+            if e.is_open():
+                e.close()
+        e.open(path)
+        res["peak_rss_bytes"] = peak_rss_bytes()
+        res["rss_bytes"] = current_rss_bytes()
+        # ---- verify a sample of the sustained key space (untimed)
+        problems = []
+        if a.verify > 0:
+            vr = random.Random(f"{a.seed}:verify:{len(self.results)}")
+            sample = [ki for ki in vr.sample(range(n), min(a.verify, n)) if model[ki] >= 0 or
+                      not a.use_existing_db]
+            e.begin_reads()
+            try:
+                get, bad = e.op_get(), 0
+                for ki in sample:
+                    want = model[ki]
+                    k = b"%0*d" % (width, ki)
+                    got = get(k)
+                    exp = None if want < 0 else d.pool[want]
+                    if got != exp:
+                        bad += 1
+                        if bad <= 3:
+                            problems.append(f"after {name}: get({k!r}) returned "
+                                            f"{'None' if got is None else repr(got[:20]) + '...'}, expected "
+                                            f"{'None' if exp is None else repr(exp[:20]) + '...'}")
+                if bad > 3:
+                    problems.append(f"after {name}: {bad} of {len(sample)} sampled gets wrong")
+            finally:
+                e.end_reads()
+        # what later workloads may expect: the model over [0, --num) when it covers it
+        if not a.use_existing_db and n <= d.num:
+            d.model = model + array.array("i", [-1]) * (d.num - n)
+        else:
+            d.reset_model(known=False)
+        # ---- report
+        su = res["sustained"]
+        print(f"{name:14}: {res['micros_per_op'] or 0:10.3f} micros/op {res['ops_per_sec'] or 0:12,.0f} ops/sec;"
+              f" {res['mb_per_sec'] or 0:7.1f} MB/s")
+        print(f"{'':16}latency us: p50 {p['p50'] or 0:.2f}  p99 {p['p99'] or 0:.2f}  "
+              f"p99.9 {p['p99.9'] or 0:.2f}  max {p['max'] or 0:.2f}   ({done} ops in {seconds:.2f} s)")
+        print(f"{'':16}workload: {n} puts of random keys (with replacement) from [0, {n}), "
+              f"{a.key_size} B keys, {a.value_size} B values; write buffer {a.sustained_write_buffer_size} "
+              f"for this workload, every other setting the engine's default")
+        print(f"{'':16}settings: {settings}")
+        print(f"{'':16}tail: " + ", ".join(f"{t['ops']} ops >= {t['threshold_us'] / 1000:g} ms "
+                                           f"({t['seconds']:.2f} s)" for t in tail))
+        print(f"{'':16}stalls: " + ("n/a" if stall_s is None else f"{stall_s:.3f} s") +
+              f"; {su['stall_detail']}")
+
+        def wa_line(w):
+            if w["write_amp"] is None:
+                return "n/a (" + ", ".join(k for k in ("wal_bytes", "flush_bytes", "compaction_bytes")
+                                           if w[k] is None) + " not available)"
+            return (f"{w['write_amp']:.3f} = WAL {w['wal_per_user']:.3f} + flush {w['flush_per_user']:.3f}"
+                    f" + compaction {w['compaction_per_user']:.3f}  (WAL {fmt_mb(w['wal_bytes'])} MB, "
+                    f"flush {fmt_mb(w['flush_bytes'])} MB, compaction {fmt_mb(w['compaction_bytes'])} MB "
+                    f"/ user {fmt_mb(w['user_bytes'])} MB)")
+        print(f"{'':16}write amp at fill end: {wa_line(wa_end)}")
+        st = su["settled"]
+        print(f"{'':16}write amp settled:     {wa_line(wa_settled)}  "
+              f"[after {st['waited_seconds']:.1f} s, {'idle' if st['idle'] else 'STILL BUSY at the limit'}]")
+        if wal_note:
+            print(f"{'':16}WAL bytes: {wal_note}")
+        if engine_user is not None and engine_user != user_bytes:
+            print(f"{'':16}note: the engine counted {engine_user} user bytes, the harness {user_bytes}")
+        print(f"{'':16}files/level at fill end {','.join(map(str, su['at_fill_end']['files_per_level'] or []))}; "
+              f"settled {','.join(map(str, st['files_per_level'] or []))}")
+        print(f"{'':16}peak RSS {res['peak_rss_bytes'] / MiB:.1f} MB, RSS now {res['rss_bytes'] / MiB:.1f} MB; "
+              f"on disk after flush+close: {res['disk_bytes'] / MiB:.1f} MB in {res['disk_files']} files "
+              f"({res['disk_alloc_bytes'] / MiB:.1f} MB allocated)")
+        if summary:
+            print(f"{'':16}{e.name} stats: {summary}")
+        for msg in problems:
+            print(f"{'':16}VERIFY FAILED: {msg}")
+        if problems:
+            res["verify_errors"] = problems
+
     @staticmethod
     def _jsonable(s):
         try:
@@ -1306,6 +1753,9 @@ def child_argv(args, engine, json_path, db_path):
             "--seed", str(args.seed), "--fillsync_num", str(args.fillsync_num),
             "--batch_size", str(args.batch_size), "--verify", str(args.verify),
             "--bloom_bits", str(args.bloom_bits), "--progress", args.progress, "--db", db_path]
+    if "fillsustained" in args.benchmarks:
+        argv += ["--sustained_num", str(args.sustained_num),
+                 "--sustained_write_buffer_size", str(args.sustained_write_buffer_size)]
     if args.cache_size is not None:
         argv += ["--cache_size", str(args.cache_size)]
     if args.write_buffer_size is not None:
@@ -1473,7 +1923,113 @@ def compare_table(args, engines, docs, status):
         out.append(f"{e:10} {s.get('version', '?')}; compression {s.get('compression', '?')}; "
                    f"write buffer {s.get('write_buffer_size', '?')}; cache {s.get('cache_size', '?')}; "
                    f"bloom bits {s.get('bloom_bits', '?')}")
+    if "fillsustained" in args.benchmarks:
+        out.append("")
+        out.extend(sustained_table(args, present, docs))
     return "\n".join(out)
+
+
+def sustained_table(args, present, docs):
+    """The fillsustained block of the --compare table: one column per LSM engine that
+    ran it, then lsmkv/X ratios."""
+    out = []
+    i = args.benchmarks.index("fillsustained")
+
+    def res(e):
+        rs = docs[e].get("results", [])
+        r = rs[i] if i < len(rs) else None
+        return r if r and not r.get("error") and not r.get("skipped") and "sustained" in r else None
+
+    ran = [e for e in present if res(e)]
+    skipped = {e: (docs[e]["results"][i].get("skipped") or docs[e]["results"][i].get("error") or "?")
+               for e in present if e not in ran and i < len(docs[e].get("results", []))}
+    out.append(f"fillsustained: {args.sustained_num} puts of random keys (with replacement), "
+               f"key {args.key_size} B, value {args.value_size} B, write buffer "
+               f"{args.sustained_write_buffer_size} B for every LSM engine; every other setting "
+               f"(compaction triggers, file and level sizes, compression) is the engine's default")
+    for e, why in skipped.items():
+        out.append(f"  {e}: not run ({why})")
+    if not ran:
+        return out
+    w = 11
+    peers = [e for e in ran if e != "lsmkv"]
+    ratios = "lsmkv" in ran and peers
+    hdr = f"{'':22}" + "".join(f"{e:>{w}}" for e in ran)
+    if ratios:
+        hdr += "  |" + "".join(f"{'lsmkv/' + p:>{max(w, len(p) + 7)}}" for p in peers)
+    out.append(hdr)
+    out.append("-" * len(hdr))
+
+    def get(e, path):
+        x = res(e)
+        for k in path:
+            x = None if x is None else x.get(k)
+        return x
+
+    rows = [("ops/sec", ("ops_per_sec",), fmt_rate),
+            ("put p50 us", ("latency_us", "p50"), lambda v: f"{v:.2f}"),
+            ("put p99 us", ("latency_us", "p99"), lambda v: f"{v:.1f}"),
+            ("put p99.9 us", ("latency_us", "p99.9"), lambda v: f"{v:.1f}"),
+            ("put max us", ("latency_us", "max"), lambda v: f"{v:.0f}"),
+            ("stall seconds", ("sustained", "stall_seconds"), lambda v: f"{v:.2f}"),
+            ("write amp (fill end)", ("sustained", "at_fill_end", "write_amp", "write_amp"), lambda v: f"{v:.3f}"),
+            ("  WAL", ("sustained", "at_fill_end", "write_amp", "wal_per_user"), lambda v: f"{v:.3f}"),
+            ("  flush", ("sustained", "at_fill_end", "write_amp", "flush_per_user"), lambda v: f"{v:.3f}"),
+            ("  compaction", ("sustained", "at_fill_end", "write_amp", "compaction_per_user"),
+             lambda v: f"{v:.3f}"),
+            ("write amp (settled)", ("sustained", "settled", "write_amp", "write_amp"), lambda v: f"{v:.3f}"),
+            ("  compaction", ("sustained", "settled", "write_amp", "compaction_per_user"), lambda v: f"{v:.3f}"),
+            ("settle wait s", ("sustained", "settled", "waited_seconds"), lambda v: f"{v:.1f}"),
+            ("disk MB", ("disk_bytes",), fmt_mb)]
+    for label, path, fmt in rows:
+        row = f"{label:22}"
+        vals = {}
+        for e in ran:
+            v = get(e, path)
+            vals[e] = v
+            row += f"{(fmt(v) if v is not None else 'n/a'):>{w}}"
+        if ratios:
+            row += "  |"
+            mine = vals.get("lsmkv")
+            for p in peers:
+                other = vals.get(p)
+                cell = f"{mine / other:.2f}x" if mine is not None and other else "-"
+                if label == "settle wait s":
+                    cell = ""
+                row += f"{cell:>{max(w, len(p) + 7)}}"
+        out.append(row)
+    for label, key in (("files/level fill end", "at_fill_end"), ("files/level settled", "settled")):
+        out.append(f"{label:22}" + "; ".join(
+            f"{e} {','.join(map(str, get(e, ('sustained', key, 'files_per_level')) or [])) or '-'}"
+            for e in ran))
+    out.append("(lsmkv/X: for ops/sec above 1 means lsmkv is faster; for latency, stall seconds and "
+               "write amp below 1 means lsmkv is lower. write amp = (WAL + flush + compaction bytes "
+               "written) / user key+value bytes put; 'fill end' is read right after the last put, "
+               "'settled' after waiting up to "
+               f"{SUSTAINED_SETTLE_SECONDS} s for background flushes and compactions)")
+    for e in ran:
+        su = res(e)["sustained"]
+        st = su["settled"]
+        out.append(f"{e:10} stalls: {su.get('stall_detail')}")
+        tail = su.get("latency_tail") or []
+        out.append(f"{'':10} tail: " + ", ".join(f"{t['ops']} puts >= {t['threshold_us'] / 1000:g} ms "
+                                               f"({t['seconds']:.2f} s)" for t in tail)
+                   + f"; settle: {'idle' if st.get('idle') else 'STILL BUSY'} after "
+                     f"{st.get('waited_seconds', 0):.1f} s")
+        if su.get("wal_note"):
+            out.append(f"{'':10} WAL bytes: {su['wal_note']}")
+        out.append(f"{'':10} settings: {su.get('settings')}")
+    if "lsmkv" in ran and "rocksdict" in ran:
+        def target(label, path):
+            m, r = get("lsmkv", path), get("rocksdict", path)
+            if m is None or r is None:
+                return f"{label}: n/a"
+            return f"{label}: {'met' if m <= r else 'NOT met'} ({m:.3f} vs {r:.3f})"
+        out.append("targets (lsmkv <= rocksdict): " + "; ".join([
+            target("p99.9 put us", ("latency_us", "p99.9")),
+            target("write amp at fill end", ("sustained", "at_fill_end", "write_amp", "write_amp")),
+            target("write amp settled", ("sustained", "settled", "write_amp", "write_amp"))]))
+    return out
 
 
 # ---------------------------------------------------------------------------- main
@@ -1484,7 +2040,8 @@ def parse_args(argv=None):
                     "LMDB and SQLite through their Python bindings). See docs/benchmarks.md.")
     p.add_argument("--benchmarks", default=DEFAULT_BENCHMARKS,
                    help=f"comma-separated, run in order on one DB (fill* start a fresh one). "
-                        f"Known: {','.join(ALL_BENCHMARKS)}. Default: %(default)s")
+                        f"Known: {','.join(ALL_BENCHMARKS)}. Default: %(default)s. fillsustained "
+                        f"(not in the default list) runs only for the LSM engines; see --sustained_*")
     p.add_argument("--num", type=int, default=1000000, help="number of keys (default %(default)s)")
     p.add_argument("--reads", type=int, default=-1,
                    help="ops of readrandom/readmissing/seekrandom, max entries of readseq/readreverse "
@@ -1503,6 +2060,13 @@ def parse_args(argv=None):
                         "LevelDB and RocksDB have none by default); 0 disables (default %(default)s)")
     p.add_argument("--fillsync_num", type=int, default=None, help="ops of fillsync (default: num/100)")
     p.add_argument("--batch_size", type=int, default=100, help="puts per fillbatch batch (default %(default)s)")
+    p.add_argument("--sustained_num", type=int, default=3000000,
+                   help="fillsustained: random puts (keys drawn with replacement from [0, this)) "
+                        "(default %(default)s)")
+    p.add_argument("--sustained_write_buffer_size", type=int, default=4 * MiB,
+                   help="fillsustained: memtable bytes for every LSM engine during that workload, "
+                        "so that flushes and compactions run throughout; every other setting stays "
+                        "the engine's default (default %(default)s)")
     p.add_argument("--db", default=None,
                    help="DB directory (with --compare: a parent directory, one subdirectory per engine); "
                         "default: a temporary directory removed at the end")
@@ -1535,6 +2099,10 @@ def parse_args(argv=None):
         args.fillsync_num = max(1, args.num // 100)
     if args.batch_size < 1:
         p.error("--batch_size must be >= 1")
+    if args.sustained_num < 1:
+        p.error("--sustained_num must be >= 1")
+    if args.sustained_write_buffer_size < 1:
+        p.error("--sustained_write_buffer_size must be >= 1")
     if not 0 < args.compression_ratio <= 1:
         p.error("--compression_ratio must be in (0, 1]")
     if args.key_size < 1 or args.value_size < 0:
