@@ -27,7 +27,6 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.bytearray cimport PyByteArray_CheckExact
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.object cimport PyObject
 from lsmkv._coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
                             make_tag, cmp_ikey, cmp_bytes, murmur3_128, TAG_SIZE,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX)
@@ -53,8 +52,6 @@ cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept:
     return h1
 
 DEF BATCH_HEADER = 12
-
-_MISSING = object()
 
 # ------------------------------------------------------------------ buffers
 

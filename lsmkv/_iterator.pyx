@@ -17,7 +17,6 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.ref cimport PyObject
 from lsmkv._coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
 

@@ -613,8 +613,6 @@ cdef dict decode_properties(bytes data, object path, uint64_t off):
     cdef BlockIter it = BlockIter()
     it.reset(data, path, off)
     props = {}
-    it.kb.len = 0
-    cdef size_t pos = 0
     cdef uint64_t v
     it.seek_to_first()
     while it.valid:

@@ -251,7 +251,7 @@ class DB(CoreDB):
                              self.options.wal_mmap)
         edit.log_number = wal_number
         edit.last_sequence = last_seq
-        old_manifest = vs.write_snapshot(edit)
+        vs.write_snapshot(edit)        # the old manifest goes with the orphans below
         self.last_seq = last_seq
         self.sv = None
         self._install(MemTable(log_number=wal_number), ())
@@ -518,7 +518,7 @@ class DB(CoreDB):
             return
         live = self._live_tables()
         for number in [n for n in self._tables if n not in live]:
-            t = self._tables.pop(number)   # its fd closes when the last reader drops it
+            self._tables.pop(number)   # its file closes when the last reader drops it
             path = filenames.table_name(self.path, number)
             try:
                 size = os.path.getsize(path)
