@@ -317,7 +317,37 @@ def _poll_idle(check, timeout, interval=0.1, confirm=2):
         time.sleep(interval)
 
 
-class LsmkvEngine(Engine):
+class PutGetBatchOps:
+    """op_put/op_get/op_delete/op_batch for bindings whose db has put(k, v, sync=),
+    get(k), delete(k) and a write_batch() context manager (lsmkv and plyvel)."""
+
+    def op_put(self, sync=False):
+        if sync:
+            put = self.db.put
+
+            def put_sync(k, v):
+                put(k, v, sync=True)
+            return put_sync
+        return self.db.put
+
+    def op_get(self):
+        return self.db.get
+
+    def op_delete(self):
+        return self.db.delete
+
+    def op_batch(self):
+        write_batch = self.db.write_batch
+
+        def batch(ks, vs):
+            with write_batch() as wb:
+                put = wb.put
+                for k, v in zip(ks, vs):
+                    put(k, v)
+        return batch
+
+
+class LsmkvEngine(PutGetBatchOps, Engine):
     name = "lsmkv"
 
     def __init__(self, args):
@@ -367,31 +397,6 @@ class LsmkvEngine(Engine):
 
     def flush(self):
         self.db.flush()
-
-    def op_put(self, sync=False):
-        if sync:
-            put = self.db.put
-
-            def put_sync(k, v):
-                put(k, v, sync=True)
-            return put_sync
-        return self.db.put
-
-    def op_get(self):
-        return self.db.get
-
-    def op_delete(self):
-        return self.db.delete
-
-    def op_batch(self):
-        write_batch = self.db.write_batch
-
-        def batch(ks, vs):
-            with write_batch() as wb:
-                put = wb.put
-                for k, v in zip(ks, vs):
-                    put(k, v)
-        return batch
 
     def op_seek(self):
         items = self.db.items
@@ -471,7 +476,7 @@ class LsmkvEngine(Engine):
                           "twice 0.1 s apart")
 
 
-class PlyvelEngine(Engine):
+class PlyvelEngine(PutGetBatchOps, Engine):
     name = "plyvel"
 
     def __init__(self, args):
@@ -510,31 +515,6 @@ class PlyvelEngine(Engine):
         # LevelDB has no flush call; reopening writes the log's memtable to a table.
         self.close()
         self.open(self.path)
-
-    def op_put(self, sync=False):
-        if sync:
-            put = self.db.put
-
-            def put_sync(k, v):
-                put(k, v, sync=True)
-            return put_sync
-        return self.db.put
-
-    def op_get(self):
-        return self.db.get
-
-    def op_delete(self):
-        return self.db.delete
-
-    def op_batch(self):
-        write_batch = self.db.write_batch
-
-        def batch(ks, vs):
-            with write_batch() as wb:
-                put = wb.put
-                for k, v in zip(ks, vs):
-                    put(k, v)
-        return batch
 
     def op_seek(self):
         iterator = self.db.iterator

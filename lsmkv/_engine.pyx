@@ -35,7 +35,7 @@ from lsmkv._table cimport TableReader
 from lsmkv._table import DELETED, bloom_hash_py
 from lsmkv._wal cimport LogWriter
 from lsmkv._memtable cimport MemTableIterator
-from lsmkv._table cimport TableIterator, LevelIterator
+from lsmkv._table cimport TableIterator, LevelIterator, find_table
 from lsmkv._iterator cimport MergingIterator
 from lsmkv._iterator import DBIterator
 from lsmkv.errors import ClosedError, BackgroundError, CorruptionError
@@ -309,7 +309,8 @@ cdef class Pin:
                 pass
 
 
-cdef object _bound(str name, object v):
+cpdef object check_bound(str name, object v):
+    """v as bytes (or None) for a range bound; TypeError naming it otherwise."""
     if v is None or PyBytes_CheckExact(v):
         return v
     if isinstance(v, (bytearray, memoryview, bytes)):
@@ -447,7 +448,7 @@ cdef class CoreDB:
         cdef MemTable m
         cdef const uint8_t* vp
         cdef size_t vn
-        cdef int kind, lo, hi, mid
+        cdef int kind, i
         cdef int64_t now = -1
         cdef TableReader t
         cdef uint8_t stackbuf[128]
@@ -456,7 +457,6 @@ cdef class CoreDB:
         cdef uint64_t h
         cdef object r
         cdef tuple lv
-        cdef list largest, smallest
         cdef bytes b
         if self.closed:
             raise ClosedError("the database is closed")
@@ -477,47 +477,36 @@ cdef class CoreDB:
             store_u64(ik + kn, make_tag(seq, KIND_MAX))
             h = bloom_hash(k, kn)
             for t in sv.l0:
-                if not t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    continue
-                self.n_bloom_checks += 1
-                if not t.may_contain(h):
-                    self.n_bloom_useful += 1
-                    continue
-                if now < 0:
-                    now = self._now_ms()
-                r = t.get(ik, ikn, now, expiry)
-                if r is not None:
-                    return None if r is DELETED else r
+                if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
+                    r = self._probe(t, h, ik, ikn, &now, expiry)
+                    if r is not None:
+                        return None if r is DELETED else r
             for lv in sv.levels:
-                largest = <list>lv[1]
-                lo = 0
-                hi = len(largest)
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    b = <bytes>largest[mid]
-                    if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), ik, ikn) < 0:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo == len(largest):
+                i = find_table(<list>lv[1], ik, ikn)
+                if i == len(<list>lv[1]):
                     continue
-                b = <bytes>(<list>lv[2])[lo]
+                b = <bytes>(<list>lv[2])[i]
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
-                t = <TableReader>(<tuple>lv[0])[lo]
-                self.n_bloom_checks += 1
-                if not t.may_contain(h):
-                    self.n_bloom_useful += 1
-                    continue
-                if now < 0:
-                    now = self._now_ms()
-                r = t.get(ik, ikn, now, expiry)
+                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry)
                 if r is not None:
                     return None if r is DELETED else r
             return None
         finally:
             if ik != stackbuf:
                 free(ik)
+
+    cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
+                       int64_t* now, int64_t* expiry):
+        """One table's answer for ik (see TableReader.get), after its bloom filter.
+        now is read from the clock the first time a table is searched."""
+        self.n_bloom_checks += 1
+        if not t.may_contain(h):
+            self.n_bloom_useful += 1
+            return None
+        if now[0] < 0:
+            now[0] = self._now_ms()
+        return t.get(ik, ikn, now[0], expiry)
 
     cdef int64_t _now_ms(self) except? -1:
         return <int64_t>(self.clock() * 1000.0)
@@ -602,8 +591,8 @@ cdef class CoreDB:
         cdef TableReader t
         cdef list children = []
         cdef tuple lv
-        start = _bound("start", start)
-        stop = _bound("stop", stop)
+        start = check_bound("start", start)
+        stop = check_bound("stop", stop)
         if self.closed:
             raise ClosedError("the database is closed")
         if self._gc_pending:        # a pin was released while the mutex was busy

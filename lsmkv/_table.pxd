@@ -66,3 +66,5 @@ cdef class LevelIterator(InternalIterator):
     cdef int next_table(self) except -1
     cdef int prev_table(self) except -1
     cdef void _copy(self) noexcept
+
+cdef int find_table(list largest, const uint8_t* target, size_t n) except -1

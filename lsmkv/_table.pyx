@@ -709,6 +709,21 @@ cdef class TableIterator(InternalIterator):
 
 # ---------------------------------------------------------------- level iterator
 
+cdef int find_table(list largest, const uint8_t* target, size_t n) except -1:
+    """Index of the first table (of a sorted, non-overlapping run) whose largest
+    internal key is >= target; len(largest) if none."""
+    cdef int lo = 0, hi = len(largest), mid
+    cdef bytes k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        k = <bytes>largest[mid]
+        if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), target, n) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef class LevelIterator(InternalIterator):
     """Concatenation of a sorted run of non-overlapping tables; opens one at a time."""
 
@@ -738,15 +753,7 @@ cdef class LevelIterator(InternalIterator):
             self.val_len = self.cur.val_len
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
-        cdef int lo = 0, hi = len(self.largest), mid
-        cdef bytes k
-        while lo < hi:           # first table whose largest key >= target
-            mid = (lo + hi) // 2
-            k = self.largest[mid]
-            if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), target, n) < 0:
-                lo = mid + 1
-            else:
-                hi = mid
+        cdef int lo = find_table(self.largest, target, n)
         self._open(lo)
         if self.cur is not None:
             self.cur.seek(target, n)

@@ -191,9 +191,9 @@ def compact_auto(db):
         if pick is None:
             db._garbage_checked(version)
             return None
-        if pick.output_level > min(pick.inputs) and pick.output_level - 1 in pick.inputs:
-            src = [f for f in pick.inputs[pick.output_level - 1]]
-            db._compact_pointers[pick.output_level - 1] = max(f.largest_user_key for f in src)
+        src = pick.output_level - 1
+        if src > 0 and src in pick.inputs:      # round robin within levels >= 1
+            db._compact_pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
     run_compaction(db, pick.inputs, pick.output_level, is_bottommost(version, pick.inputs, pick.output_level))
     with db.mutex:
         db._stat["compactions_by_reason"][pick.reason] = db._stat["compactions_by_reason"].get(pick.reason, 0) + 1

@@ -29,7 +29,7 @@ from sortedcontainers import SortedList
 
 from lsmkv import filenames
 from lsmkv._cache import LRUCache
-from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, replay_batch
+from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, check_bound, replay_batch
 from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
@@ -43,14 +43,6 @@ _OPEN_PATHS_LOCK = threading.Lock()
 _NO_LIMIT = (1 << 63) - 1
 
 MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
-
-
-def _check_bound(name, v):
-    if v is None or isinstance(v, bytes):
-        return v
-    if isinstance(v, (bytearray, memoryview)):
-        return bytes(v)
-    raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
 
 
 class Snapshot:
@@ -592,8 +584,8 @@ class DB(CoreDB):
     def compact_range(self, start=None, stop=None):
         """Compact every file overlapping [start, stop] (None: unbounded) into one
         sorted run below level 0, dropping overwritten, deleted and expired data."""
-        start = _check_bound("start", start)
-        stop = _check_bound("stop", stop)
+        start = check_bound("start", start)
+        stop = check_bound("stop", stop)
         self.flush()
         from lsmkv.compaction import compact_range
         with self._compaction_lock:

@@ -50,3 +50,23 @@ def run_child(code, *args, timeout=60, check=True):
 def lsmkv_import_path():
     """Directory to put on sys.path so a child imports the same lsmkv as the tests."""
     return os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
+
+
+def scan(it):
+    """Every entry of an internal iterator, first to last, as py_entry() tuples."""
+    it.py_seek_to_first()
+    out = []
+    while it.py_valid():
+        out.append(it.py_entry())
+        it.py_next()
+    return out
+
+
+def scan_reverse(it):
+    """Every entry of an internal iterator, last to first."""
+    it.py_seek_to_last()
+    out = []
+    while it.py_valid():
+        out.append(it.py_entry())
+        it.py_prev()
+    return out

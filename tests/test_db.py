@@ -362,31 +362,29 @@ def test_concurrent_readers_and_writer(dbpath, small_opts):
         assert db.get(b"w04999") == b"4999"
 
 
-def test_corrupt_sst_refuses_to_open(dbpath, small_opts):
-    with lsmkv.DB(dbpath, **small_opts) as db:
+def _one_table_with_a_flipped_byte(dbpath, opts, pos, mask):
+    """Write one SST, flip byte pos (negative: from the end) of it; returns its name."""
+    with lsmkv.DB(dbpath, **opts) as db:
         for i in range(500):
             db.put(b"%05d" % i, b"v" * 30)
         db.flush()
     sst = sorted(n for n in os.listdir(dbpath) if n.endswith(".sst"))[0]
     path = os.path.join(dbpath, sst)
     data = bytearray(open(path, "rb").read())
-    data[-70] ^= 0xFF                      # inside the properties block / trailer region
+    data[pos] ^= mask
     open(path, "wb").write(bytes(data))
+    return sst
+
+
+def test_corrupt_sst_refuses_to_open(dbpath, small_opts):
+    sst = _one_table_with_a_flipped_byte(dbpath, small_opts, -70, 0xFF)   # in the footer's handles
     with pytest.raises(lsmkv.CorruptionError) as ei:
         lsmkv.DB(dbpath, **small_opts)
     assert sst in str(ei.value) and ei.value.offset is not None
 
 
 def test_corrupt_data_block_is_reported_not_returned(dbpath, small_opts):
-    with lsmkv.DB(dbpath, **small_opts) as db:
-        for i in range(500):
-            db.put(b"%05d" % i, b"v" * 30)
-        db.flush()
-    sst = sorted(n for n in os.listdir(dbpath) if n.endswith(".sst"))[0]
-    path = os.path.join(dbpath, sst)
-    data = bytearray(open(path, "rb").read())
-    data[100] ^= 0x01                      # inside the first data block
-    open(path, "wb").write(bytes(data))
+    sst = _one_table_with_a_flipped_byte(dbpath, small_opts, 100, 0x01)   # in the first data block
     with lsmkv.DB(dbpath, **small_opts) as db:
         with pytest.raises(lsmkv.CorruptionError, match=sst):
             list(db.items())

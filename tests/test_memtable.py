@@ -2,9 +2,11 @@
 import random
 
 import pytest
+
+from conftest import scan as _scan, scan_reverse as _scan_reverse
 from hypothesis import given, settings, strategies as st
 
-from lsmkv._memtable import Arena, MemTable, MemTableIterator
+from lsmkv._memtable import Arena, MemTable
 
 DELETE, PUT, PUT_TTL, KIND_MAX = 0, 1, 2, 0xFF
 PTR = 8                       # sizeof(char*) / sizeof(Node*) on the 64-bit build
@@ -21,23 +23,11 @@ def ikey(ukey, seq, kind):
 
 
 def scan(mem):
-    it = MemTableIterator(mem)
-    it.py_seek_to_first()
-    out = []
-    while it.py_valid():
-        out.append(it.py_entry())
-        it.py_next()
-    return out
+    return _scan(mem.iterator())
 
 
 def scan_reverse(mem):
-    it = mem.iterator()
-    it.py_seek_to_last()
-    out = []
-    while it.py_valid():
-        out.append(it.py_entry())
-        it.py_prev()
-    return out
+    return _scan_reverse(mem.iterator())
 
 
 class Model:

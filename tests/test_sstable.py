@@ -5,7 +5,7 @@ import random
 import struct
 import subprocess
 
-from conftest import lsmkv_import_path
+from conftest import lsmkv_import_path, scan, scan_reverse
 import sys
 
 import pytest
@@ -70,24 +70,6 @@ def model_get(entries, key, seq, now):
                 return DELETED if e[4] <= now else e[3]
             return DELETED
     return None
-
-
-def scan(it):
-    it.py_seek_to_first()
-    out = []
-    while it.py_valid():
-        out.append(it.py_entry())
-        it.py_next()
-    return out
-
-
-def scan_reverse(it):
-    it.py_seek_to_last()
-    out = []
-    while it.py_valid():
-        out.append(it.py_entry())
-        it.py_prev()
-    return out
 
 
 def layout(path):
