@@ -23,7 +23,12 @@ cdef class MergingIterator(InternalIterator):
     cdef int n
     cdef int current
     cdef int second              # runner-up child after the last pick, or -1
+    cdef int* heap               # heap of valid child indices (n > HEAP_MIN_CHILDREN), or NULL
+    cdef int heap_n
+    cdef int heap_dir            # direction the heap is ordered for; 0 = not built
     cdef void _pick(self, int direction) noexcept
+    cdef bint _before(self, int a, int b, int direction) noexcept
+    cdef void _sift_down(self, int i, int direction) noexcept
     cdef int _step(self, int direction) except -1
     cdef void _set(self, int best, InternalIterator b) noexcept
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1

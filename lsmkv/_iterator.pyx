@@ -64,23 +64,74 @@ cdef class InternalIterator:
         return (ukey, tag >> 8, kind, PyBytes_FromStringAndSize(<char*>self.val, self.val_len), 0)
 
 
+cdef enum:
+    HEAP_MIN_CHILDREN = 8   # above this many children a heap beats the linear scan (measured)
+
+
 cdef class MergingIterator(InternalIterator):
     """Union of children (newest source first) in internal-key order.
 
-    Complexity: each step is O(k) for k children (a linear scan beats a heap for
-    the handful of sources an LSM read merges)."""
+    Complexity per step: with up to HEAP_MIN_CHILDREN children, a linear scan
+    with the runner-up remembered (O(1) while one child keeps winning, as in a
+    read that merges a memtable and a few tables); with more (a compaction of
+    many L0 files), a binary heap of the children, O(log k)."""
 
     def __cinit__(self, children):
         self.children = list(children)
         self.n = len(self.children)
         self.current = -1
         self.second = -1
+        self.heap_dir = 0
+        self.heap_n = 0
+        self.heap = NULL
+        if self.n > HEAP_MIN_CHILDREN:
+            self.heap = <int*>malloc(self.n * sizeof(int))
+            if self.heap == NULL:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.heap)
+
+    cdef bint _before(self, int a, int b, int direction) noexcept:
+        """Does child a come before child b in `direction`?"""
+        cdef InternalIterator x = <InternalIterator>self.children[a]
+        cdef InternalIterator y = <InternalIterator>self.children[b]
+        return cmp_ikey(x.key, x.key_len, y.key, y.key_len) * direction < 0
+
+    cdef void _sift_down(self, int i, int direction) noexcept:
+        cdef int* h = self.heap
+        cdef int n = self.heap_n, l, m, t
+        while True:
+            l = 2 * i + 1
+            if l >= n:
+                return
+            m = l
+            if l + 1 < n and self._before(h[l + 1], h[l], direction):
+                m = l + 1
+            if not self._before(h[m], h[i], direction):
+                return
+            t = h[i]; h[i] = h[m]; h[m] = t
+            i = m
 
     cdef void _pick(self, int direction) noexcept:
         """Current = the child first in `direction` (1: smallest key, -1: largest);
-        second = the runner-up."""
+        second = the runner-up (scan), or the heap rebuilt for `direction`."""
         cdef int i, best = -1, second = -1
         cdef InternalIterator c, b = None, r = None
+        if self.heap != NULL:
+            self.heap_n = 0
+            for i in range(self.n):
+                if (<InternalIterator>self.children[i]).valid:
+                    self.heap[self.heap_n] = i
+                    self.heap_n += 1
+            for i in range(self.heap_n // 2 - 1, -1, -1):
+                self._sift_down(i, direction)
+            self.heap_dir = direction
+            if self.heap_n:
+                self._set(self.heap[0], <InternalIterator>self.children[self.heap[0]])
+            else:
+                self._set(-1, None)
+            return
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
             if not c.valid:
@@ -100,6 +151,19 @@ cdef class MergingIterator(InternalIterator):
             c.next()
         else:
             c.prev()
+        if self.heap != NULL:
+            if self.heap_dir != direction:
+                self._pick(direction)
+                return 0
+            if not c.valid:          # the top child is done: the last one takes its place
+                self.heap_n -= 1
+                self.heap[0] = self.heap[self.heap_n]
+            self._sift_down(0, direction)
+            if self.heap_n:
+                self._set(self.heap[0], <InternalIterator>self.children[self.heap[0]])
+            else:
+                self._set(-1, None)
+            return 0
         # the others did not move, so the runner-up is still first among them:
         # while the moved child stays ahead of it, no scan is needed
         if c.valid:
