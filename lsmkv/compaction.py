@@ -4,8 +4,8 @@ pick_auto() chooses the background compactions (leveled, as LevelDB and RocksDB:
 scores per level, round-robin file choice, then garbage-driven compactions of
 files with expired TTL data or mostly deletions). compact_range() is the manual
 entry point (DB.compact_range). run_compaction()
-is the reusable merge: a streaming merge of the inputs through
-lsmkv._table.write_tables, bounded memory (one block per input, one output
+is the reusable merge: a job (lsmkv.worker) that streams the inputs through
+lsmkv._table.write_tables, in the worker process or in the calling thread; bounded memory (one block per input, one output
 block), outputs cut at target_file_size between user keys, then one MANIFEST
 edit that removes the inputs and adds the outputs.
 
@@ -19,9 +19,9 @@ Invariants:
   2. Every input file of one level >= 1 that overlaps the compacted key range
      is an input, so the output level stays non-overlapping.
 """
-from lsmkv._iterator import MergingIterator
-from lsmkv._table import TableIterator, write_tables
+from lsmkv import filenames
 from lsmkv.version import NUM_LEVELS, FileMeta, VersionEdit
+from lsmkv.worker import make_job, numbers_needed
 
 
 def _overlaps(f, lo, hi):
@@ -60,36 +60,47 @@ def pick_range(version, start, stop):
 
 
 def run_compaction(db, inputs, output_level, bottommost):
-    """Merge inputs ({level: [FileMeta]}) into output_level. Returns the edit applied."""
+    """Merge inputs ({level: [FileMeta]}) into output_level. Returns the edit applied.
+
+    The merge is a job (lsmkv.worker.run_job) run by db._run_job: in the worker
+    process or in this thread. Its output numbers are reserved here and held as
+    pending outputs until the edit is installed (or the job failed)."""
     if not inputs:
         return None
     with db.mutex:
         snapshot = db._oldest_snapshot()
-        readers = []
-        for level in sorted(inputs):
-            for f in inputs[level]:     # L0 newest first, then by level: newer data first
-                readers.append(db._open_table(f.number))
-    it = MergingIterator([TableIterator(t) for t in readers])
-    stats = db._stat
-    metas = write_tables(it, db._new_builder, snapshot, bottommost, db._now_ms(),
-                         db.options.target_file_size_base, stats)
-    with db.mutex:
+        # L0 newest first, then by level: newer data first
+        paths = [(f.number, filenames.table_name(db.path, f.number))
+                 for level in sorted(inputs) for f in inputs[level]]
+        in_bytes = sum(f.file_size for files in inputs.values() for f in files)
+        numbers = db._reserve_numbers(numbers_needed(in_bytes, db.options.target_file_size_base))
+        job = make_job(paths, numbers, db.path, db.options, snapshot, bottommost, db._now_ms())
+    try:
+        result = db._run_job(job)
         edit = VersionEdit()
         for level, files in inputs.items():
             for f in files:
                 edit.delete_file(level, f.number)
-                stats["compaction_bytes_read"] += f.file_size
-        for m in metas:
-            number = db._number_of(m)
-            edit.add_file(output_level, FileMeta.from_meta(number, m))
-            stats["compaction_bytes_written"] += m["file_size"]
-        db._log_and_apply(edit)
-        for m in metas:
-            db._pending_outputs.discard(db._number_of(m))
-        sv = db.sv
-        db._install(sv.mem, sv.imms)
-        stats["compactions"] += 1
-        db._delete_obsolete_files()
+        for m in result["outputs"]:
+            edit.add_file(output_level, FileMeta.from_meta(m["number"], m))
+        db._preopen_tables([m["number"] for m in result["outputs"]])
+
+        def installed():
+            stats = db._stat
+            for k, v in result["stats"].items():
+                stats[k] = stats.get(k, 0) + v
+            stats["compaction_bytes_read"] += sum(f.file_size for files in inputs.values() for f in files)
+            stats["compaction_bytes_written"] += sum(m["file_size"] for m in result["outputs"])
+            stats["compactions"] += 1
+            sv = db.sv
+            db._install(sv.mem, sv.imms)
+            db._pending_outputs.difference_update(numbers)
+            db._delete_obsolete_files()
+
+        db._log_and_apply(edit, installed)
+    finally:
+        with db.mutex:
+            db._pending_outputs.difference_update(numbers)
     return edit
 
 

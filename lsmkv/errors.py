@@ -18,6 +18,9 @@ class CorruptionError(LsmkvError):
         where = self.path if offset is None else f"{self.path} at offset {offset}"
         super().__init__(f"corruption in {where}: {detail}")
 
+    def __reduce__(self):
+        return (type(self), (self.path, self.offset, self.detail))
+
 
 class LockError(LsmkvError):
     """The database directory is locked by another process (or another DB object)."""

@@ -27,18 +27,20 @@ class Options:
     block_restart_interval: int = 16
     compression: str = "zstd"                  # 'zstd' | 'none'
     compression_level: int = -1                # zstd level; negative levels decode ~3x faster (docs/tuning)
-    compression_dict_bytes: int = 16 * KiB     # per-table zstd dictionary; 0 disables
+    compression_dict_bytes: int = 16 * KiB     # zstd dictionary per compaction output; 0 disables
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached
     target_file_size_base: int = 64 * MiB      # compaction output file size
     level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
-    level0_slowdown_writes_trigger: int = 20   # L0 files at which each write is delayed 1 ms
+    level0_slowdown_writes_trigger: int = 20   # L0 files at which writes are paced to delayed_write_rate
     level0_stop_writes_trigger: int = 36       # L0 files at which writes wait for compaction
+    delayed_write_rate: int = 16 * MiB         # bytes/s allowed at the slowdown trigger (1/16 near stop)
     max_bytes_for_level_base: int = 256 * MiB  # target size of L1
     max_bytes_for_level_multiplier: int = 10   # each level's target is this many times the one above
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     mmap_reads: bool = True                    # read tables through a mapping (False: pread)
+    compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     create_if_missing: bool = True
     error_if_exists: bool = False
     clock: object = field(default=time.time)   # seconds; used for TTL
@@ -63,9 +65,13 @@ class Options:
         _int("level0_file_num_compaction_trigger", self.level0_file_num_compaction_trigger, 1)
         _int("level0_slowdown_writes_trigger", self.level0_slowdown_writes_trigger, 1)
         _int("level0_stop_writes_trigger", self.level0_stop_writes_trigger, 1)
+        _int("delayed_write_rate", self.delayed_write_rate, 1024)
         _int("max_bytes_for_level_base", self.max_bytes_for_level_base, 64 * KiB)
         _int("max_bytes_for_level_multiplier", self.max_bytes_for_level_multiplier, 2, 100)
         _int("wal_preallocate", self.wal_preallocate, 0)
+        if self.compaction_worker not in ("process", "thread"):
+            raise ValueError(f"option compaction_worker must be 'process' or 'thread', "
+                             f"got {self.compaction_worker!r}")
         for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")

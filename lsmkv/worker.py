@@ -1,0 +1,221 @@
+"""Compaction jobs, and the worker process that can run them.
+
+A compaction job is self-contained: the input tables' paths (newest data
+first), the options that shape the outputs, the oldest snapshot, the clock
+reading and the file numbers the outputs may take. run_job() merges the
+inputs into new tables with lsmkv._table.write_tables and returns their
+metadata; it touches no DB state, so the DB runs it either in its compaction
+thread (compaction_worker='thread') or in a child process
+(compaction_worker='process', the default), where the merge loop has a core
+and a GIL of its own and foreground writes are not slowed by it (measured in
+docs/tuning.md).
+
+Protocol (parent <-> a `python -c` child running lsmkv.worker.main, over the child's stdin and
+stdout): the parent sends one pickled job; the child answers with one pickled
+("ok", result) or ("err", exception). The child exits on EOF, and stops before
+creating another file once its parent is gone.
+
+Invariants:
+  1. The worker only creates files with the numbers it was given (O_EXCL), so
+     it never touches a file the DB or another process owns; it never deletes,
+     renames or syncs the directory: the DB installs outputs through its
+     MANIFEST, exactly as for a compaction run in a thread.
+  2. A worker that dies mid-job leaves only unreferenced outputs, removed by
+     the DB (or at the next open); the DB restarts it and retries the job once.
+"""
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+
+from lsmkv._iterator import MergingIterator
+from lsmkv._table import TableBuilder, TableIterator, TableReader, write_tables
+
+_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped")
+
+
+def numbers_needed(input_bytes, target_file_size):
+    """File numbers to reserve for a job's outputs: outputs are cut only after
+    passing target_file_size, and a merge writes at most about what it reads
+    (dropping entries, recompressing with a fresh dictionary); the margin covers
+    a worse compression ratio."""
+    return 2 * math.ceil(input_bytes / max(1, target_file_size)) + 4
+
+
+def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms):
+    """The job for merging `inputs` (TableReader paths, newer data first)."""
+    o = options
+    return {"inputs": list(inputs), "numbers": list(numbers), "dir": dbdir,
+            "block_size": o.block_size, "compression": o.compression,
+            "compression_level": o.compression_level, "bloom_bits": o.bloom_bits_per_key,
+            "restart_interval": o.block_restart_interval, "dict_bytes": o.compression_dict_bytes,
+            "mmap_reads": o.mmap_reads, "target_file_size": o.target_file_size_base,
+            "snapshot": snapshot, "bottommost": bottommost, "now_ms": now_ms}
+
+
+def run_job(job, should_continue=None):
+    """Merge the job's inputs. Returns {"outputs": [meta dicts with "number"],
+    "stats": {dropped_hidden, dropped_deletes, ttl_dropped}}."""
+    from lsmkv import filenames
+    numbers = list(reversed(job["numbers"]))
+
+    def new_table():
+        if should_continue is not None and not should_continue():
+            raise RuntimeError("compaction worker: the database process is gone")
+        if not numbers:
+            raise RuntimeError(f"compaction job ran out of its {len(job['numbers'])} reserved file numbers")
+        number = numbers.pop()
+        return TableBuilder(filenames.table_name(job["dir"], number), job["block_size"],
+                            job["compression"], job["compression_level"], job["bloom_bits"],
+                            job["restart_interval"], job["dict_bytes"])
+
+    readers = [TableReader(path, number, None, job["mmap_reads"]) for number, path in job["inputs"]]
+    try:
+        it = MergingIterator([TableIterator(t) for t in readers])
+        stats = {}
+        metas = write_tables(it, new_table, job["snapshot"], job["bottommost"], job["now_ms"],
+                             job["target_file_size"], stats)
+        it = None
+    finally:
+        for t in readers:
+            t.close()
+    outputs = []
+    for m in metas:
+        m.pop("builder", None)
+        m["number"] = filenames.parse(os.path.basename(m["path"]))[1]
+        outputs.append(m)
+    return {"outputs": outputs, "stats": {k: stats.get(k, 0) for k in _STAT_KEYS}}
+
+
+# ---------------------------------------------------------------- parent side
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _remove_outputs(job):
+    from lsmkv import filenames
+    for number in job["numbers"]:
+        try:
+            os.unlink(filenames.table_name(job["dir"], number))
+        except FileNotFoundError:
+            pass
+
+
+class WorkerDied(RuntimeError):
+    """The worker process exited (killed, or out of memory) before answering."""
+
+
+class Worker:
+    """A child process running compaction jobs, one at a time (thread-safe)."""
+
+    def __init__(self):
+        self._proc = None
+        self._lock = threading.Lock()
+        self.jobs = 0
+        self.restarts = 0
+
+    def _start(self):
+        root = _package_root()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # cwd=root: `-c` puts the cwd first on sys.path, so the child imports this very lsmkv
+        self._proc = subprocess.Popen([sys.executable, "-c", "import sys; from lsmkv.worker import main; sys.exit(main())", str(os.getpid())],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root, env=env,
+                                      close_fds=True)
+
+    @property
+    def pid(self):
+        return self._proc.pid if self._proc is not None else None
+
+    def _call(self, job):
+        if self._proc is None or self._proc.poll() is not None:
+            if self._proc is not None:
+                self.restarts += 1
+            self._start()
+        try:
+            pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+            reply = pickle.load(self._proc.stdout)
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as e:
+            code = self._proc.wait()
+            self._proc = None
+            raise WorkerDied(f"compaction worker exited with status {code} during a job") from e
+        return reply
+
+    def run(self, job):
+        """Run job in the worker; re-raise its exception. A worker that died is
+        restarted and the job retried once (its outputs have fresh numbers)."""
+        with self._lock:
+            try:
+                reply = self._call(job)
+            except WorkerDied:
+                _remove_outputs(job)     # the dead worker's partial outputs: the numbers are reused
+                reply = self._call(job)
+            self.jobs += 1
+        status, value = reply
+        if status == "ok":
+            return value
+        raise value
+
+    def close(self):
+        with self._lock:
+            p, self._proc = self._proc, None
+        if p is None:
+            return
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+
+
+# ---------------------------------------------------------------- child side
+
+def _die_with_parent():
+    """Linux: SIGKILL this process when the thread that started it exits."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parent = int(argv[0]) if argv else os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent decides when we stop
+    _die_with_parent()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr        # nothing else may write into the reply stream
+    alive = lambda: os.getppid() == parent        # noqa: E731
+    while alive():
+        try:
+            job = pickle.load(stdin)
+        except EOFError:
+            return 0
+        try:
+            reply = ("ok", run_job(job, alive))
+        except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
+            try:
+                pickle.loads(pickle.dumps(e))
+                reply = ("err", e)
+            except Exception:   # noqa: BLE001
+                reply = ("err", RuntimeError(f"{type(e).__name__}: {e}"))
+        pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
