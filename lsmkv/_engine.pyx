@@ -332,6 +332,7 @@ cdef class CoreDB:
     cdef public unsigned long long n_puts, n_deletes, n_gets, n_get_hits, n_writes, n_syncs
     cdef public unsigned long long n_bloom_checks, n_bloom_useful, n_wal_bytes, n_batches, n_user_bytes
     cdef public int l0_files, l0_slowdown, l0_stop       # level-0 file count and its stall triggers
+    cdef public list retired_logs    # logs of immutable memtables not yet synced and closed
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -343,14 +344,15 @@ cdef class CoreDB:
         self.n_wal_bytes = self.n_batches = self.n_user_bytes = 0
         self.l0_files = 0
         self.l0_slowdown = self.l0_stop = 1 << 30
+        self.retired_logs = []
 
-    cdef int _writable(self) except -1:
+    cdef int _writable(self, size_t nbytes) except -1:
         if self.closed:
             raise ClosedError("the database is closed")
         if self.bg_error is not None:
             raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
         if self.l0_files >= self.l0_slowdown:
-            self._level0_stall()
+            self._level0_stall(nbytes)
         if self.sv.mem.arena.used >= self.write_buffer_size:
             self._make_room_for_write()
         return 0
@@ -363,7 +365,7 @@ cdef class CoreDB:
         cdef uint64_t seq
         cdef uint8_t* p
         with self.mutex:
-            self._writable()
+            self._writable(n)
             seq = self.last_seq + 1
             p = self.wal.begin(n)
             store_u64(p, seq)
@@ -371,6 +373,8 @@ cdef class CoreDB:
             encode_record(p + BATCH_HEADER, kind, k, kn, v, vn, expiry)
             self.wal.commit(n)
             if sync:
+                if self.retired_logs:
+                    self._sync_retired_logs()
                 self.wal.sync_c()
                 self.n_syncs += 1
             self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
@@ -422,7 +426,7 @@ cdef class CoreDB:
         if batch.count == 0:
             return
         with self.mutex:
-            self._writable()
+            self._writable(batch.len)
             seq = self.last_seq + 1
             store_u64(batch.buf, seq)
             store_u32(batch.buf + 8, batch.count)
@@ -430,6 +434,8 @@ cdef class CoreDB:
             memcpy(p, batch.buf, batch.len)
             self.wal.commit(batch.len)
             if sync:
+                if self.retired_logs:
+                    self._sync_retired_logs()
                 self.wal.sync_c()
                 self.n_syncs += 1
             apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)

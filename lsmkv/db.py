@@ -37,6 +37,7 @@ from lsmkv.errors import BackgroundError, ClosedError, CorruptionError, LockErro
 from lsmkv.logformat import read_log
 from lsmkv.options import Options
 from lsmkv.version import FileMeta, VersionEdit, VersionSet
+from lsmkv.worker import Worker, run_job
 
 _OPEN_PATHS = set()
 _OPEN_PATHS_LOCK = threading.Lock()
@@ -127,6 +128,9 @@ class DB(CoreDB):
         self._compact_thread = None
         self._cv = threading.Condition(self.mutex)
         self._compaction_lock = threading.Lock()
+        self._manifest_lock = threading.Lock()   # taken before the mutex, never while holding it
+        self._log_lock = threading.Lock()        # retired logs; taken after the mutex or alone
+        self._spare_wal = None                   # the next log, created ahead by the flush thread
         self._shutting_down = False
         self._pins = {}
         self._gc_pending = False
@@ -136,7 +140,8 @@ class DB(CoreDB):
         self._pending_outputs = set()  # numbers of files being written
         self._manual_flush = 0
         self._cache = LRUCache(opts.block_cache_size) if opts.block_cache_size > 0 else None
-        self._stat = dict(flushes=0, flush_bytes=0, compactions=0, compaction_bytes_read=0,
+        self._worker = Worker() if opts.compaction_worker == "process" else None
+        self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0, compactions=0, compaction_bytes_read=0,
                           compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0,
                           stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0},
@@ -145,6 +150,7 @@ class DB(CoreDB):
                           recovered_records=0, dropped_hidden=0, dropped_deletes=0,
                           ttl_dropped=0, logs_deleted=0)
         self._compact_pointers = {}          # level -> largest user key of its last compaction
+        self._pace = 0.0                     # delayed writes: when the bytes written so far are paid for
         self._garbage_checked_version = None
         self._next_expiry = 0
         # as RocksDB sanitizes them: never slow writes before compaction would start
@@ -278,16 +284,30 @@ class DB(CoreDB):
         return filenames.parse(os.path.basename(meta["path"]))[1]
 
     def _new_builder_locked(self):
+        """A TableBuilder for a flush output (mutex held). Flushes train no zstd
+        dictionary: training costs more than the rest of a 4 MiB flush, and L0
+        files are rewritten soon; compaction outputs get one (lsmkv.worker)."""
         number = self._versions.new_file_number()
         self._pending_outputs.add(number)
         o = self.options
         return TableBuilder(filenames.table_name(self.path, number), o.block_size, o.compression,
-                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval,
-                            o.compression_dict_bytes)
+                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval, 0)
 
     def _new_builder(self):
         with self.mutex:
             return self._new_builder_locked()
+
+    def _reserve_numbers(self, count):
+        """count fresh file numbers, held as pending outputs (mutex held)."""
+        numbers = [self._versions.new_file_number() for _ in range(count)]
+        self._pending_outputs.update(numbers)
+        return numbers
+
+    def _run_job(self, job):
+        """Run a compaction job (lsmkv.worker) where options.compaction_worker says."""
+        if self._worker is not None:
+            return self._worker.run(job)
+        return run_job(job)
 
     def _open_table(self, number):
         t = self._tables.get(number)
@@ -339,14 +359,19 @@ class DB(CoreDB):
             if stalled_at is not None:
                 self._stat["stall_seconds"] += time.monotonic() - stalled_at
 
-    def _level0_stall(self):
-        """Called by the write path (mutex held) when level 0 has too many files:
-        at the slowdown trigger each write waits 1 ms (letting compaction catch up
-        gradually); at the stop trigger writes wait until compaction brings L0 down.
-        A failed background job ends the wait with its error."""
+    def _level0_stall(self, nbytes):
+        """Called by the write path (mutex held) when level 0 has too many files.
+
+        From the slowdown trigger, writes are paced (as RocksDB's delayed_write_rate):
+        the allowed rate falls linearly from options.delayed_write_rate at the
+        slowdown trigger to 1/16 of it just below the stop trigger. Writes run free
+        until they are 1 ms ahead of that pace, then one write sleeps the debt off,
+        so a slowdown delays a few writes by ~1 ms each instead of every write.
+        At the stop trigger writes wait until compaction brings L0 down. A failed
+        background job ends the wait with its error."""
         t0 = time.monotonic()
-        try:
-            if self.l0_files >= self.l0_stop:
+        if self.l0_files >= self.l0_stop:
+            try:
                 self._stat["stop_count"] += 1
                 self._stat["stall_causes"]["level0_stop"] += 1
                 while self.l0_files >= self.l0_stop:
@@ -355,33 +380,84 @@ class DB(CoreDB):
                     self._check_open()
                     self._cv.notify_all()
                     self._cv.wait(1.0)
-            else:
-                self._stat["slowdown_count"] += 1
-                self._stat["stall_causes"]["level0_slowdown"] += 1
-                self.mutex.release()
-                try:
-                    time.sleep(0.001)
-                finally:
-                    self.mutex.acquire()
+            finally:
+                self._stat["stall_seconds"] += time.monotonic() - t0
+            return
+        over = (self.l0_files - self.l0_slowdown) / max(1, self.l0_stop - self.l0_slowdown)
+        rate = self.options.delayed_write_rate * (1.0 - over * 15 / 16)
+        self._pace = max(self._pace, t0) + nbytes / rate
+        wait = self._pace - t0
+        if wait < 0.001:
+            return
+        self._stat["slowdown_count"] += 1
+        self._stat["stall_causes"]["level0_slowdown"] += 1
+        self.mutex.release()
+        try:
+            time.sleep(wait)
         finally:
+            self.mutex.acquire()
             self._stat["stall_seconds"] += time.monotonic() - t0
 
     def _switch_memtable(self):
-        """Make the active memtable immutable and start a new one with a new log."""
-        number = self._versions.new_file_number()
+        """Make the active memtable immutable and start a new one with a new log.
+        The new log is usually the spare the flush thread created ahead, so the
+        writer pays neither its preallocation nor a directory fsync; the old log
+        is synced and closed by the flush thread (or first by a sync write)."""
+        wal, self._spare_wal = self._spare_wal, None
+        if wal is None:
+            wal = self._new_log(self._versions.new_file_number())
+        self.retired_logs.append(self.wal)
+        self.wal = wal
+        sv = self.sv
+        self._install(MemTable(log_number=wal.number), (sv.mem,) + sv.imms)
+        self._cv.notify_all()
+
+    def _new_log(self, number):
+        """A new, preallocated log whose directory entry is durable."""
         wal = LogWriter(filenames.log_name(self.path, number), number, self._wal_prealloc(),
                         self.options.wal_mmap)
         try:
             filenames.fsync_dir(self.path)
-            self.wal.close()         # syncs it: a later synced write cannot outlive it
         except BaseException:
             wal.abandon()
             os.unlink(wal.path)
             raise
-        self.wal = wal
-        sv = self.sv
-        self._install(MemTable(log_number=number), (sv.mem,) + sv.imms)
-        self._cv.notify_all()
+        return wal
+
+    def _prepare_spare_log(self):
+        """Flush thread: create the next log ahead of the memtable switch. A failure
+        (disk full) is left for the switch to meet and report."""
+        with self.mutex:
+            if self._spare_wal is not None or self._shutting_down:
+                return
+            number = self._versions.new_file_number()
+        try:
+            wal = self._new_log(number)
+        except OSError:
+            return
+        with self.mutex:
+            # logs are replayed in number order: a switch that created its own log
+            # meanwhile has a higher number, and this one must not follow it
+            if self._spare_wal is None and not self._shutting_down and number > self.wal.number:
+                self._spare_wal = wal
+                return
+        wal.abandon()
+        os.unlink(wal.path)
+
+    def _sync_retired_logs(self):
+        """Write path of a sync write (mutex held): older logs become durable first,
+        so a synced write never outlives an unsynced older one."""
+        with self._log_lock:
+            for log in list(self.retired_logs):
+                log.sync()
+
+    def _close_retired_log(self, number):
+        """Flush thread: sync and close the log of the memtable being flushed."""
+        with self._log_lock:
+            for log in list(self.retired_logs):
+                if log.number == number:
+                    log.close()
+                    self.retired_logs.remove(log)
 
     @contextmanager
     def write_batch(self, *, sync=False):
@@ -402,12 +478,14 @@ class DB(CoreDB):
 
     def _bg_main(self):
         while True:
+            self._prepare_spare_log()
             with self.mutex:
                 while not self.sv.imms and not self._shutting_down:
                     self._cv.wait()
                 if self._shutting_down or self.bg_error is not None:
                     return
                 imm = self.sv.imms[-1]
+            self._prepare_spare_log()
             try:
                 self._flush_memtable(imm)
             except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
@@ -438,27 +516,37 @@ class DB(CoreDB):
                 self._cv.notify_all()
 
     def _flush_memtable(self, imm):
+        t0 = time.monotonic()
         with self.mutex:
             snapshot = self._oldest_snapshot()
         metas = write_tables(MemTableIterator(imm), self._new_builder, snapshot,
                              False, self._now_ms(), _NO_LIMIT, self._stat)
+        numbers = [self._number_of(m) for m in metas]
+        edit = VersionEdit()
+        for number, m in zip(numbers, metas):
+            edit.add_file(0, FileMeta.from_meta(number, m))
+        self._close_retired_log(imm.log_number)
+        self._preopen_tables(numbers)
         with self.mutex:
-            edit = VersionEdit()
-            for m in metas:
-                number = self._number_of(m)
-                edit.add_file(0, FileMeta.from_meta(number, m))
-                self._stat["flush_bytes"] += m["file_size"]
             sv = self.sv
             remaining = tuple(m for m in sv.imms if m is not imm)
+            # memtables switched in meanwhile are newer: the oldest unflushed one stays the same
             oldest = remaining[-1] if remaining else sv.mem
             edit.log_number = oldest.log_number
-            self._log_and_apply(edit)
-            for m in metas:
-                self._pending_outputs.discard(self._number_of(m))
-            self._install(sv.mem, remaining)
+
+        def installed():
+            sv = self.sv
+            self._pending_outputs.difference_update(numbers)
+            self._install(sv.mem, tuple(m for m in sv.imms if m is not imm))
+            self._stat["flush_bytes"] += sum(m["file_size"] for m in metas)
             self._stat["flushes"] += 1
+            took = time.monotonic() - t0
+            self._stat["flush_seconds"] += took
+            self._stat["flush_max_seconds"] = max(self._stat["flush_max_seconds"], took)
             self._delete_obsolete_files()
             self._cv.notify_all()
+
+        self._log_and_apply(edit, installed)
 
     def _garbage_check_due(self):
         """Should the compaction thread look for garbage-heavy files (mutex held)?
@@ -472,10 +560,26 @@ class DB(CoreDB):
         exps = [f.min_expiry for _, f in version.files() if f.min_expiry]
         self._next_expiry = min(exps) if exps else 0
 
-    def _log_and_apply(self, edit):
-        """Record edit durably and make it current (mutex held)."""
-        edit.last_sequence = self.last_seq
-        self._versions.log_and_apply(edit)
+    def _log_and_apply(self, edit, installed=None):
+        """Record edit durably in the MANIFEST, then make it current and call
+        installed(), both under the mutex. Called without the mutex: writers go on
+        during the fsyncs. _manifest_lock keeps edits applied in their log order."""
+        with self._manifest_lock:
+            edit.last_sequence = self.last_seq
+            self._versions.log(edit)
+            with self.mutex:
+                self._versions.apply(edit)
+                if installed is not None:
+                    installed()
+
+    def _preopen_tables(self, numbers):
+        """Open new tables (reading their index and filter) before the mutex is taken
+        to install them."""
+        opened = [(n, TableReader(filenames.table_name(self.path, n), n, self._cache,
+                                  self.options.mmap_reads)) for n in numbers]
+        with self.mutex:
+            for n, t in opened:
+                self._tables.setdefault(n, t)
 
     def _oldest_snapshot(self):
         s = self._snapshots
@@ -643,6 +747,9 @@ class DB(CoreDB):
                 pass
         s["total_sst_bytes"] = total
         s["block_cache"] = self._cache.stats() if self._cache is not None else None
+        w = self._worker
+        s["compaction_worker"] = ({"mode": "process", "pid": w.pid, "jobs": w.jobs, "restarts": w.restarts}
+                                  if w is not None else {"mode": "thread"})
         return s
 
     # ------------------------------------------------------------------ close
@@ -658,8 +765,17 @@ class DB(CoreDB):
         for t in (self._bg_thread, self._compact_thread):
             if t is not None and t is not threading.current_thread():
                 t.join()
+        if self._worker is not None:
+            self._worker.close()
         with self.mutex:
             try:
+                for log in self.retired_logs:
+                    log.close()
+                self.retired_logs = []
+                if self._spare_wal is not None:
+                    self._spare_wal.abandon()
+                    os.unlink(self._spare_wal.path)
+                    self._spare_wal = None
                 if self.wal is not None:
                     self.wal.close()
                 self._versions.close()

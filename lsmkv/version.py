@@ -289,7 +289,17 @@ class VersionSet:
 
     def log_and_apply(self, edit):
         """Durably append edit to the MANIFEST, then make it current."""
+        self.log(edit)
+        self.apply(edit)
+
+    def log(self, edit):
+        """Durably append edit to the MANIFEST (the slow half: a directory fsync when
+        the edit adds files, and the MANIFEST fsync). Callers serialize log+apply
+        pairs, so edits are applied in the order they are logged."""
         edit.next_file_number = self.next_file_number
+        if edit.added:
+            # the new tables' directory entries must be durable before the MANIFEST names them
+            filenames.fsync_dir(self.dbpath)
         if edit.last_sequence is None:
             edit.last_sequence = self.last_sequence
         record = frame(edit.encode())
@@ -307,6 +317,9 @@ class VersionSet:
             except OSError:
                 pass
             raise
+
+    def apply(self, edit):
+        """Make a logged edit current."""
         self.current = self.current.apply(edit)
         if edit.log_number is not None:
             self.log_number = edit.log_number

@@ -153,6 +153,7 @@ class Worker:
             try:
                 reply = self._call(job)
             except WorkerDied:
+                self.restarts += 1
                 _remove_outputs(job)     # the dead worker's partial outputs: the numbers are reused
                 reply = self._call(job)
             self.jobs += 1

@@ -1,0 +1,164 @@
+"""Compaction jobs and the worker process (lsmkv.worker)."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import lsmkv
+from lsmkv import filenames
+from lsmkv.worker import Worker, make_job, numbers_needed, run_job
+from conftest import lsmkv_import_path, run_child
+
+
+def _l0_db(path, n=20000, files=6):
+    """A DB with `files` overlapping L0 tables (each key written `files` times)."""
+    opts = dict(write_buffer_size=1 << 20, level0_file_num_compaction_trigger=100,
+                level0_slowdown_writes_trigger=100, level0_stop_writes_trigger=100,
+                compaction_worker="thread")
+    db = lsmkv.DB(path, **opts)
+    for r in range(files):
+        for i in range(n):
+            db.put(b"%08d" % i, b"%d-%d" % (r, i) + b"v" * 60)
+        db.flush()
+    return db
+
+
+def _job(db, out_dir, numbers):
+    files = list(db._versions.current.levels[0])
+    paths = [(f.number, filenames.table_name(db.path, f.number)) for f in files]
+    return make_job(paths, numbers, out_dir, db.options, db.last_seq, True, 0)
+
+
+def test_numbers_needed_covers_outputs_cut_after_the_target():
+    assert numbers_needed(0, 1 << 20) == 4
+    assert numbers_needed(10 << 20, 1 << 20) == 24
+
+
+def test_process_and_thread_jobs_write_the_same_tables(tmp_path):
+    db = _l0_db(str(tmp_path / "db"))
+    try:
+        results = {}
+        for mode in ("thread", "process"):
+            out = tmp_path / mode
+            out.mkdir()
+            job = _job(db, str(out), range(1000, 1100))
+            if mode == "thread":
+                results[mode] = run_job(job)
+            else:
+                w = Worker()
+                try:
+                    results[mode] = w.run(job)
+                    assert w.jobs == 1 and w.restarts == 0
+                finally:
+                    w.close()
+        t, p = results["thread"], results["process"]
+        assert t["stats"] == p["stats"]
+        assert t["stats"]["dropped_hidden"] == 20000 * 5     # each key's five older versions
+        assert [m["num_entries"] for m in t["outputs"]] == [m["num_entries"] for m in p["outputs"]]
+        assert sum(m["num_entries"] for m in p["outputs"]) == 20000
+        for m in p["outputs"]:
+            a = open(filenames.table_name(str(tmp_path / "thread"), m["number"]), "rb").read()
+            b = open(filenames.table_name(str(tmp_path / "process"), m["number"]), "rb").read()
+            assert a == b                       # byte-identical: the same code ran
+    finally:
+        db.close()
+
+
+def test_worker_killed_mid_job_is_restarted_and_the_job_retried(tmp_path):
+    db = _l0_db(str(tmp_path / "db"), n=60000, files=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    job = _job(db, str(out), range(2000, 2100))
+    job["target_file_size"] = 256 << 10          # many outputs, so the kill lands mid-job
+    w = Worker()
+    box = {}
+    try:
+        w._start()
+        victim = w.pid
+        t = threading.Thread(target=lambda: box.update(r=w.run(job)))
+        t.start()
+        deadline = time.monotonic() + 30
+        while not any(n.endswith(".sst") for n in os.listdir(out)):
+            assert time.monotonic() < deadline, "the worker wrote no output"
+            time.sleep(0.005)
+        os.kill(victim, signal.SIGKILL)
+        t.join(60)
+        assert not t.is_alive()
+        assert w.pid != victim and w.restarts == 1 and w.jobs == 1
+        outputs = box["r"]["outputs"]
+        assert sum(m["num_entries"] for m in outputs) == 60000
+        # the dead worker's partial outputs were removed: only the retry's tables remain
+        assert sorted(os.listdir(out)) == sorted(os.path.basename(m["path"]) for m in outputs)
+    finally:
+        w.close()
+        db.close()
+
+
+def test_job_errors_reach_the_caller_with_file_and_offset(tmp_path):
+    db = _l0_db(str(tmp_path / "db"), n=2000, files=2)
+    try:
+        job = _job(db, str(tmp_path), range(3000, 3010))
+        victim = job["inputs"][0][1]
+        data = bytearray(open(victim, "rb").read())
+        data[100] ^= 0x01                              # inside the first data block
+        open(victim, "wb").write(bytes(data))
+        w = Worker()
+        try:
+            with pytest.raises(lsmkv.CorruptionError) as ei:
+                w.run(job)
+            assert ei.value.path == victim and ei.value.offset == 0
+        finally:
+            w.close()
+    finally:
+        db.close()
+
+
+def test_db_compacts_in_the_worker_and_survives_its_death(dbpath):
+    opts = dict(write_buffer_size=256 << 10, target_file_size_base=256 << 10)
+    with lsmkv.DB(dbpath, **opts) as db:
+        assert db.options.compaction_worker == "process"
+        for i in range(30000):
+            db.put(b"%06d" % (i % 10000), b"%d" % i)
+        db.compact_range()
+        s = db.stats()["compaction_worker"]
+        assert s["mode"] == "process" and s["jobs"] >= 1
+        os.kill(s["pid"], signal.SIGKILL)
+        for i in range(30000, 40000):
+            db.put(b"%06d" % (i % 10000), b"%d" % i)
+        db.compact_range()
+        assert db.stats()["compaction_worker"]["restarts"] == 1
+        assert dict(db.items()) == {b"%06d" % k: b"%d" % (30000 + k) for k in range(10000)}
+        assert db.stats()["levels"][0]["files"] == 0
+
+
+def test_worker_exits_with_its_parent(tmp_path):
+    code = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+import lsmkv
+db = lsmkv.DB(sys.argv[2], write_buffer_size=256 << 10)
+for i in range(20000):
+    db.put(b"%06d" % i, b"v" * 50)
+db.compact_range()
+print(db.stats()["compaction_worker"]["pid"], flush=True)
+os.kill(os.getpid(), 9)
+"""
+    r = run_child(code, lsmkv_import_path(), str(tmp_path / "db"), check=False)
+    pid = int(r.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return            # dead, waiting for its new parent to reap it
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"worker {pid} outlived its parent")
+
+
+def test_compaction_worker_option_is_checked():
+    with pytest.raises(ValueError, match="compaction_worker"):
+        lsmkv.Options(compaction_worker="fork")
