@@ -452,7 +452,7 @@ class LsmkvEngine(PutGetBatchOps, Engine):
                                  "stop_count": s["stop_count"]},
                 "stall_detail": (f"stall_count {s['stall_count']} (memtables full: writer waited for a "
                                  f"flush), slowdown_count {s['slowdown_count']} (L0 >= slowdown trigger: "
-                                 f"writes paced to delayed_write_rate: puts that slept ~1 ms), stop_count {s['stop_count']} (L0 >= stop "
+                                 f"writes paced to delayed_write_rate: puts that slept off ~4 ms of pacing debt), stop_count {s['stop_count']} (L0 >= stop "
                                  f"trigger: writer waited for compaction); causes {causes}"),
                 "files_per_level": [lv["files"] for lv in s.get("levels") or []],
                 "notes": {"write_amplification (lsmkv's own)": s.get("write_amplification"),

@@ -57,6 +57,7 @@ from lsmkv.errors import CorruptionError
 DEF FOOTER_SIZE = 80
 DEF TRAILER_SIZE = 5
 DEF FORMAT_VERSION = 1
+DEF COMPRESS_BATCH = 32   # data blocks compressed per call (one GIL release each; see _flush_batch)
 MAGIC = b"LSMKVSST"
 BLOCK_RAW = 0
 BLOCK_ZSTD = 1
@@ -818,6 +819,7 @@ cdef class TableBuilder:
     cdef int block_type            # BLOCK_ZSTD or BLOCK_ZSTD_DICT, once chosen
     cdef size_t dict_bytes
     cdef list pending              # (contents, last key) of blocks held back to train the dictionary
+    cdef list batch                # (contents, last key) of blocks waiting to be compressed together
     cdef size_t pending_bytes
     cdef bytes dict_data
     cdef Buf last_key
@@ -848,6 +850,7 @@ cdef class TableBuilder:
         self.level = compression_level
         self.dict_bytes = dict_bytes
         self.pending = None
+        self.batch = []
         self.pending_bytes = 0
         self.dict_data = None
         self.block_type = BLOCK_ZSTD
@@ -893,17 +896,24 @@ cdef class TableBuilder:
         return 0
 
     cdef int _write_block(self, bytes contents, bint may_compress, uint64_t* off, uint64_t* size) except -1:
-        cdef bytes stored = contents
-        cdef uint8_t btype = BLOCK_RAW
-        cdef uint8_t trailer[5]
-        cdef bytes z
+        cdef object z = None
         if may_compress and self.compress:
             z = self.cctx.compress(contents)
-            if len(z) < len(contents) - len(contents) // 8:
-                stored = z
-                btype = self.block_type
-        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(stored)
-        cdef size_t n = PyBytes_GET_SIZE(stored)
+        return self._write_stored(contents, z, off, size)
+
+    cdef int _write_stored(self, bytes contents, object z, uint64_t* off, uint64_t* size) except -1:
+        """Append a block: its compressed form z (a buffer, or None) when that saves
+        at least 1/8 of the size, else contents as they are."""
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(contents)
+        cdef size_t n = PyBytes_GET_SIZE(contents)
+        cdef uint8_t btype = BLOCK_RAW
+        cdef uint8_t trailer[5]
+        cdef const uint8_t[::1] zv
+        if z is not None and len(z) < n - n // 8:
+            zv = z
+            p = &zv[0]
+            n = zv.shape[0]
+            btype = self.block_type
         trailer[0] = btype
         store_u32(trailer + 1, crc32c(trailer, 1, crc32c(p, n, 0)))
         off[0] = self.offset
@@ -913,6 +923,29 @@ cdef class TableBuilder:
         self.offset += n + 5
         if self.out.len >= (1 << 20):
             self._flush_out()
+        return 0
+
+    cdef int _flush_batch(self) except -1:
+        """Compress the batched data blocks in one call and write them. One call
+        releases the GIL once for the whole batch: a background flush sharing the
+        GIL with a busy writer then needs one GIL hand-over per batch, not per
+        block (each hand-over costs the writer a delay; docs/tuning.md)."""
+        cdef list batch = self.batch
+        cdef uint8_t h[20]
+        cdef uint64_t off, size
+        cdef uint8_t* e
+        cdef bytes last
+        cdef Py_ssize_t i
+        if not batch:
+            return 0
+        self.batch = []
+        zs = self.cctx.multi_compress_to_buffer([c for c, _ in batch], threads=0)
+        for i in range(len(batch)):
+            contents, last = batch[i]
+            self._write_stored(contents, zs[i], &off, &size)
+            e = put_varint(h, off)
+            e = put_varint(e, size)
+            self.index_block.add(<const uint8_t*>PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last), h, e - h)
         return 0
 
     cdef int _write_data_block(self, bytes contents, const uint8_t* last, size_t last_len) except -1:
@@ -937,6 +970,11 @@ cdef class TableBuilder:
             if self.pending_bytes >= self.dict_bytes * 100:
                 self._train()
             return 0
+        if self.compress:
+            self.batch.append((contents, PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len)))
+            if len(self.batch) >= COMPRESS_BATCH:
+                self._flush_batch()
+            return 0
         return self._write_data_block(contents, self.last_key.p, self.last_key.len)
 
     cdef int _train(self) except -1:
@@ -959,9 +997,8 @@ cdef class TableBuilder:
             self.block_type = BLOCK_ZSTD_DICT
         else:
             self.cctx = zstandard.ZstdCompressor(level=self.level)
-        for contents, last in pending:
-            self._write_data_block(contents, <const uint8_t*>PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last))
-        return 0
+        self.batch = pending
+        return self._flush_batch()
 
     cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
         cdef uint64_t tag = load_u64(k + kn - TAG_SIZE)
@@ -1089,6 +1126,7 @@ cdef class TableBuilder:
         self._finish_data_block()
         if self.pending is not None:
             self._train()
+        self._flush_batch()
         self.data_size = self.offset
         h[6] = h[7] = 0
         if self.dict_data is not None:

@@ -42,6 +42,7 @@ from lsmkv.worker import Worker, run_job
 _OPEN_PATHS = set()
 _OPEN_PATHS_LOCK = threading.Lock()
 _NO_LIMIT = (1 << 63) - 1
+_DELAY_QUANTUM = 0.004     # seconds of pacing debt a delayed write sleeps off at once
 
 MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
 
@@ -365,8 +366,9 @@ class DB(CoreDB):
         From the slowdown trigger, writes are paced (as RocksDB's delayed_write_rate):
         the allowed rate falls linearly from options.delayed_write_rate at the
         slowdown trigger to 1/16 of it just below the stop trigger. Writes run free
-        until they are 1 ms ahead of that pace, then one write sleeps the debt off,
-        so a slowdown delays a few writes by ~1 ms each instead of every write.
+        until they are _DELAY_QUANTUM ahead of that pace, then one write sleeps the
+        debt off: a slowdown delays one write in a few hundred by a few ms instead of
+        every write (docs/tuning.md has the measured effect on put latency).
         At the stop trigger writes wait until compaction brings L0 down. A failed
         background job ends the wait with its error."""
         t0 = time.monotonic()
@@ -387,7 +389,7 @@ class DB(CoreDB):
         rate = self.options.delayed_write_rate * (1.0 - over * 15 / 16)
         self._pace = max(self._pace, t0) + nbytes / rate
         wait = self._pace - t0
-        if wait < 0.001:
+        if wait < _DELAY_QUANTUM:
             return
         self._stat["slowdown_count"] += 1
         self._stat["stall_causes"]["level0_slowdown"] += 1
