@@ -1,6 +1,7 @@
 """The public API contract of lsmkv.DB (issue: core engine)."""
 import os
 import threading
+import time
 
 import pytest
 
@@ -580,3 +581,53 @@ def test_overwrites_keep_disk_near_live_size(tmp_path):
         db.compact_range()
     churn, once = sst_bytes(str(tmp_path / "churn")), sst_bytes(str(tmp_path / "once"))
     assert churn <= 1.3 * once, (churn, once)
+
+
+def _l0_files_held(dbpath, n, **opts):
+    """A DB with n L0 files and its compactions held off (the caller holds the lock)."""
+    db = lsmkv.DB(dbpath, level0_file_num_compaction_trigger=1, compaction_worker="thread", **opts)
+    db._compaction_lock.acquire()
+    for i in range(n):
+        db.put(b"k%d" % i, b"v")
+        db.flush()
+    assert db.stats()["levels"][0]["files"] == n
+    return db
+
+
+def test_l0_slowdown_paces_writes_to_delayed_write_rate(dbpath):
+    db = _l0_files_held(dbpath, 3, level0_slowdown_writes_trigger=3, level0_stop_writes_trigger=100,
+                        delayed_write_rate=1 << 20)
+    try:
+        t0 = time.monotonic()
+        for i in range(2000):                        # ~270 KB of log at <= 1 MiB/s
+            db.put(b"p%06d" % i, b"x" * 120)
+        took = time.monotonic() - t0
+        s = db.stats()
+        assert took >= 0.8 * (2000 * 120) / (1 << 20)
+        # few writes slept, each paying off at least the 4 ms quantum
+        assert 1 <= s["slowdown_count"] <= took / 0.004 + 1 and s["slowdown_count"] < 200
+        assert s["stall_causes"]["level0_slowdown"] == s["slowdown_count"] and s["stall_seconds"] > 0
+    finally:
+        db._compaction_lock.release()
+        db.close()
+
+
+def test_l0_stop_blocks_writes_until_compaction_catches_up(dbpath):
+    db = _l0_files_held(dbpath, 3, level0_slowdown_writes_trigger=3, level0_stop_writes_trigger=3)
+    held = True
+    try:
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (db.put(b"blocked", b"v"), done.set()))
+        t.start()
+        assert not done.wait(0.5), "a write went through at the stop trigger"
+        db._compaction_lock.release()                # compaction may run again: L0 drains
+        held = False
+        assert done.wait(30)
+        t.join()
+        s = db.stats()
+        assert s["stop_count"] == 1 and s["stall_causes"]["level0_stop"] == 1
+        assert s["stall_seconds"] >= 0.4 and db.get(b"blocked") == b"v"
+    finally:
+        if held:
+            db._compaction_lock.release()
+        db.close()
