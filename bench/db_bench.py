@@ -1178,20 +1178,31 @@ def percentiles(lat, n):
             "mean": sum(s) / n / 1000.0}
 
 
+def timed_drive(chunk, n, progress, finish=None):
+    """drive() with the collector off and the clock around it (finish(), e.g. an
+    engine's finish_writes, inside the timing). Returns (done, found, seconds, starts)."""
+    starts = []
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = perf_counter()
+        done, found = drive(chunk, n, progress, starts)
+        if finish is not None:
+            finish()
+        seconds = perf_counter() - t0
+    finally:
+        gc.enable()
+        progress.clear()
+    return done, found, seconds, starts
+
+
 def timer_floor(n=200000):
     """What the harness itself costs: the same loop around an empty op (a builtin
     that does nothing useful). Returns (latency p50 us, wall us per op)."""
     ts = array.array("q", bytes(8 * n))
     ks = [None] * n
     chunk = chunk_delete(id, ks, ts)
-    starts = []
-    gc.disable()
-    try:
-        t0 = perf_counter()
-        drive(chunk, n, Progress(False, "", n), starts)
-        secs = perf_counter() - t0
-    finally:
-        gc.enable()
+    _, _, secs, starts = timed_drive(chunk, n, Progress(False, "", n))
     p = percentiles(to_latencies(ts, n, starts), n)
     return p["p50"], secs / n * 1e6
 
@@ -1400,17 +1411,7 @@ class Runner:
             total_ops = len(lat)
             stats_before = e.stats()
             progress = Progress(self.progress_on, f"[{e.name}] {name}", total_ops)
-            starts = []
-            gc.collect()
-            gc.disable()
-            try:
-                t0 = perf_counter()
-                done, found = drive(chunk, total_ops, progress, starts)
-                e.finish_writes()
-                seconds = perf_counter() - t0
-            finally:
-                gc.enable()
-                progress.clear()
+            done, found, seconds, starts = timed_drive(chunk, total_ops, progress, e.finish_writes)
             if cleanup is not None:
                 cleanup()
             chunk = cleanup = nxt = None
@@ -1521,17 +1522,7 @@ class Runner:
             before = e.sustained_stats()
             stats_before = e.stats()
             progress = Progress(self.progress_on, f"[{e.name}] {name}", n)
-            starts = []
-            gc.collect()
-            gc.disable()
-            try:
-                t0 = perf_counter()
-                done, _ = drive(chunk, n, progress, starts)
-                e.finish_writes()
-                seconds = perf_counter() - t0
-            finally:
-                gc.enable()
-                progress.clear()
+            done, _, seconds, starts = timed_drive(chunk, n, progress, e.finish_writes)
             at_end = e.sustained_stats()      # the same moment for every engine: right after the last put
             chunk = None
             waited, idle, idle_how = e.wait_idle(SUSTAINED_SETTLE_SECONDS)

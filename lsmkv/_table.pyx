@@ -895,13 +895,7 @@ cdef class TableBuilder:
         self.out.len = 0
         return 0
 
-    cdef int _write_block(self, bytes contents, bint may_compress, uint64_t* off, uint64_t* size) except -1:
-        cdef object z = None
-        if may_compress and self.compress:
-            z = self.cctx.compress(contents)
-        return self._write_stored(contents, z, off, size)
-
-    cdef int _write_stored(self, bytes contents, object z, uint64_t* off, uint64_t* size) except -1:
+    cdef int _write_block(self, bytes contents, object z, uint64_t* off, uint64_t* size) except -1:
         """Append a block: its compressed form z (a buffer, or None) when that saves
         at least 1/8 of the size, else contents as they are."""
         cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(contents)
@@ -931,9 +925,6 @@ cdef class TableBuilder:
         GIL with a busy writer then needs one GIL hand-over per batch, not per
         block (each hand-over costs the writer a delay; docs/tuning.md)."""
         cdef list batch = self.batch
-        cdef uint8_t h[20]
-        cdef uint64_t off, size
-        cdef uint8_t* e
         cdef bytes last
         cdef Py_ssize_t i
         if not batch:
@@ -942,16 +933,15 @@ cdef class TableBuilder:
         zs = self.cctx.multi_compress_to_buffer([c for c, _ in batch], threads=0)
         for i in range(len(batch)):
             contents, last = batch[i]
-            self._write_stored(contents, zs[i], &off, &size)
-            e = put_varint(h, off)
-            e = put_varint(e, size)
-            self.index_block.add(<const uint8_t*>PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last), h, e - h)
+            self._write_data_block(contents, zs[i], <const uint8_t*>PyBytes_AS_STRING(last),
+                                   PyBytes_GET_SIZE(last))
         return 0
 
-    cdef int _write_data_block(self, bytes contents, const uint8_t* last, size_t last_len) except -1:
+    cdef int _write_data_block(self, bytes contents, object z, const uint8_t* last, size_t last_len) except -1:
+        """Write a data block (z: its compressed form, or None) and index it under last."""
         cdef uint8_t h[20]
         cdef uint64_t off, size
-        self._write_block(contents, True, &off, &size)
+        self._write_block(contents, z, &off, &size)
         cdef uint8_t* e = put_varint(h, off)
         e = put_varint(e, size)
         self.index_block.add(last, last_len, h, e - h)
@@ -975,7 +965,7 @@ cdef class TableBuilder:
             if len(self.batch) >= COMPRESS_BATCH:
                 self._flush_batch()
             return 0
-        return self._write_data_block(contents, self.last_key.p, self.last_key.len)
+        return self._write_data_block(contents, None, self.last_key.p, self.last_key.len)
 
     cdef int _train(self) except -1:
         """Train a zstd dictionary on the held-back blocks (RocksDB's max_dict_bytes
@@ -1130,10 +1120,10 @@ cdef class TableBuilder:
         self.data_size = self.offset
         h[6] = h[7] = 0
         if self.dict_data is not None:
-            self._write_block(self.dict_data, False, &h[6], &h[7])
-        self._write_block(self._filter_block(), False, &h[2], &h[3])
-        self._write_block(self.index_block.finish(), False, &h[0], &h[1])
-        self._write_block(self._properties_block(), False, &h[4], &h[5])
+            self._write_block(self.dict_data, None, &h[6], &h[7])
+        self._write_block(self._filter_block(), None, &h[2], &h[3])
+        self._write_block(self.index_block.finish(), None, &h[0], &h[1])
+        self._write_block(self._properties_block(), None, &h[4], &h[5])
         for i in range(8):
             store_u64(footer + 8 * i, h[i])
         store_u32(footer + 64, FORMAT_VERSION)

@@ -89,13 +89,12 @@ def run_compaction(db, inputs, output_level, bottommost):
             stats = db._stat
             for k, v in result["stats"].items():
                 stats[k] = stats.get(k, 0) + v
-            stats["compaction_bytes_read"] += sum(f.file_size for files in inputs.values() for f in files)
+            stats["compaction_bytes_read"] += in_bytes
             stats["compaction_bytes_written"] += sum(m["file_size"] for m in result["outputs"])
             stats["compactions"] += 1
             sv = db.sv
             db._install(sv.mem, sv.imms)
-            db._pending_outputs.difference_update(numbers)
-            db._delete_obsolete_files()
+            db._delete_obsolete_files()     # the outputs are in the current version now
 
         db._log_and_apply(edit, installed)
     finally:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 
+from lsmkv import filenames
 from lsmkv._iterator import MergingIterator
 from lsmkv._table import TableBuilder, TableIterator, TableReader, write_tables
 
@@ -59,7 +60,6 @@ def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms):
 def run_job(job, should_continue=None):
     """Merge the job's inputs. Returns {"outputs": [meta dicts with "number"],
     "stats": {dropped_hidden, dropped_deletes, ttl_dropped}}."""
-    from lsmkv import filenames
     numbers = list(reversed(job["numbers"]))
 
     def new_table():
@@ -97,7 +97,6 @@ def _package_root():
 
 
 def _remove_outputs(job):
-    from lsmkv import filenames
     for number in job["numbers"]:
         try:
             os.unlink(filenames.table_name(job["dir"], number))

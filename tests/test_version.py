@@ -328,39 +328,40 @@ def test_recover_with_torn_last_record(tmp_path):
     assert vs2.recovered_manifest_dropped > 0
 
 
-@pytest.mark.parametrize("victim", [1, 2, 3])
-def test_manifest_flipped_byte_in_middle_record(tmp_path, victim):
-    db = str(tmp_path)
+def _recover_with_flip(db, seed, n_edits, where):
+    """Write a MANIFEST, flip the byte where(data, records) -> (offset, mask) names,
+    and return (manifest path, the CorruptionError recovery raised)."""
     vs = VersionSet(db)
     vs.write_snapshot()
-    populate(vs, random.Random(4), n_edits=5)
+    populate(vs, random.Random(seed), n_edits=n_edits)
     vs.close()
     path = manifest_path(db, vs)
     data = bytearray(open(path, "rb").read())
-    records = read_log(path, bytes(data)).records
-    assert len(records) >= 5
-    off, payload = records[victim]
-    data[off + HEADER + len(payload) // 2] ^= 0x04
+    pos, mask = where(read_log(path, bytes(data)).records)
+    data[pos] ^= mask
     open(path, "wb").write(bytes(data))
     with pytest.raises(CorruptionError) as ei:
         VersionSet(db).recover()
-    assert ei.value.path == path
-    assert ei.value.offset == off
+    return path, ei.value
+
+
+@pytest.mark.parametrize("victim", [1, 2, 3])
+def test_manifest_flipped_byte_in_middle_record(tmp_path, victim):
+    flipped = {}
+
+    def where(records):
+        assert len(records) >= 5
+        off, payload = records[victim]
+        flipped["record"] = off
+        return off + HEADER + len(payload) // 2, 0x04
+    path, err = _recover_with_flip(str(tmp_path), 4, 5, where)
+    assert err.path == path
+    assert err.offset == flipped["record"]
 
 
 def test_manifest_flipped_byte_in_first_record(tmp_path):
-    db = str(tmp_path)
-    vs = VersionSet(db)
-    vs.write_snapshot()
-    populate(vs, random.Random(5), n_edits=2)
-    vs.close()
-    path = manifest_path(db, vs)
-    data = bytearray(open(path, "rb").read())
-    data[HEADER + 3] ^= 0x80
-    open(path, "wb").write(bytes(data))
-    with pytest.raises(CorruptionError) as ei:
-        VersionSet(db).recover()
-    assert ei.value.path == path and ei.value.offset == 0
+    path, err = _recover_with_flip(str(tmp_path), 5, 2, lambda records: (HEADER + 3, 0x80))
+    assert err.path == path and err.offset == 0
 
 
 @pytest.mark.parametrize("current", [

@@ -31,7 +31,7 @@ def _job(db, out_dir, numbers):
     return make_job(paths, numbers, out_dir, db.options, db.last_seq, True, 0)
 
 
-def test_numbers_needed_covers_outputs_cut_after_the_target():
+def test_numbers_needed_reserves_twice_the_input_plus_a_margin():
     assert numbers_needed(0, 1 << 20) == 4
     assert numbers_needed(10 << 20, 1 << 20) == 24
 
