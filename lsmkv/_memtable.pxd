@@ -11,6 +11,12 @@ ctypedef struct Node:
     uint32_t _pad
     Node* next[1]          # `height` pointers; key then value bytes follow them
 
+cdef inline const uint8_t* node_key(Node* x) noexcept nogil:
+    return <const uint8_t*>&x.next[x.height]
+
+cdef inline const uint8_t* node_val(Node* x) noexcept nogil:
+    return <const uint8_t*>&x.next[x.height] + x.klen
+
 cdef class Arena:
     cdef char** chunks
     cdef size_t nchunks, cap_chunks

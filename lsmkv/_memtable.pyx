@@ -92,13 +92,6 @@ cdef class Arena:
         return <size_t>self.allocate(n)
 
 
-cdef inline const uint8_t* node_key(Node* x) noexcept nogil:
-    return <const uint8_t*>&x.next[x.height]
-
-cdef inline const uint8_t* node_val(Node* x) noexcept nogil:
-    return <const uint8_t*>&x.next[x.height] + x.klen
-
-
 cdef class MemTable:
     """A sorted, append-only table of internal entries.
 

@@ -52,16 +52,19 @@ from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, 
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
 from lsmkv._iterator cimport InternalIterator, MergingIterator
+from lsmkv._memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
+from lsmkv._zstd cimport (ZComp, zstd_loaded, zcomp_init, zcomp_free, zcomp_compress, zstd_bound,
+                          zstd_is_error, zstd_error_name)
 from lsmkv.errors import CorruptionError
 
 DEF FOOTER_SIZE = 80
 DEF TRAILER_SIZE = 5
 DEF FORMAT_VERSION = 1
-DEF COMPRESS_BATCH = 32   # data blocks compressed per call (one GIL release each; see _flush_batch)
 MAGIC = b"LSMKVSST"
-BLOCK_RAW = 0
-BLOCK_ZSTD = 1
-BLOCK_ZSTD_DICT = 2      # zstd with the table's own dictionary (the dictionary block)
+cdef enum:
+    BLOCK_RAW = 0
+    BLOCK_ZSTD = 1
+    BLOCK_ZSTD_DICT = 2      # zstd with the table's own dictionary (the dictionary block)
 cdef uint32_t BLOOM_SEED = 0xBC9F1D34U
 
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
@@ -94,7 +97,10 @@ ctypedef struct Buf:
     size_t len
     size_t cap
 
-cdef int buf_reserve(Buf* b, size_t extra) except -1:
+# Buffer growth runs without the GIL (a memtable flush builds its table inside
+# one nogil block): the *_c forms return -1 when memory runs out; the plain
+# forms raise MemoryError.
+cdef int buf_reserve_c(Buf* b, size_t extra) noexcept nogil:
     cdef size_t need = b.len + extra
     cdef uint8_t* grown
     if need > b.cap:
@@ -102,21 +108,26 @@ cdef int buf_reserve(Buf* b, size_t extra) except -1:
             need = b.cap * 2
         grown = <uint8_t*>realloc(b.p, need)
         if grown == NULL:
-            raise MemoryError()
+            return -1
         b.p = grown
         b.cap = need
     return 0
 
-cdef inline int buf_append(Buf* b, const void* src, size_t n) except -1:
-    buf_reserve(b, n)
+cdef inline int buf_append_c(Buf* b, const void* src, size_t n) noexcept nogil:
+    if buf_reserve_c(b, n) < 0:
+        return -1
     if n:
         memcpy(b.p + b.len, src, n)
     b.len += n
     return 0
 
-cdef inline int buf_varint(Buf* b, uint64_t v) except -1:
-    buf_reserve(b, 10)
-    b.len = put_varint(b.p + b.len, v) - b.p
+cdef inline int buf_set_c(Buf* b, const void* src, size_t n) noexcept nogil:
+    b.len = 0
+    return buf_append_c(b, src, n)
+
+cdef inline int buf_append(Buf* b, const void* src, size_t n) except -1:
+    if buf_append_c(b, src, n) < 0:
+        raise MemoryError()
     return 0
 
 cdef inline int kb_set(KeyBuf* kb, size_t shared, const uint8_t* delta, size_t n) except -1:
@@ -135,72 +146,95 @@ cdef inline int kb_set(KeyBuf* kb, size_t shared, const uint8_t* delta, size_t n
 
 # ---------------------------------------------------------------- block builder
 
+# One block of prefix-compressed entries with restart points, being built.
+ctypedef struct BlockBuf:
+    Buf buf
+    Buf restarts        # u32 offsets
+    Buf last
+    int interval, counter
+    size_t entries
+
+cdef void bb_init(BlockBuf* b, int interval) noexcept nogil:
+    memset(b, 0, sizeof(BlockBuf))
+    b.interval = interval
+
+cdef void bb_free(BlockBuf* b) noexcept nogil:
+    free(b.buf.p); free(b.restarts.p); free(b.last.p)
+    memset(b, 0, sizeof(BlockBuf))
+
+cdef void bb_reset(BlockBuf* b) noexcept nogil:
+    b.buf.len = 0
+    b.restarts.len = 0
+    b.last.len = 0
+    b.counter = 0
+    b.entries = 0
+
+cdef inline size_t bb_size(BlockBuf* b) noexcept nogil:
+    return b.buf.len + b.restarts.len + 4 + 4
+
+cdef int bb_add(BlockBuf* b, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) noexcept nogil:
+    """Append an entry; -1 if out of memory."""
+    cdef size_t shared = 0
+    cdef uint8_t tmp[4]
+    cdef uint8_t* e
+    if b.counter == 0 or b.counter >= b.interval:
+        store_u32(tmp, <uint32_t>b.buf.len)
+        if buf_append_c(&b.restarts, tmp, 4) < 0:
+            return -1
+        b.counter = 0
+    else:
+        while shared < kn and shared < b.last.len and b.last.p[shared] == k[shared]:
+            shared += 1
+    if buf_reserve_c(&b.buf, 30 + kn - shared + vn) < 0:
+        return -1
+    e = put_varint(b.buf.p + b.buf.len, shared)
+    e = put_varint(e, kn - shared)
+    e = put_varint(e, vn)
+    b.buf.len = e - b.buf.p
+    buf_append_c(&b.buf, k + shared, kn - shared)    # reserved above: cannot fail
+    buf_append_c(&b.buf, v, vn)
+    if buf_set_c(&b.last, k, kn) < 0:
+        return -1
+    b.counter += 1
+    b.entries += 1
+    return 0
+
+cdef int bb_finish(BlockBuf* b) noexcept nogil:
+    """Append the restart array: b.buf then holds the block's contents. -1 if out of memory."""
+    cdef uint8_t tmp[4]
+    if buf_append_c(&b.buf, b.restarts.p, b.restarts.len) < 0:
+        return -1
+    store_u32(tmp, <uint32_t>(b.restarts.len // 4))
+    return buf_append_c(&b.buf, tmp, 4)
+
+
 cdef class BlockBuilder:
-    """Builds one block of prefix-compressed entries with restart points."""
-    cdef Buf buf
-    cdef Buf restarts        # u32 offsets
-    cdef Buf last
-    cdef int interval, counter
-    cdef public size_t entries
+    """Python access to a BlockBuf, for the properties block and the tests."""
+    cdef BlockBuf b
 
     def __cinit__(self, int restart_interval=16):
-        self.interval = restart_interval
-        self.buf.p = NULL; self.buf.len = self.buf.cap = 0
-        self.restarts.p = NULL; self.restarts.len = self.restarts.cap = 0
-        self.last.p = NULL; self.last.len = self.last.cap = 0
-        self.reset()
+        bb_init(&self.b, restart_interval)
 
     def __dealloc__(self):
-        free(self.buf.p); free(self.restarts.p); free(self.last.p)
+        bb_free(&self.b)
 
-    cdef void reset(self) noexcept:
-        self.buf.len = 0
-        self.restarts.len = 0
-        self.last.len = 0
-        self.counter = 0
-        self.entries = 0
-
-    cdef inline size_t size_estimate(self) noexcept:
-        return self.buf.len + self.restarts.len + 4 + 4
-
-    cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
-        cdef size_t shared = 0
-        cdef uint8_t tmp[4]
-        if self.counter == 0 or self.counter >= self.interval:
-            store_u32(tmp, <uint32_t>self.buf.len)
-            buf_append(&self.restarts, tmp, 4)
-            self.counter = 0
-        else:
-            while shared < kn and shared < self.last.len and self.last.p[shared] == k[shared]:
-                shared += 1
-        buf_varint(&self.buf, shared)
-        buf_varint(&self.buf, kn - shared)
-        buf_varint(&self.buf, vn)
-        buf_append(&self.buf, k + shared, kn - shared)
-        buf_append(&self.buf, v, vn)
-        self.last.len = 0
-        buf_append(&self.last, k, kn)
-        self.counter += 1
-        self.entries += 1
-        return 0
-
-    cdef bytes finish(self):
-        cdef uint8_t tmp[4]
-        buf_append(&self.buf, self.restarts.p, self.restarts.len)
-        store_u32(tmp, <uint32_t>(self.restarts.len // 4))
-        buf_append(&self.buf, tmp, 4)
-        return PyBytes_FromStringAndSize(<char*>self.buf.p, self.buf.len)
-
-    # Python access for tests and the properties block
     def py_add(self, key, value):
         cdef const uint8_t[::1] kv = key
         cdef const uint8_t[::1] vv = value
-        self.add(&kv[0] if kv.shape[0] else NULL, kv.shape[0], &vv[0] if vv.shape[0] else NULL, vv.shape[0])
+        if bb_add(&self.b, &kv[0] if kv.shape[0] else NULL, kv.shape[0],
+                  &vv[0] if vv.shape[0] else NULL, vv.shape[0]) < 0:
+            raise MemoryError()
 
     def py_finish(self):
-        r = self.finish()
-        self.reset()
+        if bb_finish(&self.b) < 0:
+            raise MemoryError()
+        r = PyBytes_FromStringAndSize(<char*>self.b.buf.p, self.b.buf.len)
+        bb_reset(&self.b)
         return r
+
+    @property
+    def entries(self):
+        return self.b.entries
 
 # ---------------------------------------------------------------- block reading
 
@@ -801,25 +835,44 @@ cdef class LevelIterator(InternalIterator):
 
 # ---------------------------------------------------------------- table builder
 
+DEF ERR_NOMEM = -1
+DEF ERR_ZSTD = -2        # libzstd error code in self.zerr
+DEF ERR_PY = -3          # exception (fallback compression, dictionary training) in self.pyexc
+DEF ERR_ORDER = -4
+DEF ERR_TTL_VALUE = -5
+DEF ERR_IO = -6           # errno set
+DEF OUT_FLUSH_BYTES = 1 << 20
+
+
 cdef class TableBuilder:
     """Writes one SST. add() entries in strictly increasing internal-key order,
     then finish() (which fsyncs) or abandon().
 
     Data blocks are cut at block_size bytes (before compression); a block is
-    stored zstd-compressed only when that saves at least 1/8 of its size."""
+    stored zstd-compressed only when that saves at least 1/8 of its size.
+
+    add_c() is the nogil core: it builds blocks, compresses them through libzstd
+    (lsmkv._zstd) and queues them in `out`, and never does I/O; the caller
+    writes `out` out (flush_out / flush_out_c) once it passes OUT_FLUSH_BYTES.
+    Two cases take the GIL inside add_c: blocks held back to train a dictionary
+    (compaction outputs) and compression when libzstd could not be loaded (the
+    python-zstandard fallback)."""
     cdef readonly object path
     cdef int fd
     cdef Buf out                     # pending output not yet written
     cdef readonly uint64_t offset    # bytes written to the file so far (incl. pending)
-    cdef BlockBuilder data_block, index_block
+    cdef BlockBuf data_block, index_block
     cdef size_t block_size
-    cdef object cctx
+    cdef ZComp zc                  # libzstd context (zc.cctx NULL: use the fallback cctx)
+    cdef object cctx               # python-zstandard compressor, when libzstd is not loaded
+    cdef object zobj               # the fallback's last compressed block (kept alive)
+    cdef Buf zbuf                  # compressed form of the current block
     cdef int compress
     cdef int level
     cdef int block_type            # BLOCK_ZSTD or BLOCK_ZSTD_DICT, once chosen
     cdef size_t dict_bytes
-    cdef list pending              # (contents, last key) of blocks held back to train the dictionary
-    cdef list batch                # (contents, last key) of blocks waiting to be compressed together
+    cdef bint training             # blocks are held back in `pending` to train a dictionary
+    cdef list pending              # (contents, last key) of those blocks
     cdef size_t pending_bytes
     cdef bytes dict_data
     cdef Buf last_key
@@ -828,6 +881,8 @@ cdef class TableBuilder:
     cdef uint64_t* hashes
     cdef size_t nhashes, cap_hashes
     cdef int bits_per_key
+    cdef size_t zerr
+    cdef object pyexc
     # properties
     cdef readonly uint64_t num_entries, num_deletions, num_ttl, raw_key_bytes, raw_value_bytes
     cdef readonly uint64_t smallest_seq, largest_seq, num_data_blocks, data_size
@@ -836,10 +891,14 @@ cdef class TableBuilder:
 
     def __cinit__(self):
         self.fd = -1
-        self.out.p = NULL; self.out.len = self.out.cap = 0
-        self.last_key.p = NULL; self.last_key.len = self.last_key.cap = 0
-        self.first_key.p = NULL; self.first_key.len = self.first_key.cap = 0
-        self.last_ukey_hashed.p = NULL; self.last_ukey_hashed.len = self.last_ukey_hashed.cap = 0
+        memset(&self.out, 0, sizeof(Buf))
+        memset(&self.zbuf, 0, sizeof(Buf))
+        memset(&self.last_key, 0, sizeof(Buf))
+        memset(&self.first_key, 0, sizeof(Buf))
+        memset(&self.last_ukey_hashed, 0, sizeof(Buf))
+        bb_init(&self.data_block, 16)
+        bb_init(&self.index_block, 1)       # binary search lands on the entry
+        self.zc.cctx = self.zc.cdict = NULL
         self.hashes = NULL
         self.nhashes = self.cap_hashes = 0
 
@@ -849,24 +908,24 @@ cdef class TableBuilder:
         self.block_size = block_size
         self.level = compression_level
         self.dict_bytes = dict_bytes
+        self.training = False
         self.pending = None
-        self.batch = []
         self.pending_bytes = 0
         self.dict_data = None
         self.block_type = BLOCK_ZSTD
         if compression == "zstd":
             self.compress = 1
             if dict_bytes:
-                self.pending = []     # trained from the first blocks; see _train()
+                self.training = True     # trained from the first blocks; see _train()
+                self.pending = []
             else:
-                self.cctx = zstandard.ZstdCompressor(level=compression_level)
+                self._set_compressor(None)
         elif compression == "none":
             self.compress = 0
         else:
             raise ValueError(f"compression must be 'zstd' or 'none', not {compression!r}")
         self.bits_per_key = bloom_bits_per_key
-        self.data_block = BlockBuilder(restart_interval)
-        self.index_block = BlockBuilder(1)        # binary search lands on the entry
+        self.data_block.interval = restart_interval
         self.offset = 0
         self.num_entries = self.num_deletions = self.num_ttl = 0
         self.raw_key_bytes = self.raw_value_bytes = 0
@@ -880,100 +939,173 @@ cdef class TableBuilder:
     def __dealloc__(self):
         if self.fd >= 0:
             close(self.fd)
-        free(self.out.p); free(self.last_key.p); free(self.first_key.p)
+        zcomp_free(&self.zc)
+        bb_free(&self.data_block)
+        bb_free(&self.index_block)
+        free(self.out.p); free(self.zbuf.p); free(self.last_key.p); free(self.first_key.p)
         free(self.last_ukey_hashed.p); free(self.hashes)
 
-    cdef int _flush_out(self) except -1:
+    cdef int _set_compressor(self, bytes dict_data) except -1:
+        """Compress with libzstd when it is loaded, else with python-zstandard."""
+        cdef const char* d = NULL
+        cdef size_t dn = 0
+        if dict_data is not None:
+            d = PyBytes_AS_STRING(dict_data)
+            dn = PyBytes_GET_SIZE(dict_data)
+        if zstd_loaded():
+            if zcomp_init(&self.zc, self.level, d, dn) < 0:
+                raise MemoryError("libzstd: cannot create a compression context")
+        elif dict_data is not None:
+            self.cctx = zstandard.ZstdCompressor(level=self.level, write_dict_id=False,
+                                                 dict_data=zstandard.ZstdCompressionDict(dict_data))
+        else:
+            self.cctx = zstandard.ZstdCompressor(level=self.level)
+        return 0
+
+    cdef int _raise(self, int r) except -1:
+        if r == ERR_NOMEM:
+            raise MemoryError()
+        if r == ERR_ZSTD:
+            raise RuntimeError(f"zstd compression failed writing {self.path}: "
+                               f"{zstd_error_name(self.zerr).decode()}")
+        if r == ERR_PY:
+            e, self.pyexc = self.pyexc, None
+            raise e
+        if r == ERR_ORDER:
+            raise ValueError("TableBuilder.add: keys must be strictly increasing")
+        if r == ERR_TTL_VALUE:
+            raise ValueError("TableBuilder.add: a PUT_TTL value region needs its 8-byte expiry")
+        raise SystemError(f"TableBuilder: error {r}")
+
+    cdef int flush_out_c(self) noexcept nogil:
+        """Write the pending output; -1 with errno set on failure."""
         cdef ssize_t w
         cdef size_t done = 0
         while done < self.out.len:
-            with nogil:
-                w = write(self.fd, self.out.p + done, self.out.len - done)
+            w = write(self.fd, self.out.p + done, self.out.len - done)
             if w < 0:
-                raise OSError(errno, f"write failed: {self.path}: {os.strerror(errno)}")
+                return -1
             done += w
         self.out.len = 0
         return 0
 
-    cdef int _write_block(self, bytes contents, object z, uint64_t* off, uint64_t* size) except -1:
-        """Append a block: its compressed form z (a buffer, or None) when that saves
-        at least 1/8 of the size, else contents as they are."""
-        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(contents)
-        cdef size_t n = PyBytes_GET_SIZE(contents)
-        cdef uint8_t btype = BLOCK_RAW
+    cdef int flush_out(self) except -1:
+        cdef int r
+        with nogil:
+            r = self.flush_out_c()
+        if r < 0:
+            raise OSError(errno, f"write failed: {self.path}: {os.strerror(errno)}")
+        return 0
+
+    cdef int _write_block_c(self, const uint8_t* p, size_t n, uint8_t btype,
+                            uint64_t* off, uint64_t* size) noexcept nogil:
+        """Queue a block as stored (p, n) and its trailer; its handle goes to off, size."""
         cdef uint8_t trailer[5]
-        cdef const uint8_t[::1] zv
-        if z is not None and len(z) < n - n // 8:
-            zv = z
-            p = &zv[0]
-            n = zv.shape[0]
-            btype = self.block_type
         trailer[0] = btype
         store_u32(trailer + 1, crc32c(trailer, 1, crc32c(p, n, 0)))
+        if buf_reserve_c(&self.out, n + 5) < 0:
+            return ERR_NOMEM
+        buf_append_c(&self.out, p, n)
+        buf_append_c(&self.out, trailer, 5)
         off[0] = self.offset
         size[0] = n
-        buf_append(&self.out, p, n)
-        buf_append(&self.out, trailer, 5)
         self.offset += n + 5
-        if self.out.len >= (1 << 20):
-            self._flush_out()
         return 0
 
-    cdef int _flush_batch(self) except -1:
-        """Compress the batched data blocks in one call and write them. One call
-        releases the GIL once for the whole batch: a background flush sharing the
-        GIL with a busy writer then needs one GIL hand-over per batch, not per
-        block (each hand-over costs the writer a delay; docs/tuning.md)."""
-        cdef list batch = self.batch
-        cdef bytes last
-        cdef Py_ssize_t i
-        if not batch:
-            return 0
-        self.batch = []
-        zs = self.cctx.multi_compress_to_buffer([c for c, _ in batch], threads=0)
-        for i in range(len(batch)):
-            contents, last = batch[i]
-            self._write_data_block(contents, zs[i], <const uint8_t*>PyBytes_AS_STRING(last),
-                                   PyBytes_GET_SIZE(last))
+    cdef int _write_block(self, bytes contents, uint64_t* off, uint64_t* size) except -1:
+        """Queue an uncompressed meta block."""
+        cdef int r = self._write_block_c(<const uint8_t*>PyBytes_AS_STRING(contents),
+                                         PyBytes_GET_SIZE(contents), BLOCK_RAW, off, size)
+        if r < 0:
+            self._raise(r)
         return 0
 
-    cdef int _write_data_block(self, bytes contents, object z, const uint8_t* last, size_t last_len) except -1:
-        """Write a data block (z: its compressed form, or None) and index it under last."""
+    cdef int _compress_fallback(self, const uint8_t* p, size_t n, const uint8_t** zp,
+                                size_t* zn) noexcept with gil:
+        try:
+            self.zobj = self.cctx.compress(PyMemoryView_FromMemory(<char*>p, n, PyBUF_READ))
+        except BaseException as e:
+            self.pyexc = e
+            return ERR_PY
+        zp[0] = <const uint8_t*>PyBytes_AS_STRING(self.zobj)
+        zn[0] = PyBytes_GET_SIZE(self.zobj)
+        return 0
+
+    cdef int _emit_data_block(self, const uint8_t* p, size_t n, const uint8_t* last,
+                              size_t last_len) noexcept nogil:
+        """Compress (when that saves 1/8), queue, and index a data block under `last`."""
+        cdef const uint8_t* zp = NULL
+        cdef size_t zn = 0, cap
+        cdef uint8_t btype = BLOCK_RAW
         cdef uint8_t h[20]
         cdef uint64_t off, size
-        self._write_block(contents, z, &off, &size)
+        cdef int r
+        if self.compress:
+            if self.zc.cctx != NULL:
+                cap = zstd_bound(n)
+                self.zbuf.len = 0
+                if buf_reserve_c(&self.zbuf, cap) < 0:
+                    return ERR_NOMEM
+                zn = zcomp_compress(&self.zc, self.zbuf.p, cap, p, n)
+                if zstd_is_error(zn):
+                    self.zerr = zn
+                    return ERR_ZSTD
+                zp = self.zbuf.p
+            else:
+                r = self._compress_fallback(p, n, &zp, &zn)
+                if r < 0:
+                    return r
+            if zn < n - n // 8:
+                p = zp
+                n = zn
+                btype = <uint8_t>self.block_type
+        r = self._write_block_c(p, n, btype, &off, &size)
+        if r < 0:
+            return r
         cdef uint8_t* e = put_varint(h, off)
         e = put_varint(e, size)
-        self.index_block.add(last, last_len, h, e - h)
+        if bb_add(&self.index_block, last, last_len, h, e - h) < 0:
+            return ERR_NOMEM
         return 0
 
-    cdef int _finish_data_block(self) except -1:
-        if self.data_block.entries == 0:
-            return 0
-        cdef bytes contents = self.data_block.finish()
-        cdef bytes last
-        self.data_block.reset()
-        self.num_data_blocks += 1
-        if self.pending is not None:
-            self.pending.append((contents, PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len)))
-            self.pending_bytes += len(contents)
+    cdef int _hold_for_training(self) noexcept with gil:
+        """Keep the finished data block back until enough are seen to train on."""
+        try:
+            self.pending.append((PyBytes_FromStringAndSize(<char*>self.data_block.buf.p, self.data_block.buf.len),
+                                 PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len)))
+            self.pending_bytes += self.data_block.buf.len
             if self.pending_bytes >= self.dict_bytes * 100:
                 self._train()
+        except BaseException as e:
+            self.pyexc = e
+            return ERR_PY
+        return 0
+
+    cdef int _finish_data_block_c(self) noexcept nogil:
+        cdef int r
+        if self.data_block.entries == 0:
             return 0
-        if self.compress:
-            self.batch.append((contents, PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len)))
-            if len(self.batch) >= COMPRESS_BATCH:
-                self._flush_batch()
-            return 0
-        return self._write_data_block(contents, None, self.last_key.p, self.last_key.len)
+        if bb_finish(&self.data_block) < 0:
+            return ERR_NOMEM
+        self.num_data_blocks += 1
+        if self.training:
+            r = self._hold_for_training()
+        else:
+            r = self._emit_data_block(self.data_block.buf.p, self.data_block.buf.len,
+                                      self.last_key.p, self.last_key.len)
+        bb_reset(&self.data_block)
+        return r
 
     cdef int _train(self) except -1:
         """Train a zstd dictionary on the held-back blocks (RocksDB's max_dict_bytes
         idea: small blocks compress far better against a dictionary, and a trained
         dictionary's entropy tables are digested once per reader, not per block),
         then write those blocks. Too little data to train on: no dictionary."""
+        cdef bytes contents, last
+        cdef int r
         pending = self.pending
         self.pending = None
+        self.training = False
         zd = None
         if len(pending) >= 16 and self.pending_bytes >= self.dict_bytes * 4:
             try:
@@ -983,14 +1115,19 @@ cdef class TableBuilder:
                 zd = None
         if zd is not None:
             self.dict_data = zd.as_bytes()
-            self.cctx = zstandard.ZstdCompressor(level=self.level, dict_data=zd, write_dict_id=False)
+            self._set_compressor(self.dict_data)
             self.block_type = BLOCK_ZSTD_DICT
         else:
-            self.cctx = zstandard.ZstdCompressor(level=self.level)
-        self.batch = pending
-        return self._flush_batch()
+            self._set_compressor(None)
+        for contents, last in pending:
+            r = self._emit_data_block(<const uint8_t*>PyBytes_AS_STRING(contents), PyBytes_GET_SIZE(contents),
+                                      <const uint8_t*>PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last))
+            if r < 0:
+                self._raise(r)
+        return 0
 
-    cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
+    cdef int add_c(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) noexcept nogil:
+        """Add an entry (kn >= 8). 0, or an ERR_* code (see _raise). No I/O."""
         cdef uint64_t tag = load_u64(k + kn - TAG_SIZE)
         cdef uint64_t seq = tag >> 8
         cdef int kind = tag & 0xFF
@@ -998,26 +1135,26 @@ cdef class TableBuilder:
         cdef uint64_t* grown
         cdef int64_t exp
         if self.num_entries and cmp_ikey(self.last_key.p, self.last_key.len, k, kn) >= 0:
-            raise ValueError("TableBuilder.add: keys must be strictly increasing")
+            return ERR_ORDER
         if kind == KIND_PUT_TTL and vn < 8:
-            raise ValueError("TableBuilder.add: a PUT_TTL value region needs its 8-byte expiry")
+            return ERR_TTL_VALUE
         if self.num_entries == 0:
-            buf_append(&self.first_key, k, kn)
+            if buf_set_c(&self.first_key, k, kn) < 0:
+                return ERR_NOMEM
         # bloom: one hash per distinct user key
         if self.num_entries == 0 or cmp_bytes(self.last_ukey_hashed.p, self.last_ukey_hashed.len, k, ukn) != 0:
             if self.nhashes == self.cap_hashes:
                 grown = <uint64_t*>realloc(self.hashes, (self.cap_hashes * 2 + 1024) * sizeof(uint64_t))
                 if grown == NULL:
-                    raise MemoryError()
+                    return ERR_NOMEM
                 self.hashes = grown
                 self.cap_hashes = self.cap_hashes * 2 + 1024
             self.hashes[self.nhashes] = bloom_hash(k, ukn)
             self.nhashes += 1
-            self.last_ukey_hashed.len = 0
-            buf_append(&self.last_ukey_hashed, k, ukn)
-        self.data_block.add(k, kn, v, vn)
-        self.last_key.len = 0
-        buf_append(&self.last_key, k, kn)
+            if buf_set_c(&self.last_ukey_hashed, k, ukn) < 0:
+                return ERR_NOMEM
+        if bb_add(&self.data_block, k, kn, v, vn) < 0 or buf_set_c(&self.last_key, k, kn) < 0:
+            return ERR_NOMEM
         self.num_entries += 1
         self.raw_key_bytes += kn
         self.raw_value_bytes += vn
@@ -1029,11 +1166,19 @@ cdef class TableBuilder:
             self.num_deletions += 1
         elif kind == KIND_PUT_TTL:
             self.num_ttl += 1
-            exp = <int64_t>load_u64(v)   # length checked on entry
+            exp = <int64_t>load_u64(v)   # length checked above
             if self.min_expiry == 0 or exp < self.min_expiry:
                 self.min_expiry = exp
-        if self.data_block.size_estimate() >= self.block_size:
-            self._finish_data_block()
+        if bb_size(&self.data_block) >= self.block_size:
+            return self._finish_data_block_c()
+        return 0
+
+    cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1:
+        cdef int r = self.add_c(k, kn, v, vn)
+        if r < 0:
+            self._raise(r)
+        if self.out.len >= OUT_FLUSH_BYTES:
+            self.flush_out()
         return 0
 
     def py_add(self, ikey, value):
@@ -1103,7 +1248,7 @@ cdef class TableBuilder:
                 e = put_varint(tmp, <uint64_t>value)
                 value = PyBytes_FromStringAndSize(<char*>tmp, e - tmp)
             b.py_add(name.encode() + zero_tag, value)
-        return b.finish()
+        return b.py_finish()
 
     def finish(self):
         """Write filter, index, properties and footer; fsync; close. Returns the
@@ -1113,17 +1258,21 @@ cdef class TableBuilder:
         cdef int i
         if self.finished:
             raise ValueError("TableBuilder already finished")
-        self._finish_data_block()
-        if self.pending is not None:
+        cdef int r = self._finish_data_block_c()
+        if r < 0:
+            self._raise(r)
+        if self.training:
             self._train()
-        self._flush_batch()
         self.data_size = self.offset
         h[6] = h[7] = 0
         if self.dict_data is not None:
-            self._write_block(self.dict_data, None, &h[6], &h[7])
-        self._write_block(self._filter_block(), None, &h[2], &h[3])
-        self._write_block(self.index_block.finish(), None, &h[0], &h[1])
-        self._write_block(self._properties_block(), None, &h[4], &h[5])
+            self._write_block(self.dict_data, &h[6], &h[7])
+        self._write_block(self._filter_block(), &h[2], &h[3])
+        if bb_finish(&self.index_block) < 0:
+            raise MemoryError()
+        self._write_block(PyBytes_FromStringAndSize(<char*>self.index_block.buf.p, self.index_block.buf.len),
+                          &h[0], &h[1])
+        self._write_block(self._properties_block(), &h[4], &h[5])
         for i in range(8):
             store_u64(footer + 8 * i, h[i])
         store_u32(footer + 64, FORMAT_VERSION)
@@ -1131,13 +1280,19 @@ cdef class TableBuilder:
         memcpy(footer + 72, <const char*>b"LSMKVSST", 8)
         buf_append(&self.out, footer, FOOTER_SIZE)
         self.offset += FOOTER_SIZE
-        self._flush_out()
-        with nogil:
-            i = fsync(self.fd)
-        if i != 0:
-            raise OSError(errno, f"fsync failed: {self.path}: {os.strerror(errno)}")
-        os.close(self.fd)
-        self.fd = -1
+        cdef int stage = 0, err = 0
+        with nogil:      # write the rest, fsync, close: one GIL release (see lsmkv._fileio)
+            if self.flush_out_c() < 0:
+                stage = 1
+            elif fsync(self.fd) != 0:
+                stage = 2
+            err = errno
+            if stage == 0:
+                close(self.fd)
+                self.fd = -1
+        if stage:
+            raise OSError(err, f"{'write' if stage == 1 else 'fsync'} failed: {self.path}: "
+                               f"{os.strerror(err)}", self.path)
         self.finished = True
         return {
             "file_size": self.offset,
@@ -1172,6 +1327,55 @@ cdef inline void memset_zero(uint8_t* p, size_t n) noexcept:
 
 # ---------------------------------------------------------------- flush / compaction output
 
+# What write_tables() knows about the entries seen so far.
+ctypedef struct WriteState:
+    Buf cur_ukey                 # user key of the current run of versions
+    bint has_cur
+    uint64_t last_seq_for_key    # sequence of the newer version of cur_ukey just seen
+    uint64_t smallest_snapshot
+    bint bottommost
+    int64_t now
+    Buf kbuf                     # an expired entry's key rewritten as a deletion
+    uint64_t dropped_hidden, dropped_deletes, expired
+
+
+cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
+                  bint* first_of_key, const uint8_t** wk, size_t* wvn) noexcept nogil:
+    """Decide an entry's fate: 1 write (wk, kn, v, wvn), 0 drop, -1 out of memory.
+    first_of_key: the entry starts a new user key (an output may be cut before it)."""
+    cdef size_t ukn = kn - TAG_SIZE
+    cdef uint64_t tag = load_u64(k + ukn)
+    cdef uint64_t seq = tag >> 8
+    cdef int kind = tag & 0xFF
+    first_of_key[0] = not s.has_cur or cmp_bytes(s.cur_ukey.p, s.cur_ukey.len, k, ukn) != 0
+    if first_of_key[0]:
+        if buf_set_c(&s.cur_ukey, k, ukn) < 0:
+            return -1
+        s.has_cur = True
+        s.last_seq_for_key = <uint64_t>-1
+    wk[0] = k
+    wvn[0] = vn
+    if s.last_seq_for_key <= s.smallest_snapshot:
+        # a newer version of this key is visible to every snapshot
+        s.dropped_hidden += 1
+        s.last_seq_for_key = seq
+        return 0
+    s.last_seq_for_key = seq
+    if kind == KIND_PUT_TTL and vn >= 8 and <int64_t>load_u64(v) <= s.now:
+        # expired: it must keep hiding older versions, so it becomes a deletion
+        s.expired += 1
+        kind = KIND_DELETE
+        if buf_set_c(&s.kbuf, k, kn) < 0:
+            return -1
+        store_u64(s.kbuf.p + ukn, make_tag(seq, KIND_DELETE))
+        wk[0] = s.kbuf.p
+        wvn[0] = 0
+    if kind == KIND_DELETE and s.bottommost and seq <= s.smallest_snapshot:
+        s.dropped_deletes += 1
+        return 0
+    return 1
+
+
 def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bint bottommost,
                  int64_t now, uint64_t target_file_size, stats=None):
     """Stream `it` (positioned by this function) into new tables.
@@ -1184,69 +1388,24 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
     per input plus one output block. Returns the finished tables' metadata
     (with "builder" set to the TableBuilder); `stats` (a dict) gets counts of
     dropped entries.
+
+    A MemTableIterator (a flush) is walked without the GIL: only opening and
+    finishing an output file take it, so a flush running beside a busy writer
+    thread never makes the writer wait for the GIL.
     """
     cdef TableBuilder tb = None
-    cdef Buf cur_ukey
-    cdef bint has_cur = False, first_of_key
-    cdef uint64_t last_seq_for_key, tag, seq
-    cdef int kind
-    cdef size_t ukn
-    cdef uint8_t* kbuf = NULL
-    cdef size_t kcap = 0
-    cdef uint64_t dropped_hidden = 0, dropped_deletes = 0, expired = 0
-    cdef const uint8_t* wk
-    cdef const uint8_t* wv
-    cdef size_t wvn
+    cdef WriteState s
+    memset(&s, 0, sizeof(WriteState))
+    s.last_seq_for_key = <uint64_t>-1
+    s.smallest_snapshot = smallest_snapshot
+    s.bottommost = bottommost
+    s.now = now
     outputs = []
-    cur_ukey.p = NULL; cur_ukey.len = cur_ukey.cap = 0
-    last_seq_for_key = <uint64_t>-1
     try:
-        it.seek_to_first()
-        while it.valid:
-            ukn = it.key_len - TAG_SIZE
-            tag = load_u64(it.key + ukn)
-            seq = tag >> 8
-            kind = tag & 0xFF
-            first_of_key = not has_cur or cmp_bytes(cur_ukey.p, cur_ukey.len, it.key, ukn) != 0
-            if first_of_key:
-                cur_ukey.len = 0
-                buf_append(&cur_ukey, it.key, ukn)
-                has_cur = True
-                last_seq_for_key = <uint64_t>-1
-                if tb is not None and tb.offset >= target_file_size:
-                    outputs.append(_finish(tb))
-                    tb = None
-            wk = it.key
-            wv = it.val
-            wvn = it.val_len
-            if last_seq_for_key <= smallest_snapshot:
-                dropped_hidden += 1
-                last_seq_for_key = seq
-                it.next()
-                continue
-            last_seq_for_key = seq
-            if kind == KIND_PUT_TTL and it.val_len >= 8 and <int64_t>load_u64(it.val) <= now:
-                # expired: it must keep hiding older versions, so it becomes a deletion
-                expired += 1
-                kind = KIND_DELETE
-                if kcap < it.key_len:
-                    free(kbuf)
-                    kbuf = <uint8_t*>malloc(it.key_len)
-                    if kbuf == NULL:
-                        raise MemoryError()
-                    kcap = it.key_len
-                memcpy(kbuf, it.key, ukn)
-                store_u64(kbuf + ukn, make_tag(seq, KIND_DELETE))
-                wk = kbuf
-                wvn = 0
-            if kind == KIND_DELETE and bottommost and seq <= smallest_snapshot:
-                dropped_deletes += 1
-                it.next()
-                continue
-            if tb is None:
-                tb = new_table()
-            tb.add(wk, it.key_len, wv, wvn)
-            it.next()
+        if isinstance(it, MemTableIterator):
+            tb = _write_memtable(&s, (<MemTableIterator>it).mem, new_table, target_file_size, outputs)
+        else:
+            tb = _write_iterator(&s, it, new_table, target_file_size, outputs)
         if tb is not None:
             outputs.append(_finish(tb))
             tb = None
@@ -1261,13 +1420,98 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
                 pass
         raise
     finally:
-        free(cur_ukey.p)
-        free(kbuf)
+        free(s.cur_ukey.p)
+        free(s.kbuf.p)
     if stats is not None:
-        stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + dropped_hidden
-        stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + dropped_deletes
-        stats["ttl_dropped"] = stats.get("ttl_dropped", 0) + expired
+        stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + s.dropped_hidden
+        stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + s.dropped_deletes
+        stats["ttl_dropped"] = stats.get("ttl_dropped", 0) + s.expired
     return outputs
+
+
+cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
+                                 uint64_t target_file_size, list outputs):
+    """write_tables() over any iterator (a compaction's merge), with the GIL.
+    Returns the output still open (the caller finishes or abandons it)."""
+    cdef TableBuilder tb = None
+    cdef bint first_of_key
+    cdef const uint8_t* wk
+    cdef size_t wvn
+    cdef int act
+    try:
+        it.seek_to_first()
+        while it.valid:
+            act = classify(s, it.key, it.key_len, it.val, it.val_len, &first_of_key, &wk, &wvn)
+            if act < 0:
+                raise MemoryError()
+            if first_of_key and tb is not None and tb.offset >= target_file_size:
+                outputs.append(_finish(tb))
+                tb = None
+            if act:
+                if tb is None:
+                    tb = new_table()
+                tb.add(wk, it.key_len, it.val, wvn)
+            it.next()
+    except BaseException:
+        if tb is not None:
+            tb.abandon()
+        raise
+    return tb
+
+
+cdef TableBuilder _write_memtable(WriteState* s, MemTable mem, new_table,
+                                 uint64_t target_file_size, list outputs):
+    """write_tables() over a memtable, the GIL released except to open or finish
+    an output. The memtable is immutable here and `mem` keeps its arena alive."""
+    cdef TableBuilder tb = None
+    cdef bint have_tb = False, first_of_key = False, cut = False
+    cdef const uint8_t* wk = NULL
+    cdef size_t wvn = 0
+    cdef int act = 0, r = 0
+    cdef Node* node = mem.head.next[0]
+    try:
+        while node != NULL:
+            with nogil:
+                while node != NULL:
+                    act = classify(s, node_key(node), node.klen, node_val(node), node.vlen,
+                                   &first_of_key, &wk, &wvn)
+                    if act < 0:
+                        r = ERR_NOMEM
+                        break
+                    cut = first_of_key and have_tb and tb.offset >= target_file_size
+                    if cut or (act and not have_tb):
+                        break                       # needs the GIL; the entry is classified, not yet written
+                    if act:
+                        r = tb.add_c(wk, node.klen, node_val(node), wvn)
+                        if r < 0:
+                            break
+                        if tb.out.len >= OUT_FLUSH_BYTES and tb.flush_out_c() < 0:
+                            r = ERR_IO
+                            break
+                    node = node.next[0]
+            if r == ERR_IO:
+                raise OSError(errno, f"write failed: {tb.path}: {os.strerror(errno)}")
+            if r < 0:
+                if have_tb:
+                    tb._raise(r)
+                raise MemoryError()
+            if node == NULL:
+                break
+            if cut:
+                outputs.append(_finish(tb))
+                tb = None
+                have_tb = False
+            if act:
+                if not have_tb:
+                    tb = new_table()
+                    have_tb = True
+                tb.add(wk, node.klen, node_val(node), wvn)
+            node = node.next[0]
+    except BaseException:
+        if tb is not None:
+            tb.abandon()
+        raise
+    return tb
 
 
 cdef dict _finish(TableBuilder tb):

@@ -13,6 +13,7 @@ import pytest
 from lsmkv._cache import LRUCache
 from lsmkv._coding import crc32c_py, decode_varint
 from lsmkv._memtable import MemTable, MemTableIterator
+from lsmkv._iterator import MergingIterator
 from lsmkv._table import (DELETED, BlockBuilder, TableBuilder, TableReader, block_entries,
                           make_tag_py, write_tables)
 from lsmkv.errors import CorruptionError
@@ -712,6 +713,87 @@ def test_write_tables_abandons_outputs_on_error(tmp_path):
         write_tables(MemTableIterator(memtable_of(entries)), new_table, 0, False, 0, 2048)
     assert len(made) == 3
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+@pytest.mark.parametrize("snapshot,bottommost", [(1 << 40, True), (150, False), (150, True)])
+def test_memtable_path_writes_the_same_bytes_as_the_iterator_path(tmp_path, compression, snapshot, bottommost):
+    """write_tables walks a memtable without the GIL and any other iterator with it;
+    both must make the same decisions and byte-identical files (cuts included)."""
+    entries = make_entries(400, seed=11, value_size=(0, 300))
+    outs = {}
+    for name, wrap in (("mem", lambda m: MemTableIterator(m)),
+                       ("iter", lambda m: MergingIterator([MemTableIterator(m)]))):
+        d = tmp_path / name
+        d.mkdir()
+        out = Outputs(d, block_size=512, compression=compression)
+        stats = {}
+        metas = write_tables(wrap(memtable_of(entries)), out, snapshot, bottommost, 250, 8192, stats)
+        outs[name] = ([open(m["path"], "rb").read() for m in metas], stats)
+    assert len(outs["mem"][0]) > 3, "the target size should cut several outputs"
+    assert outs["mem"] == outs["iter"]
+
+
+def test_fallback_compression_writes_tables_libzstd_reads(tmp_path):
+    """Without libzstd (LSMKV_LIBZSTD=none) tables are compressed by python-zstandard,
+    dictionary ones included; this process (libzstd loaded) reads them, and the
+    reverse holds too."""
+    from lsmkv._zstd import libzstd_info
+    assert libzstd_info()["loaded"], libzstd_info()
+    code = """if 1:
+        import sys, random
+        sys.path.insert(0, sys.argv[1])
+        from lsmkv._zstd import libzstd_info
+        from lsmkv._table import TableBuilder, TableReader
+        assert not libzstd_info()["loaded"] and "LSMKV_LIBZSTD" in libzstd_info()["reason"]
+        d = sys.argv[2]
+        for name, dict_bytes in (("000001.sst", 0), ("000002.sst", 1024)):
+            tb = TableBuilder(d + "/" + name, 1024, "zstd", 3, 10, 16, dict_bytes)
+            rng = random.Random(1)
+            for i in range(5000):
+                tb.py_add(b"k%06d" % i + (((i + 1) << 8) | 1).to_bytes(8, "little"),
+                          b"value %d %s" % (i, rng.choice([b"red", b"green", b"blue"]) * 8))
+            tb.finish()
+        # and it reads what libzstd wrote
+        t = TableReader(d + "/000003.sst", 3)
+        assert t.verify() == 3000, t.verify()
+    """
+    tb = TableBuilder(str(tmp_path / "000003.sst"), 1024, "zstd", 3, 10, 16, 1024)
+    for i in range(3000):
+        tb.py_add(b"k%06d" % i + (((i + 1) << 8) | 1).to_bytes(8, "little"), b"x%d" % i * 10)
+    tb.finish()
+    env = dict(os.environ, LSMKV_LIBZSTD="none")
+    r = subprocess.run([sys.executable, "-c", code, lsmkv_import_path(), str(tmp_path)], cwd="/",
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rng = random.Random(1)
+    want = [b"value %d %s" % (i, rng.choice([b"red", b"green", b"blue"]) * 8) for i in range(5000)]
+    for number in (1, 2):
+        t = TableReader(str(tmp_path / f"{number:06d}.sst"), number)
+        assert t.verify() == 5000
+        assert [t.py_get(b"k%06d" % i) for i in range(0, 5000, 7)] == want[::7]
+        h, blocks = layout(tmp_path / f"{number:06d}.sst")
+        data = open(tmp_path / f"{number:06d}.sst", "rb").read()
+        assert {data[off + size] for off, size in blocks} - {0} == ({2} if number == 2 else {1})
+
+
+def test_unloadable_libzstd_is_reported(tmp_path):
+    code = """if 1:
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from lsmkv._zstd import libzstd_info
+        i = libzstd_info()
+        assert not i["loaded"] and "no-such-libzstd.so" in i["reason"], i
+        import lsmkv
+        with lsmkv.DB(sys.argv[2]) as db:
+            db.put(b"a", b"b" * 1000)
+            db.flush()
+            assert db.get(b"a") == b"b" * 1000
+    """
+    env = dict(os.environ, LSMKV_LIBZSTD="no-such-libzstd.so")
+    r = subprocess.run([sys.executable, "-c", code, lsmkv_import_path(), str(tmp_path / "db")], cwd="/",
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 # ------------------------------------------------------------------ zstd dictionary
