@@ -8,7 +8,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSMKV_DEBUG") == "1"
-MODULES = ["_coding", "_zstd", "_memtable", "_iterator", "_table", "_wal", "_cache", "_engine"]
+MODULES = ["_coding", "_fileio", "_zstd", "_memtable", "_iterator", "_table", "_wal", "_cache", "_engine"]
 
 cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
 extensions = [

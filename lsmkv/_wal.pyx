@@ -29,7 +29,9 @@ import os
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from libc.errno cimport errno
-from posix.unistd cimport close, fsync, ftruncate, write
+from posix.unistd cimport close, fsync, ftruncate, write, unlink
+from posix.fcntl cimport open as c_open, O_RDWR, O_CREAT, O_EXCL, O_CLOEXEC
+from lsmkv._fileio cimport c_fsync_dir
 from libc.stdlib cimport malloc, realloc, free
 from lsmkv._coding cimport crc32c, store_u32
 
@@ -41,7 +43,7 @@ cdef extern from "sys/mman.h" nogil:
     void* mremap(void* old_address, size_t old_size, size_t new_size, int flags)
     int munmap(void* addr, size_t length)
     int msync(void* addr, size_t length, int flags)
-    int PROT_READ, PROT_WRITE, MAP_SHARED, MS_SYNC, MREMAP_MAYMOVE
+    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_POPULATE, MS_SYNC, MREMAP_MAYMOVE
     void* MAP_FAILED
 
 DEF PAGE = 4096
@@ -65,37 +67,63 @@ cdef class LogWriter:
         self.pos = 0
         self.synced = 0
 
-    def __init__(self, path, uint64_t number, size_t prealloc=1 << 20, bint use_mmap=True):
+    def __init__(self, path, uint64_t number, size_t prealloc=1 << 20, bint use_mmap=True,
+                 sync_dir=None):
+        """Create the log (it must not exist). With sync_dir, that directory is
+        fsynced too, so the new file's entry is durable. All the system calls run
+        in one GIL release (see lsmkv._fileio for why that matters)."""
         self.path = str(path)
         self.number = number
         self.use_mmap = use_mmap
         prealloc = _round_page(max(prealloc, PAGE))
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-        cdef int r
-        cdef void* m
+        cdef bytes p = os.fsencode(self.path)
+        cdef bytes d = os.fsencode(sync_dir) if sync_dir is not None else None
+        cdef const char* cp = p
+        cdef const char* dp = NULL
+        cdef int fd = -1, stage = 0, err = 0, r
+        cdef void* m = MAP_FAILED
+        if d is not None:
+            dp = d
         if not use_mmap:
             self.base = <uint8_t*>malloc(PAGE)
             if self.base == NULL:
-                os.close(self.fd)
                 raise MemoryError()
             self.cap = PAGE
-            return
-        try:
-            with nogil:
-                r = posix_fallocate(self.fd, 0, prealloc)
-            if r != 0:
-                raise OSError(r, f"cannot preallocate log {self.path}: {os.strerror(r)}")
-            m = mmap(NULL, prealloc, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, 0)
-            if m == MAP_FAILED:
-                raise OSError(errno, f"cannot mmap log {self.path}: {os.strerror(errno)}")
+        with nogil:
+            fd = c_open(cp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if fd < 0:
+                stage = 1
+                err = errno
+            elif use_mmap:
+                r = posix_fallocate(fd, 0, prealloc)
+                if r != 0:
+                    stage = 2
+                    err = r
+                else:
+                    m = mmap(NULL, prealloc, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
+                    if m == MAP_FAILED:
+                        stage = 3
+                        err = errno
+                    elif fsync(fd) != 0:        # the file's size and extents are durable
+                        stage = 4
+                        err = errno
+            if stage == 0 and dp != NULL:
+                err = c_fsync_dir(dp)
+                if err:
+                    stage = 5
+            if stage >= 2:
+                if m != MAP_FAILED:
+                    munmap(m, prealloc)
+                close(fd)
+                unlink(cp)
+        if stage:
+            what = {1: "cannot create", 2: "cannot preallocate", 3: "cannot mmap",
+                    4: "cannot fsync", 5: "cannot fsync the directory of"}[stage]
+            raise OSError(err, f"{what} log {self.path}: {os.strerror(err)}", self.path)
+        self.fd = fd
+        if use_mmap:
             self.base = <uint8_t*>m
             self.cap = prealloc
-            os.fsync(self.fd)        # the file's size and extents are durable
-        except BaseException:
-            os.close(self.fd)
-            self.fd = -1
-            os.unlink(self.path)
-            raise
 
     def __dealloc__(self):
         if self.base != NULL:
@@ -195,26 +223,39 @@ cdef class LogWriter:
     def capacity(self):
         return self.cap
 
-    def close(self, bint truncate=True):
-        """Sync, unmap, drop the unused preallocated tail, fsync and close."""
+    def close(self, bint truncate=True, bint sync=True):
+        """Sync, unmap, drop the unused preallocated tail, fsync and close, in one
+        GIL release. sync=False (a log whose data is already in an SST) only
+        unmaps and closes."""
         if self.base == NULL:
             return
-        self.sync_c()
-        if not self.use_mmap:
-            free(self.base)
-            self.base = NULL
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-            return
-        munmap(self.base, self.cap)
+        cdef size_t start = self.synced & ~(<size_t>PAGE - 1)
+        cdef int stage = 0, err = 0
+        if not sync:
+            truncate = False
+        with nogil:
+            if self.use_mmap:
+                if sync and self.synced != self.pos and \
+                        msync(self.base + start, self.pos - start, MS_SYNC) != 0:
+                    stage = 1
+                munmap(self.base, self.cap)
+                if stage == 0 and truncate and ftruncate(self.fd, self.pos) != 0:
+                    stage = 2
+                if stage == 0 and truncate and fsync(self.fd) != 0:
+                    stage = 3
+            else:
+                free(self.base)
+                if sync and self.synced != self.pos and fsync(self.fd) != 0:
+                    stage = 3
+            err = errno
+            close(self.fd)
         self.base = NULL
-        if truncate:
-            if ftruncate(self.fd, self.pos) != 0:
-                raise OSError(errno, f"truncate failed: {self.path}")
-            os.fsync(self.fd)
-        os.close(self.fd)
         self.fd = -1
+        if stage == 0 and sync:
+            self.synced = self.pos
+        if stage:
+            what = {1: "msync", 2: "truncate", 3: "fsync"}[stage]
+            raise OSError(err, f"{what} failed closing log {self.path}: {os.strerror(err)}", self.path)
 
     def abandon(self):
         """Unmap and close without syncing (simulated crash; tests)."""

@@ -94,9 +94,10 @@ def run_compaction(db, inputs, output_level, bottommost):
             stats["compactions"] += 1
             sv = db.sv
             db._install(sv.mem, sv.imms)
-            db._delete_obsolete_files()     # the outputs are in the current version now
+            db._collect_obsolete_files()    # the outputs are in the current version now
 
         db._log_and_apply(edit, installed)
+        db._purge_obsolete_files()
     finally:
         with db.mutex:
             db._pending_outputs.difference_update(numbers)

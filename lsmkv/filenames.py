@@ -10,6 +10,8 @@
 import os
 import re
 
+from lsmkv._fileio import fsync_dir  # noqa: F401 - re-exported: one GIL release per call
+
 _PATTERN = re.compile(r"^(?:(\d{6,})\.(log|sst)|MANIFEST-(\d{6,}))$")
 
 
@@ -41,14 +43,6 @@ def parse(name):
     if m.group(3):
         return "manifest", int(m.group(3))
     return m.group(2), int(m.group(1))
-
-
-def fsync_dir(dbpath):
-    fd = os.open(dbpath, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def set_current(dbpath, manifest_number):

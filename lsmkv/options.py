@@ -41,6 +41,7 @@ class Options:
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     mmap_reads: bool = True                    # read tables through a mapping (False: pread)
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
+    background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
     create_if_missing: bool = True
     error_if_exists: bool = False
     clock: object = field(default=time.time)   # seconds; used for TTL
@@ -72,6 +73,9 @@ class Options:
         if self.compaction_worker not in ("process", "thread"):
             raise ValueError(f"option compaction_worker must be 'process' or 'thread', "
                              f"got {self.compaction_worker!r}")
+        if self.background_priority not in ("low", "normal"):
+            raise ValueError(f"option background_priority must be 'low' or 'normal', "
+                             f"got {self.background_priority!r}")
         for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")

@@ -26,6 +26,7 @@ import os
 
 from lsmkv import filenames
 from lsmkv._coding import decode_varint, encode_varint
+from lsmkv._fileio import append_sync
 from lsmkv.errors import CorruptionError
 from lsmkv.logformat import frame, read_log
 
@@ -297,26 +298,13 @@ class VersionSet:
         the edit adds files, and the MANIFEST fsync). Callers serialize log+apply
         pairs, so edits are applied in the order they are logged."""
         edit.next_file_number = self.next_file_number
-        if edit.added:
-            # the new tables' directory entries must be durable before the MANIFEST names them
-            filenames.fsync_dir(self.dbpath)
         if edit.last_sequence is None:
             edit.last_sequence = self.last_sequence
-        record = frame(edit.encode())
-        fd = self._manifest_fd
-        pos = os.lseek(fd, 0, os.SEEK_END)
-        try:
-            n = os.write(fd, record)
-            if n != len(record):
-                raise OSError(f"short write to manifest ({n} of {len(record)} bytes)")
-            os.fsync(fd)
-        except BaseException:
-            # cut a partial record off so later edits do not follow a torn one
-            try:
-                os.ftruncate(fd, pos)
-            except OSError:
-                pass
-            raise
+        # the new tables' directory entries must be durable before the MANIFEST
+        # names them; both fsyncs happen in one GIL release (lsmkv._fileio)
+        append_sync(self._manifest_fd, frame(edit.encode()),
+                    filenames.manifest_name(self.dbpath, self.manifest_number),
+                    sync_dir=self.dbpath if edit.added else None)
 
     def apply(self, edit):
         """Make a logged edit current."""

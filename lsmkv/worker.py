@@ -104,6 +104,17 @@ def _remove_outputs(job):
             pass
 
 
+def set_nice(tid, nice):
+    """Lower a thread's or process's CPU priority (Linux: per thread, by native id),
+    as RocksDB's Env::LowerThreadPoolCPUPriority does for its background pools.
+    Returns whether it took effect."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 class WorkerDied(RuntimeError):
     """The worker process exited (killed, or out of memory) before answering."""
 
@@ -111,7 +122,8 @@ class WorkerDied(RuntimeError):
 class Worker:
     """A child process running compaction jobs, one at a time (thread-safe)."""
 
-    def __init__(self):
+    def __init__(self, nice=0):
+        self._nice = nice          # the child's CPU priority (0: inherit)
         self._proc = None
         self._lock = threading.Lock()
         self.jobs = 0
@@ -125,6 +137,8 @@ class Worker:
         self._proc = subprocess.Popen([sys.executable, "-c", "import sys; from lsmkv.worker import main; sys.exit(main())", str(os.getpid())],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root, env=env,
                                       close_fds=True)
+        if self._nice:
+            set_nice(self._proc.pid, self._nice)
 
     @property
     def pid(self):

@@ -209,3 +209,27 @@ def test_append_accepts_bytes_like(tmp_path):
     w.append(b"")
     w.close()
     assert payloads_of(read_log(str(path), read(path))) == [b"ba", b"mv", b""]
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_close_without_sync_keeps_records_readable(tmp_path, use_mmap):
+    """close(sync=False) (a log already flushed to an SST) unmaps and closes only;
+    what was written stays in the page cache and reads back."""
+    path = tmp_path / "000014.log"
+    w = LogWriter(path, 14, PAGE, use_mmap, sync_dir=tmp_path)
+    w.append(b"one")
+    w.append(b"two")
+    w.close(sync=False)
+    w.close(sync=False)                     # a second close is a no-op
+    assert payloads_of(read_log(str(path), read(path))) == [b"one", b"two"]
+    with pytest.raises(ValueError):
+        w.append(b"late")
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_failed_directory_sync_removes_the_new_log(tmp_path, use_mmap):
+    path = tmp_path / "000015.log"
+    with pytest.raises(FileNotFoundError) as e:
+        LogWriter(path, 15, PAGE, use_mmap, sync_dir=tmp_path / "missing")
+    assert "000015.log" in str(e.value) and "directory" in str(e.value)
+    assert not path.exists()
