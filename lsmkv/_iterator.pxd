@@ -26,6 +26,8 @@ cdef class MergingIterator(InternalIterator):
     cdef int* heap               # heap of valid child indices (n > HEAP_MIN_CHILDREN), or NULL
     cdef int heap_n
     cdef int heap_dir            # direction the heap is ordered for; 0 = not built
+    cdef const uint8_t** hkey    # heap mode: each valid child's current key and length, so
+    cdef size_t* hlen            #   heap comparisons touch no Python object
     cdef void _pick(self, int direction) noexcept
     cdef bint _before(self, int a, int b, int direction) noexcept
     cdef void _sift_down(self, int i, int direction) noexcept

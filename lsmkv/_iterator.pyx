@@ -84,19 +84,23 @@ cdef class MergingIterator(InternalIterator):
         self.heap_dir = 0
         self.heap_n = 0
         self.heap = NULL
+        self.hkey = NULL
+        self.hlen = NULL
         if self.n > HEAP_MIN_CHILDREN:
             self.heap = <int*>malloc(self.n * sizeof(int))
-            if self.heap == NULL:
+            self.hkey = <const uint8_t**>malloc(self.n * sizeof(uint8_t*))
+            self.hlen = <size_t*>malloc(self.n * sizeof(size_t))
+            if self.heap == NULL or self.hkey == NULL or self.hlen == NULL:
                 raise MemoryError()
 
     def __dealloc__(self):
         free(self.heap)
+        free(self.hkey)
+        free(self.hlen)
 
     cdef bint _before(self, int a, int b, int direction) noexcept:
-        """Does child a come before child b in `direction`?"""
-        cdef InternalIterator x = <InternalIterator>self.children[a]
-        cdef InternalIterator y = <InternalIterator>self.children[b]
-        return cmp_ikey(x.key, x.key_len, y.key, y.key_len) * direction < 0
+        """Does child a come before child b in `direction`? (heap mode: keys cached)"""
+        return cmp_ikey(self.hkey[a], self.hlen[a], self.hkey[b], self.hlen[b]) * direction < 0
 
     cdef void _sift_down(self, int i, int direction) noexcept:
         cdef int* h = self.heap
@@ -121,9 +125,12 @@ cdef class MergingIterator(InternalIterator):
         if self.heap != NULL:
             self.heap_n = 0
             for i in range(self.n):
-                if (<InternalIterator>self.children[i]).valid:
+                c = <InternalIterator>self.children[i]
+                if c.valid:
                     self.heap[self.heap_n] = i
                     self.heap_n += 1
+                    self.hkey[i] = c.key
+                    self.hlen[i] = c.key_len
             for i in range(self.heap_n // 2 - 1, -1, -1):
                 self._sift_down(i, direction)
             self.heap_dir = direction
@@ -158,6 +165,9 @@ cdef class MergingIterator(InternalIterator):
             if not c.valid:          # the top child is done: the last one takes its place
                 self.heap_n -= 1
                 self.heap[0] = self.heap[self.heap_n]
+            else:
+                self.hkey[self.current] = c.key
+                self.hlen[self.current] = c.key_len
             self._sift_down(0, direction)
             if self.heap_n:
                 self._set(self.heap[0], <InternalIterator>self.children[self.heap[0]])
