@@ -34,8 +34,9 @@ cdef class TableReader:
     cdef bytes index_data
     cdef readonly uint64_t index_offset
     cdef bytes filter_data
-    cdef readonly object zdict
+    cdef readonly object zdict       # python-zstandard's form of the dictionary (fallback reads)
     cdef object ztls
+    cdef void* ddict                 # libzstd's digested dictionary, or NULL
     cdef const uint8_t* fbits
     cdef uint64_t fnlines
     cdef int fk

@@ -54,7 +54,8 @@ from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, 
 from lsmkv._iterator cimport InternalIterator, MergingIterator
 from lsmkv._memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
 from lsmkv._zstd cimport (ZComp, zstd_loaded, zcomp_init, zcomp_free, zcomp_compress, zstd_bound,
-                          zstd_is_error, zstd_error_name)
+                          zstd_is_error, zstd_error_name, zdctx_new, zdctx_free, zddict_new,
+                          zddict_free, zstd_content_size, zstd_decompress)
 from lsmkv.errors import CorruptionError
 
 DEF FOOTER_SIZE = 80
@@ -70,9 +71,27 @@ cdef uint32_t BLOOM_SEED = 0xBC9F1D34U
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
 DELETED = object()
 
-# A ZstdDecompressor must not be used by two threads at once (it releases the
-# GIL while it works), so every thread gets its own.
+# A decompression context must not be used by two threads at once, so every
+# thread gets its own: libzstd's (no GIL release, no Python object per block),
+# or python-zstandard's when libzstd is not loaded.
 _tls = threading.local()
+
+cdef class _DCtx:
+    cdef void* p
+    def __dealloc__(self):
+        zdctx_free(self.p)
+
+cdef void* _dctx() except NULL:
+    cdef _DCtx d
+    try:
+        return (<_DCtx>_tls.z).p
+    except AttributeError:
+        d = _DCtx()
+        d.p = zdctx_new()
+        if d.p == NULL:
+            raise MemoryError("libzstd: cannot create a decompression context")
+        _tls.z = d
+        return d.p
 
 cdef object _decompressor():
     try:
@@ -80,6 +99,8 @@ cdef object _decompressor():
     except AttributeError:
         _tls.d = zstandard.ZstdDecompressor()
         return _tls.d
+
+DEF MAX_BLOCK_CONTENT = 1 << 28   # a frame declaring more is corrupt (block_size is at most 64 MiB)
 
 cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept nogil:
     cdef uint64_t h1, h2
@@ -387,6 +408,21 @@ cdef inline int decode_handle(const uint8_t* p, size_t n, uint64_t* off, uint64_
     return 0
 
 
+cdef bytes _decompress(const uint8_t* p, size_t n, const void* ddict, object path, uint64_t off):
+    """One zstd frame through libzstd into a new bytes object of its declared size."""
+    cdef long long size = zstd_content_size(p, n)
+    if size < 0 or size > MAX_BLOCK_CONTENT:
+        raise CorruptionError(path, off, "zstd: bad frame header" if size == -2 else
+                              f"zstd: frame declares {'no' if size == -1 else 'an impossible'} content size")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef size_t r = zstd_decompress(_dctx(), PyBytes_AS_STRING(out), size, p, n, ddict)
+    if zstd_is_error(r):
+        raise CorruptionError(path, off, f"zstd: {zstd_error_name(r).decode()}")
+    if r != <size_t>size:
+        raise CorruptionError(path, off, f"zstd: frame holds {r} bytes, its header says {size}")
+    return out
+
+
 cdef bytes check_block(const uint8_t* p, size_t n, object path, uint64_t off, TableReader table=None):
     """Verify the trailer of the n bytes at p (block as stored + trailer) and return
     the block's contents (a new bytes object; p is not kept)."""
@@ -400,10 +436,12 @@ cdef bytes check_block(const uint8_t* p, size_t n, object path, uint64_t off, Ta
     if btype == BLOCK_RAW:
         return PyBytes_FromStringAndSize(<char*>p, body)
     if btype == BLOCK_ZSTD or btype == BLOCK_ZSTD_DICT:
+        if btype == BLOCK_ZSTD_DICT and (table is None or table.zdict is None):
+            raise CorruptionError(path, off, "block needs the table's dictionary, which it lacks")
+        if zstd_loaded():
+            return _decompress(p, body, table.ddict if btype == BLOCK_ZSTD_DICT else NULL, path, off)
         if btype == BLOCK_ZSTD:
             d = _decompressor()
-        elif table is None or table.zdict is None:
-            raise CorruptionError(path, off, "block needs the table's dictionary, which it lacks")
         else:
             d = table._dict_decompressor()
         try:   # decompress straight from p: no copy of the stored block
@@ -440,6 +478,7 @@ cdef class TableReader:
         self.fd = -1
         self.map = NULL
         self.map_len = 0
+        self.ddict = NULL
 
     def __init__(self, path, uint64_t number, cache=None, bint use_mmap=True):
         self.path = str(path)
@@ -485,10 +524,15 @@ cdef class TableReader:
         self.ztls = threading.local()
         self.zdict = None
         if h[7]:
+            dict_data = self.read_block(h[6], h[7])
             try:
-                self.zdict = zstandard.ZstdCompressionDict(self.read_block(h[6], h[7]))
+                self.zdict = zstandard.ZstdCompressionDict(dict_data)
             except zstandard.ZstdError as e:
                 raise CorruptionError(self.path, h[6], f"bad compression dictionary: {e}") from None
+            if zstd_loaded():
+                self.ddict = zddict_new(PyBytes_AS_STRING(dict_data), PyBytes_GET_SIZE(dict_data))
+                if self.ddict == NULL:
+                    raise CorruptionError(self.path, h[6], "bad compression dictionary (libzstd refused it)")
         self.index_offset = h[0]
         self.index_data = self.read_block(h[0], h[1])
         self.filter_data = self.read_block(h[2], h[3])
@@ -509,6 +553,7 @@ cdef class TableReader:
                 raise CorruptionError(self.path, h[2], "bad bloom filter parameters")
 
     def __dealloc__(self):
+        zddict_free(self.ddict)
         if self.map != NULL:
             munmap(<void*>self.map, self.map_len)
         if self.fd >= 0:

@@ -18,8 +18,9 @@ the same zstd frame format, so tables stay readable either way.
 
 Invariants:
   1. Every function here is nogil and never touches a Python object.
-  2. A ZComp / ZDecomp is used by one thread at a time (libzstd contexts are
-     not thread-safe); a dictionary's CDict / DDict is owned by its context.
+  2. A ZComp or a decompression context is used by one thread at a time
+     (libzstd contexts are not thread-safe); a ZComp owns its CDict; a DDict is
+     read-only and shared by the threads reading one table.
   3. Frames are written with their content size and without a dictionary id
      or checksum (the block trailer carries a CRC32C): the same frames
      python-zstandard writes with write_dict_id=False.
@@ -201,31 +202,28 @@ cdef size_t zcomp_compress(ZComp* z, void* dst, size_t cap, const void* src, siz
     return api.compress2(z.cctx, dst, cap, src, n)
 
 
-cdef int zdecomp_init(ZDecomp* z, const void* dict_data, size_t dict_len) noexcept nogil:
-    """A decompression context, with a dictionary when dict_len > 0. 0 or -1."""
-    z.dctx = NULL
-    z.ddict = NULL
+cdef void* zdctx_new() noexcept nogil:
+    """A decompression context (NULL if libzstd is not loaded or memory ran out)."""
     if not loaded:
-        return -1
-    z.dctx = api.createDCtx()
-    if z.dctx == NULL:
-        return -1
-    if dict_len:
-        z.ddict = api.createDDict(dict_data, dict_len)
-        if z.ddict == NULL:
-            api.freeDCtx(z.dctx)
-            z.dctx = NULL
-            return -1
-    return 0
+        return NULL
+    return api.createDCtx()
 
 
-cdef void zdecomp_free(ZDecomp* z) noexcept nogil:
-    if z.dctx != NULL:
-        api.freeDCtx(z.dctx)
-        z.dctx = NULL
-    if z.ddict != NULL:
-        api.freeDDict(z.ddict)
-        z.ddict = NULL
+cdef void zdctx_free(void* dctx) noexcept nogil:
+    if dctx != NULL:
+        api.freeDCtx(dctx)
+
+
+cdef void* zddict_new(const void* dict_data, size_t dict_len) noexcept nogil:
+    """A digested dictionary (a table's), which any number of threads may share."""
+    if not loaded:
+        return NULL
+    return api.createDDict(dict_data, dict_len)
+
+
+cdef void zddict_free(void* ddict) noexcept nogil:
+    if ddict != NULL:
+        api.freeDDict(ddict)
 
 
 cdef long long zstd_content_size(const void* src, size_t n) noexcept nogil:
@@ -234,8 +232,10 @@ cdef long long zstd_content_size(const void* src, size_t n) noexcept nogil:
     return <long long>api.getFrameContentSize(src, n)
 
 
-cdef size_t zdecomp_decompress(ZDecomp* z, void* dst, size_t cap, const void* src, size_t n) noexcept nogil:
-    """Decompress one frame; its decompressed size, or an error code (zstd_is_error)."""
-    if z.ddict != NULL:
-        return api.decompress_usingDDict(z.dctx, dst, cap, src, n, z.ddict)
-    return api.decompressDCtx(z.dctx, dst, cap, src, n)
+cdef size_t zstd_decompress(void* dctx, void* dst, size_t cap, const void* src, size_t n,
+                            const void* ddict) noexcept nogil:
+    """Decompress one frame (with ddict, or none); its decompressed size, or an
+    error code (zstd_is_error)."""
+    if ddict != NULL:
+        return api.decompress_usingDDict(dctx, dst, cap, src, n, ddict)
+    return api.decompressDCtx(dctx, dst, cap, src, n)
