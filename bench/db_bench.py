@@ -1609,24 +1609,7 @@ class Runner:
             vr = random.Random(f"{a.seed}:verify:{len(self.results)}")
             sample = [ki for ki in vr.sample(range(n), min(a.verify, n)) if model[ki] >= 0 or
                       not a.use_existing_db]
-            e.begin_reads()
-            try:
-                get, bad = e.op_get(), 0
-                for ki in sample:
-                    want = model[ki]
-                    k = b"%0*d" % (width, ki)
-                    got = get(k)
-                    exp = None if want < 0 else d.pool[want]
-                    if got != exp:
-                        bad += 1
-                        if bad <= 3:
-                            problems.append(f"after {name}: get({k!r}) returned "
-                                            f"{'None' if got is None else repr(got[:20]) + '...'}, expected "
-                                            f"{'None' if exp is None else repr(exp[:20]) + '...'}")
-                if bad > 3:
-                    problems.append(f"after {name}: {bad} of {len(sample)} sampled gets wrong")
-            finally:
-                e.end_reads()
+            problems += self.check_gets(name, [(b"%0*d" % (width, ki), model[ki]) for ki in sample])
         # what later workloads may expect: the model over [0, --num) when it covers it
         if not a.use_existing_db and n <= d.num:
             d.model = model + array.array("i", [-1]) * (d.num - n)
@@ -1685,7 +1668,7 @@ class Runner:
 
     def verify(self, name, res):
         """Check found counts and a sample of gets against the model (untimed)."""
-        a, e, d = self.args, self.engine, self.data
+        a, d = self.args, self.data
         problems = []
         if "found" in res and res.get("found_expected") is not None and res["found"] != res["found_expected"]:
             problems.append(f"{name} found {res['found']} keys, expected {res['found_expected']}")
@@ -1693,24 +1676,29 @@ class Runner:
             return problems
         rng = random.Random(f"{a.seed}:verify:{len(self.results)}")
         sample = rng.sample(range(d.num), min(a.verify, d.num))
+        return problems + self.check_gets(name, [(d.keys[ki], d.model[ki]) for ki in sample])
+
+    def check_gets(self, name, pairs):
+        """get() each key of pairs ((key, model value index or -1 for absent)) and
+        describe the wrong answers (the first three, then a count)."""
+        e, pool = self.engine, self.data.pool
+        problems, bad = [], 0
         e.begin_reads()
         try:
             get = e.op_get()
-            bad = 0
-            for ki in sample:
-                want = d.model[ki]
-                got = get(d.keys[ki])
-                exp = None if want < 0 else d.pool[want]
+            for k, want in pairs:
+                got = get(k)
+                exp = None if want < 0 else pool[want]
                 if got != exp:
                     bad += 1
                     if bad <= 3:
-                        problems.append(f"after {name}: get({d.keys[ki]!r}) returned "
+                        problems.append(f"after {name}: get({k!r}) returned "
                                         f"{'None' if got is None else repr(got[:20]) + '...'}, expected "
                                         f"{'None' if exp is None else repr(exp[:20]) + '...'}")
-            if bad > 3:
-                problems.append(f"after {name}: {bad} of {len(sample)} sampled gets wrong")
         finally:
             e.end_reads()
+        if bad > 3:
+            problems.append(f"after {name}: {bad} of {len(pairs)} sampled gets wrong")
         return problems
 
 

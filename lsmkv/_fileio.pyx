@@ -4,10 +4,11 @@
 Why: every os.open / os.fsync / os.write releases the GIL and takes it back.
 When a background thread takes the GIL back from a busy writer thread, the
 writer's current put waits for it (up to the 5 ms switch interval, then for as
-long as the background thread runs Python). Measured on fillsustained, the
-flush thread's ~20 separate system calls per flush were ~20 slow puts per
-flush, the largest share of the put latency tail (docs/tuning.md, row 1). So
-the background paths do their I/O here, one `with nogil:` block per step.
+long as the background thread runs Python). Measured on a 3M-put fill with
+compaction off: creating the next log took 8 os.* calls and lined up with ~7.6
+puts >= 30 us per flush; grouped into one release it lined up with ~2.8
+(docs/tuning.md, row 1). So background paths do their I/O here, one
+`with nogil:` block per step.
 
 Errors are raised as OSError with errno and the file's path.
 """

@@ -2,10 +2,10 @@
 """Direct calls into libzstd, without the GIL and without a Python object per block.
 
 Why: python-zstandard releases and re-takes the GIL around every compress()
-call and returns a new bytes object each time. A background flush that
-compresses ~1,000 small blocks therefore hands the GIL back and forth with the
-foreground writer ~1,000 times, and each hand-over costs the writer a delay of
-up to the 5 ms switch interval (docs/tuning.md, row 1). Calling libzstd
+call and returns a new bytes object each time. A background flush compressing a
+4 MiB memtable's ~800 blocks one call at a time hands the GIL back and forth
+with a busy writer ~800 times, and each hand-over delays the writer's current
+put (measured: 50 us-1 ms; docs/tuning.md, row 1). Calling libzstd
 directly lets a whole memtable flush run inside one `with nogil:` block.
 
 How: python-zstandard links its own libzstd statically and exports none of its

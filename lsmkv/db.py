@@ -485,7 +485,8 @@ class DB(CoreDB):
     def _lower_priority(self):
         """Background threads run at a low CPU priority (option background_priority),
         so on a busy machine the scheduler does not preempt the writer for them:
-        measured on fillsustained (2 cores), puts >= 50 us fell from ~2,000 to ~1,000."""
+        in an instrumented 3M-put fill (2 cores) puts >= 50 us fell from 2,040 to
+        806-1,340 (docs/tuning.md)."""
         if self._bg_nice:
             set_nice(threading.get_native_id(), self._bg_nice)
 
