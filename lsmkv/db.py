@@ -148,7 +148,7 @@ class DB(CoreDB):
         self._bg_nice = BACKGROUND_NICE if opts.background_priority == "low" else 0
         self._worker = Worker(self._bg_nice) if opts.compaction_worker == "process" else None
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
-                          compactions=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
+                          compactions=0, compactions_without_dict=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0,
                           stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0},
                           compactions_by_reason={},

@@ -46,13 +46,16 @@ def numbers_needed(input_bytes, target_file_size):
     return 2 * math.ceil(input_bytes / max(1, target_file_size)) + 4
 
 
-def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms):
-    """The job for merging `inputs` (TableReader paths, newer data first)."""
+def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict_bytes=None):
+    """The job for merging `inputs` (TableReader paths, newer data first). dict_bytes:
+    the outputs' zstd dictionary size (None: options.compression_dict_bytes)."""
     o = options
+    if dict_bytes is None:
+        dict_bytes = o.compression_dict_bytes
     return {"inputs": list(inputs), "numbers": list(numbers), "dir": dbdir,
             "block_size": o.block_size, "compression": o.compression,
             "compression_level": o.compression_level, "bloom_bits": o.bloom_bits_per_key,
-            "restart_interval": o.block_restart_interval, "dict_bytes": o.compression_dict_bytes,
+            "restart_interval": o.block_restart_interval, "dict_bytes": dict_bytes,
             "mmap_reads": o.mmap_reads, "target_file_size": o.target_file_size_base,
             "snapshot": snapshot, "bottommost": bottommost, "now_ms": now_ms}
 
