@@ -101,7 +101,7 @@ def run_compaction(db, inputs, output_level, bottommost):
             db._collect_obsolete_files()    # the outputs are in the current version now
 
         db._log_and_apply(edit, installed)
-        db._purge_obsolete_files()
+        db._wake_janitor()        # the inputs are unlinked by the janitor thread
     finally:
         with db.mutex:
             db._pending_outputs.difference_update(numbers)

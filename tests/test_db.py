@@ -631,3 +631,38 @@ def test_l0_stop_blocks_writes_until_compaction_catches_up(dbpath):
         if held:
             db._compaction_lock.release()
         db.close()
+
+
+def test_janitor_prepares_the_next_log_and_deletes_flushed_ones(dbpath, small_opts):
+    """The memtable switch takes a log the janitor thread created ahead; the logs of
+    flushed memtables are closed and deleted off the flush thread."""
+    with lsmkv.DB(dbpath, level0_file_num_compaction_trigger=100, **small_opts) as db:
+        deadline = time.monotonic() + 10
+        while db._spare_wal is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        spare = db._spare_wal
+        assert spare is not None, "the janitor creates a spare log at open"
+        while db.stats()["immutable_memtables"] == 0 and db.wal.number != spare.number:
+            db.put(b"k%06d" % db.stats()["puts"], b"x" * 100)
+        assert db.wal.number == spare.number, "the switch took the spare"
+        while (db._spare_wal is None or db._spare_wal.number == spare.number) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert db._spare_wal is not None and db._spare_wal.number > spare.number, "and the janitor made the next"
+        db.flush()
+        logs = sorted(int(n.split(".")[0]) for n in os.listdir(dbpath) if n.endswith(".log"))
+        assert logs[0] == db.wal.number, "flushed logs are gone when flush() returns"
+        assert db.stats()["logs_deleted"] >= 1 and not db._flushed_logs
+
+
+def test_a_file_that_cannot_be_deleted_is_counted_not_fatal(dbpath, small_opts):
+    with lsmkv.DB(dbpath, **small_opts) as db:
+        stuck = os.path.join(dbpath, "999999.sst")
+        os.mkdir(stuck)                              # unlink() of a directory fails
+        db._obsolete.append((stuck, 1))
+        db.put(b"a", b"1")
+        db.flush()
+        s = db.stats()
+        assert s["file_delete_errors"] == 1 and s["background_error"] is None
+        db.put(b"b", b"2")
+        assert db.get(b"a") == b"1" and db.get(b"b") == b"2"
+    os.rmdir(stuck)

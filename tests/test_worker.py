@@ -166,7 +166,7 @@ def test_compaction_worker_option_is_checked():
 
 @pytest.mark.parametrize("priority", ["low", "normal"])
 def test_background_work_runs_at_the_chosen_cpu_priority(dbpath, priority):
-    """background_priority='low' puts the flush and compaction threads and the
+    """background_priority='low' puts the flush, compaction and janitor threads and the
     worker process at nice 19 (the writer keeps its own); 'normal' leaves them."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
     want = 19 if priority == "low" else base
@@ -175,7 +175,7 @@ def test_background_work_runs_at_the_chosen_cpu_priority(dbpath, priority):
             db.put(b"%06d" % i, b"v" * 50)
         db.compact_range()
         assert db.stats()["background_nice"] == (19 if priority == "low" else 0)
-        for t in (db._bg_thread, db._compact_thread):
+        for t in (db._bg_thread, db._compact_thread, db._janitor_thread):
             assert os.getpriority(os.PRIO_PROCESS, t.native_id) == want, t.name
         assert os.getpriority(os.PRIO_PROCESS, db.stats()["compaction_worker"]["pid"]) == want
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
