@@ -533,8 +533,14 @@ class DB(CoreDB):
         while True:
             self._janitor_wake.wait()
             self._janitor_wake.clear()
-            self._prepare_spare_log()
-            self._janitor_pass()
+            try:
+                self._prepare_spare_log()
+                self._janitor_pass()
+            except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
+                with self.mutex:
+                    self.bg_error = e
+                    self._cv.notify_all()
+                return
             if self._shutting_down:
                 return
 
@@ -840,13 +846,11 @@ class DB(CoreDB):
         for t in (self._bg_thread, self._compact_thread):
             if t is not None and t is not threading.current_thread():
                 t.join()
-        if self._janitor_wake is not None:
-            self._janitor_wake.set()
+        self._janitor_wake.set()
         t = self._janitor_thread
         if t is not None and t is not threading.current_thread():
             t.join()
-        if self._janitor_wake is not None:
-            self._janitor_pass()
+        self._janitor_pass()
         if self._worker is not None:
             self._worker.close()
         with self.mutex:
