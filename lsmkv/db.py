@@ -455,7 +455,13 @@ class DB(CoreDB):
                 return
             self._log_numbers.discard(number)
         wal.abandon()
-        os.unlink(wal.path)
+        try:
+            os.unlink(wal.path)
+        except FileNotFoundError:
+            # while it was being made, flushes moved log_number past it and a purge
+            # in another thread (flush(), compact_range(), a released iterator)
+            # deleted it as an obsolete log
+            pass
 
     def _sync_retired_logs(self):
         """Write path of a sync write (mutex held): older logs become durable first,

@@ -666,3 +666,33 @@ def test_a_file_that_cannot_be_deleted_is_counted_not_fatal(dbpath, small_opts):
         db.put(b"b", b"2")
         assert db.get(b"a") == b"1" and db.get(b"b") == b"2"
     os.rmdir(stuck)
+
+
+def test_spare_log_deleted_while_it_was_made_is_not_an_error(dbpath):
+    """The janitor makes a spare log while a flush in another thread moves log_number
+    past it and that thread's purge deletes it: the spare is dropped quietly."""
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"a", b"1")
+        with db.mutex:                           # start without a spare
+            spare, db._spare_wal = db._spare_wal, None
+        if spare is not None:
+            spare.abandon()
+            os.unlink(spare.path)
+            db._log_numbers.discard(spare.number)
+        orig, raced = db._new_log, []
+
+        def racing(number):
+            wal = orig(number)
+            if not raced:
+                raced.append(number)
+                db.flush()                       # switches to a newer log and flushes,
+                if os.path.exists(wal.path):     # and its purge may already have deleted this one
+                    os.unlink(wal.path)
+            return wal
+        db._new_log = racing
+        db._prepare_spare_log()
+        del db._new_log
+        assert raced and (db._spare_wal is None or db._spare_wal.number != raced[0])
+        db.put(b"b", b"2")
+        assert db.stats()["background_error"] is None
+        assert db.get(b"a") == b"1" and db.get(b"b") == b"2"
