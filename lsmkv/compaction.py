@@ -9,8 +9,12 @@ lsmkv._table.write_tables, in the worker process or in the calling thread; bound
 block), outputs cut at target_file_size between user keys, then one MANIFEST
 edit that removes the inputs and adds the outputs.
 
-Thread safety: callers hold db._compaction_lock; the mutex is taken only to
-pick inputs and to install the result.
+Thread safety: with max_background_jobs = N, N - 1 compaction threads may merge
+at once. A background compaction is picked and registered in
+db._running_compactions under db._compaction_lock and the mutex, then runs
+without either; a manual compaction (compact_range) holds db._compaction_lock
+throughout and first waits until no compaction is running. The mutex is taken
+only to pick inputs and to install the result.
 
 Invariants:
   1. Outputs become visible only through a durable MANIFEST edit; a crash
@@ -18,6 +22,9 @@ Invariants:
      removed at the next open.
   2. Every input file of one level >= 1 that overlaps the compacted key range
      is an input, so the output level stays non-overlapping.
+  3. Compactions running at once share no input file, at most one reads level 0,
+     and no two write overlapping key ranges into the same level (conflicts()),
+     so invariant 2 holds whatever order they finish in.
 """
 from lsmkv import filenames
 from lsmkv.version import NUM_LEVELS, FileMeta, VersionEdit
@@ -166,34 +173,81 @@ class Pick:
         self.reason = reason
 
 
-def pick_auto(version, options, pointers, now_ms, oldest_snapshot):
-    """The next background compaction, or None.
+class Running:
+    """A compaction being merged (registered in db._running_compactions)."""
+    __slots__ = ("numbers", "output_level", "lo", "hi", "reads_level0")
 
-    1. The level with the highest score, if >= 1: all of L0 into L1; or, for
-       L1..L5, the file after that level's compaction pointer (round robin, as
-       LevelDB does) with the files of the next level it overlaps.
+    def __init__(self, inputs, output_level):
+        self.numbers = {f.number for files in inputs.values() for f in files}
+        self.output_level = output_level
+        self.lo, self.hi = _key_range(inputs)
+        self.reads_level0 = 0 in inputs
+
+
+def _key_range(inputs):
+    files = [f for fs in inputs.values() for f in fs]
+    return min(f.smallest_user_key for f in files), max(f.largest_user_key for f in files)
+
+
+def conflicts(inputs, output_level, running):
+    """Would merging `inputs` into output_level clash with a running compaction?
+    Yes if they share an input file, if both read level 0 (L0 files overlap, so a
+    second L0 compaction could put older data above newer), or if both write into
+    the same level over overlapping key ranges (their outputs would overlap)."""
+    if not running:
+        return False
+    candidate = Running(inputs, output_level)
+    for r in running:
+        if candidate.numbers & r.numbers:
+            return True
+        if candidate.reads_level0 and r.reads_level0:
+            return True
+        if (r.output_level == output_level
+                and candidate.lo <= r.hi and r.lo <= candidate.hi):
+            return True
+    return False
+
+
+def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=()):
+    """The next background compaction that does not conflict with a running one
+    (`running`: Running entries), or None.
+
+    1. By level score, highest first, among scores >= 1: all of L0 into L1; or,
+       for L1..L5, the first file from that level's compaction pointer on (round
+       robin, as LevelDB does) with the files of the next level it overlaps.
     2. Else a file holding expired TTL data or mostly deletions ("garbage"): it is
        merged down a level (or rewritten in place at the last level), so expired
        data leaves the disk even when nobody writes.
+    With nothing running this is exactly the highest-scoring level's compaction.
     """
     scores = level_scores(version, options)
-    best = max(range(NUM_LEVELS - 1), key=lambda i: scores[i])
-    if scores[best] >= 1:
+    for best in sorted(range(NUM_LEVELS - 1), key=lambda i: -scores[i]):
+        if scores[best] < 1:
+            break
         if best == 0:
-            return Pick(_with_next_level(version, 0, version.levels[0]), 1, "level0")
+            inputs = _with_next_level(version, 0, version.levels[0])
+            if not conflicts(inputs, 1, running):
+                return Pick(inputs, 1, "level0")
+            continue
         files = version.levels[best]
         ptr = pointers.get(best)
-        f = next((f for f in files if ptr is None or f.smallest_user_key > ptr), files[0])
-        return Pick(_with_next_level(version, best, [f]), best + 1, f"level{best}-size")
+        start = next((i for i, f in enumerate(files) if ptr is None or f.smallest_user_key > ptr), 0)
+        for f in files[start:] + files[:start]:
+            inputs = _with_next_level(version, best, [f])
+            if not conflicts(inputs, best + 1, running):
+                return Pick(inputs, best + 1, f"level{best}-size")
     for level, files in enumerate(version.levels):
         for f in files:
             if not _garbage_heavy(f, now_ms, oldest_snapshot):
                 continue
             if level == 0:
-                return Pick(_with_next_level(version, 0, version.levels[0]), 1, "garbage")
-            if level == NUM_LEVELS - 1:
-                return Pick({level: [f]}, level, "garbage")
-            return Pick(_with_next_level(version, level, [f]), level + 1, "garbage")
+                pick = Pick(_with_next_level(version, 0, version.levels[0]), 1, "garbage")
+            elif level == NUM_LEVELS - 1:
+                pick = Pick({level: [f]}, level, "garbage")
+            else:
+                pick = Pick(_with_next_level(version, level, [f]), level + 1, "garbage")
+            if not conflicts(pick.inputs, pick.output_level, running):
+                return pick
     return None
 
 
@@ -213,17 +267,30 @@ def needs_compaction(db):
 
 
 def compact_auto(db):
-    """Run one background compaction if one is due. Returns the Pick run, or None."""
-    with db.mutex:
-        version = db._versions.current
-        pick = pick_auto(version, db.options, db._compact_pointers, db._now_ms(), db._oldest_snapshot())
-        if pick is None:
-            db._garbage_checked(version)
-            return None
-        src = pick.output_level - 1
-        if src > 0 and src in pick.inputs:      # round robin within levels >= 1
-            db._compact_pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
-    run_compaction(db, pick.inputs, pick.output_level, is_bottommost(version, pick.inputs, pick.output_level))
+    """Run one background compaction if one is due and does not conflict with the
+    running ones. Returns the Pick run, or None."""
+    with db._compaction_lock:            # not while a manual compaction holds it
+        with db.mutex:
+            version = db._versions.current
+            running = db._running_compactions
+            pick = pick_auto(version, db.options, db._compact_pointers, db._now_ms(),
+                             db._oldest_snapshot(), running)
+            if pick is None:
+                db._garbage_checked(version)
+                return None
+            src = pick.output_level - 1
+            if src > 0 and src in pick.inputs:      # round robin within levels >= 1
+                db._compact_pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
+            entry = Running(pick.inputs, pick.output_level)
+            running.append(entry)
+            db._stat["max_compactions_running"] = max(db._stat["max_compactions_running"], len(running))
+            bottommost = is_bottommost(version, pick.inputs, pick.output_level)
+    try:
+        run_compaction(db, pick.inputs, pick.output_level, bottommost)
+    finally:
+        with db.mutex:
+            db._running_compactions.remove(entry)
+            db._cv.notify_all()
     with db.mutex:
         db._stat["compactions_by_reason"][pick.reason] = db._stat["compactions_by_reason"].get(pick.reason, 0) + 1
     return pick

@@ -16,7 +16,9 @@ Invariants:
      current one, nor one pinned by an open iterator.
   3. Files are created with numbers from versions.new_file_number(); a file on
      disk that no version, log or pending output claims is removed at open.
-  4. At most one background thread flushes; compactions hold _compaction_lock.
+  4. At most one background thread flushes. Up to max_background_jobs - 1
+     compactions run at once, on inputs that do not conflict (lsmkv.compaction);
+     a manual compaction holds _compaction_lock and waits until none runs.
 """
 import collections
 import fcntl
@@ -128,8 +130,11 @@ class DB(CoreDB):
         self._registered = False
         self._bg_thread = None
         self._compact_thread = None
+        self._compact_threads = []
         self._cv = threading.Condition(self.mutex)
-        self._compaction_lock = threading.Lock()
+        self._compaction_lock = threading.Lock()   # held to pick a compaction; held throughout by manual ones
+        self._running_compactions = []           # lsmkv.compaction.Running of merges in progress (mutex)
+        self._tls = threading.local()            # .worker: the compaction thread's worker process
         self._manifest_lock = threading.Lock()   # taken before the mutex, never while holding it
         self._log_lock = threading.Lock()        # retired logs; taken after the mutex or alone
         self._spare_wal = None                   # the next log, created ahead by the janitor thread
@@ -150,9 +155,12 @@ class DB(CoreDB):
         self._manual_flush = 0
         self._cache = LRUCache(opts.block_cache_size) if opts.block_cache_size > 0 else None
         self._bg_nice = BACKGROUND_NICE if opts.background_priority == "low" else 0
-        self._worker = Worker(self._bg_nice) if opts.compaction_worker == "process" else None
+        n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
+        self._workers = ([Worker(self._bg_nice) for _ in range(n_compactions)]
+                         if opts.compaction_worker == "process" else [])
+        self._worker = self._workers[0] if self._workers else None
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
-                          compactions=0, compactions_without_dict=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
+                          compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0,
                           stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0},
                           compactions_by_reason={},
@@ -171,9 +179,12 @@ class DB(CoreDB):
         self._bg_thread = threading.Thread(target=self._bg_main, name=f"lsmkv-flush:{self.path}",
                                            daemon=True)
         self._bg_thread.start()
-        self._compact_thread = threading.Thread(target=self._compaction_main,
-                                                name=f"lsmkv-compact:{self.path}", daemon=True)
-        self._compact_thread.start()
+        for i in range(n_compactions):
+            t = threading.Thread(target=self._compaction_main, args=(i,),
+                                 name=f"lsmkv-compact-{i}:{self.path}", daemon=True)
+            self._compact_threads.append(t)
+            t.start()
+        self._compact_thread = self._compact_threads[0]
         self._janitor_thread = threading.Thread(target=self._janitor_main,
                                                 name=f"lsmkv-delete:{self.path}", daemon=True)
         self._janitor_thread.start()
@@ -318,9 +329,11 @@ class DB(CoreDB):
         return numbers
 
     def _run_job(self, job):
-        """Run a compaction job (lsmkv.worker) where options.compaction_worker says."""
-        if self._worker is not None:
-            return self._worker.run(job)
+        """Run a compaction job (lsmkv.worker) where options.compaction_worker says:
+        in the calling compaction thread's worker process (the first one for a
+        manual compaction, which runs only when no other compaction does)."""
+        if self._workers:
+            return getattr(self._tls, "worker", self._worker).run(job)
         return run_job(job)
 
     def _open_table(self, number):
@@ -568,11 +581,15 @@ class DB(CoreDB):
     def _wake_janitor(self):
         self._janitor_wake.set()
 
-    def _compaction_main(self):
-        """Background compactions (lsmkv.compaction.pick_auto). Wakes on every version
-        change and at least once a second, so expired data is collected without writes."""
+    def _compaction_main(self, i):
+        """Compaction thread i (lsmkv.compaction.compact_auto), using worker process i.
+        Wakes on every version change and at least once a second, so expired data
+        is collected without writes. When what is due conflicts with compactions
+        other threads are running, it waits for the next change."""
         from lsmkv.compaction import compact_auto, needs_compaction
         self._lower_priority()
+        if self._workers:
+            self._tls.worker = self._workers[i]
         while True:
             with self.mutex:
                 while not self._shutting_down and self.bg_error is None and not needs_compaction(self):
@@ -580,15 +597,17 @@ class DB(CoreDB):
                 if self._shutting_down or self.bg_error is not None:
                     return
             try:
-                with self._compaction_lock:
-                    compact_auto(self)
+                pick = compact_auto(self)
             except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
                 with self.mutex:
                     self.bg_error = e
                     self._cv.notify_all()
                 return
             with self.mutex:
-                self._cv.notify_all()
+                if pick is not None:
+                    self._cv.notify_all()
+                elif not self._shutting_down and self.bg_error is None:
+                    self._cv.wait(1.0)
 
     def _flush_memtable(self, imm):
         t0 = time.monotonic()
@@ -758,6 +777,18 @@ class DB(CoreDB):
                 self._wait_bg()
         self._janitor_pass()       # the flushed logs are gone when flush() returns
 
+    @contextmanager
+    def no_background_compactions(self):
+        """Within this block no background compaction runs or starts (the caller may
+        run its own, or copy files knowing no compaction replaces them)."""
+        with self._compaction_lock:
+            with self.mutex:
+                while self._running_compactions:
+                    if self.bg_error is not None:
+                        raise BackgroundError(f"background work failed: {self.bg_error}")
+                    self._cv.wait(1.0)
+            yield
+
     def _wait_bg(self):
         if self.bg_error is not None:
             raise BackgroundError(f"background work failed: {self.bg_error}")
@@ -777,7 +808,7 @@ class DB(CoreDB):
         stop = check_bound("stop", stop)
         self.flush()
         from lsmkv.compaction import compact_range
-        with self._compaction_lock:
+        with self.no_background_compactions():
             compact_range(self, start, stop)
         self._janitor_pass()       # the inputs are gone when compact_range() returns (unless pinned)
 
@@ -833,9 +864,12 @@ class DB(CoreDB):
                 pass
         s["total_sst_bytes"] = total
         s["block_cache"] = self._cache.stats() if self._cache is not None else None
-        w = self._worker
-        s["compaction_worker"] = ({"mode": "process", "pid": w.pid, "jobs": w.jobs, "restarts": w.restarts}
-                                  if w is not None else {"mode": "thread"})
+        ws = self._workers
+        s["compaction_worker"] = ({"mode": "process", "pid": ws[0].pid, "pids": [w.pid for w in ws],
+                                   "jobs": sum(w.jobs for w in ws), "restarts": sum(w.restarts for w in ws)}
+                                  if ws else {"mode": "thread"})
+        s["compactions_running"] = len(self._running_compactions)
+        s["background_jobs"] = {"flush": 1, "compaction": len(self._compact_threads)}
         s["background_nice"] = self._bg_nice
         return s
 
@@ -849,7 +883,7 @@ class DB(CoreDB):
         with self.mutex:
             self._shutting_down = True
             self._cv.notify_all()
-        for t in (self._bg_thread, self._compact_thread):
+        for t in [self._bg_thread] + self._compact_threads:
             if t is not None and t is not threading.current_thread():
                 t.join()
         self._janitor_wake.set()
@@ -857,8 +891,8 @@ class DB(CoreDB):
         if t is not None and t is not threading.current_thread():
             t.join()
         self._janitor_pass()
-        if self._worker is not None:
-            self._worker.close()
+        for w in self._workers:
+            w.close()
         with self.mutex:
             try:
                 for log in self.retired_logs:

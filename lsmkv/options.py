@@ -40,6 +40,7 @@ class Options:
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     mmap_reads: bool = True                    # read tables through a mapping (False: pread)
+    max_background_jobs: int = 2               # one flush thread + (this - 1) compaction threads
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
     create_if_missing: bool = True
@@ -70,6 +71,7 @@ class Options:
         _int("max_bytes_for_level_base", self.max_bytes_for_level_base, 64 * KiB)
         _int("max_bytes_for_level_multiplier", self.max_bytes_for_level_multiplier, 2, 100)
         _int("wal_preallocate", self.wal_preallocate, 0)
+        _int("max_background_jobs", self.max_background_jobs, 2, 64)
         if self.compaction_worker not in ("process", "thread"):
             raise ValueError(f"option compaction_worker must be 'process' or 'thread', "
                              f"got {self.compaction_worker!r}")
