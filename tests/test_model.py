@@ -25,6 +25,11 @@ OPTION_SETS = {
                          max_bytes_for_level_base=128 * 1024, max_bytes_for_level_multiplier=2,
                          level0_file_num_compaction_trigger=2, level0_slowdown_writes_trigger=3,
                          level0_stop_writes_trigger=5, compression_dict_bytes=1024),
+    # three compactions at once (in threads, to keep the test quick), checked against the model
+    "leveled-3jobs": dict(write_buffer_size=64 * 1024, block_size=512, target_file_size_base=64 * 1024,
+                          max_bytes_for_level_base=128 * 1024, max_bytes_for_level_multiplier=2,
+                          level0_file_num_compaction_trigger=2, max_background_jobs=4,
+                          compaction_worker="thread"),
     "defaults": dict(),
 }
 
