@@ -562,11 +562,15 @@ cdef class CoreDB:
     def ttl(self, key):
         """Seconds until key expires (a float), or None if it never expires.
         KeyError if the key is absent or already expired."""
+        return self.ttl_at(key, self.last_seq)
+
+    def ttl_at(self, key, uint64_t seq):
+        """ttl() as of sequence `seq` (what a snapshot taken then sees)."""
         cdef Bytes kb
         cdef int64_t expiry = 0
         get_buffer(key, &kb, "key")
         try:
-            r = self._lookup(kb.p, kb.n, self.last_seq, &expiry)
+            r = self._lookup(kb.p, kb.n, seq, &expiry)
         finally:
             release_buffer(&kb)
         if r is None:

@@ -79,6 +79,13 @@ class Snapshot:
     def __contains__(self, key):
         return self.get(key) is not None
 
+    def ttl(self, key):
+        """Seconds until key expires as this snapshot sees it (the expiry it had
+        then, measured against the clock now), None if it never expires; KeyError
+        if absent in the snapshot or expired."""
+        self._check()
+        return self._db.ttl_at(key, self.sequence)
+
     def items(self, start=None, stop=None, *, reverse=False):
         self._check()
         return self._db._iterate(start, stop, reverse, MODE_ITEMS, self.sequence)

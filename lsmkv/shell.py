@@ -272,7 +272,7 @@ def write_dump(db, fh, encoding, as_json, progress):
     with db.snapshot() as snap:
         for key, value in snap.items():
             try:
-                ttl = db.ttl(key)
+                ttl = snap.ttl(key)        # the expiry the snapshot holds
             except KeyError:           # expired since the snapshot was read
                 continue
             fh.write(dump_json_line(key, value, ttl) if as_json else dump_line(key, value, ttl, encoding))

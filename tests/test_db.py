@@ -221,6 +221,28 @@ def test_ttl_with_injected_clock(dbpath, clock, small_opts):
                 db.put(b"x", b"y", ttl=bad)
 
 
+def test_snapshot_ttl_is_the_expiry_the_snapshot_holds(dbpath, clock):
+    with lsmkv.DB(dbpath, clock=clock) as db:
+        db.put(b"k", b"v1", ttl=10)
+        db.put(b"n", b"v")
+        with db.snapshot() as snap:
+            db.put(b"k", b"v2")                  # no expiry now
+            db.delete(b"n")
+            clock.advance(4)
+            assert db.ttl(b"k") is None
+            assert snap.ttl(b"k") == pytest.approx(6.0)
+            assert snap.ttl(b"n") is None
+            with pytest.raises(KeyError):
+                db.ttl(b"n")
+            with pytest.raises(KeyError):
+                snap.ttl(b"absent")
+            clock.advance(6)
+            with pytest.raises(KeyError):        # expired as the snapshot sees it
+                snap.ttl(b"k")
+        with pytest.raises(lsmkv.ClosedError):
+            snap.ttl(b"k")
+
+
 def test_ttl_expired_value_hides_older_version_after_compaction(dbpath, clock, small_opts):
     with lsmkv.DB(dbpath, clock=clock, **small_opts) as db:
         db.put(b"k", b"old")
