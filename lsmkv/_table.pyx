@@ -669,7 +669,9 @@ cdef class TableReader:
         return TableIterator(self)
 
     def verify(self):
-        """Read every data block, checking checksums and key order. Returns entry count."""
+        """Read every data block, checking checksums and key order. Returns entry count;
+        a damaged block or keys out of order raise CorruptionError with the offset
+        of the data block where it was found."""
         cdef TableIterator it = TableIterator(self)
         cdef bytes prev = None
         cdef size_t n = 0
@@ -678,7 +680,8 @@ cdef class TableReader:
             cur = PyBytes_FromStringAndSize(<char*>it.key, it.key_len)
             if prev is not None and cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(prev), len(prev),
                                              it.key, it.key_len) >= 0:
-                raise CorruptionError(self.path, None, "keys out of order")
+                # the offset of the data block holding the key that breaks the order
+                raise CorruptionError(self.path, it.data.block_offset, "keys out of order")
             prev = cur
             n += 1
             it.next()

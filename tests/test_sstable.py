@@ -847,3 +847,26 @@ def test_damaged_dictionary_block_is_corruption(tmp_path):
     with pytest.raises(CorruptionError) as ei:
         TableReader(str(path), 93)
     assert ei.value.offset == h[6]
+
+
+def test_verify_names_the_block_where_keys_go_out_of_order(tmp_path):
+    """A block whose checksum is right but whose keys are out of order (a bug, or a
+    matching-CRC damage): verify() names that data block."""
+    path = tmp_path / "000095.sst"
+    tb = TableBuilder(str(path), 256, "none", 0, 10, 1, 0)   # restart interval 1: whole keys
+    for i in range(100):
+        tb.py_add(b"k%03d" % i + (((i + 1) << 8) | 1).to_bytes(8, "little"), b"v" * 20)
+    tb.finish()
+    _, blocks = layout(path)
+    data = bytearray(open(path, "rb").read())
+    hit = [(off, size) for off, size in blocks if b"k060" in data[off:off + size]]
+    assert len(hit) == 1 and hit[0][0] > 0
+    off, size = hit[0]
+    pos = data.index(b"k060", off)
+    data[pos:pos + 4] = b"k010"                              # now sorts before its neighbours
+    data[off + size + 1:off + size + 5] = struct.pack("<I", crc32c_py(bytes(data[off:off + size + 1])))
+    open(path, "wb").write(bytes(data))
+    t = TableReader(str(path), 95)
+    with pytest.raises(CorruptionError, match="out of order") as e:
+        t.verify()
+    assert e.value.offset == off, (e.value.offset, off)
