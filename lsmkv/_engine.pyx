@@ -225,6 +225,47 @@ cdef class WriteBatch:
         return self.len
 
 
+cdef struct BatchOp:
+    int kind
+    const uint8_t* key
+    uint64_t kn
+    const uint8_t* val
+    uint64_t vn
+    int64_t expiry
+
+
+cdef const uint8_t* read_batch_op(const uint8_t* p, const uint8_t* end, BatchOp* op,
+                                  object path, uint64_t offset) except NULL:
+    """Decode the batch record at p into op; returns the position after it.
+    Malformed input raises CorruptionError(path, offset). The one decoder of
+    batch records: recovery (apply_batch) and tools (decode_batch) use it."""
+    cdef uint64_t kn, vn = 0
+    if p >= end:
+        raise CorruptionError(path, offset, "batch count larger than its records")
+    op.kind = p[0]
+    p = get_varint(p + 1, end, &kn)
+    if p == NULL or kn > <uint64_t>(end - p):
+        raise CorruptionError(path, offset, "bad key length in batch")
+    op.key = p
+    op.kn = kn
+    p += kn
+    op.expiry = 0
+    if op.kind == KIND_PUT_TTL:
+        if end - p < 8:
+            raise CorruptionError(path, offset, "truncated expiry in batch")
+        op.expiry = <int64_t>load_u64(p)
+        p += 8
+    elif op.kind != KIND_PUT and op.kind != KIND_DELETE:
+        raise CorruptionError(path, offset, f"unknown record kind {op.kind} in batch")
+    if op.kind != KIND_DELETE:
+        p = get_varint(p, end, &vn)
+        if p == NULL or vn > <uint64_t>(end - p):
+            raise CorruptionError(path, offset, "bad value length in batch")
+    op.val = p
+    op.vn = vn
+    return p + vn
+
+
 cdef int apply_batch(MemTable mem, const uint8_t* rep, size_t n, object path, uint64_t offset) except -1:
     """Insert a batch payload (header included) into mem. Returns its record count.
     Malformed input raises CorruptionError(path, offset)."""
@@ -234,35 +275,11 @@ cdef int apply_batch(MemTable mem, const uint8_t* rep, size_t n, object path, ui
     cdef uint32_t count = load_u32(rep + 8)
     cdef const uint8_t* p = rep + BATCH_HEADER
     cdef const uint8_t* end = rep + n
-    cdef uint64_t kn, vn
-    cdef int kind
-    cdef int64_t expiry
-    cdef const uint8_t* k
+    cdef BatchOp op
     cdef uint32_t i
     for i in range(count):
-        if p >= end:
-            raise CorruptionError(path, offset, "batch count larger than its records")
-        kind = p[0]
-        p = get_varint(p + 1, end, &kn)
-        if p == NULL or kn > <uint64_t>(end - p):
-            raise CorruptionError(path, offset, "bad key length in batch")
-        k = p
-        p += kn
-        expiry = 0
-        vn = 0
-        if kind == KIND_PUT_TTL:
-            if end - p < 8:
-                raise CorruptionError(path, offset, "truncated expiry in batch")
-            expiry = <int64_t>load_u64(p)
-            p += 8
-        elif kind != KIND_PUT and kind != KIND_DELETE:
-            raise CorruptionError(path, offset, f"unknown record kind {kind} in batch")
-        if kind != KIND_DELETE:
-            p = get_varint(p, end, &vn)
-            if p == NULL or vn > <uint64_t>(end - p):
-                raise CorruptionError(path, offset, "bad value length in batch")
-        mem.add(seq + i, kind, k, kn, p, vn, expiry)
-        p += vn
+        p = read_batch_op(p, end, &op, path, offset)
+        mem.add(seq + i, op.kind, op.key, op.kn, op.val, op.vn, op.expiry)
     if p != end:
         raise CorruptionError(path, offset, "trailing bytes after batch records")
     return count
@@ -275,6 +292,28 @@ def replay_batch(MemTable mem, payload, path, uint64_t offset):
         raise CorruptionError(path, offset, "batch shorter than its header")
     cdef uint32_t count = apply_batch(mem, &v[0], v.shape[0], path, offset)
     return load_u64(&v[0]), count
+
+
+def decode_batch(payload, path, uint64_t offset):
+    """(first sequence, [(kind, key, value, expiry_ms)]) of one WAL record, in
+    record order (tools: the shell's wal-dump). Kinds: 0 delete, 1 put, 2 put
+    with expiry. Malformed input raises CorruptionError(path, offset)."""
+    cdef const uint8_t[::1] v = payload
+    if v.shape[0] < BATCH_HEADER:
+        raise CorruptionError(path, offset, "batch shorter than its header")
+    cdef const uint8_t* p = &v[0] + BATCH_HEADER
+    cdef const uint8_t* end = &v[0] + v.shape[0]
+    cdef uint32_t count = load_u32(&v[0] + 8)
+    cdef BatchOp op
+    cdef uint32_t i
+    ops = []
+    for i in range(count):
+        p = read_batch_op(p, end, &op, path, offset)
+        ops.append((op.kind, PyBytes_FromStringAndSize(<char*>op.key, op.kn),
+                    PyBytes_FromStringAndSize(<char*>op.val, op.vn), op.expiry))
+    if p != end:
+        raise CorruptionError(path, offset, "trailing bytes after batch records")
+    return load_u64(&v[0]), ops
 
 # ------------------------------------------------------------------ version pins
 

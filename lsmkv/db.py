@@ -136,7 +136,6 @@ class DB(CoreDB):
         self._lock_fd = None
         self._registered = False
         self._bg_thread = None
-        self._compact_thread = None
         self._compact_threads = []
         self._cv = threading.Condition(self.mutex)
         self._compaction_lock = threading.Lock()   # held to pick a compaction; held throughout by manual ones
@@ -165,7 +164,6 @@ class DB(CoreDB):
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
         self._workers = ([Worker(self._bg_nice) for _ in range(n_compactions)]
                          if opts.compaction_worker == "process" else [])
-        self._worker = self._workers[0] if self._workers else None
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
                           compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0,
@@ -191,7 +189,6 @@ class DB(CoreDB):
                                  name=f"lsmkv-compact-{i}:{self.path}", daemon=True)
             self._compact_threads.append(t)
             t.start()
-        self._compact_thread = self._compact_threads[0]
         self._janitor_thread = threading.Thread(target=self._janitor_main,
                                                 name=f"lsmkv-delete:{self.path}", daemon=True)
         self._janitor_thread.start()
@@ -340,7 +337,7 @@ class DB(CoreDB):
         in the calling compaction thread's worker process (the first one for a
         manual compaction, which runs only when no other compaction does)."""
         if self._workers:
-            return getattr(self._tls, "worker", self._worker).run(job)
+            return getattr(self._tls, "worker", self._workers[0]).run(job)
         return run_job(job)
 
     def _open_table(self, number):
@@ -553,7 +550,7 @@ class DB(CoreDB):
         unlinks obsolete files. In a 3M-put fill, with the flush thread doing these,
         unlinking alone took 22 ms on average and up to 155 ms per call (a large
         SST's cached pages are dropped), creating a log 6-25 ms (fallocate, fsyncs),
-        and the writer waited for a flush in 65-87 of 110 memtable switches
+        and the writer waited for a flush in 55-77 of 110 memtable switches
         (docs/tuning.md)."""
         self._lower_priority()
         while True:

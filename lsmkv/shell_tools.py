@@ -13,10 +13,9 @@ lsmkv.errors.LsmkvError or OSError on failure.
 import mmap
 import os
 import shutil
-import struct
 
 from lsmkv import filenames
-from lsmkv._coding import decode_varint
+from lsmkv._engine import decode_batch
 from lsmkv._table import TableIterator, TableReader
 from lsmkv.errors import CorruptionError, LsmkvError
 from lsmkv.logformat import read_log
@@ -24,7 +23,6 @@ from lsmkv.shell_format import Progress
 from lsmkv.version import VersionEdit, VersionSet
 
 KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL"}
-_BATCH_HEADER = struct.Struct("<QI")
 
 
 class VerifyFailed(LsmkvError):
@@ -279,11 +277,16 @@ def _scan_table(t, out, codec):
 
 def _entry_doc(codec, key, seq, kind, value, expiry):
     e = {"key": codec.encode(key), "seq": seq, "kind": KIND_NAMES.get(kind, str(kind))}
+    return _with_value(e, codec, kind, value, expiry)
+
+
+def _with_value(d, codec, kind, value, expiry):
+    """d plus the value (not for a deletion) and the expiry (a put with TTL)."""
     if kind != 0:
-        e["value"] = codec.encode(value)
+        d["value"] = codec.encode(value)
     if kind == 2:
-        e["expiry_ms"] = expiry
-    return e
+        d["expiry_ms"] = expiry
+    return d
 
 
 def _entry_text(e):
@@ -401,55 +404,9 @@ def read_log_file(path):
     return records, dropped_at, dropped
 
 
-def decode_batch(payload, path, off):
-    """(first sequence, [(kind, key, value, expiry_ms)]) of a WAL record
-    (docs/format.md, "WAL payload")."""
-    data = bytes(payload)
-    if len(data) < _BATCH_HEADER.size:
-        raise CorruptionError(path, off, "WAL record shorter than a batch header")
-    seq, count = _BATCH_HEADER.unpack_from(data, 0)
-    pos = _BATCH_HEADER.size
-    ops = []
-    try:
-        for _ in range(count):
-            op, pos = _decode_op(data, pos)
-            ops.append(op)
-    except (ValueError, IndexError, struct.error) as e:
-        raise CorruptionError(path, off, f"malformed batch: {e}") from None
-    if pos != len(data):
-        raise CorruptionError(path, off, "malformed batch: bytes after the last record")
-    return seq, ops
-
-
-def _decode_op(data, pos):
-    kind = data[pos]
-    if kind not in KIND_NAMES:
-        raise ValueError(f"unknown kind {kind}")
-    key, pos = _blob(data, pos + 1)
-    expiry, value = 0, b""
-    if kind == 2:
-        expiry = struct.unpack_from("<Q", data, pos)[0]
-        pos += 8
-    if kind != 0:
-        value, pos = _blob(data, pos)
-    return (kind, key, value, expiry), pos
-
-
-def _blob(data, pos):
-    n, pos = decode_varint(data, pos)
-    if pos + n > len(data):
-        raise ValueError("field runs past the record")
-    return data[pos:pos + n], pos + n
-
-
 def _op_doc(op, codec):
     kind, key, value, expiry = op
-    d = {"op": KIND_NAMES[kind], "key": codec.encode(key)}
-    if kind != 0:
-        d["value"] = codec.encode(value)
-    if kind == 2:
-        d["expiry_ms"] = expiry
-    return d
+    return _with_value({"op": KIND_NAMES[kind], "key": codec.encode(key)}, codec, kind, value, expiry)
 
 
 def _record_text(doc):
