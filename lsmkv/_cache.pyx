@@ -1,29 +1,841 @@
 # cython: language_level=3
-"""Block cache: uncompressed blocks keyed by (file number << 40 | offset).
+"""Block caches: uncompressed blocks keyed by (file number << 40 | offset).
 
-This is the plain LRU of bytes objects (option block_cache='lru'); the
-slab-managed cache of the memory issue will sit beside it behind the same
-lookup()/insert() interface.
+SlabCache (option block_cache='slab', the default) keeps blocks in slab memory:
+capacity is cut into pages (slab_page_size, 1 MiB unless the cache is small), a
+page is given to one size class, a block takes one slot of the smallest class
+that fits. Each class runs its own CLOCK. Pages move between classes (like
+memcached's slab automove) when one class evicts far more per page than
+another: the defragmentation logic. Readers get a pinned view of a slot, no
+copy; a pinned slot is never evicted, moved or reused until its last pin goes.
 
-Thread safety: every method runs under the GIL without releasing it, so each
-call is atomic with respect to other Python threads.
+LRUCache ('lru') is the plain LRU of bytes objects, kept for comparison.
 
-Invariants:
-  1. charge (the sum of cached blocks' sizes) <= capacity after every insert.
-  2. hits + misses == number of lookup() calls.
+Thread safety: every method runs under the GIL and never releases it (no
+Python code is called from inside a method), so each call is atomic with
+respect to other threads. A slot being filled (alloc_pin .. publish) is pinned
+and not in the hash, so no other reader can see it half-written.
+
+Invariants (SlabCache.check() asserts them):
+  1. payload == the sum of len over slots that are not FREE; payload never
+     exceeds pages_held * page_size <= capacity - reserved, unless pinned slots
+     kept pages from being released by a shrink (pages_over counts that).
+  2. Every USED slot is in the hash exactly once and the hash holds nothing else;
+     DETACHED and FILLING slots are pinned and not in the hash.
+  3. A slot with refs > 0 is never evicted, moved, or handed to another key.
+  4. A FREE slot is on its class's free stack exactly once.
+  5. hits + misses == number of lookups.
 """
 from collections import OrderedDict
 
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBUF_WRITABLE
+
+cdef extern from "sys/mman.h" nogil:
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void* addr, size_t length)
+    int PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS
+    void* MAP_FAILED
+
+cdef enum:
+    FREE = 0
+    USED = 1
+    DETACHED = 2
+    FILLING = 3
+
+cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
+cdef uint32_t MIN_SLOT = 256
+cdef size_t MIN_PAGE = 4096
+
+
+cdef inline uint64_t sid_of(uint32_t page, uint32_t idx) noexcept:
+    return (<uint64_t>page << 32) | idx
+
+
+cdef inline uint32_t sid_page(uint64_t sid) noexcept:
+    return <uint32_t>(sid >> 32)
+
+
+cdef inline uint32_t sid_idx(uint64_t sid) noexcept:
+    return <uint32_t>(sid & 0xFFFFFFFFU)
+
+
+cdef class SlabCache:
+    """Slab-managed block cache (see the module docstring).
+
+    >>> c = SlabCache(1 << 20)
+    >>> c.insert(7, b"block")
+    True
+    >>> v = c.lookup(7); bytes(v)
+    b'block'
+    >>> v.release()
+    """
+
+    def __cinit__(self, size_t capacity, size_t page_size=1 << 20, double growth_factor=1.08):
+        cdef size_t ps = page_size
+        cdef uint32_t size
+        cdef list sizes = []
+        if growth_factor <= 1.0 or growth_factor > 4.0:
+            raise ValueError(f"slab growth factor must be in (1, 4], got {growth_factor}")
+        if ps < MIN_PAGE:
+            raise ValueError(f"slab page size must be >= {MIN_PAGE}, got {ps}")
+        # a small cache gets smaller pages, so that it still has pages for several classes
+        while ps > MIN_PAGE and capacity < 16 * ps:
+            ps //= 2
+        self.page_size = ps
+        self.capacity = capacity
+        self.growth_factor = growth_factor
+        self.reserved = 0
+        size = MIN_SLOT if MIN_SLOT < ps else <uint32_t>ps
+        while size < ps:
+            sizes.append(size)
+            size = max(size + 16, ((<uint32_t>(size * growth_factor) + 15) // 16) * 16)
+        sizes.append(<uint32_t>ps)
+        self.nclasses = len(sizes)
+        self.cls = <SizeClass*>calloc(self.nclasses, sizeof(SizeClass))
+        if self.cls == NULL:
+            raise MemoryError()
+        for i, s in enumerate(sizes):
+            self.cls[i].size = s
+            self.cls[i].per_page = <uint32_t>(ps // s)
+        self.pages = NULL
+        self.npages_max_alloc = 0
+        self.pages_held = 0
+        self.hbits = 10
+        self.hmask = (1 << self.hbits) - 1
+        self.hkeys = <uint64_t*>malloc((self.hmask + 1) * sizeof(uint64_t))
+        self.hvals = <uint64_t*>malloc((self.hmask + 1) * sizeof(uint64_t))
+        if self.hkeys == NULL or self.hvals == NULL:
+            raise MemoryError()
+        for i in range(self.hmask + 1):
+            self.hkeys[i] = EMPTY
+        self.hcount = 0
+        self.payload = self.pinned_bytes = self.pinned_slots = 0
+        self.hits = self.misses = self.inserts = self.evictions = self.slab_moves = 0
+        self.too_large = self.insert_failures = self.pages_released = self.detached = 0
+        self.win_count = 0
+        self._set_pages_max()
+
+    def __dealloc__(self):
+        cdef uint32_t p
+        if self.pages != NULL:
+            for p in range(self.npages_max_alloc):
+                if self.pages[p].mem != NULL:
+                    munmap(self.pages[p].mem, self.page_size)
+                free(self.pages[p].slots)
+            free(self.pages)
+        if self.cls != NULL:
+            for i in range(self.nclasses):
+                free(self.cls[i].pages)
+                free(self.cls[i].free)
+            free(self.cls)
+        free(self.hkeys)
+        free(self.hvals)
+
+    # ------------------------------------------------------------ hash (key -> slot id)
+
+    cdef inline uint64_t _home(self, uint64_t key) noexcept:
+        return (key * 0x9E3779B97F4A7C15ULL) >> (64 - self.hbits)
+
+    cdef long long _hfind(self, uint64_t key) noexcept:
+        cdef uint64_t i = self._home(key)
+        while True:
+            if self.hkeys[i] == key:
+                return <long long>i
+            if self.hkeys[i] == EMPTY:
+                return -1
+            i = (i + 1) & self.hmask
+
+    cdef int _hinsert(self, uint64_t key, uint64_t val) except -1:
+        cdef uint64_t i
+        if (self.hcount + 1) * 2 > self.hmask + 1:
+            self._hgrow()
+        i = self._home(key)
+        while self.hkeys[i] != EMPTY:
+            i = (i + 1) & self.hmask
+        self.hkeys[i] = key
+        self.hvals[i] = val
+        self.hcount += 1
+        return 0
+
+    cdef int _hgrow(self) except -1:
+        cdef uint64_t* ok = self.hkeys
+        cdef uint64_t* ov = self.hvals
+        cdef uint64_t n = self.hmask + 1, i, j
+        cdef uint64_t* nk = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
+        cdef uint64_t* nv = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
+        if nk == NULL or nv == NULL:
+            free(nk)
+            free(nv)
+            raise MemoryError()
+        for i in range(2 * n):
+            nk[i] = EMPTY
+        self.hkeys, self.hvals = nk, nv
+        self.hbits += 1
+        self.hmask = 2 * n - 1
+        for i in range(n):
+            if ok[i] != EMPTY:
+                j = self._home(ok[i])
+                while nk[j] != EMPTY:
+                    j = (j + 1) & self.hmask
+                nk[j] = ok[i]
+                nv[j] = ov[i]
+        free(ok)
+        free(ov)
+        return 0
+
+    cdef void _hdelete_at(self, uint64_t i) noexcept:
+        """Remove entry i, shifting later entries of its probe run back (no tombstones)."""
+        cdef uint64_t j = i, k
+        while True:
+            j = (j + 1) & self.hmask
+            if self.hkeys[j] == EMPTY:
+                break
+            k = self._home(self.hkeys[j])
+            # entry j may move to i if i lies on its probe path from k to j
+            if ((j - k) & self.hmask) >= ((j - i) & self.hmask):
+                self.hkeys[i] = self.hkeys[j]
+                self.hvals[i] = self.hvals[j]
+                i = j
+        self.hkeys[i] = EMPTY
+        self.hcount -= 1
+
+    cdef void _hdelete(self, uint64_t key) noexcept:
+        cdef long long i = self._hfind(key)
+        if i >= 0:
+            self._hdelete_at(<uint64_t>i)
+
+    # ------------------------------------------------------------ pages and classes
+
+    cdef inline Slot* _slot(self, uint64_t sid) noexcept:
+        return &self.pages[sid_page(sid)].slots[sid_idx(sid)]
+
+    cdef int _class_for(self, size_t n) noexcept:
+        cdef int lo = 0, hi = self.nclasses, mid
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.cls[mid].size < n:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < self.nclasses else -1
+
+    cdef int _push_free(self, SizeClass* c, uint64_t sid) except -1:
+        cdef uint64_t* f
+        if c.nfree == c.fcap:
+            f = <uint64_t*>realloc(c.free, (c.fcap * 2 + 64) * sizeof(uint64_t))
+            if f == NULL:
+                raise MemoryError()
+            c.free = f
+            c.fcap = c.fcap * 2 + 64
+        c.free[c.nfree] = sid
+        c.nfree += 1
+        return 0
+
+    cdef int _set_pages_max(self) except -1:
+        cdef uint32_t want = <uint32_t>((self.capacity - self.reserved) // self.page_size
+                                        if self.capacity > self.reserved else 0)
+        cdef Page* np
+        cdef uint32_t p
+        if want > self.npages_max_alloc:
+            np = <Page*>realloc(self.pages, want * sizeof(Page))
+            if np == NULL:
+                raise MemoryError()
+            for p in range(self.npages_max_alloc, want):
+                np[p].mem = NULL
+                np[p].cls = -1
+                np[p].nslots = np[p].live = np[p].pinned = 0
+                np[p].slots = NULL
+            self.pages = np
+            self.npages_max_alloc = want
+        self.pages_max = want
+        self.rebalance_every = max(64, 2 * <unsigned long long>want)
+        return self._shrink()
+
+    cdef int _assign(self, uint32_t p, int ci) except -1:
+        """Give held, unassigned page p to class ci; its slots go on the free stack."""
+        cdef SizeClass* c = &self.cls[ci]
+        cdef Page* pg = &self.pages[p]
+        cdef uint32_t* np
+        cdef long long i
+        pg.slots = <Slot*>calloc(c.per_page, sizeof(Slot))
+        if pg.slots == NULL:
+            raise MemoryError()
+        pg.cls = ci
+        pg.nslots = c.per_page
+        pg.live = pg.pinned = 0
+        if c.npages == c.pcap:
+            np = <uint32_t*>realloc(c.pages, (c.pcap * 2 + 8) * sizeof(uint32_t))
+            if np == NULL:
+                raise MemoryError()
+            c.pages = np
+            c.pcap = c.pcap * 2 + 8
+        c.pages[c.npages] = p
+        c.npages += 1
+        for i in range(<long long>c.per_page - 1, -1, -1):
+            self._push_free(c, sid_of(p, <uint32_t>i))
+        return 0
+
+    cdef void _unassign(self, uint32_t p) noexcept:
+        """Empty page p (which has no pinned slot) and take it from its class."""
+        cdef Page* pg = &self.pages[p]
+        cdef SizeClass* c = &self.cls[pg.cls]
+        cdef Slot* s
+        cdef uint32_t i
+        cdef uint64_t j, k = 0
+        for i in range(pg.nslots):
+            s = &pg.slots[i]
+            if s.state == USED:
+                self._hdelete(s.key)
+                self.payload -= s.len
+                c.payload -= s.len
+                c.items -= 1
+                self.evictions += 1
+        for j in range(c.nfree):            # drop this page's slots from the free stack
+            if sid_page(c.free[j]) != p:
+                c.free[k] = c.free[j]
+                k += 1
+        c.nfree = k
+        for j in range(c.npages):
+            if c.pages[j] == p:
+                c.pages[j] = c.pages[c.npages - 1]
+                c.npages -= 1
+                break
+        if c.hand_p >= c.npages:
+            c.hand_p = 0
+            c.hand_s = 0
+        free(pg.slots)
+        pg.slots = NULL
+        pg.cls = -1
+        pg.nslots = pg.live = pg.pinned = 0
+
+    cdef long long _new_page(self) except -2:
+        """Map a page into an unheld entry; -1 if none is allowed."""
+        cdef uint32_t p
+        cdef void* m
+        if self.pages_held >= self.pages_max:
+            return -1
+        for p in range(self.pages_max):
+            if self.pages[p].mem == NULL:
+                # first touched by the thread that fills it (NUMA first-touch placement)
+                m = mmap(NULL, self.page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                if m == MAP_FAILED:
+                    raise MemoryError(f"slab cache: cannot map a {self.page_size}-byte page")
+                self.pages[p].mem = <uint8_t*>m
+                self.pages_held += 1
+                return p
+        return -1
+
+    cdef long long _donor_page(self, int exclude) noexcept:
+        """A held page no slot of which is pinned, from the class that needs its pages
+        least: an empty page first, else the page under the CLOCK hand of the class
+        with the fewest recent evictions per page. -1 if every page is pinned."""
+        cdef uint32_t p, j
+        cdef int ci, best = -1
+        cdef double r, best_r = 0
+        cdef SizeClass* c
+        for p in range(self.npages_max_alloc):
+            if self.pages[p].mem != NULL and self.pages[p].cls != exclude and self.pages[p].live == 0:
+                return p
+        for ci in range(self.nclasses):
+            c = &self.cls[ci]
+            if ci == exclude or c.npages == 0:
+                continue
+            r = <double>c.win_evictions / c.npages
+            if best < 0 or r < best_r:
+                best, best_r = ci, r
+        if best < 0:
+            return -1
+        c = &self.cls[best]
+        for j in range(c.npages):
+            p = c.pages[(c.hand_p + j) % c.npages]
+            if self.pages[p].pinned == 0:
+                return p
+        return -1
+
+    cdef bint _move_page_to(self, int ci) except -1:
+        cdef long long p = self._donor_page(ci)
+        if p < 0:
+            return False
+        if self.pages[p].cls >= 0:
+            self._unassign(<uint32_t>p)
+        self._assign(<uint32_t>p, ci)
+        self.slab_moves += 1
+        return True
+
+    cdef bint _rebalance(self, int ci) except -1:
+        """Class ci must evict. Once it has evicted a page's worth of blocks since it
+        last asked, it takes a page from the class evicting the least per page,
+        when ci evicts more than twice as fast (hysteresis against ping-pong).
+        Every rebalance_every evictions all counts halve, so recent load counts
+        most. True if class ci got a page."""
+        cdef int k, cold = -1
+        cdef double r, hot_r, cold_r = 0
+        cdef long long p
+        cdef uint32_t j
+        cdef SizeClass* c = &self.cls[ci]
+        cdef bint got = False
+        self.win_count += 1
+        if self.win_count >= self.rebalance_every:
+            self.win_count = 0
+            for k in range(self.nclasses):
+                self.cls[k].win_evictions //= 2
+        if c.win_evictions < c.per_page:
+            return False
+        hot_r = <double>c.win_evictions / c.npages
+        for k in range(self.nclasses):
+            if self.cls[k].npages == 0 or k == ci:
+                continue
+            r = <double>self.cls[k].win_evictions / self.cls[k].npages
+            if cold < 0 or r < cold_r:
+                cold, cold_r = k, r
+        if cold >= 0 and hot_r > 2 * cold_r:
+            oc = &self.cls[cold]
+            for j in range(oc.npages):
+                p = oc.pages[(oc.hand_p + j) % oc.npages]
+                if self.pages[p].pinned == 0:
+                    self._unassign(<uint32_t>p)
+                    self._assign(<uint32_t>p, ci)
+                    self.slab_moves += 1
+                    got = True
+                    break
+        c.win_evictions = 0
+        return got
+
+    cdef uint64_t _evict(self, int ci) noexcept:
+        """CLOCK over class ci's slots: the first unpinned USED slot whose reference
+        bit is clear is evicted and returned; EMPTY if every slot is pinned."""
+        cdef SizeClass* c = &self.cls[ci]
+        cdef uint64_t budget, sid
+        cdef uint32_t p
+        cdef Slot* s
+        if c.npages == 0:
+            return EMPTY
+        budget = 2 * <uint64_t>c.npages * c.per_page + 1
+        while budget:
+            budget -= 1
+            if c.hand_p >= c.npages:
+                c.hand_p = 0
+            p = c.pages[c.hand_p]
+            sid = sid_of(p, c.hand_s)
+            s = &self.pages[p].slots[c.hand_s]
+            c.hand_s += 1
+            if c.hand_s >= c.per_page:
+                c.hand_s = 0
+                c.hand_p = (c.hand_p + 1) % c.npages
+            if s.state != USED or s.refs:
+                continue
+            if s.ref:
+                s.ref = 0
+                continue
+            self._hdelete(s.key)
+            self.payload -= s.len
+            c.payload -= s.len
+            c.items -= 1
+            s.state = FREE
+            self.pages[p].live -= 1
+            self.evictions += 1
+            c.evictions += 1
+            c.win_evictions += 1
+            return sid
+        return EMPTY
+
+    cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE:
+        """A FREE slot of class ci, taken off its stack, or EMPTY. In order: a free
+        slot; a new page while the capacity allows; a page moved here (a class
+        with no page, or a rebalance); a CLOCK eviction in the class; a page
+        moved here when every slot of the class is pinned."""
+        cdef SizeClass* c = &self.cls[ci]
+        cdef long long p
+        cdef uint64_t sid
+        if c.nfree == 0:
+            p = self._new_page()
+            if p >= 0:
+                self._assign(<uint32_t>p, ci)
+            elif c.npages == 0:
+                self._move_page_to(ci)
+            else:
+                self._rebalance(ci)
+            if c.nfree == 0:
+                sid = self._evict(ci)
+                if sid != EMPTY:
+                    return sid
+                if not self._move_page_to(ci):
+                    return EMPTY
+        c.nfree -= 1
+        return c.free[c.nfree]
+
+    cdef void _free_slot(self, uint64_t sid) noexcept:
+        cdef Page* pg = &self.pages[sid_page(sid)]
+        cdef Slot* s = &pg.slots[sid_idx(sid)]
+        cdef SizeClass* c = &self.cls[pg.cls]
+        self.payload -= s.len
+        c.payload -= s.len
+        c.items -= 1
+        s.state = FREE
+        pg.live -= 1
+        try:
+            self._push_free(c, sid)
+        except MemoryError:
+            pass    # the slot stays FREE but unlisted until its page moves; nothing is lost
+
+    cdef int _shrink(self) except -1:
+        """Release pages until pages_held <= pages_max (pinned pages stay)."""
+        cdef long long p
+        cdef uint32_t q
+        while self.pages_held > self.pages_max:
+            p = -1
+            for q in range(self.npages_max_alloc):       # pages beyond the new limit first
+                if self.pages[q].mem != NULL and self.pages[q].pinned == 0 and q >= self.pages_max:
+                    p = q
+                    break
+            if p < 0:
+                p = self._donor_page(-1)
+            if p < 0:
+                break
+            if self.pages[p].cls >= 0:
+                self._unassign(<uint32_t>p)
+            munmap(self.pages[p].mem, self.page_size)
+            self.pages[p].mem = NULL
+            self.pages_held -= 1
+            self.pages_released += 1
+        return 0
+
+    # ------------------------------------------------------------ the interface _table uses
+
+    cdef int lookup_pin(self, uint64_t key, Pin* out) except -1:
+        """1 and a pinned slot in out if key is cached; 0 (a miss) otherwise."""
+        cdef long long i = self._hfind(key)
+        cdef uint64_t sid
+        cdef Slot* s
+        cdef Page* pg
+        if i < 0:
+            self.misses += 1
+            return 0
+        sid = self.hvals[i]
+        pg = &self.pages[sid_page(sid)]
+        s = &pg.slots[sid_idx(sid)]
+        if s.refs == 0:
+            pg.pinned += 1
+            self.pinned_bytes += s.len
+            self.pinned_slots += 1
+        s.refs += 1
+        s.ref = 1
+        self.hits += 1
+        self.cls[pg.cls].hits += 1
+        out.slot = sid
+        out.data = pg.mem + <size_t>sid_idx(sid) * self.cls[pg.cls].size
+        out.len = s.len
+        return 1
+
+    cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1:
+        """1 and a pinned slot of n bytes for key (FILLING: write it, then publish or
+        abort); 0 if the block cannot be cached (too large, or every slot of its
+        class pinned)."""
+        cdef int ci
+        cdef uint64_t sid
+        cdef Page* pg
+        cdef Slot* s
+        if n > self.page_size:
+            self.too_large += 1
+            return 0
+        ci = self._class_for(n if n else 1)
+        sid = self._get_slot(ci)
+        if sid == EMPTY:
+            self.insert_failures += 1
+            return 0
+        pg = &self.pages[sid_page(sid)]
+        s = &pg.slots[sid_idx(sid)]
+        s.key = key
+        s.len = <uint32_t>n
+        s.refs = 1
+        s.ref = 1
+        s.state = FILLING
+        pg.live += 1
+        pg.pinned += 1
+        self.payload += n
+        self.cls[ci].payload += n
+        self.cls[ci].items += 1
+        self.pinned_bytes += n
+        self.pinned_slots += 1
+        out.slot = sid
+        out.data = pg.mem + <size_t>sid_idx(sid) * self.cls[ci].size
+        out.len = n
+        return 1
+
+    cdef int publish(self, Pin* p) except -1:
+        """Make a filled slot visible to lookups (it stays pinned by the caller)."""
+        cdef Slot* s = self._slot(p.slot)
+        if self._hfind(s.key) >= 0:      # another reader cached it meanwhile
+            s.state = DETACHED
+            self.detached += 1
+            return 0
+        self._hinsert(s.key, p.slot)
+        s.state = USED
+        self.inserts += 1
+        return 0
+
+    cdef void unpin(self, uint64_t sid) noexcept:
+        cdef Page* pg = &self.pages[sid_page(sid)]
+        cdef Slot* s = &pg.slots[sid_idx(sid)]
+        s.refs -= 1
+        if s.refs == 0:
+            pg.pinned -= 1
+            self.pinned_bytes -= s.len
+            self.pinned_slots -= 1
+            if s.state == DETACHED or s.state == FILLING:
+                self._free_slot(sid)
+                if self.pages_held > self.pages_max:
+                    try:
+                        self._shrink()
+                    except BaseException:
+                        pass
+
+    cdef void abort(self, uint64_t sid) noexcept:
+        """Give back a FILLING slot whose fill failed."""
+        self.unpin(sid)
+
+    # ------------------------------------------------------------ python interface
+
+    def lookup(self, key):
+        """A pinned BlockView of the cached block, or None."""
+        cdef Pin p
+        if not self.lookup_pin(key, &p):
+            return None
+        return BlockView.make(self, p)
+
+    def insert(self, key, data):
+        """Copy data into a slot under key, replacing what key held (a pinned old
+        block stays readable by its holders); False if it cannot be cached."""
+        cdef const uint8_t[::1] mv = data
+        cdef Pin p
+        cdef long long i = self._hfind(key)
+        cdef uint64_t old
+        cdef Slot* s
+        if i >= 0:
+            old = self.hvals[i]
+            s = self._slot(old)
+            self._hdelete_at(<uint64_t>i)
+            if s.refs:
+                s.state = DETACHED
+                self.detached += 1
+            else:
+                self._free_slot(old)
+        if not self.alloc_pin(key, mv.shape[0], &p):
+            return False
+        if mv.shape[0]:
+            memcpy(<void*>p.data, &mv[0], mv.shape[0])
+        self.publish(&p)
+        self.unpin(p.slot)
+        return True
+
+    def erase_file(self, unsigned long long number):
+        """Drop every block of one file (called when the file is deleted); a pinned
+        block is detached and freed when its last pin goes."""
+        cdef uint32_t p, i
+        cdef Slot* s
+        for p in range(self.npages_max_alloc):
+            if self.pages[p].mem == NULL or self.pages[p].cls < 0:
+                continue
+            for i in range(self.pages[p].nslots):
+                s = &self.pages[p].slots[i]
+                if s.state == USED and (s.key >> 40) == number:
+                    self._hdelete(s.key)
+                    if s.refs:
+                        s.state = DETACHED
+                        self.detached += 1
+                    else:
+                        self._free_slot(sid_of(p, i))
+
+    def set_capacity(self, size_t capacity):
+        """Grow or shrink; shrinking releases pages (unpinned ones) to the OS now."""
+        self.capacity = capacity
+        self._set_pages_max()
+
+    def reserve(self, long long nbytes):
+        """Charge (or with a negative count, uncharge) bytes held outside the slabs
+        (index and filter blocks) against the capacity."""
+        if nbytes < 0 and <size_t>(-nbytes) > self.reserved:
+            self.reserved = 0
+        else:
+            self.reserved += nbytes
+        self._set_pages_max()
+
+    def __len__(self):
+        return self.hcount
+
+    @property
+    def charge(self):
+        return self.payload
+
+    def metadata_bytes(self):
+        """Bytes of bookkeeping: slot tables, the hash, class stacks, the page table."""
+        cdef int i
+        cdef uint32_t p
+        cdef size_t n = (self.hmask + 1) * 16 + self.npages_max_alloc * sizeof(Page)
+        n += self.nclasses * sizeof(SizeClass)
+        for i in range(self.nclasses):
+            n += self.cls[i].pcap * 4 + self.cls[i].fcap * 8
+        for p in range(self.npages_max_alloc):
+            n += self.pages[p].nslots * sizeof(Slot)
+        return n
+
+    def stats(self):
+        cdef SizeClass* c
+        cdef int i
+        total = self.hits + self.misses
+        held = <unsigned long long>self.pages_held * self.page_size
+        classes = []
+        for i in range(self.nclasses):
+            c = &self.cls[i]
+            if c.npages == 0 and c.items == 0:
+                continue
+            cap = <unsigned long long>c.npages * c.per_page
+            classes.append({"size": c.size, "pages": c.npages, "items": c.items,
+                            "fill": (c.items / cap) if cap else 0.0,
+                            "payload": c.payload, "hits": c.hits, "evictions": c.evictions})
+        meta = self.metadata_bytes()
+        return {
+            "kind": "slab",
+            "capacity": self.capacity,
+            "usage": self.payload,
+            "held": held,
+            "reserved": self.reserved,
+            "overhead": held - self.payload + meta,
+            "metadata": meta,
+            "entries": self.hcount,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_ratio": (self.hits / total) if total else 0.0,
+            "inserts": self.inserts,
+            "evictions": self.evictions,
+            "pinned_bytes": self.pinned_bytes,
+            "pinned_blocks": self.pinned_slots,
+            "page_size": self.page_size,
+            "pages": self.pages_held,
+            "pages_max": self.pages_max,
+            "pages_over": max(0, <long long>self.pages_held - <long long>self.pages_max),
+            "pages_released": self.pages_released,
+            "slab_moves": self.slab_moves,
+            "growth_factor": self.growth_factor,
+            "fragmentation_ratio": (held / self.payload) if self.payload else None,
+            "too_large": self.too_large,
+            "insert_failures": self.insert_failures,
+            "classes": classes,
+        }
+
+    def check(self):
+        """Assert the invariants of the module docstring (tests call this)."""
+        cdef uint64_t payload = 0, used = 0, pinned = 0, sid
+        cdef uint32_t p, i
+        cdef Slot* s
+        freeset = set()
+        for ci in range(self.nclasses):
+            for j in range(self.cls[ci].nfree):
+                sid = self.cls[ci].free[j]
+                assert sid not in freeset, f"slot {sid:#x} twice on a free stack"
+                freeset.add(sid)
+                assert self.pages[sid_page(sid)].cls == ci, f"slot {sid:#x} on the wrong class's stack"
+        for p in range(self.npages_max_alloc):
+            if self.pages[p].cls < 0:
+                continue
+            assert self.pages[p].mem != NULL
+            for i in range(self.pages[p].nslots):
+                s = &self.pages[p].slots[i]
+                sid = sid_of(p, i)
+                if s.state == FREE:
+                    assert sid in freeset, f"free slot {sid:#x} not on its free stack"
+                    continue
+                assert sid not in freeset, f"slot {sid:#x} in use and on the free stack"
+                payload += s.len
+                if s.refs:
+                    pinned += s.len
+                if s.state == USED:
+                    used += 1
+                    k = self._hfind(s.key)
+                    assert k >= 0 and self.hvals[k] == sid, f"slot {sid:#x} missing from the hash"
+                else:
+                    assert s.refs > 0, f"detached or filling slot {sid:#x} without a pin"
+                assert s.len <= self.cls[self.pages[p].cls].size
+        assert payload == self.payload, (payload, self.payload)
+        assert pinned == self.pinned_bytes, (pinned, self.pinned_bytes)
+        assert used == self.hcount, (used, self.hcount)
+        assert self.payload <= <unsigned long long>self.pages_held * self.page_size
+        assert self.hits + self.misses >= 0
+        return True
+
+
+cdef class BlockView:
+    """A cached block, pinned until release() (or until the view is dropped).
+    Supports the buffer protocol: memoryview(view), bytes(view)."""
+    cdef SlabCache cache
+    cdef Pin pin
+    cdef bint released
+    cdef int exports
+    cdef Py_ssize_t shape[1]
+
+    @staticmethod
+    cdef BlockView make(SlabCache cache, Pin p):
+        cdef BlockView v = BlockView.__new__(BlockView)
+        v.cache = cache
+        v.pin = p
+        v.released = False
+        v.exports = 0
+        return v
+
+    def __getbuffer__(self, Py_buffer* buf, int flags):
+        if self.released:
+            raise ValueError("BlockView is released")
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a cached block is read-only")
+        self.shape[0] = self.pin.len
+        buf.buf = <void*>self.pin.data
+        buf.obj = self
+        buf.len = self.pin.len
+        buf.readonly = 1
+        buf.itemsize = 1
+        buf.format = "B"
+        buf.ndim = 1
+        buf.shape = self.shape
+        buf.strides = NULL
+        buf.suboffsets = NULL
+        buf.internal = NULL
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer* buf):
+        self.exports -= 1
+
+    def __len__(self):
+        return self.pin.len
+
+    def release(self):
+        """Unpin now (the block may then be evicted). Idempotent."""
+        if self.exports:
+            raise BufferError("release() while a memoryview of the block is alive")
+        if not self.released:
+            self.released = True
+            self.cache.unpin(self.pin.slot)
+
+    def __dealloc__(self):
+        if not self.released and self.cache is not None:
+            self.released = True
+            self.cache.unpin(self.pin.slot)
+
 
 cdef class LRUCache:
+    """The plain LRU of bytes objects (block_cache='lru'), for comparison."""
     cdef object _map
-    cdef readonly size_t capacity, charge
+    cdef readonly size_t capacity, charge, reserved
     cdef readonly unsigned long long hits, misses, inserts, evictions
 
     def __cinit__(self, size_t capacity):
         self._map = OrderedDict()
         self.capacity = capacity
         self.charge = 0
+        self.reserved = 0
         self.hits = self.misses = self.inserts = self.evictions = 0
 
     cpdef object lookup(self, object key):
@@ -46,7 +858,11 @@ cdef class LRUCache:
         self._map[key] = block
         self.charge += n
         self.inserts += 1
-        while self.charge > self.capacity:
+        self._evict()
+
+    cdef _evict(self):
+        cdef size_t limit = self.capacity - self.reserved if self.capacity > self.reserved else 0
+        while self.charge > limit and self._map:
             _, victim = self._map.popitem(last=False)
             self.charge -= len(victim)
             self.evictions += 1
@@ -58,18 +874,39 @@ cdef class LRUCache:
         for k in [k for k in self._map if lo <= k < hi]:
             self.charge -= len(self._map.pop(k))
 
+    def set_capacity(self, size_t capacity):
+        self.capacity = capacity
+        self._evict()
+
+    def reserve(self, long long nbytes):
+        if nbytes < 0 and <size_t>(-nbytes) > self.reserved:
+            self.reserved = 0
+        else:
+            self.reserved += nbytes
+        self._evict()
+
     def __len__(self):
         return len(self._map)
 
     def stats(self):
         total = self.hits + self.misses
+        # a bytes object costs its payload plus ~33 bytes of header; the OrderedDict ~100 per entry
+        meta = len(self._map) * (33 + 100)
         return {
             "kind": "lru",
             "capacity": self.capacity,
             "usage": self.charge,
+            "held": self.charge,
+            "reserved": self.reserved,
+            "overhead": meta,
+            "metadata": meta,
             "entries": len(self._map),
             "hits": self.hits,
             "misses": self.misses,
             "hit_ratio": (self.hits / total) if total else 0.0,
+            "inserts": self.inserts,
             "evictions": self.evictions,
+            "pinned_bytes": 0,
+            "fragmentation_ratio": None,
+            "slab_moves": 0,
         }

@@ -1,5 +1,6 @@
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from lsmkv._iterator cimport InternalIterator
+from lsmkv._cache cimport SlabCache, Pin
 
 ctypedef struct KeyBuf:
     uint8_t* p
@@ -7,7 +8,9 @@ ctypedef struct KeyBuf:
     size_t cap
 
 cdef class BlockIter(InternalIterator):
-    cdef bytes data
+    cdef bytes data             # the block, when it is not a pinned cache slot
+    cdef SlabCache pcache       # the cache whose slot pslot this iterator pins, or None
+    cdef uint64_t pslot
     cdef const uint8_t* base
     cdef size_t size
     cdef size_t restarts        # offset of the restart array
@@ -18,6 +21,9 @@ cdef class BlockIter(InternalIterator):
     cdef object path
     cdef uint64_t block_offset
     cdef int reset(self, bytes data, object path, uint64_t block_offset) except -1
+    cdef int reset_pinned(self, SlabCache cache, Pin* p, object path, uint64_t block_offset) except -1
+    cdef int _reset_mem(self, const uint8_t* base, size_t size, object path, uint64_t block_offset) except -1
+    cdef void release_pin(self) noexcept
     cdef int _decode_at(self, size_t off) except -1
     cdef int _corrupt(self, str what) except -1
     cdef int _seek_restart(self, uint32_t i) except -1
@@ -41,11 +47,16 @@ cdef class TableReader:
     cdef uint64_t fnlines
     cdef int fk
     cdef object cache
+    cdef SlabCache slab              # cache, when it is a SlabCache (pinned, copy-free reads)
+    cdef size_t charged              # index + filter bytes reserved in the cache
     cdef bytes smallest_ukey, largest_ukey
     cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
     cdef bint may_contain(self, uint64_t h) noexcept
     cdef bytes read_block(self, uint64_t off, uint64_t size)
     cdef bytes block(self, uint64_t off, uint64_t size)
+    cdef int _check_handle(self, uint64_t off, uint64_t size) except -1
+    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1
+    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p)
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*)
 
 cdef class TableIterator(InternalIterator):

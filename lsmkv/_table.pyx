@@ -48,6 +48,8 @@ cdef extern from "sys/mman.h" nogil:
     int PROT_READ, MAP_SHARED
     void* MAP_FAILED
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE)
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from lsmkv._cache cimport SlabCache, Pin
 from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
@@ -266,18 +268,43 @@ cdef class BlockIter(InternalIterator):
         self.kb.p = NULL
         self.kb.len = self.kb.cap = 0
         self.data = None
+        self.pcache = None
         self.nrestarts = 0
         self.size = 0
 
     def __dealloc__(self):
         free(self.kb.p)
+        self.release_pin()
+
+    cdef void release_pin(self) noexcept:
+        """Unpin the cache slot this iterator stands on, if any."""
+        if self.pcache is not None:
+            self.pcache.unpin(self.pslot)
+            self.pcache = None
+            self.base = NULL
+            self.size = 0
+            self.valid = False
 
     cdef int reset(self, bytes data, object path, uint64_t block_offset) except -1:
+        self.release_pin()
         self.data = data
+        return self._reset_mem(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                               path, block_offset)
+
+    cdef int reset_pinned(self, SlabCache cache, Pin* p, object path, uint64_t block_offset) except -1:
+        """Stand on a cache slot the caller pinned; the pin passes to this iterator
+        and is released by the next reset or when the iterator goes."""
+        self.release_pin()
+        self.data = None
+        self.pcache = cache
+        self.pslot = p.slot
+        return self._reset_mem(p.data, p.len, path, block_offset)
+
+    cdef int _reset_mem(self, const uint8_t* base, size_t size, object path, uint64_t block_offset) except -1:
         self.path = path
         self.block_offset = block_offset
-        self.base = <const uint8_t*>PyBytes_AS_STRING(data)
-        self.size = PyBytes_GET_SIZE(data)
+        self.base = base
+        self.size = size
         self.valid = False
         if self.size < 4:
             raise CorruptionError(path, block_offset, "block too short")
@@ -466,6 +493,52 @@ cdef bytes pread_exact(int fd, uint64_t off, size_t n, object path):
         done += got
     return out
 
+cdef int pread_into(int fd, bytearray buf, uint64_t off, size_t n, object path) except -1:
+    cdef char* dst = PyByteArray_AS_STRING(buf)
+    cdef ssize_t got
+    cdef size_t done = 0
+    while done < n:
+        with nogil:
+            got = pread(fd, dst + done, n - done, off + done)
+        if got < 0:
+            raise OSError(errno, f"read failed: {path}: {os.strerror(errno)}")
+        if got == 0:
+            raise CorruptionError(path, off, f"file truncated (wanted {n} bytes)")
+        done += got
+    return 0
+
+
+# Pooled read buffers for pread (mmap_reads=False): a block read borrows one and
+# gives it back, so a read allocates no buffer. list.pop/append are atomic under
+# the GIL; at most POOL_MAX buffers are kept, each grown to the largest read.
+cdef list _read_pool = []
+cdef int POOL_MAX = 16
+_pool_stats = {"borrowed": 0, "created": 0}
+
+
+cdef bytearray _pool_get(size_t n):
+    cdef bytearray b
+    _pool_stats["borrowed"] += 1
+    try:
+        b = _read_pool.pop()
+    except IndexError:
+        _pool_stats["created"] += 1
+        return bytearray(max(n, 16384))
+    if <size_t>PyByteArray_GET_SIZE(b) < n:
+        b = bytearray(n)
+        _pool_stats["created"] += 1
+    return b
+
+
+cdef void _pool_put(bytearray b) noexcept:
+    if len(_read_pool) < POOL_MAX:
+        _read_pool.append(b)
+
+
+def read_pool_stats():
+    """Pooled read buffers: borrows, buffers ever created, buffers held and their bytes."""
+    return dict(_pool_stats, held=len(_read_pool), held_bytes=sum(len(b) for b in _read_pool))
+
 # ---------------------------------------------------------------- table reader
 
 cdef class TableReader:
@@ -484,6 +557,8 @@ cdef class TableReader:
         self.path = str(path)
         self.number = number
         self.cache = cache
+        self.slab = cache if isinstance(cache, SlabCache) else None
+        self.charged = 0
         self.use_mmap = use_mmap
         self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
@@ -551,8 +626,14 @@ cdef class TableReader:
             self.fnlines = (fn - 1) // 64
             if self.fk < 1 or self.fk > 30 or self.fnlines == 0 or (fn - 1) % 64 != 0:
                 raise CorruptionError(self.path, h[2], "bad bloom filter parameters")
+        if self.cache is not None:
+            # index and filter stay in memory while the table is open: charged to the cache
+            self.charged = PyBytes_GET_SIZE(self.index_data) + fn
+            self.cache.reserve(self.charged)
 
     def __dealloc__(self):
+        if self.charged and self.cache is not None:
+            self.cache.reserve(-<long long>self.charged)
         zddict_free(self.ddict)
         if self.map != NULL:
             munmap(<void*>self.map, self.map_len)
@@ -562,6 +643,9 @@ cdef class TableReader:
     def close(self):
         """Release the file now (later reads raise ValueError). The DB never calls
         this on a table a reader may still hold; dropping the last reference does it."""
+        if self.charged and self.cache is not None:
+            self.cache.reserve(-<long long>self.charged)
+            self.charged = 0
         if self.map != NULL:
             munmap(<void*>self.map, self.map_len)
             self.map = NULL
@@ -598,15 +682,87 @@ cdef class TableReader:
     cdef bytes read_block(self, uint64_t off, uint64_t size):
         """A block's contents, checksum verified. The handle is checked against the
         file size first, so a damaged index can never read outside the file."""
-        cdef bytes stored
+        cdef bytearray buf
+        self._check_handle(off, size)
+        if self.map != NULL:
+            return check_block(self.map + off, size + TRAILER_SIZE, self.path, off, self)
+        buf = _pool_get(size + TRAILER_SIZE)
+        try:
+            pread_into(self.fd, buf, off, size + TRAILER_SIZE, self.path)
+            return check_block(<const uint8_t*>PyByteArray_AS_STRING(buf), size + TRAILER_SIZE,
+                               self.path, off, self)
+        finally:
+            _pool_put(buf)
+
+    cdef int _check_handle(self, uint64_t off, uint64_t size) except -1:
         if self.fd < 0:
             raise ValueError(f"table {self.path} is closed")
         if off > self.file_size or size + TRAILER_SIZE > self.file_size - off:
             raise CorruptionError(self.path, off, "block handle out of range")
+        return 0
+
+    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p):
+        """Read, verify and decompress a block straight into a new slab slot (no
+        intermediate bytes object): None with the slot pinned in p and published,
+        or the block as bytes when the cache cannot take it."""
+        cdef bytearray buf = None
+        cdef const uint8_t* sp
+        cdef size_t n = size + TRAILER_SIZE, body = size
+        cdef long long csize
+        cdef int btype
+        cdef size_t r
+        self._check_handle(off, size)
         if self.map != NULL:
-            return check_block(self.map + off, size + TRAILER_SIZE, self.path, off, self)
-        stored = pread_exact(self.fd, off, size + TRAILER_SIZE, self.path)
-        return check_block(<const uint8_t*>PyBytes_AS_STRING(stored), size + TRAILER_SIZE, self.path, off, self)
+            sp = self.map + off
+        else:
+            buf = _pool_get(n)
+            pread_into(self.fd, buf, off, n, self.path)
+            sp = <const uint8_t*>PyByteArray_AS_STRING(buf)
+        try:
+            if crc32c(sp, body + 1, 0) != load_u32(sp + body + 1):
+                raise CorruptionError(self.path, off, "block checksum mismatch")
+            btype = sp[body]
+            if btype == BLOCK_RAW:
+                csize = body
+            elif (btype == BLOCK_ZSTD or btype == BLOCK_ZSTD_DICT) and zstd_loaded() and \
+                    not (btype == BLOCK_ZSTD_DICT and self.zdict is None):
+                csize = zstd_content_size(sp, body)
+            else:       # fallback decompressor, or a damaged type: the bytes path decides
+                return check_block(sp, n, self.path, off, self)
+            if csize < 0 or csize > MAX_BLOCK_CONTENT:
+                return check_block(sp, n, self.path, off, self)    # raises the precise error
+            if not self.slab.alloc_pin(key, csize, p):
+                return check_block(sp, n, self.path, off, self)
+            if btype == BLOCK_RAW:
+                memcpy(<void*>p.data, sp, body)
+            else:
+                r = zstd_decompress(_dctx(), <void*>p.data, csize, sp, body,
+                                    self.ddict if btype == BLOCK_ZSTD_DICT else NULL)
+                if zstd_is_error(r) or r != <size_t>csize:
+                    self.slab.abort(p.slot)
+                    if zstd_is_error(r):
+                        raise CorruptionError(self.path, off, f"zstd: {zstd_error_name(r).decode()}")
+                    raise CorruptionError(self.path, off, f"zstd: frame holds {r} bytes, its header says {csize}")
+            self.slab.publish(p)
+            return None
+        finally:
+            if buf is not None:
+                _pool_put(buf)
+
+    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1:
+        """Point it at a data block: a pinned slab slot (hit, or filled on a miss),
+        or a bytes object (the LRU cache, no cache, or a block the slab cannot take)."""
+        cdef Pin p
+        cdef uint64_t key
+        if self.slab is None:
+            return it.reset(self.block(off, size), self.path, off)
+        key = (self.number << 40) | off
+        if self.slab.lookup_pin(key, &p):
+            return it.reset_pinned(self.slab, &p, self.path, off)
+        b = self._fill_slab(key, off, size, &p)
+        if b is None:
+            return it.reset_pinned(self.slab, &p, self.path, off)
+        return it.reset(b, self.path, off)
 
     def _dict_decompressor(self):
         """This thread's decompressor for blocks compressed with the table's dictionary."""
@@ -642,7 +798,7 @@ cdef class TableReader:
             return None
         if decode_handle(it.val, it.val_len, &off, &size) < 0:
             raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
-        it.reset(self.block(off, size), self.path, off)
+        self.load_into(it, off, size)
         it.seek(ikey, ikn)
         if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ikey, ukn) != 0):
             return None
@@ -731,7 +887,7 @@ cdef class TableIterator(InternalIterator):
             return 0
         if decode_handle(self.index.val, self.index.val_len, &off, &size) < 0:
             raise CorruptionError(self.table.path, self.table.index_offset, "bad block handle in index")
-        self.data.reset(self.table.block(off, size), self.table.path, off)
+        self.table.load_into(self.data, off, size)
         self.have_block = True
         return 0
 

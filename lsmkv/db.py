@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from sortedcontainers import SortedList
 
 from lsmkv import filenames
-from lsmkv._cache import LRUCache
+from lsmkv._cache import LRUCache, SlabCache
 from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, check_bound, replay_batch
 from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
@@ -118,6 +118,14 @@ class Snapshot:
 
 
 class DB(CoreDB):
+def _make_cache(opts):
+    if opts.block_cache_size <= 0:
+        return None
+    if opts.block_cache == "lru":
+        return LRUCache(opts.block_cache_size)
+    return SlabCache(opts.block_cache_size, opts.slab_page_size, float(opts.slab_growth_factor))
+
+
     """An LSM-tree key-value store in the directory `path`.
 
     Example:
@@ -159,7 +167,7 @@ class DB(CoreDB):
         self._tables = {}              # number -> TableReader, for every SST not yet deleted
         self._pending_outputs = set()  # numbers of files being written
         self._manual_flush = 0
-        self._cache = LRUCache(opts.block_cache_size) if opts.block_cache_size > 0 else None
+        self._cache = _make_cache(opts)
         self._bg_nice = BACKGROUND_NICE if opts.background_priority == "low" else 0
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
         self._workers = ([Worker(self._bg_nice) for _ in range(n_compactions)]

@@ -29,7 +29,10 @@ class Options:
     compression_level: int = -1                # zstd level; negative levels decode ~3x faster (docs/tuning)
     compression_dict_bytes: int = 16 * KiB     # zstd dictionary per compaction output; 0 disables
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
-    block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached
+    block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached (+ index/filter charged)
+    block_cache: str = "slab"                  # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU
+    slab_page_size: int = 1 * MiB              # slab page (smaller for caches under 16 pages)
+    slab_growth_factor: float = 1.08           # size-class growth: internal waste <= this - 1
     target_file_size_base: int = 64 * MiB      # compaction output file size
     level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
     level0_slowdown_writes_trigger: int = 20   # L0 files at which writes are paced to delayed_write_rate
@@ -63,6 +66,13 @@ class Options:
             raise ValueError("option compression_dict_bytes must be 0 or >= 256")
         _int("bloom_bits_per_key", self.bloom_bits_per_key, 0, 64)
         _int("block_cache_size", self.block_cache_size, 0)
+        if self.block_cache not in ("slab", "lru"):
+            raise ValueError(f"option block_cache must be 'slab' or 'lru', got {self.block_cache!r}")
+        _int("slab_page_size", self.slab_page_size, 4 * KiB, 1 << 30)
+        if isinstance(self.slab_growth_factor, bool) or not isinstance(self.slab_growth_factor, (int, float)):
+            raise TypeError("option slab_growth_factor must be a number")
+        if not 1.01 <= self.slab_growth_factor <= 4:
+            raise ValueError(f"option slab_growth_factor must be in [1.01, 4], got {self.slab_growth_factor}")
         _int("target_file_size_base", self.target_file_size_base, 64 * KiB)
         _int("level0_file_num_compaction_trigger", self.level0_file_num_compaction_trigger, 1)
         _int("level0_slowdown_writes_trigger", self.level0_slowdown_writes_trigger, 1)

@@ -1,0 +1,79 @@
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+ctypedef struct Slot:
+    uint64_t key
+    uint32_t len        # payload bytes held (<= the class's slot size)
+    uint32_t refs       # pins: views and block iterators standing on it
+    uint8_t state       # FREE, USED (in the hash), DETACHED (erased while pinned), FILLING
+    uint8_t ref         # CLOCK reference bit
+
+ctypedef struct Page:
+    uint8_t* mem        # page_size bytes (mmap'd), or NULL when the page is not held
+    int cls             # size class, -1 when unassigned
+    uint32_t nslots
+    uint32_t live       # slots not FREE
+    uint32_t pinned     # slots with refs > 0
+    Slot* slots
+
+ctypedef struct SizeClass:
+    uint32_t size       # slot bytes
+    uint32_t per_page   # slots per page
+    uint32_t* pages     # indexes of the pages given to this class
+    uint32_t npages, pcap
+    uint64_t* free      # stack of free slot ids
+    uint64_t nfree, fcap
+    uint32_t hand_p, hand_s   # CLOCK hand: position in pages[], slot index
+    uint64_t items, payload
+    unsigned long long hits, evictions, win_evictions
+
+ctypedef struct Pin:
+    uint64_t slot       # (page << 32) | index
+    const uint8_t* data
+    size_t len
+
+
+cdef class SlabCache:
+    cdef readonly size_t capacity, page_size, reserved
+    cdef readonly double growth_factor
+    cdef Page* pages
+    cdef uint32_t npages_max_alloc   # length of the pages array
+    cdef readonly uint32_t pages_held
+    cdef int nclasses
+    cdef SizeClass* cls
+    # hash: open addressing, linear probing, backward-shift deletion
+    cdef uint64_t* hkeys
+    cdef uint64_t* hvals
+    cdef uint64_t hmask
+    cdef uint64_t hcount
+    cdef int hbits
+    cdef readonly uint64_t payload, pinned_bytes, pinned_slots
+    cdef readonly unsigned long long hits, misses, inserts, evictions, slab_moves, too_large
+    cdef readonly unsigned long long insert_failures, pages_released, detached
+    cdef unsigned long long win_count, rebalance_every
+    cdef uint32_t pages_max          # pages allowed by capacity - reserved
+
+    cdef uint64_t _home(self, uint64_t key) noexcept
+    cdef long long _hfind(self, uint64_t key) noexcept
+    cdef int _hinsert(self, uint64_t key, uint64_t val) except -1
+    cdef int _hgrow(self) except -1
+    cdef void _hdelete_at(self, uint64_t i) noexcept
+    cdef void _hdelete(self, uint64_t key) noexcept
+    cdef Slot* _slot(self, uint64_t sid) noexcept
+    cdef int _class_for(self, size_t n) noexcept
+    cdef int _push_free(self, SizeClass* c, uint64_t sid) except -1
+    cdef int _set_pages_max(self) except -1
+    cdef int _assign(self, uint32_t p, int ci) except -1
+    cdef void _unassign(self, uint32_t p) noexcept
+    cdef long long _new_page(self) except -2
+    cdef long long _donor_page(self, int exclude) noexcept
+    cdef bint _move_page_to(self, int ci) except -1
+    cdef bint _rebalance(self, int ci) except -1
+    cdef uint64_t _evict(self, int ci) noexcept
+    cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE
+    cdef void _free_slot(self, uint64_t sid) noexcept
+    cdef int _shrink(self) except -1
+    cdef int lookup_pin(self, uint64_t key, Pin* out) except -1
+    cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1
+    cdef int publish(self, Pin* p) except -1
+    cdef void unpin(self, uint64_t slot) noexcept
+    cdef void abort(self, uint64_t slot) noexcept

@@ -1,0 +1,265 @@
+"""The block caches: SlabCache (size classes, CLOCK, pins, page moves) and LRUCache."""
+import random
+import threading
+
+import pytest
+
+import lsmkv
+from lsmkv._cache import LRUCache, SlabCache
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def block(key, n):
+    """Deterministic contents for (key, size): a stale or overwritten slot shows."""
+    seed = (key * 2654435761 + n) & 0xFFFFFFFF
+    return (seed.to_bytes(4, "little") * (n // 4 + 1))[:n]
+
+
+def test_insert_lookup_view_and_release():
+    c = SlabCache(1 * MiB)
+    assert c.lookup(1) is None
+    assert c.insert(1, b"hello block")
+    v = c.lookup(1)
+    assert bytes(v) == b"hello block" and len(v) == 11
+    m = memoryview(v)
+    assert m.readonly
+    with pytest.raises(BufferError):
+        v.release()                     # a memoryview still points into the slot
+    m.release()
+    assert c.stats()["pinned_blocks"] == 1
+    v.release()
+    v.release()                         # idempotent
+    assert c.stats()["pinned_blocks"] == 0
+    with pytest.raises(ValueError):
+        memoryview(v)
+    s = c.stats()
+    assert (s["hits"], s["misses"], s["entries"]) == (1, 1, 1)
+    c.check()
+
+
+def test_model_random_workload_keeps_invariants():
+    """Random inserts, lookups, erases and capacity changes against a dict model:
+    a hit always returns the latest contents; check() holds throughout."""
+    rng = random.Random(7)
+    c = SlabCache(2 * MiB, 64 * KiB)
+    model = {}
+    held = []
+    for i in range(30000):
+        k = (rng.randrange(1, 6) << 40) | rng.randrange(4000)
+        r = rng.random()
+        if r < 0.45:
+            n = int(10 ** rng.uniform(2, 4.3))
+            if c.insert(k, block(k, n)):
+                model[k] = n
+        elif r < 0.9:
+            v = c.lookup(k)
+            if v is not None:
+                assert bytes(v) == block(k, model[k])
+                if rng.random() < 0.02:
+                    held.append((v, block(k, model[k])))
+                else:
+                    v.release()
+        elif r < 0.905:
+            f = rng.randrange(1, 6)
+            c.erase_file(f)
+            model = {k: n for k, n in model.items() if k >> 40 != f}
+        elif r < 0.91:
+            c.set_capacity(rng.choice([512 * KiB, 1 * MiB, 2 * MiB, 3 * MiB]))
+        if held and rng.random() < 0.05:
+            v, b = held.pop(rng.randrange(len(held)))
+            assert bytes(v) == b
+            v.release()
+        if i % 2000 == 0:
+            c.check()
+    for v, b in held:
+        assert bytes(v) == b           # a pinned block never changed under its view
+    c.check()
+    assert c.stats()["pinned_bytes"] == sum(len(b) for _, b in held)
+
+
+def test_pinned_block_survives_heavy_eviction():
+    c = SlabCache(1 * MiB, 64 * KiB)
+    c.insert(5, block(5, 4000))
+    v = c.lookup(5)
+    for k in range(100, 5000):                # far more than the cache holds, same class
+        c.insert(k, block(k, 4000))
+    s = c.stats()
+    assert s["evictions"] > 4000
+    assert bytes(v) == block(5, 4000)
+    assert c.lookup(5) is not None            # never evicted while pinned
+    v.release()
+    for k in range(5000, 9000):
+        c.insert(k, block(k, 4000))
+    assert c.lookup(5) is None                # unpinned: evictable again
+    c.check()
+
+
+def test_erase_file_detaches_pinned_blocks():
+    c = SlabCache(1 * MiB)
+    k = (3 << 40) | 4096
+    c.insert(k, block(k, 1000))
+    c.insert((4 << 40) | 0, block(9, 1000))
+    v = c.lookup(k)
+    c.erase_file(3)
+    assert c.lookup(k) is None                # gone for new readers
+    assert bytes(v) == block(k, 1000)         # but its holder still reads it
+    assert c.stats()["usage"] == 2000
+    v.release()                               # the last pin frees the slot
+    assert c.stats()["usage"] == 1000
+    c.check()
+
+
+def test_all_slots_pinned_refuses_instead_of_overwriting():
+    c = SlabCache(64 * KiB, 4 * KiB)          # 16 pages of 4 KiB: one 4000-byte block each
+    views = []
+    for k in range(16):
+        assert c.insert(k, block(k, 4000))
+        views.append(c.lookup(k))
+    assert not c.insert(99, block(99, 4000))
+    assert c.stats()["insert_failures"] == 1
+    assert [bytes(v) for v in views] == [block(k, 4000) for k in range(16)]
+    for v in views:
+        v.release()
+    assert c.insert(99, block(99, 4000))
+    c.check()
+
+
+def test_capacity_and_reservation_bound_the_pages():
+    c = SlabCache(8 * MiB)
+    for k in range(4000):
+        c.insert(k, block(k, 4000))
+    s = c.stats()
+    assert s["held"] <= 8 * MiB and s["usage"] <= s["held"]
+    c.reserve(3 * MiB)                        # index and filter blocks charged
+    s = c.stats()
+    assert s["held"] + s["reserved"] <= 8 * MiB
+    assert s["pages_released"] > 0
+    c.set_capacity(2 * MiB)
+    assert c.stats()["held"] == 0             # all 2 MiB are reserved
+    c.reserve(-3 * MiB)
+    c.check()
+    for k in range(4000):
+        c.insert(k, block(k, 4000))
+    assert c.stats()["held"] == 2 * MiB
+    c.check()
+
+
+def test_pages_move_to_the_class_that_starves():
+    """All pages first go to small blocks; then the load shifts to large blocks.
+    Pages must move (slab_moves) and the large blocks' hit ratio recover."""
+    c = SlabCache(4 * MiB, 64 * KiB)
+    for k in range(20000):
+        c.insert(k, block(k, 600))
+    assert c.stats()["pages"] == c.stats()["pages_max"]
+    rng = random.Random(3)
+    keys = list(range(100000, 100600))        # 600 blocks of 3000 bytes: ~1.8 MB, fits
+    for _ in range(8):
+        for k in keys:
+            v = c.lookup(k)
+            if v is None:
+                c.insert(k, block(k, 3000))
+            else:
+                v.release()
+        rng.shuffle(keys)
+    s = c.stats()
+    assert s["slab_moves"] > 0
+    h0 = s["hits"]
+    for k in keys:
+        v = c.lookup(k)
+        if v is not None:
+            v.release()
+    assert c.stats()["hits"] - h0 >= 0.9 * len(keys)
+    c.check()
+
+
+def test_fragmentation_of_mixed_sizes_is_bounded():
+    """Sizes spread over 100 B..20 KiB: slots waste at most the growth factor."""
+    c = SlabCache(32 * MiB, growth_factor=1.08)
+    rng = random.Random(11)
+    for k in range(60000):
+        c.insert(k, block(k, int(10 ** rng.uniform(2, 4.3))))
+    s = c.stats()
+    assert s["usage"] > 0.8 * 32 * MiB
+    assert s["fragmentation_ratio"] <= 1.15, s["fragmentation_ratio"]
+    c.check()
+
+
+def test_views_stay_stable_while_other_threads_evict():
+    c = SlabCache(2 * MiB, 64 * KiB)
+    stop = threading.Event()
+    errors = []
+
+    def reader(seed):
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                k = rng.randrange(2000)
+                v = c.lookup(k)
+                if v is None:
+                    c.insert(k, block(k, 1000 + k))
+                    continue
+                first = bytes(v)
+                for _ in range(3):
+                    c.insert(rng.randrange(2000, 1 << 30), block(k, 1000 + k))   # evict others
+                if bytes(v) != first or first != block(k, 1000 + k):
+                    errors.append(k)
+                v.release()
+        except Exception as e:          # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(1.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive()
+    assert errors == []
+    c.check()
+
+
+def test_lru_option_and_reserve():
+    c = LRUCache(10000)
+    c.insert(1, b"x" * 6000)
+    c.reserve(5000)
+    assert c.lookup(1) is None and c.stats()["usage"] == 0
+    assert c.stats()["kind"] == "lru"
+
+
+@pytest.mark.parametrize("kind", ["slab", "lru"])
+def test_db_reads_through_either_cache(tmp_path, kind):
+    db = lsmkv.DB(str(tmp_path / kind), block_cache=kind, block_cache_size=1 * MiB,
+                  write_buffer_size=256 * KiB, block_size=1024)
+    for i in range(20000):
+        db.put(b"k%06d" % i, b"v%06d" % i * 10)
+    db.flush()
+    for i in range(0, 20000, 7):
+        assert db.get(b"k%06d" % i) == b"v%06d" % i * 10
+    bc = db.stats()["block_cache"]
+    assert bc["kind"] == kind and bc["hits"] + bc["misses"] > 0
+    assert bc["reserved"] > 0                          # index and filter blocks charged
+    assert [k for k, _ in db.items()][::4999] == [b"k%06d" % i for i in range(0, 20000, 4999)]
+    db.close()
+
+
+def test_iterator_pins_only_the_block_it_stands_on(tmp_path):
+    db = lsmkv.DB(str(tmp_path / "db"), block_cache_size=1 * MiB, write_buffer_size=256 * KiB,
+                  block_size=1024)
+    for i in range(20000):
+        db.put(b"k%06d" % i, b"v" * 50)
+    db.flush()
+    db.compact_range()
+    it = db.items()
+    first = [next(it) for _ in range(100)]
+    bc = db.stats()["block_cache"]
+    assert bc["pinned_blocks"] == 1                    # one table, one block under the iterator
+    for _ in range(3000):                              # reads elsewhere churn the cache
+        db.get(b"k%06d" % random.randrange(20000))
+    rest = list(it)
+    assert len(first) + len(rest) == 20000
+    del it
+    assert db.stats()["block_cache"]["pinned_blocks"] == 0
+    db.close()
