@@ -19,11 +19,12 @@ cdef inline const uint8_t* node_val(Node* x) noexcept nogil:
 
 cdef class Arena:
     cdef char** chunks
+    cdef size_t* sizes          # each chunk's mapped length
     cdef size_t nchunks, cap_chunks
     cdef char* ptr
     cdef size_t remaining
     cdef readonly size_t chunk_size
-    cdef readonly size_t allocated   # bytes obtained from malloc (chunks)
+    cdef readonly size_t allocated   # bytes mapped for chunks (+ the chunk tables)
     cdef readonly size_t used        # bytes handed out
     cdef char* allocate(self, size_t n) except NULL
     cdef char* _new_chunk(self, size_t n) except NULL

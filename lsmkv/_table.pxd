@@ -36,6 +36,8 @@ cdef class TableReader:
     cdef int fd
     cdef const uint8_t* map         # the whole file mapped read-only, or NULL (pread)
     cdef size_t map_len
+    cdef uint8_t* touched            # one bit per 64 KiB window of the mapping read so far
+    cdef readonly uint64_t touched_bytes
     cdef bint use_mmap
     cdef bytes index_data
     cdef readonly uint64_t index_offset
@@ -54,6 +56,7 @@ cdef class TableReader:
     cdef bint may_contain(self, uint64_t h) noexcept
     cdef bytes read_block(self, uint64_t off, uint64_t size)
     cdef bytes block(self, uint64_t off, uint64_t size)
+    cdef void _touch(self, uint64_t off, uint64_t n) noexcept
     cdef int _check_handle(self, uint64_t off, uint64_t size) except -1
     cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p)

@@ -34,7 +34,7 @@ import threading
 
 import zstandard
 
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from posix.unistd cimport pread, write, close, fsync
@@ -551,6 +551,8 @@ cdef class TableReader:
         self.fd = -1
         self.map = NULL
         self.map_len = 0
+        self.touched = NULL
+        self.touched_bytes = 0
         self.ddict = NULL
 
     def __init__(self, path, uint64_t number, cache=None, bint use_mmap=True):
@@ -581,6 +583,7 @@ cdef class TableReader:
             if m != MAP_FAILED:
                 self.map = <const uint8_t*>m
                 self.map_len = size
+                self.touched = <uint8_t*>calloc(((size + 65535) >> 16) // 8 + 1, 1)
         cdef bytes footer = pread_exact(self.fd, size - FOOTER_SIZE, FOOTER_SIZE, self.path)
         cdef const uint8_t* f = <const uint8_t*>PyBytes_AS_STRING(footer)
         if footer[72:80] != MAGIC:
@@ -634,6 +637,7 @@ cdef class TableReader:
     def __dealloc__(self):
         if self.charged and self.cache is not None:
             self.cache.reserve(-<long long>self.charged)
+        free(self.touched)
         zddict_free(self.ddict)
         if self.map != NULL:
             munmap(<void*>self.map, self.map_len)
@@ -649,6 +653,9 @@ cdef class TableReader:
         if self.map != NULL:
             munmap(<void*>self.map, self.map_len)
             self.map = NULL
+            free(self.touched)
+            self.touched = NULL
+            self.touched_bytes = 0
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -676,6 +683,17 @@ cdef class TableReader:
             h2 *= 0x9E3779B9U
         return True
 
+    def memory_bytes(self):
+        """Bytes this open table keeps in memory: its index and filter blocks."""
+        return PyBytes_GET_SIZE(self.index_data) + PyBytes_GET_SIZE(self.filter_data)
+
+    def mapped_resident(self):
+        """Bytes of this table's mapping that this process has touched, counted in
+        64 KiB windows: on a fault the kernel maps the whole cached 64 KiB window
+        around the page (fault-around), and that is what the mapping adds to the
+        RSS while the file stays in the page cache. 0 with pread reads."""
+        return self.touched_bytes
+
     def py_may_contain(self, key):
         return self.may_contain(bloom_hash_py(key))
 
@@ -685,6 +703,7 @@ cdef class TableReader:
         cdef bytearray buf
         self._check_handle(off, size)
         if self.map != NULL:
+            self._touch(off, size + TRAILER_SIZE)
             return check_block(self.map + off, size + TRAILER_SIZE, self.path, off, self)
         buf = _pool_get(size + TRAILER_SIZE)
         try:
@@ -693,6 +712,16 @@ cdef class TableReader:
                                self.path, off, self)
         finally:
             _pool_put(buf)
+
+    cdef void _touch(self, uint64_t off, uint64_t n) noexcept:
+        """Count the 64 KiB windows of the mapping a read of [off, off + n) touches."""
+        cdef uint64_t w
+        if self.touched == NULL or n == 0:
+            return
+        for w in range(off >> 16, ((off + n - 1) >> 16) + 1):
+            if not (self.touched[w >> 3] & (1 << (w & 7))):
+                self.touched[w >> 3] |= 1 << (w & 7)
+                self.touched_bytes += min(<uint64_t>65536, self.map_len - (w << 16))
 
     cdef int _check_handle(self, uint64_t off, uint64_t size) except -1:
         if self.fd < 0:
@@ -713,6 +742,7 @@ cdef class TableReader:
         cdef size_t r
         self._check_handle(off, size)
         if self.map != NULL:
+            self._touch(off, n)
             sp = self.map + off
         else:
             buf = _pool_get(n)

@@ -134,6 +134,12 @@ cdef class LogWriter:
         if self.fd >= 0:
             close(self.fd)
 
+    @property
+    def mapped_bytes(self):
+        """Bytes of the file mapped (and populated) for appends; 0 for write() logs
+        and once closed."""
+        return self.cap if self.use_mmap and self.base != NULL else 0
+
     cdef int _grow(self, size_t need) except -1:
         cdef size_t new_cap = self.cap * 2
         cdef int r

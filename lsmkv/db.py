@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 from sortedcontainers import SortedList
 
-from lsmkv import filenames
+from lsmkv import filenames, numa
 from lsmkv._cache import LRUCache, SlabCache
 from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, check_bound, replay_batch
 from lsmkv._memtable import MemTable, MemTableIterator
@@ -117,7 +117,17 @@ class Snapshot:
             self._db._release_snapshot(self.sequence, blocking=False)
 
 
-class DB(CoreDB):
+def _find_malloc_trim():
+    try:
+        import ctypes
+        return ctypes.CDLL(None).malloc_trim     # glibc only
+    except (OSError, AttributeError, ImportError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+
 def _make_cache(opts):
     if opts.block_cache_size <= 0:
         return None
@@ -126,6 +136,7 @@ def _make_cache(opts):
     return SlabCache(opts.block_cache_size, opts.slab_page_size, float(opts.slab_growth_factor))
 
 
+class DB(CoreDB):
     """An LSM-tree key-value store in the directory `path`.
 
     Example:
@@ -169,17 +180,22 @@ def _make_cache(opts):
         self._manual_flush = 0
         self._cache = _make_cache(opts)
         self._bg_nice = BACKGROUND_NICE if opts.background_priority == "low" else 0
+        self._bg_cpus = numa.resolve_cpus(opts.background_cpus, opts.numa_node)
+        self._bg_tids = {}                     # background thread name -> native id (for stats)
+        self._budget = dict(stalls=0, stall_seconds=0.0, cache_resizes=0, cache_capacity=0)
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
-        self._workers = ([Worker(self._bg_nice) for _ in range(n_compactions)]
+        self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
                          if opts.compaction_worker == "process" else [])
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
                           compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0,
-                          stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0},
+                          stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0,
+                                       "memory_budget": 0},
                           compactions_by_reason={},
                           files_deleted=0, bytes_reclaimed=0, wal_recovery_dropped_bytes=0,
                           recovered_records=0, dropped_hidden=0, dropped_deletes=0,
-                          ttl_dropped=0, logs_deleted=0, file_delete_errors=0)
+                          ttl_dropped=0, logs_deleted=0, file_delete_errors=0,
+                          heap_trims=0, heap_trim_seconds=0.0)
         self._compact_pointers = {}          # level -> largest user key of its last compaction
         self._pace = 0.0                     # delayed writes: when the bytes written so far are paid for
         self._garbage_checked_version = None
@@ -371,6 +387,28 @@ def _make_cache(opts):
                                [f.smallest_user_key for f in files]))
         self.sv = SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
         self.l0_files = len(l0)
+        if self.options.memory_budget:
+            self._apply_budget()
+
+    def _budget_floor(self):
+        return self.options.memory_budget // 8
+
+    def _memtable_charge(self):
+        """Bytes the memory budget charges to memtables: the active one at its full
+        write_buffer_size (it will grow to that before it is switched), the
+        immutable ones at what they hold."""
+        sv = self.sv
+        return self.write_buffer_size + sum(m.memory_usage for m in sv.imms)
+
+    def _apply_budget(self):
+        """One memory budget (option memory_budget): the block cache gets what the
+        memtables leave, never less than 1/8 of the budget (mutex held). Called at
+        every memtable switch and flush install; shrinking releases cache pages now."""
+        cap = max(self.options.memory_budget - self._memtable_charge(), self._budget_floor())
+        if self._cache is not None and cap != self._cache.capacity:
+            self._cache.set_capacity(cap)
+            self._budget["cache_resizes"] += 1
+        self._budget["cache_capacity"] = cap
 
     # ------------------------------------------------------------------ writes
 
@@ -391,6 +429,19 @@ def _make_cache(opts):
                         self._stat["stall_count"] += 1
                         self._stat["stall_causes"]["memtables"] += 1
                     self._cv.wait(1.0)
+                    continue
+                if (self.options.memory_budget and self.sv.imms and
+                        self._memtable_charge() + self.write_buffer_size >
+                        self.options.memory_budget - self._budget_floor()):
+                    # a new memtable would push the cache below its floor: wait for a flush
+                    if stalled_at is None:
+                        stalled_at = time.monotonic()
+                        self._stat["stall_count"] += 1
+                        self._stat["stall_causes"]["memory_budget"] += 1
+                        self._budget["stalls"] += 1
+                    t0 = time.monotonic()
+                    self._cv.wait(1.0)
+                    self._budget["stall_seconds"] += time.monotonic() - t0
                     continue
                 self._switch_memtable()
                 return
@@ -530,6 +581,8 @@ def _make_cache(opts):
         806-1,340 (docs/tuning.md)."""
         if self._bg_nice:
             set_nice(threading.get_native_id(), self._bg_nice)
+        numa.bind_current_thread(self._bg_cpus)
+        self._bg_tids[threading.current_thread().name.split(":")[0]] = threading.get_native_id()
 
     def _bg_main(self):
         """The flush thread: flushes immutable memtables, oldest first, and nothing
@@ -550,6 +603,22 @@ def _make_cache(opts):
                     self.bg_error = e
                     self._cv.notify_all()
                 return
+            # drop the flushed memtable now: this frame would otherwise keep its whole
+            # arena (write_buffer_size bytes) alive while the thread waits for the
+            # next flush (found by comparing memory_usage() with RSS)
+            del imm
+            self._trim_heap()
+
+    def _trim_heap(self):
+        """Give the heap pages a flush freed (its block and filter buffers) back to
+        the OS (glibc malloc_trim; the GIL is released during the call). Without it
+        ~2 MB per flushing thread stayed in the RSS unaccounted (tests/test_memory.py)."""
+        if _malloc_trim is None:
+            return
+        t0 = time.monotonic()
+        _malloc_trim(0)
+        self._stat["heap_trims"] += 1
+        self._stat["heap_trim_seconds"] += time.monotonic() - t0
 
     def _janitor_main(self):
         """Housekeeping off the flush and compaction threads, at the background
@@ -883,7 +952,59 @@ def _make_cache(opts):
         s["compactions_running"] = len(self._running_compactions)
         s["background_jobs"] = {"flush": 1, "compaction": len(self._compact_threads)}
         s["background_nice"] = self._bg_nice
+        s["memory_budget"] = (dict(self._budget, budget=self.options.memory_budget,
+                                   memtable_charge=self._memtable_charge())
+                              if self.options.memory_budget else None)
+        s["numa"] = self._numa_stats()
         return s
+
+    def _numa_stats(self):
+        """The topology, the CPU set asked for, and each background thread's and
+        worker's affinity read back from the kernel."""
+        applied = {name: numa.thread_affinity(tid) for name, tid in list(self._bg_tids.items())}
+        for i, w in enumerate(self._workers):
+            if w.pid is not None:
+                applied[f"lsmkv-worker-{i}"] = numa.thread_affinity(w.pid)
+        return {"nodes": numa.topology(),
+                "background_cpus": sorted(self._bg_cpus) if self._bg_cpus is not None else None,
+                "numa_node": self.options.numa_node,
+                "applied": applied}
+
+    def memory_usage(self):
+        """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
+
+        memtable_active, memtable_immutable: arena chunks malloc'd (exact);
+        cache_payload: block bytes in the cache; cache_overhead: slab bytes held
+        beyond the payload plus the cache's bookkeeping; pinned: the part of the
+        payload readers pin now (included in cache_payload); index_filter: index
+        and filter blocks of open tables; wal_mapped: log files mapped and
+        populated for appends; sst_mapped: the 64 KiB windows of table mappings
+        reads touched (what fault-around maps into the RSS while the files stay
+        in the page cache, which the kernel may drop); read_buffers: pooled pread
+        buffers. total is their sum without pinned.
+
+        >>> db.memory_usage()["total"]          # doctest: +SKIP
+        41943040
+        """
+        from lsmkv._table import read_pool_stats
+        with self.mutex:
+            sv = self.sv
+            tables = list(self._tables.values())
+            logs = [self.wal, self._spare_wal] + list(self.retired_logs)
+        cs = self._cache.stats() if self._cache is not None else None
+        u = {
+            "memtable_active": sv.mem.memory_usage,
+            "memtable_immutable": sum(m.memory_usage for m in sv.imms),
+            "cache_payload": cs["usage"] if cs else 0,
+            "cache_overhead": cs["overhead"] if cs else 0,
+            "pinned": cs["pinned_bytes"] if cs else 0,
+            "index_filter": sum(t.memory_bytes() for t in tables),
+            "wal_mapped": sum(w.mapped_bytes for w in logs if w is not None),
+            "sst_mapped": sum(t.mapped_resident() for t in tables),
+            "read_buffers": read_pool_stats()["held_bytes"],
+        }
+        u["total"] = sum(v for k, v in u.items() if k != "pinned")
+        return u
 
     # ------------------------------------------------------------------ close
 

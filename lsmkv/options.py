@@ -43,6 +43,9 @@ class Options:
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     mmap_reads: bool = True                    # read tables through a mapping (False: pread)
+    memory_budget: int = 0                     # >0: memtables + block cache share this many bytes
+    background_cpus: object = None             # CPU ids for flush/compaction/janitor threads and workers
+    numa_node: object = None                   # bind background work to this NUMA node's CPUs
     max_background_jobs: int = 2               # one flush thread + (this - 1) compaction threads
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
@@ -81,6 +84,21 @@ class Options:
         _int("max_bytes_for_level_base", self.max_bytes_for_level_base, 64 * KiB)
         _int("max_bytes_for_level_multiplier", self.max_bytes_for_level_multiplier, 2, 100)
         _int("wal_preallocate", self.wal_preallocate, 0)
+        _int("memory_budget", self.memory_budget, 0)
+        if self.memory_budget and self.memory_budget < 3 * self.write_buffer_size:
+            raise ValueError(f"option memory_budget ({self.memory_budget}) must be 0 or at least "
+                             f"3 x write_buffer_size ({3 * self.write_buffer_size}): two memtables "
+                             f"and a cache share it")
+        if self.background_cpus is not None:
+            try:
+                cpus = list(self.background_cpus)
+            except TypeError:
+                raise TypeError("option background_cpus must be an iterable of CPU ids") from None
+            if not cpus or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+                raise ValueError(f"option background_cpus must be a non-empty set of CPU ids >= 0, "
+                                 f"got {self.background_cpus!r}")
+        if self.numa_node is not None:
+            _int("numa_node", self.numa_node, 0)
         _int("max_background_jobs", self.max_background_jobs, 2, 64)
         if self.compaction_worker not in ("process", "thread"):
             raise ValueError(f"option compaction_worker must be 'process' or 'thread', "

@@ -125,8 +125,9 @@ class WorkerDied(RuntimeError):
 class Worker:
     """A child process running compaction jobs, one at a time (thread-safe)."""
 
-    def __init__(self, nice=0):
+    def __init__(self, nice=0, cpus=None):
         self._nice = nice          # the child's CPU priority (0: inherit)
+        self._cpus = cpus          # the child's CPU set (None: inherit)
         self._proc = None
         self._lock = threading.Lock()
         self.jobs = 0
@@ -142,6 +143,11 @@ class Worker:
                                       close_fds=True)
         if self._nice:
             set_nice(self._proc.pid, self._nice)
+        if self._cpus is not None:
+            try:
+                os.sched_setaffinity(self._proc.pid, self._cpus)
+            except OSError:
+                pass
 
     @property
     def pid(self):
