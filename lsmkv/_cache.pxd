@@ -49,6 +49,7 @@ cdef class SlabCache:
     cdef readonly uint64_t payload, pinned_bytes, pinned_slots
     cdef readonly unsigned long long hits, misses, inserts, evictions, slab_moves, too_large
     cdef readonly unsigned long long insert_failures, pages_released, detached
+    cdef readonly unsigned long long pages_defragmented, relocated, class_starved
     cdef unsigned long long win_count, rebalance_every
     cdef uint32_t pages_max          # pages allowed by capacity - reserved
 
@@ -71,6 +72,7 @@ cdef class SlabCache:
     cdef uint64_t _evict(self, int ci) noexcept
     cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE
     cdef void _free_slot(self, uint64_t sid) noexcept
+    cdef int _consolidate(self, int ci) except -1
     cdef int _shrink(self) except -1
     cdef int lookup_pin(self, uint64_t key, Pin* out) except -1
     cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1

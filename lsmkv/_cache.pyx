@@ -82,8 +82,10 @@ cdef class SlabCache:
             raise ValueError(f"slab growth factor must be in (1, 4], got {growth_factor}")
         if ps < MIN_PAGE:
             raise ValueError(f"slab page size must be >= {MIN_PAGE}, got {ps}")
-        # a small cache gets smaller pages, so that it still has pages for several classes
-        while ps > MIN_PAGE and capacity < 16 * ps:
+        # pages >> classes: a class's partly filled page is the fragmentation a
+        # workload of many block sizes sees, so a cache gets at least 256 pages
+        # (down to 64 KiB pages; a block larger than a page is not cached)
+        while ps > 64 * 1024 and capacity < 256 * ps:
             ps //= 2
         self.page_size = ps
         self.capacity = capacity
@@ -116,6 +118,7 @@ cdef class SlabCache:
         self.payload = self.pinned_bytes = self.pinned_slots = 0
         self.hits = self.misses = self.inserts = self.evictions = self.slab_moves = 0
         self.too_large = self.insert_failures = self.pages_released = self.detached = 0
+        self.pages_defragmented = self.relocated = self.class_starved = 0
         self.win_count = 0
         self._set_pages_max()
 
@@ -445,9 +448,11 @@ cdef class SlabCache:
 
     cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE:
         """A FREE slot of class ci, taken off its stack, or EMPTY. In order: a free
-        slot; a new page while the capacity allows; a page moved here (a class
-        with no page, or a rebalance); a CLOCK eviction in the class; a page
-        moved here when every slot of the class is pinned."""
+        slot; a new page while the capacity allows; for a class without a page, a
+        page moved to it once it has asked for a page's worth of slots (until then
+        its blocks are not cached: a rare block size must not take a page from a
+        busy class each time it shows up); a rebalance; a CLOCK eviction in the
+        class; a page moved here when every slot of the class is pinned."""
         cdef SizeClass* c = &self.cls[ci]
         cdef long long p
         cdef uint64_t sid
@@ -456,7 +461,11 @@ cdef class SlabCache:
             if p >= 0:
                 self._assign(<uint32_t>p, ci)
             elif c.npages == 0:
-                self._move_page_to(ci)
+                c.win_evictions += 1          # unmet demand counts as evictions
+                if c.win_evictions < c.per_page or not self._move_page_to(ci):
+                    self.class_starved += 1
+                    return EMPTY
+                c.win_evictions = 0
             else:
                 self._rebalance(ci)
             if c.nfree == 0:
@@ -481,6 +490,71 @@ cdef class SlabCache:
             self._push_free(c, sid)
         except MemoryError:
             pass    # the slot stays FREE but unlisted until its page moves; nothing is lost
+
+    cdef int _consolidate(self, int ci) except -1:
+        """While class ci has a page's worth of free slots, empty its sparsest
+        unpinned page by moving that page's blocks into free slots of its other
+        pages, and release the page to the OS (defragmentation after erasures)."""
+        cdef SizeClass* c = &self.cls[ci]
+        cdef uint32_t j, i, p, best
+        cdef long long victim
+        cdef uint64_t k, dst
+        cdef long long h
+        cdef Slot* s
+        cdef Slot* d
+        cdef Page* vp
+        while c.nfree >= c.per_page and c.npages > 1:
+            victim = -1
+            best = 0xFFFFFFFFU
+            for j in range(c.npages):
+                p = c.pages[j]
+                if self.pages[p].pinned == 0 and self.pages[p].live < best:
+                    victim, best = p, self.pages[p].live
+            if victim < 0:
+                return 0
+            vp = &self.pages[victim]
+            k = 0
+            for j in range(c.nfree):          # the victim's own free slots leave the stack
+                if sid_page(c.free[j]) != <uint32_t>victim:
+                    c.free[k] = c.free[j]
+                    k += 1
+            c.nfree = k
+            if c.nfree < vp.live:             # cannot happen: nfree >= per_page before
+                return 0
+            for i in range(vp.nslots):
+                s = &vp.slots[i]
+                if s.state != USED:
+                    continue
+                c.nfree -= 1
+                dst = c.free[c.nfree]
+                d = self._slot(dst)
+                memcpy(self.pages[sid_page(dst)].mem + <size_t>sid_idx(dst) * c.size,
+                       vp.mem + <size_t>i * c.size, s.len)
+                d.key, d.len, d.refs, d.ref, d.state = s.key, s.len, 0, s.ref, USED
+                self.pages[sid_page(dst)].live += 1
+                h = self._hfind(s.key)
+                self.hvals[h] = dst
+                s.state = FREE
+                vp.live -= 1
+                self.relocated += 1
+            # the page is empty now: take it from the class and give it back
+            for j in range(c.npages):
+                if c.pages[j] == <uint32_t>victim:
+                    c.pages[j] = c.pages[c.npages - 1]
+                    c.npages -= 1
+                    break
+            if c.hand_p >= c.npages:
+                c.hand_p = 0
+                c.hand_s = 0
+            free(vp.slots)
+            vp.slots = NULL
+            vp.cls = -1
+            vp.nslots = vp.live = vp.pinned = 0
+            munmap(vp.mem, self.page_size)
+            vp.mem = NULL
+            self.pages_held -= 1
+            self.pages_defragmented += 1
+        return 0
 
     cdef int _shrink(self) except -1:
         """Release pages until pages_held <= pages_max (pinned pages stay)."""
@@ -634,8 +708,10 @@ cdef class SlabCache:
 
     def erase_file(self, unsigned long long number):
         """Drop every block of one file (called when the file is deleted); a pinned
-        block is detached and freed when its last pin goes."""
+        block is detached and freed when its last pin goes. Then every class with a
+        page's worth of free slots gives pages back (_consolidate)."""
         cdef uint32_t p, i
+        cdef int ci
         cdef Slot* s
         for p in range(self.npages_max_alloc):
             if self.pages[p].mem == NULL or self.pages[p].cls < 0:
@@ -649,6 +725,8 @@ cdef class SlabCache:
                         self.detached += 1
                     else:
                         self._free_slot(sid_of(p, i))
+        for ci in range(self.nclasses):
+            self._consolidate(ci)
 
     def set_capacity(self, size_t capacity):
         """Grow or shrink; shrinking releases pages (unpinned ones) to the OS now."""
@@ -694,7 +772,7 @@ cdef class SlabCache:
             if c.npages == 0 and c.items == 0:
                 continue
             cap = <unsigned long long>c.npages * c.per_page
-            classes.append({"size": c.size, "pages": c.npages, "items": c.items,
+            classes.append({"size": c.size, "pages": c.npages, "items": c.items, "slots": cap,
                             "fill": (c.items / cap) if cap else 0.0,
                             "payload": c.payload, "hits": c.hits, "evictions": c.evictions})
         meta = self.metadata_bytes()
@@ -720,10 +798,13 @@ cdef class SlabCache:
             "pages_over": max(0, <long long>self.pages_held - <long long>self.pages_max),
             "pages_released": self.pages_released,
             "slab_moves": self.slab_moves,
+            "pages_defragmented": self.pages_defragmented,
+            "blocks_relocated": self.relocated,
             "growth_factor": self.growth_factor,
             "fragmentation_ratio": (held / self.payload) if self.payload else None,
             "too_large": self.too_large,
             "insert_failures": self.insert_failures,
+            "class_starved": self.class_starved,
             "classes": classes,
         }
 

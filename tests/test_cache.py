@@ -263,3 +263,33 @@ def test_iterator_pins_only_the_block_it_stands_on(tmp_path):
     del it
     assert db.stats()["block_cache"]["pinned_blocks"] == 0
     db.close()
+
+
+def test_erased_files_give_pages_back_and_blocks_move_intact():
+    """Erasing files leaves free slots scattered over every page; the cache moves the
+    surviving blocks together and releases the emptied pages (defragmentation)."""
+    c = SlabCache(8 * MiB, 64 * KiB)
+    rng = random.Random(5)
+    sizes = {}
+    for i in range(6000):
+        k = ((i % 6 + 1) << 40) | i
+        sizes[k] = int(10 ** rng.uniform(2.5, 4.2))
+        c.insert(k, block(k, sizes[k]))
+    held_before = c.stats()["held"]
+    pinned = c.lookup(next(k for k in sizes if k >> 40 == 1 and c.lookup(k) is not None))
+    for f in (1, 2, 3, 4):
+        c.erase_file(f)
+    s = c.stats()
+    assert s["pages_defragmented"] > 0 and s["blocks_relocated"] > 0
+    assert s["held"] < 0.6 * held_before
+    for cl in s["classes"]:       # no class keeps a page's worth of free slots
+        if cl["pages"] > 1:
+            assert cl["slots"] - cl["items"] < cl["slots"] // cl["pages"], cl
+    for k, n in sizes.items():
+        if k >> 40 in (5, 6):
+            v = c.lookup(k)
+            if v is not None:
+                assert bytes(v) == block(k, n)
+                v.release()
+    pinned.release()
+    c.check()
