@@ -42,7 +42,8 @@ class Options:
     max_bytes_for_level_multiplier: int = 10   # each level's target is this many times the one above
     wal_preallocate: int = 0                   # 0: sized from write_buffer_size
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
-    mmap_reads: bool = True                    # read tables through a mapping (False: pread)
+    mmap_reads: bool = False                   # True: read tables through a mapping (RSS then holds
+                                               # the touched file pages); False: pread into pooled buffers
     memory_budget: int = 0                     # >0: memtables + block cache share this many bytes
     background_cpus: object = None             # CPU ids for flush/compaction/janitor threads and workers
     numa_node: object = None                   # bind background work to this NUMA node's CPUs

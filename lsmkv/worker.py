@@ -56,7 +56,8 @@ def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict
             "block_size": o.block_size, "compression": o.compression,
             "compression_level": o.compression_level, "bloom_bits": o.bloom_bits_per_key,
             "restart_interval": o.block_restart_interval, "dict_bytes": dict_bytes,
-            "mmap_reads": o.mmap_reads, "target_file_size": o.target_file_size_base,
+            "mmap_reads": True,   # merges read their inputs once, sequentially: mapped (unmapped at the end)
+            "target_file_size": o.target_file_size_base,
             "snapshot": snapshot, "bottommost": bottommost, "now_ms": now_ms}
 
 
