@@ -1,0 +1,82 @@
+"""bench/db_bench.py: the threaded, TTL, cache, churn and allocation workloads and
+their helpers (small sizes; the whole file runs in a few seconds)."""
+import array
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("db_bench_under_test", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_new_flags_parse_and_validate(bench):
+    a = bench.parse_args(["--threads", "3", "--ttl", "60", "--cache_sizes", "1,8", "--churn_ops", "100",
+                          "--benchmarks", "filluniquerandom,readwhilewriting,readrandom_cache,churn"])
+    assert (a.threads, a.ttl, a.cache_sizes, a.churn_ops) == (3, 60, [1, 8], 100)
+    assert a.alloc_ops == bench.ALLOC_OPS_DEFAULT and not a.latency_timeline
+    assert bench.parse_args(["--plot", "x.png"]).latency_timeline
+    assert bench.parse_args([]).benchmarks == bench.DEFAULT_BENCHMARKS.split(",")
+    for bad in (["--threads", "0"], ["--ttl", "-1"], ["--cache_sizes", "x"], ["--cache_sizes", "0"],
+                ["--churn_ops", "5"], ["--alloc_ops", "-1"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+
+
+def test_to_latencies_from_a_chunk_start(bench):
+    ts = array.array("q", [0, 0, 110, 130, 170, 200])
+    starts = [(2, 100), (4, 160)]
+    bench.to_latencies(ts, 6, starts, lo=2)
+    assert list(ts[2:]) == [10, 20, 10, 30]
+    # completions at 110, 130 | 170 | 200 ns: windows of 50 ns from the first start (100)
+    tl = bench.latency_timeline(array.array("q", [10, 20, 10, 30]), 4, [(0, 100), (2, 160)], window_s=50e-9)
+    assert tl["ops"] == [2, 1, 1] and tl["max_us"] == [0.02, 0.01, 0.03]
+
+
+def test_alloc_counter_counts_this_threads_allocations(bench):
+    counter, why = bench.AllocCounter.get()
+    if counter is None:
+        pytest.skip(f"no C compiler for the counter: {why}")
+    ks = [b"%016d" % i for i in range(1000)]
+    floor, _ = counter.count(lambda: bench.alloc_loop(bool, ks))
+    n, _ = counter.count(lambda: bench.alloc_loop(lambda k: k + b"x", ks))
+    big, _ = counter.count(lambda: bench.alloc_loop(lambda k: k * 1000, ks))   # > 512 B: counted once
+    assert floor <= 2
+    assert 1000 <= n - floor <= 1002
+    assert 1000 <= big - floor <= 1002
+
+
+def test_small_run_of_the_new_workloads(tmp_path):
+    out = tmp_path / "r.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    r = subprocess.run([sys.executable, SCRIPT, "--num", "3000", "--benchmarks",
+                        "filluniquerandom,readwhilewriting,readrandom,readrandom_cache,churn",
+                        "--threads", "2", "--ttl", "3600", "--cache_sizes", "1,2", "--churn_ops", "2000",
+                        "--alloc_ops", "500", "--progress", "never", "--db", str(tmp_path / "db"),
+                        "--json", str(out)], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = {x["name"]: x for x in json.loads(out.read_text())["results"]}
+    assert not any(x.get("error") or x.get("verify_errors") for x in res.values()), r.stdout[-3000:]
+    assert res["filluniquerandom"]["ops"] == 3000 and res["filluniquerandom"]["ttl"]["seconds"] == 3600
+    rww = res["readwhilewriting"]
+    assert rww["threads"] == 2 and rww["ops"] == 3000 and rww["writer"]["ops"] > 0
+    assert rww["found"] >= rww["found_at_least"]
+    rr = res["readrandom"]
+    assert rr["found"] == rr["found_expected"] == 3000          # every key was put once
+    assert rr["allocs"]["ops"] == 500
+    assert [x["cache_mib"] for x in res["readrandom_cache"]["cache_runs"]] == [1, 2]
+    assert all(x["found"] == 3000 for x in res["readrandom_cache"]["cache_runs"])
+    variants = res["churn"]["churn"]["variants"]
+    assert variants and all(v.get("churn") and len(v["churn"]["lines"]) == 20 for v in variants.values())
+    assert "RSS mid" in r.stdout and "fragmentation_ratio at end" in r.stdout
