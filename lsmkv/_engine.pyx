@@ -82,6 +82,11 @@ cdef inline void release_buffer(Bytes* b) noexcept:
         b.owned = False
 
 
+from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
+import time as _time
+cdef object _time_time = _time.time
+
+
 cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
     if ttl is None:
         return 0
@@ -554,6 +559,11 @@ cdef class CoreDB:
         return t.get(ik, ikn, now[0], expiry)
 
     cdef int64_t _now_ms(self) except? -1:
+        cdef timespec ts
+        if self.clock is _time_time:
+            # the default clock, read without a Python call: no float object per get
+            clock_gettime(CLOCK_REALTIME, &ts)
+            return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
         return <int64_t>(self.clock() * 1000.0)
 
     cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn, int64_t* expiry):
