@@ -1604,10 +1604,11 @@ class BackgroundWriter:
         self.total = 0
         self.error = None
 
-    def run(self, stop, barrier=None, record=True):
+    def run(self, stop, barrier=None, record=True, first=None):
         """One run (in its own thread), with a fresh put from make_put (the caller
         calls the engine's finish_writes after it). Returns {ops, seconds, lat}
-        (lat: the latencies as an array('q'), when record)."""
+        (lat: the latencies as an array('q'), when record). first (an Event) is set
+        once the first chunk of puts is done."""
         ks, vs, L = self.ks, self.vs, len(self.ks)
         ts = array.array("q", bytes(8 * L))
         chunk = chunk_write(self.make_put(), ks, vs, ts)
@@ -1626,6 +1627,8 @@ class BackgroundWriter:
                 done += hi - pos
                 self.total += hi - pos
                 pos = hi
+                if first is not None and not first.is_set():
+                    first.set()
                 if pos == L:                # a full pass: keep its latencies, start over
                     if record:
                         lats.extend(to_latencies(ts, L, starts, seg_lo)[seg_lo:L])
@@ -1669,6 +1672,9 @@ def run_readers(engine, slices, renew_every, progress, writer=None):
     parties = T + 1 + (1 if writer else 0)
     barrier = threading.Barrier(parties)
     stop = threading.Event()
+    # readers start once the writer has written (with a small DB, readers could
+    # otherwise finish inside one GIL switch interval before the writer ran at all)
+    writing = threading.Event() if writer else None
     counts = [0] * T
     outs = [None] * T
     errors = []
@@ -1682,6 +1688,8 @@ def run_readers(engine, slices, renew_every, progress, writer=None):
             chunk = chunk_get(get, ks, ts)
             starts = []
             barrier.wait()
+            if writing is not None:
+                writing.wait(30)
             t0 = perf_counter()
             done, found = drive(chunk, len(ks), _DoneCounter(counts, t), starts)
             t1 = perf_counter()
@@ -1699,7 +1707,7 @@ def run_readers(engine, slices, renew_every, progress, writer=None):
 
     def writer_main():
         try:
-            wres.update(writer.run(stop, barrier))
+            wres.update(writer.run(stop, barrier, first=writing))
         except threading.BrokenBarrierError:
             pass
         except BaseException as ex:
