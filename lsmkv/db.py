@@ -36,6 +36,7 @@ from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
 from lsmkv.errors import BackgroundError, ClosedError, CorruptionError, LockError
+from lsmkv.killpoint import killpoint
 from lsmkv.logformat import read_log
 from lsmkv.options import Options
 from lsmkv.version import FileMeta, VersionEdit, VersionSet
@@ -500,6 +501,7 @@ class DB(CoreDB):
             wal = self._new_log(self._versions.new_file_number())
         self.retired_logs.append(self.wal)
         self.wal = wal
+        killpoint("wal.switch")
         sv = self.sv
         self._install(MemTable(log_number=wal.number), (sv.mem,) + sv.imms)
         self._cv.notify_all()
@@ -697,6 +699,7 @@ class DB(CoreDB):
         metas = write_tables(MemTableIterator(imm), self._new_builder, snapshot,
                              False, self._now_ms(), _NO_LIMIT, self._stat)
         numbers = [self._number_of(m) for m in metas]
+        killpoint("flush.after_table_write")
         edit = VersionEdit()
         for number, m in zip(numbers, metas):
             edit.add_file(0, FileMeta.from_meta(number, m))
@@ -741,6 +744,7 @@ class DB(CoreDB):
         installed(), both under the mutex. Called without the mutex: writers go on
         during the fsyncs. _manifest_lock keeps edits applied in their log order."""
         with self._manifest_lock:
+            killpoint("compaction.before_install" if edit.deleted else "")
             edit.last_sequence = self.last_seq
             self._versions.log(edit)
             with self.mutex:

@@ -28,6 +28,7 @@ from lsmkv import filenames
 from lsmkv._coding import decode_varint, encode_varint
 from lsmkv._fileio import append_sync
 from lsmkv.errors import CorruptionError
+from lsmkv.killpoint import killpoint
 from lsmkv.logformat import frame, read_log
 
 NUM_LEVELS = 7
@@ -276,12 +277,15 @@ class VersionSet:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
             os.write(fd, frame(snap.encode(marker=True)))
+            killpoint("manifest.snapshot_before_sync")
             os.fsync(fd)
         except BaseException:
             os.close(fd)
             os.unlink(path)
             raise
+        killpoint("current.before_rename")
         filenames.set_current(self.dbpath, number)
+        killpoint("current.after_rename")
         if self._manifest_fd is not None:
             os.close(self._manifest_fd)
         self._manifest_fd = fd
@@ -305,6 +309,7 @@ class VersionSet:
         append_sync(self._manifest_fd, frame(edit.encode()),
                     filenames.manifest_name(self.dbpath, self.manifest_number),
                     sync_dir=self.dbpath if edit.added else None)
+        killpoint("manifest.after_append")
 
     def apply(self, edit):
         """Make a logged edit current."""

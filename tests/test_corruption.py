@@ -1,0 +1,354 @@
+"""Corruption: flip sampled bytes of a WAL, an SST, the MANIFEST and CURRENT of a
+small DB, then open it and read everything (docs/reliability.md).
+
+Every flip must end in one of:
+  detected   CorruptionError naming the flipped file, with the offset of the
+             damaged record, block or footer (at or before the flipped byte)
+             where the format has one;
+  torn tail  (a WAL only) the DB opens without the damaged record and everything
+             after it, as docs/format.md's rule 4 says, and only when no good
+             record follows it (rule 3);
+  harmless   the DB opens and reads exactly the original contents.
+Anything else (a value that differs, a key missing or back from the dead,
+another exception) is wrong data and fails the test, except one known engine
+bug, counted as "BUG: last edit dropped" and pinned by the strict xfail
+test_flipped_last_manifest_record_is_detected: a damaged last MANIFEST record
+is taken for a torn tail and its (durable) edit silently dropped. Each flip works on a fresh
+copy of the pristine directory (opening a DB rewrites its MANIFEST and replays
+its logs into tables). The counts per file type and outcome are printed
+(pytest -s) and recorded in docs/reliability.md.
+
+LSMKV_FLIP_SEED and LSMKV_FLIPS (flips per file type) change the sampling.
+"""
+import collections
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import lsmkv
+from lsmkv import filenames
+from lsmkv.errors import CorruptionError
+from lsmkv.logformat import read_log
+from conftest import lsmkv_import_path
+
+SEED = int(os.environ.get("LSMKV_FLIP_SEED", "2024"))
+FLIPS = int(os.environ.get("LSMKV_FLIPS", "120"))
+OPTS = dict(write_buffer_size=64 * 1024, block_size=1024, compaction_worker="thread",
+            level0_file_num_compaction_trigger=8, target_file_size_base=64 * 1024)
+
+BUILDER = r"""
+import os, random, signal, sys
+sys.path.insert(0, sys.argv[2])
+import lsmkv
+db = lsmkv.DB(sys.argv[1], write_buffer_size=64 * 1024, block_size=1024, compaction_worker="thread",
+              level0_file_num_compaction_trigger=8, target_file_size_base=64 * 1024,
+              compression_dict_bytes=1024)
+rng = random.Random(5)
+DAY = 86400 * 30
+
+def val(i):
+    return b"v%d-" % i + rng.randbytes(rng.choice([10, 80, 300])) + b"." * rng.choice([0, 200])
+
+def ops(n, base):
+    for i in range(base, base + n):
+        k = b"key%04d" % rng.randrange(1200)
+        r = rng.random()
+        if r < 0.1:
+            with db.write_batch() as wb:
+                for j in range(4):
+                    wb.put(b"bat%04d-%d" % (i % 300, j), val(i))
+                wb.delete(b"key%04d" % rng.randrange(1200))
+        elif r < 0.25:
+            db.delete(k)
+        elif r < 0.35:
+            db.put(k, val(i), ttl=DAY)
+        else:
+            db.put(k, val(i))
+
+ops(1500, 0)            # several flushes
+db.compact_range()      # deeper tables, compressed with a dictionary
+ops(400, 10000)
+db.flush()              # an L0 table; the MANIFEST's last record adds it
+ops(60, 20000)          # in the WAL only
+db.put(b"last", b"synced", sync=True)
+os.kill(os.getpid(), signal.SIGKILL)     # a crash: the WAL keeps its zero-filled tail
+"""
+
+
+# ---------------------------------------------------------------- the pristine DB and its contents
+
+def read_all(path):
+    """Open the DB at path and read everything: (items, ttls, gets, stats).
+    Raises whatever the DB raises."""
+    with lsmkv.DB(path, **OPTS) as db:
+        items = []
+        for kv in db.items():
+            items.append(kv)
+        keys = [k for k, _ in items]
+        ttls = {k: db.ttl(k) is not None for k in keys}
+        gets = {k: db.get(k) for k in keys}
+        rev = list(db.keys(reverse=True))
+        if rev != keys[::-1]:
+            raise AssertionError("reverse scan differs from forward scan")
+        st = db.stats()
+    return dict(items), ttls, gets, st
+
+
+class Pristine:
+    def __init__(self, root):
+        self.dir = os.path.join(root, "pristine")
+        r = subprocess.run([sys.executable, "-c", BUILDER, self.dir, lsmkv_import_path()],
+                           capture_output=True, text=True, timeout=120, cwd="/")
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        self.root = root
+        names = sorted(os.listdir(self.dir))
+        self.ssts = [n for n in names if n.endswith(".sst")]
+        logs = [n for n in names if n.endswith(".log")]
+        # the log holding records (a spare log made ahead is all zeros)
+        self.wal = max(logs, key=lambda n: len(read_log(n, self._bytes(n)).records))
+        with open(os.path.join(self.dir, "CURRENT"), "rb") as fh:
+            self.manifest = fh.read().decode().strip()
+        self.n = 0
+        base = self.copy()
+        self.items, self.ttls, _, _ = read_all(base)
+        assert self.items[b"last"] == b"synced"
+        # the WAL's records, and the contents when its log ends before record k
+        # (what rule 4 leaves when record k is torn)
+        data = self._bytes(self.wal)
+        res = read_log(self.wal, data)
+        assert res.dropped_bytes == 0
+        self.wal_records = [(off, off + 8 + len(p)) for off, p in res.records]
+        self.wal_end = res.end
+        self.torn_states = {}
+        for k, (off, _) in enumerate(self.wal_records):
+            d = self.copy()
+            with open(os.path.join(d, self.wal), "r+b") as fh:
+                fh.truncate(off)
+            self.torn_states[k] = read_all(d)[0]
+            shutil.rmtree(d)
+        # the MANIFEST's records; the contents if its last record were dropped
+        res = read_log(self.manifest, self._bytes(self.manifest))
+        self.manifest_records = [(off, off + 8 + len(p)) for off, p in res.records]
+        d = self.copy()
+        with open(os.path.join(d, self.manifest), "r+b") as fh:
+            fh.truncate(self.manifest_records[-1][0])
+        self.without_last_edit = read_all(d)[0]
+        shutil.rmtree(d)
+
+    def _bytes(self, name):
+        with open(os.path.join(self.dir, name), "rb") as fh:
+            return fh.read()
+
+    def copy(self):
+        self.n += 1
+        d = os.path.join(self.root, f"work{self.n}")
+        shutil.copytree(self.dir, d)
+        return d
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    return Pristine(str(tmp_path_factory.mktemp("corruption")))
+
+
+# ---------------------------------------------------------------- one flip
+
+def flip(pristine, name, pos, mask):
+    """Open and read a copy with byte `pos` of file `name` xored with mask.
+    Returns (outcome, detail); outcome "WRONG" fails the test."""
+    d = pristine.copy()
+    path = os.path.join(d, name)
+    try:
+        with open(path, "r+b") as fh:
+            fh.seek(pos)
+            b = fh.read(1)[0]
+            fh.seek(pos)
+            fh.write(bytes([b ^ mask]))
+        try:
+            items, ttls, gets, st = read_all(d)
+        except CorruptionError as e:
+            return _judge_error(pristine, d, name, pos, e)
+        except Exception as e:      # noqa: BLE001 - anything but CorruptionError is a failure
+            return "WRONG", f"{type(e).__name__}: {e}"
+        if any(gets[k] != v for k, v in items.items()):
+            return "WRONG", "get() disagrees with items()"
+        if items == pristine.items and ttls == pristine.ttls:
+            return "harmless", ""
+        if name == pristine.manifest and pos >= pristine.manifest_records[-1][0] \
+                and items == pristine.without_last_edit:
+            # the known bug (test_flipped_last_manifest_record_is_detected): the damaged
+            # last edit is dropped as a torn tail, though its log is gone already
+            return "BUG: last edit dropped", ""
+        if name == pristine.wal:
+            k = _record_of(pristine.wal_records, pos)
+            if k is not None and items == pristine.torn_states[k] and st["wal_recovery_dropped_bytes"] > 0:
+                if k != len(pristine.wal_records) - 1:
+                    return "WRONG", f"record {k} of {len(pristine.wal_records)} dropped as a torn tail " \
+                                    "although good records follow it"
+                return "torn tail", ""
+        missing = [k for k in pristine.items if k not in items]
+        extra = [k for k in items if k not in pristine.items]
+        diff = [k for k in items if k in pristine.items and items[k] != pristine.items[k]]
+        return "WRONG", f"opened with wrong data: {len(missing)} missing {missing[:3]}, " \
+                        f"{len(extra)} extra {extra[:3]}, {len(diff)} differ {diff[:3]}"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _record_of(records, pos):
+    for k, (start, end) in enumerate(records):
+        if start <= pos < end:
+            return k
+    return None
+
+
+def _judge_error(pristine, d, name, pos, e):
+    path = os.path.join(d, name)
+    if name == "CURRENT":
+        # CURRENT names no manifest, or one that does not exist
+        if e.path == path or (os.path.basename(e.path).startswith("MANIFEST-")
+                              and not os.path.exists(e.path)):
+            return "detected", ""
+        return "WRONG", f"error names {e.path}: {e}"
+    if e.path != path:
+        return "WRONG", f"error names {e.path}, not the flipped {name}: {e}"
+    if e.offset is None:
+        # whole-file properties of a MANIFEST have no offset ("lacks last_sequence")
+        if name.startswith("MANIFEST-"):
+            return "detected (no offset)", ""
+        return "WRONG", f"no offset: {e}"
+    if e.offset > pos:
+        return "WRONG", f"offset {e.offset} is after the flipped byte {pos}: {e}"
+    return "detected", ""
+
+
+# ---------------------------------------------------------------- the sweep
+
+def _positions(rng, size, n, must=()):
+    pos = list(must) + [rng.randrange(size) for _ in range(max(0, n - len(must)))]
+    return [(p, rng.randrange(1, 256)) for p in pos]
+
+
+def test_flipped_bytes_are_detected_or_harmless(pristine):
+    rng = random.Random(SEED)
+    plan = []          # (kind, file name, pos, mask)
+    # WAL: half in its records, half anywhere (most of a crashed WAL is its zero tail)
+    wal_size = os.path.getsize(os.path.join(pristine.dir, pristine.wal))
+    for p, m in _positions(rng, pristine.wal_end, FLIPS // 2, must=[0, pristine.wal_records[-1][0]]):
+        plan.append(("wal", pristine.wal, p, m))
+    for p, m in _positions(rng, wal_size, FLIPS - FLIPS // 2, must=[pristine.wal_end]):
+        plan.append(("wal", pristine.wal, p, m))
+    # SSTs: by size, plus the footer of each
+    sizes = {n: os.path.getsize(os.path.join(pristine.dir, n)) for n in pristine.ssts}
+    total = sum(sizes.values())
+    for _ in range(FLIPS):
+        r = rng.randrange(total)
+        for n, s in sizes.items():
+            if r < s:
+                plan.append(("sst", n, r, rng.randrange(1, 256)))
+                break
+            r -= s
+    for n, s in sizes.items():
+        for p, m in _positions(rng, 80, 4):
+            plan.append(("sst", n, s - 80 + p, m))
+    msize = os.path.getsize(os.path.join(pristine.dir, pristine.manifest))
+    for p, m in _positions(rng, msize, FLIPS, must=[0, msize - 1]):
+        plan.append(("manifest", pristine.manifest, p, m))
+    csize = os.path.getsize(os.path.join(pristine.dir, "CURRENT"))
+    for p in range(csize):
+        for m in (0x01, 0x80, rng.randrange(1, 256)):
+            plan.append(("current", "CURRENT", p, m))
+
+    counts = collections.defaultdict(collections.Counter)
+    wrong = []
+    for kind, name, pos, mask in plan:
+        outcome, detail = flip(pristine, name, pos, mask)
+        counts[kind][outcome] += 1
+        if outcome == "WRONG":
+            wrong.append(f"{kind} {name} byte {pos} ^ {mask:#04x}: {detail}")
+    print()
+    print(f"flips (seed {SEED}): files {len(pristine.ssts)} SSTs, WAL {pristine.wal} "
+          f"({len(pristine.wal_records)} records, {pristine.wal_end} of {wal_size} bytes used), "
+          f"{pristine.manifest} ({msize} bytes)")
+    for kind in ("wal", "sst", "manifest", "current"):
+        c = counts[kind]
+        print(f"  {kind:9s} {sum(c.values()):4d} flips: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    assert not wrong, "\n".join(wrong[:20])
+
+
+# ---------------------------------------------------------------- lsmkv DBPATH verify
+
+def _shell(*args):
+    return subprocess.run([sys.executable, "-m", "lsmkv", *args], capture_output=True, text=True,
+                          timeout=120, cwd="/",
+                          env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
+
+
+@pytest.mark.parametrize("where", ["data-block", "footer"])
+def test_shell_verify_reports_flipped_sst(pristine, where):
+    d = pristine.copy()
+    try:
+        name = max(pristine.ssts, key=lambda n: os.path.getsize(os.path.join(d, n)))
+        path = os.path.join(d, name)
+        size = os.path.getsize(path)
+        pos = 3 if where == "data-block" else size - 80 + 70       # in block 0 / the footer CRC
+        with open(path, "r+b") as fh:
+            fh.seek(pos)
+            b = fh.read(1)[0]
+            fh.seek(pos)
+            fh.write(bytes([b ^ 0x40]))
+        r = _shell(d, "verify")
+        assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+        out = r.stdout + r.stderr
+        assert name in out, out
+        want = "at offset 0" if where == "data-block" else f"at offset {size - 80}"
+        assert want in out, out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_shell_verify_clean_db(pristine):
+    d = pristine.copy()
+    try:
+        r = _shell(d, "verify")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "OK" in r.stdout
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the last MANIFEST record
+
+@pytest.mark.xfail(strict=True, reason="engine bug: a damaged last MANIFEST record is dropped as a "
+                   "torn tail although the edit was durable and the log it covered is deleted, so "
+                   "the flushed data is lost silently and deleted keys come back (docs/reliability.md)")
+@pytest.mark.parametrize("field", ["crc", "payload"])
+def test_flipped_last_manifest_record_is_detected(pristine, field):
+    """The MANIFEST is appended with write + fsync: its last record was durable,
+    and the flush it records let the flushed memtable's log be deleted. A flip
+    in it must be a CorruptionError, not a torn tail that silently drops the
+    flushed table (the log that held the same data is gone)."""
+    start, end = pristine.manifest_records[-1]
+    pos = start + 1 if field == "crc" else (start + 8 + end) // 2
+    d = pristine.copy()
+    try:
+        with open(os.path.join(d, pristine.manifest), "r+b") as fh:
+            fh.seek(pos)
+            b = fh.read(1)[0]
+            fh.seek(pos)
+            fh.write(bytes([b ^ 0x10]))
+        try:
+            items = read_all(d)[0]
+        except CorruptionError as e:
+            assert e.path == os.path.join(d, pristine.manifest)
+            return
+        missing = [k for k in pristine.items if k not in items]
+        extra = [k for k in items if k not in pristine.items]
+        assert items == pristine.items, f"{len(missing)} keys lost, {len(extra)} deleted keys back"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
