@@ -25,13 +25,34 @@ Invariants:
 import os
 
 from lsmkv import filenames
-from lsmkv._coding import decode_varint, encode_varint
+from lsmkv._coding import crc32c_py, decode_varint, encode_varint
 from lsmkv._fileio import append_sync
 from lsmkv.errors import CorruptionError
 from lsmkv.killpoint import killpoint
 from lsmkv.logformat import frame, read_log
 
 NUM_LEVELS = 7
+_SECTOR = 512
+
+
+def _torn_append(data, off):
+    """Can the bad record at off be what a crash during its append left? Either the
+    record runs past the end of the file (a short write), or the file is zero from
+    a sector boundary inside the record to its end (space whose data never reached
+    the disk). Anything else in a MANIFEST is damage."""
+    size = len(data)
+    if off + 8 > size:
+        return True
+    n = int.from_bytes(data[off + 4:off + 8], "little")
+    if off + 8 + n > size:
+        # a short write, unless the bytes to the end are the whole record and only its
+        # length field was damaged (its checksum then matches the true length)
+        rest = size - off - 8
+        whole = rest.to_bytes(4, "little") + bytes(data[off + 8:size])
+        return crc32c_py(whole) != int.from_bytes(data[off:off + 4], "little")
+    zero_from = len(bytes(data[off:]).rstrip(b"\0")) + off     # the file is zero from here
+    first = (max(zero_from, off) + _SECTOR - 1) // _SECTOR * _SECTOR
+    return first < size
 MARKER = b"lsmkv-manifest-1"
 
 TAG_LOG, TAG_NEXT_FILE, TAG_LAST_SEQ, TAG_DELETED, TAG_NEW_FILE, TAG_MARKER = 1, 2, 3, 4, 5, 6
@@ -224,6 +245,12 @@ class VersionSet:
         except FileNotFoundError:
             raise CorruptionError(path, None, "the manifest named by CURRENT is missing") from None
         res = read_log(path, data)
+        if res.dropped_at is not None and not _torn_append(data, res.dropped_at):
+            # every edit is appended and fsynced before the DB acts on it (deletes the
+            # log it flushed, the files it compacted): a complete record that fails its
+            # check is damage to a durable edit, not a crashed append, and dropping it
+            # would lose data silently (docs/reliability.md)
+            raise CorruptionError(path, res.dropped_at, "manifest record checksum mismatch")
         if not res.records:
             raise CorruptionError(path, 0, "manifest has no valid record")
         version = Version()

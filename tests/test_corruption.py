@@ -10,10 +10,10 @@ Every flip must end in one of:
              record follows it (rule 3);
   harmless   the DB opens and reads exactly the original contents.
 Anything else (a value that differs, a key missing or back from the dead,
-another exception) is wrong data and fails the test, except one known engine
-bug, counted as "BUG: last edit dropped" and pinned by the strict xfail
-test_flipped_last_manifest_record_is_detected: a damaged last MANIFEST record
-is taken for a torn tail and its (durable) edit silently dropped. Each flip works on a fresh
+another exception) is wrong data and fails the test. (Until the fix in
+VersionSet.recover, a damaged last MANIFEST record was taken for a torn tail and its
+durable edit silently dropped: test_flipped_last_manifest_record_is_detected is its
+regression test.) Each flip works on a fresh
 copy of the pristine directory (opening a DB rewrites its MANIFEST and replays
 its logs into tables). The counts per file type and outcome are printed
 (pytest -s) and recorded in docs/reliability.md.
@@ -181,9 +181,9 @@ def flip(pristine, name, pos, mask):
             return "harmless", ""
         if name == pristine.manifest and pos >= pristine.manifest_records[-1][0] \
                 and items == pristine.without_last_edit:
-            # the known bug (test_flipped_last_manifest_record_is_detected): the damaged
-            # last edit is dropped as a torn tail, though its log is gone already
-            return "BUG: last edit dropped", ""
+            # the fixed bug (test_flipped_last_manifest_record_is_detected): the damaged
+            # last edit dropped as a torn tail, though its log is gone already
+            return "WRONG", "last MANIFEST edit dropped as a torn tail"
         if name == pristine.wal:
             k = _record_of(pristine.wal_records, pos)
             if k is not None and items == pristine.torn_states[k] and st["wal_recovery_dropped_bytes"] > 0:
@@ -324,9 +324,6 @@ def test_shell_verify_clean_db(pristine):
 
 # ---------------------------------------------------------------- the last MANIFEST record
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a damaged last MANIFEST record is dropped as a "
-                   "torn tail although the edit was durable and the log it covered is deleted, so "
-                   "the flushed data is lost silently and deleted keys come back (docs/reliability.md)")
 @pytest.mark.parametrize("field", ["crc", "payload"])
 def test_flipped_last_manifest_record_is_detected(pristine, field):
     """The MANIFEST is appended with write + fsync: its last record was durable,

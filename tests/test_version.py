@@ -452,3 +452,25 @@ def test_snapshot_refuses_existing_manifest(tmp_path):
         vs.write_snapshot()
     assert open(filenames.manifest_name(db, 2), "rb").read() == b"other"
     assert not os.path.exists(filenames.current_name(db))
+
+
+def test_manifest_torn_append_rule():
+    """Only what a crashed append can leave is a torn MANIFEST tail: a record cut
+    short, or zeros from a sector boundary to the end. A complete record that fails
+    its checksum, or one whose length field alone was damaged, is corruption."""
+    from lsmkv.logformat import frame
+    from lsmkv.version import _torn_append
+    head = frame(b"first edit" * 10)
+    rec = frame(b"x" * 1500)
+    off = len(head)
+    whole = head + rec
+    assert _torn_append(whole[:-100], off)                      # cut short
+    zeroed = bytearray(whole)
+    zeroed[1024:] = bytes(len(whole) - 1024)                     # never reached the disk
+    assert _torn_append(bytes(zeroed), off)
+    flipped = bytearray(whole)
+    flipped[off + 200] ^= 0x10                                   # damage inside a durable record
+    assert not _torn_append(bytes(flipped), off)
+    longer = bytearray(whole)
+    longer[off + 5] ^= 0x01                                      # its length field, made longer
+    assert not _torn_append(bytes(longer), off)
