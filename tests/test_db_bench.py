@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from conftest import lsmkv_import_path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
 
@@ -59,7 +61,9 @@ def test_alloc_counter_counts_this_threads_allocations(bench):
 
 def test_small_run_of_the_new_workloads(tmp_path):
     out = tmp_path / "r.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    # the lsmkv the tests import (installed in CI; the source tree has no compiled modules)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [lsmkv_import_path(),
+                                                                    os.environ.get("PYTHONPATH")])))
     r = subprocess.run([sys.executable, SCRIPT, "--num", "3000", "--benchmarks",
                         "filluniquerandom,readwhilewriting,readrandom,readrandom_cache,churn",
                         "--threads", "2", "--ttl", "3600", "--cache_sizes", "1,2", "--churn_ops", "2000",

@@ -137,9 +137,22 @@ def run_op(db, seed, i):
 
 # ---------------------------------------------------------------- the writer (child)
 
+def _import_lsmkv():
+    """lsmkv as installed (or as the parent found it, via PYTHONPATH), else the
+    source tree this script sits in (built in place)."""
+    try:
+        import lsmkv
+        import lsmkv._engine  # noqa: F401 - a source tree without built modules fails here
+    except ImportError:
+        sys.path.insert(0, ROOT)
+        for name in [m for m in sys.modules if m == "lsmkv" or m.startswith("lsmkv.")]:
+            del sys.modules[name]
+        import lsmkv
+    return lsmkv
+
+
 def child_main(dbpath, start, seed, opts_json, acked_path):
-    sys.path.insert(0, ROOT)
-    import lsmkv
+    lsmkv = _import_lsmkv()
     opts = dict(OPTIONS, **json.loads(opts_json))
     start, seed = int(start), int(seed)
     fd = os.open(acked_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -214,9 +227,9 @@ def run(dbpath=None, *, seed=1, duration=None, cycles=None, kill_points=DEFAULT_
         kill_point_share=0.5, min_delay=0.05, max_delay=1.0, deadline=4.0, log=print, keep=False):
     """Run kill/reopen cycles until `cycles` are done or `duration` seconds have
     passed. Returns the summary dict (summary["violations"] must be empty)."""
-    sys.path.insert(0, ROOT)
-    import lsmkv
+    lsmkv = _import_lsmkv()
     from lsmkv import killpoint as kp
+    lsmkv_dir = os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
 
     points = [] if kill_points in (None, "", "none") else \
         [f"{n}:{p}" for n, p in kp.parse(kill_points).items()]
@@ -247,6 +260,8 @@ def run(dbpath=None, *, seed=1, duration=None, cycles=None, kill_points=DEFAULT_
                           # size), so without one outputs are cut at the 64 KiB target
                           "compression_dict_bytes": 0 if rng.random() < 0.5 else 16 * 1024}
             env = dict(os.environ)
+            # the child imports the lsmkv this process uses (installed, or the source tree)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [lsmkv_dir, env.get("PYTHONPATH")]))
             env.pop("LSMKV_KILL_POINTS", None)
             if armed:
                 env["LSMKV_KILL_POINTS"] = armed
