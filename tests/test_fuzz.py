@@ -9,9 +9,11 @@ then recomputed, so the decoder behind the checksum sees it (blind damage
 mostly stops at the CRC). A watchdog (faulthandler) turns a hang into a
 failure with a traceback. LSMKV_FUZZ_EXAMPLES scales the example counts.
 """
+import atexit
 import faulthandler
 import os
 import random
+import shutil
 import struct
 import tempfile
 
@@ -33,6 +35,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
                                        HealthCheck.filter_too_much])
 WATCHDOG_SECONDS = 120
 TMP = tempfile.mkdtemp(prefix="lsmkv-fuzz-")
+atexit.register(shutil.rmtree, TMP, True)
 
 
 @pytest.fixture(autouse=True)
