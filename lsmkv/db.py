@@ -977,7 +977,7 @@ class DB(CoreDB):
     def memory_usage(self):
         """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
 
-        memtable_active, memtable_immutable: arena chunks malloc'd (exact);
+        memtable_active, memtable_immutable: arena chunks mapped (exact);
         cache_payload: block bytes in the cache; cache_overhead: slab bytes held
         beyond the payload plus the cache's bookkeeping; pinned: the part of the
         payload readers pin now (included in cache_payload); index_filter: index
