@@ -2147,6 +2147,11 @@ class Runner:
         print(line)
         print(f"{'':16}latency us{lat_unit}: p50 {p['p50'] or 0:.2f}  p99 {p['p99'] or 0:.2f}  "
               f"p99.9 {p['p99.9'] or 0:.2f}  max {p['max'] or 0:.2f}   ({entries} ops in {seconds:.2f} s)")
+        self._print_tail(e, res, summary, problems, ttl)
+
+    def _print_tail(self, e, res, summary, problems, ttl=0):
+        """The lines every read/write workload report ends with: memory and disk,
+        the engine's stats summary, the TTL note, allocations, verification."""
         extra = f"{'':16}peak RSS {res['peak_rss_bytes'] / MiB:.1f} MB, RSS now {res['rss_bytes'] / MiB:.1f} MB"
         if "disk_bytes" in res:
             extra += (f"; on disk after flush+close: {res['disk_bytes'] / MiB:.1f} MB in "
@@ -2570,18 +2575,7 @@ class Runner:
             print(f"{'':16}writer: {w['ops']} puts in {w['seconds']:.2f} s, {fmt_rate(w['ops_per_sec'])} ops/s; "
                   + self._lat_line(w["latency_us"], "put latency us"))
         print(f"{'':16}threads: {e.thread_note}; GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
-        extra = f"{'':16}peak RSS {res['peak_rss_bytes'] / MiB:.1f} MB, RSS now {res['rss_bytes'] / MiB:.1f} MB"
-        if "disk_bytes" in res:
-            extra += (f"; on disk after flush+close: {res['disk_bytes'] / MiB:.1f} MB in "
-                      f"{res['disk_files']} files ({res['disk_alloc_bytes'] / MiB:.1f} MB allocated)")
-        print(extra)
-        if summary:
-            print(f"{'':16}{e.name} stats: {summary}")
-        self.print_allocs(res)
-        for msg in problems:
-            print(f"{'':16}VERIFY FAILED: {msg}")
-        if problems:
-            res["verify_errors"] = problems
+        self._print_tail(e, res, summary, problems)
 
     # ---------------------------------------------------------------- readrandom_cache
 

@@ -65,6 +65,12 @@ cdef class SlabCache:
     cdef int _set_pages_max(self) except -1
     cdef int _assign(self, uint32_t p, int ci) except -1
     cdef void _unassign(self, uint32_t p) noexcept
+    cdef void _clear_slot(self, Page* pg, Slot* s, SizeClass* c) noexcept
+    cdef void _drop_free_of_page(self, SizeClass* c, uint32_t p) noexcept
+    cdef int _give_page(self, uint32_t p, int ci) except -1
+    cdef void _release_page(self, uint32_t p) noexcept
+    cdef int _coldest_class(self, int exclude) noexcept
+    cdef long long _unpinned_page_of(self, int ci) noexcept
     cdef long long _new_page(self) except -2
     cdef long long _donor_page(self, int exclude) noexcept
     cdef bint _move_page_to(self, int ci) except -1

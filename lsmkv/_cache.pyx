@@ -288,20 +288,14 @@ cdef class SlabCache:
         cdef SizeClass* c = &self.cls[pg.cls]
         cdef Slot* s
         cdef uint32_t i
-        cdef uint64_t j, k = 0
+        cdef uint64_t j
         for i in range(pg.nslots):
             s = &pg.slots[i]
             if s.state == USED:
                 self._hdelete(s.key)
-                self.payload -= s.len
-                c.payload -= s.len
-                c.items -= 1
+                self._clear_slot(pg, s, c)
                 self.evictions += 1
-        for j in range(c.nfree):            # drop this page's slots from the free stack
-            if sid_page(c.free[j]) != p:
-                c.free[k] = c.free[j]
-                k += 1
-        c.nfree = k
+        self._drop_free_of_page(c, p)
         for j in range(c.npages):
             if c.pages[j] == p:
                 c.pages[j] = c.pages[c.npages - 1]
@@ -314,6 +308,63 @@ cdef class SlabCache:
         pg.slots = NULL
         pg.cls = -1
         pg.nslots = pg.live = pg.pinned = 0
+
+    cdef inline void _clear_slot(self, Page* pg, Slot* s, SizeClass* c) noexcept:
+        """Account a slot leaving use (its key is already out of the hash)."""
+        self.payload -= s.len
+        c.payload -= s.len
+        c.items -= 1
+        s.state = FREE
+        pg.live -= 1
+
+    cdef void _drop_free_of_page(self, SizeClass* c, uint32_t p) noexcept:
+        """Take page p's slots off class c's free stack."""
+        cdef uint64_t j, k = 0
+        for j in range(c.nfree):
+            if sid_page(c.free[j]) != p:
+                c.free[k] = c.free[j]
+                k += 1
+        c.nfree = k
+
+    cdef int _give_page(self, uint32_t p, int ci) except -1:
+        """Move held page p (no slot pinned) to class ci: a slab move."""
+        if self.pages[p].cls >= 0:
+            self._unassign(p)
+        self._assign(p, ci)
+        self.slab_moves += 1
+        return 0
+
+    cdef void _release_page(self, uint32_t p) noexcept:
+        """Give held page p (no slot pinned) back to the OS."""
+        if self.pages[p].cls >= 0:
+            self._unassign(p)
+        munmap(self.pages[p].mem, self.page_size)
+        self.pages[p].mem = NULL
+        self.pages_held -= 1
+
+    cdef int _coldest_class(self, int exclude) noexcept:
+        """The class with pages, other than exclude, with the fewest recent evictions
+        per page; -1 if none."""
+        cdef int ci, best = -1
+        cdef double r, best_r = 0
+        for ci in range(self.nclasses):
+            if ci == exclude or self.cls[ci].npages == 0:
+                continue
+            r = <double>self.cls[ci].win_evictions / self.cls[ci].npages
+            if best < 0 or r < best_r:
+                best, best_r = ci, r
+        return best
+
+    cdef long long _unpinned_page_of(self, int ci) noexcept:
+        """The first page of class ci, from its CLOCK hand on, with no pinned slot;
+        -1 if all are pinned."""
+        cdef SizeClass* c = &self.cls[ci]
+        cdef uint32_t j, p
+        for j in range(c.npages):
+            p = c.pages[(c.hand_p + j) % c.npages]
+            if self.pages[p].pinned == 0:
+                return p
+        return -1
 
     cdef long long _new_page(self) except -2:
         """Map a page into an unheld entry; -1 if none is allowed."""
@@ -336,37 +387,19 @@ cdef class SlabCache:
         """A held page no slot of which is pinned, from the class that needs its pages
         least: an empty page first, else the page under the CLOCK hand of the class
         with the fewest recent evictions per page. -1 if every page is pinned."""
-        cdef uint32_t p, j
-        cdef int ci, best = -1
-        cdef double r, best_r = 0
-        cdef SizeClass* c
+        cdef uint32_t p
+        cdef int cold
         for p in range(self.npages_max_alloc):
             if self.pages[p].mem != NULL and self.pages[p].cls != exclude and self.pages[p].live == 0:
                 return p
-        for ci in range(self.nclasses):
-            c = &self.cls[ci]
-            if ci == exclude or c.npages == 0:
-                continue
-            r = <double>c.win_evictions / c.npages
-            if best < 0 or r < best_r:
-                best, best_r = ci, r
-        if best < 0:
-            return -1
-        c = &self.cls[best]
-        for j in range(c.npages):
-            p = c.pages[(c.hand_p + j) % c.npages]
-            if self.pages[p].pinned == 0:
-                return p
-        return -1
+        cold = self._coldest_class(exclude)
+        return self._unpinned_page_of(cold) if cold >= 0 else -1
 
     cdef bint _move_page_to(self, int ci) except -1:
         cdef long long p = self._donor_page(ci)
         if p < 0:
             return False
-        if self.pages[p].cls >= 0:
-            self._unassign(<uint32_t>p)
-        self._assign(<uint32_t>p, ci)
-        self.slab_moves += 1
+        self._give_page(<uint32_t>p, ci)
         return True
 
     cdef bint _rebalance(self, int ci) except -1:
@@ -375,12 +408,9 @@ cdef class SlabCache:
         when ci evicts more than twice as fast (hysteresis against ping-pong).
         Every rebalance_every evictions all counts halve, so recent load counts
         most. True if class ci got a page."""
-        cdef int k, cold = -1
-        cdef double r, hot_r, cold_r = 0
-        cdef long long p
-        cdef uint32_t j
+        cdef int k, cold
+        cdef long long p = -1
         cdef SizeClass* c = &self.cls[ci]
-        cdef bint got = False
         self.win_count += 1
         if self.win_count >= self.rebalance_every:
             self.win_count = 0
@@ -388,25 +418,14 @@ cdef class SlabCache:
                 self.cls[k].win_evictions //= 2
         if c.win_evictions < c.per_page:
             return False
-        hot_r = <double>c.win_evictions / c.npages
-        for k in range(self.nclasses):
-            if self.cls[k].npages == 0 or k == ci:
-                continue
-            r = <double>self.cls[k].win_evictions / self.cls[k].npages
-            if cold < 0 or r < cold_r:
-                cold, cold_r = k, r
-        if cold >= 0 and hot_r > 2 * cold_r:
-            oc = &self.cls[cold]
-            for j in range(oc.npages):
-                p = oc.pages[(oc.hand_p + j) % oc.npages]
-                if self.pages[p].pinned == 0:
-                    self._unassign(<uint32_t>p)
-                    self._assign(<uint32_t>p, ci)
-                    self.slab_moves += 1
-                    got = True
-                    break
+        cold = self._coldest_class(ci)
+        if cold >= 0 and (<double>c.win_evictions / c.npages >
+                          2 * <double>self.cls[cold].win_evictions / self.cls[cold].npages):
+            p = self._unpinned_page_of(cold)
+            if p >= 0:
+                self._give_page(<uint32_t>p, ci)
         c.win_evictions = 0
-        return got
+        return p >= 0
 
     cdef uint64_t _evict(self, int ci) noexcept:
         """CLOCK over class ci's slots: the first unpinned USED slot whose reference
@@ -435,11 +454,7 @@ cdef class SlabCache:
                 s.ref = 0
                 continue
             self._hdelete(s.key)
-            self.payload -= s.len
-            c.payload -= s.len
-            c.items -= 1
-            s.state = FREE
-            self.pages[p].live -= 1
+            self._clear_slot(&self.pages[p], s, c)
             self.evictions += 1
             c.evictions += 1
             c.win_evictions += 1
@@ -481,11 +496,7 @@ cdef class SlabCache:
         cdef Page* pg = &self.pages[sid_page(sid)]
         cdef Slot* s = &pg.slots[sid_idx(sid)]
         cdef SizeClass* c = &self.cls[pg.cls]
-        self.payload -= s.len
-        c.payload -= s.len
-        c.items -= 1
-        s.state = FREE
-        pg.live -= 1
+        self._clear_slot(pg, s, c)
         try:
             self._push_free(c, sid)
         except MemoryError:
@@ -498,7 +509,7 @@ cdef class SlabCache:
         cdef SizeClass* c = &self.cls[ci]
         cdef uint32_t j, i, p, best
         cdef long long victim
-        cdef uint64_t k, dst
+        cdef uint64_t dst
         cdef long long h
         cdef Slot* s
         cdef Slot* d
@@ -513,12 +524,7 @@ cdef class SlabCache:
             if victim < 0:
                 return 0
             vp = &self.pages[victim]
-            k = 0
-            for j in range(c.nfree):          # the victim's own free slots leave the stack
-                if sid_page(c.free[j]) != <uint32_t>victim:
-                    c.free[k] = c.free[j]
-                    k += 1
-            c.nfree = k
+            self._drop_free_of_page(c, <uint32_t>victim)   # its own free slots are no targets
             if c.nfree < vp.live:             # cannot happen: nfree >= per_page before
                 return 0
             for i in range(vp.nslots):
@@ -537,22 +543,7 @@ cdef class SlabCache:
                 s.state = FREE
                 vp.live -= 1
                 self.relocated += 1
-            # the page is empty now: take it from the class and give it back
-            for j in range(c.npages):
-                if c.pages[j] == <uint32_t>victim:
-                    c.pages[j] = c.pages[c.npages - 1]
-                    c.npages -= 1
-                    break
-            if c.hand_p >= c.npages:
-                c.hand_p = 0
-                c.hand_s = 0
-            free(vp.slots)
-            vp.slots = NULL
-            vp.cls = -1
-            vp.nslots = vp.live = vp.pinned = 0
-            munmap(vp.mem, self.page_size)
-            vp.mem = NULL
-            self.pages_held -= 1
+            self._release_page(<uint32_t>victim)     # empty now: back to the OS
             self.pages_defragmented += 1
         return 0
 
@@ -570,11 +561,7 @@ cdef class SlabCache:
                 p = self._donor_page(-1)
             if p < 0:
                 break
-            if self.pages[p].cls >= 0:
-                self._unassign(<uint32_t>p)
-            munmap(self.pages[p].mem, self.page_size)
-            self.pages[p].mem = NULL
-            self.pages_held -= 1
+            self._release_page(<uint32_t>p)
             self.pages_released += 1
         return 0
 

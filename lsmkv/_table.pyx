@@ -482,23 +482,8 @@ cdef bytes check_block(const uint8_t* p, size_t n, object path, uint64_t off, Ta
     raise CorruptionError(path, off, f"unknown block type {btype}")
 
 
-cdef bytes pread_exact(int fd, uint64_t off, size_t n, object path):
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
-    cdef char* dst = PyBytes_AS_STRING(out)
-    cdef ssize_t got
-    cdef size_t done = 0
-    while done < n:
-        with nogil:
-            got = pread(fd, dst + done, n - done, off + done)
-        if got < 0:
-            raise OSError(errno, f"read failed: {path}: {os.strerror(errno)}")
-        if got == 0:
-            raise CorruptionError(path, off, f"file truncated (wanted {n} bytes)")
-        done += got
-    return out
-
-cdef int pread_into(int fd, bytearray buf, uint64_t off, size_t n, object path) except -1:
-    cdef char* dst = PyByteArray_AS_STRING(buf)
+cdef int _pread_full(int fd, char* dst, uint64_t off, size_t n, object path) except -1:
+    """Read exactly n bytes at off into dst (the GIL released per call)."""
     cdef ssize_t got
     cdef size_t done = 0
     while done < n:
@@ -512,25 +497,36 @@ cdef int pread_into(int fd, bytearray buf, uint64_t off, size_t n, object path) 
     return 0
 
 
+cdef bytes pread_exact(int fd, uint64_t off, size_t n, object path):
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
+    _pread_full(fd, PyBytes_AS_STRING(out), off, n, path)
+    return out
+
+
+cdef int pread_into(int fd, bytearray buf, uint64_t off, size_t n, object path) except -1:
+    return _pread_full(fd, PyByteArray_AS_STRING(buf), off, n, path)
+
+
 # Pooled read buffers for pread (mmap_reads=False): a block read borrows one and
 # gives it back, so a read allocates no buffer. list.pop/append are atomic under
 # the GIL; at most POOL_MAX buffers are kept, each grown to the largest read.
 cdef list _read_pool = []
 cdef int POOL_MAX = 16
-_pool_stats = {"borrowed": 0, "created": 0}
+cdef unsigned long long _pool_borrowed = 0, _pool_created = 0
 
 
 cdef bytearray _pool_get(size_t n):
+    global _pool_borrowed, _pool_created
     cdef bytearray b
-    _pool_stats["borrowed"] += 1
+    _pool_borrowed += 1
     try:
         b = _read_pool.pop()
     except IndexError:
-        _pool_stats["created"] += 1
+        _pool_created += 1
         return bytearray(max(n, 16384))
     if <size_t>PyByteArray_GET_SIZE(b) < n:
         b = bytearray(n)
-        _pool_stats["created"] += 1
+        _pool_created += 1
     return b
 
 
@@ -541,7 +537,8 @@ cdef void _pool_put(bytearray b) noexcept:
 
 def read_pool_stats():
     """Pooled read buffers: borrows, buffers ever created, buffers held and their bytes."""
-    return dict(_pool_stats, held=len(_read_pool), held_bytes=sum(len(b) for b in _read_pool))
+    return {"borrowed": _pool_borrowed, "created": _pool_created, "held": len(_read_pool),
+            "held_bytes": sum(len(b) for b in _read_pool)}
 
 # ---------------------------------------------------------------- table reader
 
