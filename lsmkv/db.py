@@ -163,6 +163,7 @@ class DB(CoreDB):
         self._tls = threading.local()            # .worker: the compaction thread's worker process
         self._manifest_lock = threading.Lock()   # taken before the mutex, never while holding it
         self._log_lock = threading.Lock()        # retired logs; taken after the mutex or alone
+        self._flushing = None                    # the memtable the flush thread holds, for memory_usage()
         self._spare_wal = None                   # the next log, created ahead by the janitor thread
         self._shutting_down = False
         self._pins = {}
@@ -170,6 +171,7 @@ class DB(CoreDB):
         self._obsolete = collections.deque()  # (path, size or None for a log) to unlink
         self._purge_lock = threading.Lock()
         self._flushed_logs = collections.deque()  # logs of flushed memtables, for the janitor to close
+        self._close_lock = threading.Lock()       # closing flushed logs (taken alone)
         self._janitor_wake = threading.Event()
         self._janitor_wake.set()                  # its first pass creates the spare log
         self._janitor_thread = None
@@ -597,7 +599,7 @@ class DB(CoreDB):
                     self._cv.wait()
                 if self._shutting_down or self.bg_error is not None:
                     return
-                imm = self.sv.imms[-1]
+                imm = self._flushing = self.sv.imms[-1]
             try:
                 self._flush_memtable(imm)
             except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
@@ -609,6 +611,7 @@ class DB(CoreDB):
             # arena (write_buffer_size bytes) alive while the thread waits for the
             # next flush (found by comparing memory_usage() with RSS)
             del imm
+            self._flushing = None
             self._trim_heap()
 
     def _trim_heap(self):
@@ -650,12 +653,17 @@ class DB(CoreDB):
         """Close flushed logs, then delete what is obsolete. A failure to close or
         delete loses no data (the file is no longer referenced): it is counted in
         stats()["file_delete_errors"] and the file is left for the next open."""
-        while self._flushed_logs:
-            log = self._flushed_logs.popleft()
-            try:
-                log.close(sync=False)
-            except OSError:
-                self._stat["file_delete_errors"] += 1
+        with self._close_lock:
+            # a log leaves the deque only once closed, so memory_usage() sees its
+            # mapping until it is gone; the lock keeps two passes (the janitor's and
+            # flush()'s) from closing one log twice, and makes flush() wait for it
+            while self._flushed_logs:
+                log = self._flushed_logs[0]
+                try:
+                    log.close(sync=False)
+                except OSError:
+                    self._stat["file_delete_errors"] += 1
+                self._flushed_logs.popleft()
         try:
             self._purge_obsolete_files()
         except OSError:
@@ -977,7 +985,8 @@ class DB(CoreDB):
     def memory_usage(self):
         """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
 
-        memtable_active, memtable_immutable: arena chunks mapped (exact);
+        memtable_active, memtable_immutable: arena chunks mapped (exact;
+        immutable includes a flushed memtable until the flush thread drops it);
         cache_payload: block bytes in the cache; cache_overhead: slab bytes held
         beyond the payload plus the cache's bookkeeping; pinned: the part of the
         payload readers pin now (included in cache_payload); index_filter: index
@@ -994,11 +1003,15 @@ class DB(CoreDB):
         with self.mutex:
             sv = self.sv
             tables = list(self._tables.values())
-            logs = [self.wal, self._spare_wal] + list(self.retired_logs)
+            logs = [self.wal, self._spare_wal] + list(self.retired_logs) + list(self._flushed_logs)
+            imms = list(sv.imms)
+            f = self._flushing
+            if f is not None and all(m is not f for m in imms):
+                imms.append(f)           # installed, but the flush thread still holds it
         cs = self._cache.stats() if self._cache is not None else None
         u = {
             "memtable_active": sv.mem.memory_usage,
-            "memtable_immutable": sum(m.memory_usage for m in sv.imms),
+            "memtable_immutable": sum(m.memory_usage for m in imms),
             "cache_payload": cs["usage"] if cs else 0,
             "cache_overhead": cs["overhead"] if cs else 0,
             "pinned": cs["pinned_bytes"] if cs else 0,
