@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from sortedcontainers import SortedList
 
 from lsmkv import filenames, numa
+from lsmkv.adaptive import AdaptiveSplit, Sample, bounds as adaptive_bounds
 from lsmkv._cache import LRUCache, SlabCache
 from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, check_bound, replay_batch
 from lsmkv._memtable import MemTable, MemTableIterator
@@ -186,12 +187,21 @@ class DB(CoreDB):
         self._bg_cpus = numa.resolve_cpus(opts.background_cpus, opts.numa_node)
         self._bg_tids = {}                     # background thread name -> native id (for stats)
         self._budget = dict(stalls=0, stall_seconds=0.0, cache_resizes=0, cache_capacity=0)
+        self._adaptive = None                  # lsmkv.adaptive.AdaptiveSplit with adaptive_memory
+        self._adaptive_thread = None
+        self._adaptive_stop = threading.Event()
+        self._adaptive_prev = None             # (counters, monotonic time) of the last sample
+        self._adaptive_switches = 0            # memtables switched early to hand memory to the cache
+        if opts.adaptive_memory:
+            self._adaptive = AdaptiveSplit(opts.write_buffer_size, *adaptive_bounds(
+                opts.memory_budget, opts.max_write_buffer_number, opts.memory_budget // 8))
+            self.write_buffer_size = self._adaptive.size
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
         self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
                          if opts.compaction_worker == "process" else [])
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
                           compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
-                          slowdown_count=0, stop_count=0,
+                          slowdown_count=0, stop_count=0, memtable_stall_seconds=0.0,
                           stall_causes={"memtables": 0, "level0_slowdown": 0, "level0_stop": 0,
                                        "memory_budget": 0},
                           compactions_by_reason={},
@@ -219,6 +229,10 @@ class DB(CoreDB):
         self._janitor_thread = threading.Thread(target=self._janitor_main,
                                                 name=f"lsmkv-delete:{self.path}", daemon=True)
         self._janitor_thread.start()
+        if self._adaptive is not None:
+            self._adaptive_thread = threading.Thread(target=self._adaptive_main,
+                                                     name=f"lsmkv-adapt:{self.path}", daemon=True)
+            self._adaptive_thread.start()
 
     # ------------------------------------------------------------------ open
 
@@ -323,7 +337,7 @@ class DB(CoreDB):
         filenames.fsync_dir(self.path)
 
     def _wal_prealloc(self):
-        return self.options.wal_preallocate or min(self.options.write_buffer_size, 256 << 20)
+        return self.options.wal_preallocate or min(self.write_buffer_size, 256 << 20)
 
     def _flush_at_open(self, mem, edit):
         metas = write_tables(MemTableIterator(mem), self._new_builder_locked,
@@ -398,10 +412,11 @@ class DB(CoreDB):
 
     def _memtable_charge(self):
         """Bytes the memory budget charges to memtables: the active one at its full
-        write_buffer_size (it will grow to that before it is switched), the
+        write_buffer_size (it will grow to that before it is switched) or at what
+        it holds if more (after adaptive_memory shrank the write buffer), the
         immutable ones at what they hold."""
         sv = self.sv
-        return self.write_buffer_size + sum(m.memory_usage for m in sv.imms)
+        return max(self.write_buffer_size, sv.mem.memory_usage) + sum(m.memory_usage for m in sv.imms)
 
     def _apply_budget(self):
         """One memory budget (option memory_budget): the block cache gets what the
@@ -412,6 +427,61 @@ class DB(CoreDB):
             self._cache.set_capacity(cap)
             self._budget["cache_resizes"] += 1
         self._budget["cache_capacity"] = cap
+
+    def _adaptive_main(self):
+        """Controller thread of adaptive_memory: one sample every adaptive_interval."""
+        self._lower_priority()
+        while not self._adaptive_stop.wait(self.options.adaptive_interval):
+            try:
+                self._adaptive_tick()
+            except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
+                with self.mutex:
+                    self.bg_error = e
+                    self._cv.notify_all()
+                return
+
+    def _adaptive_counters(self):
+        """(writes, reads, flush stall s, L0 stall s, cache hits, misses, usage,
+        capacity) now. Budget stalls are left out: memtables that wait for budget
+        must not be answered with bigger memtables."""
+        c = self._cache.stats()
+        flush_wait = self._stat["memtable_stall_seconds"] - self._budget["stall_seconds"]
+        return (self.n_puts + self.n_deletes, self.n_gets, flush_wait,
+                self._stat["stall_seconds"] - self._stat["memtable_stall_seconds"],
+                c["hits"], c["misses"], c["usage"] + c["reserved"], c["capacity"])
+
+    def _adaptive_tick(self, now=None):
+        """Sample the counters, let the policy decide, apply its answer. A smaller
+        write buffer that the active memtable already exceeds switches it now (if a
+        memtable slot is free), so its memory reaches the cache after the flush even
+        when no write comes to switch it. Returns the write buffer size."""
+        now = time.monotonic() if now is None else now
+        with self.mutex:
+            if self.closed or self._shutting_down:
+                return self.write_buffer_size
+            cur = self._adaptive_counters()
+            prev = self._adaptive_prev
+            self._adaptive_prev = (cur, now)
+            if prev is None or now <= prev[1]:
+                return self.write_buffer_size
+            p, t0 = prev
+            sample = Sample(seconds=now - t0, writes=cur[0] - p[0], reads=cur[1] - p[1],
+                            flush_stall_seconds=cur[2] - p[2], l0_stall_seconds=cur[3] - p[3],
+                            cache_hits=cur[4] - p[4], cache_misses=cur[5] - p[5],
+                            cache_usage=cur[6], cache_capacity=cur[7])
+            old = self.write_buffer_size
+            new = self._adaptive.decide(sample)
+            if new == old:
+                return old
+            self.write_buffer_size = new
+            sv = self.sv
+            if (new < old and len(sv.mem) and sv.mem.arena_used >= new
+                    and len(sv.imms) < self.options.max_write_buffer_number - 1):
+                self._switch_memtable()        # installs, which applies the budget
+                self._adaptive_switches += 1
+            else:
+                self._apply_budget()
+            return new
 
     # ------------------------------------------------------------------ writes
 
@@ -450,7 +520,9 @@ class DB(CoreDB):
                 return
         finally:
             if stalled_at is not None:
-                self._stat["stall_seconds"] += time.monotonic() - stalled_at
+                dt = time.monotonic() - stalled_at
+                self._stat["stall_seconds"] += dt
+                self._stat["memtable_stall_seconds"] += dt
 
     def _level0_stall(self, nbytes):
         """Called by the write path (mutex held) when level 0 has too many files.
@@ -967,6 +1039,9 @@ class DB(CoreDB):
         s["memory_budget"] = (dict(self._budget, budget=self.options.memory_budget,
                                    memtable_charge=self._memtable_charge())
                               if self.options.memory_budget else None)
+        s["adaptive_memory"] = (dict(self._adaptive.stats(), early_switches=self._adaptive_switches,
+                                     cache_capacity=self._budget["cache_capacity"])
+                                if self._adaptive is not None else None)
         s["numa"] = self._numa_stats()
         return s
 
@@ -1037,9 +1112,10 @@ class DB(CoreDB):
             if t is not None and t is not threading.current_thread():
                 t.join()
         self._janitor_wake.set()
-        t = self._janitor_thread
-        if t is not None and t is not threading.current_thread():
-            t.join()
+        self._adaptive_stop.set()
+        for t in (self._janitor_thread, self._adaptive_thread):
+            if t is not None and t is not threading.current_thread():
+                t.join()
         self._janitor_pass()
         for w in self._workers:
             w.close()

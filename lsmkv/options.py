@@ -45,6 +45,9 @@ class Options:
     mmap_reads: bool = False                   # True: read tables through a mapping (RSS then holds
                                                # the touched file pages); False: pread into pooled buffers
     memory_budget: int = 0                     # >0: memtables + block cache share this many bytes
+    adaptive_memory: bool = False              # with memory_budget: move budget between memtables and
+                                               # the cache by the load (lsmkv/adaptive.py)
+    adaptive_interval: float = 0.5             # seconds between two samples of the adaptive controller
     background_cpus: object = None             # CPU ids for flush/compaction/janitor threads and workers
     numa_node: object = None                   # bind background work to this NUMA node's CPUs
     max_background_jobs: int = 2               # one flush thread + (this - 1) compaction threads
@@ -90,6 +93,17 @@ class Options:
             raise ValueError(f"option memory_budget ({self.memory_budget}) must be 0 or at least "
                              f"3 x write_buffer_size ({3 * self.write_buffer_size}): two memtables "
                              f"and a cache share it")
+        if not isinstance(self.adaptive_memory, bool):
+            raise TypeError("option adaptive_memory must be a bool")
+        if self.adaptive_memory and not self.memory_budget:
+            raise ValueError("option adaptive_memory needs option memory_budget: it moves that "
+                             "budget between memtables and the block cache")
+        if self.adaptive_memory and self.block_cache_size == 0:
+            raise ValueError("option adaptive_memory needs a block cache (block_cache_size > 0)")
+        if (isinstance(self.adaptive_interval, bool) or not isinstance(self.adaptive_interval, (int, float))
+                or not 0.01 <= self.adaptive_interval <= 3600):
+            raise ValueError(f"option adaptive_interval must be a number of seconds in [0.01, 3600], "
+                             f"got {self.adaptive_interval!r}")
         if self.background_cpus is not None:
             try:
                 cpus = list(self.background_cpus)
