@@ -329,6 +329,21 @@ def cmd_verify(s, a, out, codec):
     tools.verify(s.db(), out, codec)
 
 
+def cmd_repair(s, a, out, codec):
+    """Salvage a damaged DB (lsmkv.repair). The session's own DB, if the REPL has
+    it open, is closed first: repair needs the directory to itself."""
+    from lsmkv.repair import repair
+    s.close()
+    with Progress("repair", unit=" files", stream=out.stderr) as prog:
+        def step(done, total):
+            prog.total = total
+            prog.update(done)
+        report = repair(s.path, progress=step)
+    for line in report.lines(codec.encode):
+        out.text(line)
+    out.json(report.to_dict(codec.encode))
+
+
 def cmd_sst_dump(s, a, out, codec):
     path = tools.resolve_table(a.file, s.path if s is not None else None)
     tools.sst_dump(path, out, codec, a.show_properties, a.scan, a.verify)
@@ -447,6 +462,7 @@ COMMANDS = {
     "load": (cmd_load, _args_load, "put every entry of a dump file"),
     "checkpoint": (cmd_checkpoint, _args_checkpoint, "make a consistent copy of the DB in DIR"),
     "verify": (cmd_verify, _json_arg, "check every table's checksums and key order (exit 3 on damage)"),
+    "repair": (cmd_repair, _json_arg, "salvage what can be read from a damaged DB and report what was lost"),
     "sst-dump": (cmd_sst_dump, _args_sst_dump, "describe a table file (no DB needed)"),
     "manifest-dump": (cmd_manifest_dump, _args_log_file("MANIFEST"), "print the MANIFEST's version edits"),
     "wal-dump": (cmd_wal_dump, _args_log_file("log"), "print the records of each write-ahead log"),
