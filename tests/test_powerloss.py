@@ -1,0 +1,115 @@
+"""Simulated power loss (tools/powerloss.py on the shim tools/faultinject.c;
+docs/reliability.md): a writer child is SIGKILLed, everything it did not make
+durable is dropped, the DB is reopened and checked.
+
+LSMKV_POWERLOSS_CYCLES (per seed) and LSMKV_POWERLOSS_SEEDS change the run; the
+long version is `python tools/powerloss.py --duration 600 --allow-holes`.
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import lsmkv_import_path
+
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+sys.path.insert(0, TOOLS)
+import faultinject as fi  # noqa: E402
+import powerloss  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
+                                reason="the fault-injection shim needs a C compiler (gcc)")
+
+CYCLES = int(os.environ.get("LSMKV_POWERLOSS_CYCLES", "6"))
+SEEDS = [int(x) for x in os.environ.get("LSMKV_POWERLOSS_SEEDS", "11,12,13").split(",")]
+
+
+def test_power_loss_keeps_every_synced_write(tmp_path):
+    """Every acknowledged sync write, flush() and compact_range() survives, the DB
+    opens by itself, no batch is half applied, no value is wrong. Holes in the
+    unsynced writes are counted, not failed: the known engine bug below."""
+    total = {}
+    for seed in SEEDS:
+        s = powerloss.run(str(tmp_path / f"s{seed}"), seed=seed, cycles=CYCLES, max_delay=0.8,
+                          allow_holes=True, log=None)
+        print()
+        print(powerloss.format_summary(s))
+        assert not s["violations"], s["violations"]
+        assert s["cycles"] == CYCLES
+        for k in ("cycles", "ops_acked", "sync_acked", "flush_acked", "files_removed", "bytes_dropped",
+                  "pages_lost", "pages_written_back", "files_restored", "holes", "hole_ops"):
+            total[k] = total.get(k, 0) + s[k]
+    print("TOTAL", total)
+    assert total["sync_acked"] > 0 and total["ops_acked"] > 1000
+    # the model dropped something real in these cycles (else the test proves nothing)
+    assert total["files_removed"] + total["bytes_dropped"] + total["pages_lost"] > 0
+
+
+def test_oracle_reports_a_lost_synced_write_and_a_half_batch():
+    seed = 5
+    model, ops = {}, [powerloss.op(seed, i) for i in range(300)]
+    full = {}
+    for o in ops:
+        powerloss.apply(full, o)
+    applied, unknown, problems = powerloss.classify(full, model, seed, 0, 300)
+    assert problems == [] and applied[-1] == 299
+    # drop the effect of one early op: a hole before the last applied op
+    j = next(i for i, o in enumerate(ops) if o[0] == "put" and all(
+        not (p[0] == "delete" and p[1] == o[1]) for p in ops))
+    state = dict(full)
+    del state[ops[j][1]]
+    applied, _, problems = powerloss.classify(state, model, seed, 0, 300)
+    assert problems == [] and j not in applied and applied[-1] == 299
+    b = next(i for i, o in enumerate(ops) if o[0] == "batch")
+    state = dict(full)
+    del state[ops[b][1][0][0]]
+    assert any("half applied" in p for p in powerloss.classify(state, model, seed, 0, 300)[2])
+    state = dict(full)
+    state[ops[j][1]] = b"something else"
+    assert any("no op wrote" in p for p in powerloss.classify(state, model, seed, 0, 300)[2])
+
+
+HOLE_CHILD = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import lsmkv
+db = lsmkv.DB(sys.argv[1], write_buffer_size=64 * 1024, compaction_worker="thread", wal_mmap=True)
+db.put(b"k%06d" % 0, b"v" * 1000, sync=True)
+for i in range(1, 100000):        # killed at flush.after_table_write (LSMKV_KILL_POINTS)
+    db.put(b"k%06d" % i, b"v" * 1000)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: a power loss can keep unsynced writes of a newer WAL while losing older "
+    "unsynced writes of the previous WAL, a hole in the write order. DB._switch_memtable "
+    "leaves the old log unsynced, and DB._recover replays every log on disk even after one "
+    "that ended early (its zero/torn tail), so the newer log's records follow the hole. "
+    "Fix: msync/fsync the old log at the switch (before the new log takes writes), or stop "
+    "replay at the first log whose last sequence number is not followed by the next log's "
+    "first (RocksDB's point-in-time recovery)"))
+def test_unsynced_writes_survive_as_a_prefix_across_a_log_switch(tmp_path):
+    fs = fi.FaultFS(str(tmp_path / "w"))
+    db = os.path.join(fs.root, "db")
+    os.makedirs(db)
+    fs.reset()
+    env = fs.env()
+    env["LSMKV_KILL_POINTS"] = "flush.after_table_write"
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(HOLE_CHILD), db, lsmkv_import_path()],
+                       env=env, capture_output=True, text=True, cwd="/", timeout=60)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    logs = sorted(n for n in os.listdir(db) if n.endswith(".log"))
+    # power loss: the unsynced pages of the first log are lost, those of the newer ones
+    # (the log the writer switched to, the janitor's spare) reached the disk
+    fs.power_loss(random.Random(1), writeback=lambda names, page: logs[0] not in names)
+    import lsmkv
+    with lsmkv.DB(db, write_buffer_size=64 * 1024) as d:
+        got = sorted(int(k[1:]) for k in d.keys())
+    if not got or got[-1] < 2:
+        pytest.skip("the writer did not reach a second log before the kill point")
+    assert got == list(range(len(got))), f"{len(got)} keys, last {got[-1]}: a hole"
