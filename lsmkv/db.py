@@ -206,6 +206,7 @@ class DB(CoreDB):
                                        "memory_budget": 0},
                           compactions_by_reason={},
                           files_deleted=0, bytes_reclaimed=0, wal_recovery_dropped_bytes=0,
+                          wal_recovery_dropped_logs=0, wal_recovery_gap=None,
                           recovered_records=0, dropped_hidden=0, dropped_deletes=0,
                           ttl_dropped=0, logs_deleted=0, file_delete_errors=0,
                           heap_trims=0, heap_trim_seconds=0.0)
@@ -296,17 +297,41 @@ class DB(CoreDB):
         edit = VersionEdit()
         last_seq = vs.last_sequence
         mem = MemTable()
+        # Sequence numbers run on from one log to the next. A log whose first record
+        # does not follow the previous log's last one means the end of that log was
+        # lost (a power loss wrote the newer log's pages back but not the older's
+        # unsynced tail): replay stops there, so the writes that survive are a prefix
+        # of the write order (point-in-time recovery, as RocksDB's). A sync=True
+        # write syncs the older logs first, so no durable write is after such a gap.
+        expected = None        # the sequence the next record must carry
+        gap = False
         for number in logs:
             path = filenames.log_name(self.path, number)
             with open(path, "rb") as fh:
                 data = fh.read()
             res = read_log(path, data)
             self._stat["wal_recovery_dropped_bytes"] += res.dropped_bytes
+            if res.records and expected is not None and not gap:
+                first = int.from_bytes(res.records[0][1][:8], "little")
+                if first > expected:
+                    gap = True
+                    self._stat["wal_recovery_gap"] = {"log": os.path.basename(path),
+                                                      "expected_sequence": expected,
+                                                      "found_sequence": first}
+            if gap:
+                self._stat["wal_recovery_dropped_bytes"] += sum(len(p) for _, p in res.records)
+                self._stat["wal_recovery_dropped_logs"] += 1
+                continue
             for off, payload in res.records:
+                if expected is not None and len(payload) >= 8 and \
+                        int.from_bytes(payload[:8], "little") < expected:
+                    raise CorruptionError(path, off, f"sequence number goes back (expected "
+                                                     f"{expected} or more)")
                 first, count = replay_batch(mem, payload, path, off)
                 self._stat["recovered_records"] += 1
                 if count:
                     last_seq = max(last_seq, first + count - 1)
+                    expected = first + count
                 if mem.arena_used >= opts.write_buffer_size:
                     self._flush_at_open(mem, edit)
                     mem = MemTable()

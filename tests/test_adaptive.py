@@ -135,7 +135,11 @@ def test_db_grows_on_stalls_and_the_cache_gives_way(tmp_path):
         st = db.stats()
         ad = st["adaptive_memory"]
         assert st["stall_seconds"] > 0
-        assert ad["grows"] >= 1 and 1 * MiB < db.write_buffer_size <= 4 * MiB, ad
+        assert ad["grows"] >= 1 and db.write_buffer_size > 1 * MiB, ad
+        # L0 stalls grow it up to budget/16 (4 MiB); past that only waits for a flush
+        # (a loaded machine's flush thread falling behind) may have grown it
+        for h in ad["history"]:
+            assert h["to"] <= 4 * MiB or "for a flush" in h["reason"], h
         assert st["memory_budget"]["cache_capacity"] < cap0
         assert db.get(b"00000000-0000") == v
     finally:
