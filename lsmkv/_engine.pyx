@@ -403,6 +403,17 @@ cdef class CoreDB:
 
     # -- writes
 
+    cdef void _sync_failed(self, e):
+        """A write's WAL sync failed (mutex held). Its record is in the log, where a
+        reopen would replay it: the caller has applied it to the memtable and moved
+        last_seq past it, so this process shows what a reopen would and the next
+        write never reuses its sequence number. Whether the log's unsynced tail is on
+        disk is unknown (Linux may drop dirty pages after a failed fsync), so the DB
+        stops taking writes, as RocksDB does on a failed WAL sync: reads go on, and
+        writes raise BackgroundError until the DB is reopened."""
+        if self.bg_error is None:
+            self.bg_error = e
+
     cdef int _write_one(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                         int64_t expiry, bint sync) except -1:
         cdef size_t n = BATCH_HEADER + record_size(kind, kn, vn)
@@ -417,9 +428,15 @@ cdef class CoreDB:
             encode_record(p + BATCH_HEADER, kind, k, kn, v, vn, expiry)
             self.wal.commit(n)
             if sync:
-                if self.retired_logs:
-                    self._sync_retired_logs()
-                self.wal.sync_c()
+                try:
+                    if self.retired_logs:
+                        self._sync_retired_logs()
+                    self.wal.sync_c()
+                except OSError as e:
+                    self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
+                    self.last_seq = seq
+                    self._sync_failed(e)
+                    raise
                 self.n_syncs += 1
             self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
             self.last_seq = seq
@@ -478,9 +495,15 @@ cdef class CoreDB:
             memcpy(p, batch.buf, batch.len)
             self.wal.commit(batch.len)
             if sync:
-                if self.retired_logs:
-                    self._sync_retired_logs()
-                self.wal.sync_c()
+                try:
+                    if self.retired_logs:
+                        self._sync_retired_logs()
+                    self.wal.sync_c()
+                except OSError as e:
+                    apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
+                    self.last_seq = seq + batch.count - 1
+                    self._sync_failed(e)
+                    raise
                 self.n_syncs += 1
             apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
             self.last_seq = seq + batch.count - 1
