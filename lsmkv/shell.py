@@ -554,6 +554,9 @@ def describe_error(e):
 def main(argv=None):
     """Entry point of `lsmkv` and `python -m lsmkv`; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:                # `lsmkv serve DBPATH ...`: docs/server.md
+        from lsmkv.server import main as serve_main
+        return serve_main(argv[1:])
     try:
         return _main(argv)
     except KeyboardInterrupt:
