@@ -1,6 +1,8 @@
 """Build the Cython extensions.
 
 LSMKV_DEBUG=1 builds with bounds checks, assertions and -O0 -g (see docs/architecture.md).
+LSMKV_SANITIZE=address (or address,undefined, ...) builds with -fsanitize=... -fno-omit-frame-pointer
+-g -O1, for running under the sanitizer's runtime (docs/reliability.md).
 """
 import os
 
@@ -10,9 +12,14 @@ from setuptools import Extension, setup
 DEBUG = os.environ.get("LSMKV_DEBUG") == "1"
 MODULES = ["_coding", "_fileio", "_zstd", "_memtable", "_iterator", "_table", "_wal", "_cache", "_engine"]
 
+SANITIZE = os.environ.get("LSMKV_SANITIZE", "")
 cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
+ldflags = []
+if SANITIZE:
+    cflags = [f"-fsanitize={SANITIZE}", "-fno-omit-frame-pointer", "-g", "-O0" if DEBUG else "-O1"]
+    ldflags = [f"-fsanitize={SANITIZE}"]
 extensions = [
-    Extension(f"lsmkv.{name}", [f"lsmkv/{name}.pyx"], extra_compile_args=cflags)
+    Extension(f"lsmkv.{name}", [f"lsmkv/{name}.pyx"], extra_compile_args=cflags, extra_link_args=ldflags)
     for name in MODULES
 ]
 directives = {
