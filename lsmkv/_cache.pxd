@@ -1,3 +1,4 @@
+cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 ctypedef struct Slot:
@@ -32,6 +33,7 @@ ctypedef struct Pin:
     size_t len
 
 
+@cython.final      # no subclass: its cdef methods are called directly, not through a vtable
 cdef class SlabCache:
     cdef readonly size_t capacity, page_size, reserved
     cdef readonly double growth_factor

@@ -1,12 +1,17 @@
+cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from lsmkv._iterator cimport InternalIterator
 from lsmkv._cache cimport SlabCache, Pin
 
+# A block iterator's current key. p points at inl (no allocation) until a key
+# longer than inl arrives; then at a malloc'd buffer, freed with the iterator.
 ctypedef struct KeyBuf:
     uint8_t* p
     size_t len
     size_t cap
+    uint8_t inl[64]
 
+@cython.final      # no subclass: its cdef methods are called directly, not through a vtable
 cdef class BlockIter(InternalIterator):
     cdef bytes data             # the block, when it is not a pinned cache slot
     cdef SlabCache pcache       # the cache whose slot pslot this iterator pins, or None
@@ -27,7 +32,9 @@ cdef class BlockIter(InternalIterator):
     cdef int _decode_at(self, size_t off) except -1
     cdef int _corrupt(self, str what) except -1
     cdef int _seek_restart(self, uint32_t i) except -1
+    cdef int _restart_key(self, uint32_t i, const uint8_t** key, size_t* n) except -1
 
+@cython.final
 cdef class TableReader:
     cdef readonly uint64_t number
     cdef readonly uint64_t file_size

@@ -40,7 +40,29 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from posix.unistd cimport pread, write, close, fsync
-from libc.errno cimport errno
+from libc.errno cimport errno, EINVAL, ENOSYS, EOPNOTSUPP
+from posix.uio cimport iovec
+
+cdef extern from *:
+    """
+    #include <sys/uio.h>
+    #if defined(__linux__) && defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 26)
+    #  ifndef RWF_NOWAIT
+    #    define RWF_NOWAIT 0x00000008
+    #  endif
+    #  define lsmkv_preadv2 preadv2
+    #else   /* no preadv2: every read takes the plain pread path */
+    #  include <errno.h>
+    #  define RWF_NOWAIT 0
+    static ssize_t lsmkv_preadv2(int fd, const struct iovec* iov, int n, off_t off, int flags) {
+        (void)fd; (void)iov; (void)n; (void)off; (void)flags; errno = ENOSYS; return -1;
+    }
+    #endif
+    """
+    ssize_t preadv2 "lsmkv_preadv2" (int fd, const iovec* iov, int iovcnt, long offset, int flags) nogil
+    int RWF_NOWAIT
+
+cdef bint _nowait_ok = True     # cleared for good the first time preadv2(RWF_NOWAIT) is refused
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 
@@ -80,22 +102,34 @@ DELETED = object()
 # or python-zstandard's when libzstd is not loaded.
 _tls = threading.local()
 
-cdef class _DCtx:
-    cdef void* p
-    def __dealloc__(self):
-        zdctx_free(self.p)
+# libzstd's contexts live in a pthread key: found with one pthread_getspecific
+# (no Python attribute lookup per block) and freed by the key's destructor when
+# the thread exits.
+cdef extern from "pthread.h" nogil:
+    ctypedef unsigned int pthread_key_t
+    int pthread_key_create(pthread_key_t* key, void (*destructor)(void*) noexcept nogil)
+    void* pthread_getspecific(pthread_key_t key)
+    int pthread_setspecific(pthread_key_t key, const void* value)
+
+cdef void _dctx_destroy(void* p) noexcept nogil:
+    zdctx_free(p)
+
+cdef pthread_key_t _dctx_key
+if pthread_key_create(&_dctx_key, _dctx_destroy) != 0:
+    raise ImportError("lsmkv._table: pthread_key_create failed")
 
 cdef void* _dctx() except NULL:
-    cdef _DCtx d
-    try:
-        return (<_DCtx>_tls.z).p
-    except AttributeError:
-        d = _DCtx()
-        d.p = zdctx_new()
-        if d.p == NULL:
-            raise MemoryError("libzstd: cannot create a decompression context")
-        _tls.z = d
-        return d.p
+    """This thread's libzstd decompression context."""
+    cdef void* d = pthread_getspecific(_dctx_key)
+    if d != NULL:
+        return d
+    d = zdctx_new()
+    if d == NULL:
+        raise MemoryError("libzstd: cannot create a decompression context")
+    if pthread_setspecific(_dctx_key, d) != 0:
+        zdctx_free(d)
+        raise MemoryError("cannot keep this thread's decompression context (pthread_setspecific)")
+    return d
 
 cdef object _decompressor():
     try:
@@ -155,11 +189,28 @@ cdef inline int buf_append(Buf* b, const void* src, size_t n) except -1:
         raise MemoryError()
     return 0
 
+cdef inline void kb_init(KeyBuf* kb) noexcept:
+    kb.p = kb.inl
+    kb.len = 0
+    kb.cap = sizeof(kb.inl)
+
+
+cdef inline void kb_free(KeyBuf* kb) noexcept:
+    if kb.p != kb.inl:
+        free(kb.p)
+    kb_init(kb)
+
+
 cdef inline int kb_set(KeyBuf* kb, size_t shared, const uint8_t* delta, size_t n) except -1:
     cdef uint8_t* grown
     cdef size_t need = shared + n
     if need > kb.cap:
-        grown = <uint8_t*>realloc(kb.p, need * 2 + 32)
+        if kb.p == kb.inl:
+            grown = <uint8_t*>malloc(need * 2 + 32)
+            if grown != NULL:
+                memcpy(grown, kb.inl, shared)
+        else:
+            grown = <uint8_t*>realloc(kb.p, need * 2 + 32)
         if grown == NULL:
             raise MemoryError()
         kb.p = grown
@@ -263,21 +314,36 @@ cdef class BlockBuilder:
 
 # ---------------------------------------------------------------- block reading
 
-@cython.freelist(16)
+cdef inline const uint8_t* entry_header(const uint8_t* p, const uint8_t* limit, uint64_t* shared,
+                                       uint64_t* non_shared, uint64_t* vlen) noexcept nogil:
+    """Decode an entry's three varints at p; the byte after them, or NULL if one is
+    malformed or runs past limit. Three one-byte varints (keys and values under
+    128 bytes) take no loop."""
+    if limit - p >= 3 and ((p[0] | p[1] | p[2]) & 0x80) == 0:
+        shared[0] = p[0]
+        non_shared[0] = p[1]
+        vlen[0] = p[2]
+        return p + 3
+    p = get_varint(p, limit, shared)
+    if p != NULL:
+        p = get_varint(p, limit, non_shared)
+    if p != NULL:
+        p = get_varint(p, limit, vlen)
+    return p
+
+
 cdef class BlockIter(InternalIterator):
-    """Iterator over one block's entries (data, index or properties block).
-    A free list recycles the objects: a point lookup makes one and drops it."""
+    """Iterator over one block's entries (data, index or properties block)."""
 
     def __cinit__(self):
-        self.kb.p = NULL
-        self.kb.len = self.kb.cap = 0
+        kb_init(&self.kb)
         self.data = None
         self.pcache = None
         self.nrestarts = 0
         self.size = 0
 
     def __dealloc__(self):
-        free(self.kb.p)
+        kb_free(&self.kb)
         self.release_pin()
 
     cdef void release_pin(self) noexcept:
@@ -327,12 +393,7 @@ cdef class BlockIter(InternalIterator):
         """Decode the entry at off, using the key buffer for its shared prefix."""
         cdef uint64_t shared, non_shared, vlen
         cdef const uint8_t* limit = self.base + self.restarts
-        cdef const uint8_t* p = self.base + off
-        p = get_varint(p, limit, &shared)
-        if p != NULL:
-            p = get_varint(p, limit, &non_shared)
-        if p != NULL:
-            p = get_varint(p, limit, &vlen)
+        cdef const uint8_t* p = entry_header(self.base + off, limit, &shared, &non_shared, &vlen)
         if p == NULL or shared > self.kb.len or non_shared > <uint64_t>(limit - p) \
                 or vlen > <uint64_t>(limit - p) - non_shared:
             return self._corrupt("bad block entry")
@@ -355,16 +416,37 @@ cdef class BlockIter(InternalIterator):
         self.kb.len = 0
         return self._decode_at(off)
 
+    cdef int _restart_key(self, uint32_t i, const uint8_t** key, size_t* n) except -1:
+        """The key of restart point i, read in place: an entry at a restart point
+        shares no prefix, so its key is whole in the block and needs no copy."""
+        cdef uint64_t shared, non_shared, vlen
+        cdef size_t off = load_u32(self.base + self.restarts + 4 * i)
+        cdef const uint8_t* limit = self.base + self.restarts
+        cdef const uint8_t* p
+        if off >= self.restarts:
+            return self._corrupt("bad restart offset")
+        p = entry_header(self.base + off, limit, &shared, &non_shared, &vlen)
+        if p == NULL or shared != 0 or non_shared > <uint64_t>(limit - p) \
+                or vlen > <uint64_t>(limit - p) - non_shared:
+            return self._corrupt("bad block entry")
+        if non_shared < TAG_SIZE:
+            return self._corrupt("block key shorter than its tag")
+        key[0] = p
+        n[0] = non_shared
+        return 0
+
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         cdef uint32_t lo = 0, hi, mid
+        cdef const uint8_t* rk
+        cdef size_t rn
         if self.nrestarts == 0:
             self.valid = False
             return 0
         hi = self.nrestarts - 1
-        while lo < hi:
+        while lo < hi:      # the last restart point whose key is < target (or the first)
             mid = (lo + hi + 1) // 2
-            self._seek_restart(mid)
-            if cmp_ikey(self.key, self.key_len, target, n) < 0:
+            self._restart_key(mid, &rk, &rn)
+            if cmp_ikey(rk, rn, target, n) < 0:
                 lo = mid
             else:
                 hi = mid - 1
@@ -483,9 +565,25 @@ cdef bytes check_block(const uint8_t* p, size_t n, object path, uint64_t off, Ta
 
 
 cdef int _pread_full(int fd, char* dst, uint64_t off, size_t n, object path) except -1:
-    """Read exactly n bytes at off into dst (the GIL released per call)."""
+    """Read exactly n bytes at off into dst. First one preadv2(RWF_NOWAIT) with the GIL
+    held: it copies what the page cache holds and never waits for the disk, so a
+    cached block (the common case) costs no GIL release and re-take, and no wait
+    for a busy thread to hand the GIL back. The rest (a page not cached, or a
+    kernel or file system without RWF_NOWAIT) is read with pread, the GIL
+    released per call."""
+    global _nowait_ok
     cdef ssize_t got
     cdef size_t done = 0
+    cdef iovec iov
+    if _nowait_ok and n:
+        iov.iov_base = dst
+        iov.iov_len = n
+        got = preadv2(fd, &iov, 1, off, RWF_NOWAIT)
+        if got > 0:
+            done = got
+        elif got < 0 and (errno == EOPNOTSUPP or errno == ENOSYS or errno == EINVAL):
+            _nowait_ok = False        # not supported here: plain pread from now on
+        # EAGAIN (not cached), another error or 0 (end of file): the loop decides
     while done < n:
         with nogil:
             got = pread(fd, dst + done, n - done, off + done)
@@ -497,48 +595,73 @@ cdef int _pread_full(int fd, char* dst, uint64_t off, size_t n, object path) exc
     return 0
 
 
+def pread_nowait(enabled=None):
+    """Whether block reads try preadv2(RWF_NOWAIT) with the GIL held first; with
+    enabled given, turn that on or off (tests compare both paths) and return the
+    previous setting. It goes off by itself where the kernel refuses the flag."""
+    global _nowait_ok
+    cdef bint prev = _nowait_ok
+    if enabled is not None:
+        _nowait_ok = bool(enabled)
+    return prev
+
+
 cdef bytes pread_exact(int fd, uint64_t off, size_t n, object path):
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     _pread_full(fd, PyBytes_AS_STRING(out), off, n, path)
     return out
 
 
-cdef int pread_into(int fd, bytearray buf, uint64_t off, size_t n, object path) except -1:
-    return _pread_full(fd, PyByteArray_AS_STRING(buf), off, n, path)
-
-
 # Pooled read buffers for pread (mmap_reads=False): a block read borrows one and
-# gives it back, so a read allocates no buffer. list.pop/append are atomic under
-# the GIL; at most POOL_MAX buffers are kept, each grown to the largest read.
-cdef list _read_pool = []
-cdef int POOL_MAX = 16
+# gives it back, so a read allocates no buffer. The pool is C arrays changed only
+# with the GIL held and without releasing it (a borrowed buffer belongs to its
+# borrower alone, also while it reads with the GIL released); at most POOL_MAX
+# buffers are kept, each at least POOL_MIN bytes and grown to the largest read.
+DEF POOL_MAX = 16
+DEF POOL_MIN = 16384
+cdef char* _pool_buf[POOL_MAX]
+cdef size_t _pool_cap[POOL_MAX]
+cdef int _pool_n = 0
+cdef size_t _pool_bytes = 0
 cdef unsigned long long _pool_borrowed = 0, _pool_created = 0
 
 
-cdef bytearray _pool_get(size_t n):
-    global _pool_borrowed, _pool_created
-    cdef bytearray b
+cdef char* _pool_get(size_t n, size_t* cap) except NULL:
+    """A buffer of at least n bytes (its size in cap): give it back with _pool_put."""
+    global _pool_borrowed, _pool_created, _pool_n, _pool_bytes
+    cdef char* b
     _pool_borrowed += 1
-    try:
-        b = _read_pool.pop()
-    except IndexError:
-        _pool_created += 1
-        return bytearray(max(n, 16384))
-    if <size_t>PyByteArray_GET_SIZE(b) < n:
-        b = bytearray(n)
-        _pool_created += 1
+    if _pool_n:
+        _pool_n -= 1
+        b = _pool_buf[_pool_n]
+        cap[0] = _pool_cap[_pool_n]
+        _pool_bytes -= cap[0]
+        if cap[0] >= n:
+            return b
+        free(b)                     # too small for this read: replaced by a larger one
+    cap[0] = n if n > POOL_MIN else POOL_MIN
+    b = <char*>malloc(cap[0])
+    if b == NULL:
+        raise MemoryError(f"cannot allocate a {cap[0]}-byte read buffer")
+    _pool_created += 1
     return b
 
 
-cdef void _pool_put(bytearray b) noexcept:
-    if len(_read_pool) < POOL_MAX:
-        _read_pool.append(b)
+cdef void _pool_put(char* b, size_t cap) noexcept:
+    global _pool_n, _pool_bytes
+    if _pool_n < POOL_MAX:
+        _pool_buf[_pool_n] = b
+        _pool_cap[_pool_n] = cap
+        _pool_n += 1
+        _pool_bytes += cap
+    else:
+        free(b)
 
 
 def read_pool_stats():
     """Pooled read buffers: borrows, buffers ever created, buffers held and their bytes."""
-    return {"borrowed": _pool_borrowed, "created": _pool_created, "held": len(_read_pool),
-            "held_bytes": sum(len(b) for b in _read_pool)}
+    return {"borrowed": _pool_borrowed, "created": _pool_created, "held": _pool_n,
+            "held_bytes": _pool_bytes}
 
 # ---------------------------------------------------------------- table reader
 
@@ -701,18 +824,18 @@ cdef class TableReader:
     cdef bytes read_block(self, uint64_t off, uint64_t size):
         """A block's contents, checksum verified. The handle is checked against the
         file size first, so a damaged index can never read outside the file."""
-        cdef bytearray buf
+        cdef char* buf
+        cdef size_t cap
         self._check_handle(off, size)
         if self.map != NULL:
             self._touch(off, size + TRAILER_SIZE)
             return check_block(self.map + off, size + TRAILER_SIZE, self.path, off, self)
-        buf = _pool_get(size + TRAILER_SIZE)
+        buf = _pool_get(size + TRAILER_SIZE, &cap)
         try:
-            pread_into(self.fd, buf, off, size + TRAILER_SIZE, self.path)
-            return check_block(<const uint8_t*>PyByteArray_AS_STRING(buf), size + TRAILER_SIZE,
-                               self.path, off, self)
+            _pread_full(self.fd, buf, off, size + TRAILER_SIZE, self.path)
+            return check_block(<const uint8_t*>buf, size + TRAILER_SIZE, self.path, off, self)
         finally:
-            _pool_put(buf)
+            _pool_put(buf, cap)
 
     cdef void _touch(self, uint64_t off, uint64_t n) noexcept:
         """Count the 64 KiB windows of the mapping a read of [off, off + n) touches."""
@@ -735,21 +858,24 @@ cdef class TableReader:
         """Read, verify and decompress a block straight into a new slab slot (no
         intermediate bytes object): None with the slot pinned in p and published,
         or the block as bytes when the cache cannot take it."""
-        cdef bytearray buf = None
+        cdef char* buf = NULL
+        cdef size_t cap = 0
         cdef const uint8_t* sp
         cdef size_t n = size + TRAILER_SIZE, body = size
         cdef long long csize
         cdef int btype
         cdef size_t r
+        cdef void* dctx = NULL
         self._check_handle(off, size)
         if self.map != NULL:
             self._touch(off, n)
             sp = self.map + off
         else:
-            buf = _pool_get(n)
-            pread_into(self.fd, buf, off, n, self.path)
-            sp = <const uint8_t*>PyByteArray_AS_STRING(buf)
+            buf = _pool_get(n, &cap)
+            sp = <const uint8_t*>buf
         try:
+            if buf != NULL:
+                _pread_full(self.fd, buf, off, n, self.path)
             if crc32c(sp, body + 1, 0) != load_u32(sp + body + 1):
                 raise CorruptionError(self.path, off, "block checksum mismatch")
             btype = sp[body]
@@ -762,12 +888,14 @@ cdef class TableReader:
                 return check_block(sp, n, self.path, off, self)
             if csize < 0 or csize > MAX_BLOCK_CONTENT:
                 return check_block(sp, n, self.path, off, self)    # raises the precise error
+            if btype != BLOCK_RAW:
+                dctx = _dctx()      # before the slot: a failure here leaves no slot FILLING
             if not self.slab.alloc_pin(key, csize, p):
                 return check_block(sp, n, self.path, off, self)
             if btype == BLOCK_RAW:
                 memcpy(<void*>p.data, sp, body)
             else:
-                r = zstd_decompress(_dctx(), <void*>p.data, csize, sp, body,
+                r = zstd_decompress(dctx, <void*>p.data, csize, sp, body,
                                     self.ddict if btype == BLOCK_ZSTD_DICT else NULL)
                 if zstd_is_error(r) or r != <size_t>csize:
                     self.slab.abort(p.slot)
@@ -777,8 +905,8 @@ cdef class TableReader:
             self.slab.publish(p)
             return None
         finally:
-            if buf is not None:
-                _pool_put(buf)
+            if buf != NULL:
+                _pool_put(buf, cap)
 
     cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1:
         """Point it at a data block: a pinned slab slot (hit, or filled on a miss),
