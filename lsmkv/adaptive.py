@@ -22,22 +22,27 @@ more compaction debt into the read phase, where the merges then replaced cached
 blocks: the read phase ran at 101k ops/s against 264k with 4 MiB memtables. And
 halving one step per move took 4 s to hand the memory back. Hence the two limits
 below: L0 stalls grow the memtables only up to l0_max_size (budget/16), and reads
-take the memory back in one move.
+take the memory back in one move. A third run still grew them to 112 MiB on waits
+for a flush (the flush thread shares 2 cores with the writer and a compaction, so a
+bigger memtable does not flush sooner; it only takes longer to hand back) and then,
+in the read phase, answered the 5% of writes waiting for that 112 MiB flush with
+more growth. Hence: flush waits grow the memtables up to flush_max_size (budget/8),
+and a read-mostly load never grows them.
 
 Policy, one decision per sample (the smallest memtable that does not stall, and
 all the rest to the cache):
   grow   (write buffer x2) when writers stalled for more than STALL_FRACTION of the
-         interval: up to max_size when they waited for a flush (memtables full),
-         up to l0_max_size when L0 had too many files (the debt is compaction's;
-         bigger memtables only postpone it). Waits for the budget itself are not
-         counted. The size grown to becomes a floor that probing does not cross
-         for FLOOR_SAMPLES samples.
+         interval and the load is not read-mostly: up to flush_max_size when they
+         waited for a flush (memtables full), up to l0_max_size when L0 had too many
+         files (the debt is compaction's; bigger memtables only postpone it).
+         Waits for the budget itself are not counted. The size grown to becomes a
+         floor that probing does not cross for FLOOR_SAMPLES samples.
   shrink (to min_size at once) for the cache: the load is read-mostly (smoothed
          write share below READ_MOSTLY), the cache is full (usage >= CACHE_FULL x
          capacity) and it misses (hit ratio below HIT_ENOUGH);
-  shrink (probe) when writes go on and no writer stalled for QUIET_SAMPLES samples,
-         down to the floor: a smaller skiplist is faster per put, and the cache
-         gets the difference.
+  shrink (probe) when writes go on, the load is not read-mostly and no writer
+         stalled for QUIET_SAMPLES samples, down to the floor: a smaller skiplist
+         is faster per put, and the cache gets the difference.
   hold   otherwise. Moves are at least HOLD_SAMPLES samples apart (hysteresis: a
          change must have time to show in the next samples).
 
@@ -54,7 +59,7 @@ CACHE_FULL = 0.9        # the cache holds >= 90% of its capacity
 HIT_ENOUGH = 0.99       # a cache that hits 99% gains little from more memory
 EWMA = 0.5              # weight of the newest sample in the smoothed write share
 HOLD_SAMPLES = 2        # samples between two moves
-QUIET_SAMPLES = 6       # samples without a stall before probing a smaller write buffer
+QUIET_SAMPLES = 2       # samples without a stall before probing a smaller write buffer
 FLOOR_SAMPLES = 60      # samples a size that was grown to stays the probing floor
 MIN_WRITE_BUFFER = 1 << 20
 HISTORY = 32
@@ -75,22 +80,26 @@ class Sample:
 
 
 def bounds(budget, max_write_buffer_number, floor):
-    """(min_size, l0_max_size, max_size) of the write buffer for a budget: at most
-    max_write_buffer_number memtables of max_size leave the cache its floor."""
+    """(min_size, l0_max_size, flush_max_size, max_size) of the write buffer for a
+    budget: at most max_write_buffer_number memtables of max_size leave the cache
+    its floor; a user's write_buffer_size above flush_max_size is kept until the
+    policy moves it."""
     hi = max(MIN_WRITE_BUFFER, (budget - floor) // max(1, max_write_buffer_number))
     lo = min(hi, max(MIN_WRITE_BUFFER, budget // 64))
-    return lo, min(hi, max(lo, budget // 16)), hi
+    l0 = min(hi, max(lo, budget // 16))
+    return lo, l0, min(hi, max(l0, budget // 8)), hi
 
 
 class AdaptiveSplit:
     """Decides the write buffer size from samples; keeps a history of its moves."""
 
-    def __init__(self, write_buffer_size, min_size, l0_max_size, max_size):
-        if not 0 < min_size <= l0_max_size <= max_size:
+    def __init__(self, write_buffer_size, min_size, l0_max_size, flush_max_size, max_size):
+        if not 0 < min_size <= l0_max_size <= flush_max_size <= max_size:
             raise ValueError(f"adaptive memory: bad bounds min {min_size}, l0 max {l0_max_size}, "
-                             f"max {max_size}")
+                             f"flush max {flush_max_size}, max {max_size}")
         self.min_size = min_size
         self.l0_max_size = l0_max_size
+        self.flush_max_size = flush_max_size
         self.max_size = max_size
         self.size = min(max(write_buffer_size, min_size), max_size)
         self.write_share = None      # smoothed fraction of operations that are writes
@@ -115,7 +124,8 @@ class AdaptiveSplit:
         limit = STALL_FRACTION * s.seconds
         flush_stalled = s.seconds > 0 and s.flush_stall_seconds > limit
         l0_stalled = s.seconds > 0 and s.l0_stall_seconds > limit
-        stalled = flush_stalled or l0_stalled
+        read_mostly = self.write_share is not None and self.write_share < READ_MOSTLY
+        stalled = (flush_stalled or l0_stalled) and not read_mostly
         self._quiet = 0 if stalled else self._quiet + 1
         if self._quiet >= FLOOR_SAMPLES:
             self._floor = self.min_size
@@ -126,19 +136,20 @@ class AdaptiveSplit:
             return self.size
         new, reason = self.size, None
         if stalled:
-            top = self.max_size if flush_stalled else self.l0_max_size
+            top = self.flush_max_size if flush_stalled else self.l0_max_size
             if self.size < top:
                 new = min(self.size * 2, top)
                 self._floor = new
                 what = "for a flush" if flush_stalled else "on L0's file count"
                 reason = (f"grow: writers waited {what} "
                           f"{max(s.flush_stall_seconds, s.l0_stall_seconds):.2f} s of {s.seconds:.2f} s")
-        elif self.size > self.min_size and s.reads and self.write_share is not None \
-                and self.write_share < READ_MOSTLY and cache_full and hit_ratio < HIT_ENOUGH:
+        elif self.size > self.min_size and s.reads and read_mostly and cache_full \
+                and hit_ratio < HIT_ENOUGH:
             new = self.min_size
             reason = (f"shrink: {100 * (1 - self.write_share):.0f}% reads, cache full "
                       f"({s.cache_usage / s.cache_capacity:.2f}), hit ratio {hit_ratio:.3f}")
-        elif s.writes and self._quiet >= QUIET_SAMPLES and self.size // 2 >= self._floor:
+        elif s.writes and not read_mostly and self._quiet >= QUIET_SAMPLES \
+                and self.size // 2 >= self._floor:
             new = max(self.size // 2, self.min_size)
             reason = f"probe: no writer stall for {self._quiet} samples"
         if reason is None or new == self.size:
@@ -156,7 +167,8 @@ class AdaptiveSplit:
     def stats(self):
         return {"write_buffer_size": self.size, "min_write_buffer_size": self.min_size,
                 "max_write_buffer_size": self.max_size,
-                "l0_max_write_buffer_size": self.l0_max_size, "samples": self.samples,
+                "l0_max_write_buffer_size": self.l0_max_size,
+                "flush_max_write_buffer_size": self.flush_max_size, "samples": self.samples,
                 "grows": self.grows, "shrinks": self.shrinks,
                 "write_share": None if self.write_share is None else round(self.write_share, 3),
                 "probe_floor": self._floor, "last_reason": self.last_reason, "history": list(self.history)}

@@ -29,16 +29,16 @@ def feed(p, n, **kw):
 
 
 def test_bounds_leave_the_cache_its_floor():
-    lo, l0, hi = adaptive.bounds(256 * MiB, 2, 32 * MiB)
-    assert (lo, l0, hi) == (4 * MiB, 16 * MiB, 112 * MiB)
-    lo, l0, hi = adaptive.bounds(256 * MiB, 4, 32 * MiB)
+    lo, l0, fl, hi = adaptive.bounds(256 * MiB, 2, 32 * MiB)
+    assert (lo, l0, fl, hi) == (4 * MiB, 16 * MiB, 32 * MiB, 112 * MiB)
+    lo, l0, fl, hi = adaptive.bounds(256 * MiB, 4, 32 * MiB)
     assert hi * 4 + 32 * MiB <= 256 * MiB
     with pytest.raises(ValueError, match="bad bounds"):
-        AdaptiveSplit(8 * MiB, 16 * MiB, 16 * MiB, 8 * MiB)
+        AdaptiveSplit(8 * MiB, 16 * MiB, 16 * MiB, 16 * MiB, 8 * MiB)
 
 
-def test_flush_stalls_grow_the_write_buffer_up_to_the_max():
-    p = AdaptiveSplit(4 * MiB, 4 * MiB, 8 * MiB, 32 * MiB)
+def test_flush_stalls_grow_the_write_buffer_up_to_the_flush_limit():
+    p = AdaptiveSplit(4 * MiB, 4 * MiB, 8 * MiB, 32 * MiB, 64 * MiB)
     sizes = feed(p, 12, **STALLING)
     assert sizes[-1] == 32 * MiB
     assert all(b >= a for a, b in zip(sizes, sizes[1:]))
@@ -47,14 +47,14 @@ def test_flush_stalls_grow_the_write_buffer_up_to_the_max():
 
 
 def test_l0_stalls_grow_only_to_the_l0_limit():
-    p = AdaptiveSplit(4 * MiB, 4 * MiB, 16 * MiB, 64 * MiB)
+    p = AdaptiveSplit(4 * MiB, 4 * MiB, 16 * MiB, 64 * MiB, 64 * MiB)
     feed(p, 12, **L0_STALLING)
     assert p.size == 16 * MiB and p.grows == 2
     assert "L0" in p.last_reason
 
 
 def test_moves_are_held_apart():
-    p = AdaptiveSplit(4 * MiB, 4 * MiB, 64 * MiB, 64 * MiB)
+    p = AdaptiveSplit(4 * MiB, 4 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
     sizes = feed(p, 5, **STALLING)
     # a move, then HOLD_SAMPLES samples without one
     changes = [i for i in range(1, len(sizes)) if sizes[i] != sizes[i - 1]]
@@ -62,7 +62,7 @@ def test_moves_are_held_apart():
 
 
 def test_read_mostly_with_a_full_missing_cache_shrinks_to_the_min():
-    p = AdaptiveSplit(32 * MiB, 4 * MiB, 64 * MiB, 64 * MiB)
+    p = AdaptiveSplit(32 * MiB, 4 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
     feed(p, 20, **READING)
     assert p.size == 4 * MiB
     assert "reads" in p.last_reason and p.shrinks == 1      # in one move
@@ -74,7 +74,7 @@ def test_read_mostly_with_a_full_missing_cache_shrinks_to_the_min():
     dict(writes=60_000),                               # the load is not read-mostly
 ])
 def test_reads_do_not_shrink_when_the_cache_would_not_gain(change):
-    p = AdaptiveSplit(32 * MiB, 4 * MiB, 64 * MiB, 64 * MiB)
+    p = AdaptiveSplit(32 * MiB, 4 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
     kw = dict(READING, **change)
     if change.get("writes"):
         kw["flush_stall_seconds"] = 0.2       # and its writers stall: it grows instead
@@ -83,7 +83,7 @@ def test_reads_do_not_shrink_when_the_cache_would_not_gain(change):
 
 
 def test_quiet_writes_probe_down_but_not_below_a_size_that_stalled():
-    p = AdaptiveSplit(64 * MiB, 4 * MiB, 64 * MiB, 64 * MiB)
+    p = AdaptiveSplit(64 * MiB, 4 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
     feed(p, 30, **WRITING)
     assert p.size == 4 * MiB and "probe" in p.last_reason
     feed(p, 1, **STALLING)
@@ -94,8 +94,14 @@ def test_quiet_writes_probe_down_but_not_below_a_size_that_stalled():
     assert p.size == 4 * MiB                  # ...until it expires
 
 
+def test_a_read_mostly_load_never_grows():
+    p = AdaptiveSplit(4 * MiB, 4 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
+    feed(p, 20, **dict(READING, flush_stall_seconds=0.3))     # its few writes wait for a flush
+    assert p.size == 4 * MiB and p.grows == 0
+
+
 def test_idle_holds():
-    p = AdaptiveSplit(16 * MiB, 4 * MiB, 64 * MiB, 64 * MiB)
+    p = AdaptiveSplit(16 * MiB, 4 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
     feed(p, 50)
     assert p.size == 16 * MiB and p.grows == p.shrinks == 0
 
