@@ -29,6 +29,7 @@ directives = {
     "initializedcheck": DEBUG,
     "cdivision": True,
     "embedsignature": True,
+    "autotestdict": False,     # doctest finds the methods' docstrings itself (tests/test_docstrings.py)
 }
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
                             compile_time_env={"LSMKV_DEBUG": DEBUG}))

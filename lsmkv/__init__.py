@@ -3,8 +3,9 @@
 Start reading at lsmkv/db.py (the DB), then lsmkv/_engine.pyx (the per-operation
 path); docs/architecture.md maps the rest.
 
-    >>> import lsmkv
-    >>> with lsmkv.DB("/tmp/lsmkv-doctest") as db:
+    >>> import lsmkv, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with lsmkv.DB(d) as db:
     ...     db.put(b"key", b"value")
     ...     db.get(b"key")
     b'value'

@@ -153,6 +153,20 @@ cdef class WriteBatch:
     Encoded as it is built (the WAL payload format, docs/format.md):
     seq u64 | count u32 | records; record = kind u8 | varint klen | key
     [| expiry u64 if kind == PUT_TTL] [| varint vlen | value if a put].
+    `count` (read-only) is the number of operations added, as is len(batch).
+    A WriteBatch made directly has no clock, so its puts take no ttl; one from
+    db.batch() or db.write_batch() uses the DB's clock.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> wb = lsmkv.WriteBatch()
+    >>> wb.put(b"a", b"1"); wb.put(b"b", b"2"); wb.delete(b"c")
+    >>> wb.count, len(wb)
+    (3, 3)
+    >>> db.write(wb)
+    >>> list(db.items())
+    [(b'a', b'1'), (b'b', b'2')]
+    >>> db.close()
     """
     cdef uint8_t* buf
     cdef size_t len, cap
@@ -185,7 +199,22 @@ cdef class WriteBatch:
         return 0
 
     def put(self, key, value, ttl=None):
-        """Add a put; ttl in seconds (None: never expires)."""
+        """Add a put; ttl in seconds (None: never expires; needs a batch from
+        db.batch() or db.write_batch(), which have the DB's clock).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
+        >>> wb = db.batch()
+        >>> wb.put(b"k", b"v"); wb.put(b"tmp", b"x", ttl=5)
+        >>> db.write(wb)
+        >>> db.get(b"k"), db.ttl(b"tmp")
+        (b'v', 5.0)
+        >>> lsmkv.WriteBatch().put(b"k", b"v", ttl=5)
+        Traceback (most recent call last):
+          ...
+        ValueError: this WriteBatch has no clock; create it with db.write_batch()
+        >>> db.close()
+        """
         cdef Bytes kb, vb
         cdef int64_t expiry = 0
         if ttl is not None:
@@ -204,6 +233,18 @@ cdef class WriteBatch:
             release_buffer(&kb)
 
     def delete(self, key):
+        """Add a delete of key (applied in order: a later put of the same key in
+        this batch wins).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> with db.write_batch() as wb:
+        ...     wb.delete(b"a"); wb.delete(b"b"); wb.put(b"b", b"3")
+        >>> db.get(b"a"), db.get(b"b")
+        (None, b'3')
+        >>> db.close()
+        """
         cdef Bytes kb
         get_buffer(key, &kb, "key")
         try:
@@ -219,6 +260,15 @@ cdef class WriteBatch:
         return 0
 
     def clear(self):
+        """Drop every operation added so far, so the batch can be reused.
+
+        >>> import lsmkv
+        >>> wb = lsmkv.WriteBatch()
+        >>> wb.put(b"k", b"v")
+        >>> wb.clear()
+        >>> wb.count, wb.data_size
+        (0, 12)
+        """
         self.len = BATCH_HEADER
         self.count = 0
 
@@ -227,6 +277,17 @@ cdef class WriteBatch:
 
     @property
     def data_size(self):
+        """Bytes of the encoded batch: a 12-byte header plus each record (what
+        write() appends to the log).
+
+        >>> import lsmkv
+        >>> wb = lsmkv.WriteBatch()
+        >>> wb.data_size
+        12
+        >>> wb.put(b"key", b"value")      # kind, klen, key, vlen, value
+        >>> wb.data_size
+        23
+        """
         return self.len
 
 
@@ -447,7 +508,24 @@ cdef class CoreDB:
 
     def put(self, key, value, *, ttl=None, bint sync=False):
         """Store value under key. ttl: seconds until it expires (None: never).
-        sync=True returns only once the write is on stable storage."""
+        sync=True returns only once the write is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"k", b"v")
+        >>> db.put(b"session", b"token", ttl=30, sync=True)
+        >>> db.get(b"k"), db.get(b"session")
+        (b'v', b'token')
+        >>> now[0] += 31                       # 31 s later
+        >>> db.get(b"session") is None
+        True
+        >>> db.put("k", b"v")
+        Traceback (most recent call last):
+          ...
+        TypeError: key must be bytes, bytearray or memoryview, not str
+        >>> db.close()
+        """
         cdef Bytes kb, vb
         cdef int64_t expiry = 0
         if ttl is not None:
@@ -468,7 +546,16 @@ cdef class CoreDB:
         self.put(key, value)
 
     def delete(self, key, *, bint sync=False):
-        """Remove key (a no-op if absent)."""
+        """Remove key (a no-op if absent).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.delete(b"k"); db.delete(b"never-written")
+        >>> db.get(b"k") is None, b"k" in db
+        (True, False)
+        >>> db.close()
+        """
         cdef Bytes kb
         get_buffer(key, &kb, "key")
         try:
@@ -481,7 +568,19 @@ cdef class CoreDB:
         self.delete(key)
 
     def write(self, WriteBatch batch, *, bint sync=False):
-        """Apply every operation of batch atomically."""
+        """Apply every operation of batch atomically: a reader sees all of it or
+        none of it. sync=True returns once it is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"from", b"100")
+        >>> wb = db.batch()
+        >>> wb.put(b"from", b"70"); wb.put(b"to", b"30")
+        >>> db.write(wb, sync=True)
+        >>> db.get(b"from"), db.get(b"to"), db.stats()["batches"]
+        (b'70', b'30', 1)
+        >>> db.close()
+        """
         cdef uint64_t seq
         cdef uint8_t* p
         if batch.count == 0:
@@ -613,12 +712,33 @@ cdef class CoreDB:
         return r
 
     def get(self, key, default=None):
-        """The value stored under key, or default if it is absent or expired."""
+        """The value stored under key, or default if it is absent or expired.
+        db[key] raises KeyError instead.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.get(b"k"), db.get(b"nope"), db.get(b"nope", b"fallback")
+        (b'v', None, b'fallback')
+        >>> db.close()
+        """
         r = self._get(key, self.last_seq)
         return default if r is None else r
 
     def get_at(self, key, uint64_t seq, default=None):
-        """get() as of sequence number seq (snapshots)."""
+        """get() as of sequence number seq (snapshots). Without a snapshot holding
+        seq, compaction may drop the older versions it would see; prefer
+        db.snapshot(), which uses this.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"1")
+        >>> snap = db.snapshot()
+        >>> db.put(b"k", b"2")
+        >>> db.get_at(b"k", snap.sequence), db.get_at(b"new", snap.sequence, b"-")
+        (b'1', b'-')
+        >>> snap.close(); db.close()
+        """
         r = self._get(key, seq)
         return default if r is None else r
 
@@ -633,11 +753,36 @@ cdef class CoreDB:
 
     def ttl(self, key):
         """Seconds until key expires (a float), or None if it never expires.
-        KeyError if the key is absent or already expired."""
+        KeyError if the key is absent or already expired.
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"s", b"t", ttl=30); db.put(b"p", b"v")
+        >>> now[0] += 10
+        >>> db.ttl(b"s"), db.ttl(b"p")
+        (20.0, None)
+        >>> now[0] += 20
+        >>> db.ttl(b"s")
+        Traceback (most recent call last):
+          ...
+        KeyError: b's'
+        >>> db.close()
+        """
         return self.ttl_at(key, self.last_seq)
 
     def ttl_at(self, key, uint64_t seq):
-        """ttl() as of sequence `seq` (what a snapshot taken then sees)."""
+        """ttl() as of sequence `seq` (what a snapshot taken then sees).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
+        >>> db.put(b"s", b"t", ttl=30)
+        >>> snap = db.snapshot()
+        >>> db.put(b"s", b"t")                  # no expiry from now on
+        >>> db.ttl_at(b"s", snap.sequence), db.ttl(b"s")
+        (30.0, None)
+        >>> snap.close(); db.close()
+        """
         cdef Bytes kb
         cdef int64_t expiry = 0
         get_buffer(key, &kb, "key")
@@ -655,15 +800,43 @@ cdef class CoreDB:
         """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
         It sees the DB as of its creation and keeps the files it reads alive until it
         is exhausted or closed (or dropped). Complexity: O(log n) to position, then
-        amortized O(1) per item for a few sources."""
+        amortized O(1) per item for a few sources.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"apple", b"banana", b"cherry"):
+        ...     db.put(k, k.upper())
+        >>> list(db.items(b"b"))
+        [(b'banana', b'BANANA'), (b'cherry', b'CHERRY')]
+        >>> list(db.items(None, b"c", reverse=True))
+        [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
+        >>> db.close()
+        """
         return self._iterate(start, stop, reverse, 0)
 
     def keys(self, start=None, stop=None, *, bint reverse=False):
-        """Like items(), yielding keys only."""
+        """Like items(), yielding keys only.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"user:1", b"user:2", b"zone:1"):
+        ...     db.put(k, b"")
+        >>> list(db.keys(b"user:", b"user;"))       # a prefix scan
+        [b'user:1', b'user:2']
+        >>> db.close()
+        """
         return self._iterate(start, stop, reverse, 1)
 
     def values(self, start=None, stop=None, *, bint reverse=False):
-        """Like items(), yielding values only."""
+        """Like items(), yielding values only.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> list(db.values()), list(db.values(reverse=True))
+        ([b'1', b'2'], [b'2', b'1'])
+        >>> db.close()
+        """
         return self._iterate(start, stop, reverse, 2)
 
     def _iterate(self, start, stop, bint reverse, int mode, seq=None):

@@ -57,7 +57,18 @@ class Snapshot:
 
     Reads through a snapshot see exactly the writes acknowledged before it was
     taken (expiry still follows the clock). Close it to let compaction drop
-    the versions it keeps; it is also a context manager."""
+    the versions it keeps; it is also a context manager. Made by DB.snapshot().
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> db.put(b"a", b"1")
+    >>> with db.snapshot() as snap:
+    ...     db.put(b"a", b"2")
+    ...     db.put(b"b", b"3")
+    ...     snap.get(b"a"), b"b" in snap, db.get(b"a")
+    (b'1', False, b'2')
+    >>> db.close()
+    """
 
     def __init__(self, db, seq):
         self._db = db
@@ -69,6 +80,18 @@ class Snapshot:
             raise ClosedError("the snapshot is closed")
 
     def get(self, key, default=None):
+        """The value key had when the snapshot was taken, or default if it was
+        absent then (or has expired since).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"old")
+        >>> snap = db.snapshot()
+        >>> db.put(b"k", b"new"); db.delete(b"gone")
+        >>> snap.get(b"k"), snap.get(b"gone", b"-"), snap[b"k"]
+        (b'old', b'-', b'old')
+        >>> snap.close(); db.close()
+        """
         self._check()
         return self._db.get_at(key, self.sequence, default)
 
@@ -84,23 +107,90 @@ class Snapshot:
     def ttl(self, key):
         """Seconds until key expires as this snapshot sees it (the expiry it had
         then, measured against the clock now), None if it never expires; KeyError
-        if absent in the snapshot or expired."""
+        if absent in the snapshot or expired.
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]                        # a clock the example controls
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"s", b"token", ttl=30); db.put(b"p", b"forever")
+        >>> snap = db.snapshot()
+        >>> db.put(b"s", b"token", ttl=300)       # the snapshot keeps the old expiry
+        >>> now[0] += 10
+        >>> snap.ttl(b"s"), db.ttl(b"s"), snap.ttl(b"p")
+        (20.0, 290.0, None)
+        >>> snap.ttl(b"missing")
+        Traceback (most recent call last):
+          ...
+        KeyError: b'missing'
+        >>> snap.close(); db.close()
+        """
         self._check()
         return self._db.ttl_at(key, self.sequence)
 
     def items(self, start=None, stop=None, *, reverse=False):
+        """(key, value) pairs for start <= key < stop as of the snapshot, in key
+        order (or reverse); see DB.items().
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> with db.snapshot() as snap:
+        ...     db.put(b"c", b"3"); db.delete(b"a")
+        ...     list(snap.items()), list(snap.items(b"b", reverse=True))
+        ([(b'a', b'1'), (b'b', b'2')], [(b'b', b'2')])
+        >>> db.close()
+        """
         self._check()
         return self._db._iterate(start, stop, reverse, MODE_ITEMS, self.sequence)
 
     def keys(self, start=None, stop=None, *, reverse=False):
+        """Like items(), yielding keys only.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> with db.snapshot() as snap:
+        ...     db.put(b"ab", b"3")
+        ...     list(snap.keys(b"a", b"b")), list(db.keys(b"a", b"b"))
+        ([b'a'], [b'a', b'ab'])
+        >>> db.close()
+        """
         self._check()
         return self._db._iterate(start, stop, reverse, MODE_KEYS, self.sequence)
 
     def values(self, start=None, stop=None, *, reverse=False):
+        """Like items(), yielding values only.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> with db.snapshot() as snap:
+        ...     db.put(b"a", b"9")
+        ...     list(snap.values(reverse=True))
+        [b'2', b'1']
+        >>> db.close()
+        """
         self._check()
         return self._db._iterate(start, stop, reverse, MODE_VALUES, self.sequence)
 
     def close(self):
+        """Release the snapshot (idempotent): compaction may then drop the versions
+        only it kept. Reading a closed snapshot raises ClosedError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> snap = db.snapshot()
+        >>> db.stats()["snapshots"]
+        1
+        >>> snap.close(); snap.close()
+        >>> db.stats()["snapshots"]
+        0
+        >>> snap.get(b"k")
+        Traceback (most recent call last):
+          ...
+        lsmkv.errors.ClosedError: the snapshot is closed
+        >>> db.close()
+        """
         if not self._closed:
             self._closed = True
             self._db._release_snapshot(self.sequence)
@@ -141,10 +231,20 @@ def _make_cache(opts):
 class DB(CoreDB):
     """An LSM-tree key-value store in the directory `path`.
 
+    Options come as an lsmkv.Options and/or keyword arguments (see Options).
+    The directory is created if missing and locked while the DB is open; a DB
+    is also a context manager that closes it. Keys and values are bytes (or
+    any bytes-like object).
+
     Example:
-        >>> with DB("/tmp/example-db") as db:
+        >>> import lsmkv, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> with lsmkv.DB(d, write_buffer_size=1 << 20) as db:
         ...     db[b"k"] = b"v"
-        ...     db.get(b"k")
+        ...     db.get(b"k"), b"k" in db, list(db)
+        (b'v', True, [b'k'])
+        >>> with lsmkv.DB(d) as db:          # reopened: the data is still there
+        ...     db[b"k"]
         b'v'
     """
 
@@ -660,17 +760,44 @@ class DB(CoreDB):
 
     @contextmanager
     def write_batch(self, *, sync=False):
-        """A WriteBatch applied atomically when the block exits without error.
+        """A WriteBatch applied atomically when the block exits without error
+        (nothing of it is applied if the block raises). sync=True returns only
+        once the batch is on stable storage.
 
-            with db.write_batch() as wb:
-                wb.put(b"a", b"1"); wb.delete(b"b")
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"b", b"old")
+        >>> with db.write_batch(sync=True) as wb:
+        ...     wb.put(b"a", b"1"); wb.delete(b"b")
+        >>> db.get(b"a"), db.get(b"b")
+        (b'1', None)
+        >>> try:
+        ...     with db.write_batch() as wb:
+        ...         wb.put(b"c", b"3")
+        ...         raise RuntimeError("changed my mind")
+        ... except RuntimeError:
+        ...     pass
+        >>> db.get(b"c") is None
+        True
+        >>> db.close()
         """
         wb = WriteBatch(self.clock)
         yield wb
         self.write(wb, sync=sync)
 
     def batch(self):
-        """An empty WriteBatch to fill and pass to write()."""
+        """An empty WriteBatch to fill and pass to write(). It uses the DB's clock,
+        so its puts may have a ttl; it can be cleared and reused.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)   # a fixed clock
+        >>> wb = db.batch()
+        >>> wb.put(b"a", b"1"); wb.put(b"session", b"t", ttl=60)
+        >>> db.write(wb)
+        >>> db.get(b"a"), db.ttl(b"session")
+        (b'1', 60.0)
+        >>> db.close()
+        """
         return WriteBatch(self.clock)
 
     # ------------------------------------------------------------------ background
@@ -934,7 +1061,17 @@ class DB(CoreDB):
         return self.keys()
 
     def snapshot(self):
-        """A Snapshot of the current state."""
+        """A Snapshot of the current state (see Snapshot). Close it when done.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"1")
+        >>> snap = db.snapshot()
+        >>> db.put(b"k", b"2")
+        >>> snap.get(b"k"), db.get(b"k")
+        (b'1', b'2')
+        >>> snap.close(); db.close()
+        """
         with self.mutex:
             if self.closed:
                 raise ClosedError("the database is closed")
@@ -956,7 +1093,17 @@ class DB(CoreDB):
     # ------------------------------------------------------------------ flush / compaction
 
     def flush(self):
-        """Write the memtable to a level-0 SST now, and wait until it is done."""
+        """Write the memtable to a level-0 SST now, and wait until it is done.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.flush()
+        >>> s = db.stats()
+        >>> s["memtable_entries"], s["levels"][0]["files"], db.get(b"k")
+        (0, 1, b'v')
+        >>> db.close()
+        """
         with self.mutex:
             self._check_open()
             if len(self.sv.mem):
@@ -970,7 +1117,18 @@ class DB(CoreDB):
     @contextmanager
     def no_background_compactions(self):
         """Within this block no background compaction runs or starts (the caller may
-        run its own, or copy files knowing no compaction replaces them)."""
+        run its own, or copy files knowing no compaction replaces them). Writes and
+        flushes go on.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), level0_file_num_compaction_trigger=1)
+        >>> with db.no_background_compactions():
+        ...     for i in range(2):
+        ...         db.put(b"k", b"v%d" % i); db.flush()
+        ...     [lv["files"] for lv in db.stats()["levels"][:2]]   # both stay in L0
+        [2, 0]
+        >>> db.close()
+        """
         with self._compaction_lock:
             with self.mutex:
                 while self._running_compactions:
@@ -993,7 +1151,21 @@ class DB(CoreDB):
 
     def compact_range(self, start=None, stop=None):
         """Compact every file overlapping [start, stop] (None: unbounded) into one
-        sorted run below level 0, dropping overwritten, deleted and expired data."""
+        sorted run below level 0, dropping overwritten, deleted and expired data.
+        Flushes the memtable first; returns when done.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for i in range(3):
+        ...     db.put(b"k", b"v%d" % i); db.flush()
+        >>> db.delete(b"k"); db.put(b"x", b"1")
+        >>> db.compact_range()
+        >>> [(lv["level"], lv["files"]) for lv in db.stats()["levels"] if lv["files"]]
+        [(1, 1)]
+        >>> list(db.items())
+        [(b'x', b'1')]
+        >>> db.close()
+        """
         start = check_bound("start", start)
         stop = check_bound("stop", stop)
         self.flush()
@@ -1005,7 +1177,19 @@ class DB(CoreDB):
     # ------------------------------------------------------------------ stats
 
     def stats(self):
-        """Counters and sizes; see docs/architecture.md for each field."""
+        """Counters and sizes, as a dict; see docs/architecture.md for each field.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2"); db.delete(b"a")
+        >>> _ = db.get(b"b"), db.get(b"a")
+        >>> s = db.stats()
+        >>> s["puts"], s["deletes"], s["gets"], s["get_hits"], s["memtable_entries"]
+        (2, 1, 2, 1, 3)
+        >>> s["levels"][0]
+        {'level': 0, 'files': 0, 'bytes': 0, 'score': 0.0}
+        >>> db.close()
+        """
         sv = self.sv
         s = {
             "puts": self.n_puts, "deletes": self.n_deletes, "gets": self.n_gets,
@@ -1127,7 +1311,20 @@ class DB(CoreDB):
 
     def close(self):
         """Wait for background work, sync the log and release the directory lock.
-        Unflushed memtables stay in their logs and are replayed at the next open."""
+        Unflushed memtables stay in their logs and are replayed at the next open.
+        Closing twice is harmless; any other use of a closed DB raises ClosedError.
+
+        >>> import lsmkv, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> db = lsmkv.DB(d)
+        >>> db.put(b"k", b"v")
+        >>> db.close(); db.close()
+        >>> db.closed, repr(db).endswith("closed>")
+        (True, True)
+        >>> with lsmkv.DB(d) as db2:          # the lock is free; the log is replayed
+        ...     db2.get(b"k")
+        b'v'
+        """
         if self._lock_fd is None:
             return
         with self.mutex:

@@ -2,14 +2,34 @@
 
 
 class LsmkvError(Exception):
-    """Base class of every lsmkv error."""
+    """Base class of every lsmkv error: one except clause catches them all.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> db.close()
+    >>> try:
+    ...     db.get(b"k")
+    ... except lsmkv.LsmkvError as e:
+    ...     print(type(e).__name__, "-", e)
+    ClosedError - the database is closed
+    """
 
 
 class CorruptionError(LsmkvError):
     """Stored data failed a checksum or a format check.
 
     Attributes: path (the file), offset (byte offset of the damaged record or
-    block, or None when not known), detail (what was wrong)."""
+    block, or None when not known), detail (what was wrong).
+
+    >>> import lsmkv
+    >>> e = lsmkv.CorruptionError("/db/000012.sst", 4096, "block checksum mismatch")
+    >>> print(e)
+    corruption in /db/000012.sst at offset 4096: block checksum mismatch
+    >>> e.path, e.offset, e.detail
+    ('/db/000012.sst', 4096, 'block checksum mismatch')
+    >>> print(lsmkv.CorruptionError("/db/MANIFEST-000003", None, "truncated record"))
+    corruption in /db/MANIFEST-000003: truncated record
+    """
 
     def __init__(self, path, offset, detail):
         self.path = str(path)
@@ -23,14 +43,44 @@ class CorruptionError(LsmkvError):
 
 
 class LockError(LsmkvError):
-    """The database directory is locked by another process (or another DB object)."""
+    """The database directory is locked by another process (or another DB object).
+
+    >>> import lsmkv, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> db = lsmkv.DB(d)
+    >>> lsmkv.DB(d)
+    Traceback (most recent call last):
+      ...
+    lsmkv.errors.LockError: ... is already open in this process
+    >>> db.close()
+    >>> lsmkv.DB(d).close()       # free again once closed
+    """
 
 
 class ClosedError(LsmkvError):
-    """An operation was attempted on a closed DB, snapshot or iterator."""
+    """An operation was attempted on a closed DB, snapshot or iterator.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> db.close()
+    >>> db.put(b"k", b"v")
+    Traceback (most recent call last):
+      ...
+    lsmkv.errors.ClosedError: the database is closed
+    """
 
 
 class BackgroundError(LsmkvError, OSError):
     """Background work (flush or compaction) failed; the DB is read-only until reopened.
 
-    An OSError too, since the cause is almost always one (disk full, I/O error)."""
+    An OSError too, since the cause is almost always one (disk full, I/O error),
+    so `except OSError` handlers catch it. Once raised, writes keep raising it
+    until the DB is reopened; the message carries the cause.
+
+    >>> import lsmkv
+    >>> try:       # as a write raises it after a flush met a full disk
+    ...     raise lsmkv.BackgroundError("background work failed: [Errno 28] No space left on device")
+    ... except OSError as e:
+    ...     print(isinstance(e, lsmkv.LsmkvError), e)
+    True background work failed: [Errno 28] No space left on device
+    """

@@ -20,7 +20,36 @@ def _int(name, v, lo, hi=None):
 
 @dataclass
 class Options:
-    """Tunable settings of a DB. See docs/tuning.md for what each one trades."""
+    """Tunable settings of a DB. See docs/tuning.md for what each one trades.
+
+    Each field below has a default; pass an Options, keyword arguments, or both
+    (keywords win) to DB(). Values are checked when the Options is built.
+
+    >>> import lsmkv, tempfile
+    >>> opts = lsmkv.Options(write_buffer_size=8 << 20, block_cache_size=16 << 20,
+    ...                      compression="zstd", bloom_bits_per_key=10)
+    >>> opts.block_size, opts.max_write_buffer_number     # defaults
+    (4096, 2)
+    >>> with lsmkv.DB(tempfile.mkdtemp(), opts, block_size=16 << 10) as db:
+    ...     db.options.write_buffer_size, db.options.block_size
+    (8388608, 16384)
+    >>> lsmkv.Options(block_size=100)
+    Traceback (most recent call last):
+      ...
+    ValueError: option block_size must be in [256, 67108864], got 100
+    >>> lsmkv.Options(compression="lz4")
+    Traceback (most recent call last):
+      ...
+    ValueError: option compression must be 'zstd' or 'none', got 'lz4'
+    >>> lsmkv.Options(wal_mmap="yes")
+    Traceback (most recent call last):
+      ...
+    TypeError: option wal_mmap must be a bool
+    >>> lsmkv.DB(tempfile.mkdtemp(), write_buffer=1 << 20)
+    Traceback (most recent call last):
+      ...
+    TypeError: unknown option 'write_buffer'
+    """
     write_buffer_size: int = 64 * MiB          # memtable size that triggers a flush
     max_write_buffer_number: int = 2           # memtables (active + immutable) before writers wait
     block_size: int = 4 * KiB                  # uncompressed data block target
@@ -61,6 +90,16 @@ class Options:
         self.validate()
 
     def validate(self):
+        """Check every field; raise ValueError or TypeError naming the first bad one.
+        Called when an Options is built; call it again after changing a field.
+
+        >>> o = Options()
+        >>> o.max_write_buffer_number = 1
+        >>> o.validate()
+        Traceback (most recent call last):
+          ...
+        ValueError: option max_write_buffer_number must be in [2, 64], got 1
+        """
         _int("write_buffer_size", self.write_buffer_size, 64 * KiB)
         _int("max_write_buffer_number", self.max_write_buffer_number, 2, 64)
         _int("block_size", self.block_size, 256, 64 * MiB)
@@ -129,11 +168,26 @@ class Options:
 
     @classmethod
     def names(cls):
+        """Every option name, in declaration order.
+
+        >>> Options.names()[:3]
+        ['write_buffer_size', 'max_write_buffer_number', 'block_size']
+        """
         return [f.name for f in fields(cls)]
 
     @classmethod
     def build(cls, options=None, **kwargs):
-        """Options from an Options object and/or keyword overrides."""
+        """Options from an Options object and/or keyword overrides (what DB() calls).
+
+        >>> base = Options(block_size=8192)
+        >>> o = Options.build(base, bloom_bits_per_key=0)
+        >>> o.block_size, o.bloom_bits_per_key, base.bloom_bits_per_key
+        (8192, 0, 10)
+        >>> Options.build(blocksize=8192)
+        Traceback (most recent call last):
+          ...
+        TypeError: unknown option 'blocksize'
+        """
         if options is not None and not isinstance(options, Options):
             raise TypeError(f"options must be an lsmkv.Options, not {type(options).__name__}")
         known = set(cls.names())
