@@ -40,7 +40,7 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from posix.unistd cimport pread, write, close, fsync
-from libc.errno cimport errno, EINVAL, ENOSYS, EOPNOTSUPP
+from libc.errno cimport errno, EAGAIN, EINTR, EINVAL, ENOSYS, EOPNOTSUPP
 from posix.uio cimport iovec
 
 cdef extern from *:
@@ -583,7 +583,9 @@ cdef int _pread_full(int fd, char* dst, uint64_t off, size_t n, object path) exc
             done = got
         elif got < 0 and (errno == EOPNOTSUPP or errno == ENOSYS or errno == EINVAL):
             _nowait_ok = False        # not supported here: plain pread from now on
-        # EAGAIN (not cached), another error or 0 (end of file): the loop decides
+        elif got < 0 and errno != EAGAIN and errno != EINTR:
+            raise OSError(errno, f"read failed: {path}: {os.strerror(errno)}")
+        # EAGAIN (not cached), EINTR or 0 (end of file): the loop decides
     while done < n:
         with nogil:
             got = pread(fd, dst + done, n - done, off + done)

@@ -52,6 +52,7 @@
  * descriptors, stdio (fopen), writev/readv, and glibc-internal calls.
  */
 #define _GNU_SOURCE
+#include <sys/uio.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -88,6 +89,10 @@ static ssize_t (*r_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*r_read)(int, void *, size_t);
 static ssize_t (*r_pread)(int, void *, size_t, off_t);
 static ssize_t (*r_pread64)(int, void *, size_t, off_t);
+static ssize_t (*r_preadv)(int, const struct iovec *, int, off_t);
+static ssize_t (*r_preadv64)(int, const struct iovec *, int, off_t);
+static ssize_t (*r_preadv2)(int, const struct iovec *, int, off_t, int);
+static ssize_t (*r_preadv64v2)(int, const struct iovec *, int, off_t, int);
 static int (*r_fsync)(int);
 static int (*r_fdatasync)(int);
 static int (*r_msync)(void *, size_t, int);
@@ -475,6 +480,7 @@ static void rec_sync(struct rec *r, int fd, const char *abs) {
 __attribute__((constructor)) static void fi_init(void) {
     LOAD(open); LOAD(open64); LOAD(openat); LOAD(openat64); LOAD(close); LOAD(write);
     LOAD(pwrite); LOAD(pwrite64); LOAD(read); LOAD(pread); LOAD(pread64); LOAD(fsync);
+    LOAD(preadv); LOAD(preadv64); LOAD(preadv2); LOAD(preadv64v2);
     LOAD(fdatasync); LOAD(msync); LOAD(mmap); LOAD(mmap64); LOAD(munmap); LOAD(mremap);
     LOAD(posix_fallocate); LOAD(posix_fallocate64); LOAD(fallocate); LOAD(fallocate64);
     LOAD(ftruncate); LOAD(ftruncate64); LOAD(rename); LOAD(renameat); LOAD(renameat2);
@@ -559,6 +565,11 @@ ssize_t pwrite64(int fd, const void *b, size_t n, off_t o) { FD_FAULT(OP_PWRITE,
 ssize_t read(int fd, void *b, size_t n) { FD_FAULT(OP_READ, fd, -1); return r_read(fd, b, n); }
 ssize_t pread(int fd, void *b, size_t n, off_t o) { FD_FAULT(OP_PREAD, fd, -1); return r_pread(fd, b, n, o); }
 ssize_t pread64(int fd, void *b, size_t n, off_t o) { FD_FAULT(OP_PREAD, fd, -1); return r_pread64(fd, b, n, o); }
+/* the vector forms count as op "pread" too (table reads try preadv2(RWF_NOWAIT) first) */
+ssize_t preadv(int fd, const struct iovec *v, int c, off_t o) { FD_FAULT(OP_PREAD, fd, -1); return r_preadv(fd, v, c, o); }
+ssize_t preadv64(int fd, const struct iovec *v, int c, off_t o) { FD_FAULT(OP_PREAD, fd, -1); return r_preadv64(fd, v, c, o); }
+ssize_t preadv2(int fd, const struct iovec *v, int c, off_t o, int f) { FD_FAULT(OP_PREAD, fd, -1); return r_preadv2(fd, v, c, o, f); }
+ssize_t preadv64v2(int fd, const struct iovec *v, int c, off_t o, int f) { FD_FAULT(OP_PREAD, fd, -1); return r_preadv64v2(fd, v, c, o, f); }
 int ftruncate(int fd, off_t l) { FD_FAULT(OP_FTRUNCATE, fd, -1); return r_ftruncate(fd, l); }
 int ftruncate64(int fd, off_t l) { FD_FAULT(OP_FTRUNCATE, fd, -1); return r_ftruncate64(fd, l); }
 /* posix_fallocate returns the error number instead of setting errno */
