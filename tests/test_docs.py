@@ -22,8 +22,9 @@ import pytest
 
 from conftest import lsmkv_import_path
 
-ROOT = lsmkv_import_path()
-DOC = os.path.join(ROOT, "docs", "getting-started.md")
+ROOT = lsmkv_import_path()      # where the lsmkv under test is imported from (children too)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # docs/ and bench/
+DOC = os.path.join(REPO, "docs", "getting-started.md")
 _FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)
 
 
@@ -95,7 +96,7 @@ def _argv(words):
     if words[0] == "lsmkv":
         return [sys.executable, "-m", "lsmkv", *words[1:]]
     if words[0] == "python":
-        return [sys.executable] + [os.path.join(ROOT, w) if w.startswith("bench/") else w
+        return [sys.executable] + [os.path.join(REPO, w) if w.startswith("bench/") else w
                                    for w in words[1:]]
     raise AssertionError(f"the test does not know how to run {words[0]!r}")
 
