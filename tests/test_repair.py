@@ -24,6 +24,8 @@ from lsmkv.logformat import read_log
 from lsmkv.repair import _index_blocks, repair
 from lsmkv.version import VersionSet
 
+from conftest import lsmkv_import_path
+
 OPTS = dict(write_buffer_size=64 * 1024, block_size=512, compaction_worker="thread",
             level0_file_num_compaction_trigger=8, target_file_size_base=64 * 1024,
             compression_dict_bytes=1024)
@@ -137,8 +139,11 @@ def check(b, report, model=None):
 
 
 def _shell(*args):
+    # cwd "/": from the checkout's root, `python -m lsmkv` would import the source tree
+    # (no compiled modules when lsmkv is installed, as in CI) instead of the lsmkv under test
+    env = dict(os.environ, PYTHONPATH=lsmkv_import_path())
     return subprocess.run([sys.executable, "-m", "lsmkv", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd="/", env=env)
 
 
 def test_clean_db_is_left_alone(built):
@@ -301,7 +306,8 @@ def test_refuses_a_locked_db(built):
             repair(built.path)
     code = ("import sys, time, lsmkv; db = lsmkv.DB(sys.argv[1], compaction_worker='thread'); "
             "print('open', flush=True); time.sleep(30)")
-    p = subprocess.Popen([sys.executable, "-c", code, built.path], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", code, built.path], stdout=subprocess.PIPE, text=True,
+                         cwd="/", env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
     try:
         assert p.stdout.readline().strip() == "open"
         with pytest.raises(LockError, match="locked by another process"):
