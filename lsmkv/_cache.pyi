@@ -19,10 +19,19 @@ class SlabCache:
     pages_held: int
     payload: int
     pinned_bytes: int
+    pinned_slots: int
     hits: int
     misses: int
+    inserts: int
     evictions: int
     slab_moves: int
+    too_large: int
+    insert_failures: int
+    pages_released: int
+    detached: int
+    pages_defragmented: int
+    relocated: int
+    class_starved: int
     def __init__(self, capacity: int, page_size: int = ..., growth_factor: float = ...) -> None: ...
     def lookup(self, key: int) -> Optional[BlockView]: ...
     def insert(self, key: int, data: _Buffer) -> bool: ...
@@ -43,6 +52,8 @@ class LRUCache:
     reserved: int
     hits: int
     misses: int
+    inserts: int
+    evictions: int
     def __init__(self, capacity: int) -> None: ...
     def lookup(self, key: int) -> Optional[bytes]: ...
     def insert(self, key: int, block: bytes) -> None: ...

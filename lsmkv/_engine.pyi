@@ -1,6 +1,20 @@
 from typing import Any, Callable, Optional, Union
 
-Buffer = Union[bytes, bytearray, memoryview]
+from lsmkv._iterator import DBIterator as DBIterator
+from lsmkv._memtable import MemTable
+from lsmkv._wal import LogWriter
+from lsmkv.errors import BackgroundError as BackgroundError
+from lsmkv.errors import ClosedError as ClosedError
+from lsmkv.errors import CorruptionError as CorruptionError
+
+_Buffer = Union[bytes, bytearray, memoryview]
+
+DELETED: object
+
+
+def bloom_hash_py(key: _Buffer) -> int: ...
+def check_bound(name: str, v: object) -> Optional[bytes]:
+    """v as bytes (or None) for a range bound; TypeError naming it otherwise."""
 
 class WriteBatch:
     """Puts and deletes applied atomically by DB.write(batch) or db.write_batch().
@@ -25,7 +39,7 @@ class WriteBatch:
     """
     count: int
     def __init__(self, clock: Optional[Callable[[], float]] = ...) -> None: ...
-    def put(self, key: Buffer, value: Buffer, ttl: Optional[float] = ...) -> None:
+    def put(self, key: _Buffer, value: _Buffer, ttl: Optional[float] = ...) -> None:
         """Add a put; ttl in seconds (None: never expires; needs a batch from
         db.batch() or db.write_batch(), which have the DB's clock).
 
@@ -42,7 +56,7 @@ class WriteBatch:
         ValueError: this WriteBatch has no clock; create it with db.write_batch()
         >>> db.close()
         """
-    def delete(self, key: Buffer) -> None:
+    def delete(self, key: _Buffer) -> None:
         """Add a delete of key (applied in order: a later put of the same key in
         this batch wins).
 
@@ -80,12 +94,49 @@ class WriteBatch:
         23
         """
 
-class SuperVersion: ...
+class SuperVersion:
+    """An immutable view of every source a read consults."""
+    mem: MemTable
+    imms: tuple[MemTable, ...]
+    l0: tuple[Any, ...]
+    levels: tuple[tuple[tuple[Any, ...], list[bytes], list[bytes]], ...]
+    version: Any
+    def __init__(self, mem: MemTable, imms: tuple[MemTable, ...], l0: tuple[Any, ...],
+                 levels: tuple[Any, ...], version: Any) -> None: ...
+    def memtables(self) -> tuple[MemTable, ...]: ...
+
+
+class Pin:
+    """Keeps one version's files alive while an iterator reads them."""
+    version: Any
+    def __init__(self, db: Any, version: Any) -> None: ...
+    def release(self) -> None: ...
 
 class CoreDB:
+    sv: SuperVersion
+    wal: LogWriter
     last_seq: int
+    mutex: Any
     closed: bool
-    def put(self, key: Buffer, value: Buffer, *, ttl: Optional[float] = ..., sync: bool = ...) -> None:
+    bg_error: Optional[BaseException]
+    write_buffer_size: int
+    clock: Callable[[], float]
+    n_puts: int
+    n_deletes: int
+    n_gets: int
+    n_get_hits: int
+    n_writes: int
+    n_syncs: int
+    n_bloom_checks: int
+    n_bloom_useful: int
+    n_wal_bytes: int
+    n_batches: int
+    n_user_bytes: int
+    l0_files: int
+    l0_slowdown: int
+    l0_stop: int
+    retired_logs: list[LogWriter]
+    def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ..., sync: bool = ...) -> None:
         """Store value under key. ttl: seconds until it expires (None: never).
         sync=True returns only once the write is on stable storage.
 
@@ -105,7 +156,7 @@ class CoreDB:
         TypeError: key must be bytes, bytearray or memoryview, not str
         >>> db.close()
         """
-    def delete(self, key: Buffer, *, sync: bool = ...) -> None:
+    def delete(self, key: _Buffer, *, sync: bool = ...) -> None:
         """Remove key (a no-op if absent).
 
         >>> import lsmkv, tempfile
@@ -130,7 +181,7 @@ class CoreDB:
         (b'70', b'30', 1)
         >>> db.close()
         """
-    def get(self, key: Buffer, default: Any = ...) -> Any:
+    def get(self, key: _Buffer, default: Any = ...) -> Any:
         """The value stored under key, or default if it is absent or expired.
         db[key] raises KeyError instead.
 
@@ -141,7 +192,7 @@ class CoreDB:
         (b'v', None, b'fallback')
         >>> db.close()
         """
-    def get_at(self, key: Buffer, seq: int, default: Any = ...) -> Any:
+    def get_at(self, key: _Buffer, seq: int, default: Any = ...) -> Any:
         """get() as of sequence number seq (snapshots). Without a snapshot holding
         seq, compaction may drop the older versions it would see; prefer
         db.snapshot(), which uses this.
@@ -155,11 +206,11 @@ class CoreDB:
         (b'1', b'-')
         >>> snap.close(); db.close()
         """
-    def __getitem__(self, key: Buffer) -> bytes: ...
-    def __setitem__(self, key: Buffer, value: Buffer) -> None: ...
-    def __delitem__(self, key: Buffer) -> None: ...
+    def __getitem__(self, key: _Buffer) -> bytes: ...
+    def __setitem__(self, key: _Buffer, value: _Buffer) -> None: ...
+    def __delitem__(self, key: _Buffer) -> None: ...
     def __contains__(self, key: object) -> bool: ...
-    def ttl(self, key: Buffer) -> Optional[float]:
+    def ttl(self, key: _Buffer) -> Optional[float]:
         """Seconds until key expires (a float), or None if it never expires.
         KeyError if the key is absent or already expired.
 
@@ -177,7 +228,7 @@ class CoreDB:
         KeyError: b's'
         >>> db.close()
         """
-    def ttl_at(self, key: Buffer, seq: int) -> Optional[float]:
+    def ttl_at(self, key: _Buffer, seq: int) -> Optional[float]:
         """ttl() as of sequence `seq` (what a snapshot taken then sees).
 
         >>> import lsmkv, tempfile
@@ -189,7 +240,7 @@ class CoreDB:
         (30.0, None)
         >>> snap.close(); db.close()
         """
-    def items(self, start: Optional[Buffer] = ..., stop: Optional[Buffer] = ..., *, reverse: bool = ...) -> Any:
+    def items(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
         """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
         It sees the DB as of its creation and keeps the files it reads alive until it
         is exhausted or closed (or dropped). Complexity: O(log n) to position, then
@@ -205,7 +256,7 @@ class CoreDB:
         [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
         >>> db.close()
         """
-    def keys(self, start: Optional[Buffer] = ..., stop: Optional[Buffer] = ..., *, reverse: bool = ...) -> Any:
+    def keys(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
         """Like items(), yielding keys only.
 
         >>> import lsmkv, tempfile
@@ -216,7 +267,7 @@ class CoreDB:
         [b'user:1', b'user:2']
         >>> db.close()
         """
-    def values(self, start: Optional[Buffer] = ..., stop: Optional[Buffer] = ..., *, reverse: bool = ...) -> Any:
+    def values(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
         """Like items(), yielding values only.
 
         >>> import lsmkv, tempfile
@@ -227,5 +278,5 @@ class CoreDB:
         >>> db.close()
         """
 
-def replay_batch(mem: Any, payload: Buffer, path: str, offset: int) -> tuple[int, int]: ...
-def decode_batch(payload: Buffer, path: str, offset: int) -> tuple[int, list[tuple[int, bytes, bytes, int]]]: ...
+def replay_batch(mem: Any, payload: _Buffer, path: str, offset: int) -> tuple[int, int]: ...
+def decode_batch(payload: _Buffer, path: str, offset: int) -> tuple[int, list[tuple[int, bytes, bytes, int]]]: ...
