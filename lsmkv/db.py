@@ -553,6 +553,12 @@ class DB(CoreDB):
             self._budget["cache_resizes"] += 1
         self._budget["cache_capacity"] = cap
 
+    def _fail_background(self, e):
+        """A background thread's fatal error: writers get it (BackgroundError) from now on."""
+        with self.mutex:
+            self.bg_error = e
+            self._cv.notify_all()
+
     def _adaptive_main(self):
         """Controller thread of adaptive_memory: one sample every adaptive_interval."""
         self._lower_priority()
@@ -560,9 +566,7 @@ class DB(CoreDB):
             try:
                 self._adaptive_tick()
             except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
-                with self.mutex:
-                    self.bg_error = e
-                    self._cv.notify_all()
+                self._fail_background(e)
                 return
 
     def _adaptive_counters(self):
@@ -827,9 +831,7 @@ class DB(CoreDB):
             try:
                 self._flush_memtable(imm)
             except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
-                with self.mutex:
-                    self.bg_error = e
-                    self._cv.notify_all()
+                self._fail_background(e)
                 return
             # drop the flushed memtable now: this frame would otherwise keep its whole
             # arena (write_buffer_size bytes) alive while the thread waits for the
@@ -866,9 +868,7 @@ class DB(CoreDB):
                 self._prepare_spare_log()
                 self._janitor_pass()
             except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
-                with self.mutex:
-                    self.bg_error = e
-                    self._cv.notify_all()
+                self._fail_background(e)
                 return
             if self._shutting_down:
                 return
@@ -914,9 +914,7 @@ class DB(CoreDB):
             try:
                 pick = compact_auto(self)
             except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
-                with self.mutex:
-                    self.bg_error = e
-                    self._cv.notify_all()
+                self._fail_background(e)
                 return
             with self.mutex:
                 if pick is not None:

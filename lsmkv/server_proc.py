@@ -15,6 +15,7 @@ import sys
 import time
 
 import lsmkv
+from lsmkv.server import raise_fd_limit
 
 _READY = re.compile(r"ready on (\S+?):(\d+)")
 
@@ -33,17 +34,6 @@ def rss_bytes(pid):
             if line.startswith(b"VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
-
-
-def raise_nofile(want):
-    """Raise this process's soft open-file limit toward want; returns the limit now."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
 
 
 def _settle_rss(pid, pause=0.3, tries=20):
@@ -83,7 +73,7 @@ def measure_connections(host, port, pid, n, value_size=100):
     Returns a dict of bytes: baseline, idle_total, active_total, per_idle,
     per_active (each above the baseline, divided by n)."""
     import socket as _socket
-    raise_nofile(n + 256)
+    raise_fd_limit(n + 256)
     warm = _socket.create_connection((host, port))
     _roundtrip([warm], b"PING\r\n", b"+PONG\r\n")
     base = _settle_rss(pid)
@@ -155,6 +145,10 @@ class ServerProcess:
 
     def rss(self):
         return rss_bytes(self.proc.pid)
+
+    def settled_rss(self):
+        """RSS once it stops changing (the DB populates its next log just after open)."""
+        return _settle_rss(self.proc.pid)
 
     def alive(self):
         return self.proc.poll() is None

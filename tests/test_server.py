@@ -551,13 +551,7 @@ def test_proto_max_bulk_len_refused_before_allocation(tmp_path):
     with ServerProcess(tmp_path / "db", "--proto-max-bulk-len", "1000") as s:
         # the DB's janitor maps and populates the next log (64 MiB) just after the open:
         # measure from when the RSS has settled
-        before = s.rss()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            time.sleep(0.25)
-            now, before = before, s.rss()
-            if abs(before - now) < 256 << 10:
-                break
+        before = s.settled_rss()
         out = raw(s.port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$400000000\r\n")   # a 400 MB value announced
         assert out == b"-ERR Protocol error: invalid bulk length\r\n<closed>"
         assert s.rss() - before < 4 << 20                  # nothing was sized for it

@@ -41,9 +41,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import faultinject  # noqa: E402
+from crashtest import _import_lsmkv  # noqa: E402 - the installed lsmkv, else this source tree's
 
 FLUSH_EVERY, COMPACT_EVERY = 701, 2503
 OPTIONS = dict(write_buffer_size=64 * 1024, max_write_buffer_number=3, block_size=1024,
@@ -133,18 +133,6 @@ def durable_point(o):
 
 
 # ---------------------------------------------------------------- the writer (child)
-
-def _import_lsmkv():
-    try:
-        import lsmkv
-        import lsmkv._engine  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, ROOT)
-        for name in [m for m in sys.modules if m == "lsmkv" or m.startswith("lsmkv.")]:
-            del sys.modules[name]
-        import lsmkv
-    return lsmkv
-
 
 def child_main(dbpath, start, seed, opts_json, acked_path):
     lsmkv = _import_lsmkv()
