@@ -87,3 +87,20 @@ cdef class SlabCache:
     cdef int publish(self, Pin* p) except -1
     cdef void unpin(self, uint64_t slot) noexcept
     cdef void abort(self, uint64_t slot) noexcept
+
+
+@cython.final
+cdef class ValueView:
+    cdef SlabCache cache        # the cache whose slot it pins, or None
+    cdef uint64_t slot
+    cdef object owner           # the bytes object holding the value, when not pinned
+    cdef const uint8_t* p
+    cdef size_t n
+    cdef bint released
+    cdef int exports
+    cdef Py_ssize_t shape[1]
+    @staticmethod
+    cdef ValueView pinned_slot(SlabCache cache, uint64_t slot, const uint8_t* p, size_t n)
+    @staticmethod
+    cdef ValueView of(object owner, const uint8_t* p, size_t n)
+    cdef void _drop(self) noexcept

@@ -11,6 +11,20 @@ class BlockView:
     def __buffer__(self, flags: int) -> memoryview: ...
 
 
+class ValueView:
+    """A value read by DB.get_view(): a read-only buffer over the bytes that hold"""
+    @property
+    def pinned(self) -> bool:
+        """True while the view pins a cache slot."""
+    def release(self) -> None:
+        """Let go of the bytes now (unpin the slot). Idempotent. BufferError while a"""
+    def __len__(self) -> int: ...
+    def __bytes__(self) -> bytes: ...
+    def __buffer__(self, flags: int) -> memoryview: ...
+    def __enter__(self) -> "ValueView": ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
 class SlabCache:
     capacity: int
     page_size: int

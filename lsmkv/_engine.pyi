@@ -132,6 +132,7 @@ class CoreDB:
     n_wal_bytes: int
     n_batches: int
     n_user_bytes: int
+    n_view_pins: int
     l0_files: int
     l0_slowdown: int
     l0_stop: int
@@ -226,6 +227,39 @@ class CoreDB:
         Traceback (most recent call last):
           ...
         KeyError: b's'
+        >>> db.close()
+        """
+    def get_view(self, key: _Buffer, default: Any = ...) -> Any:
+        """Like get(), but the value comes as a ValueView: a read-only buffer over
+        the cached block that holds it, without a copy (a value in a memtable is
+        copied once, as get() does). The block stays pinned in the cache until the
+        view is released or dropped, so release views soon: a server sends them
+        straight to a socket. Views may pin at most half the slab cache; past that,
+        and with block_cache='lru', the view holds a copy or the block's bytes.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v" * 1000)
+        >>> db.flush()                          # the value now lives in a table
+        >>> v = db.get_view(b"k")
+        >>> len(v), bytes(memoryview(v)[:3]), v.pinned
+        (1000, b'vvv', True)
+        >>> v.release(); db.get_view(b"nope") is None
+        True
+        >>> db.close()
+        """
+    def get_with_ttl(self, key: _Buffer, default: Any = ...) -> Any:
+        """(value, seconds until it expires or None) in one lookup, or default if
+        the key is absent or expired: get() and ttl() together, consistent with
+        each other (a write between two separate calls cannot split them).
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"s", b"t", ttl=30); db.put(b"p", b"v")
+        >>> now[0] += 10
+        >>> db.get_with_ttl(b"s"), db.get_with_ttl(b"p"), db.get_with_ttl(b"x")
+        ((b't', 20.0), (b'v', None), None)
         >>> db.close()
         """
     def ttl_at(self, key: _Buffer, seq: int) -> Optional[float]:

@@ -32,6 +32,7 @@ from lsmkv._coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX)
 from lsmkv._memtable cimport MemTable
 from lsmkv._table cimport TableReader
+from lsmkv._cache cimport ValueView
 from lsmkv._table import DELETED, bloom_hash_py
 from lsmkv._wal cimport LogWriter
 from lsmkv._memtable cimport MemTableIterator
@@ -436,6 +437,7 @@ cdef class CoreDB:
     cdef public object clock
     cdef public unsigned long long n_puts, n_deletes, n_gets, n_get_hits, n_writes, n_syncs
     cdef public unsigned long long n_bloom_checks, n_bloom_useful, n_wal_bytes, n_batches, n_user_bytes
+    cdef public unsigned long long n_view_pins       # get_view() results that pin a cache slot
     cdef public int l0_files, l0_slowdown, l0_stop       # level-0 file count and its stall triggers
     cdef public list retired_logs    # logs of immutable memtables not yet synced and closed
 
@@ -447,6 +449,7 @@ cdef class CoreDB:
         self.n_puts = self.n_deletes = self.n_gets = self.n_get_hits = 0
         self.n_writes = self.n_syncs = self.n_bloom_checks = self.n_bloom_useful = 0
         self.n_wal_bytes = self.n_batches = self.n_user_bytes = 0
+        self.n_view_pins = 0
         self.l0_files = 0
         self.l0_slowdown = self.l0_stop = 1 << 30
         self.retired_logs = []
@@ -613,9 +616,12 @@ cdef class CoreDB:
 
     # -- reads
 
-    cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL):
+    cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL,
+                        bint view=False):
         """bytes, or None if absent (deleted, expired or never written). If expiry is
-        given, it receives the found value's expiry in ms (left alone if none)."""
+        given, it receives the found value's expiry in ms (left alone if none). With
+        view, a value found in a table comes as a ValueView (no copy); memtable
+        values still come as bytes."""
         cdef SuperVersion sv = self.sv
         cdef MemTable m
         cdef const uint8_t* vp
@@ -650,7 +656,7 @@ cdef class CoreDB:
             h = bloom_hash(k, kn)
             for t in sv.l0:
                 if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    r = self._probe(t, h, ik, ikn, &now, expiry)
+                    r = self._probe(t, h, ik, ikn, &now, expiry, view)
                     if r is not None:
                         return None if r is DELETED else r
             for lv in sv.levels:
@@ -660,7 +666,7 @@ cdef class CoreDB:
                 b = <bytes>(<list>lv[2])[i]
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
-                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry)
+                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view)
                 if r is not None:
                     return None if r is DELETED else r
             return None
@@ -669,7 +675,7 @@ cdef class CoreDB:
                 free(ik)
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
-                       int64_t* now, int64_t* expiry):
+                       int64_t* now, int64_t* expiry, bint view):
         """One table's answer for ik (see TableReader.get), after its bloom filter.
         now is read from the clock the first time a table is searched."""
         self.n_bloom_checks += 1
@@ -678,7 +684,7 @@ cdef class CoreDB:
             return None
         if now[0] < 0:
             now[0] = self._now_ms()
-        return t.get(ik, ikn, now[0], expiry)
+        return t.get(ik, ikn, now[0], expiry, view)
 
     cdef int64_t _now_ms(self) except? -1:
         cdef timespec ts
@@ -795,6 +801,70 @@ cdef class CoreDB:
         if expiry == 0:
             return None
         return max(0.0, expiry / 1000.0 - self.clock())
+
+    def get_view(self, key, default=None):
+        """Like get(), but the value comes as a ValueView: a read-only buffer over
+        the cached block that holds it, without a copy (a value in a memtable is
+        copied once, as get() does). The block stays pinned in the cache until the
+        view is released or dropped, so release views soon: a server sends them
+        straight to a socket. Views may pin at most half the slab cache; past that,
+        and with block_cache='lru', the view holds a copy or the block's bytes.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v" * 1000)
+        >>> db.flush()                          # the value now lives in a table
+        >>> v = db.get_view(b"k")
+        >>> len(v), bytes(memoryview(v)[:3]), v.pinned
+        (1000, b'vvv', True)
+        >>> v.release(); db.get_view(b"nope") is None
+        True
+        >>> db.close()
+        """
+        cdef Bytes kb
+        get_buffer(key, &kb, "key")
+        try:
+            r = self._lookup(kb.p, kb.n, self.last_seq, NULL, True)
+        finally:
+            release_buffer(&kb)
+        self.n_gets += 1
+        if r is None:
+            return default
+        self.n_get_hits += 1
+        if type(r) is bytes:
+            return ValueView.of(r, <const uint8_t*>PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r))
+        if (<ValueView>r).cache is not None:
+            self.n_view_pins += 1
+        return r
+
+    def get_with_ttl(self, key, default=None):
+        """(value, seconds until it expires or None) in one lookup, or default if
+        the key is absent or expired: get() and ttl() together, consistent with
+        each other (a write between two separate calls cannot split them).
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"s", b"t", ttl=30); db.put(b"p", b"v")
+        >>> now[0] += 10
+        >>> db.get_with_ttl(b"s"), db.get_with_ttl(b"p"), db.get_with_ttl(b"x")
+        ((b't', 20.0), (b'v', None), None)
+        >>> db.close()
+        """
+        cdef Bytes kb
+        cdef int64_t expiry = 0
+        get_buffer(key, &kb, "key")
+        try:
+            r = self._lookup(kb.p, kb.n, self.last_seq, &expiry)
+        finally:
+            release_buffer(&kb)
+        self.n_gets += 1
+        if r is None:
+            return default
+        self.n_get_hits += 1
+        if expiry == 0:
+            return (r, None)
+        return (r, max(0.0, expiry / 1000.0 - self.clock()))
 
     def items(self, start=None, stop=None, *, bint reverse=False):
         """Iterator of (key, value) for start <= key < stop, in key order (or reverse).

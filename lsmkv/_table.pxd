@@ -67,7 +67,8 @@ cdef class TableReader:
     cdef int _check_handle(self, uint64_t off, uint64_t size) except -1
     cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p)
-    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*)
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
+                    bint view=*)
 
 cdef class TableIterator(InternalIterator):
     cdef TableReader table

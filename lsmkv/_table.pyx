@@ -73,7 +73,7 @@ cdef extern from "sys/mman.h" nogil:
     void* MAP_FAILED
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE)
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from lsmkv._cache cimport SlabCache, Pin
+from lsmkv._cache cimport SlabCache, Pin, ValueView
 from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
@@ -945,10 +945,12 @@ cdef class TableReader:
             self.cache.insert(key, b)
         return b
 
-    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL):
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL,
+                    bint view=False):
         """The newest entry at or below ikey's sequence for ikey's user key:
-        bytes (a live value), DELETED (a deletion or an expired value), or None
-        (no entry in this table). The caller checks the bloom filter first."""
+        bytes (a live value; a ValueView if view), DELETED (a deletion or an
+        expired value), or None (no entry in this table). The caller checks the
+        bloom filter first."""
         cdef BlockIter it = BlockIter()
         cdef uint64_t off, size, tag
         cdef size_t ukn = ikn - TAG_SIZE
@@ -966,6 +968,8 @@ cdef class TableReader:
         tag = load_u64(it.key + ukn)
         kind = tag & 0xFF
         if kind == KIND_PUT:
+            if view:
+                return value_view(it, it.val, it.val_len)
             return PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
         if kind == KIND_PUT_TTL:
             if it.val_len < 8:
@@ -974,6 +978,8 @@ cdef class TableReader:
                 return DELETED
             if expiry != NULL:
                 expiry[0] = <int64_t>load_u64(it.val)
+            if view:
+                return value_view(it, it.val + 8, it.val_len - 8)
             return PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
         return DELETED
 
@@ -1003,6 +1009,25 @@ cdef class TableReader:
             n += 1
             it.next()
         return n
+
+
+cdef ValueView value_view(BlockIter it, const uint8_t* p, size_t n):
+    """A view of n bytes at p inside the block `it` stands on, without a copy:
+    the iterator's pin passes to the view (it is then off its block), or the view
+    keeps the block's bytes object alive. Views may pin at most half the slab
+    cache: past that the value is copied, so readers that hold views cannot
+    starve the cache of evictable slots."""
+    cdef SlabCache c = it.pcache
+    if c is not None:
+        if c.pinned_bytes <= c.capacity // 2:
+            it.pcache = None            # the pin is the view's now
+            it.base = NULL
+            it.size = 0
+            it.valid = False
+            return ValueView.pinned_slot(c, it.pslot, p, n)
+        b = PyBytes_FromStringAndSize(<char*>p, n)
+        return ValueView.of(b, <const uint8_t*>PyBytes_AS_STRING(b), n)
+    return ValueView.of(it.data, p, n)
 
 
 def make_tag_py(uint64_t seq, int kind):

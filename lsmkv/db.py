@@ -1191,7 +1191,8 @@ class DB(CoreDB):
         sv = self.sv
         s = {
             "puts": self.n_puts, "deletes": self.n_deletes, "gets": self.n_gets,
-            "get_hits": self.n_get_hits, "writes": self.n_writes, "batches": self.n_batches,
+            "get_hits": self.n_get_hits, "view_pins": self.n_view_pins,
+            "writes": self.n_writes, "batches": self.n_batches,
             "syncs": self.n_syncs, "wal_bytes": self.n_wal_bytes, "user_bytes": self.n_user_bytes,
             "bloom_checks": self.n_bloom_checks, "bloom_useful": self.n_bloom_useful,
             "last_sequence": self.last_seq,

@@ -177,4 +177,4 @@ def test_stub_mirrors_the_compiled_docstrings():
                 continue
             assert stub_doc == _strip_signature(real.__doc__ or "", qual), f"{qual}: .pyi docstring differs"
             checked += 1
-    assert checked == 15         # WriteBatch, 4 of its members, 10 of CoreDB's methods
+    assert checked == 17         # WriteBatch, 4 of its members, 12 of CoreDB's methods
