@@ -751,6 +751,35 @@ class DB(CoreDB):
             for log in list(self.retired_logs):
                 log.sync()
 
+    def sync_wal(self):
+        """Make every write acknowledged so far durable, as if each had been written
+        with sync=True: fsync the current log and any older log not yet synced (like
+        RocksDB's SyncWAL). Cheaper than sync=True on every write when a caller can
+        group them (a server syncing once a second). A failed sync leaves the DB
+        read-only until it is reopened, as a failed sync write does.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> before = db.stats()["syncs"]
+        >>> db.sync_wal()                       # both puts are on stable storage now
+        >>> db.stats()["syncs"] - before
+        1
+        >>> db.close()
+        """
+        with self.mutex:
+            if self.closed:
+                raise ClosedError("the database is closed")
+            try:
+                if self.retired_logs:
+                    self._sync_retired_logs()
+                self.wal.sync()
+            except OSError as e:
+                if self.bg_error is None:
+                    self.bg_error = e
+                raise
+            self.n_syncs += 1
+
     def _retire_flushed_log(self, number):
         """Flush thread, once the flush's MANIFEST edit is durable: hand the log of
         the flushed memtable to the janitor, which closes it unsynced (its data is
