@@ -200,13 +200,15 @@ def integer(n):
 
 def bulk(v):
     """A bulk string reply (None: the null bulk). bytes, or [header, v, CRLF]
-    for a value of GATHER_MIN bytes or more (written without a copy)."""
+    for a value of GATHER_MIN bytes or more (written without a copy). v is bytes
+    or any buffer (a ValueView from DB.get_view: a gathered reply holds it, and
+    so its cache pin, until the transport has sent it)."""
     if v is None:
         return NULL
     n = len(v)
     if n < GATHER_MIN:
         return b"$%d\r\n%b\r\n" % (n, v)
-    return [b"$%d\r\n" % n, v, CRLF]
+    return [b"$%d\r\n" % n, v if v.__class__ is bytes else memoryview(v), CRLF]
 
 
 def array(items):

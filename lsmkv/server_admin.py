@@ -173,7 +173,9 @@ def info_sections(srv):
         ("inline_writes", store["inline_writes"]), ("offloaded_writes", store["offloaded_writes"]),
         ("waited_writes", store["waited_writes"]),
         ("offloaded_reads", store["offloaded_reads"]),
-        ("block_cache_hits", cache.get("hits", 0)), ("block_cache_misses", cache.get("misses", 0))]
+        ("block_cache_hits", cache.get("hits", 0)), ("block_cache_misses", cache.get("misses", 0)),
+        ("zero_copy_gets", st["view_pins"]),
+        ("pinned_block_bytes", cache.get("pinned_bytes", 0))]
     sections["keyspace"] = [("db0", f"keys={dbsize_estimate(db)},expires=0,avg_ttl=0")]
     return sections
 

@@ -44,18 +44,18 @@ def to_int(v, msg=NOT_INT):
     return n
 
 
-def _ttl_seconds(db, key):
-    """(exists, remaining seconds or None)."""
-    try:
-        return True, db.ttl(key)
-    except KeyError:
-        return False, None
+def _lookup(db, key):
+    """(value or None, remaining seconds or None), in one engine lookup."""
+    r = db.get_with_ttl(key)
+    return (None, None) if r is None else r
 
 
 # ---------------------------------------------------------------- strings
 
 def c_get(srv, conn, a):
-    return resp.bulk(srv.db.get(a[1]))
+    # a value in a cached block comes as a pinned view: a large one is sent
+    # straight from the cache (resp.bulk), the pin going with the reply
+    return resp.bulk(srv.db.get_view(a[1]))
 
 
 def _w_put_ttl(db, key, val, ttl, sync):
@@ -110,11 +110,8 @@ def c_set(srv, conn, a):
 def _w_set(db, key, val, unit, t, nx, xx, get, keepttl, sync):
     old = None
     if nx or xx or get or keepttl:
-        exists, ttl = _ttl_seconds(db, key)
-        if exists:
-            old = db.get(key)
-            if old is None:                 # expired between the two lookups
-                exists = False
+        old, ttl = _lookup(db, key)
+        exists = old is not None
         if (nx and exists) or (xx and not exists):
             return resp.bulk(old) if get else resp.NULL
         if not (keepttl and exists):
@@ -221,8 +218,7 @@ def _incr(srv, a, delta):
 
 
 def _w_incr(db, key, delta, sync):
-    exists, ttl = _ttl_seconds(db, key)
-    old = db.get(key) if exists else None
+    old, ttl = _lookup(db, key)
     if old is None:
         v = 0
         ttl = None
@@ -277,8 +273,8 @@ def _expire(srv, a, unit, name):
 
 
 def _w_expire(db, key, unit, t, flags, sync):
-    exists, cur = _ttl_seconds(db, key)
-    if not exists:
+    v, cur = _lookup(db, key)
+    if v is None:
         return resp.integer(0)
     new = _expire_seconds(unit, t, time.time())
     if flags:
@@ -291,9 +287,6 @@ def _w_expire(db, key, unit, t, flags, sync):
             return resp.integer(0)
         if b"LT" in flags and cur is not None and new >= cur:
             return resp.integer(0)
-    v = db.get(key)
-    if v is None:
-        return resp.integer(0)
     if new <= 0:
         db.delete(key, sync=sync)
     else:
@@ -318,8 +311,9 @@ def c_pexpireat(srv, conn, a):
 
 
 def _pttl_ms(db, key):
-    exists, t = _ttl_seconds(db, key)
-    if not exists:
+    try:
+        t = db.ttl(key)
+    except KeyError:
         return -2
     if t is None:
         return -1
@@ -340,11 +334,8 @@ def c_persist(srv, conn, a):
 
 
 def _w_persist(db, key, sync):
-    exists, t = _ttl_seconds(db, key)
-    if not exists or t is None:
-        return resp.integer(0)
-    v = db.get(key)
-    if v is None:
+    v, t = _lookup(db, key)
+    if v is None or t is None:
         return resp.integer(0)
     db.put(key, v, sync=sync)
     return resp.integer(1)

@@ -32,6 +32,8 @@ functions handed to the executors run elsewhere.
 import collections
 from concurrent.futures import ThreadPoolExecutor
 
+from lsmkv.errors import ClosedError
+
 FSYNC_POLICIES = ("always", "everysec", "no")
 
 
@@ -150,13 +152,10 @@ class Store:
         """Make every acknowledged write durable (writer thread)."""
         db = self.db
         try:
-            with db.mutex:
-                if db.closed:
-                    return
-                if db.retired_logs:
-                    db._sync_retired_logs()
-                db.wal.sync()
+            db.sync_wal()
             self.syncs += 1
+        except ClosedError:             # SHUTDOWN closed the DB first: nothing to sync
+            return
         except Exception as e:          # reported by INFO persistence, retried next second
             self.sync_errors += 1
             self.last_sync_error = f"{type(e).__name__}: {e}"

@@ -131,6 +131,43 @@ def test_set_get_binary_and_large(r, k):
     assert r.get(k + b"\x00\xff") == b""
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_large_gets_are_sent_from_pinned_cache_blocks(tmp_path, loop):
+    """GETs of values in cached blocks go out as pinned views (no copy): every
+    byte right under eviction and pipelining, the pins gone once sent."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed")
+    args = ["--db-option", SMALL_WB, "--db-option", "block_cache_size=2097152"]
+    with ServerProcess(tmp_path / "db", *args, *(["--no-uvloop"] if loop == "asyncio" else [])) as s:
+        c = redis.Redis(protocol=2, host="127.0.0.1", port=s.port, socket_timeout=20)
+        vals = {b"z%04d" % i: bytes([i % 251]) * (17000 + 37 * i) for i in range(240)}
+        items = list(vals.items())
+        for i in range(0, len(items), 12):      # ~5 MB through 256 KiB memtables: tables
+            c.mset(dict(items[i:i + 12]))
+        deadline = time.monotonic() + 20        # until the first keys' flush is done
+        while c.info("stats")["zero_copy_gets"] == 0 and time.monotonic() < deadline:
+            c.get(b"z0000")
+            time.sleep(0.05)
+        rng = random.Random(5)
+        keys = list(vals) * 3
+        rng.shuffle(keys)
+        for i in range(0, len(keys), 40):
+            p = c.pipeline(transaction=False)
+            for key in keys[i:i + 40]:
+                p.get(key)
+            got = p.execute()
+            assert got == [vals[key] for key in keys[i:i + 40]]
+        st = c.info("stats")
+        assert st["zero_copy_gets"] > len(keys) // 2
+        assert st["block_cache_misses"] > 0
+        deadline = time.monotonic() + 5
+        while c.info("stats")["pinned_block_bytes"] and time.monotonic() < deadline:
+            time.sleep(0.05)                    # replies still in flight hold their pins
+        assert c.info("stats")["pinned_block_bytes"] == 0
+        c.close()
+        assert s.alive(), "".join(s.log)
+
+
 def test_set_options(r, k):
     assert r.set(k + b"nx", b"1", nx=True) is True
     assert r.set(k + b"nx", b"2", nx=True) is None
