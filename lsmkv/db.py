@@ -266,6 +266,7 @@ class DB(CoreDB):
         self._log_lock = threading.Lock()        # retired logs; taken after the mutex or alone
         self._flushing = None                    # the memtable the flush thread holds, for memory_usage()
         self._spare_wal = None                   # the next log, created ahead by the janitor thread
+        self._preparing_wal = None               # ... while it waits to become _spare_wal
         self._shutting_down = False
         self._pins = {}
         self._gc_pending = False
@@ -728,7 +729,11 @@ class DB(CoreDB):
             wal = self._new_log(number)
         except OSError:
             return
+        # mapped and populated: memory_usage() counts it from now on (it waited on the
+        # mutex here while a reader of memory_usage() held it, and missed the log)
+        self._preparing_wal = wal
         with self.mutex:
+            self._preparing_wal = None
             # logs are replayed in number order: a switch that created its own log
             # meanwhile has a higher number, and this one must not follow it
             if self._spare_wal is None and not self._shutting_down and number > self.wal.number:
@@ -1315,7 +1320,8 @@ class DB(CoreDB):
         with self.mutex:
             sv = self.sv
             tables = list(self._tables.values())
-            logs = [self.wal, self._spare_wal] + list(self.retired_logs) + list(self._flushed_logs)
+            logs = [self.wal, self._spare_wal, self._preparing_wal] + list(self.retired_logs) + \
+                list(self._flushed_logs)
             imms = list(sv.imms)
             f = self._flushing
             if f is not None and all(m is not f for m in imms):
