@@ -97,7 +97,9 @@ class LsmkvEngine(PutGetBatchOps, Engine):
 
     def cache_memory(self):
         bc = self._block_cache_stats()
-        return {k: bc[k] for k in ("kind", "capacity", "usage", "held", "fragmentation_ratio", "slab_moves")
+        return {k: bc[k] for k in ("kind", "capacity", "usage", "held", "fragmentation_ratio", "slab_moves",
+                                   "index_hits", "index_misses", "filter_hits", "filter_misses",
+                                   "index_filter_cached", "index_filter_resident")
                 if k in bc}
 
     def open(self, path):

@@ -7,6 +7,7 @@ ctypedef struct Slot:
     uint32_t refs       # pins: views and block iterators standing on it
     uint8_t state       # FREE, USED (in the hash), DETACHED (erased while pinned), FILLING
     uint8_t ref         # CLOCK reference bit
+    uint8_t meta        # 1: an index or filter block (counted in SlabCache.meta_payload)
 
 ctypedef struct Page:
     uint8_t* mem        # page_size bytes (mmap'd), or NULL when the page is not held
@@ -26,6 +27,12 @@ ctypedef struct SizeClass:
     uint32_t hand_p, hand_s   # CLOCK hand: position in pages[], slot index
     uint64_t items, payload
     unsigned long long hits, evictions, win_evictions
+
+# Lookups of index and filter blocks (TableReader counts them in its cache's
+# struct; a resident block counts as a hit). Not part of hits/misses, which
+# count data blocks only.
+ctypedef struct MetaCounts:
+    unsigned long long index_hits, index_misses, filter_hits, filter_misses
 
 ctypedef struct Pin:
     uint64_t slot       # (page << 32) | index
@@ -49,10 +56,13 @@ cdef class SlabCache:
     cdef uint64_t hcount
     cdef int hbits
     cdef readonly uint64_t payload, pinned_bytes, pinned_slots
+    cdef readonly uint64_t meta_payload   # payload of index and filter blocks (Slot.meta)
+    cdef MetaCounts meta
     cdef readonly unsigned long long hits, misses, inserts, evictions, slab_moves, too_large
     cdef readonly unsigned long long insert_failures, pages_released, detached
     cdef readonly unsigned long long pages_defragmented, relocated, class_starved
     cdef unsigned long long win_count, rebalance_every
+    cdef uint32_t page_hand          # CLOCK hand over pages, for donors (_clock_page)
     cdef uint32_t pages_max          # pages allowed by capacity - reserved
 
     cdef uint64_t _home(self, uint64_t key) noexcept
@@ -73,6 +83,7 @@ cdef class SlabCache:
     cdef void _release_page(self, uint32_t p) noexcept
     cdef int _coldest_class(self, int exclude) noexcept
     cdef long long _unpinned_page_of(self, int ci) noexcept
+    cdef long long _clock_page(self, int exclude, double below) noexcept
     cdef long long _new_page(self) except -2
     cdef long long _donor_page(self, int exclude) noexcept
     cdef bint _move_page_to(self, int ci) except -1
@@ -82,7 +93,11 @@ cdef class SlabCache:
     cdef void _free_slot(self, uint64_t sid) noexcept
     cdef int _consolidate(self, int ci) except -1
     cdef int _shrink(self) except -1
+    cdef int _pin_entry(self, long long i, Pin* out) noexcept
     cdef int lookup_pin(self, uint64_t key, Pin* out) except -1
+    cdef int lookup_pin_meta(self, uint64_t key, Pin* out) noexcept
+    cdef void mark_meta(self, Pin* p) noexcept
+    cdef void discard(self, uint64_t key) noexcept
     cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1
     cdef int publish(self, Pin* p) except -1
     cdef void unpin(self, uint64_t slot) noexcept
@@ -104,3 +119,13 @@ cdef class ValueView:
     @staticmethod
     cdef ValueView of(object owner, const uint8_t* p, size_t n)
     cdef void _drop(self) noexcept
+
+
+cdef class LRUCache:
+    cdef object _map
+    cdef readonly size_t capacity, charge, reserved
+    cdef readonly unsigned long long hits, misses, inserts, evictions
+    cdef MetaCounts meta
+    cpdef object lookup(self, object key)
+    cpdef insert(self, object key, bytes block)
+    cdef _evict(self)

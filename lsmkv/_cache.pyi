@@ -34,6 +34,7 @@ class SlabCache:
     payload: int
     pinned_bytes: int
     pinned_slots: int
+    meta_payload: int           # bytes of index and filter blocks in the cache
     hits: int
     misses: int
     inserts: int

@@ -11,6 +11,14 @@ copy; a pinned slot is never evicted, moved or reused until its last pin goes.
 
 LRUCache ('lru') is the plain LRU of bytes objects, kept for comparison.
 
+Index and filter blocks (option cache_index_and_filter_blocks) are slab blocks
+like data blocks, keyed the same way, evicted by the same CLOCK; a slot holding
+one is marked (Slot.meta) so its bytes are reported apart (meta_payload), and
+lookup_pin_meta finds them without counting in hits/misses, which stay the data
+blocks' hit ratio. The tables count index/filter lookups in the cache's
+MetaCounts. Otherwise index and filter blocks are held by their tables and only
+charged here (reserve).
+
 Thread safety: every method runs under the GIL and never releases it (no
 Python code is called from inside a method), so each call is atomic with
 respect to other threads. A slot being filled (alloc_pin .. publish) is pinned
@@ -24,7 +32,8 @@ Invariants (SlabCache.check() asserts them):
      DETACHED and FILLING slots are pinned and not in the hash.
   3. A slot with refs > 0 is never evicted, moved, or handed to another key.
   4. A FREE slot is on its class's free stack exactly once.
-  5. hits + misses == number of lookups.
+  5. hits + misses == number of data-block lookups (lookup_pin, lookup).
+  6. meta_payload == the sum of len over slots that are not FREE and have meta set.
 """
 from collections import OrderedDict
 
@@ -51,6 +60,7 @@ cdef enum:
 cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
 cdef uint32_t MIN_SLOT = 256
 cdef size_t MIN_PAGE = 4096
+cdef uint32_t CLOCK_PAGES = 32     # pages a donor search looks at (_clock_page)
 
 
 cdef inline uint64_t sid_of(uint32_t page, uint32_t idx) noexcept:
@@ -118,10 +128,14 @@ cdef class SlabCache:
             self.hkeys[i] = EMPTY
         self.hcount = 0
         self.payload = self.pinned_bytes = self.pinned_slots = 0
+        self.meta_payload = 0
+        self.meta.index_hits = self.meta.index_misses = 0
+        self.meta.filter_hits = self.meta.filter_misses = 0
         self.hits = self.misses = self.inserts = self.evictions = self.slab_moves = 0
         self.too_large = self.insert_failures = self.pages_released = self.detached = 0
         self.pages_defragmented = self.relocated = self.class_starved = 0
         self.win_count = 0
+        self.page_hand = 0
         self._set_pages_max()
 
     def __dealloc__(self):
@@ -316,6 +330,9 @@ cdef class SlabCache:
         self.payload -= s.len
         c.payload -= s.len
         c.items -= 1
+        if s.meta:
+            self.meta_payload -= s.len
+            s.meta = 0
         s.state = FREE
         pg.live -= 1
 
@@ -368,6 +385,52 @@ cdef class SlabCache:
                 return p
         return -1
 
+    cdef long long _clock_page(self, int exclude, double below) noexcept:
+        """CLOCK over pages, for a donor: from page_hand on, the first held page of
+        a class other than exclude (and, if below >= 0, evicting fewer than `below`
+        blocks per page recently) with no pinned slot and no block used since the
+        hand last passed; the used blocks of a page passed over lose their reference
+        bit (a second chance). A hot block in a class that rarely evicts (an index
+        or filter block alone in its page) is kept this way, a cold one given up.
+        Looks at most at min(2 x pages, CLOCK_PAGES) pages (twice round a small
+        cache, so a page passed over once is found the second time; in a large one
+        the hand goes on from there next time, so a call costs at most CLOCK_PAGES
+        pages' slots); if every page it looked at was used, the first of them that
+        qualifies otherwise; -1 if none qualifies."""
+        cdef uint32_t n = self.npages_max_alloc, p, i
+        cdef uint32_t budget
+        cdef long long first = -1
+        cdef Page* pg
+        cdef Slot* s
+        cdef SizeClass* c
+        cdef bint used
+        if n == 0:
+            return -1
+        budget = 2 * n if 2 * n < CLOCK_PAGES else CLOCK_PAGES
+        while budget:
+            budget -= 1
+            if self.page_hand >= n:
+                self.page_hand = 0
+            p = self.page_hand
+            self.page_hand += 1
+            pg = &self.pages[p]
+            if pg.mem == NULL or pg.cls < 0 or pg.cls == exclude or pg.pinned:
+                continue
+            c = &self.cls[pg.cls]
+            if below >= 0 and <double>c.win_evictions / c.npages >= below:
+                continue
+            used = False
+            for i in range(pg.nslots):
+                s = &pg.slots[i]
+                if s.state == USED and s.ref:
+                    s.ref = 0
+                    used = True
+            if not used:
+                return p
+            if first < 0:
+                first = p
+        return first
+
     cdef long long _new_page(self) except -2:
         """Map a page into an unheld entry; -1 if none is allowed."""
         cdef uint32_t p
@@ -387,13 +450,18 @@ cdef class SlabCache:
 
     cdef long long _donor_page(self, int exclude) noexcept:
         """A held page no slot of which is pinned, from the class that needs its pages
-        least: an empty page first, else the page under the CLOCK hand of the class
-        with the fewest recent evictions per page. -1 if every page is pinned."""
+        least: an empty page first, else a page none of whose blocks was used
+        lately (_clock_page), else the page under the CLOCK hand of the class with
+        the fewest recent evictions per page. -1 if every page is pinned."""
         cdef uint32_t p
         cdef int cold
+        cdef long long q
         for p in range(self.npages_max_alloc):
             if self.pages[p].mem != NULL and self.pages[p].cls != exclude and self.pages[p].live == 0:
                 return p
+        q = self._clock_page(exclude, -1)
+        if q >= 0:
+            return q
         cold = self._coldest_class(exclude)
         return self._unpinned_page_of(cold) if cold >= 0 else -1
 
@@ -406,13 +474,15 @@ cdef class SlabCache:
 
     cdef bint _rebalance(self, int ci) except -1:
         """Class ci must evict. Once it has evicted a page's worth of blocks since it
-        last asked, it takes a page from the class evicting the least per page,
-        when ci evicts more than twice as fast (hysteresis against ping-pong).
-        Every rebalance_every evictions all counts halve, so recent load counts
-        most. True if class ci got a page."""
+        last asked, it takes a page from a class evicting less than half as fast
+        per page (hysteresis against ping-pong): a page of such a class none of
+        whose blocks was used lately (_clock_page), else the page under the CLOCK
+        hand of the class evicting the least. Every rebalance_every evictions all
+        counts halve, so recent load counts most. True if class ci got a page."""
         cdef int k, cold
         cdef long long p = -1
         cdef SizeClass* c = &self.cls[ci]
+        cdef double rate
         self.win_count += 1
         if self.win_count >= self.rebalance_every:
             self.win_count = 0
@@ -420,12 +490,14 @@ cdef class SlabCache:
                 self.cls[k].win_evictions //= 2
         if c.win_evictions < c.per_page:
             return False
-        cold = self._coldest_class(ci)
-        if cold >= 0 and (<double>c.win_evictions / c.npages >
-                          2 * <double>self.cls[cold].win_evictions / self.cls[cold].npages):
-            p = self._unpinned_page_of(cold)
-            if p >= 0:
-                self._give_page(<uint32_t>p, ci)
+        rate = <double>c.win_evictions / c.npages
+        p = self._clock_page(ci, rate / 2)
+        if p < 0:
+            cold = self._coldest_class(ci)
+            if cold >= 0 and rate > 2 * <double>self.cls[cold].win_evictions / self.cls[cold].npages:
+                p = self._unpinned_page_of(cold)
+        if p >= 0:
+            self._give_page(<uint32_t>p, ci)
         c.win_evictions = 0
         return p >= 0
 
@@ -539,6 +611,8 @@ cdef class SlabCache:
                 memcpy(self.pages[sid_page(dst)].mem + <size_t>sid_idx(dst) * c.size,
                        vp.mem + <size_t>i * c.size, s.len)
                 d.key, d.len, d.refs, d.ref, d.state = s.key, s.len, 0, s.ref, USED
+                d.meta = s.meta
+                s.meta = 0
                 self.pages[sid_page(dst)].live += 1
                 h = self._hfind(s.key)
                 self.hvals[h] = dst
@@ -569,16 +643,11 @@ cdef class SlabCache:
 
     # ------------------------------------------------------------ the interface _table uses
 
-    cdef int lookup_pin(self, uint64_t key, Pin* out) except -1:
-        """1 and a pinned slot in out if key is cached; 0 (a miss) otherwise."""
-        cdef long long i = self._hfind(key)
-        cdef uint64_t sid
+    cdef int _pin_entry(self, long long i, Pin* out) noexcept:
+        """Pin the slot of hash entry i (a hit) and describe it in out; returns 1."""
+        cdef uint64_t sid = self.hvals[i]
         cdef Slot* s
         cdef Page* pg
-        if i < 0:
-            self.misses += 1
-            return 0
-        sid = self.hvals[i]
         pg = &self.pages[sid_page(sid)]
         s = &pg.slots[sid_idx(sid)]
         if s.refs == 0:
@@ -587,12 +656,53 @@ cdef class SlabCache:
             self.pinned_slots += 1
         s.refs += 1
         s.ref = 1
-        self.hits += 1
         self.cls[pg.cls].hits += 1
         out.slot = sid
         out.data = pg.mem + <size_t>sid_idx(sid) * self.cls[pg.cls].size
         out.len = s.len
         return 1
+
+    cdef int lookup_pin(self, uint64_t key, Pin* out) except -1:
+        """1 and a pinned slot in out if key is cached; 0 (a miss) otherwise.
+        Counted in hits/misses (data blocks)."""
+        cdef long long i = self._hfind(key)
+        if i < 0:
+            self.misses += 1
+            return 0
+        self.hits += 1
+        return self._pin_entry(i, out)
+
+    cdef int lookup_pin_meta(self, uint64_t key, Pin* out) noexcept:
+        """lookup_pin for an index or filter block: not counted in hits/misses
+        (the table counts it in meta)."""
+        cdef long long i = self._hfind(key)
+        if i < 0:
+            return 0
+        return self._pin_entry(i, out)
+
+    cdef void mark_meta(self, Pin* p) noexcept:
+        """Mark the slot p pins (filled by the caller) as an index or filter block."""
+        cdef Slot* s = self._slot(p.slot)
+        if not s.meta:
+            s.meta = 1
+            self.meta_payload += s.len
+
+    cdef void discard(self, uint64_t key) noexcept:
+        """Drop key from the cache (a block found bad after it was published); a
+        pinned slot is detached and freed when its last pin goes."""
+        cdef long long i = self._hfind(key)
+        cdef uint64_t sid
+        cdef Slot* s
+        if i < 0:
+            return
+        sid = self.hvals[i]
+        s = self._slot(sid)
+        self._hdelete_at(<uint64_t>i)
+        if s.refs:
+            s.state = DETACHED
+            self.detached += 1
+        else:
+            self._free_slot(sid)
 
     cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1:
         """1 and a pinned slot of n bytes for key (FILLING: write it, then publish or
@@ -616,6 +726,7 @@ cdef class SlabCache:
         s.len = <uint32_t>n
         s.refs = 1
         s.ref = 1
+        s.meta = 0
         s.state = FILLING
         pg.live += 1
         pg.pinned += 1
@@ -781,6 +892,12 @@ cdef class SlabCache:
             "evictions": self.evictions,
             "pinned_bytes": self.pinned_bytes,
             "pinned_blocks": self.pinned_slots,
+            "index_hits": self.meta.index_hits,
+            "index_misses": self.meta.index_misses,
+            "filter_hits": self.meta.filter_hits,
+            "filter_misses": self.meta.filter_misses,
+            "index_filter_cached": self.meta_payload,
+            "index_filter_resident": self.reserved,
             "page_size": self.page_size,
             "pages": self.pages_held,
             "pages_max": self.pages_max,
@@ -799,7 +916,7 @@ cdef class SlabCache:
 
     def check(self):
         """Assert the invariants of the module docstring (tests call this)."""
-        cdef uint64_t payload = 0, used = 0, pinned = 0, sid
+        cdef uint64_t payload = 0, used = 0, pinned = 0, meta = 0, sid
         cdef uint32_t p, i
         cdef Slot* s
         freeset = set()
@@ -821,6 +938,8 @@ cdef class SlabCache:
                     continue
                 assert sid not in freeset, f"slot {sid:#x} in use and on the free stack"
                 payload += s.len
+                if s.meta:
+                    meta += s.len
                 if s.refs:
                     pinned += s.len
                 if s.state == USED:
@@ -832,6 +951,7 @@ cdef class SlabCache:
                 assert s.len <= self.cls[self.pages[p].cls].size
         assert payload == self.payload, (payload, self.payload)
         assert pinned == self.pinned_bytes, (pinned, self.pinned_bytes)
+        assert meta == self.meta_payload, (meta, self.meta_payload)
         assert used == self.hcount, (used, self.hcount)
         assert self.payload <= <unsigned long long>self.pages_held * self.page_size
         assert self.hits + self.misses >= 0
@@ -1009,10 +1129,10 @@ cdef class ValueView:
 
 
 cdef class LRUCache:
-    """The plain LRU of bytes objects (block_cache='lru'), for comparison."""
-    cdef object _map
-    cdef readonly size_t capacity, charge, reserved
-    cdef readonly unsigned long long hits, misses, inserts, evictions
+    """The plain LRU of bytes objects (block_cache='lru'), for comparison. Index and
+    filter blocks are never in it: tables hold them resident and charge them here
+    (reserve), also with cache_index_and_filter_blocks; they count as hits in
+    index_hits and filter_hits."""
 
     def __cinit__(self, size_t capacity):
         self._map = OrderedDict()
@@ -1020,6 +1140,8 @@ cdef class LRUCache:
         self.charge = 0
         self.reserved = 0
         self.hits = self.misses = self.inserts = self.evictions = 0
+        self.meta.index_hits = self.meta.index_misses = 0
+        self.meta.filter_hits = self.meta.filter_misses = 0
 
     cpdef object lookup(self, object key):
         """The cached block or None; a hit becomes the most recently used."""
@@ -1090,6 +1212,12 @@ cdef class LRUCache:
             "inserts": self.inserts,
             "evictions": self.evictions,
             "pinned_bytes": 0,
+            "index_hits": self.meta.index_hits,
+            "index_misses": self.meta.index_misses,
+            "filter_hits": self.meta.filter_hits,
+            "filter_misses": self.meta.filter_misses,
+            "index_filter_cached": 0,
+            "index_filter_resident": self.reserved,
             "fragmentation_ratio": None,
             "slab_moves": 0,
         }

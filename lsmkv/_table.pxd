@@ -1,7 +1,7 @@
 cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from lsmkv._iterator cimport InternalIterator
-from lsmkv._cache cimport SlabCache, Pin
+from lsmkv._cache cimport SlabCache, Pin, MetaCounts
 
 # A block iterator's current key. p points at inl (no allocation) until a key
 # longer than inl arrives; then at a malloc'd buffer, freed with the iterator.
@@ -46,13 +46,20 @@ cdef class TableReader:
     cdef uint8_t* touched            # one bit per 64 KiB window of the mapping read so far
     cdef readonly uint64_t touched_bytes
     cdef bint use_mmap
-    cdef bytes index_data
+    cdef bytes index_data            # the index block when resident, else None (in the slab cache)
     cdef readonly uint64_t index_offset
-    cdef bytes filter_data
+    cdef uint64_t index_size         # stored size of the index block (its handle)
+    cdef size_t index_len            # its contents' length, checked at open and on every load
+    cdef bytes filter_data           # the filter block when resident, else None
+    cdef uint64_t filter_offset, filter_size
+    cdef size_t filter_len
+    cdef readonly bint index_cached  # the index block lives in the slab cache (evictable)
+    cdef readonly bint filter_cached
+    cdef MetaCounts* mc              # index/filter hit and miss counters (the cache's, or a dummy)
     cdef readonly object zdict       # python-zstandard's form of the dictionary (fallback reads)
     cdef object ztls
     cdef void* ddict                 # libzstd's digested dictionary, or NULL
-    cdef const uint8_t* fbits
+    cdef const uint8_t* fbits        # filter bits when resident, else NULL
     cdef uint64_t fnlines
     cdef int fk
     cdef object cache
@@ -60,7 +67,12 @@ cdef class TableReader:
     cdef size_t charged              # index + filter bytes reserved in the cache
     cdef bytes smallest_ukey, largest_ukey
     cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
-    cdef bint may_contain(self, uint64_t h) noexcept
+    cdef int may_contain(self, uint64_t h) except -1
+    cdef int _may_contain_cached(self, uint64_t h) except -1
+    cdef object _meta_block(self, uint64_t off, uint64_t size, size_t expect, bint is_filter, Pin* p)
+    cdef int load_index(self, BlockIter it) except -1
+    cdef int _warm(self, uint64_t off, bytes data) except -1
+    cdef int _load_index_cached(self, BlockIter it) except -1
     cdef bytes read_block(self, uint64_t off, uint64_t size)
     cdef bytes block(self, uint64_t off, uint64_t size)
     cdef void _touch(self, uint64_t off, uint64_t n) noexcept

@@ -48,12 +48,15 @@ class TableReader:
     properties: dict[str, Union[int, bytes, str]]
     touched_bytes: int
     index_offset: int
+    index_cached: bool          # the index block lives in the slab cache (cache_index_and_filter)
+    filter_cached: bool
     zdict: Any
-    def __init__(self, path: _Path, number: int, cache: Any = ..., use_mmap: bool = ...) -> None: ...
+    def __init__(self, path: _Path, number: int, cache: Any = ..., use_mmap: bool = ...,
+                 cache_index_and_filter: bool = ...) -> None: ...
     def close(self) -> None:
         """Release the file now (later reads raise ValueError). The DB never calls"""
     def memory_bytes(self) -> int:
-        """Bytes this open table keeps in memory: its index and filter blocks."""
+        """Bytes this open table keeps in memory: its resident index and filter"""
     def mapped_resident(self) -> int:
         """Bytes of this table's mapping that this process has touched, counted in"""
     def py_may_contain(self, key: _Buffer) -> bool: ...

@@ -28,6 +28,13 @@ Invariants:
      the file and the block's offset. Parsing never reads outside a block.
   3. The bloom filter holds every distinct user key of the table: may_contain()
      never answers False for a key that is in the table.
+  4. A table's index and filter blocks are either resident (bytes held by the
+     reader for its life, charged to the cache with reserve()) or, with
+     cache_index_and_filter, slab-cache blocks keyed like data blocks: warmed at
+     open, evictable, reloaded on a miss with the checksum verified and the
+     contents' length (and the filter's probe count) compared with what open
+     read, pinned only while a lookup or an iterator uses them. A block larger
+     than a slab page cannot be cached and stays resident.
 """
 import os
 import threading
@@ -73,7 +80,7 @@ cdef extern from "sys/mman.h" nogil:
     void* MAP_FAILED
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE)
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from lsmkv._cache cimport SlabCache, Pin, ValueView
+from lsmkv._cache cimport SlabCache, LRUCache, Pin, MetaCounts, ValueView
 from lsmkv._coding cimport (crc32c, murmur3_128, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
@@ -139,6 +146,24 @@ cdef object _decompressor():
         return _tls.d
 
 DEF MAX_BLOCK_CONTENT = 1 << 28   # a frame declaring more is corrupt (block_size is at most 64 MiB)
+
+cdef MetaCounts _uncounted      # index/filter counters of readers without a cache (never read)
+
+
+cdef inline bint bloom_probe(const uint8_t* bits, uint64_t nlines, int k, uint64_t h) noexcept:
+    """The blocked bloom filter's answer for bloom hash h (False: surely absent).
+    Every probe of one key falls in one 64-byte line (one cache miss)."""
+    cdef uint32_t h2 = <uint32_t>(h >> 32)
+    cdef const uint8_t* line = bits + ((h & 0xFFFFFFFFU) * nlines >> 32) * 64
+    cdef uint32_t bit
+    cdef int i
+    for i in range(k):
+        bit = h2 >> 23
+        if not (line[bit >> 3] & (1 << (bit & 7))):
+            return False
+        h2 *= 0x9E3779B9U
+    return True
+
 
 cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept nogil:
     cdef uint64_t h1, h2
@@ -670,8 +695,26 @@ def read_pool_stats():
 cdef class TableReader:
     """Opens an SST and answers point lookups; new_iterator() scans it.
 
-    Opening reads the footer, the index, filter and properties blocks (kept in
-    memory) and verifies their checksums."""
+    Opening reads the footer, the index, filter and properties blocks and
+    verifies their checksums. The index and filter blocks stay in memory, charged
+    to the cache (reserve), unless cache_index_and_filter is true and the cache
+    is a SlabCache: then they are cache blocks like data blocks, evictable, read
+    again (checksum verified) on a miss and pinned only while a lookup or an
+    iterator uses them (a block larger than a slab page stays in memory). With
+    an LRUCache or no cache they stay in memory either way.
+
+    >>> import tempfile, os
+    >>> from lsmkv._cache import SlabCache
+    >>> p = os.path.join(tempfile.mkdtemp(), "000001.sst")
+    >>> b = TableBuilder(p); b.py_add(b"k" + make_tag_py(1, 1).to_bytes(8, "little"), b"v")
+    >>> _ = b.finish()
+    >>> c = SlabCache(1 << 20)
+    >>> t = TableReader(p, 1, c, False, cache_index_and_filter=True)
+    >>> t.index_cached, t.memory_bytes(), t.py_get(b"k")
+    (True, 0, b'v')
+    >>> c.stats()["index_hits"], c.stats()["index_filter_cached"] > 0
+    (1, True)
+    """
 
     def __cinit__(self):
         self.fd = -1
@@ -681,22 +724,29 @@ cdef class TableReader:
         self.touched_bytes = 0
         self.ddict = NULL
 
-    def __init__(self, path, uint64_t number, cache=None, bint use_mmap=True):
+    def __init__(self, path, uint64_t number, cache=None, bint use_mmap=True,
+                 bint cache_index_and_filter=False):
         self.path = str(path)
         self.number = number
         self.cache = cache
         self.slab = cache if isinstance(cache, SlabCache) else None
+        if self.slab is not None:
+            self.mc = &self.slab.meta
+        elif isinstance(cache, LRUCache):
+            self.mc = &(<LRUCache>cache).meta
+        else:
+            self.mc = &_uncounted
         self.charged = 0
         self.use_mmap = use_mmap
         self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            self._open()
+            self._open(cache_index_and_filter and self.slab is not None)
         except BaseException:
             os.close(self.fd)
             self.fd = -1
             raise
 
-    def _open(self):
+    def _open(self, bint cache_meta):
         cdef uint64_t size = os.fstat(self.fd).st_size
         self.file_size = size
         if size < FOOTER_SIZE:
@@ -737,28 +787,57 @@ cdef class TableReader:
                 self.ddict = zddict_new(PyBytes_AS_STRING(dict_data), PyBytes_GET_SIZE(dict_data))
                 if self.ddict == NULL:
                     raise CorruptionError(self.path, h[6], "bad compression dictionary (libzstd refused it)")
-        self.index_offset = h[0]
-        self.index_data = self.read_block(h[0], h[1])
-        self.filter_data = self.read_block(h[2], h[3])
+        self.index_offset, self.index_size = h[0], h[1]
+        self.filter_offset, self.filter_size = h[2], h[3]
+        cdef bytes index_data = self.read_block(h[0], h[1])
+        cdef bytes filter_data = self.read_block(h[2], h[3])
         props = self.read_block(h[4], h[5])
         self.properties = decode_properties(props, self.path, h[4])
         self.smallest_ukey = self.properties.get("smallest_key", b"")
         self.largest_ukey = self.properties.get("largest_key", b"")
-        BlockIter().reset(self.index_data, self.path, h[0])   # validates the restart array
-        cdef size_t fn = PyBytes_GET_SIZE(self.filter_data)
+        BlockIter().reset(index_data, self.path, h[0])   # validates the restart array
+        cdef size_t fn = PyBytes_GET_SIZE(filter_data)
+        self.index_len = PyBytes_GET_SIZE(index_data)
+        self.filter_len = fn
         if fn == 0:
             self.fnlines = 0
             self.fk = 0
         else:
-            self.fbits = <const uint8_t*>PyBytes_AS_STRING(self.filter_data)
-            self.fk = self.fbits[fn - 1]
+            self.fk = (<const uint8_t*>PyBytes_AS_STRING(filter_data))[fn - 1]
             self.fnlines = (fn - 1) // 64
             if self.fk < 1 or self.fk > 30 or self.fnlines == 0 or (fn - 1) % 64 != 0:
                 raise CorruptionError(self.path, h[2], "bad bloom filter parameters")
+        # cache_meta: index and filter become slab blocks (warmed now) unless larger than a page
+        self.index_cached = cache_meta and self.index_len <= self.slab.page_size
+        self.filter_cached = cache_meta and 0 < fn <= self.slab.page_size
+        if self.index_cached:
+            self._warm(h[0], index_data)
+        else:
+            self.index_data = index_data
+        if self.filter_cached:
+            self._warm(h[2], filter_data)
+        else:
+            self.filter_data = filter_data
+            if fn:
+                self.fbits = <const uint8_t*>PyBytes_AS_STRING(filter_data)
         if self.cache is not None:
-            # index and filter stay in memory while the table is open: charged to the cache
-            self.charged = PyBytes_GET_SIZE(self.index_data) + fn
-            self.cache.reserve(self.charged)
+            # resident index and filter stay in memory while the table is open: charged to the cache
+            self.charged = self.memory_bytes()
+            if self.charged:
+                self.cache.reserve(self.charged)
+
+    cdef int _warm(self, uint64_t off, bytes data) except -1:
+        """Put a meta block read at open into the slab cache (a failed insert is a
+        later miss)."""
+        cdef Pin p
+        cdef size_t n = PyBytes_GET_SIZE(data)
+        if not self.slab.alloc_pin((self.number << 40) | off, n, &p):
+            return 0
+        memcpy(<void*>p.data, PyBytes_AS_STRING(data), n)
+        self.slab.mark_meta(&p)
+        self.slab.publish(&p)
+        self.slab.unpin(p.slot)
+        return 0
 
     def __dealloc__(self):
         if self.charged and self.cache is not None:
@@ -793,25 +872,78 @@ cdef class TableReader:
                 cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(self.largest_ukey),
                           PyBytes_GET_SIZE(self.largest_ukey)) <= 0)
 
-    cdef bint may_contain(self, uint64_t h) noexcept:
-        """False only if the user key with bloom hash h is surely absent.
-        Every probe of one key falls in one 64-byte line (one cache miss)."""
+    cdef int may_contain(self, uint64_t h) except -1:
+        """0 only if the user key with bloom hash h is surely absent, else 1.
+        A resident filter is probed in place (counted as a filter hit); a cached
+        one is pinned for the probe (and loaded on a miss, which may raise
+        CorruptionError or OSError)."""
+        if self.fbits != NULL:
+            self.mc.filter_hits += 1
+            return bloom_probe(self.fbits, self.fnlines, self.fk, h)
         if self.fnlines == 0:
-            return True
-        cdef uint32_t h2 = <uint32_t>(h >> 32)
-        cdef const uint8_t* line = self.fbits + ((h & 0xFFFFFFFFU) * self.fnlines >> 32) * 64
-        cdef uint32_t bit
-        cdef int i
-        for i in range(self.fk):
-            bit = h2 >> 23
-            if not (line[bit >> 3] & (1 << (bit & 7))):
-                return False
-            h2 *= 0x9E3779B9U
-        return True
+            return 1
+        return self._may_contain_cached(h)
+
+    cdef int _may_contain_cached(self, uint64_t h) except -1:
+        cdef Pin p
+        cdef int r
+        b = self._meta_block(self.filter_offset, self.filter_size, self.filter_len, True, &p)
+        if b is not None:           # the cache could not take it: probe this copy
+            return bloom_probe(<const uint8_t*>PyBytes_AS_STRING(b), self.fnlines, self.fk, h)
+        r = bloom_probe(p.data, self.fnlines, self.fk, h)
+        self.slab.unpin(p.slot)
+        return r
+
+    cdef object _meta_block(self, uint64_t off, uint64_t size, size_t expect, bint is_filter, Pin* p):
+        """The cached index or filter block at off: None with its slot pinned in p
+        (a hit, or loaded and verified on a miss), or the block as bytes when the
+        cache cannot take it. A loaded block whose contents differ in length (or,
+        for the filter, in probe count) from what open read raises CorruptionError."""
+        cdef uint64_t key = (self.number << 40) | off
+        if self.slab.lookup_pin_meta(key, p):
+            if is_filter:
+                self.mc.filter_hits += 1
+            else:
+                self.mc.index_hits += 1
+            return None
+        if is_filter:
+            self.mc.filter_misses += 1
+        else:
+            self.mc.index_misses += 1
+        b = self._fill_slab(key, off, size, p)
+        if b is None:
+            if p.len != expect or (is_filter and p.data[expect - 1] != self.fk):
+                self.slab.discard(key)
+                self.slab.unpin(p.slot)
+                raise CorruptionError(self.path, off, f"{'filter' if is_filter else 'index'} block "
+                                                      f"differs from the one read at open")
+            self.slab.mark_meta(p)
+            return None
+        if <size_t>PyBytes_GET_SIZE(b) != expect or (is_filter and (<const uint8_t*>PyBytes_AS_STRING(b))[expect - 1] != self.fk):
+            raise CorruptionError(self.path, off, f"{'filter' if is_filter else 'index'} block "
+                                                  f"differs from the one read at open")
+        return b
+
+    cdef int load_index(self, BlockIter it) except -1:
+        """Point it at the index block: the resident bytes (an index hit), or the
+        cached slot, pinned by it until its next reset."""
+        if self.index_data is not None:
+            self.mc.index_hits += 1
+            return it.reset(self.index_data, self.path, self.index_offset)
+        return self._load_index_cached(it)
+
+    cdef int _load_index_cached(self, BlockIter it) except -1:
+        cdef Pin p
+        b = self._meta_block(self.index_offset, self.index_size, self.index_len, False, &p)
+        if b is None:
+            return it.reset_pinned(self.slab, &p, self.path, self.index_offset)
+        return it.reset(b, self.path, self.index_offset)
 
     def memory_bytes(self):
-        """Bytes this open table keeps in memory: its index and filter blocks."""
-        return PyBytes_GET_SIZE(self.index_data) + PyBytes_GET_SIZE(self.filter_data)
+        """Bytes this open table keeps in memory: its resident index and filter
+        blocks (0 for those that live in the block cache)."""
+        return ((PyBytes_GET_SIZE(self.index_data) if self.index_data is not None else 0) +
+                (PyBytes_GET_SIZE(self.filter_data) if self.filter_data is not None else 0))
 
     def mapped_resident(self):
         """Bytes of this table's mapping that this process has touched, counted in
@@ -821,7 +953,7 @@ cdef class TableReader:
         return self.touched_bytes
 
     def py_may_contain(self, key):
-        return self.may_contain(bloom_hash_py(key))
+        return bool(self.may_contain(bloom_hash_py(key)))
 
     cdef bytes read_block(self, uint64_t off, uint64_t size):
         """A block's contents, checksum verified. The handle is checked against the
@@ -955,7 +1087,7 @@ cdef class TableReader:
         cdef uint64_t off, size, tag
         cdef size_t ukn = ikn - TAG_SIZE
         cdef int kind
-        it.reset(self.index_data, self.path, self.index_offset)
+        self.load_index(it)         # a cached index stays pinned by it until the data block replaces it
         it.seek(ikey, ikn)
         if not it.valid:
             return None
@@ -1062,7 +1194,7 @@ cdef class TableIterator(InternalIterator):
     def __cinit__(self, TableReader table):
         self.table = table
         self.index = BlockIter()
-        self.index.reset(table.index_data, table.path, table.index_offset)
+        table.load_index(self.index)        # a cached index stays pinned while the iterator lives
         self.data = BlockIter()
         self.have_block = False
 

@@ -92,7 +92,7 @@ def run_compaction(db, inputs, output_level, bottommost):
                 edit.delete_file(level, f.number)
         for m in result["outputs"]:
             edit.add_file(output_level, FileMeta.from_meta(m["number"], m))
-        db._preopen_tables([m["number"] for m in result["outputs"]])
+        db._preopen_tables([m["number"] for m in result["outputs"]], output_level)
 
         def installed():
             stats = db._stat

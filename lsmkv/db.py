@@ -389,7 +389,7 @@ class DB(CoreDB):
             path = filenames.table_name(self.path, f.number)
             if not os.path.exists(path):
                 raise CorruptionError(path, None, "table named by the manifest is missing")
-            self._open_table(f.number)
+            self._open_table(f.number, level)
         # replay the logs the manifest does not cover, oldest first
         logs = sorted(p[1] for p in parsed.values() if p and p[0] == "log" and p[1] >= vs.log_number)
         for p in parsed.values():
@@ -470,7 +470,7 @@ class DB(CoreDB):
                              self._oldest_snapshot(), False, self._now_ms(), _NO_LIMIT, self._stat)
         for m in metas:
             number = self._number_of(m)
-            self._open_table(number)
+            self._open_table(number, 0)
             edit.add_file(0, FileMeta.from_meta(number, m))
             self._pending_outputs.discard(number)
             self._stat["flushes"] += 1
@@ -507,11 +507,20 @@ class DB(CoreDB):
             return getattr(self._tls, "worker", self._workers[0]).run(job)
         return run_job(job)
 
-    def _open_table(self, number):
+    def _cache_meta(self, level):
+        """Whether a table opened at level keeps its index and filter blocks in the
+        block cache (evictable) rather than resident: option
+        cache_index_and_filter_blocks, but not for L0 tables while
+        pin_l0_index_and_filter (every get reads them). A table never changes
+        level: compaction writes new files, so the choice made at open holds."""
+        o = self.options
+        return o.cache_index_and_filter_blocks and not (level == 0 and o.pin_l0_index_and_filter)
+
+    def _open_table(self, number, level):
         t = self._tables.get(number)
         if t is None:
             t = TableReader(filenames.table_name(self.path, number), number, self._cache,
-                            self.options.mmap_reads)
+                            self.options.mmap_reads, self._cache_meta(level))
             self._tables[number] = t
         return t
 
@@ -521,11 +530,11 @@ class DB(CoreDB):
     def _install(self, mem, imms):
         """Publish a new SuperVersion from the current version (mutex held)."""
         v = self._versions.current
-        l0 = tuple(self._open_table(f.number) for f in v.levels[0])
+        l0 = tuple(self._open_table(f.number, 0) for f in v.levels[0])
         levels = []
-        for files in v.levels[1:]:
+        for level, files in enumerate(v.levels[1:], 1):
             if files:
-                levels.append((tuple(self._open_table(f.number) for f in files),
+                levels.append((tuple(self._open_table(f.number, level) for f in files),
                                [f.largest for f in files],
                                [f.smallest_user_key for f in files]))
         self.sv = SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
@@ -967,7 +976,7 @@ class DB(CoreDB):
         edit = VersionEdit()
         for number, m in zip(numbers, metas):
             edit.add_file(0, FileMeta.from_meta(number, m))
-        self._preopen_tables(numbers)
+        self._preopen_tables(numbers, 0)
         with self.mutex:
             sv = self.sv
             remaining = tuple(m for m in sv.imms if m is not imm)
@@ -1016,11 +1025,11 @@ class DB(CoreDB):
                 if installed is not None:
                     installed()
 
-    def _preopen_tables(self, numbers):
-        """Open new tables (reading their index and filter) before the mutex is taken
-        to install them."""
+    def _preopen_tables(self, numbers, level):
+        """Open new tables of level (reading their index and filter) before the
+        mutex is taken to install them."""
         opened = [(n, TableReader(filenames.table_name(self.path, n), n, self._cache,
-                                  self.options.mmap_reads)) for n in numbers]
+                                  self.options.mmap_reads, self._cache_meta(level))) for n in numbers]
         with self.mutex:
             for n, t in opened:
                 self._tables.setdefault(n, t)
@@ -1307,7 +1316,10 @@ class DB(CoreDB):
         cache_payload: block bytes in the cache; cache_overhead: slab bytes held
         beyond the payload plus the cache's bookkeeping; pinned: the part of the
         payload readers pin now (included in cache_payload); index_filter: index
-        and filter blocks of open tables; wal_mapped: log files mapped and
+        and filter blocks open tables hold resident (with
+        cache_index_and_filter_blocks, those in the block cache are part of
+        cache_payload instead: stats()["block_cache"]["index_filter_cached"]);
+        wal_mapped: log files mapped and
         populated for appends; sst_mapped: the 64 KiB windows of table mappings
         reads touched (what fault-around maps into the RSS while the files stay
         in the page cache, which the kernel may drop); read_buffers: pooled pread

@@ -33,6 +33,12 @@ class Options:
     >>> with lsmkv.DB(tempfile.mkdtemp(), opts, block_size=16 << 10) as db:
     ...     db.options.write_buffer_size, db.options.block_size
     (8388608, 16384)
+    >>> with lsmkv.DB(tempfile.mkdtemp(), cache_index_and_filter_blocks=True,
+    ...               pin_l0_index_and_filter=False) as db:    # index/filter blocks: cache blocks
+    ...     db.put(b"k", b"v"); db.flush()
+    ...     bc = db.stats()["block_cache"]
+    ...     db.get(b"k"), db.memory_usage()["index_filter"], bc["index_filter_cached"] > 0
+    (b'v', 0, True)
     >>> lsmkv.Options(block_size=100)
     Traceback (most recent call last):
       ...
@@ -60,8 +66,12 @@ class Options:
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached (+ index/filter charged)
     block_cache: str = "slab"                  # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU
-    slab_page_size: int = 1 * MiB              # slab page (smaller for caches under 16 pages)
+    slab_page_size: int = 1 * MiB              # slab page (halved, down to 64 KiB, for caches under 256 pages)
     slab_growth_factor: float = 1.08           # size-class growth: internal waste <= this - 1
+    cache_index_and_filter_blocks: bool = False  # True: index/filter blocks are slab-cache blocks
+                                               # (evictable, reloaded on a miss); False: resident
+                                               # per open table, charged to the cache. 'lru': resident
+    pin_l0_index_and_filter: bool = True       # with the above: L0 tables' index/filter stay resident
     target_file_size_base: int = 64 * MiB      # compaction output file size
     level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
     level0_slowdown_writes_trigger: int = 20   # L0 files at which writes are paced to delayed_write_rate
@@ -160,7 +170,8 @@ class Options:
         if self.background_priority not in ("low", "normal"):
             raise ValueError(f"option background_priority must be 'low' or 'normal', "
                              f"got {self.background_priority!r}")
-        for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads"):
+        for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads",
+                     "cache_index_and_filter_blocks", "pin_l0_index_and_filter"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")
         if not callable(self.clock):
