@@ -9,10 +9,12 @@ synthetic samples (tests/test_adaptive.py); the DB feeds it and applies its answ
 
 What more memory buys, measured on this engine (docs/tuning.md, "Adaptive split"):
 - memtables: fewer, larger L0 files, so less compaction per byte written and fewer
-  writer stalls. A larger skiplist is NOT faster per put: 3M random puts ran at
-  317k/s with 4 MiB buffers (2.8 s of stalls), 347k/s with 16 MiB (0.4 s) and
-  263k/s with 64 MiB (0.4 s; the skiplist outgrows the CPU caches). So memtables
-  grow only while writers stall, never merely because the load is write-heavy.
+  writer stalls; where keys are overwritten, more overwrites absorbed before the
+  flush (only the newest version of a key reaches L0). A larger skiplist is NOT
+  faster per put: 3M random puts ran at 317k/s with 4 MiB buffers (2.8 s of
+  stalls), 347k/s with 16 MiB (0.4 s) and 263k/s with 64 MiB (0.4 s; the skiplist
+  outgrows the CPU caches). So memtables grow only while writers stall or while
+  they absorb overwrites, never merely because the load is write-heavy.
 - block cache: hits instead of reads and decompression, which matters only when the
   cache is full and still missing.
 
@@ -29,8 +31,43 @@ in the read phase, answered the 5% of writes waiting for that 112 MiB flush with
 more growth. Hence: flush waits grow the memtables up to flush_max_size (budget/8),
 and a read-mostly load never grows them.
 
-Policy, one decision per sample (the smallest memtable that does not stall, and
-all the rest to the cache):
+The fourth round (bench/phaseshift.py --repeat 3, uniform random puts) had adaptive
+tie the small split in the median and lose best-of-3: it started at the user's 64 MiB
+and spent the first seconds probing down, and a uniform write phase gives a larger
+memtable nothing to do. Hence: with adaptive_memory the write buffer starts at
+min_size (DB.__init__), and a second reason to grow, the one RocksDB users raise
+write_buffer_size for: overwrites that a bigger memtable absorbs. Flushes report
+how many of a memtable's entries reached L0 (kept); absorb_gain predicts from kept
+what doubling would save, and growth and probing both follow that prediction.
+
+The fifth round (hotset workload, docs/tuning.md) grew the memtables to max_size (112
+MiB of 256) on absorbed overwrites and met the target in 4 runs of 5. In its worst run
+the cache got its memory back only after two ~100 MiB memtables had been flushed one
+after the other (13 s of the read phase with a 152 MiB cache). A sixth round capped
+that growth at flush_max_size (32 MiB) to hand memory back sooner, and lost more in
+the read phase instead: 32 MiB memtables leave ~80 MiB of L0 files at the shift,
+L0->L1 compaction takes ~15 s on a loaded machine, and until it ends every L0 file's
+stale versions enlarge what the reads need cached (hit ratio ~0.73 with a 252 MiB
+cache, ~0.9 once the compaction ended). Few big L0 files, from memtables that absorbed
+the overwrites, cost the read phase less than a fast hand-back gains, so the cap is
+max_size again. Kept from the sixth round: a shift to reads that shows in one sample
+(under READ_NOW writes) shrinks the memtables without waiting ~1 s for the smoothed
+share.
+
+The last change: the overwrite rule goes before the stall rule. With it after,
+stalls doubled 4 -> 8 -> 16 -> 32 MiB first and each move waited for two flushes at
+the new size, so overwrites reached 112 MiB only 4-5.5 s into the write phase; first,
+it moved 4 -> 112 MiB at the first sample (hotset: 1.04x -> 1.14x the better fixed
+split in the median).
+
+Policy, one decision per sample (the smallest memtable that neither stalls nor
+loses absorbed overwrites, and all the rest to the cache), in this order:
+  grow   (in one move, up to max_size) to absorb overwrites: the load is not
+         read-mostly, the cache is not starved (full and missing while read), at
+         least ABSORB_FLUSHES flushes since the last move, and absorb_target finds
+         a doubling that flushes ABSORB_GAIN fewer of the bytes written (compaction
+         then rewrites each byte not flushed less often, too); it grows to the
+         largest size whose doubling step still saves that much;
   grow   (write buffer x2) when writers stalled for more than STALL_FRACTION of the
          interval and the load is not read-mostly: up to flush_max_size when they
          waited for a flush (memtables full), up to l0_max_size when L0 had too many
@@ -38,11 +75,13 @@ all the rest to the cache):
          Waits for the budget itself are not counted. The size grown to becomes a
          floor that probing does not cross for FLOOR_SAMPLES samples.
   shrink (to min_size at once) for the cache: the load is read-mostly (smoothed
-         write share below READ_MOSTLY), the cache is full (usage >= CACHE_FULL x
-         capacity) and it misses (hit ratio below HIT_ENOUGH);
-  shrink (probe) when writes go on, the load is not read-mostly and no writer
-         stalled for QUIET_SAMPLES samples, down to the floor: a smaller skiplist
-         is faster per put, and the cache gets the difference.
+         write share below READ_MOSTLY, or the last sample's below READ_NOW), the
+         cache is full (usage >= CACHE_FULL x capacity) and it misses (hit ratio
+         below HIT_ENOUGH);
+  shrink (probe) when writes go on, the load is not read-mostly, no writer stalled
+         for QUIET_SAMPLES samples and ABSORB_FLUSHES flushes at this size showed
+         that half of it would lose less than ABSORB_GAIN, down to the floor: a
+         smaller skiplist is faster per put, and the cache gets the difference.
   hold   otherwise. Moves are at least HOLD_SAMPLES samples apart (hysteresis: a
          change must have time to show in the next samples).
 
@@ -51,16 +90,20 @@ max_write_buffer_number plus the cache floor fit in the budget.
 """
 
 import collections
+import math
 from dataclasses import dataclass
 
 STALL_FRACTION = 0.05   # writers stalled for > 5% of the interval: memtables are too small
 READ_MOSTLY = 0.2       # < 20% of operations are writes: reads decide
+READ_NOW = 0.1          # < 10% writes in the last sample alone: reads may take the memory
 CACHE_FULL = 0.9        # the cache holds >= 90% of its capacity
 HIT_ENOUGH = 0.99       # a cache that hits 99% gains little from more memory
 EWMA = 0.5              # weight of the newest sample in the smoothed write share
 HOLD_SAMPLES = 2        # samples between two moves
 QUIET_SAMPLES = 2       # samples without a stall before probing a smaller write buffer
 FLOOR_SAMPLES = 60      # samples a size that was grown to stays the probing floor
+ABSORB_GAIN = 0.1       # grow when doubling would flush >= 10% fewer of the bytes written
+ABSORB_FLUSHES = 2      # flushes since the last move before their overwrites are judged
 MIN_WRITE_BUFFER = 1 << 20
 HISTORY = 32
 
@@ -77,6 +120,80 @@ class Sample:
     cache_misses: int
     cache_usage: int        # payload + reserved (index/filter) bytes held now
     cache_capacity: int
+    flushes: int = 0        # memtables flushed in the interval
+    flushed_entries: int = 0     # entries those memtables held
+    flush_output_entries: int = 0   # entries their L0 files got (overwritten ones dropped)
+
+
+def _kept(x):
+    """Flush output / memtable entries for x = memtable puts / hot keys (see absorb_gain)."""
+    return (1 - math.exp(-x)) / x
+
+
+def overwrite_depth(kept):
+    """x = memtable puts / hot-set keys that explains kept = flush output entries /
+    memtable entries, solved by bisection ((1 - e^-x)/x falls from 1 at x=0 to 0).
+
+    >>> round(overwrite_depth(0.5), 3), overwrite_depth(1.0)
+    (1.594, 0.0)
+    """
+    if not 0 < kept < 1:
+        return 0.0 if kept >= 1 else math.inf
+    lo, hi = 0.0, 1e6
+    for _ in range(100):
+        x = (lo + hi) / 2
+        if _kept(x) > kept:
+            lo = x
+        else:
+            hi = x
+    return (lo + hi) / 2
+
+
+def absorb_gain(kept, scale=1.0):
+    """Fraction of the bytes written that doubling the write buffer would stop
+    flushing, predicted from kept = flush output entries / memtable entries
+    measured at the current size (1.0: no overwrite absorbed); scale=0.5 predicts
+    it for the doubling from half the current size (what a halving would lose).
+
+    Model: puts spread evenly over a hot set of H keys; a memtable of n puts keeps
+    H(1 - e^-x) distinct keys, x = n/H, so kept = (1 - e^-x)/x. Doubling keeps
+    (1 - e^-2x)/2x = kept (1 + e^-x)/2, a saving of kept (1 - e^-x)/2 per byte
+    written. Uniform random keys over a large space give kept ~ 1 and a gain ~ 0;
+    a hot set a few times larger than the memtable gives the most.
+
+    >>> round(absorb_gain(1.0), 3), round(absorb_gain(0.6), 2), round(absorb_gain(0.05), 3)
+    (0.0, 0.2, 0.025)
+    >>> round(absorb_gain(0.23, scale=0.5), 2)       # 64 MiB keeps 23%: 32 -> 64 saved 18%
+    0.18
+    """
+    x = overwrite_depth(kept) * scale
+    if x <= 0 or math.isinf(x):
+        return 0.0
+    k = _kept(x)
+    return k * (1 - math.exp(-x)) / 2
+
+
+def absorb_target(kept, size, max_size):
+    """The write buffer the overwrites measured at size call for: the largest
+    size x 2^j (capped at max_size) whose doubling step into it still saves
+    ABSORB_GAIN of the bytes written (absorb_gain's model, looking ahead: the
+    saving of one doubling is small when a memtable holds a small part of the hot
+    set and grows with it, so a myopic step-by-step rule would stop too early or
+    take many samples). Returns size when no step pays.
+
+    >>> MiB = 1 << 20
+    >>> absorb_target(0.876, 4 * MiB, 112 * MiB) // MiB     # a hot set ~4x a 4 MiB memtable
+    112
+    >>> absorb_target(0.995, 4 * MiB, 112 * MiB) // MiB     # uniform keys: nothing to absorb
+    4
+    """
+    best = size
+    s = size
+    while s < max_size:
+        if absorb_gain(kept, s / size) >= ABSORB_GAIN:
+            best = min(s * 2, max_size)
+        s *= 2
+    return best
 
 
 def bounds(budget, max_write_buffer_number, floor):
@@ -110,6 +227,8 @@ class AdaptiveSplit:
         self._since_move = HOLD_SAMPLES
         self._quiet = 0              # samples since a writer last stalled
         self._floor = self.min_size  # probing does not shrink below this
+        self._flushes = 0            # flushes since the last move
+        self.kept = None             # flush output / memtable entries, smoothed since the last move
         self.history = collections.deque(maxlen=HISTORY)
 
     def decide(self, s):
@@ -125,6 +244,9 @@ class AdaptiveSplit:
         flush_stalled = s.seconds > 0 and s.flush_stall_seconds > limit
         l0_stalled = s.seconds > 0 and s.l0_stall_seconds > limit
         read_mostly = self.write_share is not None and self.write_share < READ_MOSTLY
+        # a shift to reads shows in one sample before the smoothed share follows: the
+        # cache may take the memory one second sooner (never for growth decisions)
+        reads_now = ops > 0 and s.writes < READ_NOW * ops
         stalled = (flush_stalled or l0_stalled) and not read_mostly
         self._quiet = 0 if stalled else self._quiet + 1
         if self._quiet >= FLOOR_SAMPLES:
@@ -132,10 +254,24 @@ class AdaptiveSplit:
         lookups = s.cache_hits + s.cache_misses
         hit_ratio = s.cache_hits / lookups if lookups else 1.0
         cache_full = s.cache_capacity > 0 and s.cache_usage >= CACHE_FULL * s.cache_capacity
+        cache_starved = bool(s.reads) and cache_full and hit_ratio < HIT_ENOUGH
+        if s.flushes and s.flushed_entries:
+            kept = min(1.0, s.flush_output_entries / s.flushed_entries)
+            self.kept = kept if not self._flushes else EWMA * kept + (1 - EWMA) * self.kept
+            self._flushes += s.flushes
+        judged = self._flushes >= ABSORB_FLUSHES
         if self._since_move < HOLD_SAMPLES:
             return self.size
         new, reason = self.size, None
-        if stalled:
+        target = absorb_target(self.kept, self.size, self.max_size) if judged else self.size
+        if s.writes and not read_mostly and not cache_starved and target > self.size:
+            # before the stall rule: where overwrites call for a bigger memtable, one
+            # move there beats doubling on stalls and waiting for flushes at each size
+            new = target
+            reason = (f"grow: flushes kept {100 * self.kept:.0f}% of the memtables' entries "
+                      f"(overwrites absorbed); each doubling up to {target >> 20} MiB flushes "
+                      f">= {100 * ABSORB_GAIN:.0f}% fewer of the bytes written")
+        elif stalled:
             top = self.flush_max_size if flush_stalled else self.l0_max_size
             if self.size < top:
                 new = min(self.size * 2, top)
@@ -143,13 +279,14 @@ class AdaptiveSplit:
                 what = "for a flush" if flush_stalled else "on L0's file count"
                 reason = (f"grow: writers waited {what} "
                           f"{max(s.flush_stall_seconds, s.l0_stall_seconds):.2f} s of {s.seconds:.2f} s")
-        elif self.size > self.min_size and s.reads and read_mostly and cache_full \
+        elif self.size > self.min_size and s.reads and (read_mostly or reads_now) and cache_full \
                 and hit_ratio < HIT_ENOUGH:
             new = self.min_size
-            reason = (f"shrink: {100 * (1 - self.write_share):.0f}% reads, cache full "
+            reason = (f"shrink: {100 * s.reads / ops:.0f}% reads, cache full "
                       f"({s.cache_usage / s.cache_capacity:.2f}), hit ratio {hit_ratio:.3f}")
         elif s.writes and not read_mostly and self._quiet >= QUIET_SAMPLES \
-                and self.size // 2 >= self._floor:
+                and self.size // 2 >= self._floor and judged \
+                and absorb_gain(self.kept, 0.5) < ABSORB_GAIN:
             new = max(self.size // 2, self.min_size)
             reason = f"probe: no writer stall for {self._quiet} samples"
         if reason is None or new == self.size:
@@ -162,6 +299,7 @@ class AdaptiveSplit:
         self.size = new
         self.last_reason = reason
         self._since_move = 0
+        self._flushes = 0            # judge the new size by its own flushes
         return new
 
     def stats(self):
@@ -171,4 +309,6 @@ class AdaptiveSplit:
                 "flush_max_write_buffer_size": self.flush_max_size, "samples": self.samples,
                 "grows": self.grows, "shrinks": self.shrinks,
                 "write_share": None if self.write_share is None else round(self.write_share, 3),
-                "probe_floor": self._floor, "last_reason": self.last_reason, "history": list(self.history)}
+                "probe_floor": self._floor,
+                "flush_kept": None if self.kept is None else round(self.kept, 3),
+                "last_reason": self.last_reason, "history": list(self.history)}

@@ -294,8 +294,12 @@ class DB(CoreDB):
         self._adaptive_prev = None             # (counters, monotonic time) of the last sample
         self._adaptive_switches = 0            # memtables switched early to hand memory to the cache
         if opts.adaptive_memory:
-            self._adaptive = AdaptiveSplit(opts.write_buffer_size, *adaptive_bounds(
-                opts.memory_budget, opts.max_write_buffer_number, opts.memory_budget // 8))
+            # it starts at the smallest write buffer (the cache gets the rest): stalls
+            # and absorbed overwrites grow it within a few samples, while a start at
+            # write_buffer_size took seconds of probing to give the cache its share
+            lo, l0, fl, hi = adaptive_bounds(opts.memory_budget, opts.max_write_buffer_number,
+                                             opts.memory_budget // 8)
+            self._adaptive = AdaptiveSplit(lo, lo, l0, fl, hi)
             self.write_buffer_size = self._adaptive.size
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
         self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
@@ -310,7 +314,8 @@ class DB(CoreDB):
                           wal_recovery_dropped_logs=0, wal_recovery_gap=None,
                           recovered_records=0, dropped_hidden=0, dropped_deletes=0,
                           ttl_dropped=0, logs_deleted=0, file_delete_errors=0,
-                          heap_trims=0, heap_trim_seconds=0.0)
+                          heap_trims=0, heap_trim_seconds=0.0,
+                          flushed_entries=0, flush_output_entries=0)
         self._compact_pointers = {}          # level -> largest user key of its last compaction
         self._pace = 0.0                     # delayed writes: when the bytes written so far are paid for
         self._garbage_checked_version = None
@@ -581,13 +586,16 @@ class DB(CoreDB):
 
     def _adaptive_counters(self):
         """(writes, reads, flush stall s, L0 stall s, cache hits, misses, usage,
-        capacity) now. Budget stalls are left out: memtables that wait for budget
-        must not be answered with bigger memtables."""
+        capacity, flushes, flushed entries, flush output entries) now. Budget stalls
+        are left out: memtables that wait for budget must not be answered with
+        bigger memtables."""
         c = self._cache.stats()
-        flush_wait = self._stat["memtable_stall_seconds"] - self._budget["stall_seconds"]
+        st = self._stat
+        flush_wait = st["memtable_stall_seconds"] - self._budget["stall_seconds"]
         return (self.n_puts + self.n_deletes, self.n_gets, flush_wait,
-                self._stat["stall_seconds"] - self._stat["memtable_stall_seconds"],
-                c["hits"], c["misses"], c["usage"] + c["reserved"], c["capacity"])
+                st["stall_seconds"] - st["memtable_stall_seconds"],
+                c["hits"], c["misses"], c["usage"] + c["reserved"], c["capacity"],
+                st["flushes"], st["flushed_entries"], st["flush_output_entries"])
 
     def _adaptive_tick(self, now=None):
         """Sample the counters, let the policy decide, apply its answer. A smaller
@@ -607,7 +615,8 @@ class DB(CoreDB):
             sample = Sample(seconds=now - t0, writes=cur[0] - p[0], reads=cur[1] - p[1],
                             flush_stall_seconds=cur[2] - p[2], l0_stall_seconds=cur[3] - p[3],
                             cache_hits=cur[4] - p[4], cache_misses=cur[5] - p[5],
-                            cache_usage=cur[6], cache_capacity=cur[7])
+                            cache_usage=cur[6], cache_capacity=cur[7], flushes=cur[8] - p[8],
+                            flushed_entries=cur[9] - p[9], flush_output_entries=cur[10] - p[10])
             old = self.write_buffer_size
             new = self._adaptive.decide(sample)
             if new == old:
@@ -990,6 +999,8 @@ class DB(CoreDB):
             self._install(sv.mem, tuple(m for m in sv.imms if m is not imm))
             self._stat["flush_bytes"] += sum(m["file_size"] for m in metas)
             self._stat["flushes"] += 1
+            self._stat["flushed_entries"] += len(imm)       # adaptive_memory: overwrites absorbed
+            self._stat["flush_output_entries"] += sum(m["num_entries"] for m in metas)
             took = time.monotonic() - t0
             self._stat["flush_seconds"] += took
             self._stat["flush_max_seconds"] = max(self._stat["flush_max_seconds"], took)
