@@ -958,6 +958,22 @@ cdef class SlabCache:
         return True
 
 
+cdef inline void fill_readonly(Py_buffer* buf, const uint8_t* p, size_t n, Py_ssize_t* shape) noexcept:
+    """Describe n read-only bytes at p in buf (one dimension of unsigned bytes); the
+    caller sets buf.obj. shape: one Py_ssize_t that lives as long as the exporter."""
+    shape[0] = <Py_ssize_t>n
+    buf.buf = <void*>p
+    buf.len = <Py_ssize_t>n
+    buf.readonly = 1
+    buf.itemsize = 1
+    buf.format = "B"
+    buf.ndim = 1
+    buf.shape = shape
+    buf.strides = NULL
+    buf.suboffsets = NULL
+    buf.internal = NULL
+
+
 cdef class BlockView:
     """A cached block, pinned until release() (or until the view is dropped).
     Supports the buffer protocol: memoryview(view), bytes(view)."""
@@ -981,18 +997,8 @@ cdef class BlockView:
             raise ValueError("BlockView is released")
         if flags & PyBUF_WRITABLE:
             raise BufferError("a cached block is read-only")
-        self.shape[0] = self.pin.len
-        buf.buf = <void*>self.pin.data
         buf.obj = self
-        buf.len = self.pin.len
-        buf.readonly = 1
-        buf.itemsize = 1
-        buf.format = "B"
-        buf.ndim = 1
-        buf.shape = self.shape
-        buf.strides = NULL
-        buf.suboffsets = NULL
-        buf.internal = NULL
+        fill_readonly(buf, self.pin.data, self.pin.len, self.shape)
         self.exports += 1
 
     def __releasebuffer__(self, Py_buffer* buf):
@@ -1057,18 +1063,8 @@ cdef class ValueView:
             raise ValueError("ValueView is released")
         if flags & PyBUF_WRITABLE:
             raise BufferError("a value view is read-only")
-        self.shape[0] = <Py_ssize_t>self.n
-        buf.buf = <void*>self.p
         buf.obj = self
-        buf.len = <Py_ssize_t>self.n
-        buf.readonly = 1
-        buf.itemsize = 1
-        buf.format = "B"
-        buf.ndim = 1
-        buf.shape = self.shape
-        buf.strides = NULL
-        buf.suboffsets = NULL
-        buf.internal = NULL
+        fill_readonly(buf, self.p, self.n, self.shape)
         self.exports += 1
 
     def __releasebuffer__(self, Py_buffer* buf):

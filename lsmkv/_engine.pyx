@@ -705,11 +705,12 @@ cdef class CoreDB:
             return PyBytes_FromStringAndSize(<char*>vp + 8, vn - 8)
         return None
 
-    cdef object _get(self, object key, uint64_t seq):
+    cdef object _get(self, object key, uint64_t seq, int64_t* expiry=NULL, bint view=False):
+        """_lookup for a key object, counted in gets and get_hits."""
         cdef Bytes kb
         get_buffer(key, &kb, "key")
         try:
-            r = self._lookup(kb.p, kb.n, seq)
+            r = self._lookup(kb.p, kb.n, seq, expiry, view)
         finally:
             release_buffer(&kb)
         self.n_gets += 1
@@ -821,16 +822,9 @@ cdef class CoreDB:
         True
         >>> db.close()
         """
-        cdef Bytes kb
-        get_buffer(key, &kb, "key")
-        try:
-            r = self._lookup(kb.p, kb.n, self.last_seq, NULL, True)
-        finally:
-            release_buffer(&kb)
-        self.n_gets += 1
+        r = self._get(key, self.last_seq, NULL, True)
         if r is None:
             return default
-        self.n_get_hits += 1
         if type(r) is bytes:
             return ValueView.of(r, <const uint8_t*>PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r))
         if (<ValueView>r).cache is not None:
@@ -851,17 +845,10 @@ cdef class CoreDB:
         ((b't', 20.0), (b'v', None), None)
         >>> db.close()
         """
-        cdef Bytes kb
         cdef int64_t expiry = 0
-        get_buffer(key, &kb, "key")
-        try:
-            r = self._lookup(kb.p, kb.n, self.last_seq, &expiry)
-        finally:
-            release_buffer(&kb)
-        self.n_gets += 1
+        r = self._get(key, self.last_seq, &expiry)
         if r is None:
             return default
-        self.n_get_hits += 1
         if expiry == 0:
             return (r, None)
         return (r, max(0.0, expiry / 1000.0 - self.clock()))
