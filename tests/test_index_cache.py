@@ -2,18 +2,14 @@
 pin_l0_index_and_filter): evicted under pressure and reloaded with the same answers as
 resident ones, L0's kept resident, damage found on the reload, the counters in
 stats()["block_cache"], memory_usage() and concurrent readers under eviction."""
-import json
 import os
 import random
 import struct
-import subprocess
-import sys
 import threading
 
 import pytest
 
 import lsmkv
-from conftest import lsmkv_import_path
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -348,15 +344,11 @@ def test_memory_usage_matches_rss_growth_with_cached_index_and_filter(tmp_path):
     child = child.replace("db.flush()\n", "db.flush()\nimport time\nt = time.monotonic() + 10\n"
                           "while db._spare_wal is None and time.monotonic() < t:\n    time.sleep(0.01)\n")
     assert child.count("_spare_wal") == 1 and "cache_index_and_filter_blocks" in child
-    r = subprocess.run([sys.executable, "-c", child, str(tmp_path / "db"), lsmkv_import_path()],
-                       capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    for what, total, grew in out[:2]:
-        assert grew > 8 * MiB, (what, total, grew)
-        assert abs(total - grew) <= 0.10 * grew, (what, total, grew, out[2])
-    u = out[2][1]
-    assert u["index_filter"] == 0 and u["cache_payload"] > 0
+    u, bc = test_memory.run_rss_child(child, tmp_path / "db")
+    # meta blocks went through the cache (reloaded after eviction); one larger than a
+    # slab page (here the filter) stays resident, and memory_usage counts just that
+    assert bc["index_misses"] + bc["filter_misses"] > 0 and u["cache_payload"] > 0
+    assert u["index_filter"] == bc["index_filter_resident"]
 
 
 def test_readers_stay_correct_while_others_evict(tmp_path):

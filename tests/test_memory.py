@@ -40,22 +40,30 @@ for r in range(2):
 u = db.memory_usage()
 out.append(("after reads", u["total"], rss() - base))
 out.append(("usage", u))
+out.append(("block_cache", db.stats()["block_cache"]))
 db.close()
 print(json.dumps(out))
 """
 
 
-def test_memory_usage_total_matches_rss_growth(tmp_path):
-    """In a fresh process: after a fill, a flush and random reads, the engine's own
-    accounting is within 10% of how much the RSS grew since before open."""
-    r = subprocess.run([sys.executable, "-c", RSS_CHILD, str(tmp_path / "db"), lsmkv_import_path()],
+def run_rss_child(child, dbpath):
+    """Run an RSS_CHILD-style script; check that memory_usage()["total"] is within
+    10% of the RSS growth after the flush and after the reads. Returns the final
+    memory_usage() and stats()["block_cache"]."""
+    r = subprocess.run([sys.executable, "-c", child, str(dbpath), lsmkv_import_path()],
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for what, total, grew in out[:2]:
         assert grew > 8 * MiB, (what, total, grew)
         assert abs(total - grew) <= 0.10 * grew, (what, total, grew, out[2])
-    u = out[2][1]
+    return out[2][1], out[3][1]
+
+
+def test_memory_usage_total_matches_rss_growth(tmp_path):
+    """In a fresh process: after a fill, a flush and random reads, the engine's own
+    accounting is within 10% of how much the RSS grew since before open."""
+    u, _ = run_rss_child(RSS_CHILD, tmp_path / "db")
     assert u["cache_payload"] > 0 and u["wal_mapped"] > 0 and u["index_filter"] > 0
 
 
