@@ -98,6 +98,7 @@ cdef class SlabCache:
     cdef int lookup_pin_meta(self, uint64_t key, Pin* out) noexcept
     cdef void mark_meta(self, Pin* p) noexcept
     cdef void discard(self, uint64_t key) noexcept
+    cdef void _unhashed(self, uint64_t sid) noexcept
     cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1
     cdef int publish(self, Pin* p) except -1
     cdef void unpin(self, uint64_t slot) noexcept

@@ -692,12 +692,16 @@ cdef class SlabCache:
         pinned slot is detached and freed when its last pin goes."""
         cdef long long i = self._hfind(key)
         cdef uint64_t sid
-        cdef Slot* s
         if i < 0:
             return
         sid = self.hvals[i]
-        s = self._slot(sid)
         self._hdelete_at(<uint64_t>i)
+        self._unhashed(sid)
+
+    cdef void _unhashed(self, uint64_t sid) noexcept:
+        """A USED slot just taken out of the hash: freed now, or detached (and freed
+        by its last unpin) while readers pin it."""
+        cdef Slot* s = self._slot(sid)
         if s.refs:
             s.state = DETACHED
             self.detached += 1
@@ -786,18 +790,7 @@ cdef class SlabCache:
         block stays readable by its holders); False if it cannot be cached."""
         cdef const uint8_t[::1] mv = data
         cdef Pin p
-        cdef long long i = self._hfind(key)
-        cdef uint64_t old
-        cdef Slot* s
-        if i >= 0:
-            old = self.hvals[i]
-            s = self._slot(old)
-            self._hdelete_at(<uint64_t>i)
-            if s.refs:
-                s.state = DETACHED
-                self.detached += 1
-            else:
-                self._free_slot(old)
+        self.discard(key)
         if not self.alloc_pin(key, mv.shape[0], &p):
             return False
         if mv.shape[0]:
@@ -820,11 +813,7 @@ cdef class SlabCache:
                 s = &self.pages[p].slots[i]
                 if s.state == USED and (s.key >> 40) == number:
                     self._hdelete(s.key)
-                    if s.refs:
-                        s.state = DETACHED
-                        self.detached += 1
-                    else:
-                        self._free_slot(sid_of(p, i))
+                    self._unhashed(sid_of(p, i))
         for ci in range(self.nclasses):
             self._consolidate(ci)
 

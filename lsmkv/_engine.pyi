@@ -229,6 +229,7 @@ class CoreDB:
         KeyError: b's'
         >>> db.close()
         """
+    def sync_wal(self) -> None: ...
     def get_view(self, key: _Buffer, default: Any = ...) -> Any:
         """Like get(), but the value comes as a ValueView: a read-only buffer over
         the cached block that holds it, without a copy (a value in a memtable is

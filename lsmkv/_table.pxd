@@ -29,6 +29,7 @@ cdef class BlockIter(InternalIterator):
     cdef int reset_pinned(self, SlabCache cache, Pin* p, object path, uint64_t block_offset) except -1
     cdef int _reset_mem(self, const uint8_t* base, size_t size, object path, uint64_t block_offset) except -1
     cdef void release_pin(self) noexcept
+    cdef uint64_t take_pin(self) noexcept
     cdef int _decode_at(self, size_t off) except -1
     cdef int _corrupt(self, str what) except -1
     cdef int _seek_restart(self, uint32_t i) except -1

@@ -373,12 +373,18 @@ cdef class BlockIter(InternalIterator):
 
     cdef void release_pin(self) noexcept:
         """Unpin the cache slot this iterator stands on, if any."""
-        if self.pcache is not None:
-            self.pcache.unpin(self.pslot)
-            self.pcache = None
-            self.base = NULL
-            self.size = 0
-            self.valid = False
+        cdef SlabCache c = self.pcache
+        if c is not None:
+            c.unpin(self.take_pin())
+
+    cdef uint64_t take_pin(self) noexcept:
+        """Hand the pin of the slot this iterator stands on to the caller (who must
+        unpin it): the iterator is then off its block. pcache must be set."""
+        self.pcache = None
+        self.base = NULL
+        self.size = 0
+        self.valid = False
+        return self.pslot
 
     cdef int reset(self, bytes data, object path, uint64_t block_offset) except -1:
         self.release_pin()
@@ -911,17 +917,16 @@ cdef class TableReader:
         else:
             self.mc.index_misses += 1
         b = self._fill_slab(key, off, size, p)
-        if b is None:
-            if p.len != expect or (is_filter and p.data[expect - 1] != self.fk):
+        cdef const uint8_t* data = p.data if b is None else <const uint8_t*>PyBytes_AS_STRING(b)
+        cdef size_t n = p.len if b is None else <size_t>PyBytes_GET_SIZE(b)
+        if n != expect or (is_filter and data[expect - 1] != self.fk):
+            if b is None:
                 self.slab.discard(key)
                 self.slab.unpin(p.slot)
-                raise CorruptionError(self.path, off, f"{'filter' if is_filter else 'index'} block "
-                                                      f"differs from the one read at open")
-            self.slab.mark_meta(p)
-            return None
-        if <size_t>PyBytes_GET_SIZE(b) != expect or (is_filter and (<const uint8_t*>PyBytes_AS_STRING(b))[expect - 1] != self.fk):
             raise CorruptionError(self.path, off, f"{'filter' if is_filter else 'index'} block "
                                                   f"differs from the one read at open")
+        if b is None:
+            self.slab.mark_meta(p)
         return b
 
     cdef int load_index(self, BlockIter it) except -1:
@@ -1152,11 +1157,7 @@ cdef ValueView value_view(BlockIter it, const uint8_t* p, size_t n):
     cdef SlabCache c = it.pcache
     if c is not None:
         if c.pinned_bytes <= c.capacity // 2:
-            it.pcache = None            # the pin is the view's now
-            it.base = NULL
-            it.size = 0
-            it.valid = False
-            return ValueView.pinned_slot(c, it.pslot, p, n)
+            return ValueView.pinned_slot(c, it.take_pin(), p, n)
         b = PyBytes_FromStringAndSize(<char*>p, n)
         return ValueView.of(b, <const uint8_t*>PyBytes_AS_STRING(b), n)
     return ValueView.of(it.data, p, n)

@@ -521,12 +521,15 @@ class DB(CoreDB):
         o = self.options
         return o.cache_index_and_filter_blocks and not (level == 0 and o.pin_l0_index_and_filter)
 
+    def _new_reader(self, number, level):
+        """A TableReader for table `number` of `level` (reads its index and filter)."""
+        return TableReader(filenames.table_name(self.path, number), number, self._cache,
+                           self.options.mmap_reads, self._cache_meta(level))
+
     def _open_table(self, number, level):
         t = self._tables.get(number)
         if t is None:
-            t = TableReader(filenames.table_name(self.path, number), number, self._cache,
-                            self.options.mmap_reads, self._cache_meta(level))
-            self._tables[number] = t
+            t = self._tables[number] = self._new_reader(number, level)
         return t
 
     def _now_ms(self):
@@ -774,35 +777,6 @@ class DB(CoreDB):
             for log in list(self.retired_logs):
                 log.sync()
 
-    def sync_wal(self):
-        """Make every write acknowledged so far durable, as if each had been written
-        with sync=True: fsync the current log and any older log not yet synced (like
-        RocksDB's SyncWAL). Cheaper than sync=True on every write when a caller can
-        group them (a server syncing once a second). A failed sync leaves the DB
-        read-only until it is reopened, as a failed sync write does.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
-        >>> before = db.stats()["syncs"]
-        >>> db.sync_wal()                       # both puts are on stable storage now
-        >>> db.stats()["syncs"] - before
-        1
-        >>> db.close()
-        """
-        with self.mutex:
-            if self.closed:
-                raise ClosedError("the database is closed")
-            try:
-                if self.retired_logs:
-                    self._sync_retired_logs()
-                self.wal.sync()
-            except OSError as e:
-                if self.bg_error is None:
-                    self.bg_error = e
-                raise
-            self.n_syncs += 1
-
     def _retire_flushed_log(self, number):
         """Flush thread, once the flush's MANIFEST edit is durable: hand the log of
         the flushed memtable to the janitor, which closes it unsynced (its data is
@@ -1039,8 +1013,7 @@ class DB(CoreDB):
     def _preopen_tables(self, numbers, level):
         """Open new tables of level (reading their index and filter) before the
         mutex is taken to install them."""
-        opened = [(n, TableReader(filenames.table_name(self.path, n), n, self._cache,
-                                  self.options.mmap_reads, self._cache_meta(level))) for n in numbers]
+        opened = [(n, self._new_reader(n, level)) for n in numbers]
         with self.mutex:
             for n, t in opened:
                 self._tables.setdefault(n, t)
