@@ -12,10 +12,10 @@ path); docs/architecture.md maps the rest.
 """
 from lsmkv._engine import WriteBatch
 from lsmkv.db import DB, Snapshot
-from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, LockError,
+from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, ForkedError, LockError,
                           LsmkvError)
 from lsmkv.options import Options
 
 __version__ = "0.1.0"
 __all__ = ["DB", "Options", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
-           "LockError", "ClosedError", "BackgroundError", "__version__"]
+           "LockError", "ClosedError", "ForkedError", "BackgroundError", "__version__"]

@@ -1,6 +1,7 @@
 from typing import Any, Callable, Optional, Union
 
 from lsmkv._iterator import DBIterator as DBIterator
+from lsmkv._iterator import HandleState
 from lsmkv._memtable import MemTable
 from lsmkv._wal import LogWriter
 from lsmkv.errors import BackgroundError as BackgroundError
@@ -112,7 +113,8 @@ class Pin:
     def __init__(self, db: Any, version: Any) -> None: ...
     def release(self) -> None: ...
 
-class CoreDB:
+class Core:
+    """The engine's state the per-operation paths use (see lsmkv.db.Engine)."""
     sv: SuperVersion
     wal: LogWriter
     last_seq: int
@@ -137,6 +139,10 @@ class CoreDB:
     l0_slowdown: int
     l0_stop: int
     retired_logs: list[LogWriter]
+    state: HandleState
+
+class CoreDB:
+    core: Core
     def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ..., sync: bool = ...) -> None:
         """Store value under key. ttl: seconds until it expires (None: never).
         sync=True returns only once the write is on stable storage.

@@ -37,7 +37,7 @@ from lsmkv._table import DELETED, bloom_hash_py
 from lsmkv._wal cimport LogWriter
 from lsmkv._memtable cimport MemTableIterator
 from lsmkv._table cimport TableIterator, LevelIterator, find_table
-from lsmkv._iterator cimport MergingIterator
+from lsmkv._iterator cimport MergingIterator, HandleState
 from lsmkv._iterator import DBIterator
 from lsmkv.errors import ClosedError, BackgroundError, CorruptionError
 
@@ -425,8 +425,16 @@ cpdef object check_bound(str name, object v):
 
 # ------------------------------------------------------------------ the core
 
-cdef class CoreDB:
-    """Per-operation fast paths. Not used directly: see lsmkv.DB."""
+cdef class Core:
+    """The engine's state that the per-operation paths use, and those paths (cdef).
+
+    Shared by the DB handle (CoreDB, whose methods are thin compiled calls into
+    these) and the background threads, through lsmkv.db.Engine, the Python subclass
+    that opens, flushes, compacts and closes. The threads hold the Core, never the
+    handle, so dropping the last reference to a handle finalizes it (its finalizer
+    closes the engine) while they run. A Core made alone (CoreDB's placeholder) is
+    closed. Calls into the Python side: _make_room_for_write, _level0_stall,
+    _sync_retired_logs, _gc_soon and _gc_pending, which Engine defines."""
     cdef public SuperVersion sv
     cdef public LogWriter wal
     cdef public uint64_t last_seq
@@ -440,6 +448,7 @@ cdef class CoreDB:
     cdef public unsigned long long n_view_pins       # get_view() results that pin a cache slot
     cdef public int l0_files, l0_slowdown, l0_stop       # level-0 file count and its stall triggers
     cdef public list retired_logs    # logs of immutable memtables not yet synced and closed
+    cdef public HandleState state    # closed (or inherited by fork()) with this handle; iterators share it
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -453,10 +462,11 @@ cdef class CoreDB:
         self.l0_files = 0
         self.l0_slowdown = self.l0_stop = 1 << 30
         self.retired_logs = []
+        self.state = HandleState()
 
     cdef int _writable(self, size_t nbytes) except -1:
         if self.closed:
-            raise ClosedError("the database is closed")
+            raise self.state.error()
         if self.bg_error is not None:
             raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
         if self.l0_files >= self.l0_slowdown:
@@ -476,30 +486,17 @@ cdef class CoreDB:
         self.n_syncs += 1
         return 0
 
-    def sync_wal(self):
-        """Make every write acknowledged so far durable, as if each had been written
-        with sync=True: fsync the current log and any older log not yet synced (like
-        RocksDB's SyncWAL). Cheaper than sync=True on every write when a caller can
-        group them (a server syncing once a second). A failed sync leaves the DB
-        read-only until it is reopened, as a failed sync write does.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
-        >>> before = db.stats()["syncs"]
-        >>> db.sync_wal()                       # both puts are on stable storage now
-        >>> db.stats()["syncs"] - before
-        1
-        >>> db.close()
-        """
+    cdef int _sync_wal(self) except -1:
+        """See CoreDB.sync_wal."""
         with self.mutex:
             if self.closed:
-                raise ClosedError("the database is closed")
+                raise self.state.error()
             try:
                 self._sync_logs()
             except OSError as e:
                 self._sync_failed(e)
                 raise
+        return 0
 
     cdef void _sync_failed(self, e):
         """A write's WAL sync failed (mutex held). Its record is in the log, where a
@@ -540,26 +537,7 @@ cdef class CoreDB:
             self.n_writes += 1
         return 0
 
-    def put(self, key, value, *, ttl=None, bint sync=False):
-        """Store value under key. ttl: seconds until it expires (None: never).
-        sync=True returns only once the write is on stable storage.
-
-        >>> import lsmkv, tempfile
-        >>> now = [1000.0]
-        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
-        >>> db.put(b"k", b"v")
-        >>> db.put(b"session", b"token", ttl=30, sync=True)
-        >>> db.get(b"k"), db.get(b"session")
-        (b'v', b'token')
-        >>> now[0] += 31                       # 31 s later
-        >>> db.get(b"session") is None
-        True
-        >>> db.put("k", b"v")
-        Traceback (most recent call last):
-          ...
-        TypeError: key must be bytes, bytearray or memoryview, not str
-        >>> db.close()
-        """
+    cdef int _put(self, key, value, ttl, bint sync) except -1:
         cdef Bytes kb, vb
         cdef int64_t expiry = 0
         if ttl is not None:
@@ -575,21 +553,9 @@ cdef class CoreDB:
         finally:
             release_buffer(&kb)
         self.n_puts += 1
+        return 0
 
-    def __setitem__(self, key, value):
-        self.put(key, value)
-
-    def delete(self, key, *, bint sync=False):
-        """Remove key (a no-op if absent).
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"k", b"v")
-        >>> db.delete(b"k"); db.delete(b"never-written")
-        >>> db.get(b"k") is None, b"k" in db
-        (True, False)
-        >>> db.close()
-        """
+    cdef int _delete(self, key, bint sync) except -1:
         cdef Bytes kb
         get_buffer(key, &kb, "key")
         try:
@@ -597,28 +563,13 @@ cdef class CoreDB:
         finally:
             release_buffer(&kb)
         self.n_deletes += 1
+        return 0
 
-    def __delitem__(self, key):
-        self.delete(key)
-
-    def write(self, WriteBatch batch, *, bint sync=False):
-        """Apply every operation of batch atomically: a reader sees all of it or
-        none of it. sync=True returns once it is on stable storage.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"from", b"100")
-        >>> wb = db.batch()
-        >>> wb.put(b"from", b"70"); wb.put(b"to", b"30")
-        >>> db.write(wb, sync=True)
-        >>> db.get(b"from"), db.get(b"to"), db.stats()["batches"]
-        (b'70', b'30', 1)
-        >>> db.close()
-        """
+    cdef int _write_batch(self, WriteBatch batch, bint sync) except -1:
         cdef uint64_t seq
         cdef uint8_t* p
         if batch.count == 0:
-            return
+            return 0
         with self.mutex:
             self._writable(batch.len)
             seq = self.last_seq + 1
@@ -641,6 +592,7 @@ cdef class CoreDB:
             self.n_user_bytes += batch.len - BATCH_HEADER
             self.n_writes += 1
             self.n_batches += 1
+        return 0
 
     # -- reads
 
@@ -665,7 +617,7 @@ cdef class CoreDB:
         cdef tuple lv
         cdef bytes b
         if self.closed:
-            raise ClosedError("the database is closed")
+            raise self.state.error()
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
@@ -746,6 +698,159 @@ cdef class CoreDB:
             self.n_get_hits += 1
         return r
 
+    cdef object _ttl_at(self, key, uint64_t seq):
+        cdef Bytes kb
+        cdef int64_t expiry = 0
+        get_buffer(key, &kb, "key")
+        try:
+            r = self._lookup(kb.p, kb.n, seq, &expiry)
+        finally:
+            release_buffer(&kb)
+        if r is None:
+            raise KeyError(key)
+        return self._seconds_left(expiry)
+
+    cdef object _seconds_left(self, int64_t expiry):
+        """Seconds from now until expiry (ms since the epoch), or None for 0 (never)."""
+        if expiry == 0:
+            return None
+        return max(0.0, expiry / 1000.0 - self.clock())
+
+    cdef object _get_view(self, key, default):
+        r = self._get(key, self.last_seq, NULL, True)
+        if r is None:
+            return default
+        if type(r) is bytes:
+            return ValueView.of(r, <const uint8_t*>PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r))
+        if (<ValueView>r).cache is not None:
+            self.n_view_pins += 1
+        return r
+
+    cdef object _get_with_ttl(self, key, default):
+        cdef int64_t expiry = 0
+        r = self._get(key, self.last_seq, &expiry)
+        if r is None:
+            return default
+        return (r, self._seconds_left(expiry))
+
+    cdef object _iterate(self, start, stop, bint reverse, int mode, seq, owner):
+        """A DBIterator over [start, stop) as of seq (None: now), pinning its version;
+        it keeps owner (the DB handle) alive."""
+        cdef SuperVersion sv
+        cdef MemTable m
+        cdef TableReader t
+        cdef list children = []
+        cdef tuple lv
+        start = check_bound("start", start)
+        stop = check_bound("stop", stop)
+        if self.closed:
+            raise self.state.error()
+        if self._gc_pending:        # a pin was released while the mutex was busy
+            self._gc_soon()
+        sv = self.sv
+        cdef uint64_t s = self.last_seq if seq is None else seq
+        pin = Pin(self, sv.version)
+        children.append(MemTableIterator(sv.mem))
+        for m in sv.imms:
+            children.append(MemTableIterator(m))
+        for t in sv.l0:
+            children.append(TableIterator(t))
+        for lv in sv.levels:
+            children.append(LevelIterator(list(lv[0]), lv[1]))
+        return DBIterator(MergingIterator(children), s, self._now_ms(), start, stop, reverse, mode, pin,
+                          self.state, owner)
+
+
+cdef class CoreDB:
+    """The DB handle's per-operation fast paths, each a thin compiled call into its
+    Core. Not used directly: see lsmkv.DB, which subclasses it.
+
+    The handle owns the engine and nothing else references the handle (the
+    background threads hold the Core; iterators and snapshots hold the handle), so
+    when the last reference to it goes, lsmkv.DB's finalizer closes the engine."""
+    cdef readonly Core core
+
+    def __cinit__(self, *args, **kwargs):
+        self.core = Core()     # a closed placeholder until __init__ binds the engine
+
+    def __init__(self, Core core):
+        self.core = core
+
+    def sync_wal(self):
+        """Make every write acknowledged so far durable, as if each had been written
+        with sync=True: fsync the current log and any older log not yet synced (like
+        RocksDB's SyncWAL). Cheaper than sync=True on every write when a caller can
+        group them (a server syncing once a second). A failed sync leaves the DB
+        read-only until it is reopened, as a failed sync write does.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> before = db.stats()["syncs"]
+        >>> db.sync_wal()                       # both puts are on stable storage now
+        >>> db.stats()["syncs"] - before
+        1
+        >>> db.close()
+        """
+        self.core._sync_wal()
+
+    def put(self, key, value, *, ttl=None, bint sync=False):
+        """Store value under key. ttl: seconds until it expires (None: never).
+        sync=True returns only once the write is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"k", b"v")
+        >>> db.put(b"session", b"token", ttl=30, sync=True)
+        >>> db.get(b"k"), db.get(b"session")
+        (b'v', b'token')
+        >>> now[0] += 31                       # 31 s later
+        >>> db.get(b"session") is None
+        True
+        >>> db.put("k", b"v")
+        Traceback (most recent call last):
+          ...
+        TypeError: key must be bytes, bytearray or memoryview, not str
+        >>> db.close()
+        """
+        self.core._put(key, value, ttl, sync)
+
+    def __setitem__(self, key, value):
+        self.core._put(key, value, None, False)
+
+    def delete(self, key, *, bint sync=False):
+        """Remove key (a no-op if absent).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.delete(b"k"); db.delete(b"never-written")
+        >>> db.get(b"k") is None, b"k" in db
+        (True, False)
+        >>> db.close()
+        """
+        self.core._delete(key, sync)
+
+    def __delitem__(self, key):
+        self.core._delete(key, False)
+
+    def write(self, WriteBatch batch, *, bint sync=False):
+        """Apply every operation of batch atomically: a reader sees all of it or
+        none of it. sync=True returns once it is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"from", b"100")
+        >>> wb = db.batch()
+        >>> wb.put(b"from", b"70"); wb.put(b"to", b"30")
+        >>> db.write(wb, sync=True)
+        >>> db.get(b"from"), db.get(b"to"), db.stats()["batches"]
+        (b'70', b'30', 1)
+        >>> db.close()
+        """
+        self.core._write_batch(batch, sync)
+
     def get(self, key, default=None):
         """The value stored under key, or default if it is absent or expired.
         db[key] raises KeyError instead.
@@ -757,7 +862,8 @@ cdef class CoreDB:
         (b'v', None, b'fallback')
         >>> db.close()
         """
-        r = self._get(key, self.last_seq)
+        cdef Core c = self.core
+        r = c._get(key, c.last_seq)
         return default if r is None else r
 
     def get_at(self, key, uint64_t seq, default=None):
@@ -774,17 +880,19 @@ cdef class CoreDB:
         (b'1', b'-')
         >>> snap.close(); db.close()
         """
-        r = self._get(key, seq)
+        r = self.core._get(key, seq)
         return default if r is None else r
 
     def __getitem__(self, key):
-        r = self._get(key, self.last_seq)
+        cdef Core c = self.core
+        r = c._get(key, c.last_seq)
         if r is None:
             raise KeyError(key)
         return r
 
     def __contains__(self, key):
-        return self._get(key, self.last_seq) is not None
+        cdef Core c = self.core
+        return c._get(key, c.last_seq) is not None
 
     def ttl(self, key):
         """Seconds until key expires (a float), or None if it never expires.
@@ -804,7 +912,8 @@ cdef class CoreDB:
         KeyError: b's'
         >>> db.close()
         """
-        return self.ttl_at(key, self.last_seq)
+        cdef Core c = self.core
+        return c._ttl_at(key, c.last_seq)
 
     def ttl_at(self, key, uint64_t seq):
         """ttl() as of sequence `seq` (what a snapshot taken then sees).
@@ -818,22 +927,7 @@ cdef class CoreDB:
         (30.0, None)
         >>> snap.close(); db.close()
         """
-        cdef Bytes kb
-        cdef int64_t expiry = 0
-        get_buffer(key, &kb, "key")
-        try:
-            r = self._lookup(kb.p, kb.n, seq, &expiry)
-        finally:
-            release_buffer(&kb)
-        if r is None:
-            raise KeyError(key)
-        return self._seconds_left(expiry)
-
-    cdef object _seconds_left(self, int64_t expiry):
-        """Seconds from now until expiry (ms since the epoch), or None for 0 (never)."""
-        if expiry == 0:
-            return None
-        return max(0.0, expiry / 1000.0 - self.clock())
+        return self.core._ttl_at(key, seq)
 
     def get_view(self, key, default=None):
         """Like get(), but the value comes as a ValueView: a read-only buffer over
@@ -854,14 +948,7 @@ cdef class CoreDB:
         True
         >>> db.close()
         """
-        r = self._get(key, self.last_seq, NULL, True)
-        if r is None:
-            return default
-        if type(r) is bytes:
-            return ValueView.of(r, <const uint8_t*>PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r))
-        if (<ValueView>r).cache is not None:
-            self.n_view_pins += 1
-        return r
+        return self.core._get_view(key, default)
 
     def get_with_ttl(self, key, default=None):
         """(value, seconds until it expires or None) in one lookup, or default if
@@ -877,11 +964,7 @@ cdef class CoreDB:
         ((b't', 20.0), (b'v', None), None)
         >>> db.close()
         """
-        cdef int64_t expiry = 0
-        r = self._get(key, self.last_seq, &expiry)
-        if r is None:
-            return default
-        return (r, self._seconds_left(expiry))
+        return self.core._get_with_ttl(key, default)
 
     def items(self, start=None, stop=None, *, bint reverse=False):
         """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
@@ -899,7 +982,7 @@ cdef class CoreDB:
         [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
         >>> db.close()
         """
-        return self._iterate(start, stop, reverse, 0)
+        return self.core._iterate(start, stop, reverse, 0, None, self)
 
     def keys(self, start=None, stop=None, *, bint reverse=False):
         """Like items(), yielding keys only.
@@ -912,7 +995,7 @@ cdef class CoreDB:
         [b'user:1', b'user:2']
         >>> db.close()
         """
-        return self._iterate(start, stop, reverse, 1)
+        return self.core._iterate(start, stop, reverse, 1, None, self)
 
     def values(self, start=None, stop=None, *, bint reverse=False):
         """Like items(), yielding values only.
@@ -924,29 +1007,8 @@ cdef class CoreDB:
         ([b'1', b'2'], [b'2', b'1'])
         >>> db.close()
         """
-        return self._iterate(start, stop, reverse, 2)
+        return self.core._iterate(start, stop, reverse, 2, None, self)
 
     def _iterate(self, start, stop, bint reverse, int mode, seq=None):
-        """A DBIterator over [start, stop) as of seq (default: now), pinning its version."""
-        cdef SuperVersion sv
-        cdef MemTable m
-        cdef TableReader t
-        cdef list children = []
-        cdef tuple lv
-        start = check_bound("start", start)
-        stop = check_bound("stop", stop)
-        if self.closed:
-            raise ClosedError("the database is closed")
-        if self._gc_pending:        # a pin was released while the mutex was busy
-            self._gc_soon()
-        sv = self.sv
-        cdef uint64_t s = self.last_seq if seq is None else seq
-        pin = Pin(self, sv.version)
-        children.append(MemTableIterator(sv.mem))
-        for m in sv.imms:
-            children.append(MemTableIterator(m))
-        for t in sv.l0:
-            children.append(TableIterator(t))
-        for lv in sv.levels:
-            children.append(LevelIterator(list(lv[0]), lv[1]))
-        return DBIterator(MergingIterator(children), s, self._now_ms(), start, stop, reverse, mode, pin)
+        """A DBIterator over [start, stop) as of seq (None: now); see items()."""
+        return self.core._iterate(start, stop, reverse, mode, seq, self)

@@ -34,3 +34,13 @@ cdef class MergingIterator(InternalIterator):
     cdef int _step(self, int direction) except -1
     cdef void _set(self, int best, InternalIterator b) noexcept
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1
+
+
+cdef class HandleState:
+    """Whether a DB handle may still be used, shared by the handle and every iterator
+    it made, so that closing the handle (or forking) closes them at the cost of one
+    C field check per step."""
+    cdef public bint closed          # the handle was closed (or is inherited, below)
+    cdef public bint forked          # this process is a fork() child of the one that opened it
+    cdef public object path          # the database directory, for messages
+    cdef public long pid             # the process that opened it

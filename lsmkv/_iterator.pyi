@@ -1,5 +1,16 @@
 from typing import Iterator, Optional, Tuple, Union
 
+from lsmkv.errors import ClosedError as ClosedError
+from lsmkv.errors import ForkedError as ForkedError
+
+class HandleState:
+    closed: bool
+    forked: bool
+    path: Optional[str]
+    pid: int
+    def __init__(self, path: Optional[str] = ...) -> None: ...
+    def error(self) -> Exception: ...
+
 class InternalIterator:
     def py_seek(self, ikey: bytes) -> None: ...
     def py_seek_to_first(self) -> None: ...

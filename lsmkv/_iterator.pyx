@@ -3,7 +3,9 @@
 
 Thread safety: an iterator object is used by one thread at a time. It holds
 references to every source it reads (memtables, table readers) and to a pin
-object that keeps the files of its version from being deleted.
+object that keeps the files of its version from being deleted. HandleState is
+written by the DB (close, fork) and read by the iterators without a lock: a
+flag that only ever goes from open to closed.
 
 Invariants:
   1. MergingIterator yields the union of its children in internal-key order; it
@@ -12,13 +14,37 @@ Invariants:
   2. DBIterator yields, for each user key in [start, stop), the newest entry with
      sequence <= its snapshot, and only if that entry is a live PUT (not a
      deletion, not expired at the iterator's creation time).
+  3. A DBIterator yields nothing once it was closed or its DB handle was closed
+     (or inherited by fork()): every later call raises ClosedError (ForkedError),
+     and its sources and pin are released then if they were not already.
 """
+import os
+
+from lsmkv.errors import ClosedError, ForkedError
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from lsmkv._coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+
+
+cdef class HandleState:
+    """See _iterator.pxd. error() is the exception a use of the closed handle raises."""
+
+    def __cinit__(self, path=None):
+        self.closed = False
+        self.forked = False
+        self.path = path
+        self.pid = os.getpid()
+
+    def error(self):
+        """The exception for a use of the handle in its current state."""
+        if self.forked:
+            return ForkedError(f"the database {self.path} was opened in process {self.pid} and this "
+                               f"is process {os.getpid()}, a fork() child: a DB handle cannot be used "
+                               f"across fork(); open the database again in this process")
+        return ClosedError("the database is closed")
 
 
 cdef class InternalIterator:
@@ -258,13 +284,19 @@ cdef class DBIterator:
     cdef bint reverse, started, done
     cdef int mode
     cdef object pin
+    cdef HandleState state       # the DB handle's: closed with it
+    cdef object owner            # the DB handle, kept alive while the iterator is
+    cdef bint closed             # close() was called (exhaustion alone keeps next() at StopIteration)
     cdef uint8_t* skip
     cdef size_t skip_len, skip_cap
     cdef bint has_skip
 
     def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
-                  bint reverse, int mode, pin):
+                  bint reverse, int mode, pin, HandleState state, owner=None):
         self.it = it
+        self.state = state
+        self.owner = owner
+        self.closed = False
         self.seq = seq
         self.now = now
         self.start = None if start is None else bytes(start)
@@ -285,12 +317,31 @@ cdef class DBIterator:
         return self
 
     def close(self):
-        """Release the iterator's sources and pinned files now."""
+        """Release the iterator's sources and pinned files now; using it afterwards
+        raises ClosedError. Idempotent."""
+        self.closed = True
+        self._release()
+
+    cdef void _release(self):
         self.done = True
         self.it = None
         pin, self.pin = self.pin, None
         if pin is not None:
-            pin.release()
+            try:
+                pin.release()
+            except Exception:
+                pass    # the DB is closed or gone: its pins went with it
+
+    cdef int _check(self) except -1:
+        """Raise if the iterator or its DB handle is closed (releasing what it holds)."""
+        if self.closed:
+            self._release()
+            raise ClosedError("the iterator is closed")
+        if self.state.closed:
+            e = self.state.error()
+            self._release()
+            raise e
+        return 0
 
     def __enter__(self):
         return self
@@ -337,10 +388,12 @@ cdef class DBIterator:
         return 0
 
     cdef object _finish(self):
-        self.close()
+        self._release()
         raise StopIteration
 
     def __next__(self):
+        if self.closed or self.state.closed:
+            self._check()
         if self.done:
             raise StopIteration
         if not self.started:
@@ -422,6 +475,6 @@ cdef class DBIterator:
             self.done = True   # emit the last one, then finish on the following call
             result = self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),
                                 <const uint8_t*>PyBytes_AS_STRING(sval), PyBytes_GET_SIZE(sval))
-            self.close()
+            self._release()
             return result
         return self._finish()

@@ -1,12 +1,14 @@
-"""The DB: open and recovery, memtable switching, background flush, snapshots,
-iteration, compaction entry points, file garbage collection and stats.
+"""The DB: a handle (DB) that owns an engine (Engine), plus Snapshot.
 
-The per-operation paths (put, get, delete, write) are compiled in
-lsmkv._engine.CoreDB, which DB subclasses.
+DB is what users hold. Its per-operation paths (put, get, delete, write,
+iteration) are compiled in lsmkv._engine.CoreDB, which DB subclasses, and call
+straight into the engine's compiled Core. Engine, a Python subclass of Core, does
+the rest: open and recovery, memtable switches, background flush, compaction entry
+points, file garbage collection, snapshots, stats and close.
 
-Thread safety: any number of threads may call any method. State changes hold
-`self.mutex` (shared with CoreDB's write path); `self._cv` is a Condition on
-it, used for write stalls and to wake the background thread. Reads take no
+Thread safety: any number of threads may call any method. Engine state changes
+hold `engine.mutex` (shared with Core's write path); `engine._cv` is a Condition
+on it, used for write stalls and to wake the background threads. Reads take no
 lock (see lsmkv._engine).
 
 Invariants:
@@ -19,12 +21,24 @@ Invariants:
   4. At most one background thread flushes. Up to max_background_jobs - 1
      compactions run at once, on inputs that do not conflict (lsmkv.compaction);
      a manual compaction holds _compaction_lock and waits until none runs.
+  5. Background threads hold the DB only while a step of their work runs (a weak
+     reference otherwise), so a DB that nobody references is finalized, and its
+     finalizer closes it, while they wait; open DBs are closed at interpreter exit.
+  6. A handle inherited by a fork() child is dead there: every use raises
+     ForkedError and close() releases only the child's memory, touching no file,
+     no log and no lock (the parent owns them all).
+
+Process lifecycle: _LIVE holds every open DB weakly, for the fork and exit hooks
+registered at import (os.register_at_fork, atexit).
 """
+import atexit
 import collections
 import fcntl
 import os
 import threading
 import time
+import warnings
+import weakref
 from contextlib import contextmanager
 
 from sortedcontainers import SortedList
@@ -32,7 +46,7 @@ from sortedcontainers import SortedList
 from lsmkv import filenames, numa
 from lsmkv.adaptive import AdaptiveSplit, Sample, bounds as adaptive_bounds
 from lsmkv._cache import LRUCache, SlabCache
-from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, check_bound, replay_batch
+from lsmkv._engine import Core, CoreDB, SuperVersion, WriteBatch, check_bound, replay_batch
 from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
@@ -50,6 +64,93 @@ _DELAY_QUANTUM = 0.004     # seconds of pacing debt a delayed write sleeps off a
 BACKGROUND_NICE = 19       # background_priority='low' (RocksDB's CpuPriority::kLow)
 
 MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
+
+# ---------------------------------------------------------------- process lifecycle
+
+_LIVE = weakref.WeakSet()          # every open DB of this process (guarded by _LIVE_LOCK)
+_LIVE_LOCK = threading.Lock()
+
+
+def _live_dbs():
+    with _LIVE_LOCK:
+        return list(_LIVE)
+
+
+def _before_fork():
+    _LIVE_LOCK.acquire()       # the set is consistent in the child
+
+
+def _after_fork_in_parent():
+    _LIVE_LOCK.release()
+
+
+def _after_fork_in_child():
+    """Only the forking thread exists in the child, and any lock another thread held
+    at the fork stays held: mark every inherited DB dead without taking one."""
+    global _LIVE_LOCK
+    _LIVE_LOCK = threading.Lock()
+    for db in list(_LIVE):
+        db._inherited_by_fork()
+
+
+def _close_at_exit():
+    """atexit: close what the program left open, so that nothing acknowledged waits
+    on a daemon thread and no compaction worker outlives the interpreter."""
+    for db in _live_dbs():
+        try:
+            db.close()
+        except Exception as e:      # noqa: BLE001 - reported; the other DBs still close
+            warnings.warn(f"lsmkv: closing {db.path} at interpreter exit failed: {e!r}",
+                          RuntimeWarning, stacklevel=1)
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
+atexit.register(_close_at_exit)
+
+# A background thread's step says what the thread does next.
+_STOP, _IDLE, _AGAIN = 0, 1, 2
+
+
+def _background(ref, step, wake, timeout, *args):
+    """Body of every background thread: run step(db, *args) while the DB lives.
+
+    The thread holds the DB (ref() of a weak reference) only while a step runs and
+    waits on its own Event, not on the DB's condition, so an idle thread keeps no
+    DB alive: dropping the last user reference finalizes the DB, whose finalizer
+    closes it and so stops this thread. The event is cleared before each step, so a
+    wake-up that comes while the step looks for work is not lost."""
+    db = ref()
+    if db is None:
+        return
+    db._lower_priority()
+    del db
+    while True:
+        wake.clear()
+        db = ref()
+        if db is None:
+            return
+        what = step(db, *args)
+        del db            # may be the last reference: the finalizer runs here, closing it
+        if what == _STOP:
+            return
+        if what == _IDLE:
+            wake.wait(timeout)
+
+
+class _Signal(threading.Condition):
+    """The DB's condition variable on its mutex. notify_all() also sets the wake
+    events of the flush and compaction threads, which wait on those rather than
+    here (a thread waiting here would hold the DB alive)."""
+
+    def __init__(self, lock, events):
+        super().__init__(lock)
+        self._events = events
+
+    def notify_all(self):
+        super().notify_all()
+        for e in self._events:
+            e.set()
 
 
 class Snapshot:
@@ -71,13 +172,16 @@ class Snapshot:
     """
 
     def __init__(self, db, seq):
-        self._db = db
+        self._db = db                 # the DB handle: kept alive while the snapshot is
+        self._state = db.core.state   # closed with the handle
         self.sequence = seq
         self._closed = False
 
     def _check(self):
         if self._closed:
             raise ClosedError("the snapshot is closed")
+        if self._state.closed:        # its DB was closed (or this is a fork() child)
+            raise self._state.error()
 
     def get(self, key, default=None):
         """The value key had when the snapshot was taken, or default if it was
@@ -228,25 +332,13 @@ def _make_cache(opts):
     return SlabCache(opts.block_cache_size, opts.slab_page_size, float(opts.slab_growth_factor))
 
 
-class DB(CoreDB):
-    """An LSM-tree key-value store in the directory `path`.
+class Engine(Core):
+    """The engine behind a DB handle: open and recovery, memtable switches, the
+    background threads, flush, compaction, file GC, snapshots, stats and close.
 
-    Options come as an lsmkv.Options and/or keyword arguments (see Options).
-    The directory is created if missing and locked while the DB is open; a DB
-    is also a context manager that closes it. Keys and values are bytes (or
-    any bytes-like object).
-
-    Example:
-        >>> import lsmkv, tempfile
-        >>> d = tempfile.mkdtemp()
-        >>> with lsmkv.DB(d, write_buffer_size=1 << 20) as db:
-        ...     db[b"k"] = b"v"
-        ...     db.get(b"k"), b"k" in db, list(db)
-        (b'v', True, [b'k'])
-        >>> with lsmkv.DB(d) as db:          # reopened: the data is still there
-        ...     db[b"k"]
-        b'v'
-    """
+    Owned by exactly one DB handle, which closes it when closed or finalized; the
+    background threads hold the engine (their steps run on it), never the handle.
+    Its per-operation state and paths are the compiled Core's."""
 
     def __init__(self, path, options=None, **kwargs):
         opts = Options.build(options, **kwargs)
@@ -256,9 +348,15 @@ class DB(CoreDB):
         self.write_buffer_size = opts.write_buffer_size
         self._lock_fd = None
         self._registered = False
+        self.state.path = self.path
+        self._inherited_released = False          # close() in a fork() child is done
         self._bg_thread = None
         self._compact_threads = []
-        self._cv = threading.Condition(self.mutex)
+        n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
+        # what the flush and compaction threads wait on between steps (see _background)
+        self._flush_wake = threading.Event()
+        self._compaction_wakes = [threading.Event() for _ in range(n_compactions)]
+        self._cv = _Signal(self.mutex, [self._flush_wake] + self._compaction_wakes)
         self._compaction_lock = threading.Lock()   # held to pick a compaction; held throughout by manual ones
         self._running_compactions = []           # lsmkv.compaction.Running of merges in progress (mutex)
         self._tls = threading.local()            # .worker: the compaction thread's worker process
@@ -275,7 +373,6 @@ class DB(CoreDB):
         self._flushed_logs = collections.deque()  # logs of flushed memtables, for the janitor to close
         self._close_lock = threading.Lock()       # closing flushed logs (taken alone)
         self._janitor_wake = threading.Event()
-        self._janitor_wake.set()                  # its first pass creates the spare log
         self._janitor_thread = None
         self._log_numbers = set()             # logs on disk that this DB created or opened
         self._snapshots = SortedList()       # sequences of live snapshots (sortedcontainers: min + removal)
@@ -290,7 +387,8 @@ class DB(CoreDB):
         self._budget = dict(stalls=0, stall_seconds=0.0, cache_resizes=0, cache_capacity=0)
         self._adaptive = None                  # lsmkv.adaptive.AdaptiveSplit with adaptive_memory
         self._adaptive_thread = None
-        self._adaptive_stop = threading.Event()
+        self._adaptive_wake = threading.Event()     # set by close()
+        self._adaptive_armed = False           # the controller's first step only waits
         self._adaptive_prev = None             # (counters, monotonic time) of the last sample
         self._adaptive_switches = 0            # memtables switched early to hand memory to the cache
         if opts.adaptive_memory:
@@ -301,7 +399,6 @@ class DB(CoreDB):
                                              opts.memory_budget // 8)
             self._adaptive = AdaptiveSplit(lo, lo, l0, fl, hi)
             self.write_buffer_size = self._adaptive.size
-        n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
         self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
                          if opts.compaction_worker == "process" else [])
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
@@ -325,21 +422,27 @@ class DB(CoreDB):
         self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
         self._open()
         self.closed = False
-        self._bg_thread = threading.Thread(target=self._bg_main, name=f"lsmkv-flush:{self.path}",
-                                           daemon=True)
-        self._bg_thread.start()
-        for i in range(n_compactions):
-            t = threading.Thread(target=self._compaction_main, args=(i,),
-                                 name=f"lsmkv-compact-{i}:{self.path}", daemon=True)
-            self._compact_threads.append(t)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        # each thread holds the DB weakly (see _background); the steps are unbound
+        # functions, so neither the Thread object nor its arguments reference the DB
+        ref = weakref.ref(self)
+        cls = type(self)
+
+        def start(what, step, wake, timeout, *args):
+            t = threading.Thread(target=_background, args=(ref, step, wake, timeout) + args,
+                                 name=f"lsmkv-{what}:{self.path}", daemon=True)
             t.start()
-        self._janitor_thread = threading.Thread(target=self._janitor_main,
-                                                name=f"lsmkv-delete:{self.path}", daemon=True)
-        self._janitor_thread.start()
+            return t
+
+        self._bg_thread = start("flush", cls._flush_step, self._flush_wake, None)
+        for i in range(n_compactions):
+            self._compact_threads.append(start(f"compact-{i}", cls._compaction_step,
+                                               self._compaction_wakes[i], 1.0, i))
+        self._janitor_thread = start("delete", cls._janitor_step, self._janitor_wake, None)
         if self._adaptive is not None:
-            self._adaptive_thread = threading.Thread(target=self._adaptive_main,
-                                                     name=f"lsmkv-adapt:{self.path}", daemon=True)
-            self._adaptive_thread.start()
+            self._adaptive_thread = start("adapt", cls._adaptive_step, self._adaptive_wake,
+                                          opts.adaptive_interval)
 
     # ------------------------------------------------------------------ open
 
@@ -577,15 +680,20 @@ class DB(CoreDB):
             self.bg_error = e
             self._cv.notify_all()
 
-    def _adaptive_main(self):
-        """Controller thread of adaptive_memory: one sample every adaptive_interval."""
-        self._lower_priority()
-        while not self._adaptive_stop.wait(self.options.adaptive_interval):
-            try:
-                self._adaptive_tick()
-            except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
-                self._fail_background(e)
-                return
+    def _adaptive_step(self):
+        """Controller thread of adaptive_memory: one sample every adaptive_interval
+        (the first one an interval after the open)."""
+        if self._shutting_down:
+            return _STOP
+        if not self._adaptive_armed:
+            self._adaptive_armed = True
+            return _IDLE
+        try:
+            self._adaptive_tick()
+        except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
+            self._fail_background(e)
+            return _STOP
+        return _IDLE
 
     def _adaptive_counters(self):
         """(writes, reads, flush stall s, L0 stall s, cache hits, misses, usage,
@@ -723,7 +831,9 @@ class DB(CoreDB):
         janitor once its memtable is flushed (synced first by a sync write)."""
         wal, self._spare_wal = self._spare_wal, None
         if wal is None:
-            wal = self._new_log(self._versions.new_file_number())
+            number = self._versions.new_file_number()
+            wal = self._new_log(number)
+            self._log_numbers.add(number)
         self.retired_logs.append(self.wal)
         self.wal = wal
         killpoint("wal.switch")
@@ -733,11 +843,10 @@ class DB(CoreDB):
         self._janitor_wake.set()
 
     def _new_log(self, number):
-        """A new, preallocated log whose directory entry is durable (one GIL release)."""
-        wal = LogWriter(filenames.log_name(self.path, number), number, self._wal_prealloc(),
-                        self.options.wal_mmap, sync_dir=self.path)
-        self._log_numbers.add(number)
-        return wal
+        """A new, preallocated log whose directory entry is durable (one GIL release).
+        The caller adds its number to _log_numbers, under the mutex."""
+        return LogWriter(filenames.log_name(self.path, number), number, self._wal_prealloc(),
+                         self.options.wal_mmap, sync_dir=self.path)
 
     def _prepare_spare_log(self):
         """Janitor thread: create the next log ahead of the memtable switch. A failure
@@ -746,9 +855,15 @@ class DB(CoreDB):
             if self._spare_wal is not None or self._shutting_down:
                 return
             number = self._versions.new_file_number()
+            # claimed before the file exists, so that a reopen's orphan rule and this
+            # DB's obsolete-log rule agree on it (a set the mutex guards: it was added
+            # to here without the mutex while other threads iterated it)
+            self._log_numbers.add(number)
         try:
             wal = self._new_log(number)
         except OSError:
+            with self.mutex:
+                self._log_numbers.discard(number)
             return
         # mapped and populated: memory_usage() counts it from now on (it waited on the
         # mutex here while a reader of memory_usage() held it, and missed the log)
@@ -788,47 +903,7 @@ class DB(CoreDB):
                     self.retired_logs.remove(log)
                     self._flushed_logs.append(log)
 
-    @contextmanager
-    def write_batch(self, *, sync=False):
-        """A WriteBatch applied atomically when the block exits without error
-        (nothing of it is applied if the block raises). sync=True returns only
-        once the batch is on stable storage.
 
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"b", b"old")
-        >>> with db.write_batch(sync=True) as wb:
-        ...     wb.put(b"a", b"1"); wb.delete(b"b")
-        >>> db.get(b"a"), db.get(b"b")
-        (b'1', None)
-        >>> try:
-        ...     with db.write_batch() as wb:
-        ...         wb.put(b"c", b"3")
-        ...         raise RuntimeError("changed my mind")
-        ... except RuntimeError:
-        ...     pass
-        >>> db.get(b"c") is None
-        True
-        >>> db.close()
-        """
-        wb = WriteBatch(self.clock)
-        yield wb
-        self.write(wb, sync=sync)
-
-    def batch(self):
-        """An empty WriteBatch to fill and pass to write(). It uses the DB's clock,
-        so its puts may have a ttl; it can be cleared and reused.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)   # a fixed clock
-        >>> wb = db.batch()
-        >>> wb.put(b"a", b"1"); wb.put(b"session", b"t", ttl=60)
-        >>> db.write(wb)
-        >>> db.get(b"a"), db.ttl(b"session")
-        (b'1', 60.0)
-        >>> db.close()
-        """
-        return WriteBatch(self.clock)
 
     # ------------------------------------------------------------------ background
 
@@ -842,29 +917,27 @@ class DB(CoreDB):
         numa.bind_current_thread(self._bg_cpus)
         self._bg_tids[threading.current_thread().name.split(":")[0]] = threading.get_native_id()
 
-    def _bg_main(self):
-        """The flush thread: flushes immutable memtables, oldest first, and nothing
+    def _flush_step(self):
+        """The flush thread's step: flush the oldest immutable memtable, and nothing
         else (the janitor thread does the housekeeping), so that a writer that
         finds the memtables full waits for one flush only."""
-        self._lower_priority()
-        while True:
-            with self.mutex:
-                while not self.sv.imms and not self._shutting_down:
-                    self._cv.wait()
-                if self._shutting_down or self.bg_error is not None:
-                    return
-                imm = self._flushing = self.sv.imms[-1]
-            try:
-                self._flush_memtable(imm)
-            except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
-                self._fail_background(e)
-                return
-            # drop the flushed memtable now: this frame would otherwise keep its whole
-            # arena (write_buffer_size bytes) alive while the thread waits for the
-            # next flush (found by comparing memory_usage() with RSS)
-            del imm
-            self._flushing = None
-            self._trim_heap()
+        with self.mutex:
+            if self._shutting_down or self.bg_error is not None:
+                return _STOP
+            if not self.sv.imms:
+                return _IDLE
+            imm = self._flushing = self.sv.imms[-1]
+        try:
+            self._flush_memtable(imm)
+        except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
+            self._fail_background(e)
+            return _STOP
+        # drop the flushed memtable now: a reference kept here would keep its whole
+        # arena (write_buffer_size bytes) alive (found by comparing memory_usage() with RSS)
+        del imm
+        self._flushing = None
+        self._trim_heap()
+        return _AGAIN
 
     def _trim_heap(self):
         """Give the heap pages a flush freed (its block and filter buffers) back to
@@ -874,10 +947,16 @@ class DB(CoreDB):
             return
         t0 = time.monotonic()
         _malloc_trim(0)
-        self._stat["heap_trims"] += 1
-        self._stat["heap_trim_seconds"] += time.monotonic() - t0
+        self._count(heap_trims=1, heap_trim_seconds=time.monotonic() - t0)
 
-    def _janitor_main(self):
+    def _count(self, **deltas):
+        """Add to counters of stats() from a thread that does not hold the mutex
+        (the mutex guards _stat: a `+=` from two threads at once loses one)."""
+        with self.mutex:
+            for k, v in deltas.items():
+                self._stat[k] += v
+
+    def _janitor_step(self):
         """Housekeeping off the flush and compaction threads, at the background
         priority: creates the log the next memtable switch will take (woken by the
         switch that took the last one), closes the logs of flushed memtables and
@@ -886,18 +965,13 @@ class DB(CoreDB):
         SST's cached pages are dropped), creating a log 6-25 ms (fallocate, fsyncs),
         and the writer waited for a flush in 55-77 of 110 memtable switches
         (docs/tuning.md)."""
-        self._lower_priority()
-        while True:
-            self._janitor_wake.wait()
-            self._janitor_wake.clear()
-            try:
-                self._prepare_spare_log()
-                self._janitor_pass()
-            except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
-                self._fail_background(e)
-                return
-            if self._shutting_down:
-                return
+        try:
+            self._prepare_spare_log()
+            self._janitor_pass()
+        except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
+            self._fail_background(e)
+            return _STOP
+        return _STOP if self._shutting_down else _IDLE
 
     def _janitor_pass(self):
         """Close flushed logs, then delete what is obsolete. A failure to close or
@@ -912,41 +986,40 @@ class DB(CoreDB):
                 try:
                     log.close(sync=False)
                 except OSError:
-                    self._stat["file_delete_errors"] += 1
+                    self._count(file_delete_errors=1)
                 self._flushed_logs.popleft()
         try:
             self._purge_obsolete_files()
         except OSError:
-            self._stat["file_delete_errors"] += 1
+            self._count(file_delete_errors=1)
 
     def _wake_janitor(self):
         self._janitor_wake.set()
 
-    def _compaction_main(self, i):
-        """Compaction thread i (lsmkv.compaction.compact_auto), using worker process i.
-        Wakes on every version change and at least once a second, so expired data
-        is collected without writes. When what is due conflicts with compactions
-        other threads are running, it waits for the next change."""
+    def _compaction_step(self, i):
+        """Compaction thread i's step (lsmkv.compaction.compact_auto), using worker
+        process i. The thread wakes on every version change and at least once a
+        second, so expired data is collected without writes. When what is due
+        conflicts with compactions other threads are running, it waits for the next
+        change."""
         from lsmkv.compaction import compact_auto, needs_compaction
-        self._lower_priority()
         if self._workers:
             self._tls.worker = self._workers[i]
-        while True:
-            with self.mutex:
-                while not self._shutting_down and self.bg_error is None and not needs_compaction(self):
-                    self._cv.wait(1.0)
-                if self._shutting_down or self.bg_error is not None:
-                    return
-            try:
-                pick = compact_auto(self)
-            except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
-                self._fail_background(e)
-                return
-            with self.mutex:
-                if pick is not None:
-                    self._cv.notify_all()
-                elif not self._shutting_down and self.bg_error is None:
-                    self._cv.wait(1.0)
+        with self.mutex:
+            if self._shutting_down or self.bg_error is not None:
+                return _STOP
+            if not needs_compaction(self):
+                return _IDLE
+        try:
+            pick = compact_auto(self)
+        except BaseException as e:   # noqa: BLE001 - surfaced to writers via bg_error
+            self._fail_background(e)
+            return _STOP
+        if pick is None:
+            return _IDLE
+        with self.mutex:
+            self._cv.notify_all()
+        return _AGAIN
 
     def _flush_memtable(self, imm):
         t0 = time.monotonic()
@@ -1032,12 +1105,14 @@ class DB(CoreDB):
     def _gc_soon(self):
         """A pin was released: delete what it held, unless the mutex is busy (then
         the next read or background step does)."""
+        if self.state.forked:
+            return          # the files are the parent's
         if self.mutex.acquire(blocking=False):
             try:
                 self._collect_obsolete_files()
             finally:
                 self.mutex.release()
-            self._purge_obsolete_files()
+            self._purge_obsolete_files(blocking=False)
         else:
             self._gc_pending = True
 
@@ -1065,9 +1140,16 @@ class DB(CoreDB):
             self._log_numbers.discard(number)
             self._obsolete.append((filenames.log_name(self.path, number), None))
 
-    def _purge_obsolete_files(self):
-        """Unlink what _collect_obsolete_files queued (mutex not held)."""
-        with self._purge_lock:
+    def _purge_obsolete_files(self, blocking=True):
+        """Unlink what _collect_obsolete_files queued (mutex not held). Without
+        blocking (a pin released by the garbage collector, maybe inside a purge of
+        this very thread), a purge already running is left to take the new entries."""
+        if self.state.forked:
+            return          # the files are the parent's
+        if not self._purge_lock.acquire(blocking=blocking):
+            return
+        logs = files = reclaimed = 0
+        try:
             while self._obsolete:
                 path, size = self._obsolete.popleft()
                 try:
@@ -1075,34 +1157,25 @@ class DB(CoreDB):
                 except FileNotFoundError:
                     continue
                 if size is None:
-                    self._stat["logs_deleted"] += 1
+                    logs += 1
                 else:
-                    self._stat["files_deleted"] += 1
-                    self._stat["bytes_reclaimed"] += size
+                    files += 1
+                    reclaimed += size
+        finally:
+            self._purge_lock.release()
+            if logs or files:
+                self._count(logs_deleted=logs, files_deleted=files, bytes_reclaimed=reclaimed)
 
     # ------------------------------------------------------------------ reads
 
-    def __iter__(self):
-        return self.keys()
-
-    def snapshot(self):
-        """A Snapshot of the current state (see Snapshot). Close it when done.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"k", b"1")
-        >>> snap = db.snapshot()
-        >>> db.put(b"k", b"2")
-        >>> snap.get(b"k"), db.get(b"k")
-        (b'1', b'2')
-        >>> snap.close(); db.close()
-        """
+    def _new_snapshot(self):
+        """The sequence of a new snapshot, registered until released."""
         with self.mutex:
             if self.closed:
                 raise ClosedError("the database is closed")
             seq = self.last_seq
             self._snapshots.add(seq)
-        return Snapshot(self, seq)
+        return seq
 
     def _release_snapshot(self, seq, blocking=True):
         if not self.mutex.acquire(blocking=blocking):
@@ -1118,17 +1191,7 @@ class DB(CoreDB):
     # ------------------------------------------------------------------ flush / compaction
 
     def flush(self):
-        """Write the memtable to a level-0 SST now, and wait until it is done.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"k", b"v")
-        >>> db.flush()
-        >>> s = db.stats()
-        >>> s["memtable_entries"], s["levels"][0]["files"], db.get(b"k")
-        (0, 1, b'v')
-        >>> db.close()
-        """
+        """Write the memtable to a level-0 SST and wait (DB.flush)."""
         with self.mutex:
             self._check_open()
             if len(self.sv.mem):
@@ -1141,19 +1204,7 @@ class DB(CoreDB):
 
     @contextmanager
     def no_background_compactions(self):
-        """Within this block no background compaction runs or starts (the caller may
-        run its own, or copy files knowing no compaction replaces them). Writes and
-        flushes go on.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp(), level0_file_num_compaction_trigger=1)
-        >>> with db.no_background_compactions():
-        ...     for i in range(2):
-        ...         db.put(b"k", b"v%d" % i); db.flush()
-        ...     [lv["files"] for lv in db.stats()["levels"][:2]]   # both stay in L0
-        [2, 0]
-        >>> db.close()
-        """
+        """No background compaction runs within (DB.no_background_compactions)."""
         with self._compaction_lock:
             with self.mutex:
                 while self._running_compactions:
@@ -1175,22 +1226,7 @@ class DB(CoreDB):
             raise ClosedError("the database is closed")
 
     def compact_range(self, start=None, stop=None):
-        """Compact every file overlapping [start, stop] (None: unbounded) into one
-        sorted run below level 0, dropping overwritten, deleted and expired data.
-        Flushes the memtable first; returns when done.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> for i in range(3):
-        ...     db.put(b"k", b"v%d" % i); db.flush()
-        >>> db.delete(b"k"); db.put(b"x", b"1")
-        >>> db.compact_range()
-        >>> [(lv["level"], lv["files"]) for lv in db.stats()["levels"] if lv["files"]]
-        [(1, 1)]
-        >>> list(db.items())
-        [(b'x', b'1')]
-        >>> db.close()
-        """
+        """Compact [start, stop] below level 0 (DB.compact_range)."""
         start = check_bound("start", start)
         stop = check_bound("stop", stop)
         self.flush()
@@ -1202,19 +1238,7 @@ class DB(CoreDB):
     # ------------------------------------------------------------------ stats
 
     def stats(self):
-        """Counters and sizes, as a dict; see docs/architecture.md for each field.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"a", b"1"); db.put(b"b", b"2"); db.delete(b"a")
-        >>> _ = db.get(b"b"), db.get(b"a")
-        >>> s = db.stats()
-        >>> s["puts"], s["deletes"], s["gets"], s["get_hits"], s["memtable_entries"]
-        (2, 1, 2, 1, 3)
-        >>> s["levels"][0]
-        {'level': 0, 'files': 0, 'bytes': 0, 'score': 0.0}
-        >>> db.close()
-        """
+        """Counters and sizes (DB.stats)."""
         sv = self.sv
         s = {
             "puts": self.n_puts, "deletes": self.n_deletes, "gets": self.n_gets,
@@ -1293,25 +1317,7 @@ class DB(CoreDB):
                 "applied": applied}
 
     def memory_usage(self):
-        """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
-
-        memtable_active, memtable_immutable: arena chunks mapped (exact;
-        immutable includes a flushed memtable until the flush thread drops it);
-        cache_payload: block bytes in the cache; cache_overhead: slab bytes held
-        beyond the payload plus the cache's bookkeeping; pinned: the part of the
-        payload readers pin now (included in cache_payload); index_filter: index
-        and filter blocks open tables hold resident (with
-        cache_index_and_filter_blocks, those in the block cache are part of
-        cache_payload instead: stats()["block_cache"]["index_filter_cached"]);
-        wal_mapped: log files mapped and
-        populated for appends; sst_mapped: the 64 KiB windows of table mappings
-        reads touched (what fault-around maps into the RSS while the files stay
-        in the page cache, which the kernel may drop); read_buffers: pooled pread
-        buffers. total is their sum without pinned.
-
-        >>> db.memory_usage()["total"]          # doctest: +SKIP
-        41943040
-        """
+        """Where the engine's memory is (DB.memory_usage)."""
         from lsmkv._table import read_pool_stats
         with self.mutex:
             sv = self.sv
@@ -1340,31 +1346,21 @@ class DB(CoreDB):
     # ------------------------------------------------------------------ close
 
     def close(self):
-        """Wait for background work, sync the log and release the directory lock.
-        Unflushed memtables stay in their logs and are replayed at the next open.
-        Closing twice is harmless; any other use of a closed DB raises ClosedError.
-
-        >>> import lsmkv, tempfile
-        >>> d = tempfile.mkdtemp()
-        >>> db = lsmkv.DB(d)
-        >>> db.put(b"k", b"v")
-        >>> db.close(); db.close()
-        >>> db.closed, repr(db).endswith("closed>")
-        (True, True)
-        >>> with lsmkv.DB(d) as db2:          # the lock is free; the log is replayed
-        ...     db2.get(b"k")
-        b'v'
-        """
+        """Stop the threads, sync the log, release the lock (DB.close)."""
+        if self.state.forked:
+            self._release_inherited()
+            return
         if self._lock_fd is None:
             return
         with self.mutex:
             self._shutting_down = True
+            self.state.closed = True        # its iterators and snapshots are closed with it
             self._cv.notify_all()
         for t in [self._bg_thread] + self._compact_threads:
             if t is not None and t is not threading.current_thread():
                 t.join()
         self._janitor_wake.set()
-        self._adaptive_stop.set()
+        self._adaptive_wake.set()
         for t in (self._janitor_thread, self._adaptive_thread):
             if t is not None and t is not threading.current_thread():
                 t.join()
@@ -1386,6 +1382,278 @@ class DB(CoreDB):
             finally:
                 self.closed = True
                 self._release_lock()
+                with _LIVE_LOCK:
+                    _LIVE.discard(self)
+
+    def _handle_dropped(self):
+        """The DB handle's finalizer: the last reference to it went without close()."""
+        if self.state.forked:
+            self._release_inherited()
+            return
+        if self._lock_fd is None:
+            return
+        try:
+            warnings.warn(f"lsmkv.DB {self.path!r} was not closed; closing it now", ResourceWarning,
+                          stacklevel=2)
+        finally:            # also when warnings are errors
+            me = threading.current_thread()
+            if me in (self._bg_thread, self._janitor_thread, self._adaptive_thread, *self._compact_threads):
+                # the garbage collector finalized the handle (in a reference cycle) in one
+                # of this engine's own threads, which close() would join: close from another
+                threading.Thread(target=self.close, name=f"lsmkv-close:{self.path}").start()
+            else:
+                self.close()
+
+    def _inherited_by_fork(self):
+        """In a fork() child (lsmkv's at-fork hook; only this thread exists here):
+        the handle is dead. Every use raises ForkedError from now on. Nothing is
+        closed or written: the log, the LOCK and the files are the parent's, and the
+        child's close() only lets go of its own copies."""
+        self.state.forked = True
+        self.state.closed = True
+        self.closed = True
+        self._shutting_down = True
+        # locks held at the fork by threads that do not exist here would never be
+        # released: the child gets fresh ones, so that close() and a snapshot's or
+        # an iterator's release cannot hang
+        self.mutex = threading.Lock()
+        self._cv = _Signal(self.mutex, [])
+        self._log_lock = threading.Lock()
+        self._purge_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._obsolete.clear()
+        if self._lock_fd is not None:
+            # the child does not hold the parent's fcntl lock, and closing this
+            # descriptor later could close a number reused by then
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._registered:
+            _OPEN_PATHS.discard(self._registered)     # the child may open the path itself
+            self._registered = False
+
+    def _release_inherited(self):
+        """close() in a fork() child: unmap this process's view of the logs (no sync,
+        no truncation, no unlink), drop the memtables, tables and cache it inherited,
+        and forget the parent's compaction workers without touching them."""
+        if self._inherited_released:
+            return
+        self._inherited_released = True
+        logs = [self.wal, self._spare_wal, self._preparing_wal] + list(self.retired_logs) + \
+            list(self._flushed_logs)
+        self.wal = self._spare_wal = self._preparing_wal = None
+        self.retired_logs = []
+        self._flushed_logs.clear()
+        for log in logs:
+            if log is not None:
+                log.abandon()
+        for w in self._workers:
+            w.forget()
+        self._workers = []
+        self._versions.close()       # this process's descriptor only; nothing is written
+        self.sv = None
+        self._tables = {}
+        self._cache = None
+        self._flushing = None
+
+
+class DB(CoreDB):
+    """An LSM-tree key-value store in the directory `path`.
+
+    Options come as an lsmkv.Options and/or keyword arguments (see Options).
+    The directory is created if missing and locked while the DB is open; a DB
+    is also a context manager that closes it. Keys and values are bytes (or
+    any bytes-like object).
+
+    Example:
+        >>> import lsmkv, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> with lsmkv.DB(d, write_buffer_size=1 << 20) as db:
+        ...     db[b"k"] = b"v"
+        ...     db.get(b"k"), b"k" in db, list(db)
+        (b'v', True, [b'k'])
+        >>> with lsmkv.DB(d) as db:          # reopened: the data is still there
+        ...     db[b"k"]
+        b'v'
+    """
+
+    def __init__(self, path, options=None, **kwargs):
+        super().__init__(Engine(path, options, **kwargs))
+
+    def __getattr__(self, name):
+        # the engine's other attributes (path, options, closed, ...) read through the handle
+        return getattr(self.core, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.core, name, value)     # the handle has no state of its own
+
+    def __delattr__(self, name):
+        delattr(self.core, name)
+
+    def snapshot(self):
+        """A Snapshot of the current state (see Snapshot). Close it when done.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"1")
+        >>> snap = db.snapshot()
+        >>> db.put(b"k", b"2")
+        >>> snap.get(b"k"), db.get(b"k")
+        (b'1', b'2')
+        >>> snap.close(); db.close()
+        """
+        return Snapshot(self, self.core._new_snapshot())
+
+    def flush(self):
+        """Write the memtable to a level-0 SST now, and wait until it is done.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.flush()
+        >>> s = db.stats()
+        >>> s["memtable_entries"], s["levels"][0]["files"], db.get(b"k")
+        (0, 1, b'v')
+        >>> db.close()
+        """
+        return self.core.flush()
+
+    @contextmanager
+    def no_background_compactions(self):
+        """Within this block no background compaction runs or starts (the caller may
+        run its own, or copy files knowing no compaction replaces them). Writes and
+        flushes go on.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), level0_file_num_compaction_trigger=1)
+        >>> with db.no_background_compactions():
+        ...     for i in range(2):
+        ...         db.put(b"k", b"v%d" % i); db.flush()
+        ...     [lv["files"] for lv in db.stats()["levels"][:2]]   # both stay in L0
+        [2, 0]
+        >>> db.close()
+        """
+        with self.core.no_background_compactions():
+            yield
+
+    def compact_range(self, start=None, stop=None):
+        """Compact every file overlapping [start, stop] (None: unbounded) into one
+        sorted run below level 0, dropping overwritten, deleted and expired data.
+        Flushes the memtable first; returns when done.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for i in range(3):
+        ...     db.put(b"k", b"v%d" % i); db.flush()
+        >>> db.delete(b"k"); db.put(b"x", b"1")
+        >>> db.compact_range()
+        >>> [(lv["level"], lv["files"]) for lv in db.stats()["levels"] if lv["files"]]
+        [(1, 1)]
+        >>> list(db.items())
+        [(b'x', b'1')]
+        >>> db.close()
+        """
+        return self.core.compact_range(start, stop)
+
+    def stats(self):
+        """Counters and sizes, as a dict; see docs/architecture.md for each field.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2"); db.delete(b"a")
+        >>> _ = db.get(b"b"), db.get(b"a")
+        >>> s = db.stats()
+        >>> s["puts"], s["deletes"], s["gets"], s["get_hits"], s["memtable_entries"]
+        (2, 1, 2, 1, 3)
+        >>> s["levels"][0]
+        {'level': 0, 'files': 0, 'bytes': 0, 'score': 0.0}
+        >>> db.close()
+        """
+        return self.core.stats()
+
+    def memory_usage(self):
+        """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
+
+        memtable_active, memtable_immutable: arena chunks mapped (exact;
+        immutable includes a flushed memtable until the flush thread drops it);
+        cache_payload: block bytes in the cache; cache_overhead: slab bytes held
+        beyond the payload plus the cache's bookkeeping; pinned: the part of the
+        payload readers pin now (included in cache_payload); index_filter: index
+        and filter blocks open tables hold resident (with
+        cache_index_and_filter_blocks, those in the block cache are part of
+        cache_payload instead: stats()["block_cache"]["index_filter_cached"]);
+        wal_mapped: log files mapped and
+        populated for appends; sst_mapped: the 64 KiB windows of table mappings
+        reads touched (what fault-around maps into the RSS while the files stay
+        in the page cache, which the kernel may drop); read_buffers: pooled pread
+        buffers. total is their sum without pinned.
+
+        >>> db.memory_usage()["total"]          # doctest: +SKIP
+        41943040
+        """
+        return self.core.memory_usage()
+
+    def close(self):
+        """Wait for background work, sync the log and release the directory lock.
+        Unflushed memtables stay in their logs and are replayed at the next open.
+        Closing twice is harmless; any other use of a closed DB raises ClosedError.
+
+        >>> import lsmkv, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> db = lsmkv.DB(d)
+        >>> db.put(b"k", b"v")
+        >>> db.close(); db.close()
+        >>> db.closed, repr(db).endswith("closed>")
+        (True, True)
+        >>> with lsmkv.DB(d) as db2:          # the lock is free; the log is replayed
+        ...     db2.get(b"k")
+        b'v'
+        """
+        return self.core.close()
+
+    @contextmanager
+    def write_batch(self, *, sync=False):
+        """A WriteBatch applied atomically when the block exits without error
+        (nothing of it is applied if the block raises). sync=True returns only
+        once the batch is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"b", b"old")
+        >>> with db.write_batch(sync=True) as wb:
+        ...     wb.put(b"a", b"1"); wb.delete(b"b")
+        >>> db.get(b"a"), db.get(b"b")
+        (b'1', None)
+        >>> try:
+        ...     with db.write_batch() as wb:
+        ...         wb.put(b"c", b"3")
+        ...         raise RuntimeError("changed my mind")
+        ... except RuntimeError:
+        ...     pass
+        >>> db.get(b"c") is None
+        True
+        >>> db.close()
+        """
+        wb = WriteBatch(self.clock)
+        yield wb
+        self.write(wb, sync=sync)
+
+    def batch(self):
+        """An empty WriteBatch to fill and pass to write(). It uses the DB's clock,
+        so its puts may have a ttl; it can be cleared and reused.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)   # a fixed clock
+        >>> wb = db.batch()
+        >>> wb.put(b"a", b"1"); wb.put(b"session", b"t", ttl=60)
+        >>> db.write(wb)
+        >>> db.get(b"a"), db.ttl(b"session")
+        (b'1', 60.0)
+        >>> db.close()
+        """
+        return WriteBatch(self.clock)
+
+    def __iter__(self):
+        return self.keys()
 
     def __enter__(self):
         return self
@@ -1393,13 +1661,16 @@ class DB(CoreDB):
     def __exit__(self, *exc):
         self.close()
 
-    def __del__(self):
-        try:
-            if getattr(self, "_lock_fd", None) is not None:
-                self.close()
-        except Exception:
-            pass
-
     def __repr__(self):
         return f"<lsmkv.DB {self.path!r}{' closed' if self.closed else ''}>"
 
+    def __reduce__(self):
+        raise TypeError("a lsmkv.DB cannot be pickled or sent to another process: open the "
+                        "database by its path in that process (docs/getting-started.md, "
+                        "\"Processes\")")
+
+    def __del__(self):
+        # the last reference to the handle went: close the engine as close() would
+        core = self.core
+        if isinstance(core, Engine):
+            core._handle_dropped()

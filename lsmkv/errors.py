@@ -70,6 +70,32 @@ class ClosedError(LsmkvError):
     """
 
 
+class ForkedError(ClosedError):
+    """A DB handle was used in a fork() child of the process that opened it.
+
+    A handle does not survive fork(): its background threads are not in the child,
+    and its log is shared with the parent. In the child every operation on the
+    inherited handle raises this error (a ClosedError); close() there releases only
+    the child's memory and touches no file. Open the database in the child instead,
+    once the parent has closed it (multiprocessing, gunicorn and celery workers open
+    their own handle after the fork; docs/getting-started.md, "Processes").
+
+    >>> import lsmkv, os, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> db.put(b"k", b"v")
+    >>> pid = os.fork()
+    >>> if pid == 0:                              # the child
+    ...     try:
+    ...         db.get(b"k")
+    ...     except lsmkv.ForkedError:
+    ...         os._exit(7)
+    ...     os._exit(1)
+    >>> os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), db.get(b"k")
+    (7, b'v')
+    >>> db.close()
+    """
+
+
 class BackgroundError(LsmkvError, OSError):
     """Background work (flush or compaction) failed; the DB is read-only until reopened.
 

@@ -119,6 +119,12 @@ def set_nice(tid, nice):
         return False
 
 
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class WorkerDied(RuntimeError):
     """The worker process exited (killed, or out of memory) before answering."""
 
@@ -160,8 +166,9 @@ class Worker:
                 self.restarts += 1
             self._start()
         try:
-            pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
+            # written past the pipe's buffer (os.write), which stays empty: a fork()
+            # child inheriting this object flushes nothing into the worker's stdin
+            _write_all(self._proc.stdin.fileno(), pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
             reply = pickle.load(self._proc.stdout)
         except (EOFError, BrokenPipeError, pickle.UnpicklingError) as e:
             code = self._proc.wait()
@@ -184,6 +191,11 @@ class Worker:
         if status == "ok":
             return value
         raise value
+
+    def forget(self):
+        """In a fork() child: drop the parent's worker without a word to it (the
+        child's copies of the pipes close when collected; nothing is flushed)."""
+        self._proc = None
 
     def close(self):
         with self._lock:
