@@ -568,6 +568,8 @@ cdef class Core:
     cdef int _write_batch(self, WriteBatch batch, bint sync) except -1:
         cdef uint64_t seq
         cdef uint8_t* p
+        if self.closed:
+            raise self.state.error()
         if batch.count == 0:
             return 0
         with self.mutex:

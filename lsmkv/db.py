@@ -346,51 +346,71 @@ class Engine(Core):
         self.path = os.path.abspath(os.fspath(path))
         self.clock = opts.clock
         self.write_buffer_size = opts.write_buffer_size
-        self._lock_fd = None
-        self._registered = False
         self.state.path = self.path
-        self._inherited_released = False          # close() in a fork() child is done
-        self._bg_thread = None
-        self._compact_threads = []
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
-        # what the flush and compaction threads wait on between steps (see _background)
-        self._flush_wake = threading.Event()
-        self._compaction_wakes = [threading.Event() for _ in range(n_compactions)]
-        self._cv = _Signal(self.mutex, [self._flush_wake] + self._compaction_wakes)
-        self._compaction_lock = threading.Lock()   # held to pick a compaction; held throughout by manual ones
-        self._running_compactions = []           # lsmkv.compaction.Running of merges in progress (mutex)
-        self._tls = threading.local()            # .worker: the compaction thread's worker process
-        self._manifest_lock = threading.Lock()   # taken before the mutex, never while holding it
-        self._log_lock = threading.Lock()        # retired logs; taken after the mutex or alone
-        self._flushing = None                    # the memtable the flush thread holds, for memory_usage()
-        self._spare_wal = None                   # the next log, created ahead by the janitor thread
-        self._preparing_wal = None               # ... while it waits to become _spare_wal
-        self._shutting_down = False
-        self._pins = {}
-        self._gc_pending = False
-        self._obsolete = collections.deque()  # (path, size or None for a log) to unlink
-        self._purge_lock = threading.Lock()
-        self._flushed_logs = collections.deque()  # logs of flushed memtables, for the janitor to close
-        self._close_lock = threading.Lock()       # closing flushed logs (taken alone)
-        self._janitor_wake = threading.Event()
-        self._janitor_thread = None
-        self._log_numbers = set()             # logs on disk that this DB created or opened
-        self._snapshots = SortedList()       # sequences of live snapshots (sortedcontainers: min + removal)
-        self._released_snapshots = collections.deque()
-        self._tables = {}              # number -> TableReader, for every SST not yet deleted
-        self._pending_outputs = set()  # numbers of files being written
-        self._manual_flush = 0
-        self._cache = _make_cache(opts)
+
+        # -- Constant after construction (or owned by the thread that opens and closes)
+        self._lock_fd = None                  # the LOCK file, while this process holds it
+        self._registered = False              # its real path in _OPEN_PATHS
+        self._inherited_released = False     # close() in a fork() child is done
+        self._cache = _make_cache(opts)       # thread-safe itself
         self._bg_nice = BACKGROUND_NICE if opts.background_priority == "low" else 0
         self._bg_cpus = numa.resolve_cpus(opts.background_cpus, opts.numa_node)
-        self._bg_tids = {}                     # background thread name -> native id (for stats)
-        self._budget = dict(stalls=0, stall_seconds=0.0, cache_resizes=0, cache_capacity=0)
-        self._adaptive = None                  # lsmkv.adaptive.AdaptiveSplit with adaptive_memory
+        self._bg_thread = None
+        self._compact_threads = []
+        self._janitor_thread = None
         self._adaptive_thread = None
-        self._adaptive_wake = threading.Event()     # set by close()
-        self._adaptive_armed = False           # the controller's first step only waits
-        self._adaptive_prev = None             # (counters, monotonic time) of the last sample
-        self._adaptive_switches = 0            # memtables switched early to hand memory to the cache
+        self._adaptive = None                 # lsmkv.adaptive.AdaptiveSplit with adaptive_memory
+        self._tls = threading.local()         # .worker: the compaction thread's worker process
+        # what the background threads wait on between steps (see _background); each
+        # is set by whoever hands the thread work, and by close()
+        self._flush_wake = threading.Event()
+        self._compaction_wakes = [threading.Event() for _ in range(n_compactions)]
+        self._janitor_wake = threading.Event()
+        self._adaptive_wake = threading.Event()
+
+        # -- Locks, in the order they are taken (a lock is never held while taking an
+        #    earlier one): _compaction_lock, _manifest_lock, mutex, _log_lock.
+        #    _close_lock and _purge_lock are taken alone.
+        self._compaction_lock = threading.Lock()   # picking a compaction; held throughout by manual ones
+        self._manifest_lock = threading.Lock()     # MANIFEST appends, kept in their apply order
+        self._cv = _Signal(self.mutex, [self._flush_wake] + self._compaction_wakes)
+        self._log_lock = threading.Lock()          # removing from / syncing retired_logs
+        self._close_lock = threading.Lock()        # closing flushed logs
+        self._purge_lock = threading.Lock()        # unlinking obsolete files
+
+        # -- Guarded by the mutex (Core's too: sv, wal, last_seq, bg_error, l0_files, ...)
+        self._shutting_down = False
+        self._spare_wal = None                # the next log, created ahead by the janitor thread
+        self._log_numbers = set()             # logs on disk that this DB created or opened
+        self._tables = {}                     # number -> TableReader, for every SST not yet deleted
+        self._pending_outputs = set()         # numbers of files being written
+        self._snapshots = SortedList()        # sequences of live snapshots (sortedcontainers: min + removal)
+        self._running_compactions = []        # lsmkv.compaction.Running of merges in progress
+        self._compact_pointers = {}           # level -> largest user key of its last compaction
+        self._pace = 0.0                      # delayed writes: when the bytes written so far are paid for
+        self._garbage_checked_version = None
+        self._next_expiry = 0
+        self._budget = dict(stalls=0, stall_seconds=0.0, cache_resizes=0, cache_capacity=0)
+        self._adaptive_prev = None            # (counters, monotonic time) of the last sample
+        self._adaptive_switches = 0           # memtables switched early to hand memory to the cache
+        # retired_logs (Core): appended under the mutex, removed under _log_lock, synced
+        # holding both; each change one list operation, every walk over a copy
+
+        # -- Single atomic operations from any thread (the GIL makes each one whole;
+        #    readers copy them in one call, e.g. list(d.values()), never iterate live)
+        self._pins = {}                       # id(Pin) -> pinned version (lsmkv._engine.Pin)
+        self._gc_pending = False              # a pin was released while the mutex was busy
+        self._released_snapshots = collections.deque()   # drained into _snapshots under the mutex
+        self._obsolete = collections.deque()  # (path, size or None for a log): queued under the
+        #                                       mutex, unlinked under _purge_lock
+        self._flushed_logs = collections.deque()  # appended under _log_lock, closed under _close_lock
+        self._bg_tids = {}                    # background thread name -> native id (for stats)
+
+        # -- Written by one thread, read by others (one reference assignment)
+        self._flushing = None                 # flush thread: the memtable it holds, for memory_usage()
+        self._preparing_wal = None            # janitor: the spare log it is making, for memory_usage()
+        self._adaptive_armed = False          # adaptive thread: its first step only waits
         if opts.adaptive_memory:
             # it starts at the smallest write buffer (the cache gets the rest): stalls
             # and absorbed overwrites grow it within a few samples, while a start at
@@ -400,7 +420,8 @@ class Engine(Core):
             self._adaptive = AdaptiveSplit(lo, lo, l0, fl, hi)
             self.write_buffer_size = self._adaptive.size
         self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
-                         if opts.compaction_worker == "process" else [])
+                         if opts.compaction_worker == "process" else [])   # thread-safe each
+        # the counters of stats(): guarded by the mutex (_count() adds from elsewhere)
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
                           compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0, memtable_stall_seconds=0.0,
@@ -413,10 +434,6 @@ class Engine(Core):
                           ttl_dropped=0, logs_deleted=0, file_delete_errors=0,
                           heap_trims=0, heap_trim_seconds=0.0,
                           flushed_entries=0, flush_output_entries=0)
-        self._compact_pointers = {}          # level -> largest user key of its last compaction
-        self._pace = 0.0                     # delayed writes: when the bytes written so far are paid for
-        self._garbage_checked_version = None
-        self._next_expiry = 0
         # as RocksDB sanitizes them: never slow writes before compaction would start
         self.l0_slowdown = max(opts.level0_slowdown_writes_trigger, opts.level0_file_num_compaction_trigger)
         self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
@@ -752,7 +769,7 @@ class Engine(Core):
                 if self.bg_error is not None:
                     raise BackgroundError(f"background work failed: {self.bg_error}")
                 if self._shutting_down or self.closed:
-                    raise ClosedError("the database is closed")
+                    raise self.state.error()
                 if self.sv.mem.arena_used < self.write_buffer_size:
                     return
                 if len(self.sv.imms) >= self.options.max_write_buffer_number - 1:
@@ -977,6 +994,7 @@ class Engine(Core):
         """Close flushed logs, then delete what is obsolete. A failure to close or
         delete loses no data (the file is no longer referenced): it is counted in
         stats()["file_delete_errors"] and the file is left for the next open."""
+        errors = 0
         with self._close_lock:
             # a log leaves the deque only once closed, so memory_usage() sees its
             # mapping until it is gone; the lock keeps two passes (the janitor's and
@@ -986,12 +1004,14 @@ class Engine(Core):
                 try:
                     log.close(sync=False)
                 except OSError:
-                    self._count(file_delete_errors=1)
+                    errors += 1
                 self._flushed_logs.popleft()
         try:
             self._purge_obsolete_files()
         except OSError:
-            self._count(file_delete_errors=1)
+            errors += 1
+        if errors:
+            self._count(file_delete_errors=errors)
 
     def _wake_janitor(self):
         self._janitor_wake.set()
@@ -1172,7 +1192,7 @@ class Engine(Core):
         """The sequence of a new snapshot, registered until released."""
         with self.mutex:
             if self.closed:
-                raise ClosedError("the database is closed")
+                raise self.state.error()
             seq = self.last_seq
             self._snapshots.add(seq)
         return seq
@@ -1223,7 +1243,7 @@ class Engine(Core):
 
     def _check_open(self):
         if self.closed or self._shutting_down:
-            raise ClosedError("the database is closed")
+            raise self.state.error()
 
     def compact_range(self, start=None, stop=None):
         """Compact [start, stop] below level 0 (DB.compact_range)."""
