@@ -21,7 +21,6 @@ Invariants:
      a manual compaction holds _compaction_lock and waits until none runs.
 """
 import collections
-import fcntl
 import os
 import threading
 import time
@@ -36,15 +35,14 @@ from lsmkv._engine import CoreDB, SuperVersion, WriteBatch, check_bound, replay_
 from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
-from lsmkv.errors import BackgroundError, ClosedError, CorruptionError, LockError
+from lsmkv.dirlock import DirLock
+from lsmkv.errors import BackgroundError, ClosedError, CorruptionError
 from lsmkv.killpoint import killpoint
 from lsmkv.logformat import read_log
 from lsmkv.options import Options
 from lsmkv.version import FileMeta, VersionEdit, VersionSet
 from lsmkv.worker import Worker, run_job, set_nice
 
-_OPEN_PATHS = set()
-_OPEN_PATHS_LOCK = threading.Lock()
 _NO_LIMIT = (1 << 63) - 1
 _DELAY_QUANTUM = 0.004     # seconds of pacing debt a delayed write sleeps off at once
 BACKGROUND_NICE = 19       # background_priority='low' (RocksDB's CpuPriority::kLow)
@@ -254,8 +252,7 @@ class DB(CoreDB):
         self.path = os.path.abspath(os.fspath(path))
         self.clock = opts.clock
         self.write_buffer_size = opts.write_buffer_size
-        self._lock_fd = None
-        self._registered = False
+        self._dirlock = None                      # lsmkv.dirlock.DirLock while open
         self._bg_thread = None
         self._compact_threads = []
         self._cv = threading.Condition(self.mutex)
@@ -351,31 +348,14 @@ class DB(CoreDB):
             if not opts.create_if_missing:
                 raise FileNotFoundError(f"no database at {self.path} (create_if_missing=False)")
             os.makedirs(self.path, exist_ok=True)
-        real = os.path.realpath(self.path)
-        with _OPEN_PATHS_LOCK:
-            if real in _OPEN_PATHS:
-                raise LockError(f"{self.path} is already open in this process")
-            _OPEN_PATHS.add(real)
-            self._registered = real
         try:
-            self._lock_fd = os.open(filenames.lock_name(self.path), os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise LockError(f"{self.path} is locked by another process") from None
+            self._dirlock = DirLock.acquire(self.path, "a DB")
             self._recover()
         except BaseException:
-            self._release_lock()
+            if self._dirlock is not None:
+                self._dirlock.release()
+                self._dirlock = None
             raise
-
-    def _release_lock(self):
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)   # closing drops the fcntl lock
-            self._lock_fd = None
-        if self._registered:
-            with _OPEN_PATHS_LOCK:
-                _OPEN_PATHS.discard(self._registered)
-            self._registered = False
 
     def _recover(self):
         opts = self.options
@@ -1052,7 +1032,7 @@ class DB(CoreDB):
         already in SSTs (mutex held; no I/O here, so writers never wait on an
         unlink: _purge_obsolete_files does that after the mutex is released)."""
         self._gc_pending = False
-        if self.closed and self._lock_fd is None:
+        if self.closed and self._dirlock is None:
             return
         live = self._live_tables()
         for number in [n for n in self._tables if n not in live]:
@@ -1355,7 +1335,7 @@ class DB(CoreDB):
         ...     db2.get(b"k")
         b'v'
         """
-        if self._lock_fd is None:
+        if self._dirlock is None:
             return
         with self.mutex:
             self._shutting_down = True
@@ -1385,7 +1365,8 @@ class DB(CoreDB):
                 self._versions.close()
             finally:
                 self.closed = True
-                self._release_lock()
+                self._dirlock.release()
+                self._dirlock = None
 
     def __enter__(self):
         return self
@@ -1395,7 +1376,7 @@ class DB(CoreDB):
 
     def __del__(self):
         try:
-            if getattr(self, "_lock_fd", None) is not None:
+            if getattr(self, "_dirlock", None) is not None:
                 self.close()
         except Exception:
             pass

@@ -43,7 +43,8 @@ class CorruptionError(LsmkvError):
 
 
 class LockError(LsmkvError):
-    """The database directory is locked by another process (or another DB object).
+    """The database directory is locked by another process (the message gives its
+    pid when the system tells it) or by another DB object or repair in this one.
 
     >>> import lsmkv, tempfile
     >>> d = tempfile.mkdtemp()
@@ -51,7 +52,7 @@ class LockError(LsmkvError):
     >>> lsmkv.DB(d)
     Traceback (most recent call last):
       ...
-    lsmkv.errors.LockError: ... is already open in this process
+    lsmkv.errors.LockError: ... is already open in this process (by a DB)
     >>> db.close()
     >>> lsmkv.DB(d).close()       # free again once closed
     """
