@@ -14,8 +14,11 @@ from lsmkv._engine import WriteBatch
 from lsmkv.db import DB, Snapshot
 from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, LockError,
                           LsmkvError)
+from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
+                          NotADatabaseError, OpenError)
 from lsmkv.options import Options
 
 __version__ = "0.1.0"
 __all__ = ["DB", "Options", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
-           "LockError", "ClosedError", "BackgroundError", "__version__"]
+           "LockError", "ClosedError", "BackgroundError", "OpenError", "DatabaseNotFoundError",
+           "DatabaseExistsError", "NotADatabaseError", "DatabasePermissionError", "__version__"]

@@ -22,6 +22,7 @@ Invariants:
 """
 import collections
 import os
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
 from lsmkv.dirlock import DirLock
-from lsmkv.errors import BackgroundError, ClosedError, CorruptionError
+from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, DatabaseExistsError,
+                          DatabaseNotFoundError, DatabasePermissionError, NotADatabaseError, OpenError)
 from lsmkv.killpoint import killpoint
 from lsmkv.logformat import read_log
 from lsmkv.options import Options
@@ -341,21 +343,52 @@ class DB(CoreDB):
     # ------------------------------------------------------------------ open
 
     def _open(self):
-        opts = self.options
-        if not os.path.isdir(self.path):
-            if os.path.exists(self.path):
-                raise NotADirectoryError(f"{self.path} exists and is not a directory")
-            if not opts.create_if_missing:
-                raise FileNotFoundError(f"no database at {self.path} (create_if_missing=False)")
-            os.makedirs(self.path, exist_ok=True)
         try:
+            self._check_directory()
             self._dirlock = DirLock.acquire(self.path, "a DB")
             self._recover()
-        except BaseException:
+        except BaseException as e:
             if self._dirlock is not None:
                 self._dirlock.release()
                 self._dirlock = None
+            if isinstance(e, PermissionError) and not isinstance(e, OpenError):
+                where = "" if e.filename in (None, self.path) else f" on {e.filename}"
+                raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
+                                              f"permission denied{where}", e.filename, e.errno) from e
             raise
+
+    def _check_directory(self):
+        """Raise an OpenError unless self.path is a directory that holds a database
+        or may get one (create_if_missing), creating it if missing and allowed.
+        Nothing else is created here, and nothing at all with create_if_missing=False
+        in a directory without CURRENT and database files (_recover checks again
+        under the lock)."""
+        path = self.path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if not self.options.create_if_missing:
+                raise DatabaseNotFoundError(path, f"{path} does not exist (create_if_missing is false)") from None
+            try:
+                os.makedirs(path, exist_ok=True)
+            except (NotADirectoryError, FileExistsError):
+                raise NotADatabaseError(path, f"{path} is not a directory (part of the path is a file)") from None
+            return
+        except NotADirectoryError:
+            raise NotADatabaseError(path, f"{path} is not a directory (part of the path is a file)") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADatabaseError(path, f"{path} is not a directory")
+        if not self.options.create_if_missing:
+            try:
+                os.stat(filenames.current_name(path))
+            except FileNotFoundError:
+                if not any(filenames.parse(name) for name in os.listdir(path)):
+                    raise self._not_found() from None
+                # database files without CURRENT: _recover raises CorruptionError
+
+    def _not_found(self):
+        return DatabaseNotFoundError(self.path, f"no database in {self.path}: CURRENT does not exist "
+                                     f"(create_if_missing is false)", filenames.current_name(self.path))
 
     def _recover(self):
         opts = self.options
@@ -364,11 +397,14 @@ class DB(CoreDB):
         parsed = {name: filenames.parse(name) for name in listing}
         if os.path.exists(filenames.current_name(self.path)):
             if opts.error_if_exists:
-                raise FileExistsError(f"a database already exists at {self.path} (error_if_exists=True)")
+                raise DatabaseExistsError(self.path, f"a database already exists at {self.path} "
+                                          f"(error_if_exists is true)", filenames.current_name(self.path))
             vs.recover()
         elif any(p is not None for p in parsed.values()):
             raise CorruptionError(filenames.current_name(self.path), None,
                                   "CURRENT is missing but the directory holds database files")
+        elif not opts.create_if_missing:
+            raise self._not_found()         # removed since _check_directory looked
         # open every table the version names (verifies footers and meta blocks)
         for level, f in vs.current.files():
             path = filenames.table_name(self.path, f.number)
