@@ -43,7 +43,7 @@ from lsmkv.killpoint import killpoint
 from lsmkv.logformat import read_log
 from lsmkv.options import Options
 from lsmkv.version import FileMeta, VersionEdit, VersionSet
-from lsmkv.worker import Worker, run_job, set_nice
+from lsmkv.worker import Worker, WorkerUnavailable, interpreter_problem, run_job, set_nice
 
 _NO_LIMIT = (1 << 63) - 1
 _DELAY_QUANTUM = 0.004     # seconds of pacing debt a delayed write sleeps off at once
@@ -301,8 +301,10 @@ class DB(CoreDB):
             self._adaptive = AdaptiveSplit(lo, lo, l0, fl, hi)
             self.write_buffer_size = self._adaptive.size
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
+        # why compactions run in-process although compaction_worker='process' (None: they do not)
+        self._worker_fallback = interpreter_problem() if opts.compaction_worker == "process" else None
         self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
-                         if opts.compaction_worker == "process" else [])
+                         if opts.compaction_worker == "process" and self._worker_fallback is None else [])
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
                           compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
                           slowdown_count=0, stop_count=0, memtable_stall_seconds=0.0,
@@ -523,9 +525,14 @@ class DB(CoreDB):
     def _run_job(self, job):
         """Run a compaction job (lsmkv.worker) where options.compaction_worker says:
         in the calling compaction thread's worker process (the first one for a
-        manual compaction, which runs only when no other compaction does)."""
-        if self._workers:
-            return getattr(self._tls, "worker", self._workers[0]).run(job)
+        manual compaction, which runs only when no other compaction does). Where
+        no worker can run (lsmkv.worker.WorkerUnavailable), this DB compacts in
+        its threads from then on."""
+        if self._workers and self._worker_fallback is None:
+            try:
+                return getattr(self._tls, "worker", self._workers[0]).run(job)
+            except WorkerUnavailable as e:
+                self._worker_fallback = str(e)
         return run_job(job)
 
     def _cache_meta(self, level):
@@ -1283,7 +1290,10 @@ class DB(CoreDB):
         ws = self._workers
         s["compaction_worker"] = ({"mode": "process", "pid": ws[0].pid, "pids": [w.pid for w in ws],
                                    "jobs": sum(w.jobs for w in ws), "restarts": sum(w.restarts for w in ws)}
-                                  if ws else {"mode": "thread"})
+                                  if ws and self._worker_fallback is None else {"mode": "thread"})
+        s["compaction_worker"]["requested"] = self.options.compaction_worker
+        if self._worker_fallback is not None:
+            s["compaction_worker"]["reason"] = self._worker_fallback
         s["compactions_running"] = len(self._running_compactions)
         s["background_jobs"] = {"flush": 1, "compaction": len(self._compact_threads)}
         s["background_nice"] = self._bg_nice
