@@ -14,8 +14,12 @@ from lsmkv._engine import WriteBatch
 from lsmkv.db import DB, Snapshot
 from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, ForkedError, LockError,
                           LsmkvError)
+from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
+                          NotADatabaseError, OpenError)
 from lsmkv.options import Options
 
 __version__ = "0.1.0"
 __all__ = ["DB", "Options", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
-           "LockError", "ClosedError", "ForkedError", "BackgroundError", "__version__"]
+           "LockError", "ClosedError", "ForkedError", "BackgroundError", "OpenError",
+           "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
+           "DatabasePermissionError", "__version__"]

@@ -33,8 +33,8 @@ registered at import (os.register_at_fork, atexit).
 """
 import atexit
 import collections
-import fcntl
 import os
+import stat
 import threading
 import time
 import warnings
@@ -50,15 +50,15 @@ from lsmkv._engine import Core, CoreDB, SuperVersion, WriteBatch, check_bound, r
 from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableReader, write_tables
 from lsmkv._wal import LogWriter
-from lsmkv.errors import BackgroundError, ClosedError, CorruptionError, LockError
+from lsmkv.dirlock import DirLock
+from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, DatabaseExistsError,
+                          DatabaseNotFoundError, DatabasePermissionError, NotADatabaseError, OpenError)
 from lsmkv.killpoint import killpoint
 from lsmkv.logformat import read_log
 from lsmkv.options import Options
 from lsmkv.version import FileMeta, VersionEdit, VersionSet
-from lsmkv.worker import Worker, run_job, set_nice
+from lsmkv.worker import Worker, WorkerUnavailable, interpreter_problem, run_job, set_nice
 
-_OPEN_PATHS = set()
-_OPEN_PATHS_LOCK = threading.Lock()
 _NO_LIMIT = (1 << 63) - 1
 _DELAY_QUANTUM = 0.004     # seconds of pacing debt a delayed write sleeps off at once
 BACKGROUND_NICE = 19       # background_priority='low' (RocksDB's CpuPriority::kLow)
@@ -350,8 +350,7 @@ class Engine(Core):
         n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
 
         # -- Constant after construction (or owned by the thread that opens and closes)
-        self._lock_fd = None                  # the LOCK file, while this process holds it
-        self._registered = False              # its real path in _OPEN_PATHS
+        self._dirlock = None                  # lsmkv.dirlock.DirLock while this process holds the LOCK
         self._inherited_released = False     # close() in a fork() child is done
         self._cache = _make_cache(opts)       # thread-safe itself
         self._bg_nice = BACKGROUND_NICE if opts.background_priority == "low" else 0
@@ -419,8 +418,11 @@ class Engine(Core):
                                              opts.memory_budget // 8)
             self._adaptive = AdaptiveSplit(lo, lo, l0, fl, hi)
             self.write_buffer_size = self._adaptive.size
+        # why compactions run in-process although compaction_worker='process' (None: they do not)
+        self._worker_fallback = interpreter_problem() if opts.compaction_worker == "process" else None
         self._workers = ([Worker(self._bg_nice, self._bg_cpus) for _ in range(n_compactions)]
-                         if opts.compaction_worker == "process" else [])   # thread-safe each
+                         if opts.compaction_worker == "process" and self._worker_fallback is None
+                         else [])                  # thread-safe each
         # the counters of stats(): guarded by the mutex (_count() adds from elsewhere)
         self._stat = dict(flushes=0, flush_bytes=0, flush_seconds=0.0, flush_max_seconds=0.0,
                           compactions=0, compactions_without_dict=0, max_compactions_running=0, compaction_bytes_read=0, compaction_bytes_written=0, stall_seconds=0.0, stall_count=0,
@@ -464,38 +466,52 @@ class Engine(Core):
     # ------------------------------------------------------------------ open
 
     def _open(self):
-        opts = self.options
-        if not os.path.isdir(self.path):
-            if os.path.exists(self.path):
-                raise NotADirectoryError(f"{self.path} exists and is not a directory")
-            if not opts.create_if_missing:
-                raise FileNotFoundError(f"no database at {self.path} (create_if_missing=False)")
-            os.makedirs(self.path, exist_ok=True)
-        real = os.path.realpath(self.path)
-        with _OPEN_PATHS_LOCK:
-            if real in _OPEN_PATHS:
-                raise LockError(f"{self.path} is already open in this process")
-            _OPEN_PATHS.add(real)
-            self._registered = real
         try:
-            self._lock_fd = os.open(filenames.lock_name(self.path), os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise LockError(f"{self.path} is locked by another process") from None
+            self._check_directory()
+            self._dirlock = DirLock.acquire(self.path, "a DB")
             self._recover()
-        except BaseException:
-            self._release_lock()
+        except BaseException as e:
+            if self._dirlock is not None:
+                self._dirlock.release()
+                self._dirlock = None
+            if isinstance(e, PermissionError) and not isinstance(e, OpenError):
+                where = "" if e.filename in (None, self.path) else f" on {e.filename}"
+                raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
+                                              f"permission denied{where}", e.filename, e.errno) from e
             raise
 
-    def _release_lock(self):
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)   # closing drops the fcntl lock
-            self._lock_fd = None
-        if self._registered:
-            with _OPEN_PATHS_LOCK:
-                _OPEN_PATHS.discard(self._registered)
-            self._registered = False
+    def _check_directory(self):
+        """Raise an OpenError unless self.path is a directory that holds a database
+        or may get one (create_if_missing), creating it if missing and allowed.
+        Nothing else is created here, and nothing at all with create_if_missing=False
+        in a directory without CURRENT and database files (_recover checks again
+        under the lock)."""
+        path = self.path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if not self.options.create_if_missing:
+                raise DatabaseNotFoundError(path, f"{path} does not exist (create_if_missing is false)") from None
+            try:
+                os.makedirs(path, exist_ok=True)
+            except (NotADirectoryError, FileExistsError):
+                raise NotADatabaseError(path, f"{path} is not a directory (part of the path is a file)") from None
+            return
+        except NotADirectoryError:
+            raise NotADatabaseError(path, f"{path} is not a directory (part of the path is a file)") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADatabaseError(path, f"{path} is not a directory")
+        if not self.options.create_if_missing:
+            try:
+                os.stat(filenames.current_name(path))
+            except FileNotFoundError:
+                if not any(filenames.parse(name) for name in os.listdir(path)):
+                    raise self._not_found() from None
+                # database files without CURRENT: _recover raises CorruptionError
+
+    def _not_found(self):
+        return DatabaseNotFoundError(self.path, f"no database in {self.path}: CURRENT does not exist "
+                                     f"(create_if_missing is false)", filenames.current_name(self.path))
 
     def _recover(self):
         opts = self.options
@@ -504,11 +520,14 @@ class Engine(Core):
         parsed = {name: filenames.parse(name) for name in listing}
         if os.path.exists(filenames.current_name(self.path)):
             if opts.error_if_exists:
-                raise FileExistsError(f"a database already exists at {self.path} (error_if_exists=True)")
+                raise DatabaseExistsError(self.path, f"a database already exists at {self.path} "
+                                          f"(error_if_exists is true)", filenames.current_name(self.path))
             vs.recover()
         elif any(p is not None for p in parsed.values()):
             raise CorruptionError(filenames.current_name(self.path), None,
                                   "CURRENT is missing but the directory holds database files")
+        elif not opts.create_if_missing:
+            raise self._not_found()         # removed since _check_directory looked
         # open every table the version names (verifies footers and meta blocks)
         for level, f in vs.current.files():
             path = filenames.table_name(self.path, f.number)
@@ -627,9 +646,14 @@ class Engine(Core):
     def _run_job(self, job):
         """Run a compaction job (lsmkv.worker) where options.compaction_worker says:
         in the calling compaction thread's worker process (the first one for a
-        manual compaction, which runs only when no other compaction does)."""
-        if self._workers:
-            return getattr(self._tls, "worker", self._workers[0]).run(job)
+        manual compaction, which runs only when no other compaction does). Where
+        no worker can run (lsmkv.worker.WorkerUnavailable), this DB compacts in
+        its threads from then on."""
+        if self._workers and self._worker_fallback is None:
+            try:
+                return getattr(self._tls, "worker", self._workers[0]).run(job)
+            except WorkerUnavailable as e:
+                self._worker_fallback = str(e)
         return run_job(job)
 
     def _cache_meta(self, level):
@@ -1147,7 +1171,7 @@ class Engine(Core):
         already in SSTs (mutex held; no I/O here, so writers never wait on an
         unlink: _purge_obsolete_files does that after the mutex is released)."""
         self._gc_pending = False
-        if self.closed and self._lock_fd is None:
+        if self.closed and self._dirlock is None:
             return
         live = self._live_tables()
         for number in [n for n in self._tables if n not in live]:
@@ -1311,7 +1335,10 @@ class Engine(Core):
         ws = self._workers
         s["compaction_worker"] = ({"mode": "process", "pid": ws[0].pid, "pids": [w.pid for w in ws],
                                    "jobs": sum(w.jobs for w in ws), "restarts": sum(w.restarts for w in ws)}
-                                  if ws else {"mode": "thread"})
+                                  if ws and self._worker_fallback is None else {"mode": "thread"})
+        s["compaction_worker"]["requested"] = self.options.compaction_worker
+        if self._worker_fallback is not None:
+            s["compaction_worker"]["reason"] = self._worker_fallback
         s["compactions_running"] = len(self._running_compactions)
         s["background_jobs"] = {"flush": 1, "compaction": len(self._compact_threads)}
         s["background_nice"] = self._bg_nice
@@ -1370,7 +1397,7 @@ class Engine(Core):
         if self.state.forked:
             self._release_inherited()
             return
-        if self._lock_fd is None:
+        if self._dirlock is None:
             return
         with self.mutex:
             self._shutting_down = True
@@ -1401,7 +1428,8 @@ class Engine(Core):
                 self._versions.close()
             finally:
                 self.closed = True
-                self._release_lock()
+                self._dirlock.release()
+                self._dirlock = None
                 with _LIVE_LOCK:
                     _LIVE.discard(self)
 
@@ -1410,7 +1438,7 @@ class Engine(Core):
         if self.state.forked:
             self._release_inherited()
             return
-        if self._lock_fd is None:
+        if self._dirlock is None:
             return
         try:
             warnings.warn(f"lsmkv.DB {self.path!r} was not closed; closing it now", ResourceWarning,
@@ -1442,14 +1470,6 @@ class Engine(Core):
         self._purge_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._obsolete.clear()
-        if self._lock_fd is not None:
-            # the child does not hold the parent's fcntl lock, and closing this
-            # descriptor later could close a number reused by then
-            os.close(self._lock_fd)
-            self._lock_fd = None
-        if self._registered:
-            _OPEN_PATHS.discard(self._registered)     # the child may open the path itself
-            self._registered = False
 
     def _release_inherited(self):
         """close() in a fork() child: unmap this process's view of the logs (no sync,

@@ -1,4 +1,6 @@
 """Exceptions raised by lsmkv. All derive from LsmkvError."""
+import os
+from errno import EACCES, EEXIST, ENOENT, ENOTDIR
 
 
 class LsmkvError(Exception):
@@ -43,7 +45,8 @@ class CorruptionError(LsmkvError):
 
 
 class LockError(LsmkvError):
-    """The database directory is locked by another process (or another DB object).
+    """The database directory is locked by another process (the message gives its
+    pid when the system tells it) or by another DB object or repair in this one.
 
     >>> import lsmkv, tempfile
     >>> d = tempfile.mkdtemp()
@@ -51,10 +54,108 @@ class LockError(LsmkvError):
     >>> lsmkv.DB(d)
     Traceback (most recent call last):
       ...
-    lsmkv.errors.LockError: ... is already open in this process
+    lsmkv.errors.LockError: ... is already open in this process (by a DB)
     >>> db.close()
     >>> lsmkv.DB(d).close()       # free again once closed
     """
+
+
+class OpenError(LsmkvError):
+    """lsmkv.DB(path) found no database it may open at path; a subclass says why.
+
+    Each subclass is also the OSError it stands for (FileNotFoundError,
+    FileExistsError, NotADirectoryError, PermissionError), with errno, strerror
+    and filename set, so OSError handlers keep working. Attributes: path (the
+    database directory), filename (the file or directory concerned). str(e)
+    names the path. A directory with database files but no CURRENT raises
+    CorruptionError instead, and a locked one LockError.
+
+    >>> import lsmkv, tempfile
+    >>> try:
+    ...     lsmkv.DB(tempfile.mkdtemp() + "/nothing", create_if_missing=False)
+    ... except lsmkv.OpenError as e:
+    ...     print(type(e).__name__, isinstance(e, FileNotFoundError), e.path == e.filename)
+    DatabaseNotFoundError True True
+    """
+
+    _ERRNO = None
+
+    def __init__(self, path, message, filename=None, errno=None):
+        self.path = str(path)
+        self.message = message
+        if isinstance(self, OSError):
+            code = self._ERRNO if errno is None else errno
+            OSError.__init__(self, code, os.strerror(code), self.path if filename is None else filename)
+        else:
+            super().__init__(message)
+
+    def __str__(self):
+        return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.message, getattr(self, "filename", None),
+                             getattr(self, "errno", None)))
+
+
+class DatabaseNotFoundError(OpenError, FileNotFoundError):
+    """No database at the path and create_if_missing=False: the directory is
+    missing, or holds no CURRENT (and no database files). Nothing is created.
+
+    >>> import os, lsmkv, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> lsmkv.DB(d, create_if_missing=False)
+    Traceback (most recent call last):
+      ...
+    lsmkv.errors.DatabaseNotFoundError: no database in ...: CURRENT does not exist (create_if_missing is false)
+    >>> os.listdir(d)                       # left as it was: not even a LOCK
+    []
+    """
+
+    _ERRNO = ENOENT
+
+
+class DatabaseExistsError(OpenError, FileExistsError):
+    """A database exists at the path and error_if_exists=True.
+
+    >>> import lsmkv, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> lsmkv.DB(d).close()
+    >>> try:
+    ...     lsmkv.DB(d, error_if_exists=True)
+    ... except FileExistsError as e:
+    ...     print(type(e).__name__, e.errno == 17, str(e).endswith("(error_if_exists is true)"))
+    DatabaseExistsError True True
+    """
+
+    _ERRNO = EEXIST
+
+
+class NotADatabaseError(OpenError, NotADirectoryError):
+    """The path, or a directory on the way to it, is not a directory.
+
+    >>> import lsmkv, tempfile
+    >>> f = tempfile.mkstemp()[1]
+    >>> lsmkv.DB(f)
+    Traceback (most recent call last):
+      ...
+    lsmkv.errors.NotADatabaseError: ... is not a directory
+    """
+
+    _ERRNO = ENOTDIR
+
+
+class DatabasePermissionError(OpenError, PermissionError):
+    """Permission denied on the database directory or one of its files, at open.
+    filename is what was refused; errno is EACCES or EPERM.
+
+    >>> import lsmkv
+    >>> e = lsmkv.DatabasePermissionError("/db", "cannot open the database at /db: "
+    ...                                   "permission denied on /db/CURRENT", "/db/CURRENT")
+    >>> isinstance(e, PermissionError), e.filename, e.errno
+    (True, '/db/CURRENT', 13)
+    """
+
+    _ERRNO = EACCES
 
 
 class ClosedError(LsmkvError):

@@ -93,8 +93,8 @@ class Options:
     max_background_jobs: int = 2               # one flush thread + (this - 1) compaction threads
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
-    create_if_missing: bool = True
-    error_if_exists: bool = False
+    create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
+    error_if_exists: bool = False              # True: DatabaseExistsError if CURRENT exists
     clock: object = field(default=time.time)   # seconds; used for TTL
 
     def __post_init__(self):

@@ -38,10 +38,9 @@ Invariants (what repair guarantees):
      versions of its keys in older tables become visible again: the report gives
      the lost key range (lost_ranges) so that can be checked.
 
-Thread safety: one call at a time per directory (the LOCK sees to other processes
-and lsmkv.db's registry to this one).
+Thread safety: one call at a time per directory (lsmkv.dirlock: the LOCK sees to
+other processes, its registry to this one).
 """
-import fcntl
 import os
 import re
 import shutil
@@ -56,7 +55,8 @@ from lsmkv._engine import decode_batch, replay_batch
 from lsmkv._iterator import MergingIterator
 from lsmkv._memtable import MemTable, MemTableIterator
 from lsmkv._table import TableBuilder, TableIterator, TableReader, block_entries, write_tables
-from lsmkv.errors import CorruptionError, LockError, LsmkvError
+from lsmkv.dirlock import DirLock
+from lsmkv.errors import CorruptionError, LsmkvError
 from lsmkv.logformat import HEADER, _next_valid, _valid_at, read_log
 from lsmkv.options import Options
 from lsmkv.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
@@ -188,42 +188,8 @@ def repair(path, *, progress=None):
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise LsmkvError(f"no database at {path}")
-    with _Lock(path):
+    with DirLock.acquire(path, "a repair"):
         return _Repair(path, progress).run()
-
-
-class _Lock:
-    """The DB's LOCK, as lsmkv.db.DB takes it, plus its in-process registry."""
-
-    def __init__(self, path):
-        self.path = path
-        self.fd = None
-        self.real = os.path.realpath(path)
-
-    def __enter__(self):
-        from lsmkv.db import _OPEN_PATHS, _OPEN_PATHS_LOCK
-        with _OPEN_PATHS_LOCK:
-            if self.real in _OPEN_PATHS:
-                raise LockError(f"{self.path} is open in this process; close it before repair")
-            _OPEN_PATHS.add(self.real)
-        try:
-            self.fd = os.open(filenames.lock_name(self.path), os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise LockError(f"{self.path} is locked by another process") from None
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        from lsmkv.db import _OPEN_PATHS, _OPEN_PATHS_LOCK
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        with _OPEN_PATHS_LOCK:
-            _OPEN_PATHS.discard(self.real)
 
 
 # ---------------------------------------------------------------- the repair

@@ -22,10 +22,20 @@ Invariants:
      MANIFEST, exactly as for a compaction run in a thread.
   2. A worker that dies mid-job leaves only unreferenced outputs, removed by
      the DB (or at the next open); the DB restarts it and retries the job once.
+  3. Where no worker can run, the job runs in the DB's thread instead: at open
+     when sys.executable does not look like a Python interpreter
+     (interpreter_problem: frozen applications, uWSGI, embedded Python), and
+     for good once a worker could not be started or died, twice, before it had
+     ever answered a job (WorkerUnavailable). A worker that has answered jobs
+     and then dies twice fails the job, as any background error does.
+
+Thread safety: a Worker runs one job at a time (its own lock); run_job and
+interpreter_problem share no state.
 """
 import math
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +106,47 @@ def run_job(job, should_continue=None):
 
 # ---------------------------------------------------------------- parent side
 
+# python, python3, python3.11, python3.13t, python3.11d, pythonw, pypy3, pypy3.10, python.exe
+_PYTHON_NAME = re.compile(r"^(?:python|pypy)(?:\d+(?:\.\d+)*)?[dmtuw]*(?:\.exe)?$", re.I)
+
+
+def interpreter_problem(executable=None, frozen=None):
+    """Why a worker process cannot be started from `executable` (default
+    sys.executable), or None if it looks like a Python interpreter. A cheap
+    check that starts nothing: a frozen application (PyInstaller and the like set
+    sys.frozen; `frozen` defaults to it), an empty executable (embedded Python),
+    a path that is not an executable file, or a file whose real name is not a
+    Python interpreter's (uWSGI, mod_wsgi and other hosts put their own binary
+    in sys.executable). The DB then compacts in its threads (stats()
+    ["compaction_worker"]["reason"] says why).
+
+    >>> from lsmkv.worker import interpreter_problem
+    >>> interpreter_problem() is None             # this interpreter
+    True
+    >>> interpreter_problem("/usr/sbin/uwsgi-that-is-not-here")
+    "sys.executable '/usr/sbin/uwsgi-that-is-not-here' is not an executable file"
+    >>> interpreter_problem("/bin/false")
+    "sys.executable '/bin/false' is not a Python interpreter (its file is named 'false')"
+    >>> interpreter_problem("", frozen=False), interpreter_problem(frozen=True)
+    ('sys.executable is empty', 'sys.frozen is set (a frozen application, not a Python interpreter)')
+    """
+    if frozen is None:
+        frozen = getattr(sys, "frozen", False)
+    if frozen:
+        return "sys.frozen is set (a frozen application, not a Python interpreter)"
+    if executable is None:
+        executable = sys.executable
+    if not executable:
+        return "sys.executable is empty"
+    real = os.path.realpath(executable)
+    if not (os.path.isfile(real) and os.access(real, os.X_OK)):
+        return f"sys.executable {executable!r} is not an executable file"
+    name = os.path.basename(real)
+    if not _PYTHON_NAME.match(name):
+        return f"sys.executable {executable!r} is not a Python interpreter (its file is named {name!r})"
+    return None
+
+
 def _package_root():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,12 +180,29 @@ class WorkerDied(RuntimeError):
     """The worker process exited (killed, or out of memory) before answering."""
 
 
+class WorkerUnavailable(RuntimeError):
+    """No worker process can run here: starting one failed (OSError), or it died
+    on the job and on its retry without having ever answered a job (an
+    executable that is not the Python it claims, an import failing in the
+    child). The job's partial outputs are removed; the caller runs it in-process.
+
+    >>> import lsmkv.worker as worker
+    >>> w = worker.Worker(executable="/nonexistent/python3")
+    >>> try:
+    ...     w.run({"numbers": [], "dir": "/nonexistent"})
+    ... except worker.WorkerUnavailable as e:
+    ...     print(e)
+    cannot start a compaction worker: [Errno 2] No such file or directory: '/nonexistent/python3'
+    """
+
+
 class Worker:
     """A child process running compaction jobs, one at a time (thread-safe)."""
 
-    def __init__(self, nice=0, cpus=None):
+    def __init__(self, nice=0, cpus=None, executable=None):
         self._nice = nice          # the child's CPU priority (0: inherit)
         self._cpus = cpus          # the child's CPU set (None: inherit)
+        self._executable = executable    # the interpreter to run (None: sys.executable when started)
         self._proc = None
         self._lock = threading.Lock()
         self.jobs = 0
@@ -145,9 +213,12 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         # cwd=root: `-c` puts the cwd first on sys.path, so the child imports this very lsmkv
-        self._proc = subprocess.Popen([sys.executable, "-c", "import sys; from lsmkv.worker import main; sys.exit(main())", str(os.getpid())],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root, env=env,
-                                      close_fds=True)
+        try:
+            self._proc = subprocess.Popen([self._executable or sys.executable, "-c", "import sys; from lsmkv.worker import main; sys.exit(main())", str(os.getpid())],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root, env=env,
+                                          close_fds=True)
+        except OSError as e:      # nothing was started
+            raise WorkerUnavailable(f"cannot start a compaction worker: {e}") from e
         if self._nice:
             set_nice(self._proc.pid, self._nice)
         if self._cpus is not None:
@@ -178,14 +249,23 @@ class Worker:
 
     def run(self, job):
         """Run job in the worker; re-raise its exception. A worker that died is
-        restarted and the job retried once (its outputs have fresh numbers)."""
+        restarted and the job retried once (its outputs have fresh numbers).
+        WorkerUnavailable if no worker could be started, or if the retry died too
+        and no worker has ever answered a job."""
         with self._lock:
             try:
-                reply = self._call(job)
-            except WorkerDied:
-                self.restarts += 1
-                _remove_outputs(job)     # the dead worker's partial outputs: the numbers are reused
-                reply = self._call(job)
+                try:
+                    reply = self._call(job)
+                except WorkerDied:
+                    self.restarts += 1
+                    _remove_outputs(job)     # the dead worker's partial outputs: the numbers are reused
+                    reply = self._call(job)
+            except WorkerDied as e:
+                if self.jobs:
+                    raise
+                _remove_outputs(job)
+                raise WorkerUnavailable(f"the compaction worker died before answering any job, "
+                                        f"twice ({e})") from e
             self.jobs += 1
         status, value = reply
         if status == "ok":

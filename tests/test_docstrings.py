@@ -1,7 +1,7 @@
 """Every public name has a docstring with a runnable example, and the examples run.
 
-  * doctest.testmod runs over lsmkv, lsmkv.db, lsmkv.options, lsmkv.errors and the
-    compiled lsmkv._engine (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
+  * doctest.testmod runs over lsmkv, lsmkv.db, lsmkv.options, lsmkv.errors,
+    lsmkv.dirlock, lsmkv.worker and the compiled lsmkv._engine (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
     finds the methods through the class __dict__ but skips properties (getset
     descriptors), so their docstrings are run here explicitly.
   * A module must run every example its source holds (the `>>>` prompts of the .py or
@@ -31,7 +31,7 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # examples written when issue 5 was closed; a module may gain more, never fewer
 MIN_EXAMPLES = {"lsmkv": 3, "lsmkv.db": 105, "lsmkv.options": 16, "lsmkv.errors": 21,
-                "lsmkv._engine": 100}
+                "lsmkv._engine": 100, "lsmkv.dirlock": 28, "lsmkv.worker": 8}
 
 _PROMPT = re.compile(r"^\s*>>> ", re.M)
 _SKIPPED = re.compile(r"^\s*>>> .*#\s*doctest:.*\+SKIP", re.M)

@@ -314,7 +314,7 @@ def test_refuses_a_locked_db(built):
             repair(built.path)
         r = _shell(built.path, "repair")
         assert r.returncode == 3
-        assert r.stderr.strip() == f"lsmkv: {built.path} is locked by another process"
+        assert r.stderr.strip() == f"lsmkv: {built.path} is locked by another process (pid {p.pid})"
     finally:
         p.kill()
         p.wait()

@@ -261,7 +261,7 @@ def test_locked_db_exits_3_with_one_line(filled):
     with lsmkv.DB(filled):
         r = run(filled, "get", "a")
         one_error_line(r, 3, "locked")
-        assert r.stderr == f"lsmkv: {filled} is locked by another process\n"
+        assert r.stderr == f"lsmkv: {filled} is locked by another process (pid {os.getpid()})\n"
 
 
 def test_usage_errors_exit_2(dbpath):

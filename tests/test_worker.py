@@ -1,6 +1,8 @@
 """Compaction jobs and the worker process (lsmkv.worker)."""
+import json
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -8,7 +10,8 @@ import pytest
 
 import lsmkv
 from lsmkv import filenames
-from lsmkv.worker import Worker, make_job, numbers_needed, run_job
+from lsmkv.worker import (Worker, WorkerDied, WorkerUnavailable, interpreter_problem, make_job,
+                          numbers_needed, run_job)
 from conftest import lsmkv_import_path, run_child
 
 
@@ -181,3 +184,124 @@ def test_background_work_runs_at_the_chosen_cpu_priority(dbpath, priority):
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     with pytest.raises(ValueError, match="background_priority"):
         lsmkv.Options(background_priority="high")
+
+
+# ---------------------------------------------------------------- no worker possible
+
+@pytest.mark.parametrize("exe,problem", [
+    (None, None),
+    ("/bin/false", "is not a Python interpreter (its file is named 'false')"),
+    ("/nonexistent/python3", "is not an executable file"),
+    ("", "sys.executable is empty"),
+])
+def test_interpreter_problem(exe, problem):
+    got = interpreter_problem(exe, frozen=False)
+    assert got is None if problem is None else got.endswith(problem)
+    assert interpreter_problem(exe, frozen=True).startswith("sys.frozen is set")
+
+
+@pytest.mark.parametrize("name", ["python", "python3", "python3.11", "python3.13t", "python3.11d",
+                                  "pypy3", "pypy3.10", "python.exe", "pythonw"])
+def test_interpreter_names_pass(tmp_path, name):
+    exe = tmp_path / name
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert interpreter_problem(str(exe), frozen=False) is None
+    link = tmp_path / "uwsgi"
+    link.symlink_to(exe)                  # judged by the file it names
+    assert interpreter_problem(str(link), frozen=False) is None
+
+
+def _fake_python(tmp_path, body):
+    """An executable named python3 in tmp_path running the shell body."""
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    exe = d / "python3"
+    exe.write_text("#!/bin/sh\n" + body + "\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+# A child that puts `executable` in sys.executable before lsmkv sees it, then fills a DB
+# with compactions: L0 stops writes at 3 files, so the writes cannot all go through
+# unless compactions run. Prints the stats as JSON.
+FALLBACK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+sys.executable = sys.argv[3]
+import lsmkv
+db = lsmkv.DB(sys.argv[2], write_buffer_size=64 << 10, level0_file_num_compaction_trigger=2,
+              level0_slowdown_writes_trigger=2, level0_stop_writes_trigger=3)
+want = {}
+for i in range(40000):
+    k, v = b"%06d" % (i % 7000), b"%d" % i + b"x" * 60
+    db.put(k, v)
+    want[k] = v
+ok = dict(db.items()) == want
+s = db.stats()
+db.close()
+print(json.dumps({"ok": ok, "worker": s["compaction_worker"], "compactions": s["compactions"],
+                  "flushes": s["flushes"], "error": s["background_error"]}))
+"""
+
+
+def _fill_with(tmp_path, exe):
+    r = run_child(FALLBACK, lsmkv_import_path(), str(tmp_path / "db"), exe, timeout=300)
+    return json.loads(r.stdout)
+
+
+def test_a_host_that_is_not_python_compacts_in_threads(tmp_path):
+    """sys.executable is not an interpreter (uWSGI, a frozen app): found at open, no worker tried."""
+    out = _fill_with(tmp_path, "/bin/false")
+    assert out["ok"] and out["error"] is None
+    assert out["compactions"] >= 1 and out["flushes"] >= 3
+    assert out["worker"] == {"mode": "thread", "requested": "process",
+                             "reason": interpreter_problem("/bin/false", frozen=False)}
+
+
+def test_a_worker_that_never_starts_falls_back_to_threads(tmp_path):
+    """sys.executable looks like Python but the worker dies at once: found at the first compaction."""
+    out = _fill_with(tmp_path, _fake_python(tmp_path, "exit 1"))
+    assert out["ok"] and out["error"] is None
+    assert out["compactions"] >= 1
+    w = out["worker"]
+    assert (w["mode"], w["requested"]) == ("thread", "process")
+    assert w["reason"].startswith("the compaction worker died before answering any job, twice")
+    assert "status 1" in w["reason"]
+
+
+def test_the_default_reports_the_process_mode(dbpath):
+    with lsmkv.DB(dbpath) as db:
+        s = db.stats()["compaction_worker"]
+        assert s["mode"] == "process" and s["requested"] == "process" and "reason" not in s
+    with lsmkv.DB(dbpath, compaction_worker="thread") as db:
+        assert db.stats()["compaction_worker"] == {"mode": "thread", "requested": "thread"}
+
+
+def test_only_a_worker_that_never_answered_is_unavailable(tmp_path):
+    """The job and its retry both die: WorkerUnavailable if the worker never answered a
+    job, else WorkerDied as before (the DB then fails the job: a background error)."""
+    db = _l0_db(str(tmp_path / "db"), n=2000, files=2)
+    mark = tmp_path / "started"
+    # a real interpreter the first time it is started, failing every time after
+    exe = _fake_python(tmp_path, f'[ -e "{mark}" ] && exit 1\ntouch "{mark}"\nexec "{sys.executable}" "$@"')
+    try:
+        w = Worker(executable=exe)
+        try:
+            out = tmp_path / "out"
+            out.mkdir()
+            assert w.run(_job(db, str(out), range(4000, 4010)))["outputs"]
+            os.kill(w.pid, signal.SIGKILL)
+            with pytest.raises(WorkerDied) as ei:
+                w.run(_job(db, str(out), range(4010, 4020)))
+            assert not isinstance(ei.value, WorkerUnavailable)
+        finally:
+            w.close()
+        w = Worker(executable=_fake_python(tmp_path, "exit 1"))
+        with pytest.raises(WorkerUnavailable, match="before answering any job"):
+            w.run(_job(db, str(tmp_path / "out"), range(5000, 5010)))
+        w = Worker(executable=str(tmp_path / "missing" / "python3"))
+        with pytest.raises(WorkerUnavailable, match="cannot start a compaction worker"):
+            w.run(_job(db, str(tmp_path / "out"), range(5000, 5010)))
+    finally:
+        db.close()
