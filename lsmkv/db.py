@@ -1711,6 +1711,6 @@ class DB(CoreDB):
 
     def __del__(self):
         # the last reference to the handle went: close the engine as close() would
-        core = self.core
-        if isinstance(core, Engine):
-            core._handle_dropped()
+        dropped = getattr(self.core, "_handle_dropped", None)   # None: the placeholder Core
+        if dropped is not None:
+            dropped()
