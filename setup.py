@@ -10,7 +10,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSMKV_DEBUG") == "1"
-MODULES = ["_coding", "_fileio", "_zstd", "_memtable", "_iterator", "_table", "_wal", "_cache", "_engine"]
+MODULES = ["coding", "fileio", "zstd", "memtable", "iterator", "table", "wal", "cache", "dbcore"]   # lsmkv/core/
 
 SANITIZE = os.environ.get("LSMKV_SANITIZE", "")
 cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
@@ -19,7 +19,7 @@ if SANITIZE:
     cflags = [f"-fsanitize={SANITIZE}", "-fno-omit-frame-pointer", "-g", "-O0" if DEBUG else "-O1"]
     ldflags = [f"-fsanitize={SANITIZE}"]
 extensions = [
-    Extension(f"lsmkv.{name}", [f"lsmkv/{name}.pyx"], extra_compile_args=cflags, extra_link_args=ldflags)
+    Extension(f"lsmkv.core.{name}", [f"lsmkv/core/{name}.pyx"], extra_compile_args=cflags, extra_link_args=ldflags)
     for name in MODULES
 ]
 directives = {

@@ -22,7 +22,7 @@ like; absolute numbers depend on the machine's load (say so when quoting them).
 --connections N,...: after the throughput runs, a fresh lsmkv server holds N
 connections from this process and the RSS above its baseline is reported per
 idle connection and per connection holding half a request
-(lsmkv/server_proc.py: measure_connections).
+(lsmkv/server/proc.py: measure_connections).
 """
 import argparse
 import csv
@@ -37,7 +37,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lsmkv.server_proc import ServerProcess, free_port, measure_connections  # noqa: E402
+from lsmkv.server.proc import ServerProcess, free_port, measure_connections  # noqa: E402
 
 
 def wait_ping(port, proc, timeout=20):

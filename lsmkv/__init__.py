@@ -1,6 +1,6 @@
 """lsmkv: an embedded LSM-tree key-value store with its hot paths in Cython.
 
-Start reading at lsmkv/db.py (the DB), then lsmkv/_engine.pyx (the per-operation
+Start reading at lsmkv/engine/db.py (the DB), then lsmkv/core/dbcore.pyx (the per-operation
 path); docs/architecture.md maps the rest.
 
     >>> import lsmkv, tempfile
@@ -10,8 +10,8 @@ path); docs/architecture.md maps the rest.
     ...     db.get(b"key")
     b'value'
 """
-from lsmkv._engine import WriteBatch
-from lsmkv.db import DB, Snapshot
+from lsmkv.core.dbcore import WriteBatch
+from lsmkv.engine.db import DB, Snapshot
 from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, ForkedError, LockError,
                           LsmkvError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,

@@ -1,7 +1,7 @@
-"""`python -m lsmkv ...`: the lsmkv shell (lsmkv.shell)."""
+"""`python -m lsmkv ...`: the lsmkv shell (lsmkv.cli.shell)."""
 import sys
 
-from lsmkv.shell import main
+from lsmkv.cli.shell import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -85,7 +85,7 @@ class Options:
                                                # the touched file pages); False: pread into pooled buffers
     memory_budget: int = 0                     # >0: memtables + block cache share this many bytes
     adaptive_memory: bool = False              # with memory_budget: move budget between memtables and
-                                               # the cache by the load (lsmkv/adaptive.py); the write
+                                               # the cache by the load (lsmkv/engine/adaptive.py); the write
                                                # buffer starts at budget/64, not write_buffer_size
     adaptive_interval: float = 0.5             # seconds between two samples of the adaptive controller
     background_cpus: object = None             # CPU ids for flush/compaction/janitor threads and workers

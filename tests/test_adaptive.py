@@ -1,4 +1,4 @@
-"""Adaptive memory split: the policy (lsmkv/adaptive.py) on synthetic samples, and
+"""Adaptive memory split: the policy (lsmkv/engine/adaptive.py) on synthetic samples, and
 the DB applying it (write buffer size, cache capacity, early memtable switch)."""
 import doctest
 import time
@@ -6,8 +6,8 @@ import time
 import pytest
 
 import lsmkv
-from lsmkv import adaptive
-from lsmkv.adaptive import AdaptiveSplit, Sample
+from lsmkv.engine import adaptive
+from lsmkv.engine.adaptive import AdaptiveSplit, Sample
 
 MiB = 1 << 20
 

@@ -1,12 +1,12 @@
-"""The SST bloom filter (lsmkv._table): false-positive rate, no false negatives, layout."""
+"""The SST bloom filter (lsmkv.core.table): false-positive rate, no false negatives, layout."""
 import random
 import struct
 
 import mmh3
 import pytest
 
-from lsmkv._coding import crc32c_py
-from lsmkv._table import TableBuilder, TableReader, bloom_hash_py, make_tag_py
+from lsmkv.core.coding import crc32c_py
+from lsmkv.core.table import TableBuilder, TableReader, bloom_hash_py, make_tag_py
 from lsmkv.errors import CorruptionError
 
 PUT, DELETE = 1, 0

@@ -1,7 +1,7 @@
-"""lsmkv/bufpool.py: size classes, reuse, the bound on idle bytes."""
+"""lsmkv/server/bufpool.py: size classes, reuse, the bound on idle bytes."""
 import pytest
 
-from lsmkv.bufpool import BufferPool
+from lsmkv.server.bufpool import BufferPool
 
 
 def test_size_classes():

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import lsmkv
-from lsmkv._cache import LRUCache, SlabCache
+from lsmkv.core.cache import LRUCache, SlabCache
 
 KiB = 1024
 MiB = 1024 * KiB

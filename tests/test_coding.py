@@ -1,11 +1,11 @@
-"""Checksums, hashes and varints (lsmkv._coding)."""
+"""Checksums, hashes and varints (lsmkv.core.coding)."""
 import random
 
 import mmh3
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lsmkv._coding import crc32c_py, decode_varint, encode_varint, murmur3_py
+from lsmkv.core.coding import crc32c_py, decode_varint, encode_varint, murmur3_py
 
 
 # ------------------------------------------------------------------ crc32c
@@ -189,7 +189,7 @@ def test_varint_sequence_round_trip(values):
 
 
 def test_hardware_and_software_crc32c_agree():
-    from lsmkv._coding import crc32c_software, has_hardware_crc
+    from lsmkv.core.coding import crc32c_software, has_hardware_crc
     rng = random.Random(99)
     for n in list(range(0, 40)) + [4095, 4096, 100_000]:
         data = rng.randbytes(n)

@@ -5,8 +5,8 @@ import struct
 import pytest
 
 import lsmkv
-from lsmkv.compaction import Running, conflicts, output_dict_bytes, pick_auto
-from lsmkv.version import NUM_LEVELS, FileMeta, Version
+from lsmkv.engine.compaction import Running, conflicts, output_dict_bytes, pick_auto
+from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version
 
 FOOTER = 80   # docs/format.md: the footer; its first 8 u64 are the block handles
 

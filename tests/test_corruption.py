@@ -31,9 +31,9 @@ import sys
 import pytest
 
 import lsmkv
-from lsmkv import filenames
+from lsmkv.engine import filenames
 from lsmkv.errors import CorruptionError
-from lsmkv.logformat import read_log
+from lsmkv.engine.logformat import read_log
 from conftest import lsmkv_import_path
 
 SEED = int(os.environ.get("LSMKV_FLIP_SEED", "2024"))

@@ -1,4 +1,4 @@
-"""The directory lock (lsmkv.dirlock): one holder per directory, named when refused,
+"""The directory lock (lsmkv.engine.dirlock): one holder per directory, named when refused,
 and fork-safe. Other processes here are real ones: a `python -c` child, or os.fork()."""
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import lsmkv
-from lsmkv.dirlock import DirLock, holder_pid
+from lsmkv.engine.dirlock import DirLock, holder_pid
 from conftest import lsmkv_import_path
 
 HOLD = """

@@ -1,7 +1,7 @@
 """Every public name has a docstring with a runnable example, and the examples run.
 
-  * doctest.testmod runs over lsmkv, lsmkv.db, lsmkv.options, lsmkv.errors,
-    lsmkv.dirlock, lsmkv.worker and the compiled lsmkv._engine (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
+  * doctest.testmod runs over lsmkv, lsmkv.engine.db, lsmkv.options, lsmkv.errors,
+    lsmkv.engine.dirlock, lsmkv.engine.worker and the compiled lsmkv.core.dbcore (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
     finds the methods through the class __dict__ but skips properties (getset
     descriptors), so their docstrings are run here explicitly.
   * A module must run every example its source holds (the `>>>` prompts of the .py or
@@ -11,7 +11,7 @@
     tmp_path so nothing is left behind.
   * Every name in lsmkv.__all__ (but __version__) and every public method or property
     of DB, CoreDB, WriteBatch and Snapshot has '>>>' in its docstring.
-  * lsmkv/_engine.pyi carries the same docstrings as the compiled WriteBatch and CoreDB.
+  * lsmkv/core/dbcore.pyi carries the same docstrings as the compiled WriteBatch and CoreDB.
 """
 import ast
 import doctest
@@ -24,14 +24,14 @@ import tempfile
 import pytest
 
 import lsmkv
-from lsmkv import _engine
-from lsmkv.db import DB, Snapshot
+from lsmkv.core import dbcore as _engine
+from lsmkv.engine.db import DB, Snapshot
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # examples written when issue 5 was closed; a module may gain more, never fewer
-MIN_EXAMPLES = {"lsmkv": 3, "lsmkv.db": 105, "lsmkv.options": 16, "lsmkv.errors": 21,
-                "lsmkv._engine": 100, "lsmkv.dirlock": 28, "lsmkv.worker": 8}
+MIN_EXAMPLES = {"lsmkv": 3, "lsmkv.engine.db": 105, "lsmkv.options": 16, "lsmkv.errors": 21,
+                "lsmkv.core.dbcore": 100, "lsmkv.engine.dirlock": 28, "lsmkv.engine.worker": 8}
 
 _PROMPT = re.compile(r"^\s*>>> ", re.M)
 _SKIPPED = re.compile(r"^\s*>>> .*#\s*doctest:.*\+SKIP", re.M)
@@ -47,7 +47,7 @@ def _source_of(module):
     """The .py or .pyx text a module was built from, or None if not shipped."""
     base = os.path.splitext(module.__file__)[0]
     if module.__file__.endswith((".so", ".pyd")):
-        base = base.split(".")[0]           # _engine.cpython-311-x86_64-linux-gnu
+        base = base.split(".")[0]           # dbcore.cpython-311-x86_64-linux-gnu
         path = base + ".pyx"
     else:
         path = module.__file__
@@ -160,7 +160,7 @@ def _strip_signature(doc, qualname):
 
 
 def test_stub_mirrors_the_compiled_docstrings():
-    path = os.path.join(os.path.dirname(_engine.__file__), "_engine.pyi")
+    path = os.path.join(os.path.dirname(_engine.__file__), "dbcore.pyi")
     with open(path, encoding="utf-8") as fh:
         tree = ast.parse(fh.read())
     checked = 0

@@ -1,10 +1,10 @@
-"""System calls grouped into one GIL release each (lsmkv._fileio)."""
+"""System calls grouped into one GIL release each (lsmkv.core.fileio)."""
 import errno
 import os
 
 import pytest
 
-from lsmkv._fileio import append_sync, fsync_dir
+from lsmkv.core.fileio import append_sync, fsync_dir
 
 
 def test_fsync_dir_and_its_error_names_the_directory(tmp_path):

@@ -20,14 +20,14 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from lsmkv._coding import crc32c_py, decode_varint, encode_varint
-from lsmkv._engine import decode_batch, replay_batch
-from lsmkv._memtable import MemTable
-from lsmkv._table import BlockBuilder, TableBuilder, TableIterator, TableReader, block_entries, make_tag_py
-from lsmkv._wal import LogWriter
+from lsmkv.core.coding import crc32c_py, decode_varint, encode_varint
+from lsmkv.core.dbcore import decode_batch, replay_batch
+from lsmkv.core.memtable import MemTable
+from lsmkv.core.table import BlockBuilder, TableBuilder, TableIterator, TableReader, block_entries, make_tag_py
+from lsmkv.core.wal import LogWriter
 from lsmkv.errors import CorruptionError
-from lsmkv.logformat import frame, read_log
-from lsmkv.version import FileMeta, VersionEdit, VersionSet
+from lsmkv.engine.logformat import frame, read_log
+from lsmkv.engine.version import FileMeta, VersionEdit, VersionSet
 
 EXAMPLES = int(os.environ.get("LSMKV_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,

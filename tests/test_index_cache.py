@@ -225,7 +225,7 @@ def test_a_block_that_changed_since_open_is_corruption(built, tmp_path):
     (the file replaced under the DB) is reported, not probed."""
     path, model = built
     import shutil
-    from lsmkv._coding import crc32c_py
+    from lsmkv.core.coding import crc32c_py
     copy = str(tmp_path / "db")
     shutil.copytree(path, copy)
     with lsmkv.DB(copy, **CACHED) as db:
@@ -309,7 +309,7 @@ def test_page_moves_take_cold_single_block_pages_before_a_hot_one():
     """Regression: page moves chose the donor class by its eviction rate alone, so of
     classes that never evict (index and filter blocks alone in their pages) the first
     one lost its page, hot or not. A CLOCK over pages takes the cold pages first."""
-    from lsmkv._cache import SlabCache
+    from lsmkv.core.cache import SlabCache
     c = SlabCache(16 * 4096, 4096)
 
     def cold_left():

@@ -1,13 +1,13 @@
-"""Record framing and the log reader's torn-tail vs corruption rule (lsmkv.logformat)."""
+"""Record framing and the log reader's torn-tail vs corruption rule (lsmkv.engine.logformat)."""
 import random
 import struct
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lsmkv._coding import crc32c_py
+from lsmkv.core.coding import crc32c_py
 from lsmkv.errors import CorruptionError, LsmkvError
-from lsmkv.logformat import HEADER, PAGE, frame, read_log
+from lsmkv.engine.logformat import HEADER, PAGE, frame, read_log
 
 PATH = "/db/000007.log"
 

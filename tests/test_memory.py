@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import lsmkv
-from lsmkv import numa
+from lsmkv.engine import numa
 from conftest import lsmkv_import_path
 
 KiB = 1024

@@ -1,4 +1,4 @@
-"""Arena-backed skiplist memtable (lsmkv._memtable)."""
+"""Arena-backed skiplist memtable (lsmkv.core.memtable)."""
 import random
 
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from conftest import scan as _scan, scan_reverse as _scan_reverse
 from hypothesis import given, settings, strategies as st
 
-from lsmkv._memtable import Arena, MemTable
+from lsmkv.core.memtable import Arena, MemTable
 
 DELETE, PUT, PUT_TTL, KIND_MAX = 0, 1, 2, 0xFF
 PTR = 8                       # sizeof(char*) / sizeof(Node*) on the 64-bit build

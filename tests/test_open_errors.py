@@ -108,7 +108,7 @@ def test_error_if_exists(dbpath):
 PERMISSIONS = """
 import json, os, shutil, sys, tempfile
 sys.path.insert(0, sys.argv[1])
-import lsmkv, lsmkv.compaction
+import lsmkv, lsmkv.engine.compaction
 what, create, base = sys.argv[2], sys.argv[3] == "create", sys.argv[4]
 if os.geteuid() == 0:
     os.setgid(65534)

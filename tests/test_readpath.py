@@ -1,4 +1,4 @@
-"""The block read path of lsmkv._table: pread (with RWF_NOWAIT first) into pooled
+"""The block read path of lsmkv.core.table: pread (with RWF_NOWAIT first) into pooled
 buffers, per-thread decompression contexts, in-place restart keys, key buffers."""
 import random
 import struct
@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from lsmkv._cache import SlabCache
-from lsmkv._coding import crc32c_py
-from lsmkv._table import TableBuilder, TableReader, pread_nowait, read_pool_stats, make_tag_py
+from lsmkv.core.cache import SlabCache
+from lsmkv.core.coding import crc32c_py
+from lsmkv.core.table import TableBuilder, TableReader, pread_nowait, read_pool_stats, make_tag_py
 from lsmkv.errors import CorruptionError
 
 MAX_SEQ = 0x00FFFFFFFFFFFFFF
@@ -115,8 +115,8 @@ def test_restart_entry_sharing_a_prefix_is_corruption(tmp_path):
 
 
 def _first_block_size(data, index_off, index_size):
-    from lsmkv._coding import decode_varint
-    from lsmkv._table import block_entries
+    from lsmkv.core.coding import decode_varint
+    from lsmkv.core.table import block_entries
     (_, v), *_ = block_entries(data[index_off:index_off + index_size])
     off, pos = decode_varint(v)
     size, _ = decode_varint(v, pos)

@@ -1,4 +1,4 @@
-"""lsmkv.repair: damage a small DB in one way at a time, repair it, reopen it and check
+"""lsmkv.engine.repair: damage a small DB in one way at a time, repair it, reopen it and check
 every key (docs/reliability.md, "Repair").
 
 The DB has three generations: g1 compacted into the deeper levels (tables with zstd
@@ -17,12 +17,12 @@ import sys
 import pytest
 
 import lsmkv
-from lsmkv import filenames
-from lsmkv._table import TableReader
+from lsmkv.engine import filenames
+from lsmkv.core.table import TableReader
 from lsmkv.errors import LockError, LsmkvError
-from lsmkv.logformat import read_log
-from lsmkv.repair import _index_blocks, repair
-from lsmkv.version import VersionSet
+from lsmkv.engine.logformat import read_log
+from lsmkv.engine.repair import _index_blocks, repair
+from lsmkv.engine.version import VersionSet
 
 from conftest import lsmkv_import_path
 

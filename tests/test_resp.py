@@ -1,10 +1,9 @@
-"""lsmkv/resp.py: the in-place RESP2 request parser and the reply encoders."""
+"""lsmkv/server/resp.py: the in-place RESP2 request parser and the reply encoders."""
 import random
 
 import pytest
 
-from lsmkv import resp
-
+from lsmkv.server import resp
 BIG = 1 << 30
 
 

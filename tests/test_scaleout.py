@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lsmkv.server_proc import ServerProcess, free_port
+from lsmkv.server.proc import ServerProcess, free_port
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'redis>=5')")
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 import lsmkv
-from lsmkv import resp
-from lsmkv.server_proc import ServerProcess
+from lsmkv.server import resp
+from lsmkv.server.proc import ServerProcess
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'redis>=5')")
 # the server speaks RESP2; redis-py 8 asks for RESP3 unless told (every client here says protocol=2)
@@ -69,7 +69,7 @@ def raw(port, data, read=True, timeout=5):
 # ---------------------------------------------------------------- SCAN's cursor and MATCH (no server)
 
 def test_scan_cursor_round_trip_and_order():
-    from lsmkv.server_scan import decode_cursor, encode_cursor
+    from lsmkv.server.scan import decode_cursor, encode_cursor
     rnd = random.Random(3)
     keys = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40))) for _ in range(500)]
     for key in keys:
@@ -94,7 +94,7 @@ def test_scan_cursor_round_trip_and_order():
     (b"x.y+", [b"x.y+"], [b"xzy+", b"x.yy"], b"x.y+"),
 ])
 def test_match_follows_redis_globs(pattern, yes, no, prefix):
-    from lsmkv.server_scan import compile_match
+    from lsmkv.server.scan import compile_match
     rx, p = compile_match(pattern)
     assert p == prefix
     for k in yes:
@@ -104,7 +104,7 @@ def test_match_follows_redis_globs(pattern, yes, no, prefix):
 
 
 def test_prefix_stop():
-    from lsmkv.server_scan import prefix_stop
+    from lsmkv.server.scan import prefix_stop
     assert prefix_stop(b"ab") == b"ac"
     assert prefix_stop(b"a\xff\xff") == b"b"
     assert prefix_stop(b"\xff") is None

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from lsmkv.server_proc import ServerProcess, measure_connections
+from lsmkv.server.proc import ServerProcess, measure_connections
 
 IDLE_TARGET = 4096          # bytes of server RSS per idle connection (issue 7)
 ACTIVE_TARGET = 8192        # per connection holding half a request (its pooled buffer included)

@@ -1,4 +1,4 @@
-"""The lsmkv shell (lsmkv.shell): one-shot commands run as `python -m lsmkv` in a
+"""The lsmkv shell (lsmkv.cli.shell): one-shot commands run as `python -m lsmkv` in a
 child process, the REPL through a pseudo-terminal (pexpect), and the pure
 helpers (escaping, key ranges, the dump format) in process."""
 import base64
@@ -14,8 +14,8 @@ import pytest
 from conftest import lsmkv_import_path
 
 import lsmkv
-from lsmkv import shell
-from lsmkv.shell_format import (
+from lsmkv.cli import shell
+from lsmkv.cli.format import (
     Codec,
     DumpFormatError,
     DumpReader,

@@ -1,4 +1,4 @@
-"""Sorted string tables: blocks, builder, reader, iterators, write_tables (lsmkv._table)."""
+"""Sorted string tables: blocks, builder, reader, iterators, write_tables (lsmkv.core.table)."""
 import bisect
 import os
 import random
@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from lsmkv._cache import LRUCache
-from lsmkv._coding import crc32c_py, decode_varint
-from lsmkv._memtable import MemTable, MemTableIterator
-from lsmkv._iterator import MergingIterator
-from lsmkv._table import (DELETED, BlockBuilder, TableBuilder, TableReader, block_entries,
+from lsmkv.core.cache import LRUCache
+from lsmkv.core.coding import crc32c_py, decode_varint
+from lsmkv.core.memtable import MemTable, MemTableIterator
+from lsmkv.core.iterator import MergingIterator
+from lsmkv.core.table import (DELETED, BlockBuilder, TableBuilder, TableReader, block_entries,
                           make_tag_py, write_tables)
 from lsmkv.errors import CorruptionError
 
@@ -366,7 +366,7 @@ def test_builder_options_and_abandon(tmp_path):
 def test_ttl_entry_shorter_than_expiry_is_rejected(tmp_path):
     code = (
         "import sys\n"
-        "from lsmkv._table import TableBuilder, make_tag_py\n"
+        "from lsmkv.core.table import TableBuilder, make_tag_py\n"
         "tb = TableBuilder(sys.argv[1], 4096, 'none', 3, 10)\n"
         "try:\n"
         "    tb.py_add(b'k' + make_tag_py(1, 2).to_bytes(8, 'little'), b'')\n"
@@ -738,14 +738,14 @@ def test_fallback_compression_writes_tables_libzstd_reads(tmp_path):
     """Without libzstd (LSMKV_LIBZSTD=none) tables are compressed by python-zstandard,
     dictionary ones included; this process (libzstd loaded) reads them, and the
     reverse holds too."""
-    from lsmkv._zstd import libzstd_info
+    from lsmkv.core.zstd import libzstd_info
     if not libzstd_info()["loaded"]:
         pytest.skip(f"needs libzstd in this process: {libzstd_info()['reason']}")
     code = """if 1:
         import sys, random
         sys.path.insert(0, sys.argv[1])
-        from lsmkv._zstd import libzstd_info
-        from lsmkv._table import TableBuilder, TableReader
+        from lsmkv.core.zstd import libzstd_info
+        from lsmkv.core.table import TableBuilder, TableReader
         assert not libzstd_info()["loaded"] and "LSMKV_LIBZSTD" in libzstd_info()["reason"]
         d = sys.argv[2]
         for name, dict_bytes in (("000001.sst", 0), ("000002.sst", 1024)):
@@ -782,7 +782,7 @@ def test_unloadable_libzstd_is_reported(tmp_path):
     code = """if 1:
         import sys
         sys.path.insert(0, sys.argv[1])
-        from lsmkv._zstd import libzstd_info
+        from lsmkv.core.zstd import libzstd_info
         i = libzstd_info()
         assert not i["loaded"] and "no-such-libzstd.so" in i["reason"], i
         import lsmkv

@@ -1,6 +1,6 @@
 """Every compiled module ships a .pyi stub that matches what Python can reach in it.
 
-For each of the nine compiled modules (lsmkv/_*.pyx) the stub lsmkv/<name>.pyi is
+For each of the nine compiled modules (lsmkv/core/*.pyx) the stub lsmkv/core/<name>.pyi is
 parsed with ast and compared with the imported module, both ways:
   (a) every public name the module exposes is declared in the stub;
   (b) every public name the stub declares exists in the module;
@@ -14,7 +14,7 @@ Definitions:
   * A module "exposes" a name unless it is an imported module (os, threading, ...)
     or a class/function from outside lsmkv (collections.OrderedDict): those are the
     module's own imports, not its API. Re-exports from lsmkv (CorruptionError from
-    lsmkv.errors, DBIterator from lsmkv._iterator) are API and must be declared.
+    lsmkv.errors, DBIterator from lsmkv.core.iterator) are API and must be declared.
   * The stub "declares" a name by a class, a def, an annotated or plain assignment,
     or an explicit re-export `from m import X as X` (PEP 484); a plain import is not
     a declaration.
@@ -35,15 +35,15 @@ import pytest
 
 import lsmkv
 
-COMPILED = ("_coding", "_fileio", "_zstd", "_memtable", "_iterator", "_table", "_wal",
-            "_cache", "_engine")
+COMPILED = ("coding", "fileio", "zstd", "memtable", "iterator", "table", "wal",
+            "cache", "dbcore")
 
 # Names checked per module (module-level names plus class members, from the runtime
 # side) when this test was written. Lower one when an API is removed on purpose.
-MIN_CHECKED = {"_coding": 6, "_fileio": 2, "_zstd": 1, "_memtable": 18, "_iterator": 11,
-               "_table": 48, "_wal": 10, "_cache": 46, "_engine": 59}
+MIN_CHECKED = {"coding": 6, "fileio": 2, "zstd": 1, "memtable": 18, "iterator": 11,
+               "table": 48, "wal": 10, "cache": 46, "dbcore": 59}
 
-_PKG_DIR = os.path.dirname(lsmkv.__file__)
+_PKG_DIR = os.path.join(os.path.dirname(lsmkv.__file__), "core")
 
 
 def _public(name):
@@ -140,14 +140,14 @@ def compare(mod, stub_source):
 
 def _stub_source(modname):
     path = os.path.join(_PKG_DIR, modname + ".pyi")
-    assert os.path.isfile(path), f"lsmkv/{modname}.pyi is missing"
+    assert os.path.isfile(path), f"lsmkv/core/{modname}.pyi is missing"
     with open(path, encoding="utf-8") as fh:
         return fh.read()
 
 
 @pytest.mark.parametrize("modname", COMPILED)
 def test_stub_matches_compiled_module(modname):
-    mod = importlib.import_module("lsmkv." + modname)
+    mod = importlib.import_module("lsmkv.core." + modname)
     assert not mod.__file__.endswith(".py"), f"lsmkv.{modname} is not the compiled module"
     problems, checked = compare(mod, _stub_source(modname))
     assert not problems, "\n".join(problems)
@@ -160,7 +160,7 @@ def test_every_compiled_module_is_covered():
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     built = {f.split(".")[0] for f in os.listdir(_PKG_DIR) if f.endswith(suffixes)}
     assert built == set(COMPILED), f"compiled modules not covered: {sorted(built - set(COMPILED))}"
-    assert os.path.isfile(os.path.join(_PKG_DIR, "py.typed"))
+    assert os.path.isfile(os.path.join(os.path.dirname(lsmkv.__file__), "py.typed"))
 
 
 def test_compare_reports_missing_and_extra_names():

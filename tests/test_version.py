@@ -1,15 +1,15 @@
-"""Version edits, versions and the MANIFEST (lsmkv.version)."""
+"""Version edits, versions and the MANIFEST (lsmkv.engine.version)."""
 import os
 import random
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lsmkv import filenames
-from lsmkv._coding import encode_varint
+from lsmkv.engine import filenames
+from lsmkv.core.coding import encode_varint
 from lsmkv.errors import CorruptionError
-from lsmkv.logformat import HEADER, frame, read_log
-from lsmkv.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
+from lsmkv.engine.logformat import HEADER, frame, read_log
+from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
 
 PUT = 1
 PATH = "/db/MANIFEST-000009"
@@ -458,8 +458,8 @@ def test_manifest_torn_append_rule():
     """Only what a crashed append can leave is a torn MANIFEST tail: a record cut
     short, or zeros from a sector boundary to the end. A complete record that fails
     its checksum, or one whose length field alone was damaged, is corruption."""
-    from lsmkv.logformat import frame
-    from lsmkv.version import _torn_append
+    from lsmkv.engine.logformat import frame
+    from lsmkv.engine.version import _torn_append
     head = frame(b"first edit" * 10)
     rec = frame(b"x" * 1500)
     off = len(head)

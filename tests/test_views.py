@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 import lsmkv
-from lsmkv._cache import ValueView
+from lsmkv.core.cache import ValueView
 
 N = 3000
 VALUE = 700

@@ -1,12 +1,12 @@
-"""The mmap'd, preallocated write-ahead log writer (lsmkv._wal.LogWriter)."""
+"""The mmap'd, preallocated write-ahead log writer (lsmkv.core.wal.LogWriter)."""
 import os
 import random
 
 import pytest
 
-from lsmkv._wal import LogWriter
+from lsmkv.core.wal import LogWriter
 from lsmkv.errors import CorruptionError
-from lsmkv.logformat import HEADER, PAGE, frame, read_log
+from lsmkv.engine.logformat import HEADER, PAGE, frame, read_log
 
 
 def read(path):
@@ -239,7 +239,7 @@ def test_decode_batch_reads_back_what_the_db_logged(tmp_path, clock):
     """decode_batch (the tools' view of a WAL record) and recovery share one
     decoder; it returns the ops in record order."""
     import lsmkv
-    from lsmkv._engine import decode_batch
+    from lsmkv.core.dbcore import decode_batch
     path = str(tmp_path / "db")
     with lsmkv.DB(path, clock=clock) as db:
         with db.write_batch() as wb:

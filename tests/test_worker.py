@@ -1,4 +1,4 @@
-"""Compaction jobs and the worker process (lsmkv.worker)."""
+"""Compaction jobs and the worker process (lsmkv.engine.worker)."""
 import json
 import os
 import signal
@@ -9,8 +9,8 @@ import time
 import pytest
 
 import lsmkv
-from lsmkv import filenames
-from lsmkv.worker import (Worker, WorkerDied, WorkerUnavailable, interpreter_problem, make_job,
+from lsmkv.engine import filenames
+from lsmkv.engine.worker import (Worker, WorkerDied, WorkerUnavailable, interpreter_problem, make_job,
                           numbers_needed, run_job)
 from conftest import lsmkv_import_path, run_child
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Crash test driver: SIGKILL a stress writer at random moments and at the
-engine's kill points (lsmkv/killpoint.py), reopen, and check the DB against
+engine's kill points (lsmkv/engine/killpoint.py), reopen, and check the DB against
 the state the driver expects (docs/reliability.md).
 
     python tools/crashtest.py --duration 600 --seed 7
@@ -142,7 +142,7 @@ def _import_lsmkv():
     source tree this script sits in (built in place)."""
     try:
         import lsmkv
-        import lsmkv._engine  # noqa: F401 - a source tree without built modules fails here
+        import lsmkv.core.dbcore  # noqa: F401 - a source tree without built modules fails here
     except ImportError:
         sys.path.insert(0, ROOT)
         for name in [m for m in sys.modules if m == "lsmkv" or m.startswith("lsmkv.")]:
@@ -228,7 +228,7 @@ def run(dbpath=None, *, seed=1, duration=None, cycles=None, kill_points=DEFAULT_
     """Run kill/reopen cycles until `cycles` are done or `duration` seconds have
     passed. Returns the summary dict (summary["violations"] must be empty)."""
     lsmkv = _import_lsmkv()
-    from lsmkv import killpoint as kp
+    from lsmkv.engine import killpoint as kp
     lsmkv_dir = os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
 
     points = [] if kill_points in (None, "", "none") else \

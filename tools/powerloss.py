@@ -203,7 +203,7 @@ def log_ops(dbdir):
     """[(log name, first op, last op)] of the WAL files in dbdir: the op index of each
     record is the largest one its keys name (a delete's marker, not its target)."""
     import re
-    from lsmkv.logformat import read_log
+    from lsmkv.engine.logformat import read_log
     out = []
     for name in sorted(os.listdir(dbdir)):
         if name.endswith(".log"):

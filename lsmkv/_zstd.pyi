@@ -1,6 +1,0 @@
-"""Type stubs for lsmkv._zstd (direct calls into libzstd; see _zstd.pyx)."""
-from typing import Optional, Union
-
-
-def libzstd_info() -> dict[str, Union[bool, Optional[str]]]:
-    """How block compression is done: {'loaded', 'library', 'version', 'reason'}."""

@@ -1,0 +1,1 @@
+"""The `lsmkv` command: a db shell."""

@@ -1,0 +1,419 @@
+"""File-level tools of the lsmkv shell: verify, checkpoint, sst-dump,
+manifest-dump and wal-dump (the parts modeled on RocksDB's ldb and sst_dump).
+
+sst-dump, manifest-dump and wal-dump read files only: they take no lock and
+open no DB, so they work on a database another process has open (a file the
+owner deletes meanwhile is reported as an error). verify and checkpoint work
+on an open DB and keep its background compaction out while they read its
+files, so no file they need is deleted under them.
+
+Every function writes through an Output (lsmkv.cli.shell) and raises
+lsmkv.errors.LsmkvError or OSError on failure.
+"""
+import mmap
+import os
+import shutil
+
+from lsmkv.engine import filenames
+from lsmkv.core.dbcore import decode_batch
+from lsmkv.core.table import TableIterator, TableReader
+from lsmkv.errors import CorruptionError, LsmkvError
+from lsmkv.engine.logformat import read_log
+from lsmkv.cli.format import Progress
+from lsmkv.engine.version import VersionEdit, VersionSet
+
+KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL"}
+
+
+class VerifyFailed(LsmkvError):
+    """verify found damage (already reported, one line each)."""
+
+
+def _no_compaction(db):
+    """No compaction runs or starts inside this block (compactions are the only
+    deleters of live tables)."""
+    return db.no_background_compactions()
+
+
+def _live_files(db):
+    """(level, FileMeta) of every table in the DB's current version."""
+    return list(db._versions.current.files())
+
+
+# ---------------------------------------------------------------- verify
+
+def verify(db, out, codec):
+    """Check every live table (block checksums, key order, the key range the
+    MANIFEST records) and the order of the keys the DB returns. Raises
+    VerifyFailed after reporting each problem."""
+    problems = []
+    entries = 0
+    with _no_compaction(db):
+        files = _live_files(db)
+        with Progress("verify", total=len(files), unit=" files") as prog:
+            for i, (level, meta) in enumerate(files):
+                n, err = _verify_table(db.path, level, meta)
+                entries += n or 0
+                _report_table(out, level, meta, n, err)
+                if err is not None:
+                    problems.append(err)
+                prog.update(i + 1)
+        problems += _check_levels(db, files)
+    if not problems:
+        problems += _check_db_order(db, codec)
+    for p in problems:
+        out.error(p)
+    out.emit(f"{'OK' if not problems else 'FAILED'}: {len(files)} files, {entries} entries, "
+             f"{len(problems)} problems",
+             {"summary": {"ok": not problems, "files": len(files), "entries": entries,
+                          "problems": [str(p) for p in problems]}})
+    if problems:
+        raise VerifyFailed(f"verify found {len(problems)} problem(s)")
+
+
+def _verify_table(dbpath, level, meta):
+    """(entry count, None) or (None, the problem) for one table."""
+    path = filenames.table_name(dbpath, meta.number)
+    try:
+        t = TableReader(path, meta.number, None, True)
+        try:
+            n = t.verify()
+            _check_bounds(t, meta)
+        finally:
+            t.close()
+    except CorruptionError as e:
+        return None, e
+    except FileNotFoundError:
+        return None, CorruptionError(path, None, "table named by the manifest is missing")
+    if meta.num_entries and n != meta.num_entries:
+        return n, CorruptionError(path, None, f"holds {n} entries, the manifest says {meta.num_entries}")
+    return n, None
+
+
+def _check_bounds(t, meta):
+    """The table's first and last internal keys are the ones the MANIFEST records."""
+    it = TableIterator(t)
+    it.py_seek_to_first()
+    first = _ikey(it.py_entry())
+    it.py_seek_to_last()
+    last = _ikey(it.py_entry())
+    if first != meta.smallest or last != meta.largest:
+        raise CorruptionError(t.path, None, "key range differs from the one the manifest records")
+
+
+def _ikey(entry):
+    if entry is None:
+        return None
+    ukey, seq, kind = entry[:3]
+    return ukey + ((seq << 8) | kind).to_bytes(8, "little")
+
+
+def _report_table(out, level, meta, n, err):
+    name = os.path.basename(filenames.table_name("", meta.number))
+    status = "ok" if err is None else "CORRUPT"
+    out.emit(f"L{level} {name} {meta.file_size} bytes, {n if n is not None else '?'} entries: {status}",
+             {"file": name, "level": level, "bytes": meta.file_size, "entries": n,
+              "ok": err is None, "error": None if err is None else str(err)})
+
+
+def _check_levels(db, files):
+    """Levels >= 1 hold sorted, non-overlapping key ranges."""
+    problems = []
+    by_level = {}
+    for level, meta in files:
+        by_level.setdefault(level, []).append(meta)
+    for level, metas in by_level.items():
+        if level == 0:
+            continue
+        for a, b in zip(metas, metas[1:]):
+            if not a.largest_user_key < b.smallest_user_key:
+                problems.append(CorruptionError(
+                    db.path, None, f"level {level}: tables {a.number:06d}.sst and "
+                                   f"{b.number:06d}.sst overlap or are out of order"))
+    return problems
+
+
+def _check_db_order(db, codec):
+    """Keys come out of the DB strictly increasing."""
+    prev = None
+    try:
+        for key in db.keys():
+            if prev is not None and not prev < key:
+                return [CorruptionError(db.path, None, f"keys out of order: {codec.encode(prev)} "
+                                                       f"then {codec.encode(key)}")]
+            prev = key
+    except CorruptionError as e:
+        return [e]
+    return []
+
+
+# ---------------------------------------------------------------- checkpoint
+
+def checkpoint(db, dest):
+    """A consistent copy of the DB in dest (new, or an empty directory): flush,
+    then hard-link (or copy) every live table and copy CURRENT and the MANIFEST
+    while compactions are held off. Returns the number of tables."""
+    dest = os.path.abspath(dest)
+    _check_checkpoint_dest(db.path, dest)
+    db.flush()
+    os.makedirs(dest, exist_ok=True)
+    with _no_compaction(db):
+        numbers = sorted(db._versions.current.numbers())
+        for n in numbers:
+            _link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
+        manifest = _copy_manifest(db.path, dest)
+    filenames.fsync_dir(dest)
+    _check_checkpoint(dest, numbers, manifest)
+    return len(numbers)
+
+
+def _check_checkpoint_dest(src, dest):
+    if os.path.realpath(dest) == os.path.realpath(src):
+        raise LsmkvError(f"checkpoint directory {dest} is the database itself")
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        raise LsmkvError(f"checkpoint directory {dest} exists and is not empty")
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:              # another filesystem (EXDEV), or links not allowed
+        shutil.copyfile(src, dst)
+        _fsync_file(dst)
+
+
+def _copy_manifest(src, dest):
+    with open(filenames.current_name(src), "rb") as fh:
+        current = fh.read()
+    name = current.decode("ascii", "replace").strip()
+    with open(os.path.join(src, name), "rb") as fh:
+        data = fh.read()
+    _write_file(os.path.join(dest, name), data)
+    _write_file(filenames.current_name(dest), current)
+    return name
+
+
+def _write_file(path, data):
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_checkpoint(dest, numbers, manifest):
+    """The copied MANIFEST names exactly the tables that were linked."""
+    vs = VersionSet(dest)
+    named = vs.recover().numbers()
+    vs.close()
+    if named != set(numbers):
+        raise CorruptionError(os.path.join(dest, manifest), None,
+                              "checkpoint manifest changed while it was copied; retry")
+
+
+# ---------------------------------------------------------------- sst-dump
+
+def resolve_table(path, dbpath=None):
+    """A table path: path itself, or (given a DB) a file name or number in it."""
+    if os.path.exists(path) or dbpath is None:
+        return path
+    if path.isdigit():
+        return filenames.table_name(dbpath, int(path))
+    return os.path.join(dbpath, path)
+
+
+def sst_dump(path, out, codec, show_properties=False, scan=False, verify=False):
+    """Describe one table file, without opening a DB."""
+    parsed = filenames.parse(os.path.basename(path))
+    number = parsed[1] if parsed and parsed[0] == "sst" else 0
+    t = TableReader(path, number, None, True)
+    try:
+        doc = {"file": path, "bytes": t.file_size, "dictionary": t.zdict is not None}
+        out.text(f"{path}: {t.file_size} bytes, {t.properties.get('num_entries', '?')} entries")
+        if show_properties or not (scan or verify):
+            doc["properties"] = _properties(t, out, codec)
+        if scan:
+            doc["entries"] = _scan_table(t, out, codec)
+        if verify:
+            n = t.verify()
+            doc["verify"] = {"ok": True, "entries": n}
+            out.text(f"verify: ok, {n} entries")
+        out.json(doc)
+    finally:
+        t.close()
+
+
+def _properties(t, out, codec):
+    props = {}
+    for name in sorted(t.properties):
+        v = t.properties[name]
+        props[name] = codec.encode(v) if isinstance(v, bytes) else v
+        out.text(f"  {name}: {props[name]}")
+    out.text(f"  dictionary: {'yes' if t.zdict is not None else 'no'}")
+    return props
+
+
+def _scan_table(t, out, codec):
+    entries = [] if out.json_mode else None
+    it = TableIterator(t)
+    it.py_seek_to_first()
+    while it.py_valid():
+        ukey, seq, kind, value, expiry = it.py_entry()
+        e = _entry_doc(codec, ukey, seq, kind, value, expiry)
+        if entries is not None:
+            entries.append(e)
+        else:
+            out.text(_entry_text(e))
+        it.py_next()
+    return entries
+
+
+def _entry_doc(codec, key, seq, kind, value, expiry):
+    e = {"key": codec.encode(key), "seq": seq, "kind": KIND_NAMES.get(kind, str(kind))}
+    return _with_value(e, codec, kind, value, expiry)
+
+
+def _with_value(d, codec, kind, value, expiry):
+    """d plus the value (not for a deletion) and the expiry (a put with TTL)."""
+    if kind != 0:
+        d["value"] = codec.encode(value)
+    if kind == 2:
+        d["expiry_ms"] = expiry
+    return d
+
+
+def _entry_text(e):
+    parts = [e["key"], f"seq={e['seq']}", e["kind"]]
+    if "value" in e:
+        parts.append(e["value"])
+    if "expiry_ms" in e:
+        parts.append(f"expiry_ms={e['expiry_ms']}")
+    return "\t".join(parts)
+
+
+# ---------------------------------------------------------------- manifest-dump
+
+def manifest_dump(dbpath, out, codec, path=None):
+    """Every version edit of the MANIFEST CURRENT names (or of path)."""
+    if path is None:
+        path = _current_manifest(dbpath)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    res = read_log(path, data)
+    out.text(f"{path}: {len(res.records)} edits")
+    for off, payload in res.records:
+        e = VersionEdit.decode(payload, path, off)
+        out.emit(_edit_text(off, e, codec), _edit_doc(off, e, codec))
+    if res.dropped_bytes:
+        out.warn(f"{path}: torn tail at offset {res.dropped_at} ({res.dropped_bytes} bytes) ignored")
+
+
+def _current_manifest(dbpath):
+    cur = filenames.current_name(dbpath)
+    try:
+        with open(cur, "rb") as fh:
+            name = fh.read().decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        raise LsmkvError(f"no database at {dbpath} (no CURRENT file)") from None
+    parsed = filenames.parse(name)
+    if parsed is None or parsed[0] != "manifest":
+        raise CorruptionError(cur, 0, f"CURRENT does not name a manifest: {name[:64]!r}")
+    return os.path.join(dbpath, name)
+
+
+def _edit_doc(off, e, codec):
+    return {"offset": off, "marker": bool(getattr(e, "marker", False)),
+            "log_number": e.log_number, "next_file_number": e.next_file_number,
+            "last_sequence": e.last_sequence,
+            "deleted": [{"level": lv, "file": n} for lv, n in e.deleted],
+            "added": [_file_doc(lv, f, codec) for lv, f in e.added]}
+
+
+def _file_doc(level, f, codec):
+    return {"level": level, "file": f.number, "bytes": f.file_size,
+            "smallest": codec.encode(f.smallest_user_key), "largest": codec.encode(f.largest_user_key),
+            "smallest_seq": f.smallest_seq, "largest_seq": f.largest_seq,
+            "entries": f.num_entries, "deletions": f.num_deletions, "min_expiry_ms": f.min_expiry}
+
+
+def _edit_text(off, e, codec):
+    head = [f"@{off}"] + (["marker"] if getattr(e, "marker", False) else [])
+    for name in ("log_number", "next_file_number", "last_sequence"):
+        if getattr(e, name) is not None:
+            head.append(f"{name}={getattr(e, name)}")
+    lines = [" ".join(head)]
+    for lv, n in e.deleted:
+        lines.append(f"  delete L{lv} {n:06d}.sst")
+    for lv, f in e.added:
+        lines.append(f"  add L{lv} {f.number:06d}.sst {f.file_size} bytes, {f.num_entries} entries "
+                     f"({f.num_deletions} deletions), seq {f.smallest_seq}..{f.largest_seq}, "
+                     f"keys {codec.encode(f.smallest_user_key)} .. {codec.encode(f.largest_user_key)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- wal-dump
+
+def wal_paths(dbpath, path=None):
+    if path is not None:
+        return [path]
+    names = sorted(n for n in os.listdir(dbpath) if (filenames.parse(n) or ("",))[0] == "log")
+    return [os.path.join(dbpath, n) for n in names]
+
+
+def wal_dump(dbpath, out, codec, path=None):
+    """The records (write batches) of every .log in the DB directory (or of path)."""
+    if path is None and not os.path.exists(filenames.current_name(dbpath)):
+        raise LsmkvError(f"no database at {dbpath} (no CURRENT file)")
+    for p in wal_paths(dbpath, path):
+        _dump_log(p, out, codec)
+
+
+def _dump_log(path, out, codec):
+    records, dropped_at, dropped = read_log_file(path)
+    name = os.path.basename(path)
+    out.text(f"{name}: {len(records)} records")
+    for off, payload in records:
+        seq, ops = decode_batch(payload, path, off)
+        doc = {"file": name, "offset": off, "sequence": seq, "count": len(ops),
+               "ops": [_op_doc(op, codec) for op in ops]}
+        out.emit(_record_text(doc), doc)
+    if dropped:
+        out.warn(f"{path}: torn tail at offset {dropped_at} ({dropped} bytes) ignored")
+
+
+def read_log_file(path):
+    """([(offset, payload bytes)], torn tail offset, dropped bytes) of a log file.
+    The file is mapped, not read: a live WAL is preallocated (mostly zeros)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return [], None, 0
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            res = read_log(path, data)
+            records = [(off, bytes(p)) for off, p in res.records]
+            dropped_at, dropped = res.dropped_at, res.dropped_bytes
+            for _, p in res.records:
+                p.release()
+            del res
+    return records, dropped_at, dropped
+
+
+def _op_doc(op, codec):
+    kind, key, value, expiry = op
+    return _with_value({"op": KIND_NAMES[kind], "key": codec.encode(key)}, codec, kind, value, expiry)
+
+
+def _record_text(doc):
+    lines = [f"{doc['file']} @{doc['offset']} seq={doc['sequence']} count={doc['count']}"]
+    for op in doc["ops"]:
+        parts = [op["op"], op["key"]] + ([op["value"]] if "value" in op else [])
+        if "expiry_ms" in op:
+            parts.append(f"expiry_ms={op['expiry_ms']}")
+        lines.append("  " + "\t".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The compiled core: the per-operation paths and the on-disk formats, in Cython."""

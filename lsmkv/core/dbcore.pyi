@@ -1,0 +1,323 @@
+from typing import Any, Callable, Optional, Union
+
+from lsmkv.core.iterator import DBIterator as DBIterator
+from lsmkv.core.iterator import HandleState
+from lsmkv.core.memtable import MemTable
+from lsmkv.core.wal import LogWriter
+from lsmkv.errors import BackgroundError as BackgroundError
+from lsmkv.errors import ClosedError as ClosedError
+from lsmkv.errors import CorruptionError as CorruptionError
+
+_Buffer = Union[bytes, bytearray, memoryview]
+
+DELETED: object
+
+
+def bloom_hash_py(key: _Buffer) -> int: ...
+def check_bound(name: str, v: object) -> Optional[bytes]:
+    """v as bytes (or None) for a range bound; TypeError naming it otherwise."""
+
+class WriteBatch:
+    """Puts and deletes applied atomically by DB.write(batch) or db.write_batch().
+
+    Encoded as it is built (the WAL payload format, docs/format.md):
+    seq u64 | count u32 | records; record = kind u8 | varint klen | key
+    [| expiry u64 if kind == PUT_TTL] [| varint vlen | value if a put].
+    `count` (read-only) is the number of operations added, as is len(batch).
+    A WriteBatch made directly has no clock, so its puts take no ttl; one from
+    db.batch() or db.write_batch() uses the DB's clock.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> wb = lsmkv.WriteBatch()
+    >>> wb.put(b"a", b"1"); wb.put(b"b", b"2"); wb.delete(b"c")
+    >>> wb.count, len(wb)
+    (3, 3)
+    >>> db.write(wb)
+    >>> list(db.items())
+    [(b'a', b'1'), (b'b', b'2')]
+    >>> db.close()
+    """
+    count: int
+    def __init__(self, clock: Optional[Callable[[], float]] = ...) -> None: ...
+    def put(self, key: _Buffer, value: _Buffer, ttl: Optional[float] = ...) -> None:
+        """Add a put; ttl in seconds (None: never expires; needs a batch from
+        db.batch() or db.write_batch(), which have the DB's clock).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
+        >>> wb = db.batch()
+        >>> wb.put(b"k", b"v"); wb.put(b"tmp", b"x", ttl=5)
+        >>> db.write(wb)
+        >>> db.get(b"k"), db.ttl(b"tmp")
+        (b'v', 5.0)
+        >>> lsmkv.WriteBatch().put(b"k", b"v", ttl=5)
+        Traceback (most recent call last):
+          ...
+        ValueError: this WriteBatch has no clock; create it with db.write_batch()
+        >>> db.close()
+        """
+    def delete(self, key: _Buffer) -> None:
+        """Add a delete of key (applied in order: a later put of the same key in
+        this batch wins).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> with db.write_batch() as wb:
+        ...     wb.delete(b"a"); wb.delete(b"b"); wb.put(b"b", b"3")
+        >>> db.get(b"a"), db.get(b"b")
+        (None, b'3')
+        >>> db.close()
+        """
+    def clear(self) -> None:
+        """Drop every operation added so far, so the batch can be reused.
+
+        >>> import lsmkv
+        >>> wb = lsmkv.WriteBatch()
+        >>> wb.put(b"k", b"v")
+        >>> wb.clear()
+        >>> wb.count, wb.data_size
+        (0, 12)
+        """
+    def __len__(self) -> int: ...
+    @property
+    def data_size(self) -> int:
+        """Bytes of the encoded batch: a 12-byte header plus each record (what
+        write() appends to the log).
+
+        >>> import lsmkv
+        >>> wb = lsmkv.WriteBatch()
+        >>> wb.data_size
+        12
+        >>> wb.put(b"key", b"value")      # kind, klen, key, vlen, value
+        >>> wb.data_size
+        23
+        """
+
+class SuperVersion:
+    """An immutable view of every source a read consults."""
+    mem: MemTable
+    imms: tuple[MemTable, ...]
+    l0: tuple[Any, ...]
+    levels: tuple[tuple[tuple[Any, ...], list[bytes], list[bytes]], ...]
+    version: Any
+    def __init__(self, mem: MemTable, imms: tuple[MemTable, ...], l0: tuple[Any, ...],
+                 levels: tuple[Any, ...], version: Any) -> None: ...
+    def memtables(self) -> tuple[MemTable, ...]: ...
+
+
+class Pin:
+    """Keeps one version's files alive while an iterator reads them."""
+    version: Any
+    def __init__(self, db: Any, version: Any) -> None: ...
+    def release(self) -> None: ...
+
+class Core:
+    """The engine's state the per-operation paths use (see lsmkv.engine.db.Engine)."""
+    sv: SuperVersion
+    wal: LogWriter
+    last_seq: int
+    mutex: Any
+    closed: bool
+    bg_error: Optional[BaseException]
+    write_buffer_size: int
+    clock: Callable[[], float]
+    n_puts: int
+    n_deletes: int
+    n_gets: int
+    n_get_hits: int
+    n_writes: int
+    n_syncs: int
+    n_bloom_checks: int
+    n_bloom_useful: int
+    n_wal_bytes: int
+    n_batches: int
+    n_user_bytes: int
+    n_view_pins: int
+    l0_files: int
+    l0_slowdown: int
+    l0_stop: int
+    retired_logs: list[LogWriter]
+    state: HandleState
+
+class CoreDB:
+    core: Core
+    def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ..., sync: bool = ...) -> None:
+        """Store value under key. ttl: seconds until it expires (None: never).
+        sync=True returns only once the write is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"k", b"v")
+        >>> db.put(b"session", b"token", ttl=30, sync=True)
+        >>> db.get(b"k"), db.get(b"session")
+        (b'v', b'token')
+        >>> now[0] += 31                       # 31 s later
+        >>> db.get(b"session") is None
+        True
+        >>> db.put("k", b"v")
+        Traceback (most recent call last):
+          ...
+        TypeError: key must be bytes, bytearray or memoryview, not str
+        >>> db.close()
+        """
+    def delete(self, key: _Buffer, *, sync: bool = ...) -> None:
+        """Remove key (a no-op if absent).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.delete(b"k"); db.delete(b"never-written")
+        >>> db.get(b"k") is None, b"k" in db
+        (True, False)
+        >>> db.close()
+        """
+    def write(self, batch: WriteBatch, *, sync: bool = ...) -> None:
+        """Apply every operation of batch atomically: a reader sees all of it or
+        none of it. sync=True returns once it is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"from", b"100")
+        >>> wb = db.batch()
+        >>> wb.put(b"from", b"70"); wb.put(b"to", b"30")
+        >>> db.write(wb, sync=True)
+        >>> db.get(b"from"), db.get(b"to"), db.stats()["batches"]
+        (b'70', b'30', 1)
+        >>> db.close()
+        """
+    def get(self, key: _Buffer, default: Any = ...) -> Any:
+        """The value stored under key, or default if it is absent or expired.
+        db[key] raises KeyError instead.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> db.get(b"k"), db.get(b"nope"), db.get(b"nope", b"fallback")
+        (b'v', None, b'fallback')
+        >>> db.close()
+        """
+    def get_at(self, key: _Buffer, seq: int, default: Any = ...) -> Any:
+        """get() as of sequence number seq (snapshots). Without a snapshot holding
+        seq, compaction may drop the older versions it would see; prefer
+        db.snapshot(), which uses this.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"1")
+        >>> snap = db.snapshot()
+        >>> db.put(b"k", b"2")
+        >>> db.get_at(b"k", snap.sequence), db.get_at(b"new", snap.sequence, b"-")
+        (b'1', b'-')
+        >>> snap.close(); db.close()
+        """
+    def __getitem__(self, key: _Buffer) -> bytes: ...
+    def __setitem__(self, key: _Buffer, value: _Buffer) -> None: ...
+    def __delitem__(self, key: _Buffer) -> None: ...
+    def __contains__(self, key: object) -> bool: ...
+    def ttl(self, key: _Buffer) -> Optional[float]:
+        """Seconds until key expires (a float), or None if it never expires.
+        KeyError if the key is absent or already expired.
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"s", b"t", ttl=30); db.put(b"p", b"v")
+        >>> now[0] += 10
+        >>> db.ttl(b"s"), db.ttl(b"p")
+        (20.0, None)
+        >>> now[0] += 20
+        >>> db.ttl(b"s")
+        Traceback (most recent call last):
+          ...
+        KeyError: b's'
+        >>> db.close()
+        """
+    def sync_wal(self) -> None: ...
+    def get_view(self, key: _Buffer, default: Any = ...) -> Any:
+        """Like get(), but the value comes as a ValueView: a read-only buffer over
+        the cached block that holds it, without a copy (a value in a memtable is
+        copied once, as get() does). The block stays pinned in the cache until the
+        view is released or dropped, so release views soon: a server sends them
+        straight to a socket. Views may pin at most half the slab cache; past that,
+        and with block_cache='lru', the view holds a copy or the block's bytes.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v" * 1000)
+        >>> db.flush()                          # the value now lives in a table
+        >>> v = db.get_view(b"k")
+        >>> len(v), bytes(memoryview(v)[:3]), v.pinned
+        (1000, b'vvv', True)
+        >>> v.release(); db.get_view(b"nope") is None
+        True
+        >>> db.close()
+        """
+    def get_with_ttl(self, key: _Buffer, default: Any = ...) -> Any:
+        """(value, seconds until it expires or None) in one lookup, or default if
+        the key is absent or expired: get() and ttl() together, consistent with
+        each other (a write between two separate calls cannot split them).
+
+        >>> import lsmkv, tempfile
+        >>> now = [1000.0]
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: now[0])
+        >>> db.put(b"s", b"t", ttl=30); db.put(b"p", b"v")
+        >>> now[0] += 10
+        >>> db.get_with_ttl(b"s"), db.get_with_ttl(b"p"), db.get_with_ttl(b"x")
+        ((b't', 20.0), (b'v', None), None)
+        >>> db.close()
+        """
+    def ttl_at(self, key: _Buffer, seq: int) -> Optional[float]:
+        """ttl() as of sequence `seq` (what a snapshot taken then sees).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
+        >>> db.put(b"s", b"t", ttl=30)
+        >>> snap = db.snapshot()
+        >>> db.put(b"s", b"t")                  # no expiry from now on
+        >>> db.ttl_at(b"s", snap.sequence), db.ttl(b"s")
+        (30.0, None)
+        >>> snap.close(); db.close()
+        """
+    def items(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
+        """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
+        It sees the DB as of its creation and keeps the files it reads alive until it
+        is exhausted or closed (or dropped). Complexity: O(log n) to position, then
+        amortized O(1) per item for a few sources.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"apple", b"banana", b"cherry"):
+        ...     db.put(k, k.upper())
+        >>> list(db.items(b"b"))
+        [(b'banana', b'BANANA'), (b'cherry', b'CHERRY')]
+        >>> list(db.items(None, b"c", reverse=True))
+        [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
+        >>> db.close()
+        """
+    def keys(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
+        """Like items(), yielding keys only.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"user:1", b"user:2", b"zone:1"):
+        ...     db.put(k, b"")
+        >>> list(db.keys(b"user:", b"user;"))       # a prefix scan
+        [b'user:1', b'user:2']
+        >>> db.close()
+        """
+    def values(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
+        """Like items(), yielding values only.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2")
+        >>> list(db.values()), list(db.values(reverse=True))
+        ([b'1', b'2'], [b'2', b'1'])
+        >>> db.close()
+        """
+
+def replay_batch(mem: Any, payload: _Buffer, path: str, offset: int) -> tuple[int, int]: ...
+def decode_batch(payload: _Buffer, path: str, offset: int) -> tuple[int, list[tuple[int, bytes, bytes, int]]]: ...

@@ -1,0 +1,480 @@
+# cython: language_level=3
+"""Iterators over internal entries, and the user-facing DB iterator.
+
+Thread safety: an iterator object is used by one thread at a time. It holds
+references to every source it reads (memtables, table readers) and to a pin
+object that keeps the files of its version from being deleted. HandleState is
+written by the DB (close, fork) and read by the iterators without a lock: a
+flag that only ever goes from open to closed.
+
+Invariants:
+  1. MergingIterator yields the union of its children in internal-key order; it
+     is used in one direction per positioning (seek/next forward, seek_for_prev/
+     prev backward), as DBIterator does.
+  2. DBIterator yields, for each user key in [start, stop), the newest entry with
+     sequence <= its snapshot, and only if that entry is a live PUT (not a
+     deletion, not expired at the iterator's creation time).
+  3. A DBIterator yields nothing once it was closed or its DB handle was closed
+     (or inherited by fork()): every later call raises ClosedError (ForkedError),
+     and its sources and pin are released then if they were not already.
+"""
+import os
+
+from lsmkv.errors import ClosedError, ForkedError
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp
+from libc.stdint cimport uint8_t, uint64_t, int64_t
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+
+
+cdef class HandleState:
+    """See _iterator.pxd. error() is the exception a use of the closed handle raises."""
+
+    def __cinit__(self, path=None):
+        self.closed = False
+        self.forked = False
+        self.path = path
+        self.pid = os.getpid()
+
+    def error(self):
+        """The exception for a use of the handle in its current state."""
+        if self.forked:
+            return ForkedError(f"the database {self.path} was opened in process {self.pid} and this "
+                               f"is process {os.getpid()}, a fork() child: a DB handle cannot be used "
+                               f"across fork(); open the database again in this process")
+        return ClosedError("the database is closed")
+
+
+cdef class InternalIterator:
+    # No __cinit__: Cython zero-fills the C fields (valid = False, NULL pointers), and
+    # a base __cinit__ would have to take *args/**kwargs, packing them on every
+    # iterator construction (several per seek).
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        raise NotImplementedError
+    cdef int seek_to_first(self) except -1:
+        raise NotImplementedError
+    cdef int seek_to_last(self) except -1:
+        raise NotImplementedError
+    cdef int next(self) except -1:
+        raise NotImplementedError
+    cdef int prev(self) except -1:
+        raise NotImplementedError
+
+    # Python-facing helpers (tests and tools; not on any hot path)
+    def py_seek(self, bytes ikey):
+        self.seek(<const uint8_t*>PyBytes_AS_STRING(ikey), PyBytes_GET_SIZE(ikey))
+    def py_seek_to_first(self):
+        self.seek_to_first()
+    def py_seek_to_last(self):
+        self.seek_to_last()
+    def py_next(self):
+        self.next()
+    def py_prev(self):
+        self.prev()
+    def py_valid(self):
+        return self.valid
+    def py_entry(self):
+        """(user_key, seq, kind, value, expiry) at the current position."""
+        if not self.valid:
+            return None
+        cdef uint64_t tag = load_u64(self.key + self.key_len - TAG_SIZE)
+        cdef int kind = tag & 0xFF
+        ukey = PyBytes_FromStringAndSize(<char*>self.key, self.key_len - TAG_SIZE)
+        if kind == KIND_PUT_TTL:
+            return (ukey, tag >> 8, kind,
+                    PyBytes_FromStringAndSize(<char*>self.val + 8, self.val_len - 8),
+                    <int64_t>load_u64(self.val))
+        return (ukey, tag >> 8, kind, PyBytes_FromStringAndSize(<char*>self.val, self.val_len), 0)
+
+
+cdef enum:
+    HEAP_MIN_CHILDREN = 8   # above this many children a heap beats the linear scan (measured)
+
+
+cdef class MergingIterator(InternalIterator):
+    """Union of children (newest source first) in internal-key order.
+
+    Complexity per step: with up to HEAP_MIN_CHILDREN children, a linear scan
+    with the runner-up remembered (O(1) while one child keeps winning, as in a
+    read that merges a memtable and a few tables); with more (a compaction of
+    many L0 files), a binary heap of the children, O(log k)."""
+
+    def __cinit__(self, children):
+        self.children = list(children)
+        self.n = len(self.children)
+        self.current = -1
+        self.second = -1
+        self.heap_dir = 0
+        self.heap_n = 0
+        self.heap = NULL
+        self.hkey = NULL
+        self.hlen = NULL
+        if self.n > HEAP_MIN_CHILDREN:
+            self.heap = <int*>malloc(self.n * sizeof(int))
+            self.hkey = <const uint8_t**>malloc(self.n * sizeof(uint8_t*))
+            self.hlen = <size_t*>malloc(self.n * sizeof(size_t))
+            if self.heap == NULL or self.hkey == NULL or self.hlen == NULL:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.heap)
+        free(self.hkey)
+        free(self.hlen)
+
+    cdef bint _before(self, int a, int b, int direction) noexcept:
+        """Does child a come before child b in `direction`? (heap mode: keys cached)"""
+        return cmp_ikey(self.hkey[a], self.hlen[a], self.hkey[b], self.hlen[b]) * direction < 0
+
+    cdef void _sift_down(self, int i, int direction) noexcept:
+        cdef int* h = self.heap
+        cdef int n = self.heap_n, l, m, t
+        while True:
+            l = 2 * i + 1
+            if l >= n:
+                return
+            m = l
+            if l + 1 < n and self._before(h[l + 1], h[l], direction):
+                m = l + 1
+            if not self._before(h[m], h[i], direction):
+                return
+            t = h[i]; h[i] = h[m]; h[m] = t
+            i = m
+
+    cdef void _pick(self, int direction) noexcept:
+        """Current = the child first in `direction` (1: smallest key, -1: largest);
+        second = the runner-up (scan), or the heap rebuilt for `direction`."""
+        cdef int i, best = -1, second = -1
+        cdef InternalIterator c, b = None, r = None
+        if self.heap != NULL:
+            self.heap_n = 0
+            for i in range(self.n):
+                c = <InternalIterator>self.children[i]
+                if c.valid:
+                    self.heap[self.heap_n] = i
+                    self.heap_n += 1
+                    self.hkey[i] = c.key
+                    self.hlen[i] = c.key_len
+            for i in range(self.heap_n // 2 - 1, -1, -1):
+                self._sift_down(i, direction)
+            self.heap_dir = direction
+            if self.heap_n:
+                self._set(self.heap[0], <InternalIterator>self.children[self.heap[0]])
+            else:
+                self._set(-1, None)
+            return
+        for i in range(self.n):
+            c = <InternalIterator>self.children[i]
+            if not c.valid:
+                continue
+            if b is None or cmp_ikey(c.key, c.key_len, b.key, b.key_len) * direction < 0:
+                second, r = best, b
+                best, b = i, c
+            elif r is None or cmp_ikey(c.key, c.key_len, r.key, r.key_len) * direction < 0:
+                second, r = i, c
+        self.second = second
+        self._set(best, b)
+
+    cdef int _step(self, int direction) except -1:
+        cdef InternalIterator c = <InternalIterator>self.children[self.current]
+        cdef InternalIterator r
+        if direction > 0:
+            c.next()
+        else:
+            c.prev()
+        if self.heap != NULL:
+            if self.heap_dir != direction:
+                self._pick(direction)
+                return 0
+            if not c.valid:          # the top child is done: the last one takes its place
+                self.heap_n -= 1
+                self.heap[0] = self.heap[self.heap_n]
+            else:
+                self.hkey[self.current] = c.key
+                self.hlen[self.current] = c.key_len
+            self._sift_down(0, direction)
+            if self.heap_n:
+                self._set(self.heap[0], <InternalIterator>self.children[self.heap[0]])
+            else:
+                self._set(-1, None)
+            return 0
+        # the others did not move, so the runner-up is still first among them:
+        # while the moved child stays ahead of it, no scan is needed
+        if c.valid:
+            if self.second < 0:
+                self._set(self.current, c)
+                return 0
+            r = <InternalIterator>self.children[self.second]
+            if cmp_ikey(c.key, c.key_len, r.key, r.key_len) * direction < 0:
+                self._set(self.current, c)
+                return 0
+        self._pick(direction)
+        return 0
+
+    cdef void _set(self, int best, InternalIterator b) noexcept:
+        self.current = best
+        if best < 0:
+            self.valid = False
+            return
+        self.valid = True
+        self.key = b.key
+        self.key_len = b.key_len
+        self.val = b.val
+        self.val_len = b.val_len
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        cdef InternalIterator c
+        for c in self.children:
+            c.seek(target, n)
+        self._pick(1)
+        return 0
+
+    cdef int seek_to_first(self) except -1:
+        cdef InternalIterator c
+        for c in self.children:
+            c.seek_to_first()
+        self._pick(1)
+        return 0
+
+    cdef int seek_to_last(self) except -1:
+        cdef InternalIterator c
+        for c in self.children:
+            c.seek_to_last()
+        self._pick(-1)
+        return 0
+
+    cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1:
+        """Position at the last entry < target (backward iteration)."""
+        cdef InternalIterator c
+        for c in self.children:
+            c.seek(target, n)
+            if c.valid:
+                c.prev()
+            else:
+                c.seek_to_last()
+        self._pick(-1)
+        return 0
+
+    cdef int next(self) except -1:
+        return self._step(1)
+
+    cdef int prev(self) except -1:
+        return self._step(-1)
+
+
+cdef enum:
+    MODE_ITEMS = 0
+    MODE_KEYS = 1
+    MODE_VALUES = 2
+
+
+cdef class DBIterator:
+    """Iterator of (key, value) over [start, stop) as of one sequence number.
+
+    Holds `pin` (an object whose lifetime keeps the version's files alive) until
+    exhausted or closed. Complexity: amortized O(k) per step for k sources, plus
+    the versions and deletions it skips.
+    """
+    cdef MergingIterator it
+    cdef uint64_t seq
+    cdef int64_t now
+    cdef bytes start, stop
+    cdef bint reverse, started, done
+    cdef int mode
+    cdef object pin
+    cdef HandleState state       # the DB handle's: closed with it
+    cdef object owner            # the DB handle, kept alive while the iterator is
+    cdef bint closed             # close() was called (exhaustion alone keeps next() at StopIteration)
+    cdef uint8_t* skip
+    cdef size_t skip_len, skip_cap
+    cdef bint has_skip
+
+    def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
+                  bint reverse, int mode, pin, HandleState state, owner=None):
+        self.it = it
+        self.state = state
+        self.owner = owner
+        self.closed = False
+        self.seq = seq
+        self.now = now
+        self.start = None if start is None else bytes(start)
+        self.stop = None if stop is None else bytes(stop)
+        self.reverse = reverse
+        self.mode = mode
+        self.pin = pin
+        self.started = False
+        self.done = False
+        self.skip = NULL
+        self.skip_len = self.skip_cap = 0
+        self.has_skip = False
+
+    def __dealloc__(self):
+        free(self.skip)
+
+    def __iter__(self):
+        return self
+
+    def close(self):
+        """Release the iterator's sources and pinned files now; using it afterwards
+        raises ClosedError. Idempotent."""
+        self.closed = True
+        self._release()
+
+    cdef void _release(self):
+        self.done = True
+        self.it = None
+        pin, self.pin = self.pin, None
+        if pin is not None:
+            try:
+                pin.release()
+            except Exception:
+                pass    # the DB is closed or gone: its pins went with it
+
+    cdef int _check(self) except -1:
+        """Raise if the iterator or its DB handle is closed (releasing what it holds)."""
+        if self.closed:
+            self._release()
+            raise ClosedError("the iterator is closed")
+        if self.state.closed:
+            e = self.state.error()
+            self._release()
+            raise e
+        return 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    cdef int _start(self) except -1:
+        cdef bytes target
+        self.started = True
+        if not self.reverse:
+            if self.start is None:
+                self.it.seek_to_first()
+            else:
+                target = self.start + b"\xff\xff\xff\xff\xff\xff\xff\xff"   # (start, MAX tag)
+                self.it.seek(<const uint8_t*>PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
+        else:
+            if self.stop is None:
+                self.it.seek_to_last()
+            else:
+                target = self.stop + b"\xff\xff\xff\xff\xff\xff\xff\xff"
+                self.it.seek_for_prev(<const uint8_t*>PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
+        return 0
+
+    cdef object _emit(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn):
+        if self.mode == MODE_KEYS:
+            return PyBytes_FromStringAndSize(<char*>k, kn)
+        if self.mode == MODE_VALUES:
+            return PyBytes_FromStringAndSize(<char*>v, vn)
+        return (PyBytes_FromStringAndSize(<char*>k, kn), PyBytes_FromStringAndSize(<char*>v, vn))
+
+    cdef int _remember(self, const uint8_t* k, size_t kn) except -1:
+        cdef uint8_t* grown
+        if kn > self.skip_cap:
+            grown = <uint8_t*>realloc(self.skip, kn * 2 + 16)
+            if grown == NULL:
+                raise MemoryError()
+            self.skip = grown
+            self.skip_cap = kn * 2 + 16
+        if kn:
+            memcpy(self.skip, k, kn)
+        self.skip_len = kn
+        self.has_skip = True
+        return 0
+
+    cdef object _finish(self):
+        self._release()
+        raise StopIteration
+
+    def __next__(self):
+        if self.closed or self.state.closed:
+            self._check()
+        if self.done:
+            raise StopIteration
+        if not self.started:
+            self._start()
+        if self.reverse:
+            return self._next_reverse()
+        cdef MergingIterator it = self.it
+        cdef size_t ukn
+        cdef uint64_t tag
+        cdef int kind
+        cdef const uint8_t* v
+        cdef size_t vn
+        cdef object result
+        while it.valid:
+            ukn = it.key_len - TAG_SIZE
+            tag = load_u64(it.key + ukn)
+            if (tag >> 8) > self.seq or (self.has_skip and cmp_bytes(it.key, ukn, self.skip, self.skip_len) == 0):
+                it.next()
+                continue
+            if self.stop is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(self.stop),
+                                                   PyBytes_GET_SIZE(self.stop)) >= 0:
+                break
+            self._remember(it.key, ukn)
+            kind = tag & 0xFF
+            v = it.val
+            vn = it.val_len
+            if kind == KIND_DELETE:
+                it.next()
+                continue
+            if kind == KIND_PUT_TTL:
+                if <int64_t>load_u64(v) <= self.now:
+                    it.next()
+                    continue
+                v += 8
+                vn -= 8
+            result = self._emit(it.key, ukn, v, vn)
+            it.next()
+            return result
+        return self._finish()
+
+    cdef object _next_reverse(self):
+        cdef MergingIterator it = self.it
+        cdef size_t ukn
+        cdef uint64_t tag
+        cdef int kind
+        cdef const uint8_t* v
+        cdef size_t vn
+        cdef bytes skey = None, sval = None   # newest visible version so far of the current user key
+        cdef int skind = -1
+        cdef bytes start = self.start
+        while it.valid:
+            ukn = it.key_len - TAG_SIZE
+            if start is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(start),
+                                               PyBytes_GET_SIZE(start)) < 0:
+                break
+            if skey is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(skey),
+                                              PyBytes_GET_SIZE(skey)) != 0:
+                if skind >= 0:
+                    return self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),
+                                      <const uint8_t*>PyBytes_AS_STRING(sval), PyBytes_GET_SIZE(sval))
+                skey = None
+            tag = load_u64(it.key + ukn)
+            if (tag >> 8) <= self.seq:
+                kind = tag & 0xFF
+                v = it.val
+                vn = it.val_len
+                if skey is None:
+                    skey = PyBytes_FromStringAndSize(<char*>it.key, ukn)
+                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now):
+                    skind = -1
+                else:
+                    if kind == KIND_PUT_TTL:
+                        v += 8
+                        vn -= 8
+                    skind = kind
+                    sval = PyBytes_FromStringAndSize(<char*>v, vn)
+            it.prev()
+        if skey is not None and skind >= 0:
+            self.done = True   # emit the last one, then finish on the following call
+            result = self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),
+                                <const uint8_t*>PyBytes_AS_STRING(sval), PyBytes_GET_SIZE(sval))
+            self._release()
+            return result
+        return self._finish()

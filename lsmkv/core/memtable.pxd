@@ -1,0 +1,53 @@
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from lsmkv.core.iterator cimport InternalIterator
+
+cdef enum:
+    MAX_HEIGHT = 12
+
+ctypedef struct Node:
+    uint32_t klen          # internal key length (user key + 8-byte tag)
+    uint32_t vlen          # value region length
+    uint32_t height
+    uint32_t _pad
+    Node* next[1]          # `height` pointers; key then value bytes follow them
+
+cdef inline const uint8_t* node_key(Node* x) noexcept nogil:
+    return <const uint8_t*>&x.next[x.height]
+
+cdef inline const uint8_t* node_val(Node* x) noexcept nogil:
+    return <const uint8_t*>&x.next[x.height] + x.klen
+
+cdef class Arena:
+    cdef char** chunks
+    cdef size_t* sizes          # each chunk's mapped length
+    cdef size_t nchunks, cap_chunks
+    cdef char* ptr
+    cdef size_t remaining
+    cdef readonly size_t chunk_size
+    cdef readonly size_t allocated   # bytes mapped for chunks (+ the chunk tables)
+    cdef readonly size_t used        # bytes handed out
+    cdef char* allocate(self, size_t n) except NULL
+    cdef char* _new_chunk(self, size_t n) except NULL
+
+cdef class MemTable:
+    cdef Arena arena
+    cdef Node* head
+    cdef int max_height
+    cdef uint64_t rnd
+    cdef readonly size_t entries
+    cdef readonly uint64_t first_seq, last_seq
+    cdef readonly int64_t min_expiry
+    cdef readonly object log_number
+    cdef int add(self, uint64_t seq, int kind, const uint8_t* k, size_t kn,
+                 const uint8_t* v, size_t vn, int64_t expiry) except -1
+    cdef Node* seek_ge(self, const uint8_t* ikey, size_t n, Node** prev) noexcept
+    cdef int lookup(self, const uint8_t* k, size_t kn, uint64_t seq,
+                    const uint8_t** vp, size_t* vn, int* kind) noexcept
+    cdef Node* find_last_lt(self, const uint8_t* ikey, size_t n) noexcept
+    cdef Node* find_last(self) noexcept
+    cdef int _random_height(self) noexcept
+
+cdef class MemTableIterator(InternalIterator):
+    cdef MemTable mem
+    cdef Node* node
+    cdef void _load(self) noexcept

@@ -1,0 +1,42 @@
+"""Type stubs for lsmkv.core.memtable (the arena-backed skiplist memtable; see _memtable.pyx)."""
+from typing import Optional, Union
+
+from lsmkv.core.iterator import InternalIterator
+
+_Buffer = Union[bytes, bytearray, memoryview]
+
+
+class Arena:
+    """Bump-pointer allocator over large chunks, freed all at once."""
+    chunk_size: int
+    allocated: int
+    used: int
+    def __init__(self, chunk_size: int = ...) -> None: ...
+    def alloc(self, n: int) -> int:
+        """Allocate n bytes (tests only); returns the address as an int."""
+
+
+class MemTable:
+    """A sorted, append-only table of internal entries."""
+    entries: int
+    first_seq: int
+    last_seq: int
+    min_expiry: int
+    log_number: Optional[int]
+    def __init__(self, chunk_size: int = ..., log_number: Optional[int] = ...) -> None: ...
+    def put(self, seq: int, key: _Buffer, value: _Buffer, expiry: int = ...) -> None: ...
+    def delete(self, seq: int, key: _Buffer) -> None: ...
+    def get(self, key: _Buffer, seq: int = ...) -> Optional[tuple[int, bytes, int]]:
+        """-> None (no entry), (kind, value, expiry)."""
+    @property
+    def memory_usage(self) -> int:
+        """Bytes malloc'd for this memtable (exact: arena chunks + chunk table)."""
+    @property
+    def arena_used(self) -> int: ...
+    def __len__(self) -> int: ...
+    def iterator(self) -> "MemTableIterator": ...
+
+
+class MemTableIterator(InternalIterator):
+    """Iterator over a memtable's entries in internal-key order. prev() is O(log n)."""
+    def __init__(self, mem: MemTable) -> None: ...

@@ -1,0 +1,106 @@
+cimport cython
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from lsmkv.core.iterator cimport InternalIterator
+from lsmkv.core.cache cimport SlabCache, Pin, MetaCounts
+
+# A block iterator's current key. p points at inl (no allocation) until a key
+# longer than inl arrives; then at a malloc'd buffer, freed with the iterator.
+ctypedef struct KeyBuf:
+    uint8_t* p
+    size_t len
+    size_t cap
+    uint8_t inl[64]
+
+@cython.final      # no subclass: its cdef methods are called directly, not through a vtable
+cdef class BlockIter(InternalIterator):
+    cdef bytes data             # the block, when it is not a pinned cache slot
+    cdef SlabCache pcache       # the cache whose slot pslot this iterator pins, or None
+    cdef uint64_t pslot
+    cdef const uint8_t* base
+    cdef size_t size
+    cdef size_t restarts        # offset of the restart array
+    cdef uint32_t nrestarts
+    cdef size_t cur             # offset of the current entry
+    cdef size_t nxt             # offset of the entry after it
+    cdef KeyBuf kb
+    cdef object path
+    cdef uint64_t block_offset
+    cdef int reset(self, bytes data, object path, uint64_t block_offset) except -1
+    cdef int reset_pinned(self, SlabCache cache, Pin* p, object path, uint64_t block_offset) except -1
+    cdef int _reset_mem(self, const uint8_t* base, size_t size, object path, uint64_t block_offset) except -1
+    cdef void release_pin(self) noexcept
+    cdef uint64_t take_pin(self) noexcept
+    cdef int _decode_at(self, size_t off) except -1
+    cdef int _corrupt(self, str what) except -1
+    cdef int _seek_restart(self, uint32_t i) except -1
+    cdef int _restart_key(self, uint32_t i, const uint8_t** key, size_t* n) except -1
+
+@cython.final
+cdef class TableReader:
+    cdef readonly uint64_t number
+    cdef readonly uint64_t file_size
+    cdef readonly object path
+    cdef readonly dict properties
+    cdef int fd
+    cdef const uint8_t* map         # the whole file mapped read-only, or NULL (pread)
+    cdef size_t map_len
+    cdef uint8_t* touched            # one bit per 64 KiB window of the mapping read so far
+    cdef readonly uint64_t touched_bytes
+    cdef bint use_mmap
+    cdef bytes index_data            # the index block when resident, else None (in the slab cache)
+    cdef readonly uint64_t index_offset
+    cdef uint64_t index_size         # stored size of the index block (its handle)
+    cdef size_t index_len            # its contents' length, checked at open and on every load
+    cdef bytes filter_data           # the filter block when resident, else None
+    cdef uint64_t filter_offset, filter_size
+    cdef size_t filter_len
+    cdef readonly bint index_cached  # the index block lives in the slab cache (evictable)
+    cdef readonly bint filter_cached
+    cdef MetaCounts* mc              # index/filter hit and miss counters (the cache's, or a dummy)
+    cdef readonly object zdict       # python-zstandard's form of the dictionary (fallback reads)
+    cdef object ztls
+    cdef void* ddict                 # libzstd's digested dictionary, or NULL
+    cdef const uint8_t* fbits        # filter bits when resident, else NULL
+    cdef uint64_t fnlines
+    cdef int fk
+    cdef object cache
+    cdef SlabCache slab              # cache, when it is a SlabCache (pinned, copy-free reads)
+    cdef size_t charged              # index + filter bytes reserved in the cache
+    cdef bytes smallest_ukey, largest_ukey
+    cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
+    cdef int may_contain(self, uint64_t h) except -1
+    cdef int _may_contain_cached(self, uint64_t h) except -1
+    cdef object _meta_block(self, uint64_t off, uint64_t size, size_t expect, bint is_filter, Pin* p)
+    cdef int load_index(self, BlockIter it) except -1
+    cdef int _warm(self, uint64_t off, bytes data) except -1
+    cdef int _load_index_cached(self, BlockIter it) except -1
+    cdef bytes read_block(self, uint64_t off, uint64_t size)
+    cdef bytes block(self, uint64_t off, uint64_t size)
+    cdef void _touch(self, uint64_t off, uint64_t n) noexcept
+    cdef int _check_handle(self, uint64_t off, uint64_t size) except -1
+    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1
+    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p)
+    cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
+                    bint view=*)
+
+cdef class TableIterator(InternalIterator):
+    cdef TableReader table
+    cdef BlockIter index
+    cdef BlockIter data
+    cdef bint have_block
+    cdef int _load_block(self) except -1
+    cdef int _skip_forward(self) except -1
+    cdef int _skip_backward(self) except -1
+    cdef void _copy(self) noexcept
+
+cdef class LevelIterator(InternalIterator):
+    cdef list tables            # TableReaders sorted by key range, non-overlapping
+    cdef list largest           # their largest internal keys (bytes)
+    cdef int i
+    cdef TableIterator cur
+    cdef int _open(self, int i) except -1
+    cdef int next_table(self) except -1
+    cdef int prev_table(self) except -1
+    cdef void _copy(self) noexcept
+
+cdef int find_table(list largest, const uint8_t* target, size_t n) except -1

@@ -1,0 +1,733 @@
+"""Repair: salvage what can be read from a damaged database into a consistent one
+(LevelDB's RepairDB, RocksDB's `ldb repair`), and report what was lost.
+
+    report = repair("/path/to/db", progress=None)
+
+The DB must not be open (repair takes its LOCK, as an open does). Two modes:
+
+  * "manifest": the MANIFEST that CURRENT names (or, CURRENT gone or damaged, the
+    newest MANIFEST-NNNNNN) replays cleanly. Its levels are kept: a table that
+    reads cleanly stays as it is; a damaged one is rewritten, at the same level,
+    with the entries of its readable blocks (its key range can only shrink, so
+    the level invariants of lsmkv.engine.version still hold); an unreadable or missing
+    one is dropped. Tables the MANIFEST does not name are leftovers (an output
+    never installed, or a compacted input not yet deleted): moved to lost/, never
+    added, since an obsolete table can hold puts whose deletions compaction has
+    already dropped. Logs numbered >= its log_number are replayed.
+  * "rebuild": no MANIFEST replays. Every table on disk and every log is read
+    and the whole lot is merged (lsmkv.core.table.write_tables, newest version of
+    each key wins by sequence number) into non-overlapping tables placed in the
+    last level. A deleted key can come back only if a table that compaction had
+    already made obsolete was still on disk (the engine deletes those promptly).
+
+In both modes sequence numbers are kept, so a newer version still hides an
+older one; the new MANIFEST records last_sequence >= every sequence kept.
+
+Invariants (what repair guarantees):
+  1. Nothing is deleted before the new state is durable: a damaged original is
+     hard-linked (or copied) into lost/ before CURRENT switches, and unlinked
+     from the DB directory only after. Repairing again after a crash is safe.
+  2. CURRENT is replaced atomically (lsmkv.engine.filenames.set_current), naming a new
+     MANIFEST written whole and fsynced (VersionSet.write_snapshot).
+  3. The new MANIFEST's log_number is above every log repair read, so the next
+     open replays none of them twice.
+  4. A WAL is replayed up to its first bad record; the batches after it are
+     dropped and reported (a batch is applied whole or not at all).
+  5. A block whose checksum (or decompression, or decoding) fails is dropped
+     whole and reported with its file and offset. When a block is lost, the
+     versions of its keys in older tables become visible again: the report gives
+     the lost key range (lost_ranges) so that can be checked.
+
+Thread safety: one call at a time per directory (lsmkv.engine.dirlock: the LOCK sees to
+other processes, its registry to this one).
+"""
+import os
+import re
+import shutil
+import struct
+import tempfile
+
+import zstandard
+
+from lsmkv.engine import filenames
+from lsmkv.core.coding import crc32c_py, decode_varint
+from lsmkv.core.dbcore import decode_batch, replay_batch
+from lsmkv.core.iterator import MergingIterator
+from lsmkv.core.memtable import MemTable, MemTableIterator
+from lsmkv.core.table import TableBuilder, TableIterator, TableReader, block_entries, write_tables
+from lsmkv.engine.dirlock import DirLock
+from lsmkv.errors import CorruptionError, LsmkvError
+from lsmkv.engine.logformat import HEADER, _next_valid, _valid_at, read_log
+from lsmkv.options import Options
+from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
+
+LOST_DIR = "lost"
+MAX_SEQ = (1 << 56) - 1
+_NO_LIMIT = (1 << 63) - 1
+_FOOTER = 80
+_TRAILER = 5
+_DICT_MAGIC = b"\x37\xa4\x30\xec"      # a zstd dictionary's first bytes (little-endian 0xEC30A437)
+_LOW_BYTE = re.compile(rb"[\x00-\x02]")  # a block type byte
+
+
+class RepairReport:
+    """What repair did and what it lost. Every list holds dicts (JSON-ready).
+
+    mode            "manifest" or "rebuild" (see the module docstring)
+    manifest_problem  why no MANIFEST could be used (rebuild mode), else None
+    tables_kept     names of the tables kept as they were (manifest mode)
+    tables_merged   names of the clean tables merged into new ones (rebuild mode)
+    tables_rewritten  {file, new_file, entries, blocks_lost, reason}: damaged tables
+                    whose readable entries were kept (new_file None in rebuild
+                    mode, where they went into the merge)
+    tables_dropped  {file, reason}: nothing of them could be read, or missing
+    tables_not_in_manifest  names of leftover tables moved to lost/ (manifest mode)
+    blocks_lost     {file, offset, detail}
+    lost_ranges     {file, after, through}: user keys whose newest version may
+                    have been in a lost block (after exclusive, through inclusive;
+                    None = open end), as bytes
+    entries_salvaged  entries read from damaged tables into their replacements
+    wal_replayed    {file, records, entries}
+    wal_dropped     {file, offset, detail, records_dropped, bytes_dropped}
+    tables_written  names of the tables repair wrote that the new MANIFEST names
+    moved_to_lost   names (relative to the DB directory) of the originals moved
+    manifest        name of the new MANIFEST; last_sequence its last sequence
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.mode = None
+        self.manifest_problem = None
+        self.tables_kept = []
+        self.tables_merged = []
+        self.tables_rewritten = []
+        self.tables_dropped = []
+        self.tables_not_in_manifest = []
+        self.blocks_lost = []
+        self.lost_ranges = []
+        self.entries_salvaged = 0
+        self.wal_replayed = []
+        self.wal_dropped = []
+        self.tables_written = []
+        self.moved_to_lost = []
+        self.manifest = None
+        self.last_sequence = 0
+
+    @property
+    def lost_anything(self):
+        """True when some stored data could not be carried over (a rebuilt MANIFEST
+        alone loses none: the tables and logs hold the data)."""
+        return bool(self.tables_dropped or self.blocks_lost or self.wal_dropped)
+
+    def to_dict(self, encode=None):
+        """The report as a dict; encode(bytes) -> str turns the user keys of
+        lost_ranges into text (JSON-ready then; left as bytes when None)."""
+        d = {k: v for k, v in self.__dict__.items()}
+        d["lost_anything"] = self.lost_anything
+        if encode is not None:
+            d["lost_ranges"] = [{k: (encode(v) if isinstance(v, bytes) else v) for k, v in r.items()}
+                                for r in self.lost_ranges]
+        return d
+
+    def lines(self, encode=repr):
+        """The report as text, one finding per line; encode(bytes) -> str shows keys."""
+        out = [f"mode: {self.mode}" + (f" (no usable MANIFEST: {self.manifest_problem})"
+                                       if self.manifest_problem else "")]
+        out += [f"{n}: kept" for n in self.tables_kept]
+        out += [f"{n}: merged" for n in self.tables_merged]
+        for r in self.tables_rewritten:
+            into = f" as {r['new_file']}" if r["new_file"] else " into the merge"
+            out.append(f"{r['file']}: rewritten{into}, {r['entries']} entries kept, "
+                       f"{r['blocks_lost']} blocks lost ({r['reason']})")
+        out += [f"{r['file']}: dropped ({r['reason']})" for r in self.tables_dropped]
+        out += [f"{n}: not in the MANIFEST, set aside" for n in self.tables_not_in_manifest]
+        for b in self.blocks_lost:
+            out.append(f"block lost: {b['file']} at offset {b['offset']} ({b['detail']})")
+        for r in self.lost_ranges:
+            lo = "the first key" if r["after"] is None else f"after {encode(r['after'])}"
+            hi = "the last key" if r["through"] is None else f"{encode(r['through'])}"
+            out.append(f"keys from {lo} through {hi} ({r['file']}): may be missing or show an "
+                       f"older version")
+        dropped = {w["file"] for w in self.wal_dropped}
+        for w in self.wal_replayed:
+            if not w["records"] and w["file"] not in dropped:
+                continue            # an empty log (the spare one made ahead)
+            out.append(f"{w['file']}: {w['records']} records ({w['entries']} entries) replayed")
+        for w in self.wal_dropped:
+            out.append(f"{w['file']}: dropped from offset {w['offset']} ({w['detail']}): "
+                       f"{w['records_dropped']} later records, {w['bytes_dropped']} bytes")
+        out += [f"moved to {n}" for n in self.moved_to_lost]
+        status = "LOST DATA" if self.lost_anything else "REBUILT" if self.mode == "rebuild" else "OK"
+        out.append(f"{status}: {len(self.tables_written)} "
+                   f"tables written, {self.entries_salvaged} entries salvaged from damaged tables, "
+                   f"{self.manifest}, last sequence {self.last_sequence}")
+        return out
+
+    def __repr__(self):
+        return (f"RepairReport({self.mode}, kept={len(self.tables_kept)}, "
+                f"rewritten={len(self.tables_rewritten)}, dropped={len(self.tables_dropped)}, "
+                f"blocks_lost={len(self.blocks_lost)}, wal_dropped={len(self.wal_dropped)})")
+
+
+# ---------------------------------------------------------------- entry point
+
+def repair(path, *, progress=None):
+    """Salvage the database at `path` into a consistent one; returns a RepairReport.
+
+    progress: None, or a callable progress(done, total) called as files are read.
+    Raises LockError if the DB is open (in this or another process), LsmkvError
+    if `path` holds no database files, OSError on I/O failure (the directory is
+    then as consistent as before: nothing is removed until the new MANIFEST is
+    durable).
+
+    Example:
+        >>> report = repair("/tmp/damaged-db")        # doctest: +SKIP
+        >>> report.blocks_lost
+        [{'file': '000012.sst', 'offset': 4096, 'detail': 'block checksum mismatch'}]
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise LsmkvError(f"no database at {path}")
+    with DirLock.acquire(path, "a repair"):
+        return _Repair(path, progress).run()
+
+
+# ---------------------------------------------------------------- the repair
+
+class _Repair:
+    def __init__(self, path, progress):
+        self.path = path
+        self.progress = progress
+        self.report = RepairReport(path)
+        self.opts = Options()
+        self.next_number = 1
+        self.last_seq = 0
+        self.to_lost = []          # names to move into lost/ once the new state is durable
+        self.to_delete = []        # table numbers to unlink once it is (merged, or merge inputs)
+        self.rebuild = False
+
+    # -- plan
+
+    def run(self):
+        names = os.listdir(self.path)
+        parsed = {n: filenames.parse(n) for n in names}
+        kinds = {k: sorted(p[1] for p in parsed.values() if p and p[0] == k)
+                 for k in ("sst", "log", "manifest")}
+        if not any(kinds.values()) and "CURRENT" not in names:
+            raise LsmkvError(f"no database at {self.path}")
+        self.next_number = max([n for ns in kinds.values() for n in ns], default=1) + 1
+        vs, problem = self._usable_manifest(kinds["manifest"])
+        logs = kinds["log"] if vs is None else [n for n in kinds["log"] if n >= vs.log_number]
+        self.done = 0
+        self.total = len(set(kinds["sst"]) | (set() if vs is None else vs.current.numbers())) + len(logs)
+        if vs is not None:
+            self.report.mode = "manifest"
+            self.next_number = max(self.next_number, vs.next_file_number)
+            self.last_seq = vs.last_sequence
+            version = self._repair_tables(vs, set(kinds["sst"]))
+            version = version.apply(self._replay_logs(logs))
+        else:
+            self.report.mode = "rebuild"
+            self.rebuild = True
+            self.report.manifest_problem = problem
+            self.to_lost += [os.path.basename(filenames.manifest_name("", n)) for n in kinds["manifest"]]
+            version = self._rebuild(kinds["sst"], logs)
+        self._install(version)
+        return self.report
+
+    def _tick(self):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def _new_number(self):
+        n = self.next_number
+        self.next_number += 1
+        return n
+
+    def _new_builder(self):
+        number = self._new_number()
+        o = self.opts
+        return TableBuilder(filenames.table_name(self.path, number), o.block_size, o.compression,
+                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval, 0)
+
+    # -- the manifest
+
+    def _usable_manifest(self, manifests):
+        """(VersionSet, None) for the MANIFEST to trust, or (None, why not)."""
+        cur = filenames.current_name(self.path)
+        if os.path.exists(cur):
+            vs = VersionSet(self.path)
+            try:
+                vs.recover()
+                return vs, None
+            except (CorruptionError, OSError) as e:
+                problem = str(e)
+            finally:
+                vs.close()
+            with open(cur, "rb") as fh:
+                named = fh.read().decode("ascii", "replace").strip()
+            if filenames.parse(named) is not None and os.path.exists(os.path.join(self.path, named)):
+                return None, problem        # CURRENT is fine: its MANIFEST is damaged
+        else:
+            problem = "CURRENT is missing"
+        if not manifests:
+            return None, f"{problem}; no MANIFEST file"
+        # CURRENT is gone or names nothing: the newest MANIFEST is the live one (numbers
+        # only grow). An older one would describe tables compaction has since deleted.
+        name = os.path.basename(filenames.manifest_name("", manifests[-1]))
+        try:
+            return _recover_manifest(self.path, name), None
+        except (CorruptionError, OSError) as e:
+            return None, f"{problem}; {e}"
+
+    # -- manifest mode: tables
+
+    def _repair_tables(self, vs, on_disk):
+        edit = VersionEdit()
+        named = set()
+        for level, meta in vs.current.files():
+            named.add(meta.number)
+            name = _table_file(meta.number)
+            if meta.number not in on_disk:
+                self.report.tables_dropped.append({"file": name, "reason": "missing"})
+                edit.delete_file(level, meta.number)
+                self._tick()
+                continue
+            err = _table_error(filenames.table_name(self.path, meta.number), meta.number)
+            if err is not None:
+                edit.delete_file(level, meta.number)
+                for m in self._salvage_table(meta.number, err):
+                    edit.add_file(level, m)
+            else:
+                self.report.tables_kept.append(name)
+            self._tick()
+        for number in sorted(on_disk - named):
+            self.report.tables_not_in_manifest.append(_table_file(number))
+            self.to_lost.append(_table_file(number))
+            self._tick()
+        return vs.current.apply(edit)
+
+    def _salvage_table(self, number, err):
+        """Rewrite the readable entries of a damaged table; [FileMeta] (empty if
+        nothing could be read). The original goes to lost/."""
+        src = filenames.table_name(self.path, number)
+        name = _table_file(number)
+        self.to_lost.append(name)
+        losses, ranges = [], []
+        tb = self._new_builder()
+        n = 0
+        try:
+            prev = None
+            for ikey, value in _salvage_entries(src, number, err, losses, ranges):
+                if prev is not None and _ikey_order(ikey) <= _ikey_order(prev):
+                    continue          # out of order: only possible in a block whose checksum held
+                tb.py_add(ikey, value)
+                prev = ikey
+                n += 1
+            if n == 0:
+                tb.abandon()
+                meta = None
+            else:
+                meta = tb.finish()
+        except BaseException:
+            tb.abandon()
+            raise
+        self.report.blocks_lost += [dict(file=name, **loss) for loss in losses]
+        self.report.lost_ranges += [dict(file=name, **r) for r in ranges]
+        if meta is None:
+            self.report.tables_dropped.append({"file": name, "reason": str(err)})
+            return []
+        new_number = filenames.parse(os.path.basename(tb.path))[1]
+        self.report.entries_salvaged += n
+        self.report.tables_rewritten.append({
+            "file": name, "new_file": None if self.rebuild else _table_file(new_number),
+            "entries": n, "blocks_lost": len(losses), "reason": str(err)})
+        if self.rebuild:
+            self.to_delete.append(new_number)       # a merge input only
+        else:
+            self.report.tables_written.append(_table_file(new_number))
+        return [FileMeta.from_meta(new_number, meta)]
+
+    # -- logs
+
+    def _replay_logs(self, logs):
+        """Replay logs (oldest first) into new level-0 tables; the edit adding them."""
+        edit = VersionEdit()
+        mem = MemTable()
+        for number in logs:
+            self._replay_log(number, mem)
+            if mem.arena_used >= self.opts.write_buffer_size:
+                self._flush(mem, edit)
+                mem = MemTable()
+            self._tick()
+        if len(mem):
+            self._flush(mem, edit)
+        return edit
+
+    def _replay_log(self, number, mem):
+        path = filenames.log_name(self.path, number)
+        name = os.path.basename(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        bad = None                       # (offset, detail)
+        try:
+            res = read_log(path, data)
+        except CorruptionError as e:     # damage in the middle: keep what comes before it
+            bad = (e.offset, e.detail)
+            res = read_log(path, data[:e.offset])
+        if bad is None and res.dropped_at is not None:
+            bad = (res.dropped_at, "torn tail")
+        records = entries = 0
+        for off, payload in res.records:
+            try:
+                seq, ops = decode_batch(payload, path, off)
+            except CorruptionError as e:
+                bad = (off, e.detail)
+                break
+            replay_batch(mem, payload, path, off)
+            records += 1
+            entries += len(ops)
+            if ops:
+                self.last_seq = max(self.last_seq, seq + len(ops) - 1)
+        self.report.wal_replayed.append({"file": name, "records": records, "entries": entries})
+        if bad is not None:
+            off, detail = bad
+            self.report.wal_dropped.append({"file": name, "offset": off, "detail": detail,
+                                            "records_dropped": _records_after(data, off),
+                                            "bytes_dropped": _nonzero(data, off)})
+            self.to_lost.append(name)
+
+    def _flush(self, mem, edit):
+        metas = write_tables(MemTableIterator(mem), self._new_builder, MAX_SEQ, False, 0, _NO_LIMIT)
+        for m in metas:
+            number = filenames.parse(os.path.basename(m["path"]))[1]
+            edit.add_file(0, FileMeta.from_meta(number, m))
+            if self.rebuild:
+                self.to_delete.append(number)           # a merge input only
+            else:
+                self.report.tables_written.append(_table_file(number))
+
+    # -- rebuild mode
+
+    def _rebuild(self, tables, logs):
+        inputs = []            # numbers of the tables to merge
+        for number in tables:
+            err = _table_error(filenames.table_name(self.path, number), number)
+            if err is None:
+                inputs.append(number)
+                self.report.tables_merged.append(_table_file(number))
+                self.to_delete.append(number)     # its entries are all in the merged tables
+            else:
+                inputs += [m.number for m in self._salvage_table(number, err)]
+            self._tick()
+        inputs += [f.number for _, f in self._replay_logs(logs).added]
+        readers = [TableReader(filenames.table_name(self.path, n), n, None, True) for n in inputs]
+        try:
+            it = MergingIterator([TableIterator(t) for t in readers])
+            metas = write_tables(it, self._new_builder, MAX_SEQ, False, 0,
+                                 self.opts.target_file_size_base)
+        finally:
+            for t in readers:
+                t.close()
+        edit = VersionEdit()
+        for m in metas:
+            number = filenames.parse(os.path.basename(m["path"]))[1]
+            edit.add_file(NUM_LEVELS - 1, FileMeta.from_meta(number, m))
+            self.report.tables_written.append(_table_file(number))
+        return Version().apply(edit)
+
+    # -- install
+
+    def _install(self, version):
+        """Make `version` the DB's state: lost/ links, new MANIFEST + CURRENT,
+        then the originals leave the directory (module invariants 1-3)."""
+        for _, f in version.files():
+            self.last_seq = max(self.last_seq, f.largest_seq)
+        lost = os.path.join(self.path, LOST_DIR)
+        moves = []
+        for name in dict.fromkeys(self.to_lost):
+            src = os.path.join(self.path, name)
+            if not os.path.exists(src):
+                continue
+            os.makedirs(lost, exist_ok=True)
+            dst = _free_name(os.path.join(lost, name))
+            _link_or_copy(src, dst)
+            moves.append((src, dst))
+        if moves:
+            filenames.fsync_dir(lost)
+        vs = VersionSet(self.path)
+        vs.current = version
+        vs.log_number = self._new_number()      # above every log read (invariant 3)
+        vs.next_file_number = self.next_number
+        vs.last_sequence = self.last_seq
+        try:
+            vs.write_snapshot()
+        finally:
+            vs.close()
+        self.report.manifest = os.path.basename(filenames.manifest_name("", vs.manifest_number))
+        self.report.last_sequence = self.last_seq
+        for src, dst in moves:
+            os.unlink(src)
+            self.report.moved_to_lost.append(os.path.relpath(dst, self.path))
+        for number in self.to_delete:
+            try:
+                os.unlink(filenames.table_name(self.path, number))
+            except FileNotFoundError:
+                pass
+        filenames.fsync_dir(self.path)
+
+
+# ---------------------------------------------------------------- tables
+
+def _table_file(number):
+    return os.path.basename(filenames.table_name("", number))
+
+
+def _table_error(path, number):
+    """None if the table opens and every block reads back in order, else the error."""
+    try:
+        t = TableReader(path, number, None, True)
+    except CorruptionError as e:
+        return e
+    try:
+        t.verify()
+    except CorruptionError as e:
+        return e
+    finally:
+        t.close()
+    return None
+
+
+def _ikey_order(ikey):
+    """A sort key giving the internal-key order: user key ascending, tag descending."""
+    return ikey[:-8], -int.from_bytes(ikey[-8:], "little")
+
+
+def _after(ikey):
+    """The smallest internal key greater than ikey (a seek target)."""
+    tag = int.from_bytes(ikey[-8:], "little")
+    if tag:
+        return ikey[:-8] + (tag - 1).to_bytes(8, "little")
+    return ikey[:-8] + b"\0" + (2 ** 64 - 1).to_bytes(8, "little")
+
+
+def _salvage_entries(path, number, err, losses, ranges):
+    """(internal key, stored value) of every entry in a readable block of a damaged
+    table, in order. Appends {offset, detail} to losses per lost block and the
+    user-key range it covered to ranges."""
+    try:
+        t = TableReader(path, number, None, True)
+    except CorruptionError as e:
+        # footer, index or a meta block is unreadable: find the blocks by their checksums
+        yield from _scan_blocks(path, e, losses, ranges)
+        return
+    try:
+        yield from _entries_by_index(t, losses, ranges)
+    finally:
+        t.close()
+
+
+def _index_blocks(t):
+    """[(last internal key, offset)] of a table's data blocks, from its index block
+    (read raw: TableReader keeps it private; the reader verified its checksum)."""
+    with open(t.path, "rb") as fh:
+        fh.seek(t.file_size - _FOOTER)
+        footer = fh.read(_FOOTER)
+        off, size = struct.unpack_from("<QQ", footer, 0)
+        fh.seek(off)
+        raw = fh.read(size)
+    blocks = []
+    for key, handle in block_entries(raw, t.path):
+        boff, _ = decode_varint(handle, 0)
+        blocks.append((key, boff))
+    return blocks
+
+
+def _entries_by_index(t, losses, ranges):
+    """Walk the data blocks the index lists with the table's own iterator, block by
+    block; a block that fails is skipped by seeking past its last key."""
+    blocks = _index_blocks(t)
+    it = TableIterator(t)
+    prev_last = None
+    for last, off in blocks:
+        got = []
+        try:
+            if prev_last is None:
+                it.py_seek_to_first()
+            else:
+                it.py_seek(_after(prev_last))
+            limit = _ikey_order(last)
+            while it.py_valid():
+                ukey, seq, kind, value, expiry = it.py_entry()
+                ikey = ukey + ((seq << 8) | kind).to_bytes(8, "little")
+                order = _ikey_order(ikey)
+                if order > limit:
+                    break
+                if kind == 2:
+                    value = (expiry & (2 ** 64 - 1)).to_bytes(8, "little") + value
+                got.append((ikey, value))
+                if order == limit:
+                    break
+                it.py_next()
+        except CorruptionError as e:
+            if e.offset == off or not got:
+                losses.append({"offset": e.offset if e.offset is not None else off,
+                               "detail": e.detail})
+                ranges.append({"after": None if prev_last is None else prev_last[:-8],
+                               "through": last[:-8]})
+                got = []
+        yield from got
+        prev_last = last
+
+
+def _scan_blocks(path, err, losses, ranges):
+    """A table whose footer or index cannot be used: find its blocks from the start
+    of the file (a block ends where a type byte and a CRC-32C matching everything
+    since the block's start follow) and decode them in order. The data blocks come
+    first; the first block that does not decode, or whose keys do not follow the
+    previous ones, or that is the properties block (every tag zero), ends them.
+    Data is lost unless that first non-data block is followed, as the format
+    says, by the meta blocks up to a properties block (a damaged footer alone)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    found = []                  # (offset, type, body)
+    off = 0
+    while off + _TRAILER <= len(data):
+        end = _block_end(data, off)
+        if end is None:
+            break
+        found.append((off, data[end], data[off:end]))
+        off = end + _TRAILER
+    zdict = next((zstandard.ZstdCompressionDict(b) for _, typ, b in found
+                  if typ == 0 and b.startswith(_DICT_MAGIC)), None)
+    prev = None
+    stop = len(found)           # index of the first block that is not a readable data block
+    for i, (boff, typ, body) in enumerate(found):
+        entries = _data_block(body, typ, zdict, path, boff)
+        if entries is None or (prev is not None and _ikey_order(entries[0][0]) <= _ikey_order(prev)):
+            stop = i
+            break
+        yield from entries
+        prev = entries[-1][0]
+    meta = found[stop:]
+    if 2 <= len(meta) <= 4 and _is_properties(meta[-1]):
+        return                  # only the footer (or what follows the blocks) was lost
+    lost_at = found[stop][0] if stop < len(found) else off
+    losses.append({"offset": lost_at,
+                   "detail": f"{err.detail}; the file could be read only up to here"})
+    ranges.append({"after": None if prev is None else prev[:-8], "through": None})
+
+
+def _data_block(body, typ, zdict, path, off):
+    """The entries of a data block, or None if it is not a readable data block."""
+    try:
+        entries = block_entries(_decompress(body, typ, zdict, path, off), path)
+    except CorruptionError:
+        return None
+    if not entries or any(len(k) < 8 for k, _ in entries) or all(k[-8:] == bytes(8) for k, _ in entries):
+        return None
+    if any(_ikey_order(a[0]) >= _ikey_order(b[0]) for a, b in zip(entries, entries[1:])):
+        return None
+    return entries
+
+
+def _is_properties(block):
+    _, typ, body = block
+    try:
+        entries = block_entries(bytes(body), "<properties>") if typ == 0 else []
+    except CorruptionError:
+        return False
+    return bool(entries) and all(k[-8:] == bytes(8) for k, _ in entries) and \
+        any(k[:-8] == b"num_entries" for k, _ in entries)
+
+
+def _block_end(data, off):
+    """Offset of the type byte of the block starting at off, or None. The CRC-32C of
+    the body is carried forward between candidate type bytes (0, 1 or 2)."""
+    crc = 0
+    pos = off
+    n = len(data)
+    for m in _LOW_BYTE.finditer(data, off, n - _TRAILER + 1):
+        e = m.start()
+        crc = crc32c_py(data[pos:e], crc)
+        pos = e
+        if crc32c_py(data[e:e + 1], crc) == int.from_bytes(data[e + 1:e + 5], "little"):
+            return e
+    return None
+
+
+def _decompress(body, typ, zdict, path, off):
+    if typ == 0:
+        return bytes(body)
+    try:
+        if typ == 1:
+            return zstandard.ZstdDecompressor().decompress(body)
+        if zdict is None:
+            raise CorruptionError(path, off, "block needs the table's dictionary, which was not found")
+        return zstandard.ZstdDecompressor(dict_data=zdict).decompress(body)
+    except zstandard.ZstdError as e:
+        raise CorruptionError(path, off, f"zstd: {e}") from None
+
+
+# ---------------------------------------------------------------- logs
+
+def _records_after(data, off):
+    """Good records in data after the bad one at off (dropped with it): each run of
+    good records is followed to its end, the next run found as the reader does."""
+    count = 0
+    pos = off
+    while pos + HEADER <= len(data):
+        n = int.from_bytes(data[pos + 4:pos + 8], "little")
+        pos = _next_valid(data, pos, pos + HEADER + n)
+        if pos is None:
+            break
+        while _valid_at(data, pos):
+            count += 1
+            pos += HEADER + int.from_bytes(data[pos + 4:pos + 8], "little")
+        if data[pos:pos + HEADER] == bytes(HEADER) or pos + HEADER > len(data):
+            break
+    return count
+
+
+def _nonzero(data, off):
+    tail = data[off:]
+    return len(tail) - tail.count(0)
+
+
+# ---------------------------------------------------------------- files
+
+def _recover_manifest(dbpath, name):
+    """VersionSet.recover() of MANIFEST `name` when CURRENT cannot name it: recover()
+    finds its MANIFEST through CURRENT, so a scratch directory holds a CURRENT naming
+    it and a symlink to it (the same checks as an open, nothing duplicated)."""
+    with tempfile.TemporaryDirectory(prefix="lsmkv-repair-") as tmp:
+        os.symlink(os.path.join(dbpath, name), os.path.join(tmp, name))
+        with open(os.path.join(tmp, "CURRENT"), "w") as fh:
+            fh.write(name + "\n")
+        vs = VersionSet(tmp)
+        try:
+            vs.recover()
+        finally:
+            vs.close()
+    vs.dbpath = dbpath
+    return vs
+
+
+def _free_name(path):
+    """path, or path.1, path.2, ... : the first that does not exist."""
+    if not os.path.exists(path):
+        return path
+    i = 1
+    while os.path.exists(f"{path}.{i}"):
+        i += 1
+    return f"{path}.{i}"
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+        with open(dst, "rb") as fh:
+            os.fsync(fh.fileno())

@@ -1,0 +1,1 @@
+"""`lsmkv serve`: the Redis protocol (RESP2) over a DB."""

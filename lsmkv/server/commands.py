@@ -1,0 +1,447 @@
+"""The data commands of `lsmkv serve`: strings, counters, expiry, SCAN, DBSIZE.
+
+Each handler is handler(srv, conn, args) -> reply, where args are memoryviews
+into the connection's read buffer (valid until the reply is produced) and the
+reply is bytes, a list of byte pieces, or an asyncio Future of one of those (a
+write step that runs on the writer thread, lsmkv/server/store.py). Errors are
+Redis's words: a handler raises CommandError(text), or a write step returns
+resp.error(text) (it may run on another thread).
+
+Write steps (the functions named _w_*) do a command's whole read-modify-write;
+the store runs them one at a time in arrival order, which is what makes INCR,
+SET NX/XX/GET/KEEPTTL, GETDEL, DEL's count, EXPIRE and PERSIST atomic with
+respect to every other client.
+
+Expiry: the engine keeps a per-key expiry in milliseconds (rounded up), so PX,
+PEXPIRE and PTTL are exact to 1 ms and TTL rounds to the nearest second as
+Redis does.
+"""
+import time
+
+from lsmkv.server import resp
+from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
+
+NOT_INT = "ERR value is not an integer or out of range"
+SYNTAX = "ERR syntax error"
+OVERFLOW = "ERR increment or decrement would overflow"
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
+
+
+class CommandError(Exception):
+    """A command's error reply (its text, starting with the error code)."""
+
+
+def to_int(v, msg=NOT_INT):
+    """A strict signed 64-bit integer from a request argument (Redis's string2ll)."""
+    b = bytes(v)
+    try:
+        n = int(b)
+    except ValueError:
+        raise CommandError(msg) from None
+    if b"%d" % n != b or not INT64_MIN <= n <= INT64_MAX:
+        raise CommandError(msg)
+    return n
+
+
+def _lookup(db, key):
+    """(value or None, remaining seconds or None), in one engine lookup."""
+    r = db.get_with_ttl(key)
+    return (None, None) if r is None else r
+
+
+# ---------------------------------------------------------------- strings
+
+def c_get(srv, conn, a):
+    # a value in a cached block comes as a pinned view: a large one is sent
+    # straight from the cache (resp.bulk), the pin going with the reply
+    return resp.bulk(srv.db.get_view(a[1]))
+
+
+def _w_put_ttl(db, key, val, ttl, sync):
+    db.put(key, val, ttl=ttl, sync=sync)
+    return resp.OK
+
+
+def _expire_seconds(unit, t, now):
+    """Seconds from now for EX/PX/EXAT/PXAT t (<= 0: already expired)."""
+    if unit == b"EX":
+        return float(t)
+    if unit == b"PX":
+        return t / 1000.0
+    if unit == b"EXAT":
+        return t - now
+    return t / 1000.0 - now
+
+
+def c_set(srv, conn, a):
+    store = srv.store
+    n = len(a)
+    if n == 3:
+        return store.put(a[1], a[2])
+    nx = xx = get = keepttl = False
+    unit = None
+    t = 0
+    i = 3
+    while i < n:
+        opt = bytes(a[i]).upper()
+        if opt == b"NX" and not xx:
+            nx = True
+        elif opt == b"XX" and not nx:
+            xx = True
+        elif opt == b"GET":
+            get = True
+        elif opt == b"KEEPTTL" and unit is None:
+            keepttl = True
+        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and unit is None and not keepttl and i + 1 < n:
+            t = to_int(a[i + 1])
+            if t <= 0 or (opt in (b"EX", b"EXAT") and t > INT64_MAX // 1000):
+                raise CommandError("ERR invalid expire time in 'set' command")
+            unit = opt
+            i += 1
+        else:
+            raise CommandError(SYNTAX)
+        i += 1
+    if unit in (b"EX", b"PX") and not (nx or xx or get):
+        return store.write(_w_put_ttl, srv.db, a[1], a[2], _expire_seconds(unit, t, 0), store.sync)
+    return store.write(_w_set, srv.db, a[1], a[2], unit, t, nx, xx, get, keepttl, store.sync)
+
+
+def _w_set(db, key, val, unit, t, nx, xx, get, keepttl, sync):
+    old = None
+    if nx or xx or get or keepttl:
+        old, ttl = _lookup(db, key)
+        exists = old is not None
+        if (nx and exists) or (xx and not exists):
+            return resp.bulk(old) if get else resp.NULL
+        if not (keepttl and exists):
+            ttl = None
+        elif ttl is not None:
+            ttl = max(ttl, 0.001)
+    else:
+        ttl = None
+    if unit is not None:
+        ttl = _expire_seconds(unit, t, time.time())
+    if ttl is not None and ttl <= 0:
+        db.delete(key, sync=sync)           # EXAT/PXAT in the past: set, then expired at once
+    else:
+        db.put(key, val, ttl=ttl, sync=sync)
+    return resp.bulk(old) if get else resp.OK
+
+
+def c_setnx(srv, conn, a):
+    return srv.store.write(_w_setnx, srv.db, a[1], a[2], srv.store.sync)
+
+
+def _w_setnx(db, key, val, sync):
+    if db.get(key) is not None:
+        return resp.integer(0)
+    db.put(key, val, sync=sync)
+    return resp.integer(1)
+
+
+def _setex(srv, a, unit, name):
+    t = to_int(a[2])
+    if t <= 0 or (unit == b"EX" and t > INT64_MAX // 1000):
+        raise CommandError(f"ERR invalid expire time in '{name}' command")
+    return srv.store.write(_w_put_ttl, srv.db, a[1], a[3], _expire_seconds(unit, t, 0), srv.store.sync)
+
+
+def c_setex(srv, conn, a):
+    return _setex(srv, a, b"EX", "setex")
+
+
+def c_psetex(srv, conn, a):
+    return _setex(srv, a, b"PX", "psetex")
+
+
+def c_getdel(srv, conn, a):
+    return srv.store.write(_w_getdel, srv.db, a[1], srv.store.sync)
+
+
+def _w_getdel(db, key, sync):
+    v = db.get(key)
+    if v is not None:
+        db.delete(key, sync=sync)
+    return resp.bulk(v)
+
+
+def c_mget(srv, conn, a):
+    get = srv.db.get
+    return resp.array([get(k) for k in a[1:]])
+
+
+def c_mset(srv, conn, a):
+    if len(a) % 2 == 0:
+        raise CommandError("ERR wrong number of arguments for 'mset' command")
+    return srv.store.write(_w_mset, srv.db, a, srv.store.sync)
+
+
+def _w_mset(db, a, sync):
+    wb = db.batch()
+    for i in range(1, len(a), 2):
+        wb.put(a[i], a[i + 1])
+    db.write(wb, sync=sync)
+    return resp.OK
+
+
+def c_del(srv, conn, a):
+    return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync)
+
+
+def _w_del(db, keys, sync):
+    seen = set()
+    wb = db.batch()
+    for k in keys:
+        kb = bytes(k)
+        if kb not in seen and db.get(kb) is not None:
+            seen.add(kb)
+            wb.delete(kb)
+    if seen:
+        db.write(wb, sync=sync)
+    return resp.integer(len(seen))
+
+
+def c_exists(srv, conn, a):
+    get = srv.db.get
+    return resp.integer(sum(1 for k in a[1:] if get(k) is not None))
+
+
+def c_type(srv, conn, a):
+    return b"+string\r\n" if srv.db.get(a[1]) is not None else b"+none\r\n"
+
+
+# ---------------------------------------------------------------- counters
+
+def _incr(srv, a, delta):
+    return srv.store.write(_w_incr, srv.db, a[1], delta, srv.store.sync)
+
+
+def _w_incr(db, key, delta, sync):
+    old, ttl = _lookup(db, key)
+    if old is None:
+        v = 0
+        ttl = None
+    else:
+        try:
+            v = to_int(old)
+        except CommandError:
+            return resp.error(NOT_INT)
+    v += delta
+    if not INT64_MIN <= v <= INT64_MAX:
+        return resp.error(OVERFLOW)
+    db.put(key, b"%d" % v, ttl=None if ttl is None else max(ttl, 0.001), sync=sync)
+    return resp.integer(v)
+
+
+def c_incr(srv, conn, a):
+    return _incr(srv, a, 1)
+
+
+def c_decr(srv, conn, a):
+    return _incr(srv, a, -1)
+
+
+def c_incrby(srv, conn, a):
+    return _incr(srv, a, to_int(a[2]))
+
+
+def c_decrby(srv, conn, a):
+    d = to_int(a[2])
+    if d == INT64_MIN:
+        raise CommandError("ERR decrement would overflow")
+    return _incr(srv, a, -d)
+
+
+# ---------------------------------------------------------------- expiry
+
+def _expire(srv, a, unit, name):
+    t = to_int(a[2])
+    if unit in (b"EX", b"EXAT") and abs(t) > INT64_MAX // 1000:
+        raise CommandError(f"ERR invalid expire time in '{name}' command")
+    flags = set()
+    for x in a[3:]:
+        f = bytes(x).upper()
+        if f not in (b"NX", b"XX", b"GT", b"LT"):
+            raise CommandError(f"ERR Unsupported option {bytes(x).decode('utf-8', 'replace')}")
+        flags.add(f)
+    if b"NX" in flags and len(flags) > 1:
+        raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if b"GT" in flags and b"LT" in flags:
+        raise CommandError("ERR GT and LT options at the same time are not compatible")
+    return srv.store.write(_w_expire, srv.db, a[1], unit, t, flags, srv.store.sync)
+
+
+def _w_expire(db, key, unit, t, flags, sync):
+    v, cur = _lookup(db, key)
+    if v is None:
+        return resp.integer(0)
+    new = _expire_seconds(unit, t, time.time())
+    if flags:
+        if b"NX" in flags and cur is not None:
+            return resp.integer(0)
+        if b"XX" in flags and cur is None:
+            return resp.integer(0)
+        # a key without expiry counts as an infinite TTL (Redis)
+        if b"GT" in flags and (cur is None or new <= cur):
+            return resp.integer(0)
+        if b"LT" in flags and cur is not None and new >= cur:
+            return resp.integer(0)
+    if new <= 0:
+        db.delete(key, sync=sync)
+    else:
+        db.put(key, v, ttl=new, sync=sync)
+    return resp.integer(1)
+
+
+def c_expire(srv, conn, a):
+    return _expire(srv, a, b"EX", "expire")
+
+
+def c_pexpire(srv, conn, a):
+    return _expire(srv, a, b"PX", "pexpire")
+
+
+def c_expireat(srv, conn, a):
+    return _expire(srv, a, b"EXAT", "expireat")
+
+
+def c_pexpireat(srv, conn, a):
+    return _expire(srv, a, b"PXAT", "pexpireat")
+
+
+def _pttl_ms(db, key):
+    try:
+        t = db.ttl(key)
+    except KeyError:
+        return -2
+    if t is None:
+        return -1
+    return int(t * 1000.0)          # floor: never more than was set (the engine rounds expiry up)
+
+
+def c_ttl(srv, conn, a):
+    ms = _pttl_ms(srv.db, a[1])
+    return resp.integer(ms if ms < 0 else (ms + 500) // 1000)
+
+
+def c_pttl(srv, conn, a):
+    return resp.integer(_pttl_ms(srv.db, a[1]))
+
+
+def c_persist(srv, conn, a):
+    return srv.store.write(_w_persist, srv.db, a[1], srv.store.sync)
+
+
+def _w_persist(db, key, sync):
+    v, t = _lookup(db, key)
+    if v is None or t is None:
+        return resp.integer(0)
+    db.put(key, v, sync=sync)
+    return resp.integer(1)
+
+
+# ---------------------------------------------------------------- keyspace
+
+def c_scan(srv, conn, a):
+    start = decode_cursor(a[1])
+    if start is False:
+        raise CommandError("ERR invalid cursor")
+    count = 10
+    match = None
+    typ = None
+    i = 2
+    n = len(a)
+    while i < n:
+        opt = bytes(a[i]).upper()
+        if i + 1 >= n:
+            raise CommandError(SYNTAX)
+        if opt == b"COUNT":
+            count = to_int(a[i + 1])
+            if count < 1:
+                raise CommandError(SYNTAX)
+        elif opt == b"MATCH":
+            match = bytes(a[i + 1])
+        elif opt == b"TYPE":
+            typ = bytes(a[i + 1]).lower()
+        else:
+            raise CommandError(SYNTAX)
+        i += 2
+    if count > SCAN_INLINE_MAX:
+        return srv.store.read(scan_step, srv.db, start, count, match, typ)
+    return scan_step(srv.db, start, count, match, typ)
+
+
+def scan_step(db, start, count, match, typ):
+    """Up to `count` keys examined from `start` (None: the first key) in key order;
+    the reply is [next cursor, matching keys]. MATCH's literal prefix bounds the
+    range read, so a prefix scan never walks keys outside it."""
+    regex, prefix = compile_match(match) if match is not None else (None, b"")
+    lo = start
+    if prefix and (lo is None or lo < prefix):
+        lo = prefix
+    hi = prefix_stop(prefix) if prefix else None
+    keys = []
+    nxt = None
+    examined = 0
+    it = db.keys(lo, hi)
+    try:
+        for k in it:
+            if examined == count:
+                nxt = k
+                break
+            examined += 1
+            if regex is None or regex.fullmatch(k):
+                keys.append(k)
+    finally:
+        it.close()
+    if typ is not None and typ != b"string":
+        keys = []
+    cursor = b"0" if nxt is None else encode_cursor(nxt)
+    return b"*2\r\n$%d\r\n%b\r\n" % (len(cursor), cursor) + resp.array(keys)
+
+
+def dbsize_estimate(db):
+    """Entries in the memtables plus the puts recorded in the SST files: every
+    version of a key not yet compacted away counts once, so overwritten, deleted
+    and expired keys are counted until compaction drops them (an estimate, exact
+    for a database of distinct keys never overwritten or deleted)."""
+    sv = db.sv
+    n = len(sv.mem) + sum(len(m) for m in sv.imms)
+    for files in sv.version.levels:
+        for f in files:
+            n += f.num_entries - f.num_deletions
+    return max(0, n)
+
+
+def c_dbsize(srv, conn, a):
+    return resp.integer(dbsize_estimate(srv.db))
+
+
+COMMANDS = {
+    # name: (handler, arity, flags, first key, last key, step)  (Redis's COMMAND conventions)
+    b"GET": (c_get, 2, ("readonly", "fast"), 1, 1, 1),
+    b"SET": (c_set, -3, ("write", "denyoom"), 1, 1, 1),
+    b"SETNX": (c_setnx, 3, ("write", "denyoom", "fast"), 1, 1, 1),
+    b"SETEX": (c_setex, 4, ("write", "denyoom"), 1, 1, 1),
+    b"PSETEX": (c_psetex, 4, ("write", "denyoom"), 1, 1, 1),
+    b"GETDEL": (c_getdel, 2, ("write", "fast"), 1, 1, 1),
+    b"MGET": (c_mget, -2, ("readonly", "fast"), 1, -1, 1),
+    b"MSET": (c_mset, -3, ("write", "denyoom"), 1, -1, 2),
+    b"DEL": (c_del, -2, ("write",), 1, -1, 1),
+    b"EXISTS": (c_exists, -2, ("readonly", "fast"), 1, -1, 1),
+    b"TYPE": (c_type, 2, ("readonly", "fast"), 1, 1, 1),
+    b"INCR": (c_incr, 2, ("write", "denyoom", "fast"), 1, 1, 1),
+    b"DECR": (c_decr, 2, ("write", "denyoom", "fast"), 1, 1, 1),
+    b"INCRBY": (c_incrby, 3, ("write", "denyoom", "fast"), 1, 1, 1),
+    b"DECRBY": (c_decrby, 3, ("write", "denyoom", "fast"), 1, 1, 1),
+    b"EXPIRE": (c_expire, -3, ("write", "fast"), 1, 1, 1),
+    b"PEXPIRE": (c_pexpire, -3, ("write", "fast"), 1, 1, 1),
+    b"EXPIREAT": (c_expireat, -3, ("write", "fast"), 1, 1, 1),
+    b"PEXPIREAT": (c_pexpireat, -3, ("write", "fast"), 1, 1, 1),
+    b"TTL": (c_ttl, 2, ("readonly", "fast"), 1, 1, 1),
+    b"PTTL": (c_pttl, 2, ("readonly", "fast"), 1, 1, 1),
+    b"PERSIST": (c_persist, 2, ("write", "fast"), 1, 1, 1),
+    b"SCAN": (c_scan, -2, ("readonly",), 0, 0, 0),
+    b"DBSIZE": (c_dbsize, 1, ("readonly", "fast"), 0, 0, 0),
+}

@@ -1,0 +1,336 @@
+"""One client connection of `lsmkv serve`: pooled read buffer, in-place parsing,
+pipelining, ordered replies, flow control.
+
+Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
+  * A connection that holds no partial request reads into the server's one
+    shared buffer (resp.SPLIT_MAX bytes), lent for the duration of one read
+    callback: the loop runs one callback at a time, and the requests in it are
+    parsed into bytes arguments (resp.parse copy=True), so nothing points into
+    it once the callback returns. Most requests never touch the pool.
+  * An incomplete request at the end of a read moves into a buffer borrowed
+    from the size-class pool, as large as its headers say the whole request is
+    (one copy, however it arrives); further reads go straight into that buffer,
+    and its requests are parsed in place (memoryviews: a large value is not
+    copied before the engine copies it).
+  * When every byte of the borrowed buffer was consumed and no command parsed
+    from it is still running, it goes back to the pool at once: an idle
+    connection holds no buffer at all. A leftover is moved to the smallest
+    class that holds it, so a few stray bytes never pin a large buffer.
+
+Invariants:
+  1. Replies are written in request order. A command whose engine call was
+     handed to a thread (server_store.py) blocks this connection only: reading
+     pauses, the replies before it are written, and the rest of the parsed
+     pipeline runs when it completes.
+  2. The buffer is not released while a parsed command (its memoryviews) can
+     still run.
+  3. A malformed frame gets Redis's error reply, then this connection closes;
+     the commands before it in the same read still run.
+  4. When the socket's send buffer is full (the client does not read), reading
+     pauses until it drains, and a pipeline already read stops after the reply
+     that crossed the limit (replies are written every OUT_CHUNK bytes): a
+     client cannot make the server queue more than about OUT_CHUNK plus one
+     reply beyond the transport's high-water mark.
+"""
+import asyncio
+
+from lsmkv.server import resp
+QUIT = object()           # a handler's result: write what is queued, then close
+QUIT_OK = object()        # the same after one more +OK (the QUIT command)
+OUT_CHUNK = 256 * 1024    # replies written at least this often within one pipeline
+
+
+class Connection(asyncio.BufferedProtocol):
+    __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
+                 "paused_w", "authed", "name", "id", "created", "last",
+                 "lastcmd", "lib", "wait_w")
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.tr = None
+        self.buf = None
+        self.start = self.end = self.need = 0
+        self.pending = None        # parsed commands not yet run, while blocked
+        self.blocked = False       # a command runs on a thread, or wait_w
+        self.wait_w = False        # the rest of a pipeline waits for the client to read
+        self.closed = False
+        self.paused_w = False
+        self.authed = not srv.requirepass
+        self.name = b""
+        self.lib = None
+        self.id = 0
+        self.created = self.last = 0.0
+        self.lastcmd = b"NULL"
+
+    # -- connection
+
+    def connection_made(self, tr):
+        self.tr = tr
+        srv = self.srv
+        srv.total_connections += 1
+        if srv.closing or len(srv.conns) >= srv.maxclients:
+            # reply, half-close, and discard what the client sends until it closes (or 1 s
+            # passes): closing with its request unread would reset the connection, and the
+            # client could lose the error reply
+            srv.rejected_connections += 1
+            self.closed = True
+            tr.write(b"-ERR max number of clients reached\r\n")
+            if tr.can_write_eof():
+                tr.write_eof()
+                srv.loop.call_later(1.0, tr.close)
+            else:
+                tr.close()
+            return
+        srv.next_id += 1
+        self.id = srv.next_id
+        self.created = self.last = srv.clock
+        srv.conns[self.id] = self
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.srv.conns.pop(self.id, None)
+        if not self.blocked:
+            self._drop_buffer()
+        self.pending = None
+        self.tr = None
+
+    def _drop_buffer(self):
+        if self.buf is not None:
+            self.srv.pool.release(self.buf)
+            self.buf = None
+            self.start = self.end = self.need = 0
+
+    # -- reading (asyncio.BufferedProtocol)
+
+    def get_buffer(self, sizehint):
+        if self.closed:
+            return self.srv.scratch             # a rejected connection: its bytes are dropped
+        buf = self.buf
+        if buf is None:
+            return self.srv.shared              # lent for this one read (see top)
+        if self.end == len(buf):
+            buf = self._move(max(self.need, 2 * (self.end - self.start), self.srv.read_size))
+        return memoryview(buf)[self.end:]
+
+    def _move(self, size):
+        """Put the unconsumed bytes at the start of a fresh buffer of >= size bytes."""
+        pool = self.srv.pool
+        old = self.buf
+        n = self.end - self.start
+        buf = pool.acquire(size)
+        buf[:n] = memoryview(old)[self.start:self.end]
+        pool.release(old)
+        self.buf = buf
+        self.start, self.end = 0, n
+        return buf
+
+    def buffer_updated(self, nbytes):
+        if self.closed:
+            return
+        srv = self.srv
+        self.last = srv.clock
+        if self.buf is None:
+            self._shared_read(nbytes)
+            return
+        end = self.end = self.end + nbytes
+        if self.blocked:
+            return
+        cmds = []
+        pos, self.need, err = resp.parse(self.buf, self.start, end, srv.max_bulk, cmds)
+        self.start = pos
+        if self.need > srv.query_buffer_limit:
+            err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
+        if cmds:
+            self._run(cmds, 0)
+        if err is not None:
+            self._protocol_error(err)
+            return
+        if not self.blocked:
+            self._settle()
+
+    def _shared_read(self, n):
+        """A read that landed in the server's shared buffer: parse it into bytes
+        arguments (nothing may point into that buffer once this returns), keep an
+        incomplete request in a pooled buffer of its own, run the commands."""
+        srv = self.srv
+        shared = srv.shared
+        cmds = []
+        pos, need, err = resp.parse(shared, 0, n, srv.max_bulk, cmds, copy=True)
+        if pos == n and err is None:
+            if len(cmds) == 1:                  # the common case: one whole request
+                r = srv.execute(self, cmds[0])
+                if r.__class__ is bytes:
+                    self.tr.write(r)
+                    return
+                self._run([r], 0, done=True)
+            else:
+                self._run(cmds, 0)
+            return
+        if err is None:
+            if need > srv.query_buffer_limit:
+                err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
+            else:
+                left = n - pos
+                buf = self.buf = srv.pool.acquire(max(need, 2 * left))   # the frame's size when known
+                buf[:left] = memoryview(shared)[pos:n]
+                self.start, self.end, self.need = 0, left, need
+        if cmds:
+            self._run(cmds, 0)
+        if err is not None:
+            self._protocol_error(err)
+
+    def _protocol_error(self, err):
+        self.srv.protocol_errors += 1
+        if not self.closed:
+            self.tr.write(resp.error(str(err)))
+            self._close()
+
+    def _settle(self):
+        """After a read's commands all ran: release or shrink the buffer (see top)."""
+        if self.buf is None:
+            return
+        n = self.end - self.start
+        if n == 0:
+            self._drop_buffer()
+            return
+        pool = self.srv.pool
+        want = pool.class_size(max(n, self.need))
+        if want < len(self.buf) or self.start > len(self.buf) // 2:
+            self._move(want)
+
+    # -- running
+
+    def _run(self, cmds, i, done=False):
+        """Run cmds[i:] in order, writing their replies; stops at a blocking one
+        (invariant 1) or when the client stops reading (invariant 4).
+        done=True: cmds are replies already computed (of one command)."""
+        execute = self.srv.execute
+        out = []
+        size = 0
+        n = len(cmds)
+        while i < n:
+            r = cmds[i] if done else execute(self, cmds[i])
+            i += 1
+            t = r.__class__
+            if t is bytes:
+                out.append(r)
+                size += len(r)
+            elif t is list:
+                out.extend(r)
+                size += len(r[1]) if len(r) == 3 else sum(map(len, r))
+            elif r is QUIT or r is QUIT_OK:
+                if r is QUIT_OK:
+                    out.append(resp.OK)
+                self._write(out)
+                self._close()
+                return
+            else:                                    # a Future: invariant 1
+                self._write(out)
+                self._wait(cmds, i, done)
+                r.add_done_callback(self._resume)
+                return
+            if size >= OUT_CHUNK and i < n:
+                self._write(out)
+                out = []
+                size = 0
+                if self.paused_w and not self.closed:    # invariant 4: go on in resume_writing
+                    self._wait(cmds, i, done)
+                    self.wait_w = True
+                    return
+        self._write(out)
+
+    def _wait(self, cmds, i, done):
+        self.blocked = True
+        self.pending = ([], 0) if done else (cmds, i)
+        if not self.closed:
+            self.tr.pause_reading()
+
+    def _write(self, out):
+        if not out or self.closed:
+            return
+        if len(out) == 1:
+            self.tr.write(out[0])
+        elif any(len(x) >= resp.GATHER_MIN for x in out):
+            self.tr.writelines(out)
+        else:
+            self.tr.write(b"".join(out))
+
+    def _resume(self, fut):
+        """A command's Future is done: write its reply, go on with the pipeline."""
+        self.blocked = False
+        try:
+            r = fut.result()
+        except Exception as e:                      # an engine error on the thread
+            r = self.srv.engine_error(e)
+        if self.closed:
+            self.pending = None
+            self._drop_buffer()
+            return
+        if r is QUIT:
+            self.pending = None
+            self._close()
+            return
+        self._write(r if r.__class__ is list else [r])
+        self._continue()
+
+    def _continue(self):
+        """Run the rest of a paused pipeline, then what is still unparsed; then
+        release or shrink the buffer and read again."""
+        cmds, i = self.pending
+        self.pending = None
+        self._run(cmds, i)
+        if self.blocked or self.closed:
+            if self.closed and not self.blocked:
+                self._drop_buffer()
+            return
+        # data that arrived with the blocked read but was not parsed yet
+        if self.buf is not None and self.end > self.start:
+            cmds = []
+            pos, self.need, err = resp.parse(self.buf, self.start, self.end,
+                                             self.srv.max_bulk, cmds)
+            self.start = pos
+            if cmds:
+                self._run(cmds, 0)
+            if err is not None:
+                self._protocol_error(err)
+                return
+            if self.blocked:
+                return
+        self._settle()
+        if not self.paused_w and not self.closed and not self.srv.closing:
+            self.tr.resume_reading()
+
+    def _close(self):
+        if not self.closed:
+            self.closed = True
+            self.tr.close()
+
+    # -- flow control (invariant 4)
+
+    def pause_writing(self):
+        self.paused_w = True
+        if not self.closed:
+            self.tr.pause_reading()
+
+    def resume_writing(self):
+        self.paused_w = False
+        if self.closed:
+            return
+        if self.wait_w:
+            self.wait_w = False
+            self.blocked = False
+            self._continue()
+        elif not self.blocked and not self.srv.closing:
+            self.tr.resume_reading()
+
+    def eof_received(self):
+        return False
+
+    # -- shutdown
+
+    def stop_reading(self):
+        if not self.closed:
+            try:
+                self.tr.pause_reading()
+            except Exception:
+                pass

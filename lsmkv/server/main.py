@@ -1,0 +1,309 @@
+"""`lsmkv serve DBPATH`: a Redis-protocol (RESP2) server over one lsmkv database.
+
+    lsmkv serve DBPATH [--host 127.0.0.1] [--port 6380] [--unixsocket PATH]
+                       [--maxclients N] [--requirepass PW] [--appendfsync everysec]
+
+docs/server.md lists the commands, the memory design and the measurements.
+Modules: resp.py (protocol), bufpool.py (read buffers), server_conn.py (one
+connection), server_store.py (engine calls off the loop when they could block),
+server_commands.py / server_admin.py (commands), server_scan.py (SCAN).
+
+Thread safety: everything here runs on the event loop thread; engine calls that
+could wait run on the store's writer/reader threads (server_store.py).
+
+Exit codes: 0 after SIGTERM/SIGINT/SHUTDOWN (the DB closed cleanly), 1 cannot
+listen, 2 usage error, 3 database error (cannot open: locked, corrupt, I/O).
+"""
+import argparse
+import asyncio
+import os
+import resource
+import signal
+import sys
+import time
+
+from lsmkv.server import resp
+from lsmkv.server.bufpool import BufferPool
+from lsmkv.errors import LsmkvError
+from lsmkv.server.admin import ADMIN_COMMANDS, NO_AUTH
+from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
+from lsmkv.server.commands import CommandError
+from lsmkv.server.conn import Connection
+from lsmkv.server.store import FSYNC_POLICIES, Store
+
+DEFAULT_PORT = 6380
+PROTO_MAX_BULK_LEN = 512 * 1024 * 1024      # Redis's default proto-max-bulk-len
+QUERY_BUFFER_LIMIT = 1024 * 1024 * 1024     # Redis's client-query-buffer-limit
+READ_SIZE = 16 * 1024                       # a read buffer borrowed for a socket with data
+POOL_BYTES = 4 * 1024 * 1024                # idle read buffers the pool may keep
+
+
+class Server:
+    """The listening sockets, the connections, the command table, shutdown."""
+
+    def __init__(self, db, loop, *, host="127.0.0.1", port=DEFAULT_PORT, unixsocket=None,
+                 maxclients=10000, requirepass=None, max_bulk=PROTO_MAX_BULK_LEN,
+                 appendfsync="everysec", read_size=READ_SIZE, pool_bytes=POOL_BYTES,
+                 query_buffer_limit=QUERY_BUFFER_LIMIT):
+        from lsmkv import __version__
+        self.db = db
+        self.loop = loop
+        self.loop_name = type(loop).__module__.split(".")[0]
+        self.host, self.port, self.unixsocket = host, port, unixsocket
+        self.maxclients = maxclients
+        self.requirepass = requirepass.encode() if isinstance(requirepass, str) else requirepass
+        self.max_bulk = max_bulk
+        self.query_buffer_limit = query_buffer_limit
+        self.read_size = read_size
+        self.pool = BufferPool(min_size=512, max_pooled=1 << 20, capacity=pool_bytes)
+        self.store = Store(db, loop, appendfsync)
+        self.scratch = bytearray(4096)         # where rejected connections' bytes are read and dropped
+        self.shared = bytearray(resp.SPLIT_MAX)  # the read buffer lent to one read at a time
+        self.version = __version__
+        self.executable = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        self.started = time.time()
+        self.clock = time.monotonic()          # refreshed every 100 ms (connection idle times)
+        self._clock_timer = loop.call_later(0.1, self._tick)
+        self.conns = {}
+        self.next_id = 0
+        self.commands = self.total_connections = self.rejected_connections = 0
+        self.protocol_errors = self.internal_errors = 0
+        self.closing = False
+        self.servers = []
+        self.done = loop.create_future()
+        self.shutdown_reason = None
+        table = {**DATA_COMMANDS, **ADMIN_COMMANDS}
+        # name -> (handler, arity, allowed before AUTH)
+        self.table = {n: (s[0], s[1], n in NO_AUTH) for n, s in table.items()}
+
+    # -- the command path
+
+    def execute(self, conn, args):
+        """One command's reply (bytes, pieces, QUIT or a Future); never raises."""
+        name = args[0]
+        if name.__class__ is not bytes:
+            name = bytes(name)
+        spec = self.table.get(name)
+        if spec is None:
+            name = name.upper()
+            spec = self.table.get(name)
+            if spec is None:
+                return unknown_command(args)
+        fn, arity, noauth = spec
+        n = len(args)
+        if n != arity and (arity > 0 or n < -arity):
+            return resp.error(f"ERR wrong number of arguments for '{name.decode().lower()}' command")
+        if not conn.authed and not noauth:
+            return b"-NOAUTH Authentication required.\r\n"
+        self.commands += 1
+        conn.lastcmd = name
+        try:
+            return fn(self, conn, args)
+        except CommandError as e:
+            return resp.error(str(e))
+        except Exception as e:
+            return self.engine_error(e)
+
+    def engine_error(self, e):
+        """The error reply for an exception from a command (never raises: one
+        command's failure must not take the connection or the loop with it)."""
+        if isinstance(e, CommandError):
+            return resp.error(str(e))
+        if not isinstance(e, (LsmkvError, TypeError, ValueError, OverflowError, KeyError, OSError)):
+            self.internal_errors += 1
+            import traceback
+            sys.stderr.write("lsmkv serve: internal error in a command:\n" + "".join(
+                traceback.format_exception(type(e), e, e.__traceback__)))
+        return resp.error(f"ERR {type(e).__name__}: {e}")
+
+    # -- listening
+
+    async def start(self):
+        factory = lambda: Connection(self)      # noqa: E731
+        backlog = min(self.maxclients, 4096)
+        if self.unixsocket:
+            if os.path.exists(self.unixsocket):
+                os.unlink(self.unixsocket)
+            self.servers.append(await self.loop.create_unix_server(factory, self.unixsocket,
+                                                                   backlog=backlog))
+        if self.port or not self.unixsocket:
+            srv = await self.loop.create_server(factory, self.host, self.port, backlog=backlog,
+                                                reuse_address=True)
+            self.servers.append(srv)
+            self.port = srv.sockets[0].getsockname()[1]
+
+    def _tick(self):
+        self.clock = time.monotonic()
+        self._clock_timer = self.loop.call_later(0.1, self._tick)
+
+    # -- shutdown (SIGTERM, SIGINT, SHUTDOWN)
+
+    def request_shutdown(self, reason):
+        if self.closing:
+            return
+        self.closing = True
+        self.shutdown_reason = reason
+        self.loop.create_task(self._shutdown())
+
+    async def _shutdown(self):
+        try:
+            for s in self.servers:
+                s.close()                       # accept no more connections
+            for c in list(self.conns.values()):
+                c.stop_reading()                # read no more commands
+            while any(c.blocked and not c.wait_w for c in self.conns.values()):
+                await asyncio.sleep(0.005)      # in-flight commands finish and reply
+            for c in list(self.conns.values()):
+                c._close()                      # queued replies are flushed, then closed
+            await self.store.close()            # the writer thread's queue drains
+            await self.loop.run_in_executor(None, self.db.close)
+            if self.unixsocket and os.path.exists(self.unixsocket):
+                os.unlink(self.unixsocket)
+            self.done.set_result(0)
+        except BaseException as e:               # still end the server
+            if not self.done.done():
+                self.done.set_exception(e)
+
+
+def unknown_command(args):
+    shown = ""
+    for a in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += "'%s' " % bytes(a[:128 - len(shown)]).decode("utf-8", "replace")
+    name = bytes(args[0][:128]).decode("utf-8", "replace")
+    return resp.error(f"ERR unknown command '{name}', with args beginning with: {shown}")
+
+
+# ---------------------------------------------------------------- command line
+
+def _option_value(text):
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low == "none":
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="lsmkv serve",
+                                description="Serve an lsmkv database over the Redis protocol (RESP2).")
+    p.add_argument("dbpath", metavar="DBPATH", help="database directory (created if missing)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one; with --unixsocket, "
+                        f"0 means no TCP)")
+    p.add_argument("--unixsocket", metavar="PATH", help="also listen on this Unix socket")
+    p.add_argument("--maxclients", type=int, default=10000, help="connections at most (default 10000)")
+    p.add_argument("--requirepass", metavar="PW", help="clients must AUTH with this password")
+    p.add_argument("--appendfsync", choices=FSYNC_POLICIES, default="everysec",
+                   help="when the write-ahead log is synced: every write, every second "
+                        "(default), or when the engine decides")
+    p.add_argument("--proto-max-bulk-len", type=int, default=PROTO_MAX_BULK_LEN, metavar="BYTES",
+                   help="longest bulk string accepted (default 512 MiB)")
+    p.add_argument("--buffer-pool-bytes", type=int, default=POOL_BYTES, metavar="BYTES",
+                   help="idle read buffers kept for reuse (default 4 MiB)")
+    p.add_argument("--read-buffer", type=int, default=READ_SIZE, metavar="BYTES",
+                   help="size of the read buffer borrowed per read (default 16 KiB)")
+    p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop even if "
+                                                            "uvloop is installed")
+    p.add_argument("--db-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an lsmkv.Options field, e.g. write_buffer_size=8388608 (repeatable)")
+    return p
+
+
+def raise_fd_limit(want):
+    """Raise the soft RLIMIT_NOFILE toward want (at most the hard limit); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def new_loop(no_uvloop=False):
+    if not no_uvloop:
+        try:
+            import uvloop
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def main(argv=None):
+    """Entry point of `lsmkv serve`; returns the exit code."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:
+        return 0 if e.code == 0 else 2
+    err = sys.stderr
+    for name, v in (("--maxclients", args.maxclients), ("--proto-max-bulk-len", args.proto_max_bulk_len),
+                    ("--read-buffer", args.read_buffer)):
+        if v < 1:
+            err.write(f"lsmkv serve: {name} must be >= 1, got {v}\n")
+            return 2
+    if not 0 <= args.port <= 65535:
+        err.write(f"lsmkv serve: --port must be in [0, 65535], got {args.port}\n")
+        return 2
+    opts = {}
+    for item in args.db_option:
+        name, sep, value = item.partition("=")
+        if not sep:
+            err.write(f"lsmkv serve: --db-option wants NAME=VALUE, got {item!r}\n")
+            return 2
+        opts[name.strip()] = _option_value(value.strip())
+    nofile = raise_fd_limit(args.maxclients + 64)
+    if nofile < args.maxclients + 32:
+        err.write(f"lsmkv serve: warning: the open-file limit ({nofile}) is below maxclients "
+                  f"({args.maxclients}) + 32; connections past it will be refused by the system\n")
+    import lsmkv
+    try:
+        db = lsmkv.DB(args.dbpath, **opts)
+    except (TypeError, ValueError) as e:
+        err.write(f"lsmkv serve: bad --db-option: {e}\n")
+        return 2
+    except (LsmkvError, OSError) as e:
+        err.write(f"lsmkv serve: cannot open {args.dbpath}: {e}\n")
+        return 3
+    loop = new_loop(args.no_uvloop)
+    asyncio.set_event_loop(loop)
+    try:
+        srv = Server(db, loop, host=args.host, port=args.port, unixsocket=args.unixsocket,
+                     maxclients=args.maxclients, requirepass=args.requirepass,
+                     max_bulk=args.proto_max_bulk_len, appendfsync=args.appendfsync,
+                     read_size=args.read_buffer, pool_bytes=args.buffer_pool_bytes)
+        try:
+            loop.run_until_complete(srv.start())
+        except OSError as e:
+            err.write(f"lsmkv serve: cannot listen: {e}\n")
+            db.close()
+            return 1
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, srv.request_shutdown, signal.Signals(sig).name)
+        where = [f"{args.host}:{srv.port}"] if srv.port else []
+        if args.unixsocket:
+            where.append(args.unixsocket)
+        err.write(f"lsmkv serve: ready on {' and '.join(where)} (pid {os.getpid()}, {srv.loop_name}, "
+                  f"appendfsync {args.appendfsync}, db {db.path})\n")
+        err.flush()
+        code = loop.run_until_complete(srv.done)
+        err.write(f"lsmkv serve: stopped ({srv.shutdown_reason}); database closed\n")
+        return code
+    finally:
+        if not db.closed:
+            db.close()
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
