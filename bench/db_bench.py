@@ -6,6 +6,7 @@ sqlite3, each engine in its own process, with a side-by-side table of the result
     python bench/db_bench.py                          # lsmkv alone, db_bench defaults
     python bench/db_bench.py --num 100000 --compare   # every installed engine, ratios
     python bench/db_bench.py --help
+    python -m bench.db_bench --help                   # the same, as a module of the package bench
     python bench/db_bench.py --benchmarks fillsustained --compare --compare_engines lsmkv,rocksdict
                                                       # writes with flushes and compactions throughout:
                                                       # latency tail, stalls, write amplification
@@ -94,144 +95,27 @@ Workloads not in the default list (all in ALL_BENCHMARKS):
     latencies so far).
 """
 import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
-# The modules of the benchmark sit beside this file (bench/); put that directory on the
-# path also when this file is loaded by its path (tests/test_db_bench.py does).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+if __package__ in (None, ""):
+    # Run by its path (python bench/this_file.py): Python put bench/ first on sys.path. Drop
+    # it and add the repository root, once, last: the package `bench` loads from there, and
+    # lsmkv from PYTHONPATH or the environment if it is there, else from this source tree.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _here:
+        del sys.path[0]
+    if os.path.dirname(_here) not in sys.path:
+        sys.path.append(os.path.dirname(_here))
 
-# The modules, one concern each (the method is in the docstring above):
-#   bench_common     workload lists, engines, constants, the script's path
-#   bench_data       keys and values (db_bench's RandomGenerator), Data
-#   bench_files      recognising and wiping a DB directory
-#   bench_engines    the Engine interface and helpers; bench_engine_* one adapter each;
-#                    bench_registry the adapters by name
-#   bench_loops      the timed loops, the progress line, reader/writer threads
-#   bench_stats      RSS, directory size, allocation counting, latency percentiles
-#   bench_workloads  Runner: the workloads on one engine; its mixins bench_sustained,
-#                    bench_threaded, bench_memory (cache, churn), bench_allocs
-#   bench_report     number formatting and the --compare tables; bench_plot the --plot chart
-# This file: the command line, and --compare's one process per engine.
-from bench_common import (  # noqa: E402
-    ALL_BENCHMARKS, ALLOC_OPS_DEFAULT, CHURN_PARTS, DEFAULT_BENCHMARKS, ENGINES, MiB, perf_counter,
-)
-from bench_engines import engine_available, import_lsmkv  # noqa: E402
-from bench_plot import plot_available, write_plot  # noqa: E402
-from bench_registry import ENGINE_CLASSES  # noqa: E402
-from bench_report import compare_table  # noqa: E402
-from bench_stats import AllocCounter, alloc_loop, latency_timeline, to_latencies  # noqa: E402, F401 (re-exported: tests)
-from bench_workloads import Runner  # noqa: E402
-
-
-def child_argv(args, engine, json_path, db_path):
-    argv = [sys.executable, os.path.abspath(__file__), "--engine", engine, "--json", json_path,
-            "--benchmarks", ",".join(args.benchmarks), "--num", str(args.num),
-            "--reads", str(args.reads), "--key_size", str(args.key_size),
-            "--value_size", str(args.value_size), "--compression_ratio", str(args.compression_ratio),
-            "--seed", str(args.seed), "--fillsync_num", str(args.fillsync_num),
-            "--batch_size", str(args.batch_size), "--verify", str(args.verify),
-            "--bloom_bits", str(args.bloom_bits), "--progress", args.progress, "--db", db_path]
-    if "fillsustained" in args.benchmarks:
-        argv += ["--sustained_num", str(args.sustained_num),
-                 "--sustained_write_buffer_size", str(args.sustained_write_buffer_size)]
-    if args.cache_size is not None:
-        argv += ["--cache_size", str(args.cache_size)]
-    if args.write_buffer_size is not None:
-        argv += ["--write_buffer_size", str(args.write_buffer_size)]
-    if args.use_existing_db:
-        argv.append("--use_existing_db")
-    if args.threads != 1:
-        argv += ["--threads", str(args.threads)]
-    if "filluniquerandom" in args.benchmarks and args.ttl:
-        argv += ["--ttl", str(args.ttl)]
-    if "readrandom_cache" in args.benchmarks:
-        argv += ["--cache_sizes", ",".join(map(str, args.cache_sizes))]
-    if "churn" in args.benchmarks:
-        argv += ["--churn_ops", str(args.churn_ops)]
-    if args.alloc_ops != ALLOC_OPS_DEFAULT:
-        argv += ["--alloc_ops", str(args.alloc_ops)]
-    if args.latency_timeline:
-        argv.append("--latency_timeline")
-    return argv
-
-
-def run_compare(args):
-    engines = [x.strip() for x in args.compare_engines.split(",") if x.strip()]
-    base = os.path.abspath(args.db) if args.db else tempfile.mkdtemp(prefix="db_bench_cmp_")
-    own = not args.db
-    docs, status = {}, {}
-    tmpjson = tempfile.mkdtemp(prefix="db_bench_json_")
-    lsmkv_root = None
-    if "lsmkv" in engines:
-        try:
-            lsmkv_root = os.path.dirname(import_lsmkv().__file__)
-        except ImportError:
-            lsmkv_root = None
-    env = dict(os.environ)
-    if lsmkv_root:     # the child imports the same lsmkv as this process
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(lsmkv_root),
-                                                          env.get("PYTHONPATH")]))
-    try:
-        for name in engines:
-            ok, why = engine_available(name)
-            if not ok:
-                print(f"### {name}: not installed ({why}); skipped", flush=True)
-                status[name] = "not installed"
-                continue
-            jp = os.path.join(tmpjson, f"{name}.json")
-            argv = child_argv(args, name, jp, os.path.join(base, name))
-            print(f"\n### {name}: {' '.join(argv[1:])}", flush=True)
-            t = perf_counter()
-            try:
-                rc = subprocess.call(argv, env=env)
-            except OSError as ex:
-                rc = f"could not start: {ex}"
-            el = perf_counter() - t
-            doc = None
-            if os.path.exists(jp):
-                try:
-                    with open(jp) as f:
-                        doc = json.load(f)
-                except ValueError:
-                    doc = None
-            done = len(doc["results"]) if doc else 0
-            if rc == 0:
-                status[name] = "ok"
-            elif rc == 1 and done == len(args.benchmarks):
-                status[name] = "finished, with workload errors (see its output above)"
-            else:
-                how = (f"killed by signal {-rc}" if isinstance(rc, int) and rc < 0
-                       else f"exit status {rc}")
-                status[name] = f"CRASHED: {how} after {el:.1f}s ({done} workloads recorded)"
-            if status[name] != "ok":
-                print(f"### {name}: {status[name]}", flush=True)
-            if doc is not None:
-                docs[name] = doc
-            if own:
-                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-    finally:
-        shutil.rmtree(tmpjson, ignore_errors=True)
-        if own:
-            shutil.rmtree(base, ignore_errors=True)
-    print()
-    table = compare_table(args, engines, docs, status)
-    print(table)
-    if args.plot:
-        write_plot(args, docs, args.plot)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"compare": True, "argv": sys.argv, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                       "cpus": os.cpu_count(), "status": status, "engines": docs, "table": table},
-                      f, indent=1, default=str)
-    return 0 if status.get("lsmkv") == "ok" else 1
+# The package's modules, one concern each (bench/__init__.py lists them; the method is
+# in the docstring above). This file: the command line; bench/compare.py runs --compare.
+from bench.common import ALL_BENCHMARKS, ALLOC_OPS_DEFAULT, CHURN_PARTS, DEFAULT_BENCHMARKS, ENGINES, MiB  # noqa: E402
+from bench.compare import run_compare  # noqa: E402
+from bench.engines import ENGINE_CLASSES, engine_available  # noqa: E402
+from bench.plot import plot_available, write_plot  # noqa: E402
+from bench.stats import AllocCounter, alloc_loop, latency_timeline, to_latencies  # noqa: E402, F401 (re-exported: tests)
+from bench.workloads import Runner  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -36,7 +36,16 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+if __package__ in (None, ""):
+    # Run by its path (python bench/this_file.py): Python put bench/ first on sys.path. Drop
+    # it and add the repository root, once, last: the package `bench` loads from there, and
+    # lsmkv from PYTHONPATH or the environment if it is there, else from this source tree.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _here:
+        del sys.path[0]
+    if os.path.dirname(_here) not in sys.path:
+        sys.path.append(os.path.dirname(_here))
+
 from lsmkv.server.proc import ServerProcess, free_port, measure_connections  # noqa: E402
 
 

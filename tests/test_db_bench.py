@@ -1,6 +1,10 @@
 """bench/db_bench.py: the threaded, TTL, cache, churn and allocation workloads and
-their helpers (small sizes; the whole file runs in a few seconds)."""
+their helpers (small sizes; the whole file runs in a few seconds); bench/ as a package
+whose scripts run by their path and as modules."""
 import array
+import ast
+import glob
+import importlib
 import importlib.util
 import json
 import os
@@ -13,6 +17,13 @@ from conftest import lsmkv_import_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
+SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check")   # runnable by path
+
+
+def _child_env():
+    # the lsmkv the tests import (installed in CI; the source tree has no compiled modules)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [lsmkv_import_path(),
+                                                                     os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +72,7 @@ def test_alloc_counter_counts_this_threads_allocations(bench):
 
 def test_small_run_of_the_new_workloads(tmp_path):
     out = tmp_path / "r.json"
-    # the lsmkv the tests import (installed in CI; the source tree has no compiled modules)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [lsmkv_import_path(),
-                                                                    os.environ.get("PYTHONPATH")])))
+    env = _child_env()
     r = subprocess.run([sys.executable, SCRIPT, "--num", "3000", "--benchmarks",
                         "filluniquerandom,readwhilewriting,readrandom,readrandom_cache,churn",
                         "--threads", "2", "--ttl", "3600", "--cache_sizes", "1,2", "--churn_ops", "2000",
@@ -84,3 +93,52 @@ def test_small_run_of_the_new_workloads(tmp_path):
     variants = res["churn"]["churn"]["variants"]
     assert variants and all(v.get("churn") and len(v["churn"]["lines"]) == 20 for v in variants.values())
     assert "RSS mid" in r.stdout and "fragmentation_ratio at end" in r.stdout
+
+
+def test_bench_is_a_package_without_path_edits():
+    """Modules import each other relatively (or as bench.X); only the runnable scripts
+    touch sys.path, once, in the shim that puts the repository root there."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    pkg = importlib.import_module("bench")
+    assert os.path.dirname(pkg.__file__) == os.path.join(ROOT, "bench")
+    engines = importlib.import_module("bench.engines")
+    assert set(engines.ENGINE_CLASSES) == set(importlib.import_module("bench.common").ENGINES)
+    assert importlib.import_module("bench.db_bench").main
+    for path in glob.glob(os.path.join(ROOT, "bench", "**", "*.py"), recursive=True):
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(path, encoding="utf-8") as fh:
+            src = fh.read()
+        tree = ast.parse(src)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                assert not node.module.startswith("bench_"), (path, node.module)
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("bench_") for a in node.names), path
+        edits = src.count("sys.path.insert") + src.count("sys.path.append") + src.count("del sys.path[0]")
+        if os.path.dirname(path) == os.path.join(ROOT, "bench") and name in SCRIPTS:
+            assert edits == 2 and 'if __package__ in (None, ""):' in src, path
+        else:
+            assert edits == 0, path
+
+
+@pytest.mark.parametrize("how", ["path", "module"])
+def test_scripts_run_by_path_and_as_modules(how):
+    for name in SCRIPTS:
+        argv = ([sys.executable, os.path.join("bench", name + ".py")] if how == "path"
+                else [sys.executable, "-m", "bench." + name])
+        r = subprocess.run(argv + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                           env=_child_env())
+        assert r.returncode == 0 and "usage" in r.stdout.lower(), (name, r.stdout[-2000:], r.stderr[-2000:])
+
+
+def test_compare_runs_each_engine_in_its_own_process(tmp_path):
+    out = tmp_path / "c.json"
+    r = subprocess.run([sys.executable, "-m", "bench.db_bench", "--num", "2000", "--compare",
+                        "--compare_engines", "lsmkv,sqlite3", "--benchmarks", "fillrandom,readrandom",
+                        "--progress", "never", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["status"] == {"lsmkv": "ok", "sqlite3": "ok"}, doc["status"]
+    assert "### sqlite3:" in r.stdout and os.path.join("bench", "db_bench.py") in r.stdout

@@ -16,20 +16,20 @@ import tempfile
 import time
 import traceback
 
-from bench_allocs import AllocPasses
-from bench_common import MiB, WRITE_WORKLOADS
-from bench_data import Data
-from bench_files import wipe_dir
-from bench_loops import (
+from .allocs import AllocPasses
+from .common import MiB, WRITE_WORKLOADS
+from .data import Data
+from .files import wipe_dir
+from .loops import (
     chunk_delete, chunk_get, chunk_scan, chunk_seek, chunk_write, Progress, timed_drive,
     timer_floor,
 )
-from bench_memory import MemoryWorkloads
-from bench_stats import (
+from .memory import MemoryWorkloads
+from .stats import (
     current_rss_bytes, dir_bytes, latency_timeline, peak_rss_bytes, percentiles, to_latencies,
 )
-from bench_sustained import SustainedWorkload
-from bench_threaded import ThreadedWorkloads
+from .sustained import SustainedWorkload
+from .threaded import ThreadedWorkloads
 
 
 class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses):

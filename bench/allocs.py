@@ -1,6 +1,6 @@
-"""Runner's allocation passes (AllocPasses, a mixin of bench_workloads.Runner):
+"""Runner's allocation passes (AllocPasses, a mixin of bench.workloads.Runner):
 allocs/op, live blocks/op and tracemalloc's counts over untimed gets (see
-bench_stats.AllocCounter).
+bench.stats.AllocCounter).
 
 Part of bench/db_bench.py (see its docstring for the method).
 """
@@ -11,7 +11,7 @@ import sys
 import threading
 import tracemalloc
 
-from bench_stats import alloc_loop, AllocCounter
+from .stats import alloc_loop, AllocCounter
 
 
 class AllocPasses:

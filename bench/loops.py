@@ -10,9 +10,9 @@ import gc
 import sys
 import threading
 
-from bench_common import perf_counter, perf_counter_ns
-from bench_report import fmt_rate
-from bench_stats import percentiles, to_latencies
+from .common import perf_counter, perf_counter_ns
+from .report import fmt_rate
+from .stats import percentiles, to_latencies
 
 # Each loop makes one engine call per op and then stores perf_counter_ns() into
 # ts[i]: one clock read per op (a clock read costs ~0.1 us on this kind of VM, so two

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 
-from bench_engines import _poll_idle, Engine, import_lsmkv, PutGetBatchOps
+from .base import _poll_idle, Engine, import_lsmkv, PutGetBatchOps
 
 
 class LsmkvEngine(PutGetBatchOps, Engine):

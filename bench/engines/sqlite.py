@@ -5,7 +5,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 
 import os
 
-from bench_engines import Engine
+from .base import Engine
 
 
 class SqliteEngine(Engine):

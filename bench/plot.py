@@ -5,7 +5,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 
 import importlib
 
-from bench_report import table_rows
+from .report import table_rows
 
 
 def plot_available():

@@ -6,7 +6,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 import os
 import re
 
-from bench_engines import _poll_idle, Engine
+from .base import _poll_idle, Engine
 
 
 class RocksdictEngine(Engine):

@@ -1,4 +1,4 @@
-"""Runner's memory workloads (a mixin of bench_workloads.Runner): readrandom_cache (hit
+"""Runner's memory workloads (a mixin of bench.workloads.Runner): readrandom_cache (hit
 ratio per cache size) and churn (RSS and block cache under overwrites of mixed-size
 values, each variant in its own process).
 
@@ -16,15 +16,15 @@ import subprocess
 import sys
 import tempfile
 
-from bench_common import (
+from .common import (
     churn_cache_size, churn_keyspace, CHURN_MAX_VALUE, CHURN_MIN_VALUE, CHURN_PARTS, CHURN_PUT_PCT,
     CHURN_VALUES, MiB, perf_counter, SCRIPT,
 )
-from bench_data import random_generator_buffer
-from bench_files import wipe_dir
-from bench_loops import _OffsetProgress, chunk_churn, chunk_get, drive, Progress, timed_drive
-from bench_report import fmt_mb, fmt_num, fmt_pct, fmt_rate
-from bench_stats import alloc_loop, current_rss_bytes, peak_rss_bytes, percentiles, to_latencies
+from .data import random_generator_buffer
+from .files import wipe_dir
+from .loops import _OffsetProgress, chunk_churn, chunk_get, drive, Progress, timed_drive
+from .report import fmt_mb, fmt_num, fmt_pct, fmt_rate
+from .stats import alloc_loop, current_rss_bytes, peak_rss_bytes, percentiles, to_latencies
 
 
 def churn_child_argv(args, engine, variant, cache_size, json_path, db_path):

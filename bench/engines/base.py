@@ -1,16 +1,14 @@
-"""The engine interface db_bench drives (Engine), the helpers its adapters share, and
-the registry of adapters (ENGINE_CLASSES: lsmkv, plyvel, rocksdict, lmdb, sqlite3,
-one module each).
+"""The engine interface db_bench drives (Engine) and the helpers its adapters share
+(import_lsmkv, engine_available, _poll_idle, PutGetBatchOps). The adapters are the
+other modules of bench/engines/, one per engine; bench/engines/__init__.py names them.
 
 Part of bench/db_bench.py (see its docstring for the method).
 """
 
 import importlib
-import os
-import sys
 import time
 
-from bench_common import perf_counter
+from ..common import perf_counter
 
 # Every engine exposes the same small interface. Each op_* returns a callable that
 # does one operation through the engine's public API; the timed loops below are
@@ -18,15 +16,9 @@ from bench_common import perf_counter
 
 
 def import_lsmkv():
-    """lsmkv from the environment, else from the source tree this script sits in."""
-    try:
-        return importlib.import_module("lsmkv")
-    except ImportError:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        if os.path.isfile(os.path.join(root, "lsmkv", "__init__.py")):
-            sys.path.insert(0, root)
-            return importlib.import_module("lsmkv")
-        raise
+    """lsmkv from PYTHONPATH or the environment, else from the source tree this package
+    sits in (on sys.path: whoever imported the package `bench` put its parent there)."""
+    return importlib.import_module("lsmkv")
 
 
 def engine_available(name):

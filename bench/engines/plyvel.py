@@ -6,8 +6,8 @@ Part of bench/db_bench.py (see its docstring for the method).
 import os
 import re
 
-from bench_common import MiB
-from bench_engines import _poll_idle, Engine, PutGetBatchOps
+from ..common import MiB
+from .base import _poll_idle, Engine, PutGetBatchOps
 
 
 class PlyvelEngine(PutGetBatchOps, Engine):

@@ -1,4 +1,4 @@
-"""Runner's threaded workloads (a mixin of bench_workloads.Runner): readrandom with
+"""Runner's threaded workloads (a mixin of bench.workloads.Runner): readrandom with
 --threads N and readwhilewriting.
 
 Part of bench/db_bench.py (see its docstring for the method).
@@ -6,10 +6,10 @@ Part of bench/db_bench.py (see its docstring for the method).
 
 import sys
 
-from bench_common import MiB, WRITE_WORKLOADS
-from bench_loops import BackgroundWriter, Progress, run_readers
-from bench_report import fmt_rate
-from bench_stats import current_rss_bytes, peak_rss_bytes, percentiles
+from .common import MiB, WRITE_WORKLOADS
+from .loops import BackgroundWriter, Progress, run_readers
+from .report import fmt_rate
+from .stats import current_rss_bytes, peak_rss_bytes, percentiles
 
 
 class ThreadedWorkloads:

@@ -8,7 +8,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 import os
 import time
 
-from bench_common import (
+from .common import (
     churn_cache_size, churn_keyspace, CHURN_MAX_VALUE, CHURN_MIN_VALUE, CHURN_PUT_PCT, MiB,
     PEER_LSMS, SUSTAINED_SETTLE_SECONDS, WRITE_WORKLOADS,
 )

@@ -1,4 +1,4 @@
-"""Runner's fillsustained workload (a mixin of bench_workloads.Runner): random puts
+"""Runner's fillsustained workload (a mixin of bench.workloads.Runner): random puts
 with flushes and compactions throughout, then the settle time.
 
 Part of bench/db_bench.py (see its docstring for the method).
@@ -8,11 +8,11 @@ import array
 import os
 import random
 
-from bench_common import MiB, SUSTAINED_SETTLE_SECONDS
-from bench_files import wipe_dir
-from bench_loops import chunk_write, Progress, timed_drive
-from bench_report import fmt_mb
-from bench_stats import (
+from .common import MiB, SUSTAINED_SETTLE_SECONDS
+from .files import wipe_dir
+from .loops import chunk_write, Progress, timed_drive
+from .report import fmt_mb
+from .stats import (
     current_rss_bytes, dir_bytes, latency_tail, latency_timeline, peak_rss_bytes, percentiles,
     to_latencies, varint_len,
 )

@@ -3,7 +3,7 @@
 Part of bench/db_bench.py (see its docstring for the method).
 """
 
-from bench_engines import Engine
+from .base import Engine
 
 
 class LmdbEngine(Engine):

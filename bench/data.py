@@ -8,7 +8,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 import array
 import random
 
-from bench_common import perf_counter
+from .common import perf_counter
 
 
 def random_generator_buffer(min_size, compression_ratio):
