@@ -19,7 +19,7 @@ Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
 
 Invariants:
   1. Replies are written in request order. A command whose engine call was
-     handed to a thread (server_store.py) blocks this connection only: reading
+     handed to a thread (store.py) blocks this connection only: reading
      pauses, the replies before it are written, and the rest of the parsed
      pipeline runs when it completes.
   2. The buffer is not released while a parsed command (its memoryviews) can

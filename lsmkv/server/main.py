@@ -4,12 +4,12 @@
                        [--maxclients N] [--requirepass PW] [--appendfsync everysec]
 
 docs/server.md lists the commands, the memory design and the measurements.
-Modules: resp.py (protocol), bufpool.py (read buffers), server_conn.py (one
-connection), server_store.py (engine calls off the loop when they could block),
-server_commands.py / server_admin.py (commands), server_scan.py (SCAN).
+Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
+connection), store.py (engine calls off the loop when they could block),
+commands.py / admin.py (commands), scan.py (SCAN).
 
 Thread safety: everything here runs on the event loop thread; engine calls that
-could wait run on the store's writer/reader threads (server_store.py).
+could wait run on the store's writer/reader threads (store.py).
 
 Exit codes: 0 after SIGTERM/SIGINT/SHUTDOWN (the DB closed cleanly), 1 cannot
 listen, 2 usage error, 3 database error (cannot open: locked, corrupt, I/O).
