@@ -77,18 +77,18 @@ def test_checker_detects_a_lost_write(tmp_path):
         for i in range(200):
             crashtest.run_op(db, 3, i)
             crashtest.apply(model, 3, i)
-        assert crashtest._check(db, model, "ok") is None
+        assert crashtest.check(db, model, "ok") is None
         k = next(iter(model))
         db.delete(k)
-        assert "missing" in crashtest._check(db, model, "x")
+        assert "missing" in crashtest.check(db, model, "x")
         db.put(k, model[k][0])
         db.put(b"zz-resurrected", b"1")
-        assert "extra" in crashtest._check(db, model, "x")
+        assert "extra" in crashtest.check(db, model, "x")
         db.delete(b"zz-resurrected")
         ttl_key = next((k for k, (v, t) in model.items() if t), None)
         if ttl_key is not None:
             db.put(ttl_key, model[ttl_key][0])          # same value, TTL dropped
-            assert "TTL" in crashtest._check(db, model, "x")
+            assert "TTL" in crashtest.check(db, model, "x")
 
 
 def test_crashtest_short(tmp_path):

@@ -78,7 +78,7 @@ def test_worker_killed_mid_job_is_restarted_and_the_job_retried(tmp_path):
     w = Worker()
     box = {}
     try:
-        w._start()
+        w.start()
         victim = w.pid
         t = threading.Thread(target=lambda: box.update(r=w.run(job)))
         t.start()
