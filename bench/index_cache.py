@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lsmkv  # noqa: E402
+import lsmkv.testing  # noqa: E402
 
 MiB = 1 << 20
 CONFIGS = {
@@ -54,7 +55,7 @@ def build(path, num, table_mib, seed):
         for i in rng.sample(range(num), num // 20):
             db.put(b"%016d" % i, vals[(i + 1) % 4096])
         db.flush()
-        return [len(files) for files in db._versions.current.levels]
+        return [len(files) for files in lsmkv.testing.current_version(db).levels]
 
 
 def run(path, config, cache_mib, num, reads, seed, hot):
