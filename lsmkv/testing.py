@@ -5,6 +5,12 @@ stable, and nothing here is needed to use lsmkv.
 Every function takes a DB handle (lsmkv.DB) and reaches its engine through the
 components' public interfaces (lsmkv.engine.engine), so that tests depend on
 this module, not on the layout of the engine.
+
+Thread safety: as the component each function reaches (see its module): the
+functions that change state take the lock that guards it (take_spare_log,
+forget_log_number, adaptive_tick); those returning a live container (log_numbers,
+flushed_logs, table_readers) return it unlocked, for tests that know the engine
+is quiet or that copy it in one call.
 """
 from contextlib import contextmanager
 
