@@ -40,6 +40,7 @@ if __package__ in (None, ""):
         sys.path.append(os.path.dirname(_here))
 
 import lsmkv  # noqa: E402
+import lsmkv.testing  # noqa: E402
 
 MiB = 1 << 20
 CONFIGS = {
@@ -63,7 +64,7 @@ def build(path, num, table_mib, seed):
         for i in rng.sample(range(num), num // 20):
             db.put(b"%016d" % i, vals[(i + 1) % 4096])
         db.flush()
-        return [len(files) for files in db._versions.current.levels]
+        return [len(files) for files in lsmkv.testing.current_version(db).levels]
 
 
 def run(path, config, cache_mib, num, reads, seed, hot):

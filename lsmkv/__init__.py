@@ -1,7 +1,8 @@
 """lsmkv: an embedded LSM-tree key-value store with its hot paths in Cython.
 
-Start reading at lsmkv/engine/db.py (the DB), then lsmkv/core/dbcore.pyx (the per-operation
-path); docs/architecture.md maps the rest.
+Start reading at lsmkv/engine/db.py (the DB), lsmkv/engine/engine.py (its engine and
+components), then lsmkv/core/dbcore.pyx (the per-operation path); docs/architecture.md
+maps the rest. lsmkv.testing holds the hooks tests use to look inside.
 
     >>> import lsmkv, tempfile
     >>> d = tempfile.mkdtemp()

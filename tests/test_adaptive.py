@@ -6,6 +6,7 @@ import time
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from lsmkv.engine import adaptive
 from lsmkv.engine.adaptive import AdaptiveSplit, Sample
 
@@ -222,14 +223,14 @@ def test_db_grows_on_stalls_and_the_cache_gives_way(tmp_path):
              level0_stop_writes_trigger=2, delayed_write_rate=2 * MiB)
     try:
         t = 0.0
-        db._adaptive_tick(t)
+        testing.adaptive_tick(db, t)
         cap0 = db.stats()["memory_budget"]["cache_capacity"]
         v = b"v" * 200
         for round_ in range(8):
             for i in range(8000):
                 db.put(b"%08d-%04d" % (i, round_), v)
             t += 0.5
-            db._adaptive_tick(t)
+            testing.adaptive_tick(db, t)
         st = db.stats()
         ad = st["adaptive_memory"]
         assert st["stall_seconds"] > 0
@@ -266,7 +267,7 @@ def test_db_hot_writes_grow_then_reads_shrink_and_switch_the_memtable_early(tmp_
             db.put(b"%08d" % i, v)
         db.flush()
         t = 0.0
-        db._adaptive_tick(t)
+        testing.adaptive_tick(db, t)
         assert db.write_buffer_size == 1 * MiB
         stalled = db.stats()["stall_seconds"]      # (the load above may have waited)
         # write phase: rounds of 2500 puts on 2000 hot keys (500 overwrites), one
@@ -276,7 +277,7 @@ def test_db_hot_writes_grow_then_reads_shrink_and_switch_the_memtable_early(tmp_
                 db.put(b"%08d" % ((i + 700 * round_) % 2000 * 30), v)
             db.flush()
             t += 0.5
-            db._adaptive_tick(t)
+            testing.adaptive_tick(db, t)
         st = db.stats()
         ad = st["adaptive_memory"]
         assert st["stall_seconds"] == stalled
@@ -295,7 +296,7 @@ def test_db_hot_writes_grow_then_reads_shrink_and_switch_the_memtable_early(tmp_
             for i in range(0, n, 7):
                 assert db.get(b"%08d" % i) == v
             t += 0.5
-            db._adaptive_tick(t)
+            testing.adaptive_tick(db, t)
         db.flush()
         st = db.stats()
         ad = st["adaptive_memory"]
@@ -319,4 +320,4 @@ def test_db_adaptive_thread_runs_and_closes(tmp_path):
         assert db.stats()["adaptive_memory"]["samples"] >= 3
     finally:
         db.close()
-    assert not db._adaptive_thread.is_alive()
+    assert not testing.adaptive_thread(db).is_alive()

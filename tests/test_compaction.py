@@ -5,6 +5,7 @@ import struct
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from lsmkv.engine.compaction import Running, conflicts, output_dict_bytes, pick_auto
 from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version
 
@@ -42,7 +43,7 @@ def _compact_with_l0_files(path, n_files):
         s = db.stats()
         assert s["levels"][0]["files"] == 0 and s["compactions"] == 1
         outs = [os.path.join(path, "%06d.sst" % f.number)
-                for lv in db._versions.current.levels for f in lv]
+                for lv in testing.current_version(db).levels for f in lv]
         assert db.get(b"user:%08d" % 7) is not None
     finally:
         db.close()
@@ -129,7 +130,7 @@ def test_parallel_compactions_keep_the_data_and_the_levels_sorted(tmp_path):
         db.compact_range()
         s = db.stats()
         assert s["compactions"] >= 1 and s["compactions_running"] == 0
-        db._versions.current.check()
+        testing.current_version(db).check()
         assert dict(db.items()) == want
     with lsmkv.DB(path, **opts) as db:
         assert dict(db.items()) == want

@@ -53,6 +53,7 @@ if __name__ == "__main__":     # run as a script: import the lsmkv of this sourc
 import pytest
 
 import lsmkv
+from lsmkv import testing
 
 KiB = 1024
 KEYS_PER_OWNER = 400        # b"oNN/kNNNN"
@@ -680,7 +681,7 @@ def run_stress(path, config="slab", duration=5.0, seed=1, owners=6, readers=2, h
             assert s["pinned_versions"] == 0, f"{s['pinned_versions']} versions still pinned with no iterator open"
             assert s["flushes"] > 0 and s["compactions"] > 0, \
                 f"no background work happened (flushes {s['flushes']}, compactions {s['compactions']})"
-            cache = db._cache
+            cache = testing.cache(db)
             if cache is not None and hasattr(cache, "check"):
                 cache.check()
                 assert s["block_cache"]["pinned_blocks"] == 0, f"{s['block_cache']['pinned_blocks']} cache blocks still pinned"

@@ -6,6 +6,7 @@ import time
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from conftest import lsmkv_import_path, run_child
 
 
@@ -298,8 +299,8 @@ def test_flush_writes_l0_and_deletes_the_log(dbpath, small_opts):
         assert s["levels"][0]["files"] == s["flushes"]
         logs = sorted(int(n.split(".")[0]) for n in os.listdir(dbpath) if n.endswith(".log"))
         # only the active memtable's log remains, and perhaps the spare made ahead for the next switch
-        assert logs[0] == db.wal.number and len(logs) <= 2, logs
-        assert db._spare_wal is None or logs == [db.wal.number, db._spare_wal.number]
+        assert logs[0] == testing.wal(db).number and len(logs) <= 2, logs
+        assert testing.spare_log(db) is None or logs == [testing.wal(db).number, testing.spare_log(db).number]
         assert s["bloom_checks"] == 0
         assert db.get(b"000000") == b"x" * 100
         before = db.stats()["bloom_checks"]
@@ -510,7 +511,7 @@ def test_level0_is_compacted_in_the_background(dbpath, small_opts):
         s = db.stats()
         assert s["levels"][0]["files"] < 3 and s["levels"][1]["files"] >= 1, s["levels"][:2]
         assert s["compactions"] >= 1 and s["dropped_hidden"] > 0
-        db._versions.current.check()
+        testing.current_version(db).check()
         assert all(v.startswith(b"2-") for v in db.values())
         assert sum(1 for _ in db.keys()) == 2000
 
@@ -523,11 +524,11 @@ def test_snapshot_dropped_without_close_is_released(dbpath):
         cycle = [snap]
         cycle.append(cycle)          # only the cyclic collector frees it
         del snap, cycle
-        db.mutex.acquire()           # collected while the mutex is held: must not block
+        testing.mutex(db).acquire()           # collected while the mutex is held: must not block
         try:
             gc.collect()
         finally:
-            db.mutex.release()
+            testing.mutex(db).release()
         db.put(b"k", b"2")
         db.flush()                   # the flush's snapshot bound picks up the release
         assert db.stats()["snapshots"] == 0
@@ -608,7 +609,7 @@ def test_overwrites_keep_disk_near_live_size(tmp_path):
 def _l0_files_held(dbpath, n, **opts):
     """A DB with n L0 files and its compactions held off (the caller holds the lock)."""
     db = lsmkv.DB(dbpath, level0_file_num_compaction_trigger=1, compaction_worker="thread", **opts)
-    db._compaction_lock.acquire()
+    testing.compaction_lock(db).acquire()
     for i in range(n):
         db.put(b"k%d" % i, b"v")
         db.flush()
@@ -630,7 +631,7 @@ def test_l0_slowdown_paces_writes_to_delayed_write_rate(dbpath):
         assert 1 <= s["slowdown_count"] <= took / 0.004 + 1 and s["slowdown_count"] < 200
         assert s["stall_causes"]["level0_slowdown"] == s["slowdown_count"] and s["stall_seconds"] > 0
     finally:
-        db._compaction_lock.release()
+        testing.compaction_lock(db).release()
         db.close()
 
 
@@ -642,7 +643,7 @@ def test_l0_stop_blocks_writes_until_compaction_catches_up(dbpath):
         t = threading.Thread(target=lambda: (db.put(b"blocked", b"v"), done.set()))
         t.start()
         assert not done.wait(0.5), "a write went through at the stop trigger"
-        db._compaction_lock.release()                # compaction may run again: L0 drains
+        testing.compaction_lock(db).release()                # compaction may run again: L0 drains
         held = False
         assert done.wait(30)
         t.join()
@@ -651,7 +652,7 @@ def test_l0_stop_blocks_writes_until_compaction_catches_up(dbpath):
         assert s["stall_seconds"] >= 0.4 and db.get(b"blocked") == b"v"
     finally:
         if held:
-            db._compaction_lock.release()
+            testing.compaction_lock(db).release()
         db.close()
 
 
@@ -660,27 +661,27 @@ def test_janitor_prepares_the_next_log_and_deletes_flushed_ones(dbpath, small_op
     flushed memtables are closed and deleted off the flush thread."""
     with lsmkv.DB(dbpath, level0_file_num_compaction_trigger=100, **small_opts) as db:
         deadline = time.monotonic() + 10
-        while db._spare_wal is None and time.monotonic() < deadline:
+        while testing.spare_log(db) is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        spare = db._spare_wal
+        spare = testing.spare_log(db)
         assert spare is not None, "the janitor creates a spare log at open"
-        while db.stats()["immutable_memtables"] == 0 and db.wal.number != spare.number:
+        while db.stats()["immutable_memtables"] == 0 and testing.wal(db).number != spare.number:
             db.put(b"k%06d" % db.stats()["puts"], b"x" * 100)
-        assert db.wal.number == spare.number, "the switch took the spare"
-        while (db._spare_wal is None or db._spare_wal.number == spare.number) and time.monotonic() < deadline:
+        assert testing.wal(db).number == spare.number, "the switch took the spare"
+        while (testing.spare_log(db) is None or testing.spare_log(db).number == spare.number) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert db._spare_wal is not None and db._spare_wal.number > spare.number, "and the janitor made the next"
+        assert testing.spare_log(db) is not None and testing.spare_log(db).number > spare.number, "and the janitor made the next"
         db.flush()
         logs = sorted(int(n.split(".")[0]) for n in os.listdir(dbpath) if n.endswith(".log"))
-        assert logs[0] == db.wal.number, "flushed logs are gone when flush() returns"
-        assert db.stats()["logs_deleted"] >= 1 and not db._flushed_logs
+        assert logs[0] == testing.wal(db).number, "flushed logs are gone when flush() returns"
+        assert db.stats()["logs_deleted"] >= 1 and not testing.flushed_logs(db)
 
 
 def test_a_file_that_cannot_be_deleted_is_counted_not_fatal(dbpath, small_opts):
     with lsmkv.DB(dbpath, **small_opts) as db:
         stuck = os.path.join(dbpath, "999999.sst")
         os.mkdir(stuck)                              # unlink() of a directory fails
-        db._obsolete.append((stuck, 1))
+        testing.queue_obsolete(db, stuck, 1)
         db.put(b"a", b"1")
         db.flush()
         s = db.stats()
@@ -696,28 +697,26 @@ def test_spare_log_deleted_while_it_was_made_is_not_an_error(dbpath):
     with lsmkv.DB(dbpath) as db:
         db.put(b"a", b"1")
         deadline = time.monotonic() + 10         # the janitor's first pass is over
-        while db._spare_wal is None and time.monotonic() < deadline:
+        while testing.spare_log(db) is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        with db.mutex:                           # start without a spare
-            spare, db._spare_wal = db._spare_wal, None
+        spare = testing.take_spare_log(db)       # start without a spare
         if spare is not None:
             spare.abandon()
             os.unlink(spare.path)
-            db._log_numbers.discard(spare.number)
-        orig, raced = db._new_log, []
+            testing.forget_log_number(db, spare.number)
+        raced = []
 
         def racing(number):
-            wal = orig(number)
+            wal = testing.new_log(db, number)
             if not raced:
                 raced.append(number)
                 db.flush()                       # switches to a newer log and flushes,
                 if os.path.exists(wal.path):     # and its purge may already have deleted this one
                     os.unlink(wal.path)
             return wal
-        db._new_log = racing
-        db._prepare_spare_log()
-        del db._new_log
-        assert raced and (db._spare_wal is None or db._spare_wal.number != raced[0])
+        with testing.new_log_hook(db, racing):
+            testing.prepare_spare_log(db)
+        assert raced and (testing.spare_log(db) is None or testing.spare_log(db).number != raced[0])
         db.put(b"b", b"2")
         assert db.stats()["background_error"] is None
         assert db.get(b"a") == b"1" and db.get(b"b") == b"2"

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import lsmkv
+from lsmkv import testing
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -48,7 +49,7 @@ def build_db(path, n=6000, seed=11):
             model.pop(k, None)
             db.delete(k)
         db.flush()
-        levels = [len(f) for f in db._versions.current.levels]
+        levels = [len(f) for f in testing.current_version(db).levels]
     assert levels[0] >= 2 and sum(levels[1:]) >= 10, levels
     return model
 
@@ -80,8 +81,8 @@ def test_evicted_blocks_reload_with_the_resident_answers(built):
     with lsmkv.DB(path, **CACHED) as db:
         keys2, cached = read_all(db, model)
         cs = db.stats()["block_cache"]
-        db._cache.check()
-        tables = list(db._tables.values())
+        testing.cache(db).check()
+        tables = list(testing.table_readers(db).values())
         assert all(t.index_cached and t.filter_cached and t.memory_bytes() == 0 for t in tables)
         assert db.memory_usage()["index_filter"] == 0 and cs["index_filter_resident"] == 0
     assert keys == keys2 and cached == resident
@@ -106,7 +107,7 @@ def test_the_same_with_mmap_reads_and_the_lru_cache(built):
     with lsmkv.DB(path, **dict(CACHED, block_cache="lru")) as db:   # 'lru': stays resident
         assert read_all(db, model, seed=5)[1] == want
         bc = db.stats()["block_cache"]
-        assert all(not t.index_cached and t.memory_bytes() > 0 for t in db._tables.values())
+        assert all(not t.index_cached and t.memory_bytes() > 0 for t in testing.table_readers(db).values())
         assert bc["index_misses"] == bc["filter_misses"] == 0 and bc["filter_hits"] > 0
         assert bc["index_filter_resident"] == db.memory_usage()["index_filter"] > 0
 
@@ -114,9 +115,9 @@ def test_the_same_with_mmap_reads_and_the_lru_cache(built):
 def test_pinned_l0_index_and_filter_are_never_evicted(built):
     path, model = built
     with lsmkv.DB(path, **dict(CACHED, pin_l0_index_and_filter=True)) as db:
-        v = db._versions.current
-        l0 = [db._tables[f.number] for f in v.levels[0]]
-        deeper = [db._tables[f.number] for files in v.levels[1:] for f in files]
+        v = testing.current_version(db)
+        l0 = [testing.table_readers(db)[f.number] for f in v.levels[0]]
+        deeper = [testing.table_readers(db)[f.number] for files in v.levels[1:] for f in files]
         assert all(not t.index_cached and not t.filter_cached and t.memory_bytes() > 0 for t in l0)
         assert all(t.index_cached and t.filter_cached and t.memory_bytes() == 0 for t in deeper)
         resident = sum(t.memory_bytes() for t in l0)
@@ -157,12 +158,12 @@ def test_flush_outputs_are_l0_and_compaction_outputs_are_not(tmp_path):
         for i in range(1000):
             db.put(b"k%05d" % i, b"v" * 100)
         db.flush()
-        l0 = [db._tables[f.number] for f in db._versions.current.levels[0]]
+        l0 = [testing.table_readers(db)[f.number] for f in testing.current_version(db).levels[0]]
         assert l0 and all(not t.index_cached and t.memory_bytes() > 0 for t in l0)
         db.compact_range()
-        v = db._versions.current
+        v = testing.current_version(db)
         assert not v.levels[0]
-        out = [db._tables[f.number] for files in v.levels[1:] for f in files]
+        out = [testing.table_readers(db)[f.number] for files in v.levels[1:] for f in files]
         assert out and all(t.index_cached and t.filter_cached for t in out)
         assert db.memory_usage()["index_filter"] == 0
         assert db.get(b"k00123") == b"v" * 100
@@ -170,7 +171,7 @@ def test_flush_outputs_are_l0_and_compaction_outputs_are_not(tmp_path):
 
 def deepest(db):
     """The FileMetas of the deepest non-empty level."""
-    return [files for files in db._versions.current.levels if files][-1]
+    return [files for files in testing.current_version(db).levels if files][-1]
 
 
 def _handles(path):
@@ -204,7 +205,7 @@ def test_damaged_index_or_filter_is_found_on_the_miss_load(built, tmp_path):
             _flip(sst, off + size // 2)
             # still cached: answers come from the copy verified when it was loaded
             assert db.get(key) == model[key]
-            db._cache.erase_file(f.number)      # the next use misses and reads the file
+            testing.cache(db).erase_file(f.number)      # the next use misses and reads the file
             for _ in range(2):                  # the bad block is never cached
                 with pytest.raises(lsmkv.CorruptionError) as e:
                     db.get(key)
@@ -217,7 +218,7 @@ def test_damaged_index_or_filter_is_found_on_the_miss_load(built, tmp_path):
                 assert dict(db.items(start=key, stop=key + b"\xff"))[key] == model[key]
             _flip(sst, off + size // 2)         # repaired: read again, answers again
             assert db.get(key) == model[key]
-        db._cache.check()
+        testing.cache(db).check()
 
 
 def test_a_block_that_changed_since_open_is_corruption(built, tmp_path):
@@ -239,12 +240,12 @@ def test_a_block_that_changed_since_open_is_corruption(built, tmp_path):
             block[fsize + 1:fsize + 5] = struct.pack("<I", crc32c_py(bytes(block[:fsize + 1])))
             fh.seek(foff)
             fh.write(block)
-        db._cache.erase_file(f.number)
+        testing.cache(db).erase_file(f.number)
         with pytest.raises(lsmkv.CorruptionError) as e:
             db.get(f.smallest_user_key)
         assert e.value.offset == foff and "differs from the one read at open" in e.value.detail
-        db._cache.check()
-        assert db._cache.stats()["pinned_blocks"] == 0
+        testing.cache(db).check()
+        assert testing.cache(db).stats()["pinned_blocks"] == 0
 
 
 def test_counters_move_as_expected(tmp_path):
@@ -255,8 +256,8 @@ def test_counters_move_as_expected(tmp_path):
             db.put(b"k%05d" % i, b"v%05d" % i)
         db.flush()
         db.compact_range()
-        (n,) = [f.number for files in db._versions.current.levels[1:] for f in files]
-        c = db._cache
+        (n,) = [f.number for files in testing.current_version(db).levels[1:] for f in files]
+        c = testing.cache(db)
 
         def delta(fn):
             a = c.stats()
@@ -273,7 +274,7 @@ def test_counters_move_as_expected(tmp_path):
         assert c.stats()["pinned_blocks"] == 0              # a get pins them only while it runs
         # a key the filter rules out never reads the index (a key outside the
         # table's range does not even probe the filter)
-        missing = next(b"k%05dz" % i for i in range(2000) if not db._tables[n].py_may_contain(b"k%05dz" % i))
+        missing = next(b"k%05dz" % i for i in range(2000) if not testing.table_readers(db)[n].py_may_contain(b"k%05dz" % i))
         assert delta(lambda: db.get(missing)) == (1, 0, 0, 0)
         assert delta(lambda: db.get(b"zzz")) == (0, 0, 0, 0)
         # an iterator uses the index once and keeps it pinned while it lives
@@ -298,7 +299,7 @@ def test_a_block_larger_than_a_slab_page_stays_resident(tmp_path):
             db.put(b"k%06d" % i, b"v")
         db.flush()
         db.compact_range()
-        (t,) = [db._tables[f.number] for files in db._versions.current.levels[1:] for f in files]
+        (t,) = [testing.table_readers(db)[f.number] for files in testing.current_version(db).levels[1:] for f in files]
         # a 25 KB filter does not fit a 4 KiB page; the index (one entry per KiB) does not either
         assert not t.filter_cached and not t.index_cached and t.memory_bytes() > 16 * KiB
         assert db.stats()["block_cache"]["index_filter_resident"] == t.memory_bytes()
@@ -341,9 +342,10 @@ def test_memory_usage_matches_rss_growth_with_cached_index_and_filter(tmp_path):
         "block_cache_size=24 << 20, cache_index_and_filter_blocks=True, pin_l0_index_and_filter=False)")
     # wait for the janitor's spare log: memory_usage() cannot count one while its
     # mapping is being populated, a race this test is not about
-    child = child.replace("db.flush()\n", "db.flush()\nimport time\nt = time.monotonic() + 10\n"
-                          "while db._spare_wal is None and time.monotonic() < t:\n    time.sleep(0.01)\n")
-    assert child.count("_spare_wal") == 1 and "cache_index_and_filter_blocks" in child
+    child = child.replace("db.flush()\n", "db.flush()\nimport time\nimport lsmkv.testing\nt = time.monotonic() + 10\n"
+                          "while lsmkv.testing.spare_log(db) is None and time.monotonic() < t:\n"
+                          "    time.sleep(0.01)\n")
+    assert child.count("spare_log(") == 1 and "cache_index_and_filter_blocks" in child
     u, bc = test_memory.run_rss_child(child, tmp_path / "db")
     # meta blocks went through the cache (reloaded after eviction); one larger than a
     # slab page (here the filter) stays resident, and memory_usage counts just that
@@ -421,7 +423,7 @@ def test_readers_stay_correct_while_others_evict(tmp_path):
         bc = db.stats()["block_cache"]
         assert bc["index_misses"] > 100 and bc["filter_misses"] > 100 and bc["evictions"] > 1000
         assert bc["pinned_blocks"] == 0
-        db._cache.check()
+        testing.cache(db).check()
         assert [db.get(k) for k in keys] == [val(k) for k in keys]
 
 

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from lsmkv.engine import numa
 from conftest import lsmkv_import_path
 
@@ -146,7 +147,7 @@ def test_background_threads_bound_to_background_cpus(tmp_path):
     assert {"lsmkv-flush", "lsmkv-delete", "lsmkv-compact-0", "lsmkv-compact-1"} <= set(applied)
     assert all(cpus == [cpu] for cpus in applied.values()), applied
     # read back from the kernel directly, by native thread id
-    assert os.sched_getaffinity(db._bg_tids["lsmkv-flush"]) == {cpu}
+    assert os.sched_getaffinity(testing.background_thread_ids(db)["lsmkv-flush"]) == {cpu}
     # the user's thread (which opened the DB and ran flush and compact_range) is not bound
     assert os.sched_getaffinity(threading.get_native_id()) == mine
     db.close()

@@ -13,6 +13,7 @@ import random
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from conftest import FakeClock
 
 OPTION_SETS = {
@@ -124,7 +125,7 @@ def test_engine_matches_model(tmp_path, opts_id, seed):
             elif r < 0.88:
                 a, b = sorted([_key(rng), _key(rng)])
                 db.compact_range(rng.choice([None, a]), rng.choice([None, b]))
-                db._versions.current.check()
+                testing.current_version(db).check()
             elif r < 0.89:
                 for s, _ in snaps:
                     s.close()
@@ -137,7 +138,7 @@ def test_engine_matches_model(tmp_path, opts_id, seed):
                 k = _key(rng)
                 assert (k in db) == (k in model.live()), f"contains {ctx}"
         assert dict(db.items()) == model.live()
-        db._versions.current.check()
+        testing.current_version(db).check()
         db.close()
         db = lsmkv.DB(path, **opts)
         assert dict(db.items()) == model.live(), "after final reopen"

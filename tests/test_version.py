@@ -459,18 +459,18 @@ def test_manifest_torn_append_rule():
     short, or zeros from a sector boundary to the end. A complete record that fails
     its checksum, or one whose length field alone was damaged, is corruption."""
     from lsmkv.engine.logformat import frame
-    from lsmkv.engine.version import _torn_append
+    from lsmkv.engine.version import torn_append
     head = frame(b"first edit" * 10)
     rec = frame(b"x" * 1500)
     off = len(head)
     whole = head + rec
-    assert _torn_append(whole[:-100], off)                      # cut short
+    assert torn_append(whole[:-100], off)                      # cut short
     zeroed = bytearray(whole)
     zeroed[1024:] = bytes(len(whole) - 1024)                     # never reached the disk
-    assert _torn_append(bytes(zeroed), off)
+    assert torn_append(bytes(zeroed), off)
     flipped = bytearray(whole)
     flipped[off + 200] ^= 0x10                                   # damage inside a durable record
-    assert not _torn_append(bytes(flipped), off)
+    assert not torn_append(bytes(flipped), off)
     longer = bytearray(whole)
     longer[off + 5] ^= 0x01                                      # its length field, made longer
-    assert not _torn_append(bytes(longer), off)
+    assert not torn_append(bytes(longer), off)

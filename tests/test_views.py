@@ -7,6 +7,7 @@ import tracemalloc
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from lsmkv.core.cache import ValueView
 
 N = 3000
@@ -28,7 +29,7 @@ def filled(tmp_path, **opts):
 
 def test_view_from_a_table_is_pinned_and_reads_the_value(tmp_path):
     db = filled(tmp_path)
-    cache = db._cache
+    cache = testing.cache(db)
     before = (cache.pinned_slots, cache.pinned_bytes)
     v = db.get_view(b"k000042")
     assert isinstance(v, ValueView) and v.pinned
@@ -50,7 +51,7 @@ def test_view_from_a_table_is_pinned_and_reads_the_value(tmp_path):
 
 def test_a_pinned_view_survives_heavy_eviction_unchanged(tmp_path):
     db = filled(tmp_path)
-    cache = db._cache
+    cache = testing.cache(db)
     v = db.get_view(b"k000007")
     m = memoryview(v)
     ev0 = cache.evictions
@@ -71,7 +72,7 @@ def test_a_pinned_view_survives_heavy_eviction_unchanged(tmp_path):
 
 def test_dropping_a_view_unpins_it(tmp_path):
     db = filled(tmp_path)
-    cache = db._cache
+    cache = testing.cache(db)
     views = [db.get_view(b"k%06d" % i) for i in range(0, 200)]
     assert cache.pinned_slots > 0
     assert all(bytes(v) == value(i) for i, v in enumerate(views))
@@ -84,7 +85,7 @@ def test_dropping_a_view_unpins_it(tmp_path):
 
 def test_views_pin_at_most_half_the_cache_then_copy(tmp_path):
     db = filled(tmp_path)
-    cache = db._cache
+    cache = testing.cache(db)
     views = [db.get_view(b"k%06d" % i) for i in range(N)]
     pinned = sum(v.pinned for v in views)
     assert 0 < pinned < N                           # past half the cache, views hold copies
@@ -203,8 +204,8 @@ def test_views_under_threads_reading_while_others_evict(tmp_path):
         assert not t.is_alive()
     assert errors == []
     gc.collect()
-    assert db._cache.pinned_slots == 0
-    db._cache.check()
+    assert testing.cache(db).pinned_slots == 0
+    testing.cache(db).check()
     db.close()
 
 

@@ -239,6 +239,7 @@ def test_decode_batch_reads_back_what_the_db_logged(tmp_path, clock):
     """decode_batch (the tools' view of a WAL record) and recovery share one
     decoder; it returns the ops in record order."""
     import lsmkv
+    from lsmkv import testing
     from lsmkv.core.dbcore import decode_batch
     path = str(tmp_path / "db")
     with lsmkv.DB(path, clock=clock) as db:
@@ -247,7 +248,7 @@ def test_decode_batch_reads_back_what_the_db_logged(tmp_path, clock):
             wb.delete(b"a")
             wb.put(b"c", b"", ttl=5)
         db.put(b"d", b"4")
-        log = db.wal.path
+        log = testing.wal(db).path
         data = read(log)
     res = read_log(log, data)
     decoded = [decode_batch(p, log, off) for off, p in res.records]

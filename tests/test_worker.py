@@ -9,6 +9,7 @@ import time
 import pytest
 
 import lsmkv
+from lsmkv import testing
 from lsmkv.engine import filenames
 from lsmkv.engine.worker import (Worker, WorkerDied, WorkerUnavailable, interpreter_problem, make_job,
                           numbers_needed, run_job)
@@ -29,7 +30,7 @@ def _l0_db(path, n=20000, files=6):
 
 
 def _job(db, out_dir, numbers):
-    files = list(db._versions.current.levels[0])
+    files = list(testing.current_version(db).levels[0])
     paths = [(f.number, filenames.table_name(db.path, f.number)) for f in files]
     return make_job(paths, numbers, out_dir, db.options, db.last_seq, True, 0)
 
@@ -78,7 +79,7 @@ def test_worker_killed_mid_job_is_restarted_and_the_job_retried(tmp_path):
     w = Worker()
     box = {}
     try:
-        w._start()
+        w.start()
         victim = w.pid
         t = threading.Thread(target=lambda: box.update(r=w.run(job)))
         t.start()
@@ -178,7 +179,7 @@ def test_background_work_runs_at_the_chosen_cpu_priority(dbpath, priority):
             db.put(b"%06d" % i, b"v" * 50)
         db.compact_range()
         assert db.stats()["background_nice"] == (19 if priority == "low" else 0)
-        for t in (db._bg_thread, *db._compact_threads, db._janitor_thread):
+        for t in (testing.flush_thread(db), *testing.compaction_threads(db), testing.janitor_thread(db)):
             assert os.getpriority(os.PRIO_PROCESS, t.native_id) == want, t.name
         assert os.getpriority(os.PRIO_PROCESS, db.stats()["compaction_worker"]["pid"]) == want
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base

@@ -137,7 +137,7 @@ def run_op(db, seed, i):
 
 # ---------------------------------------------------------------- the writer (child)
 
-def _import_lsmkv():
+def import_lsmkv():
     """lsmkv as installed (or as the parent found it, via PYTHONPATH), else the
     source tree this script sits in (built in place)."""
     try:
@@ -152,7 +152,7 @@ def _import_lsmkv():
 
 
 def child_main(dbpath, start, seed, opts_json, acked_path):
-    lsmkv = _import_lsmkv()
+    lsmkv = import_lsmkv()
     opts = dict(OPTIONS, **json.loads(opts_json))
     start, seed = int(start), int(seed)
     fd = os.open(acked_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -171,7 +171,7 @@ class Violation(Exception):
     pass
 
 
-def _check(db, model, what):
+def check(db, model, what):
     """Compare the whole DB with model; a description of the first differences or None."""
     got = {}
     for k, v in db.items():
@@ -227,7 +227,7 @@ def run(dbpath=None, *, seed=1, duration=None, cycles=None, kill_points=DEFAULT_
         kill_point_share=0.5, min_delay=0.05, max_delay=1.0, deadline=4.0, log=print, keep=False):
     """Run kill/reopen cycles until `cycles` are done or `duration` seconds have
     passed. Returns the summary dict (summary["violations"] must be empty)."""
-    lsmkv = _import_lsmkv()
+    lsmkv = import_lsmkv()
     from lsmkv.engine import killpoint as kp
     lsmkv_dir = os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
 
@@ -300,11 +300,11 @@ def run(dbpath=None, *, seed=1, duration=None, cycles=None, kill_points=DEFAULT_
             acked = applied + len(done)
             summary["ops_acked"] += len(done)
             with lsmkv.DB(dbpath, **OPTIONS) as db:
-                problem = _check(db, model, f"cycle {c} ({cause}), {acked} ops acked")
+                problem = check(db, model, f"cycle {c} ({cause}), {acked} ops acked")
                 if problem is not None:
                     nxt = dict(model)
                     apply(nxt, seed, acked)          # the op in flight may have landed
-                    if _check(db, nxt, "") is None:
+                    if check(db, nxt, "") is None:
                         model = nxt
                         acked += 1
                         summary["in_flight_applied"] += 1

@@ -43,7 +43,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import faultinject  # noqa: E402
-from crashtest import _import_lsmkv  # noqa: E402 - the installed lsmkv, else this source tree's
+from crashtest import import_lsmkv  # noqa: E402 - the installed lsmkv, else this source tree's
 
 FLUSH_EVERY, COMPACT_EVERY = 701, 2503
 OPTIONS = dict(write_buffer_size=64 * 1024, max_write_buffer_number=3, block_size=1024,
@@ -135,7 +135,7 @@ def durable_point(o):
 # ---------------------------------------------------------------- the writer (child)
 
 def child_main(dbpath, start, seed, opts_json, acked_path):
-    lsmkv = _import_lsmkv()
+    lsmkv = import_lsmkv()
     opts = dict(OPTIONS, **json.loads(opts_json))
     start, seed = int(start), int(seed)
     fd = os.open(acked_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -305,7 +305,7 @@ def run(workdir=None, *, seed=1, duration=None, cycles=None, min_delay=0.1, max_
         tail="random", allow_holes=False, log=print, keep=False):
     """Kill / power loss / reopen cycles until `cycles` are done or `duration`
     seconds have passed. Returns the summary (summary["violations"] must be empty)."""
-    lsmkv = _import_lsmkv()
+    lsmkv = import_lsmkv()
     lsmkv_dir = os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
     own = workdir is None
     if own:
@@ -454,7 +454,7 @@ def faults_child_main(dbpath, start, count, seed, opts_json, out_path):
     each op's outcome and each read's to out_path ("A i", "E i Type: msg",
     "G key ok|err Type|WRONG", "BG msg", "OPEN Type: msg", "CLOSE Type: msg", and
     "BGCLOSE msg": a background job failed while close() waited for it, unreported)."""
-    lsmkv = _import_lsmkv()
+    lsmkv = import_lsmkv()
     opts = dict(FAULT_OPTIONS, **json.loads(opts_json))
     start, count, seed = int(start), int(count), int(seed)
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -518,7 +518,7 @@ def run_faults(workdir=None, *, seed=1, rounds=2, count=1500, sites=None, powerl
     `count` ops with the fault armed at a random nth matching call (EIO or ENOSPC);
     then the parent reopens the DB without the fault (or first applies a
     simulated power loss, in a share of the runs) and checks it."""
-    lsmkv = _import_lsmkv()
+    lsmkv = import_lsmkv()
     lsmkv_dir = os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
     own = workdir is None
     if own:

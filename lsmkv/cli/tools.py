@@ -37,7 +37,7 @@ def _no_compaction(db):
 
 def _live_files(db):
     """(level, FileMeta) of every table in the DB's current version."""
-    return list(db._versions.current.files())
+    return list(db.core.versions.current.files())
 
 
 # ---------------------------------------------------------------- verify
@@ -158,7 +158,7 @@ def checkpoint(db, dest):
     db.flush()
     os.makedirs(dest, exist_ok=True)
     with _no_compaction(db):
-        numbers = sorted(db._versions.current.numbers())
+        numbers = sorted(db.core.versions.current.numbers())
         for n in numbers:
             _link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
         manifest = _copy_manifest(db.path, dest)

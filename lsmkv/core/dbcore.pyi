@@ -110,11 +110,17 @@ class SuperVersion:
 class Pin:
     """Keeps one version's files alive while an iterator reads them."""
     version: Any
-    def __init__(self, db: Any, version: Any) -> None: ...
+    def __init__(self, files: Any, version: Any) -> None: ...
     def release(self) -> None: ...
 
 class Core:
-    """The engine's state the per-operation paths use (see lsmkv.engine.db.Engine)."""
+    """The engine's state the per-operation paths use (see lsmkv.engine.engine.Engine).
+
+    The Python side it calls, only on cold paths, through the components the engine
+    binds at open: writes.make_room() and writes.level0_stall(nbytes)
+    (lsmkv.engine.writes.WriteController), logs.sync_retired() (lsmkv.engine.logs.LogSet),
+    files.gc_pending, files.gc_soon(), files.pins and files.current_version()
+    (lsmkv.engine.files.Files)."""
     sv: SuperVersion
     wal: LogWriter
     last_seq: int
@@ -140,6 +146,9 @@ class Core:
     l0_stop: int
     retired_logs: list[LogWriter]
     state: HandleState
+    writes: Any
+    logs: Any
+    files: Any
 
 class CoreDB:
     core: Core
@@ -319,5 +328,7 @@ class CoreDB:
         >>> db.close()
         """
 
+def iterate_at(db: CoreDB, start: Optional[bytes], stop: Optional[bytes], reverse: bool, mode: int,
+               seq: Optional[int]) -> Any: ...
 def replay_batch(mem: Any, payload: _Buffer, path: str, offset: int) -> tuple[int, int]: ...
 def decode_batch(payload: _Buffer, path: str, offset: int) -> tuple[int, list[tuple[int, bytes, bytes, int]]]: ...

@@ -387,28 +387,29 @@ def decode_batch(payload, path, uint64_t offset):
 cdef class Pin:
     """Keeps one version's files alive while an iterator reads them.
 
-    Registered in db._pins (id -> version) until release(); dropping the last
+    Registered in files.pins (id -> version) until release(); dropping the last
     reference releases it too. Releasing a pin on a version that is no longer
-    current asks the DB to delete files nothing references any more."""
-    cdef object db
+    current asks the file collector (lsmkv.engine.files.Files: pins,
+    current_version(), gc_soon()) to delete files nothing references any more."""
+    cdef object files
     cdef readonly object version
 
-    def __cinit__(self, db, version):
-        self.db = db
+    def __cinit__(self, files, version):
+        self.files = files
         self.version = version
-        db._pins[id(self)] = version
+        files.pins[id(self)] = version
 
     cpdef release(self):
-        db = self.db
-        if db is None:
+        files = self.files
+        if files is None:
             return
-        self.db = None
-        db._pins.pop(id(self), None)
-        if self.version is not db._versions.current:   # else it frees nothing
-            db._gc_soon()
+        self.files = None
+        files.pins.pop(id(self), None)
+        if self.version is not files.current_version():   # else it frees nothing
+            files.gc_soon()
 
     def __dealloc__(self):
-        if self.db is not None:
+        if self.files is not None:
             try:
                 self.release()
             except Exception:
@@ -429,12 +430,25 @@ cdef class Core:
     """The engine's state that the per-operation paths use, and those paths (cdef).
 
     Shared by the DB handle (CoreDB, whose methods are thin compiled calls into
-    these) and the background threads, through lsmkv.engine.db.Engine, the Python subclass
+    these) and the background threads, through lsmkv.engine.engine.Engine, the Python subclass
     that opens, flushes, compacts and closes. The threads hold the Core, never the
     handle, so dropping the last reference to a handle finalizes it (its finalizer
     closes the engine) while they run. A Core made alone (CoreDB's placeholder) is
-    closed. Calls into the Python side: _make_room_for_write, _level0_stall,
-    _sync_retired_logs, _gc_soon and _gc_pending, which Engine defines."""
+    closed.
+
+    The Python side it calls, only on cold paths, through three components the
+    engine binds at open (declared here and in dbcore.pyi):
+      writes  (lsmkv.engine.writes.WriteController)
+              make_room()           the memtable is full (mutex held)
+              level0_stall(nbytes)  level 0 reached the slowdown trigger (mutex held)
+      logs    (lsmkv.engine.logs.LogSet)
+              sync_retired()        a sync write while older logs are unsynced (mutex held)
+      files   (lsmkv.engine.files.Files)
+              gc_pending            a pin was released while the mutex was busy
+              gc_soon()             collect and purge what released pins held
+              pins, current_version()  for Pin
+    The per-operation paths (put, get, delete, write, iteration steps) make no
+    Python call."""
     cdef public SuperVersion sv
     cdef public LogWriter wal
     cdef public uint64_t last_seq
@@ -449,6 +463,9 @@ cdef class Core:
     cdef public int l0_files, l0_slowdown, l0_stop       # level-0 file count and its stall triggers
     cdef public list retired_logs    # logs of immutable memtables not yet synced and closed
     cdef public HandleState state    # closed (or inherited by fork()) with this handle; iterators share it
+    cdef public object writes        # lsmkv.engine.writes.WriteController: make_room(), level0_stall()
+    cdef public object logs          # lsmkv.engine.logs.LogSet: sync_retired()
+    cdef public object files         # lsmkv.engine.files.Files: gc_pending, gc_soon(), pins
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -470,9 +487,9 @@ cdef class Core:
         if self.bg_error is not None:
             raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
         if self.l0_files >= self.l0_slowdown:
-            self._level0_stall(nbytes)
+            self.writes.level0_stall(nbytes)
         if self.sv.mem.arena.used >= self.write_buffer_size:
-            self._make_room_for_write()
+            self.writes.make_room()
         return 0
 
     # -- writes
@@ -481,7 +498,7 @@ cdef class Core:
         """Make every record written so far durable (mutex held): older logs not yet
         synced first, so a synced write never outlives an unsynced older one."""
         if self.retired_logs:
-            self._sync_retired_logs()
+            self.logs.sync_retired()
         self.wal.sync_c()
         self.n_syncs += 1
         return 0
@@ -747,11 +764,11 @@ cdef class Core:
         stop = check_bound("stop", stop)
         if self.closed:
             raise self.state.error()
-        if self._gc_pending:        # a pin was released while the mutex was busy
-            self._gc_soon()
+        if self.files.gc_pending:   # a pin was released while the mutex was busy
+            self.files.gc_soon()
         sv = self.sv
         cdef uint64_t s = self.last_seq if seq is None else seq
-        pin = Pin(self, sv.version)
+        pin = Pin(self.files, sv.version)
         children.append(MemTableIterator(sv.mem))
         for m in sv.imms:
             children.append(MemTableIterator(m))
@@ -1011,6 +1028,9 @@ cdef class CoreDB:
         """
         return self.core._iterate(start, stop, reverse, 2, None, self)
 
-    def _iterate(self, start, stop, bint reverse, int mode, seq=None):
-        """A DBIterator over [start, stop) as of seq (None: now); see items()."""
-        return self.core._iterate(start, stop, reverse, mode, seq, self)
+
+def iterate_at(CoreDB db, start, stop, bint reverse, int mode, seq):
+    """A DBIterator of db over [start, stop) as of sequence seq (None: now),
+    yielding items (mode 0), keys (1) or values (2); what Snapshot.items(),
+    keys() and values() return (see CoreDB.items())."""
+    return db.core._iterate(start, stop, reverse, mode, seq, db)

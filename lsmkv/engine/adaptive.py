@@ -3,9 +3,10 @@
 With options memory_budget and adaptive_memory=True, a controller thread of the DB
 samples the load every adaptive_interval seconds and may change the write buffer
 size (the size at which the active memtable is switched). The block cache gets what
-the memtables leave (DB._apply_budget), so moving the write buffer size moves budget
-between the two. This module is the policy alone: pure, clock-free, tested with
-synthetic samples (tests/test_adaptive.py); the DB feeds it and applies its answers.
+the memtables leave (WriteController.apply_budget), so moving the write buffer size
+moves budget between the two. The policy (AdaptiveSplit) is pure, clock-free, tested
+with synthetic samples (tests/test_adaptive.py); AdaptiveController, at the end, is
+the engine's component that feeds it and applies its answers (its thread's step).
 
 What more memory buys, measured on this engine (docs/tuning.md, "Adaptive split"):
 - memtables: fewer, larger L0 files, so less compaction per byte written and fewer
@@ -85,12 +86,17 @@ loses absorbed overwrites, and all the rest to the cache), in this order:
   hold   otherwise. Moves are at least HOLD_SAMPLES samples apart (hysteresis: a
          change must have time to show in the next samples).
 
-Invariants: min_size <= write_buffer_size <= max_size at every step; max_size x
-max_write_buffer_number plus the cache floor fit in the budget.
+Thread safety: AdaptiveSplit is not thread-safe; its one caller is
+AdaptiveController.tick(), which runs under the engine mutex (see its docstring).
+
+Invariants:
+  1. min_size <= write_buffer_size <= max_size at every step.
+  2. max_size x max_write_buffer_number plus the cache floor fit in the budget.
 """
 
 import collections
 import math
+import time
 from dataclasses import dataclass
 
 STALL_FRACTION = 0.05   # writers stalled for > 5% of the interval: memtables are too small
@@ -312,3 +318,104 @@ class AdaptiveSplit:
                 "probe_floor": self._floor,
                 "flush_kept": None if self.kept is None else round(self.kept, 3),
                 "last_reason": self.last_reason, "history": list(self.history)}
+
+
+class AdaptiveController:
+    """The engine's adaptive_memory component: its controller thread samples the
+    engine's counters every adaptive_interval, asks the policy (AdaptiveSplit) and
+    applies the answer: the write buffer size, and the cache capacity through the
+    memory budget.
+
+    Thread safety: tick() runs under the engine mutex (the thread's step, or a
+    test through lsmkv.testing.adaptive_tick). `prev` and `switches` are guarded
+    by the mutex; `armed` is written by the controller thread alone.
+
+    Invariants:
+      1. The write buffer size stays within the policy's bounds.
+      2. A smaller write buffer that the active memtable already exceeds switches
+         it at once, but only while a memtable slot is free (no tick stalls).
+    """
+
+    def __init__(self, engine):
+        self.engine = engine
+        opts = engine.options
+        # it starts at the smallest write buffer (the cache gets the rest): stalls
+        # and absorbed overwrites grow it within a few samples, while a start at
+        # write_buffer_size took seconds of probing to give the cache its share
+        lo, l0, fl, hi = bounds(opts.memory_budget, opts.max_write_buffer_number, opts.memory_budget // 8)
+        self.policy = AdaptiveSplit(lo, lo, l0, fl, hi)
+        # -- guarded by the engine mutex
+        self.prev = None          # (counters, monotonic time) of the last sample
+        self.switches = 0         # memtables switched early to hand memory to the cache
+        # -- written by the controller thread only
+        self.armed = False        # its first step only waits
+
+    def step(self):
+        """Controller thread: one sample every adaptive_interval (the first one an
+        interval after the open)."""
+        from lsmkv.engine import background
+        e = self.engine
+        if e.shutting_down:
+            return background.STOP
+        if not self.armed:
+            self.armed = True
+            return background.IDLE
+        try:
+            self.tick()
+        except BaseException as ex:   # noqa: BLE001 - a bug here must not pass silently
+            e.fail_background(ex)
+            return background.STOP
+        return background.IDLE
+
+    def counters(self):
+        """(writes, reads, flush stall s, L0 stall s, cache hits, misses, usage,
+        capacity, flushes, flushed entries, flush output entries) now. Budget stalls
+        are left out: memtables that wait for budget must not be answered with
+        bigger memtables."""
+        e = self.engine
+        c = e.tables.cache.stats()
+        st = e.stats
+        flush_wait = st.memtable_stall_seconds - e.writes.budget["stall_seconds"]
+        return (e.n_puts + e.n_deletes, e.n_gets, flush_wait,
+                st.stall_seconds - st.memtable_stall_seconds,
+                c["hits"], c["misses"], c["usage"] + c["reserved"], c["capacity"],
+                st.flushes, st.flushed_entries, st.flush_output_entries)
+
+    def tick(self, now=None):
+        """Sample the counters, let the policy decide, apply its answer. A smaller
+        write buffer that the active memtable already exceeds switches it now (if a
+        memtable slot is free), so its memory reaches the cache after the flush even
+        when no write comes to switch it. Returns the write buffer size."""
+        e = self.engine
+        now = time.monotonic() if now is None else now
+        with e.mutex:
+            if e.closed or e.shutting_down:
+                return e.write_buffer_size
+            cur = self.counters()
+            prev = self.prev
+            self.prev = (cur, now)
+            if prev is None or now <= prev[1]:
+                return e.write_buffer_size
+            p, t0 = prev
+            sample = Sample(seconds=now - t0, writes=cur[0] - p[0], reads=cur[1] - p[1],
+                            flush_stall_seconds=cur[2] - p[2], l0_stall_seconds=cur[3] - p[3],
+                            cache_hits=cur[4] - p[4], cache_misses=cur[5] - p[5],
+                            cache_usage=cur[6], cache_capacity=cur[7], flushes=cur[8] - p[8],
+                            flushed_entries=cur[9] - p[9], flush_output_entries=cur[10] - p[10])
+            old = e.write_buffer_size
+            new = self.policy.decide(sample)
+            if new == old:
+                return old
+            e.write_buffer_size = new
+            sv = e.sv
+            if (new < old and len(sv.mem) and sv.mem.arena_used >= new
+                    and len(sv.imms) < e.options.max_write_buffer_number - 1):
+                e.switch_memtable()        # installs, which applies the budget
+                self.switches += 1
+            else:
+                e.writes.apply_budget()
+            return new
+
+    def stats(self):
+        return dict(self.policy.stats(), early_switches=self.switches,
+                    cache_capacity=self.engine.writes.budget["cache_capacity"])

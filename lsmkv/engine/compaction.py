@@ -1,34 +1,25 @@
-"""Compaction: choosing input files and merging them into a new sorted run.
+"""Compaction picking: which input files to merge, and into which level. Pure.
 
 pick_auto() chooses the background compactions (leveled, as LevelDB and RocksDB:
 scores per level, round-robin file choice, then garbage-driven compactions of
-files with expired TTL data or mostly deletions). compact_range() is the manual
-entry point (DB.compact_range). run_compaction()
-is the reusable merge: a job (lsmkv.engine.worker) that streams the inputs through
-lsmkv.core.table.write_tables, in the worker process or in the calling thread; bounded memory (one block per input, one output
-block), outputs cut at target_file_size between user keys, then one MANIFEST
-edit that removes the inputs and adds the outputs.
+files with expired TTL data or mostly deletions); pick_range() the inputs of a
+manual compaction (DB.compact_range); conflicts() whether a pick clashes with a
+running compaction. The scheduler and the merge runner are in
+lsmkv.engine.scheduler.
 
-Thread safety: with max_background_jobs = N, N - 1 compaction threads may merge
-at once. A background compaction is picked and registered in
-db._running_compactions under db._compaction_lock and the mutex, then runs
-without either; a manual compaction (compact_range) holds db._compaction_lock
-throughout and first waits until no compaction is running. The mutex is taken
-only to pick inputs and to install the result.
+Thread safety: every function here is pure: it reads the version, options and
+running list it is given (the caller holds the engine mutex) and changes nothing.
 
 Invariants:
-  1. Outputs become visible only through a durable MANIFEST edit; a crash
-     before it leaves the DB as it was, and the partial outputs are orphans
-     removed at the next open.
-  2. Every input file of one level >= 1 that overlaps the compacted key range
+  1. Every input file of one level >= 1 that overlaps the compacted key range
      is an input, so the output level stays non-overlapping.
-  3. Compactions running at once share no input file, at most one reads level 0,
+  2. Compactions running at once share no input file, at most one reads level 0,
      and no two write overlapping key ranges into the same level (conflicts()),
-     so invariant 2 holds whatever order they finish in.
+     so invariant 1 holds whatever order they finish in.
+  3. With nothing running, pick_auto() is exactly the highest-scoring level's
+     compaction; the last level is never a source of a size compaction.
 """
-from lsmkv.engine import filenames
-from lsmkv.engine.version import NUM_LEVELS, FileMeta, VersionEdit
-from lsmkv.engine.worker import make_job, numbers_needed
+from lsmkv.engine.version import NUM_LEVELS
 
 
 def _overlaps(f, lo, hi):
@@ -64,55 +55,6 @@ def pick_range(version, start, stop):
             inputs[level] = files
             widen(files)
     return inputs, output_level
-
-
-def run_compaction(db, inputs, output_level, bottommost):
-    """Merge inputs ({level: [FileMeta]}) into output_level. Returns the edit applied.
-
-    The merge is a job (lsmkv.engine.worker.run_job) run by db._run_job: in the worker
-    process or in this thread. Its output numbers are reserved here and held as
-    pending outputs until the edit is installed (or the job failed)."""
-    if not inputs:
-        return None
-    with db.mutex:
-        snapshot = db._oldest_snapshot()
-        # L0 newest first, then by level: newer data first
-        paths = [(f.number, filenames.table_name(db.path, f.number))
-                 for level in sorted(inputs) for f in inputs[level]]
-        in_bytes = sum(f.file_size for files in inputs.values() for f in files)
-        numbers = db._reserve_numbers(numbers_needed(in_bytes, db.options.target_file_size_base))
-        dict_bytes = output_dict_bytes(db.options, len(db._versions.current.levels[0]))
-        job = make_job(paths, numbers, db.path, db.options, snapshot, bottommost, db._now_ms(),
-                       dict_bytes=dict_bytes)
-    try:
-        result = db._run_job(job)
-        edit = VersionEdit()
-        for level, files in inputs.items():
-            for f in files:
-                edit.delete_file(level, f.number)
-        for m in result["outputs"]:
-            edit.add_file(output_level, FileMeta.from_meta(m["number"], m))
-        db._preopen_tables([m["number"] for m in result["outputs"]], output_level)
-
-        def installed():
-            stats = db._stat
-            for k, v in result["stats"].items():
-                stats[k] = stats.get(k, 0) + v
-            stats["compaction_bytes_read"] += in_bytes
-            stats["compaction_bytes_written"] += sum(m["file_size"] for m in result["outputs"])
-            stats["compactions"] += 1
-            if dict_bytes < db.options.compression_dict_bytes:
-                stats["compactions_without_dict"] += 1
-            sv = db.sv
-            db._install(sv.mem, sv.imms)
-            db._collect_obsolete_files()    # the outputs are in the current version now
-
-        db._log_and_apply(edit, installed)
-        db._wake_janitor()        # the inputs are unlinked by the janitor thread
-    finally:
-        with db.mutex:
-            db._pending_outputs.difference_update(numbers)
-    return edit
 
 
 def output_dict_bytes(options, l0_files):
@@ -174,7 +116,7 @@ class Pick:
 
 
 class Running:
-    """A compaction being merged (registered in db._running_compactions)."""
+    """A compaction being merged (registered in the scheduler's running list)."""
     __slots__ = ("numbers", "output_level", "lo", "hi", "reads_level0")
 
     def __init__(self, inputs, output_level):
@@ -258,52 +200,3 @@ def is_bottommost(version, inputs, output_level):
     hi = max(f.largest_user_key for f in files)
     return not any(_overlaps(f, lo, hi) for level in range(output_level + 1, NUM_LEVELS)
                    for f in version.levels[level])
-
-
-def needs_compaction(db):
-    """Cheap check (mutex held) for the background thread's wait loop."""
-    with_garbage = db._garbage_check_due()
-    return max(level_scores(db._versions.current, db.options)) >= 1 or with_garbage
-
-
-def compact_auto(db):
-    """Run one background compaction if one is due and does not conflict with the
-    running ones. Returns the Pick run, or None."""
-    with db._compaction_lock:            # not while a manual compaction holds it
-        with db.mutex:
-            version = db._versions.current
-            running = db._running_compactions
-            pick = pick_auto(version, db.options, db._compact_pointers, db._now_ms(),
-                             db._oldest_snapshot(), running)
-            if pick is None:
-                db._garbage_checked(version)
-                return None
-            src = pick.output_level - 1
-            if src > 0 and src in pick.inputs:      # round robin within levels >= 1
-                db._compact_pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
-            entry = Running(pick.inputs, pick.output_level)
-            running.append(entry)
-            db._stat["max_compactions_running"] = max(db._stat["max_compactions_running"], len(running))
-            bottommost = is_bottommost(version, pick.inputs, pick.output_level)
-    try:
-        run_compaction(db, pick.inputs, pick.output_level, bottommost)
-    finally:
-        with db.mutex:
-            db._running_compactions.remove(entry)
-            db._cv.notify_all()
-    with db.mutex:
-        db._stat["compactions_by_reason"][pick.reason] = db._stat["compactions_by_reason"].get(pick.reason, 0) + 1
-    return pick
-
-
-def compact_range(db, start, stop):
-    with db.mutex:
-        version = db._versions.current
-        inputs, output_level = pick_range(version, start, stop)
-    nfiles = sum(len(v) for v in inputs.values())
-    if nfiles == 0:
-        return None
-    if nfiles == 1 and output_level in inputs and not any(
-            f.num_deletions or f.min_expiry for f in inputs[output_level]):
-        return None   # a single file already at the bottom with nothing to drop
-    return run_compaction(db, inputs, output_level, is_bottommost(version, inputs, output_level))

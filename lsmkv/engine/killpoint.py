@@ -16,9 +16,9 @@ empty, `killpoint` is a function that does nothing (one Python call per flush,
 compaction, memtable switch or manifest write: free next to the I/O around it).
 
 The points (name: where, what state the crash leaves):
-    flush.after_table_write       db.DB._flush_memtable: the L0 table is written
+    flush.after_table_write       flush.Flusher.flush_memtable: the L0 table is written
                                   and synced, the MANIFEST does not name it yet
-    compaction.before_install     db.DB._log_and_apply, for an edit that deletes
+    compaction.before_install     engine.Engine.log_and_apply, for an edit that deletes
                                   files (only compactions do): outputs written,
                                   nothing installed, the MANIFEST unchanged
     manifest.after_append         version.VersionSet.log: the edit is appended
@@ -28,7 +28,7 @@ The points (name: where, what state the crash leaves):
     manifest.snapshot_before_sync version.VersionSet.write_snapshot (at open):
                                   the new MANIFEST written, not fsynced, CURRENT
                                   still names the old one
-    wal.switch                    db.DB._switch_memtable: the new log exists and
+    wal.switch                    engine.Engine.switch_memtable: the new log exists and
                                   is the writer's, the old memtable is not yet
                                   published as immutable
     current.before_rename         version.VersionSet.write_snapshot: before

@@ -35,7 +35,7 @@ NUM_LEVELS = 7
 _SECTOR = 512
 
 
-def _torn_append(data, off):
+def torn_append(data, off):
     """Can the bad record at off be what a crash during its append left? Either the
     record runs past the end of the file (a short write), or the file is zero from
     a sector boundary inside the record to its end (space whose data never reached
@@ -245,7 +245,7 @@ class VersionSet:
         except FileNotFoundError:
             raise CorruptionError(path, None, "the manifest named by CURRENT is missing") from None
         res = read_log(path, data)
-        if res.dropped_at is not None and not _torn_append(data, res.dropped_at):
+        if res.dropped_at is not None and not torn_append(data, res.dropped_at):
             # every edit is appended and fsynced before the DB acts on it (deletes the
             # log it flushed, the files it compacted): a complete record that fails its
             # check is damage to a durable edit, not a crashed append, and dropping it

@@ -209,7 +209,8 @@ class Worker:
         self.jobs = 0
         self.restarts = 0
 
-    def _start(self):
+    def start(self):
+        """Start the worker process now (run() starts it when needed)."""
         root = _package_root()
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -236,7 +237,7 @@ class Worker:
         if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:
                 self.restarts += 1
-            self._start()
+            self.start()
         try:
             # written past the pipe's buffer (os.write), which stays empty: a fork()
             # child inheriting this object flushes nothing into the worker's stdin

@@ -183,7 +183,7 @@ class Connection(asyncio.BufferedProtocol):
         self.srv.protocol_errors += 1
         if not self.closed:
             self.tr.write(resp.error(str(err)))
-            self._close()
+            self.close_connection()
 
     def _settle(self):
         """After a read's commands all ran: release or shrink the buffer (see top)."""
@@ -222,7 +222,7 @@ class Connection(asyncio.BufferedProtocol):
                 if r is QUIT_OK:
                     out.append(resp.OK)
                 self._write(out)
-                self._close()
+                self.close_connection()
                 return
             else:                                    # a Future: invariant 1
                 self._write(out)
@@ -268,7 +268,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if r is QUIT:
             self.pending = None
-            self._close()
+            self.close_connection()
             return
         self._write(r if r.__class__ is list else [r])
         self._continue()
@@ -300,7 +300,8 @@ class Connection(asyncio.BufferedProtocol):
         if not self.paused_w and not self.closed and not self.srv.closing:
             self.tr.resume_reading()
 
-    def _close(self):
+    def close_connection(self):
+        """Close the transport once (queued replies are flushed first)."""
         if not self.closed:
             self.closed = True
             self.tr.close()

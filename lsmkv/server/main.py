@@ -154,7 +154,7 @@ class Server:
             while any(c.blocked and not c.wait_w for c in self.conns.values()):
                 await asyncio.sleep(0.005)      # in-flight commands finish and reply
             for c in list(self.conns.values()):
-                c._close()                      # queued replies are flushed, then closed
+                c.close_connection()                    # queued replies are flushed, then closed
             await self.store.close()            # the writer thread's queue drains
             await self.loop.run_in_executor(None, self.db.close)
             if self.unixsocket and os.path.exists(self.unixsocket):

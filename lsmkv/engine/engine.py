@@ -1,0 +1,388 @@
+"""Engine: the components behind one DB handle, wired together, and their open and close order.
+
+The DB handle (lsmkv.engine.db.DB) owns one Engine. Engine is a Python subclass
+of the compiled lsmkv.core.dbcore.Core, whose per-operation paths (put, get,
+delete, write, iteration) run without a Python call; Core reaches the Python side
+only on cold paths, through the components it holds: writes, logs, files.
+
+  stats        lsmkv.engine.stats.Stats              the counters of stats()
+  threads      lsmkv.engine.background.Threads       the background threads
+  tables       lsmkv.engine.tables.Tables            table readers, the block cache
+  logs         lsmkv.engine.logs.LogSet              retired, flushed and spare logs
+  files        lsmkv.engine.files.Files              pins, pending outputs, obsolete files
+  snapshots    lsmkv.engine.snapshots.Snapshots      live snapshot sequences
+  writes       lsmkv.engine.writes.WriteController   room for writes, L0 pacing, budget
+  flusher      lsmkv.engine.flush.Flusher            the flush thread
+  compactions  lsmkv.engine.scheduler.Compactions    compaction threads, manual compactions
+  adaptive     lsmkv.engine.adaptive.AdaptiveController, with adaptive_memory
+Recovery (lsmkv.engine.recovery) runs at open; lsmkv.engine.lifecycle holds the
+open engines for the fork and exit hooks.
+
+Thread safety: any number of threads may call any method. Engine state changes
+hold `mutex` (shared with Core's write path); `cv` is a Condition on it, used for
+write stalls and to wake the background threads. Reads take no lock (see
+lsmkv.core.dbcore). Locks, in the order they are taken (a lock is never held
+while taking an earlier one): compactions.lock, manifest_lock, mutex, logs.lock.
+logs.close_lock and files.purge_lock are taken alone. Each component's module
+says which of its fields each lock guards.
+
+Invariants:
+  1. A WAL file is deleted only after the MANIFEST edit saying its memtable is
+     in an SST is durable (its number < versions.log_number).
+  2. An SST file is deleted only when no live version references it: not the
+     current one, nor one pinned by an open iterator.
+  3. Files are created with numbers from versions.new_file_number(); a file on
+     disk that no version, log or pending output claims is removed at open.
+  4. At most one background thread flushes. Up to max_background_jobs - 1
+     compactions run at once, on inputs that do not conflict; a manual compaction
+     holds compactions.lock and waits until none runs.
+  5. Background threads hold the engine only while a step of their work runs (a
+     weak reference otherwise), so a handle that nobody references is finalized,
+     and its finalizer closes the engine, while they wait; open engines are closed
+     at interpreter exit.
+  6. An engine inherited by a fork() child is dead there: every use raises
+     ForkedError and close() releases only the child's memory, touching no file,
+     no log and no lock (the parent owns them all).
+"""
+import os
+import threading
+import warnings
+import weakref
+
+from lsmkv.core.dbcore import Core, SuperVersion, check_bound
+from lsmkv.core.memtable import MemTable
+from lsmkv.engine import lifecycle, recovery
+from lsmkv.engine.adaptive import AdaptiveController
+from lsmkv.engine.background import IDLE, STOP, Signal, Threads
+from lsmkv.engine.dirlock import DirLock
+from lsmkv.engine.files import Files
+from lsmkv.engine.flush import Flusher
+from lsmkv.engine.killpoint import killpoint
+from lsmkv.engine.logs import LogSet
+from lsmkv.engine.scheduler import Compactions
+from lsmkv.engine.snapshots import Snapshots
+from lsmkv.engine.stats import Stats
+from lsmkv.engine.tables import Tables
+from lsmkv.engine.writes import WriteController
+from lsmkv.errors import BackgroundError, DatabasePermissionError, OpenError
+from lsmkv.options import Options
+
+
+class Engine(Core):
+    """The engine behind a DB handle (see the module docstring).
+
+    Owned by exactly one DB handle, which closes it when closed or finalized; the
+    background threads hold the engine (their steps run on it), never the handle."""
+
+    def __init__(self, path, options=None, **kwargs):
+        opts = Options.build(options, **kwargs)
+        self.options = opts
+        self.path = os.path.abspath(os.fspath(path))
+        self.clock = opts.clock
+        self.write_buffer_size = opts.write_buffer_size
+        self.state.path = self.path
+        n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
+
+        # -- constant after construction (or owned by the thread that opens and closes)
+        self.dirlock = None                   # DirLock while this process holds the LOCK
+        self.inherited_released = False       # close() in a fork() child is done
+        self.versions = None                  # lsmkv.engine.version.VersionSet, from recovery
+        self.manifest_lock = threading.Lock()     # MANIFEST appends, kept in their apply order
+        self.stats = Stats(self.mutex)
+        self.threads = Threads(opts, n_compactions)
+        self.cv = Signal(self.mutex, [self.threads.flush_wake] + self.threads.compaction_wakes)
+        self.tables = Tables(self)
+        self.logs = LogSet(self)
+        self.files = Files(self)
+        self.snapshots = Snapshots(self)
+        self.writes = WriteController(self)
+        self.flusher = Flusher(self)
+        self.compactions = Compactions(self, n_compactions)
+        self.adaptive = AdaptiveController(self) if opts.adaptive_memory else None
+        if self.adaptive is not None:
+            self.write_buffer_size = self.adaptive.policy.size
+        # -- guarded by the mutex (Core's too: sv, wal, last_seq, bg_error, l0_files, ...)
+        self.shutting_down = False
+        # as RocksDB sanitizes them: never slow writes before compaction would start
+        self.l0_slowdown = max(opts.level0_slowdown_writes_trigger, opts.level0_file_num_compaction_trigger)
+        self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
+        self.open()
+        self.closed = False
+        lifecycle.register(self)
+        # each thread holds the engine weakly (lsmkv.engine.background); the steps are
+        # unbound functions, so neither the Thread object nor its arguments reference it
+        ref = weakref.ref(self)
+        th = self.threads
+        th.flush = th.start(ref, self.path, "flush", _flush_step, th.flush_wake, None)
+        for i in range(n_compactions):
+            th.compactions.append(th.start(ref, self.path, f"compact-{i}", _compaction_step,
+                                           th.compaction_wakes[i], 1.0, i))
+        th.janitor = th.start(ref, self.path, "delete", _janitor_step, th.janitor_wake, None)
+        if self.adaptive is not None:
+            th.adaptive = th.start(ref, self.path, "adapt", _adaptive_step, th.adaptive_wake,
+                                   opts.adaptive_interval)
+
+    # ------------------------------------------------------------------ open
+
+    def open(self):
+        try:
+            recovery.check_directory(self.path, self.options)
+            self.dirlock = DirLock.acquire(self.path, "a DB")
+            recovery.recover(self)
+        except BaseException as e:
+            if self.dirlock is not None:
+                self.dirlock.release()
+                self.dirlock = None
+            if isinstance(e, PermissionError) and not isinstance(e, OpenError):
+                where = "" if e.filename in (None, self.path) else f" on {e.filename}"
+                raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
+                                              f"permission denied{where}", e.filename, e.errno) from e
+            raise
+
+    def holds_lock(self):
+        """Does this process hold the directory LOCK (open, not yet closed)?"""
+        return self.dirlock is not None
+
+    # ------------------------------------------------------------------ versions
+
+    def now_ms(self):
+        return int(self.clock() * 1000)
+
+    def install(self, mem, imms):
+        """Publish a new SuperVersion from the current version (mutex held)."""
+        v = self.versions.current
+        tables = self.tables
+        l0 = tuple(tables.open(f.number, 0) for f in v.levels[0])
+        levels = []
+        for level, files in enumerate(v.levels[1:], 1):
+            if files:
+                levels.append((tuple(tables.open(f.number, level) for f in files),
+                               [f.largest for f in files],
+                               [f.smallest_user_key for f in files]))
+        self.sv = SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
+        self.l0_files = len(l0)
+        if self.options.memory_budget:
+            self.writes.apply_budget()
+
+    def switch_memtable(self):
+        """Make the active memtable immutable and start a new one with a new log
+        (mutex held). The new log is usually the spare the janitor thread created
+        ahead, so the writer pays neither its preallocation nor a directory fsync;
+        taking it wakes the janitor to make the next one. The old log is closed by
+        the janitor once its memtable is flushed (synced first by a sync write)."""
+        wal = self.logs.take_next()
+        self.retired_logs.append(self.wal)
+        self.wal = wal
+        killpoint("wal.switch")
+        sv = self.sv
+        self.install(MemTable(log_number=wal.number), (sv.mem,) + sv.imms)
+        self.cv.notify_all()
+        self.threads.janitor_wake.set()
+
+    def log_and_apply(self, edit, installed=None):
+        """Record edit durably in the MANIFEST, then make it current and call
+        installed(), both under the mutex. Called without the mutex: writers go on
+        during the fsyncs. manifest_lock keeps edits applied in their log order."""
+        with self.manifest_lock:
+            killpoint("compaction.before_install" if edit.deleted else "")
+            edit.last_sequence = self.last_seq
+            self.versions.log(edit)
+            with self.mutex:
+                self.versions.apply(edit)
+                if installed is not None:
+                    installed()
+
+    # ------------------------------------------------------------------ background
+
+    def fail_background(self, e):
+        """A background thread's fatal error: writers get it (BackgroundError) from now on."""
+        with self.mutex:
+            self.bg_error = e
+            self.cv.notify_all()
+
+    def janitor_pass(self):
+        """Close flushed logs, then delete what is obsolete. A failure to close or
+        delete loses no data (the file is no longer referenced): it is counted in
+        stats()["file_delete_errors"] and the file is left for the next open."""
+        errors = self.logs.close_flushed()
+        try:
+            self.files.purge()
+        except OSError:
+            errors += 1
+        if errors:
+            self.stats.add(file_delete_errors=errors)
+
+    def check_open(self):
+        if self.closed or self.shutting_down:
+            raise self.state.error()
+
+    def wait_bg(self):
+        if self.bg_error is not None:
+            raise BackgroundError(f"background work failed: {self.bg_error}")
+        self.cv.wait(1.0)
+        if self.bg_error is not None:
+            raise BackgroundError(f"background work failed: {self.bg_error}")
+        self.check_open()
+
+    # ------------------------------------------------------------------ flush / compaction
+
+    def flush(self):
+        """Write the memtable to a level-0 SST and wait (DB.flush)."""
+        with self.mutex:
+            self.check_open()
+            if len(self.sv.mem):
+                while len(self.sv.imms) >= self.options.max_write_buffer_number - 1:
+                    self.wait_bg()
+                self.switch_memtable()
+            while self.sv.imms:
+                self.wait_bg()
+        self.janitor_pass()       # the flushed logs are gone when flush() returns
+
+    def compact_range(self, start=None, stop=None):
+        """Compact [start, stop] below level 0 (DB.compact_range)."""
+        start = check_bound("start", start)
+        stop = check_bound("stop", stop)
+        self.flush()
+        with self.compactions.no_background():
+            self.compactions.compact_range(start, stop)
+        self.janitor_pass()       # the inputs are gone when compact_range() returns (unless pinned)
+
+    # ------------------------------------------------------------------ memory
+
+    def memory_usage(self):
+        """Where the engine's memory is (DB.memory_usage)."""
+        from lsmkv.core.table import read_pool_stats
+        with self.mutex:
+            sv = self.sv
+            tables = list(self.tables.readers.values())
+            logs = self.logs.mapped()
+            imms = list(sv.imms)
+            f = self.flusher.flushing
+            if f is not None and all(m is not f for m in imms):
+                imms.append(f)           # installed, but the flush thread still holds it
+        cache = self.tables.cache
+        cs = cache.stats() if cache is not None else None
+        u = {
+            "memtable_active": sv.mem.memory_usage,
+            "memtable_immutable": sum(m.memory_usage for m in imms),
+            "cache_payload": cs["usage"] if cs else 0,
+            "cache_overhead": cs["overhead"] if cs else 0,
+            "pinned": cs["pinned_bytes"] if cs else 0,
+            "index_filter": sum(t.memory_bytes() for t in tables),
+            "wal_mapped": sum(w.mapped_bytes for w in logs if w is not None),
+            "sst_mapped": sum(t.mapped_resident() for t in tables),
+            "read_buffers": read_pool_stats()["held_bytes"],
+        }
+        u["total"] = sum(v for k, v in u.items() if k != "pinned")
+        return u
+
+    # ------------------------------------------------------------------ close
+
+    def close(self):
+        """Stop the threads, sync the log, release the lock (DB.close)."""
+        if self.state.forked:
+            self.release_inherited()
+            return
+        if self.dirlock is None:
+            return
+        with self.mutex:
+            self.shutting_down = True
+            self.state.closed = True        # its iterators and snapshots are closed with it
+            self.cv.notify_all()
+        self.threads.join()
+        self.janitor_pass()
+        for w in self.compactions.workers:
+            w.close()
+        with self.mutex:
+            try:
+                self.logs.close()
+                self.versions.close()
+            finally:
+                self.closed = True
+                self.dirlock.release()
+                self.dirlock = None
+                lifecycle.unregister(self)
+
+    def handle_dropped(self):
+        """The DB handle's finalizer: the last reference to it went without close()."""
+        if self.state.forked:
+            self.release_inherited()
+            return
+        if self.dirlock is None:
+            return
+        try:
+            warnings.warn(f"lsmkv.DB {self.path!r} was not closed; closing it now", ResourceWarning,
+                          stacklevel=2)
+        finally:            # also when warnings are errors
+            if self.threads.is_own(threading.current_thread()):
+                # the garbage collector finalized the handle (in a reference cycle) in one
+                # of this engine's own threads, which close() would join: close from another
+                threading.Thread(target=self.close, name=f"lsmkv-close:{self.path}").start()
+            else:
+                self.close()
+
+    def inherited_by_fork(self):
+        """In a fork() child (lsmkv's at-fork hook; only this thread exists here):
+        the handle is dead. Every use raises ForkedError from now on. Nothing is
+        closed or written: the log, the LOCK and the files are the parent's, and the
+        child's close() only lets go of its own copies."""
+        self.state.forked = True
+        self.state.closed = True
+        self.closed = True
+        self.shutting_down = True
+        # locks held at the fork by threads that do not exist here would never be
+        # released: the child gets fresh ones, so that close() and a snapshot's or
+        # an iterator's release cannot hang
+        self.mutex = threading.Lock()
+        self.stats.mutex = self.mutex
+        self.cv = Signal(self.mutex, [])
+        self.logs.fresh_locks()
+        self.files.fresh_locks()
+
+    def release_inherited(self):
+        """close() in a fork() child: unmap this process's view of the logs (no sync,
+        no truncation, no unlink), drop the memtables, tables and cache it inherited,
+        and forget the parent's compaction workers without touching them."""
+        if self.inherited_released:
+            return
+        self.inherited_released = True
+        self.logs.release_inherited()
+        for w in self.compactions.workers:
+            w.forget()
+        self.compactions.workers = []
+        self.versions.close()       # this process's descriptor only; nothing is written
+        self.sv = None
+        self.tables.release_inherited()
+        self.flusher.flushing = None
+
+
+# The background threads' steps: unbound, so that a Thread references no engine.
+
+def _flush_step(engine):
+    return engine.flusher.step()
+
+
+def _compaction_step(engine, i):
+    return engine.compactions.step(i)
+
+
+def _adaptive_step(engine):
+    return engine.adaptive.step()
+
+
+def _janitor_step(engine):
+    """Housekeeping off the flush and compaction threads, at the background
+    priority: creates the log the next memtable switch will take (woken by the
+    switch that took the last one), closes the logs of flushed memtables and
+    unlinks obsolete files. In a 3M-put fill, with the flush thread doing these,
+    unlinking alone took 22 ms on average and up to 155 ms per call (a large
+    SST's cached pages are dropped), creating a log 6-25 ms (fallocate, fsyncs),
+    and the writer waited for a flush in 55-77 of 110 memtable switches
+    (docs/tuning.md)."""
+    try:
+        engine.logs.prepare_spare()
+        engine.janitor_pass()
+    except BaseException as e:   # noqa: BLE001 - a bug here must not pass silently
+        engine.fail_background(e)
+        return STOP
+    return STOP if engine.shutting_down else IDLE

@@ -1,0 +1,234 @@
+"""The compaction scheduler and the merge runner.
+
+Compactions owns what decides which compaction runs when: its lock, the list of
+running compactions, the round-robin pointers, the garbage check, the compaction
+worker processes; its threads' step (step()), and the manual entry points
+(compact_range(), no_background()). run_compaction() is the reusable merge: a job
+(lsmkv.engine.worker) that streams the inputs through lsmkv.core.table.write_tables,
+in the worker process or in the calling thread; bounded memory (one block per
+input, one output block), outputs cut at target_file_size between user keys, then
+one MANIFEST edit that removes the inputs and adds the outputs.
+
+Thread safety: with max_background_jobs = N, N - 1 compaction threads may merge
+at once. A background compaction is picked and registered in `running` under
+`lock` and the engine mutex, then runs without either; a manual compaction holds
+`lock` throughout and first waits until none is running. `running`, `pointers`,
+`garbage_checked_version` and `next_expiry` are guarded by the engine mutex;
+`worker_fallback` is one reference assignment. Lock order: lock, then the engine
+mutex.
+
+Invariants:
+  1. Outputs become visible only through a durable MANIFEST edit; a crash
+     before it leaves the DB as it was, and the partial outputs are orphans
+     removed at the next open.
+  2. Compactions running at once do not conflict (lsmkv.engine.compaction.conflicts):
+     the output levels stay non-overlapping whatever order they finish in.
+  3. While a manual compaction runs, no background compaction runs or starts.
+  4. Output numbers are pending outputs from their reservation until the edit
+     is installed or the job failed.
+"""
+import threading
+from contextlib import contextmanager
+
+from lsmkv.engine import background, filenames
+from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_dict_bytes,
+                                     pick_auto, pick_range)
+from lsmkv.engine.version import FileMeta, VersionEdit
+from lsmkv.engine.worker import (Worker, WorkerUnavailable, interpreter_problem, make_job,
+                                 numbers_needed, run_job)
+from lsmkv.errors import BackgroundError
+
+
+class Compactions:
+    def __init__(self, engine, n_threads):
+        self.engine = engine
+        opts = engine.options
+        # -- constant
+        self.lock = threading.Lock()          # picking a compaction; held throughout by manual ones
+        self.tls = threading.local()          # .worker: the compaction thread's worker process
+        # -- guarded by the engine mutex
+        self.running = []                     # Running of merges in progress
+        self.pointers = {}                    # level -> largest user key of its last compaction
+        self.garbage_checked_version = None
+        self.next_expiry = 0
+        # -- one reference assignment: why compactions run in-process although
+        #    compaction_worker='process' (None: they do not)
+        self.worker_fallback = interpreter_problem() if opts.compaction_worker == "process" else None
+        self.workers = ([Worker(engine.threads.nice, engine.threads.cpus) for _ in range(n_threads)]
+                        if opts.compaction_worker == "process" and self.worker_fallback is None
+                        else [])                  # thread-safe each
+
+    # -- the background threads
+
+    def garbage_check_due(self):
+        """Should a compaction thread look for garbage-heavy files (mutex held)?
+        Yes after a version change, and when the clock passes the earliest expiry."""
+        e = self.engine
+        if e.versions.current is not self.garbage_checked_version:
+            return True
+        return bool(self.next_expiry) and e.now_ms() >= self.next_expiry
+
+    def garbage_checked(self, version):
+        self.garbage_checked_version = version
+        exps = [f.min_expiry for _, f in version.files() if f.min_expiry]
+        self.next_expiry = min(exps) if exps else 0
+
+    def needs_compaction(self):
+        """Cheap check (mutex held) for the background thread's wait loop."""
+        e = self.engine
+        with_garbage = self.garbage_check_due()
+        return max(level_scores(e.versions.current, e.options)) >= 1 or with_garbage
+
+    def step(self, i):
+        """Compaction thread i's step, using worker process i. The thread wakes on
+        every version change and at least once a second, so expired data is
+        collected without writes. When what is due conflicts with compactions other
+        threads are running, it waits for the next change."""
+        e = self.engine
+        if self.workers:
+            self.tls.worker = self.workers[i]
+        with e.mutex:
+            if e.shutting_down or e.bg_error is not None:
+                return background.STOP
+            if not self.needs_compaction():
+                return background.IDLE
+        try:
+            pick = self.compact_auto()
+        except BaseException as ex:   # noqa: BLE001 - surfaced to writers via bg_error
+            e.fail_background(ex)
+            return background.STOP
+        if pick is None:
+            return background.IDLE
+        with e.mutex:
+            e.cv.notify_all()
+        return background.AGAIN
+
+    def compact_auto(self):
+        """Run one background compaction if one is due and does not conflict with the
+        running ones. Returns the Pick run, or None."""
+        e = self.engine
+        with self.lock:            # not while a manual compaction holds it
+            with e.mutex:
+                version = e.versions.current
+                running = self.running
+                pick = pick_auto(version, e.options, self.pointers, e.now_ms(),
+                                 e.snapshots.oldest(), running)
+                if pick is None:
+                    self.garbage_checked(version)
+                    return None
+                src = pick.output_level - 1
+                if src > 0 and src in pick.inputs:      # round robin within levels >= 1
+                    self.pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
+                entry = Running(pick.inputs, pick.output_level)
+                running.append(entry)
+                e.stats.max_compactions_running = max(e.stats.max_compactions_running, len(running))
+                bottommost = is_bottommost(version, pick.inputs, pick.output_level)
+        try:
+            self.run_compaction(pick.inputs, pick.output_level, bottommost)
+        finally:
+            with e.mutex:
+                self.running.remove(entry)
+                e.cv.notify_all()
+        with e.mutex:
+            by = e.stats.compactions_by_reason
+            by[pick.reason] = by.get(pick.reason, 0) + 1
+        return pick
+
+    # -- manual compactions
+
+    @contextmanager
+    def no_background(self):
+        """No background compaction runs within (DB.no_background_compactions)."""
+        e = self.engine
+        with self.lock:
+            with e.mutex:
+                while self.running:
+                    if e.bg_error is not None:
+                        raise BackgroundError(f"background work failed: {e.bg_error}")
+                    e.cv.wait(1.0)
+            yield
+
+    def compact_range(self, start, stop):
+        """Compact [start, stop] below level 0 (lock held, nothing running)."""
+        e = self.engine
+        with e.mutex:
+            version = e.versions.current
+            inputs, output_level = pick_range(version, start, stop)
+        nfiles = sum(len(v) for v in inputs.values())
+        if nfiles == 0:
+            return None
+        if nfiles == 1 and output_level in inputs and not any(
+                f.num_deletions or f.min_expiry for f in inputs[output_level]):
+            return None   # a single file already at the bottom with nothing to drop
+        return self.run_compaction(inputs, output_level, is_bottommost(version, inputs, output_level))
+
+    # -- the merge
+
+    def run_job(self, job):
+        """Run a compaction job (lsmkv.engine.worker) where options.compaction_worker says:
+        in the calling compaction thread's worker process (the first one for a
+        manual compaction, which runs only when no other compaction does). Where
+        no worker can run (WorkerUnavailable), this engine compacts in its threads
+        from then on."""
+        if self.workers and self.worker_fallback is None:
+            try:
+                return getattr(self.tls, "worker", self.workers[0]).run(job)
+            except WorkerUnavailable as ex:
+                self.worker_fallback = str(ex)
+        return run_job(job)
+
+    def run_compaction(self, inputs, output_level, bottommost):
+        """Merge inputs ({level: [FileMeta]}) into output_level. Returns the edit applied."""
+        if not inputs:
+            return None
+        e = self.engine
+        opts = e.options
+        with e.mutex:
+            snapshot = e.snapshots.oldest()
+            # L0 newest first, then by level: newer data first
+            paths = [(f.number, filenames.table_name(e.path, f.number))
+                     for level in sorted(inputs) for f in inputs[level]]
+            in_bytes = sum(f.file_size for files in inputs.values() for f in files)
+            numbers = e.files.reserve_numbers(numbers_needed(in_bytes, opts.target_file_size_base))
+            dict_bytes = output_dict_bytes(opts, len(e.versions.current.levels[0]))
+            job = make_job(paths, numbers, e.path, opts, snapshot, bottommost, e.now_ms(),
+                           dict_bytes=dict_bytes)
+        try:
+            result = self.run_job(job)
+            edit = VersionEdit()
+            for level, files in inputs.items():
+                for f in files:
+                    edit.delete_file(level, f.number)
+            for m in result["outputs"]:
+                edit.add_file(output_level, FileMeta.from_meta(m["number"], m))
+            e.tables.preopen([m["number"] for m in result["outputs"]], output_level)
+
+            def installed():
+                st = e.stats
+                st.add_locked(**result["stats"])
+                st.compaction_bytes_read += in_bytes
+                st.compaction_bytes_written += sum(m["file_size"] for m in result["outputs"])
+                st.compactions += 1
+                if dict_bytes < opts.compression_dict_bytes:
+                    st.compactions_without_dict += 1
+                sv = e.sv
+                e.install(sv.mem, sv.imms)
+                e.files.collect()    # the outputs are in the current version now
+
+            e.log_and_apply(edit, installed)
+            e.threads.janitor_wake.set()        # the inputs are unlinked by the janitor thread
+        finally:
+            with e.mutex:
+                e.files.release_outputs(numbers)
+        return edit
+
+    def stats(self):
+        """stats()["compaction_worker"]."""
+        ws = self.workers
+        s = ({"mode": "process", "pid": ws[0].pid, "pids": [w.pid for w in ws],
+              "jobs": sum(w.jobs for w in ws), "restarts": sum(w.restarts for w in ws)}
+             if ws and self.worker_fallback is None else {"mode": "thread"})
+        s["requested"] = self.engine.options.compaction_worker
+        if self.worker_fallback is not None:
+            s["reason"] = self.worker_fallback
+        return s
