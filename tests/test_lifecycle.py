@@ -109,6 +109,7 @@ if pid == 0:
         "snapshot items": lambda: list(snap.items()), "flush": lambda: db.flush(),
         "compact_range": lambda: db.compact_range(), "ttl": lambda: db.ttl(b"k"),
         "get_view": lambda: db.get_view(b"k"), "sync_wal": lambda: db.sync_wal(),
+        "stats": lambda: db.stats(), "memory_usage": lambda: db.memory_usage(),
     }
     bad = []
     for name, op in ops.items():

@@ -294,7 +294,9 @@ class DB(CoreDB):
         return self.core.compact_range(start, stop)
 
     def stats(self):
-        """Counters and sizes, as a dict; see docs/architecture.md for each field.
+        """Counters and sizes, as a dict; docs/stats.md explains each field. A
+        closed DB still reports its last counters; in a fork() child it raises
+        ForkedError.
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -307,7 +309,10 @@ class DB(CoreDB):
         {'level': 0, 'files': 0, 'bytes': 0, 'score': 0.0}
         >>> db.close()
         """
-        return _stats.report(self.core)
+        core = self.core
+        if core.state.forked:
+            raise core.state.error()
+        return _stats.report(core)
 
     def memory_usage(self):
         """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
@@ -329,7 +334,10 @@ class DB(CoreDB):
         >>> db.memory_usage()["total"]          # doctest: +SKIP
         41943040
         """
-        return self.core.memory_usage()
+        core = self.core
+        if core.state.forked:
+            raise core.state.error()
+        return core.memory_usage()
 
     def close(self):
         """Wait for background work, sync the log and release the directory lock.

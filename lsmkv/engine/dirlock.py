@@ -42,7 +42,8 @@ from lsmkv.engine import filenames
 from lsmkv.errors import LockError
 
 _registry = {}                  # real path -> the DirLock of this process holding it
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()   # reentrant: a finalizer the garbage collector runs
+#                                     while this thread holds it may release another DB's lock
 
 # struct flock for F_GETLK: l_type, l_whence, l_start, l_len, l_pid, padded to the
 # alignment of off_t (Linux; 32 bytes on x86_64 and aarch64). Elsewhere the holder's
@@ -228,7 +229,7 @@ def _after_fork_in_child():
             except OSError:
                 pass
     _registry.clear()
-    _registry_lock = threading.Lock()
+    _registry_lock = threading.RLock()
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,

@@ -6,8 +6,11 @@ os.register_at_fork marks every inherited engine dead in a fork() child, and
 atexit closes what the program left open.
 
 Thread safety: register(), unregister() and live() may be called from any
-thread; they hold LIVE_LOCK, a module-level lock that the fork hook holds across
-fork() and replaces in the child.
+thread, and from a finalizer the garbage collector runs inside one of them
+(closing a DB handle that sat in a reference cycle). So the registry takes no
+lock: it is a dict changed and copied only by single operations the GIL makes
+whole (set an item, pop one, list() of its values), and a fork() happens
+between two such operations, never inside one.
 
 Invariants:
   1. An engine is in the registry from the end of a successful open until its
@@ -20,47 +23,31 @@ Invariants:
 """
 import atexit
 import os
-import threading
 import warnings
 import weakref
 
-# -- guarded by _lock (replaced in a fork child)
-_live = weakref.WeakSet()          # every open engine of this process
-_lock = threading.Lock()
+_live = {}          # id(engine) -> weakref.ref(engine), for every open engine of this process
 
 
 def register(engine):
     """Add an engine that has just opened."""
-    with _lock:
-        _live.add(engine)
+    _live[id(engine)] = weakref.ref(engine)
 
 
 def unregister(engine):
     """Remove an engine that has closed."""
-    with _lock:
-        _live.discard(engine)
+    _live.pop(id(engine), None)
 
 
 def live():
     """The open engines of this process, as a list."""
-    with _lock:
-        return list(_live)
-
-
-def _before_fork():
-    _lock.acquire()       # the set is consistent in the child
-
-
-def _after_fork_in_parent():
-    _lock.release()
+    return [e for e in (r() for r in list(_live.values())) if e is not None]
 
 
 def _after_fork_in_child():
     """Only the forking thread exists in the child, and any lock another thread held
     at the fork stays held: mark every inherited engine dead without taking one."""
-    global _lock
-    _lock = threading.Lock()
-    for engine in list(_live):
+    for engine in live():
         engine.inherited_by_fork()
 
 
@@ -75,6 +62,5 @@ def _close_at_exit():
                           RuntimeWarning, stacklevel=1)
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_at_exit)
