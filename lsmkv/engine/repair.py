@@ -43,7 +43,6 @@ other processes, its registry to this one).
 """
 import os
 import re
-import shutil
 import struct
 import tempfile
 
@@ -57,7 +56,7 @@ from lsmkv.core.memtable import MemTable, MemTableIterator
 from lsmkv.core.table import TableBuilder, TableIterator, TableReader, block_entries, write_tables
 from lsmkv.engine.dirlock import DirLock
 from lsmkv.errors import CorruptionError, LsmkvError
-from lsmkv.engine.logformat import HEADER, _next_valid, _valid_at, read_log
+from lsmkv.engine.logformat import HEADER, next_valid, valid_at, read_log
 from lsmkv.options import Options
 from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
 
@@ -452,7 +451,7 @@ class _Repair:
                 continue
             os.makedirs(lost, exist_ok=True)
             dst = _free_name(os.path.join(lost, name))
-            _link_or_copy(src, dst)
+            filenames.link_or_copy(src, dst)
             moves.append((src, dst))
         if moves:
             filenames.fsync_dir(lost)
@@ -528,7 +527,7 @@ def _salvage_entries(path, number, err, losses, ranges):
         t.close()
 
 
-def _index_blocks(t):
+def index_blocks(t):
     """[(last internal key, offset)] of a table's data blocks, from its index block
     (read raw: TableReader keeps it private; the reader verified its checksum)."""
     with open(t.path, "rb") as fh:
@@ -547,7 +546,7 @@ def _index_blocks(t):
 def _entries_by_index(t, losses, ranges):
     """Walk the data blocks the index lists with the table's own iterator, block by
     block; a block that fails is skipped by seeking past its last key."""
-    blocks = _index_blocks(t)
+    blocks = index_blocks(t)
     it = TableIterator(t)
     prev_last = None
     for last, off in blocks:
@@ -679,10 +678,10 @@ def _records_after(data, off):
     pos = off
     while pos + HEADER <= len(data):
         n = int.from_bytes(data[pos + 4:pos + 8], "little")
-        pos = _next_valid(data, pos, pos + HEADER + n)
+        pos = next_valid(data, pos, pos + HEADER + n)
         if pos is None:
             break
-        while _valid_at(data, pos):
+        while valid_at(data, pos):
             count += 1
             pos += HEADER + int.from_bytes(data[pos + 4:pos + 8], "little")
         if data[pos:pos + HEADER] == bytes(HEADER) or pos + HEADER > len(data):
@@ -723,11 +722,3 @@ def _free_name(path):
         i += 1
     return f"{path}.{i}"
 
-
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-        with open(dst, "rb") as fh:
-            os.fsync(fh.fileno())
