@@ -41,6 +41,7 @@ from lsmkv.core.includes.mman cimport (mmap, mremap, munmap, msync, PROT_READ, P
 
 DEF PAGE = 4096
 DEF HEADER = 8
+HEADER_SIZE = HEADER   # a record's header (crc32c u32, length u32): lsmkv.engine.logformat reads it here
 
 cdef inline size_t _round_page(size_t n) noexcept nogil:
     return (n + PAGE - 1) & ~(<size_t>PAGE - 1)

@@ -20,9 +20,9 @@ Thread safety: pure functions.
 import struct
 
 from lsmkv.core.coding import crc32c_py
+from lsmkv.core.wal import HEADER_SIZE as HEADER     # one definition: the WAL writer's
 from lsmkv.errors import CorruptionError
 
-HEADER = 8
 PAGE = 4096
 _HDR = struct.Struct("<II")
 _ZERO_PAGE = bytes(PAGE)
