@@ -6,6 +6,14 @@ Neither lsmkv.cli.shell nor lsmkv.cli.repl is imported here, so the two front
 ends depend on this module and not on each other.
 
 Thread safety: a Session and an Output are used by one thread (the shell's).
+
+Invariants:
+  1. A Session opens its DB at most once, on the first command that needs it, and
+     never creates a database unless the command asked to (load); close() closes
+     it once.
+  2. run() returns an EXIT_* code for every error it expects (key not found, usage,
+     database and I/O errors), each reported as one line on stderr; anything else
+     propagates to lsmkv.cli.shell.main, which reports it as an internal error.
 """
 import argparse
 import json
