@@ -10,7 +10,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSMKV_DEBUG") == "1"
-MODULES = ["coding", "fileio", "zstd", "memtable", "iterator", "table", "wal", "cache", "dbcore"]   # lsmkv/core/
+MODULES = ["coding", "fileio", "zstd", "memtable", "iterator", "bloom", "builder", "output", "table", "wal",
+           "cache", "dbcore"]   # lsmkv/core/ (table.pyx includes its .pxi parts)
 
 SANITIZE = os.environ.get("LSMKV_SANITIZE", "")
 cflags = ["-O0", "-g"] if DEBUG else ["-O3"]

@@ -21,7 +21,7 @@ from lsmkv.engine import filenames
 from lsmkv.core.table import TableReader
 from lsmkv.errors import LockError, LsmkvError
 from lsmkv.engine.logformat import read_log
-from lsmkv.engine.repair import _index_blocks, repair
+from lsmkv.engine.repair import index_blocks, repair
 from lsmkv.engine.version import VersionSet
 
 from conftest import lsmkv_import_path
@@ -162,7 +162,7 @@ def test_corrupt_block_in_a_deep_table(built):
     number = built.tables(max(built.levels.values()))[0]
     path = built.sst(number)
     t = TableReader(path, number, None, True)
-    blocks = _index_blocks(t)
+    blocks = index_blocks(t)
     t.close()
     assert len(blocks) > 4
     bad_off = blocks[2][1]                       # the third data block

@@ -12,7 +12,7 @@ import shlex
 import sys
 
 from lsmkv.errors import LsmkvError
-from lsmkv.cli.shell import (
+from lsmkv.cli.commands import (
     COMMANDS,
     EXIT_DB_ERROR,
     EXIT_OK,

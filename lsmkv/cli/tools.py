@@ -12,7 +12,6 @@ lsmkv.errors.LsmkvError or OSError on failure.
 """
 import mmap
 import os
-import shutil
 
 from lsmkv.engine import filenames
 from lsmkv.core.dbcore import decode_batch
@@ -160,7 +159,7 @@ def checkpoint(db, dest):
     with _no_compaction(db):
         numbers = sorted(db.core.versions.current.numbers())
         for n in numbers:
-            _link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
+            filenames.link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
         manifest = _copy_manifest(db.path, dest)
     filenames.fsync_dir(dest)
     _check_checkpoint(dest, numbers, manifest)
@@ -172,14 +171,6 @@ def _check_checkpoint_dest(src, dest):
         raise LsmkvError(f"checkpoint directory {dest} is the database itself")
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise LsmkvError(f"checkpoint directory {dest} exists and is not empty")
-
-
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:              # another filesystem (EXDEV), or links not allowed
-        shutil.copyfile(src, dst)
-        _fsync_file(dst)
 
 
 def _copy_manifest(src, dest):
@@ -198,14 +189,6 @@ def _write_file(path, data):
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_checkpoint(dest, numbers, manifest):

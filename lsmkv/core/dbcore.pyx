@@ -28,12 +28,14 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.bytearray cimport PyByteArray_CheckExact
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from lsmkv.core.coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
-                            make_tag, cmp_ikey, cmp_bytes, murmur3_128, TAG_SIZE,
+                            make_tag, cmp_ikey, cmp_bytes, TAG_SIZE,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX)
 from lsmkv.core.memtable cimport MemTable
 from lsmkv.core.table cimport TableReader
 from lsmkv.core.cache cimport ValueView
-from lsmkv.core.table import DELETED, bloom_hash_py
+from lsmkv.core.table import DELETED
+from lsmkv.core.bloom cimport bloom_hash      # one definition of the hash (lsmkv/core/bloom.pxd)
+from lsmkv.core.bloom import bloom_hash_py
 from lsmkv.core.wal cimport LogWriter
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
@@ -46,11 +48,6 @@ cdef extern from *:
     #include "Python.h"
     """
     bint PyMemoryView_Check(object o)
-
-cdef uint64_t bloom_hash(const uint8_t* k, size_t n) noexcept:
-    cdef uint64_t h1, h2
-    murmur3_128(k, n, 0xBC9F1D34U, &h1, &h2)
-    return h1
 
 DEF BATCH_HEADER = 12
 

@@ -19,8 +19,7 @@ from posix.unistd cimport close, fsync, write, lseek, ftruncate
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
 from posix.types cimport off_t
 
-cdef extern from "unistd.h" nogil:
-    enum: SEEK_END
+from lsmkv.core.includes.unistd cimport SEEK_END
 
 
 cdef int c_fsync_dir(const char* path) noexcept nogil:

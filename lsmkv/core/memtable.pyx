@@ -27,11 +27,8 @@ from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, make_tag, store_u64, load_u
 
 DEF ALIGN = 8
 
-cdef extern from "sys/mman.h" nogil:
-    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
-    int munmap(void* addr, size_t length)
-    int PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS
-    void* MAP_FAILED
+from lsmkv.core.includes.mman cimport (mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS,
+                                       MAP_FAILED)
 
 
 cdef inline size_t _align(size_t n) noexcept nogil:

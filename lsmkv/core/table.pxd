@@ -49,7 +49,7 @@ cdef class TableReader:
     cdef bint use_mmap
     cdef bytes index_data            # the index block when resident, else None (in the slab cache)
     cdef readonly uint64_t index_offset
-    cdef uint64_t index_size         # stored size of the index block (its handle)
+    cdef readonly uint64_t index_size  # stored size of the index block (its handle)
     cdef size_t index_len            # its contents' length, checked at open and on every load
     cdef bytes filter_data           # the filter block when resident, else None
     cdef uint64_t filter_offset, filter_size

@@ -1,8 +1,11 @@
-"""Type stubs for lsmkv.core.table (SST writing, reading and iteration; see _table.pyx)."""
+"""Type stubs for lsmkv.core.table (SST reading and iteration, and the names of lsmkv.core.builder, .output and .bloom it re-exports; see table.pyx)."""
 import os
 from typing import Any, Callable, Optional, Union
 
 from lsmkv.core.iterator import InternalIterator
+from lsmkv.core.bloom import bloom_hash_py as bloom_hash_py
+from lsmkv.core.builder import BlockBuilder as BlockBuilder, TableBuilder as TableBuilder
+from lsmkv.core.output import write_tables as write_tables
 from lsmkv.errors import CorruptionError as CorruptionError
 
 _Path = Union[str, "os.PathLike[str]"]
@@ -10,9 +13,14 @@ _Buffer = Union[bytes, bytearray, memoryview]
 
 MAGIC: bytes
 DELETED: object
+FOOTER_SIZE: int
+TRAILER_SIZE: int
+FORMAT_VERSION: int
+BLOCK_RAW: int
+BLOCK_ZSTD: int
+BLOCK_ZSTD_DICT: int
 
 
-def bloom_hash_py(key: _Buffer) -> int: ...
 def block_entries(data: bytes, path: str = ...) -> list[tuple[bytes, bytes]]:
     """All (key, value) pairs of a block, in order (tools, tests, properties)."""
 def pread_nowait(enabled: Optional[bool] = ...) -> bool:
@@ -20,19 +28,8 @@ def pread_nowait(enabled: Optional[bool] = ...) -> bool:
 def read_pool_stats() -> dict[str, int]:
     """Pooled read buffers: borrows, buffers ever created, buffers held and their bytes."""
 def make_tag_py(seq: int, kind: int) -> int: ...
-def write_tables(it: InternalIterator, new_table: Callable[[], "TableBuilder"], smallest_snapshot: int,
-                 bottommost: bool, now: int, target_file_size: int,
-                 stats: Optional[dict[str, int]] = ...) -> list[dict[str, Any]]:
-    """Stream `it` (positioned by this function) into new tables."""
-
-
-class BlockBuilder:
-    """Python access to a BlockBuf, for the properties block and the tests."""
-    def __init__(self, restart_interval: int = ...) -> None: ...
-    def py_add(self, key: _Buffer, value: _Buffer) -> None: ...
-    def py_finish(self) -> bytes: ...
-    @property
-    def entries(self) -> int: ...
+def decompress_block(body: _Buffer, btype: int, zdict: Any = ..., path: str = ..., off: int = ...) -> bytes:
+    """The contents of a block stored as `body` (bytes-like, without its trailer)"""
 
 
 class BlockIter(InternalIterator):
@@ -48,6 +45,7 @@ class TableReader:
     properties: dict[str, Union[int, bytes, str]]
     touched_bytes: int
     index_offset: int
+    index_size: int
     index_cached: bool          # the index block lives in the slab cache (cache_index_and_filter)
     filter_cached: bool
     zdict: Any
@@ -74,29 +72,3 @@ class TableIterator(InternalIterator):
 class LevelIterator(InternalIterator):
     """Concatenation of a sorted run of non-overlapping tables; opens one at a time."""
     def __init__(self, tables: list[TableReader], largest: list[bytes]) -> None: ...
-
-
-class TableBuilder:
-    """Writes one SST. add() entries in strictly increasing internal-key order,"""
-    path: str
-    offset: int
-    num_entries: int
-    num_deletions: int
-    num_ttl: int
-    raw_key_bytes: int
-    raw_value_bytes: int
-    smallest_seq: int
-    largest_seq: int
-    num_data_blocks: int
-    data_size: int
-    min_expiry: int
-    def __init__(self, path: _Path, block_size: int = ..., compression: str = ...,
-                 compression_level: int = ..., bloom_bits_per_key: int = ...,
-                 restart_interval: int = ..., dict_bytes: int = ...) -> None: ...
-    def py_add(self, ikey: _Buffer, value: _Buffer) -> None: ...
-    def finish(self) -> dict[str, Any]:
-        """Write filter, index, properties and footer; fsync; close. Returns the"""
-    def abandon(self) -> None:
-        """Close and delete the partial file."""
-    @property
-    def file_size(self) -> int: ...

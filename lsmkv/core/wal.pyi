@@ -1,9 +1,11 @@
-"""Type stubs for lsmkv.core.wal (the write-ahead log writer; see _wal.pyx)."""
+"""Type stubs for lsmkv.core.wal (the write-ahead log writer; see wal.pyx)."""
 import os
 from typing import Optional, Union
 
 _Path = Union[str, "os.PathLike[str]"]
 _Buffer = Union[bytes, bytearray, memoryview]
+
+HEADER_SIZE: int
 
 
 class LogWriter:

@@ -35,19 +35,13 @@ from lsmkv.core.fileio cimport c_fsync_dir
 from libc.stdlib cimport malloc, realloc, free
 from lsmkv.core.coding cimport crc32c, store_u32
 
-cdef extern from "fcntl.h" nogil:
-    int posix_fallocate(int fd, long offset, long len)
-
-cdef extern from "sys/mman.h" nogil:
-    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
-    void* mremap(void* old_address, size_t old_size, size_t new_size, int flags)
-    int munmap(void* addr, size_t length)
-    int msync(void* addr, size_t length, int flags)
-    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_POPULATE, MS_SYNC, MREMAP_MAYMOVE
-    void* MAP_FAILED
+from lsmkv.core.includes.fcntl cimport posix_fallocate
+from lsmkv.core.includes.mman cimport (mmap, mremap, munmap, msync, PROT_READ, PROT_WRITE, MAP_SHARED,
+                                       MAP_POPULATE, MS_SYNC, MREMAP_MAYMOVE, MAP_FAILED)
 
 DEF PAGE = 4096
 DEF HEADER = 8
+HEADER_SIZE = HEADER   # a record's header (crc32c u32, length u32): lsmkv.engine.logformat reads it here
 
 cdef inline size_t _round_page(size_t n) noexcept nogil:
     return (n + PAGE - 1) & ~(<size_t>PAGE - 1)

@@ -27,11 +27,7 @@ Invariants:
 """
 from libc.stdlib cimport getenv
 
-cdef extern from "dlfcn.h" nogil:
-    void* dlopen(const char* filename, int flags)
-    void* dlsym(void* handle, const char* symbol)
-    char* dlerror()
-    int RTLD_NOW, RTLD_LOCAL
+from lsmkv.core.includes.dlfcn cimport dlopen, dlsym, dlerror, RTLD_NOW, RTLD_LOCAL
 
 # ZSTD_cParameter values of the stable API (zstd.h)
 DEF ZSTD_c_compressionLevel = 100

@@ -9,6 +9,7 @@
 """
 import os
 import re
+import shutil
 
 from lsmkv.core.fileio import fsync_dir  # noqa: F401 - re-exported: one GIL release per call
 
@@ -57,3 +58,17 @@ def set_current(dbpath, manifest_number):
         os.close(fd)
     os.replace(tmp, current_name(dbpath))
     fsync_dir(dbpath)
+
+
+def link_or_copy(src, dst):
+    """Hard-link src to dst; where a link cannot be made (another file system, or
+    links not allowed), copy it and fsync the copy."""
+    try:
+        os.link(src, dst)
+    except OSError:              # another filesystem (EXDEV), or links not allowed
+        shutil.copyfile(src, dst)
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -20,9 +20,9 @@ Thread safety: pure functions.
 import struct
 
 from lsmkv.core.coding import crc32c_py
+from lsmkv.core.wal import HEADER_SIZE as HEADER     # one definition: the WAL writer's
 from lsmkv.errors import CorruptionError
 
-HEADER = 8
 PAGE = 4096
 _HDR = struct.Struct("<II")
 _ZERO_PAGE = bytes(PAGE)
@@ -34,7 +34,9 @@ def frame(payload: bytes) -> bytes:
     return struct.pack("<I", crc32c_py(length + payload)) + length + payload
 
 
-def _valid_at(data, off) -> bool:
+def valid_at(data, off) -> bool:
+    """Whether a whole record with a matching checksum starts at off (an all-zero
+    header is not one)."""
     if off + HEADER > len(data):
         return False
     crc, n = _HDR.unpack_from(data, off)
@@ -47,17 +49,17 @@ def _valid_at(data, off) -> bool:
 SEARCH_LIMIT = 1 << 20
 
 
-def _next_valid(data, off, end):
+def next_valid(data, off, end):
     """Offset of a good record after the bad one at off, or None. Looks where the bad
     record's length says the next one starts, then (in case the length itself is
     damaged) at every offset in the following SEARCH_LIMIT bytes."""
     size = len(data)
-    if end <= size and _valid_at(data, end):
+    if end <= size and valid_at(data, end):
         return end
     limit = min(size - HEADER, off + SEARCH_LIMIT)
     for p in range(off + 1, limit + 1):
         crc, n = _HDR.unpack_from(data, p)
-        if (crc or n) and p + HEADER + n <= size and _valid_at(data, p):
+        if (crc or n) and p + HEADER + n <= size and valid_at(data, p):
             return p
     return None
 
@@ -96,7 +98,7 @@ def read_log(path, data) -> LogReadResult:
             off = end
             continue
         # a bad record: torn tail or damage?
-        nxt = _next_valid(data, off, end)
+        nxt = next_valid(data, off, end)
         if nxt is not None and not _has_zero_page(data, off, nxt):
             raise CorruptionError(path, off, "log record checksum mismatch")
         res.dropped_at = off

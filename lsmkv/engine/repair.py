@@ -43,8 +43,6 @@ other processes, its registry to this one).
 """
 import os
 import re
-import shutil
-import struct
 import tempfile
 
 import zstandard
@@ -54,18 +52,17 @@ from lsmkv.core.coding import crc32c_py, decode_varint
 from lsmkv.core.dbcore import decode_batch, replay_batch
 from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.memtable import MemTable, MemTableIterator
-from lsmkv.core.table import TableBuilder, TableIterator, TableReader, block_entries, write_tables
+from lsmkv.core.table import (BLOCK_RAW, TRAILER_SIZE, TableBuilder, TableIterator, TableReader,
+                              block_entries, decompress_block, write_tables)
 from lsmkv.engine.dirlock import DirLock
 from lsmkv.errors import CorruptionError, LsmkvError
-from lsmkv.engine.logformat import HEADER, _next_valid, _valid_at, read_log
+from lsmkv.engine.logformat import HEADER, next_valid, valid_at, read_log
 from lsmkv.options import Options
 from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
 
 LOST_DIR = "lost"
 MAX_SEQ = (1 << 56) - 1
 _NO_LIMIT = (1 << 63) - 1
-_FOOTER = 80
-_TRAILER = 5
 _DICT_MAGIC = b"\x37\xa4\x30\xec"      # a zstd dictionary's first bytes (little-endian 0xEC30A437)
 _LOW_BYTE = re.compile(rb"[\x00-\x02]")  # a block type byte
 
@@ -452,7 +449,7 @@ class _Repair:
                 continue
             os.makedirs(lost, exist_ok=True)
             dst = _free_name(os.path.join(lost, name))
-            _link_or_copy(src, dst)
+            filenames.link_or_copy(src, dst)
             moves.append((src, dst))
         if moves:
             filenames.fsync_dir(lost)
@@ -528,15 +525,12 @@ def _salvage_entries(path, number, err, losses, ranges):
         t.close()
 
 
-def _index_blocks(t):
+def index_blocks(t):
     """[(last internal key, offset)] of a table's data blocks, from its index block
-    (read raw: TableReader keeps it private; the reader verified its checksum)."""
+    (read raw at the handle the reader exposes; the reader verified its checksum)."""
     with open(t.path, "rb") as fh:
-        fh.seek(t.file_size - _FOOTER)
-        footer = fh.read(_FOOTER)
-        off, size = struct.unpack_from("<QQ", footer, 0)
-        fh.seek(off)
-        raw = fh.read(size)
+        fh.seek(t.index_offset)
+        raw = fh.read(t.index_size)
     blocks = []
     for key, handle in block_entries(raw, t.path):
         boff, _ = decode_varint(handle, 0)
@@ -547,7 +541,7 @@ def _index_blocks(t):
 def _entries_by_index(t, losses, ranges):
     """Walk the data blocks the index lists with the table's own iterator, block by
     block; a block that fails is skipped by seeking past its last key."""
-    blocks = _index_blocks(t)
+    blocks = index_blocks(t)
     it = TableIterator(t)
     prev_last = None
     for last, off in blocks:
@@ -593,14 +587,14 @@ def _scan_blocks(path, err, losses, ranges):
         data = fh.read()
     found = []                  # (offset, type, body)
     off = 0
-    while off + _TRAILER <= len(data):
+    while off + TRAILER_SIZE <= len(data):
         end = _block_end(data, off)
         if end is None:
             break
         found.append((off, data[end], data[off:end]))
-        off = end + _TRAILER
+        off = end + TRAILER_SIZE
     zdict = next((zstandard.ZstdCompressionDict(b) for _, typ, b in found
-                  if typ == 0 and b.startswith(_DICT_MAGIC)), None)
+                  if typ == BLOCK_RAW and b.startswith(_DICT_MAGIC)), None)
     prev = None
     stop = len(found)           # index of the first block that is not a readable data block
     for i, (boff, typ, body) in enumerate(found):
@@ -622,7 +616,7 @@ def _scan_blocks(path, err, losses, ranges):
 def _data_block(body, typ, zdict, path, off):
     """The entries of a data block, or None if it is not a readable data block."""
     try:
-        entries = block_entries(_decompress(body, typ, zdict, path, off), path)
+        entries = block_entries(decompress_block(body, typ, zdict, path, off), path)
     except CorruptionError:
         return None
     if not entries or any(len(k) < 8 for k, _ in entries) or all(k[-8:] == bytes(8) for k, _ in entries):
@@ -635,7 +629,7 @@ def _data_block(body, typ, zdict, path, off):
 def _is_properties(block):
     _, typ, body = block
     try:
-        entries = block_entries(bytes(body), "<properties>") if typ == 0 else []
+        entries = block_entries(bytes(body), "<properties>") if typ == BLOCK_RAW else []
     except CorruptionError:
         return False
     return bool(entries) and all(k[-8:] == bytes(8) for k, _ in entries) and \
@@ -648,26 +642,13 @@ def _block_end(data, off):
     crc = 0
     pos = off
     n = len(data)
-    for m in _LOW_BYTE.finditer(data, off, n - _TRAILER + 1):
+    for m in _LOW_BYTE.finditer(data, off, n - TRAILER_SIZE + 1):
         e = m.start()
         crc = crc32c_py(data[pos:e], crc)
         pos = e
         if crc32c_py(data[e:e + 1], crc) == int.from_bytes(data[e + 1:e + 5], "little"):
             return e
     return None
-
-
-def _decompress(body, typ, zdict, path, off):
-    if typ == 0:
-        return bytes(body)
-    try:
-        if typ == 1:
-            return zstandard.ZstdDecompressor().decompress(body)
-        if zdict is None:
-            raise CorruptionError(path, off, "block needs the table's dictionary, which was not found")
-        return zstandard.ZstdDecompressor(dict_data=zdict).decompress(body)
-    except zstandard.ZstdError as e:
-        raise CorruptionError(path, off, f"zstd: {e}") from None
 
 
 # ---------------------------------------------------------------- logs
@@ -679,10 +660,10 @@ def _records_after(data, off):
     pos = off
     while pos + HEADER <= len(data):
         n = int.from_bytes(data[pos + 4:pos + 8], "little")
-        pos = _next_valid(data, pos, pos + HEADER + n)
+        pos = next_valid(data, pos, pos + HEADER + n)
         if pos is None:
             break
-        while _valid_at(data, pos):
+        while valid_at(data, pos):
             count += 1
             pos += HEADER + int.from_bytes(data[pos + 4:pos + 8], "little")
         if data[pos:pos + HEADER] == bytes(HEADER) or pos + HEADER > len(data):
@@ -723,11 +704,3 @@ def _free_name(path):
         i += 1
     return f"{path}.{i}"
 
-
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-        with open(dst, "rb") as fh:
-            os.fsync(fh.fileno())

@@ -1,0 +1,171 @@
+# iterators.pxi: TableIterator (index block -> data blocks) and LevelIterator (a
+# sorted run of non-overlapping tables, one open at a time).
+# A part of lsmkv/core/table.pyx (included there; not compiled on its own): its
+# names are the table module's, its thread safety and invariants that module's docstring's.
+
+cdef class TableIterator(InternalIterator):
+    """Two-level iterator: the index block picks data blocks, read through the cache."""
+
+    def __cinit__(self, TableReader table):
+        self.table = table
+        self.index = BlockIter()
+        table.load_index(self.index)        # a cached index stays pinned while the iterator lives
+        self.data = BlockIter()
+        self.have_block = False
+
+    cdef int _load_block(self) except -1:
+        cdef uint64_t off, size
+        self.have_block = False
+        if not self.index.valid:
+            return 0
+        if decode_handle(self.index.val, self.index.val_len, &off, &size) < 0:
+            raise CorruptionError(self.table.path, self.table.index_offset, "bad block handle in index")
+        self.table.load_into(self.data, off, size)
+        self.have_block = True
+        return 0
+
+    cdef void _copy(self) noexcept:
+        self.valid = self.have_block and self.data.valid
+        if self.valid:
+            self.key = self.data.key
+            self.key_len = self.data.key_len
+            self.val = self.data.val
+            self.val_len = self.data.val_len
+
+    cdef int _skip_forward(self) except -1:
+        while self.have_block and not self.data.valid:
+            self.index.next()
+            self._load_block()
+            if self.have_block:
+                self.data.seek_to_first()
+        self._copy()
+        return 0
+
+    cdef int _skip_backward(self) except -1:
+        while self.have_block and not self.data.valid:
+            self.index.prev()
+            self._load_block()
+            if self.have_block:
+                self.data.seek_to_last()
+        self._copy()
+        return 0
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        self.index.seek(target, n)
+        self._load_block()
+        if self.have_block:
+            self.data.seek(target, n)
+        return self._skip_forward()
+
+    cdef int seek_to_first(self) except -1:
+        self.index.seek_to_first()
+        self._load_block()
+        if self.have_block:
+            self.data.seek_to_first()
+        return self._skip_forward()
+
+    cdef int seek_to_last(self) except -1:
+        self.index.seek_to_last()
+        self._load_block()
+        if self.have_block:
+            self.data.seek_to_last()
+        return self._skip_backward()
+
+    cdef int next(self) except -1:
+        self.data.next()
+        return self._skip_forward()
+
+    cdef int prev(self) except -1:
+        self.data.prev()
+        return self._skip_backward()
+
+# ---------------------------------------------------------------- level iterator
+
+cdef int find_table(list largest, const uint8_t* target, size_t n) except -1:
+    """Index of the first table (of a sorted, non-overlapping run) whose largest
+    internal key is >= target; len(largest) if none."""
+    cdef int lo = 0, hi = len(largest), mid
+    cdef bytes k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        k = <bytes>largest[mid]
+        if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), target, n) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef class LevelIterator(InternalIterator):
+    """Concatenation of a sorted run of non-overlapping tables; opens one at a time."""
+
+    def __cinit__(self, list tables, list largest):
+        self.tables = tables
+        self.largest = largest
+        self.i = -1
+        self.cur = None
+
+    cdef int _open(self, int i) except -1:
+        if i < 0 or i >= len(self.tables):
+            self.i = -1
+            self.cur = None
+            self.valid = False
+            return 0
+        if i != self.i or self.cur is None:
+            self.i = i
+            self.cur = TableIterator(self.tables[i])
+        return 0
+
+    cdef void _copy(self) noexcept:
+        self.valid = self.cur is not None and self.cur.valid
+        if self.valid:
+            self.key = self.cur.key
+            self.key_len = self.cur.key_len
+            self.val = self.cur.val
+            self.val_len = self.cur.val_len
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        cdef int lo = find_table(self.largest, target, n)
+        self._open(lo)
+        if self.cur is not None:
+            self.cur.seek(target, n)
+            if not self.cur.valid:
+                return self.next_table()
+        self._copy()
+        return 0
+
+    cdef int next_table(self) except -1:
+        while self.cur is not None and not self.cur.valid:
+            self._open(self.i + 1)
+            if self.cur is not None:
+                self.cur.seek_to_first()
+        self._copy()
+        return 0
+
+    cdef int prev_table(self) except -1:
+        while self.cur is not None and not self.cur.valid:
+            self._open(self.i - 1)
+            if self.cur is not None:
+                self.cur.seek_to_last()
+        self._copy()
+        return 0
+
+    cdef int seek_to_first(self) except -1:
+        self._open(0)
+        if self.cur is not None:
+            self.cur.seek_to_first()
+        return self.next_table()
+
+    cdef int seek_to_last(self) except -1:
+        self._open(len(self.tables) - 1)
+        if self.cur is not None:
+            self.cur.seek_to_last()
+        return self.prev_table()
+
+    cdef int next(self) except -1:
+        self.cur.next()
+        return self.next_table()
+
+    cdef int prev(self) except -1:
+        self.cur.prev()
+        return self.prev_table()

@@ -1,0 +1,217 @@
+# cython: language_level=3
+"""Flush and compaction output: write_tables() streams an iterator (a memtable, or
+a compaction's merge of tables) into new tables, deciding which entries survive.
+Where entries are dropped is the LSM's rule, not the table format's:
+
+  * an entry is dropped when a newer entry of the same user key is visible to
+    every snapshot (its sequence <= smallest_snapshot);
+  * an expired TTL entry becomes a deletion (it must keep hiding older versions);
+  * a deletion visible to every snapshot is dropped when the output is the
+    bottommost level (nothing older can lie below);
+  * outputs are cut at target_file_size, only between user keys.
+
+Thread safety: one write_tables() call per iterator; it uses only its own
+WriteState and TableBuilders. A memtable is walked without the GIL (the memtable
+is immutable then and the caller keeps it alive).
+
+Invariants:
+  1. The versions of one user key are never split across two output files.
+  2. Every read at or after smallest_snapshot sees the same result in the
+     outputs as in the input.
+  3. On any error every output written so far is abandoned and deleted: the
+     caller gets the exception and no files.
+"""
+import os
+
+from libc.stdlib cimport free
+from libc.string cimport memset
+from libc.stdint cimport uint8_t, uint64_t, int64_t
+from libc.errno cimport errno
+from lsmkv.core.builder cimport TableBuilder, ERR_NOMEM, ERR_IO, OUT_FLUSH_BYTES
+from lsmkv.core.bytebuf cimport Buf, buf_set_c
+from lsmkv.core.coding cimport cmp_bytes, load_u64, store_u64, make_tag, KIND_DELETE, KIND_PUT_TTL, TAG_SIZE
+from lsmkv.core.iterator cimport InternalIterator
+from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
+
+
+cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
+                  bint* first_of_key, const uint8_t** wk, size_t* wvn) noexcept nogil:
+    """Decide an entry's fate: 1 write (wk, kn, v, wvn), 0 drop, -1 out of memory.
+    first_of_key: the entry starts a new user key (an output may be cut before it)."""
+    cdef size_t ukn = kn - TAG_SIZE
+    cdef uint64_t tag = load_u64(k + ukn)
+    cdef uint64_t seq = tag >> 8
+    cdef int kind = tag & 0xFF
+    first_of_key[0] = not s.has_cur or cmp_bytes(s.cur_ukey.p, s.cur_ukey.len, k, ukn) != 0
+    if first_of_key[0]:
+        if buf_set_c(&s.cur_ukey, k, ukn) < 0:
+            return -1
+        s.has_cur = True
+        s.last_seq_for_key = <uint64_t>-1
+    wk[0] = k
+    wvn[0] = vn
+    if s.last_seq_for_key <= s.smallest_snapshot:
+        # a newer version of this key is visible to every snapshot
+        s.dropped_hidden += 1
+        s.last_seq_for_key = seq
+        return 0
+    s.last_seq_for_key = seq
+    if kind == KIND_PUT_TTL and vn >= 8 and <int64_t>load_u64(v) <= s.now:
+        # expired: it must keep hiding older versions, so it becomes a deletion
+        s.expired += 1
+        kind = KIND_DELETE
+        if buf_set_c(&s.kbuf, k, kn) < 0:
+            return -1
+        store_u64(s.kbuf.p + ukn, make_tag(seq, KIND_DELETE))
+        wk[0] = s.kbuf.p
+        wvn[0] = 0
+    if kind == KIND_DELETE and s.bottommost and seq <= s.smallest_snapshot:
+        s.dropped_deletes += 1
+        return 0
+    return 1
+
+
+def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bint bottommost,
+                 int64_t now, uint64_t target_file_size, stats=None):
+    """Stream `it` (positioned by this function) into new tables.
+
+    new_table() -> TableBuilder for the next output file. Drops an entry when a
+    newer entry of the same user key is visible to every snapshot; turns an
+    expired TTL entry into a deletion; drops a deletion visible to every
+    snapshot when `bottommost` (nothing older can lie below). Outputs are cut
+    at target_file_size, only between user keys. Memory is bounded by one block
+    per input plus one output block. Returns the finished tables' metadata
+    (with "builder" set to the TableBuilder); `stats` (a dict) gets counts of
+    dropped entries.
+
+    A MemTableIterator (a flush) is walked without the GIL: only opening and
+    finishing an output file take it, so a flush running beside a busy writer
+    thread never makes the writer wait for the GIL.
+    """
+    cdef TableBuilder tb = None
+    cdef WriteState s
+    memset(&s, 0, sizeof(WriteState))
+    s.last_seq_for_key = <uint64_t>-1
+    s.smallest_snapshot = smallest_snapshot
+    s.bottommost = bottommost
+    s.now = now
+    outputs = []
+    try:
+        if isinstance(it, MemTableIterator):
+            tb = _write_memtable(&s, (<MemTableIterator>it).mem, new_table, target_file_size, outputs)
+        else:
+            tb = _write_iterator(&s, it, new_table, target_file_size, outputs)
+        if tb is not None:
+            outputs.append(_finish(tb))
+            tb = None
+    except BaseException:
+        if tb is not None:
+            tb.abandon()
+        for meta in outputs:
+            meta["builder"].abandon()
+            try:
+                os.unlink(meta["builder"].path)
+            except OSError:
+                pass
+        raise
+    finally:
+        free(s.cur_ukey.p)
+        free(s.kbuf.p)
+    if stats is not None:
+        stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + s.dropped_hidden
+        stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + s.dropped_deletes
+        stats["ttl_dropped"] = stats.get("ttl_dropped", 0) + s.expired
+    return outputs
+
+
+cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
+                                 uint64_t target_file_size, list outputs):
+    """write_tables() over any iterator (a compaction's merge), with the GIL.
+    Returns the output still open (the caller finishes or abandons it)."""
+    cdef TableBuilder tb = None
+    cdef bint first_of_key
+    cdef const uint8_t* wk
+    cdef size_t wvn
+    cdef int act
+    try:
+        it.seek_to_first()
+        while it.valid:
+            act = classify(s, it.key, it.key_len, it.val, it.val_len, &first_of_key, &wk, &wvn)
+            if act < 0:
+                raise MemoryError()
+            if first_of_key and tb is not None and tb.offset >= target_file_size:
+                outputs.append(_finish(tb))
+                tb = None
+            if act:
+                if tb is None:
+                    tb = new_table()
+                tb.add(wk, it.key_len, it.val, wvn)
+            it.next()
+    except BaseException:
+        if tb is not None:
+            tb.abandon()
+        raise
+    return tb
+
+
+cdef TableBuilder _write_memtable(WriteState* s, MemTable mem, new_table,
+                                 uint64_t target_file_size, list outputs):
+    """write_tables() over a memtable, the GIL released except to open or finish
+    an output. The memtable is immutable here and `mem` keeps its arena alive."""
+    cdef TableBuilder tb = None
+    cdef bint have_tb = False, first_of_key = False, cut = False
+    cdef const uint8_t* wk = NULL
+    cdef size_t wvn = 0
+    cdef int act = 0, r = 0
+    cdef Node* node = mem.head.next[0]
+    try:
+        while node != NULL:
+            with nogil:
+                while node != NULL:
+                    act = classify(s, node_key(node), node.klen, node_val(node), node.vlen,
+                                   &first_of_key, &wk, &wvn)
+                    if act < 0:
+                        r = ERR_NOMEM
+                        break
+                    cut = first_of_key and have_tb and tb.offset >= target_file_size
+                    if cut or (act and not have_tb):
+                        break                       # needs the GIL; the entry is classified, not yet written
+                    if act:
+                        r = tb.add_c(wk, node.klen, node_val(node), wvn)
+                        if r < 0:
+                            break
+                        if tb.out.len >= OUT_FLUSH_BYTES and tb.flush_out_c() < 0:
+                            r = ERR_IO
+                            break
+                    node = node.next[0]
+            if r == ERR_IO:
+                raise OSError(errno, f"write failed: {tb.path}: {os.strerror(errno)}")
+            if r < 0:
+                if have_tb:
+                    tb._raise(r)
+                raise MemoryError()
+            if node == NULL:
+                break
+            if cut:
+                outputs.append(_finish(tb))
+                tb = None
+                have_tb = False
+            if act:
+                if not have_tb:
+                    tb = new_table()
+                    have_tb = True
+                tb.add(wk, node.klen, node_val(node), wvn)
+            node = node.next[0]
+    except BaseException:
+        if tb is not None:
+            tb.abandon()
+        raise
+    return tb
+
+
+cdef dict _finish(TableBuilder tb):
+    meta = tb.finish()
+    meta["builder"] = tb
+    meta["path"] = tb.path
+    return meta
+
