@@ -13,12 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(lsmkv.__file__)))
 
 # found by tools/check_private.py in files this change does not own; to be removed
 # by their owners (repair.py's format code, the cli's argparse introspection)
-KNOWN = {
-    "lsmkv/engine/repair.py:60: from lsmkv.engine.logformat import _next_valid",
-    "lsmkv/engine/repair.py:60: from lsmkv.engine.logformat import _valid_at",
-    "lsmkv/cli/repl.py:143: self.parser.commands[name]._actions",
-    "import cycle: lsmkv.cli.shell -> lsmkv.cli.repl -> lsmkv.cli.shell",
-}
+KNOWN = set()      # findings accepted for now: none
 
 
 def test_no_private_access_and_no_import_cycle():

@@ -488,13 +488,32 @@ def command_parser(prog="lsmkv DBPATH"):
                                 description="Commands (`COMMAND --help` for each one's options).")
     _encoding_args(p, "text")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    p.commands = {}                      # name -> its parser (REPL help and completion)
+    p.commands = {}                      # name -> its parser (REPL help)
+    p.options = {}                       # name -> its option strings (REPL completion)
     for name, (_, add_args, text) in COMMANDS.items():
         sp = p.commands[name] = sub.add_parser(name, help=text, description=text,
                                                prog=f"{prog} {name}".strip())
-        _encoding_args(sp, argparse.SUPPRESS)
-        add_args(sp)
+        rec = _Recorder(sp)
+        _encoding_args(rec, argparse.SUPPRESS)
+        add_args(rec)
+        p.options[name] = rec.option_strings
     return p
+
+
+class _Recorder:
+    """Passes add_argument calls on to a parser (or a group of it) and keeps the
+    option strings they add, which argparse does not list publicly."""
+
+    def __init__(self, target, option_strings=None):
+        self.target = target
+        self.option_strings = [] if option_strings is None else option_strings
+
+    def add_argument(self, *names, **kwargs):
+        self.option_strings.extend(n for n in names if n.startswith("-"))
+        return self.target.add_argument(*names, **kwargs)
+
+    def add_mutually_exclusive_group(self, **kwargs):
+        return _Recorder(self.target.add_mutually_exclusive_group(**kwargs), self.option_strings)
 
 
 def main_parser():

@@ -136,11 +136,8 @@ class Repl(cmd.Cmd):
         words = line.split()
         if not words or words[0] not in COMMANDS or not text.startswith("-"):
             return []
-        opts = [o for a in self._sub_actions(words[0]) for o in a.option_strings]
+        opts = self.parser.options[words[0]] + ["--help", "-h"]
         return [o + " " for o in opts if o.startswith(text)]
-
-    def _sub_actions(self, name):
-        return self.parser.commands[name]._actions
 
 
 def setup_readline():
