@@ -337,7 +337,7 @@ def timer_floor(n=200000):
     return p["p50"], secs / n * 1e6
 
 
-class _OffsetProgress:
+class OffsetProgress:
     """drive()'s progress for a part of a run that starts at op lo."""
 
     def __init__(self, progress, lo):

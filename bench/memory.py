@@ -22,7 +22,7 @@ from .common import (
 )
 from .data import random_generator_buffer
 from .files import wipe_dir
-from .loops import _OffsetProgress, chunk_churn, chunk_get, drive, Progress, timed_drive
+from .loops import OffsetProgress, chunk_churn, chunk_get, drive, Progress, timed_drive
 from .report import fmt_mb, fmt_num, fmt_pct, fmt_rate
 from .stats import alloc_loop, current_rss_bytes, peak_rss_bytes, percentiles, to_latencies
 
@@ -288,7 +288,7 @@ class MemoryWorkloads:
                 part_starts = []
                 t0 = perf_counter()
                 _, f = drive(lambda x, y, lo=lo: chunk(lo + x, lo + y), hi - lo,
-                             _OffsetProgress(progress, lo), part_starts)
+                             OffsetProgress(progress, lo), part_starts)
                 timed += perf_counter() - t0
                 found += f
                 starts += [(lo + x, ts_) for x, ts_ in part_starts]

@@ -79,7 +79,7 @@ def test_empty_memtable():
     it = m.iterator()
     it.py_seek(ikey(b"a", 5, KIND_MAX))
     assert not it.py_valid() and it.py_entry() is None
-    assert m._check()
+    assert m.check()
 
 
 def test_many_versions_order_and_get():
@@ -105,7 +105,7 @@ def test_many_versions_order_and_get():
     assert m.first_seq == 1 and m.last_seq == 2000
     ttl = [e[4] for e in model.entries if e[2] == PUT_TTL]
     assert m.min_expiry == min(ttl)
-    assert m._check()
+    assert m.check()
     for k in keys + [b"absent", b"k000\x00", b"j"]:
         for seq in [0, 1, 2, 17, 500, 999, 1000, 1001, 1999, 2000, 2001, 2**56 - 1]:
             assert m.get(k, seq) == model.get(k, seq), (k, seq)
@@ -142,7 +142,7 @@ def test_same_seq_different_kind_ordered_by_tag():
     m.put(5, b"k", b"ttl", expiry=99)
     got = [(e[1], e[2]) for e in scan(m)]
     assert got == [(5, PUT_TTL), (5, PUT), (5, DELETE)]
-    assert m._check()
+    assert m.check()
 
 
 def test_seek_lands_on_first_entry_ge_target():
@@ -183,8 +183,8 @@ def test_check_after_many_random_inserts():
     for i, seq in enumerate(seqs):
         m.put(seq, rng.randbytes(rng.randrange(0, 12)), b"x" * rng.randrange(0, 8))
         if i % 1000 == 0:
-            assert m._check()
-    assert m._check()
+            assert m.check()
+    assert m.check()
     assert len(m) == n
     entries = scan(m)
     assert len(entries) == n
@@ -213,7 +213,7 @@ def test_memtable_matches_model(ops, rnd):
     expected = model.ordered()
     assert scan(m) == expected
     assert scan_reverse(m) == expected[::-1]
-    assert m._check()
+    assert m.check()
     for k in [b"", b"a", b"ab", b"b", b"\x00", b"zz" * 40, b"c"]:
         for seq in [0] + seqs:
             assert m.get(k, seq) == model.get(k, seq)
@@ -230,7 +230,7 @@ def test_empty_key():
     assert m.get(b"", 3) == (DELETE, b"", 0)
     assert m.get(b"\x00") == (PUT, b"nul", 0)
     assert [(e[0], e[1]) for e in scan(m)] == [(b"", 3), (b"", 1), (b"\x00", 2)]
-    assert m._check()
+    assert m.check()
 
 
 @pytest.mark.parametrize("klen", [55, 56, 57, 64 * 1024])
@@ -249,7 +249,7 @@ def test_long_keys(klen):
     assert m.get(other) == (PUT, b"v2", 0)
     assert m.get(big[:-1]) == (PUT, b"short", 0)
     assert m.get(big + b"\x00") is None
-    assert m._check()
+    assert m.check()
     expected = sorted([(big, 3), (big, 1), (other, 2), (big[:-1], 4)], key=lambda e: (e[0], -e[1]))
     assert [(e[0], e[1]) for e in scan(m)] == expected
     it = m.iterator()
@@ -271,7 +271,7 @@ def test_ten_mib_value():
     # both went into chunks of their own (mappings: each rounded up to whole pages)
     extra = (m.memory_usage - before_alloc) - (m.arena_used - before_used)
     assert 0 <= extra < 2 * 4096
-    assert m._check()
+    assert m.check()
 
 
 # ------------------------------------------------------------------ arena accounting
@@ -345,7 +345,7 @@ def test_memtable_memory_usage_grows_in_chunk_steps():
     frac1 = heights.count(1) / len(heights)
     assert 0.65 < frac1 < 0.85, frac1
     assert max(heights) >= 3
-    assert m._check()
+    assert m.check()
 
 
 def test_memtable_big_value_gets_own_chunk_counted_exactly():
@@ -372,7 +372,7 @@ def test_memtable_big_value_gets_own_chunk_counted_exactly():
     assert m.memory_usage - usage2 == pages(m.arena_used - used2)
     extra = (m.arena_used - used2) - NODE_BASE - align8(3 + 8 + 8 + len(value))
     assert extra % PTR == 0 and 1 <= extra // PTR <= 12
-    assert m._check()
+    assert m.check()
 
 
 # ------------------------------------------------------------------ reverse iteration

@@ -1,5 +1,5 @@
 """The engine interface db_bench drives (Engine) and the helpers its adapters share
-(import_lsmkv, engine_available, _poll_idle, PutGetBatchOps). The adapters are the
+(import_lsmkv, engine_available, poll_idle, PutGetBatchOps). The adapters are the
 other modules of bench/engines/, one per engine; bench/engines/__init__.py names them.
 
 Part of bench/db_bench.py (see its docstring for the method).
@@ -141,7 +141,7 @@ class Engine:
         return {}
 
 
-def _poll_idle(check, timeout, interval=0.1, confirm=2):
+def poll_idle(check, timeout, interval=0.1, confirm=2):
     """Poll check() until it is true confirm times in a row, or timeout."""
     t0 = perf_counter()
     ok = 0

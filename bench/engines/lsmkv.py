@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 
-from .base import _poll_idle, Engine, import_lsmkv, PutGetBatchOps
+from .base import poll_idle, Engine, import_lsmkv, PutGetBatchOps
 
 
 class LsmkvEngine(PutGetBatchOps, Engine):
@@ -187,6 +187,6 @@ class LsmkvEngine(PutGetBatchOps, Engine):
                 return True
             return (s["immutable_memtables"] == 0
                     and max(lv["score"] for lv in s["levels"]) < 1)
-        secs, ok = _poll_idle(idle, timeout)
+        secs, ok = poll_idle(idle, timeout)
         return secs, ok, ("stats(): no immutable memtable and every level score < 1, "
                           "twice 0.1 s apart")

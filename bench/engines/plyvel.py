@@ -7,7 +7,7 @@ import os
 import re
 
 from ..common import MiB
-from .base import _poll_idle, Engine, PutGetBatchOps
+from .base import poll_idle, Engine, PutGetBatchOps
 
 
 class PlyvelEngine(PutGetBatchOps, Engine):
@@ -127,6 +127,6 @@ class PlyvelEngine(PutGetBatchOps, Engine):
             state["size"] = len(log)
             return (quiet and log.count("Compacting ") == log.count("compacted to:")
                     and log.count(": started") == len(self._RE_FLUSH.findall(log)))
-        secs, ok = _poll_idle(idle, timeout, interval=0.5, confirm=1)
+        secs, ok = poll_idle(idle, timeout, interval=0.5, confirm=1)
         return secs, ok, ("LOG: every started flush and compaction finished and nothing new "
                           "logged for 0.5 s (LevelDB has no 'compaction pending' property)")

@@ -6,7 +6,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 import os
 import re
 
-from .base import _poll_idle, Engine
+from .base import poll_idle, Engine
 
 
 class RocksdictEngine(Engine):
@@ -156,7 +156,7 @@ class RocksdictEngine(Engine):
 
         def idle():
             return all((self.db.property_int_value(p) or 0) == 0 for p in props)
-        secs, ok = _poll_idle(idle, timeout)
+        secs, ok = poll_idle(idle, timeout)
         return secs, ok, "properties " + ", ".join(props) + " all 0, twice 0.1 s apart"
 
     def close(self):

@@ -305,8 +305,10 @@ cdef class MemTable:
     def iterator(self):
         return MemTableIterator(self)
 
-    def _check(self):
-        """Assert invariants (tests): every level sorted, level i a subset of level i-1."""
+    def check(self):
+        """Assert the skiplist's invariants (every level sorted, level i a subset of
+        level i-1, the entry count, the arena's bounds); True when they hold. For
+        tests and for debugging a damaged memtable; O(n)."""
         cdef Node* x
         cdef int level
         cdef size_t n0 = 0, count
