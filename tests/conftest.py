@@ -3,6 +3,10 @@ import sys
 
 import pytest
 
+# the tests live in folders by concern (core, engine, reliability, cli, server) and
+# import these helpers as `from conftest import ...`
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import lsmkv
 
 

@@ -5,7 +5,7 @@ samples the load every adaptive_interval seconds and may change the write buffer
 size (the size at which the active memtable is switched). The block cache gets what
 the memtables leave (WriteController.apply_budget), so moving the write buffer size
 moves budget between the two. The policy (AdaptiveSplit) is pure, clock-free, tested
-with synthetic samples (tests/test_adaptive.py); AdaptiveController, at the end, is
+with synthetic samples (tests/engine/test_adaptive.py); AdaptiveController, at the end, is
 the engine's component that feeds it and applies its answers (its thread's step).
 
 What more memory buys, measured on this engine (docs/tuning.md, "Adaptive split"):

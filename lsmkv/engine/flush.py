@@ -105,7 +105,7 @@ class Flusher:
     def trim_heap(self):
         """Give the heap pages a flush freed (its block and filter buffers) back to
         the OS (glibc malloc_trim; the GIL is released during the call). Without it
-        ~2 MB per flushing thread stayed in the RSS unaccounted (tests/test_memory.py)."""
+        ~2 MB per flushing thread stayed in the RSS unaccounted (tests/engine/test_memory.py)."""
         if _malloc_trim is None:
             return
         t0 = time.monotonic()

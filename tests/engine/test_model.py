@@ -5,7 +5,7 @@ range scans, snapshots (checked later against the model state they were taken
 at), flush, compact_range, close/reopen and clock advances. Several option sets
 make flushes, block splits and file switches frequent. A failure prints the
 seed and option set; replay one with
-    LSMKV_MODEL_SEED=<seed> pytest tests/test_model.py -k <options-id>
+    LSMKV_MODEL_SEED=<seed> pytest tests/engine/test_model.py -k <options-id>
 """
 import os
 import random

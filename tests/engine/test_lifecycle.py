@@ -4,7 +4,7 @@ interpreter exit, iterators and snapshots outliving their DB.
 Each scenario that could crash or corrupt runs in a child interpreter (a parent
 killed by SIGBUS must not take pytest with it), with real os.fork and
 multiprocessing children. The background-race stress test is at the end
-(tests/test_lifecycle.py can also be run as a script for a longer stress run).
+(tests/engine/test_lifecycle.py can also be run as a script for a longer stress run).
 """
 import gc
 import multiprocessing
@@ -16,8 +16,11 @@ import time
 
 import pytest
 
-import lsmkv
-from conftest import lsmkv_import_path, run_child
+if __name__ == "__main__":     # run as a script: conftest.py is one folder up
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import lsmkv  # noqa: E402
+from conftest import lsmkv_import_path, run_child  # noqa: E402
 
 # every child script starts with this: the lsmkv under test, the DB path in argv[2]
 PRELUDE = """\

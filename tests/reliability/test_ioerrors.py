@@ -18,7 +18,7 @@ import pytest
 
 from conftest import lsmkv_import_path
 
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
 sys.path.insert(0, TOOLS)
 import faultinject as fi  # noqa: E402
 import powerloss  # noqa: E402

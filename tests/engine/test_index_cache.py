@@ -335,7 +335,7 @@ def test_page_moves_take_cold_single_block_pages_before_a_hot_one():
 
 
 def test_memory_usage_matches_rss_growth_with_cached_index_and_filter(tmp_path):
-    """tests/test_memory.py's RSS check, with index and filter blocks in the cache."""
+    """tests/engine/test_memory.py's RSS check, with index and filter blocks in the cache."""
     import test_memory
     child = test_memory.RSS_CHILD.replace(
         "block_cache_size=24 << 20)",

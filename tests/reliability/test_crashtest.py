@@ -14,7 +14,7 @@ import lsmkv
 from lsmkv.engine import killpoint as kp
 from conftest import lsmkv_import_path
 
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
 sys.path.insert(0, TOOLS)
 import crashtest  # noqa: E402
 

@@ -29,9 +29,9 @@ The op streams are seeded per thread; the checks are sound for every interleavin
 so the test passes or fails on what the engine returns, never on timing (only the
 number of operations depends on timing, and a floor on it keeps the run meaningful).
 
-    python tests/test_concurrency.py --duration 300            # every config, 300 s each
-    python tests/test_concurrency.py --duration 60 --config jobs3 --seed 7 --owners 8
-    LSMKV_CONCURRENCY_SECONDS=30 pytest tests/test_concurrency.py
+    python tests/engine/test_concurrency.py --duration 300            # every config, 300 s each
+    python tests/engine/test_concurrency.py --duration 60 --config jobs3 --seed 7 --owners 8
+    LSMKV_CONCURRENCY_SECONDS=30 pytest tests/engine/test_concurrency.py
 """
 import argparse
 import faulthandler
@@ -48,7 +48,7 @@ import traceback
 import zlib
 
 if __name__ == "__main__":     # run as a script: import the lsmkv of this source tree
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import pytest
 
@@ -776,7 +776,7 @@ def test_oracle_rejects_wrong_results():
 # --------------------------------------------------------------------- command line
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="lsmkv concurrency stress (tests/test_concurrency.py)")
+    ap = argparse.ArgumentParser(description="lsmkv concurrency stress (tests/engine/test_concurrency.py)")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of stress per config")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="all", help=f"one of {sorted(CONFIGS)} or 'all'")
