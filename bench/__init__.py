@@ -25,3 +25,19 @@ db_bench's modules, one concern each:
   plot.py          the --plot chart (matplotlib, imported only then)
   compare.py       --compare: one child process per engine, then the table
 """
+import os as _os
+import sys as _sys
+
+
+def _source_tree_last():
+    """Run as `python -m bench.NAME`, Python put the current directory (the repository
+    root) first on sys.path, so its unbuilt source tree of lsmkv would shadow the lsmkv
+    installed in the environment. Move it last, as the scripts run by path do: lsmkv
+    then comes from PYTHONPATH or the environment, else from this source tree."""
+    root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    here = [p for p in _sys.path if _os.path.abspath(p or _os.curdir) == root]
+    if here and "lsmkv" not in _sys.modules:
+        _sys.path[:] = [p for p in _sys.path if p not in here] + here
+
+
+_source_tree_last()
