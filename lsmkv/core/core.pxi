@@ -178,25 +178,25 @@ cdef class Core:
         if batch.count == 0:
             return 0
         with self.mutex:
-            self._writable(batch.len)
+            self._writable(batch.b.len)
             seq = self.last_seq + 1
-            store_u64(batch.buf, seq)
-            store_u32(batch.buf + 8, batch.count)
-            p = self.wal.begin(batch.len)
-            memcpy(p, batch.buf, batch.len)
-            self.wal.commit(batch.len)
+            store_u64(batch.b.p, seq)
+            store_u32(batch.b.p + 8, batch.count)
+            p = self.wal.begin(batch.b.len)
+            memcpy(p, batch.b.p, batch.b.len)
+            self.wal.commit(batch.b.len)
             if sync:
                 try:
                     self._sync_logs()
                 except OSError as e:
-                    apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
+                    apply_batch(self.sv.mem, batch.b.p, batch.b.len, "<batch>", 0)
                     self.last_seq = seq + batch.count - 1
                     self._sync_failed(e)
                     raise
-            apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
+            apply_batch(self.sv.mem, batch.b.p, batch.b.len, "<batch>", 0)
             self.last_seq = seq + batch.count - 1
-            self.n_wal_bytes += batch.len + 8
-            self.n_user_bytes += batch.len - BATCH_HEADER
+            self.n_wal_bytes += batch.b.len + 8
+            self.n_user_bytes += batch.b.len - BATCH_HEADER
             self.n_writes += 1
             self.n_batches += 1
         return 0

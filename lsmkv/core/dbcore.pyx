@@ -16,7 +16,7 @@ check_bound). It includes one part per concern:
 """
 import threading
 
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.math cimport ceil
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
@@ -33,6 +33,7 @@ from lsmkv.core.table import DELETED
 from lsmkv.core.bloom cimport bloom_hash      # one definition of the hash (lsmkv/core/bloom.pxd)
 from lsmkv.core.bloom import bloom_hash_py
 from lsmkv.core.wal cimport LogWriter
+from lsmkv.core.bytebuf cimport Buf, buf_reserve_c
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
 from lsmkv.core.iterator cimport MergingIterator, HandleState
@@ -143,35 +144,21 @@ cdef class WriteBatch:
     [(b'a', b'1'), (b'b', b'2')]
     >>> db.close()
     """
-    cdef uint8_t* buf
-    cdef size_t len, cap
+    cdef Buf b                     # the encoded batch: header, then the records (bytebuf.pxd)
     cdef readonly uint32_t count
     cdef object clock
 
     def __cinit__(self, clock=None):
-        self.buf = <uint8_t*>malloc(256)
-        if self.buf == NULL:
+        self.b.p = <uint8_t*>malloc(256)
+        if self.b.p == NULL:
             raise MemoryError()
-        self.cap = 256
-        self.len = BATCH_HEADER
+        self.b.cap = 256
+        self.b.len = BATCH_HEADER
         self.count = 0
         self.clock = clock
 
     def __dealloc__(self):
-        free(self.buf)
-
-    cdef int _reserve(self, size_t n) except -1:
-        cdef size_t need = self.len + n
-        cdef uint8_t* g
-        if need > self.cap:
-            if need < self.cap * 2:
-                need = self.cap * 2
-            g = <uint8_t*>realloc(self.buf, need)
-            if g == NULL:
-                raise MemoryError()
-            self.buf = g
-            self.cap = need
-        return 0
+        free(self.b.p)
 
     def put(self, key, value, ttl=None):
         """Add a put; ttl in seconds (None: never expires; needs a batch from
@@ -229,8 +216,9 @@ cdef class WriteBatch:
 
     cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                   int64_t expiry) except -1:
-        self._reserve(record_size(kind, kn, vn))
-        self.len = encode_record(self.buf + self.len, kind, k, kn, v, vn, expiry) - self.buf
+        if buf_reserve_c(&self.b, record_size(kind, kn, vn)) < 0:
+            raise MemoryError()
+        self.b.len = encode_record(self.b.p + self.b.len, kind, k, kn, v, vn, expiry) - self.b.p
         self.count += 1
         return 0
 
@@ -244,7 +232,7 @@ cdef class WriteBatch:
         >>> wb.count, wb.data_size
         (0, 12)
         """
-        self.len = BATCH_HEADER
+        self.b.len = BATCH_HEADER
         self.count = 0
 
     def __len__(self):
@@ -263,7 +251,7 @@ cdef class WriteBatch:
         >>> wb.data_size
         23
         """
-        return self.len
+        return self.b.len
 
 # ------------------------------------------------------------------ version pins
 
