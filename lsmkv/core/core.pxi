@@ -274,12 +274,7 @@ cdef class Core:
         return t.get(ik, ikn, now[0], expiry, view)
 
     cdef int64_t _now_ms(self) except? -1:
-        cdef timespec ts
-        if self.clock is _time_time:
-            # the default clock, read without a Python call: no float object per get
-            clock_gettime(CLOCK_REALTIME, &ts)
-            return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
-        return <int64_t>(self.clock() * 1000.0)
+        return clock_ms(self.clock)
 
     cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn, int64_t* expiry):
         if kind == KIND_PUT:

@@ -82,6 +82,21 @@ import time as _time
 cdef object _time_time = _time.time
 
 
+cdef inline int64_t clock_ms(object clock) except? -1:
+    """clock() (seconds since the epoch) in whole ms, truncated. The one definition:
+    Core reads it per get (a C call), the engine through now_ms()."""
+    cdef timespec ts
+    if clock is _time_time:
+        # the default clock, read without a Python call: no float object per get
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+    return <int64_t>(clock() * 1000.0)
+
+
+def now_ms(clock):
+    """clock() in whole ms (see clock_ms): the engine's time for expiry decisions."""
+    return clock_ms(clock)
+
 
 cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
     if ttl is None:
