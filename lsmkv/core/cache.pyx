@@ -79,6 +79,15 @@ cdef inline uint32_t sid_idx(uint64_t sid) noexcept:
     return <uint32_t>(sid & 0xFFFFFFFFU)
 
 
+cdef inline void* grown(void* p, size_t n, size_t item) except NULL:
+    """p reallocated to n items of `item` bytes (a class's page list or free stack);
+    MemoryError if memory runs out (p is then left as it was)."""
+    cdef void* g = realloc(p, n * item)
+    if g == NULL:
+        raise MemoryError()
+    return g
+
+
 cdef class SlabCache:
     """Slab-managed block cache (see the module docstring).
 
@@ -165,12 +174,8 @@ cdef class SlabCache:
         return lo if lo < self.nclasses else -1
 
     cdef int _push_free(self, SizeClass* c, uint64_t sid) except -1:
-        cdef uint64_t* f
         if c.nfree == c.fcap:
-            f = <uint64_t*>realloc(c.free, (c.fcap * 2 + 64) * sizeof(uint64_t))
-            if f == NULL:
-                raise MemoryError()
-            c.free = f
+            c.free = <uint64_t*>grown(c.free, c.fcap * 2 + 64, sizeof(uint64_t))
             c.fcap = c.fcap * 2 + 64
         c.free[c.nfree] = sid
         c.nfree += 1
@@ -182,9 +187,7 @@ cdef class SlabCache:
         cdef Page* np
         cdef uint32_t p
         if want > self.npages_max_alloc:
-            np = <Page*>realloc(self.pages, want * sizeof(Page))
-            if np == NULL:
-                raise MemoryError()
+            np = <Page*>grown(self.pages, want, sizeof(Page))
             for p in range(self.npages_max_alloc, want):
                 np[p].mem = NULL
                 np[p].cls = -1
@@ -200,7 +203,6 @@ cdef class SlabCache:
         """Give held, unassigned page p to class ci; its slots go on the free stack."""
         cdef SizeClass* c = &self.cls[ci]
         cdef Page* pg = &self.pages[p]
-        cdef uint32_t* np
         cdef long long i
         pg.slots = <Slot*>calloc(c.per_page, sizeof(Slot))
         if pg.slots == NULL:
@@ -209,10 +211,7 @@ cdef class SlabCache:
         pg.nslots = c.per_page
         pg.live = pg.pinned = 0
         if c.npages == c.pcap:
-            np = <uint32_t*>realloc(c.pages, (c.pcap * 2 + 8) * sizeof(uint32_t))
-            if np == NULL:
-                raise MemoryError()
-            c.pages = np
+            c.pages = <uint32_t*>grown(c.pages, c.pcap * 2 + 8, sizeof(uint32_t))
             c.pcap = c.pcap * 2 + 8
         c.pages[c.npages] = p
         c.npages += 1
