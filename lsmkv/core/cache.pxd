@@ -1,5 +1,6 @@
 cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from lsmkv.core.u64map cimport U64Map
 
 ctypedef struct Slot:
     uint64_t key
@@ -49,12 +50,7 @@ cdef class SlabCache:
     cdef readonly uint32_t pages_held
     cdef int nclasses
     cdef SizeClass* cls
-    # hash: open addressing, linear probing, backward-shift deletion
-    cdef uint64_t* hkeys
-    cdef uint64_t* hvals
-    cdef uint64_t hmask
-    cdef uint64_t hcount
-    cdef int hbits
+    cdef U64Map h                    # block key -> slot id (u64map.pxd)
     cdef readonly uint64_t payload, pinned_bytes, pinned_slots
     cdef readonly uint64_t meta_payload   # payload of index and filter blocks (Slot.meta)
     cdef MetaCounts meta
@@ -65,12 +61,6 @@ cdef class SlabCache:
     cdef uint32_t page_hand          # CLOCK hand over pages, for donors (_clock_page)
     cdef uint32_t pages_max          # pages allowed by capacity - reserved
 
-    cdef uint64_t _home(self, uint64_t key) noexcept
-    cdef long long _hfind(self, uint64_t key) noexcept
-    cdef int _hinsert(self, uint64_t key, uint64_t val) except -1
-    cdef int _hgrow(self) except -1
-    cdef void _hdelete_at(self, uint64_t i) noexcept
-    cdef void _hdelete(self, uint64_t key) noexcept
     cdef Slot* _slot(self, uint64_t sid) noexcept
     cdef int _class_for(self, size_t n) noexcept
     cdef int _push_free(self, SizeClass* c, uint64_t sid) except -1

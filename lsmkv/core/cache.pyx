@@ -11,6 +11,11 @@ copy; a pinned slot is never evicted, moved or reused until its last pin goes.
 
 LRUCache ('lru') is the plain LRU of bytes objects, kept for comparison.
 
+This file holds SlabCache (its pages, size classes, CLOCK and page moves) and
+includes: report.pxi (SlabCache's metadata_bytes, stats and check), views.pxi
+(BlockView, ValueView) and lru.pxi (LRUCache). Its key -> slot hash is
+lsmkv/core/u64map.pxd.
+
 Index and filter blocks (option cache_index_and_filter_blocks) are slab blocks
 like data blocks, keyed the same way, evicted by the same CLOCK; a slot holding
 one is marked (Slot.meta) so its bytes are reported apart (meta_payload), and
@@ -39,12 +44,14 @@ from collections import OrderedDict
 
 cimport cython
 
-from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.stdlib cimport calloc, realloc, free
 from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.buffer cimport PyBUF_WRITABLE
 
+from lsmkv.core.u64map cimport (U64Map, u64map_init, u64map_free, u64map_find, u64map_insert,
+                                 u64map_delete, u64map_delete_at)
 from lsmkv.core.includes.mman cimport (mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS,
                                        MAP_FAILED)
 
@@ -70,6 +77,15 @@ cdef inline uint32_t sid_page(uint64_t sid) noexcept:
 
 cdef inline uint32_t sid_idx(uint64_t sid) noexcept:
     return <uint32_t>(sid & 0xFFFFFFFFU)
+
+
+cdef inline void* grown(void* p, size_t n, size_t item) except NULL:
+    """p reallocated to n items of `item` bytes (a class's page list or free stack);
+    MemoryError if memory runs out (p is then left as it was)."""
+    cdef void* g = realloc(p, n * item)
+    if g == NULL:
+        raise MemoryError()
+    return g
 
 
 cdef class SlabCache:
@@ -115,15 +131,7 @@ cdef class SlabCache:
         self.pages = NULL
         self.npages_max_alloc = 0
         self.pages_held = 0
-        self.hbits = 10
-        self.hmask = (1 << self.hbits) - 1
-        self.hkeys = <uint64_t*>malloc((self.hmask + 1) * sizeof(uint64_t))
-        self.hvals = <uint64_t*>malloc((self.hmask + 1) * sizeof(uint64_t))
-        if self.hkeys == NULL or self.hvals == NULL:
-            raise MemoryError()
-        for i in range(self.hmask + 1):
-            self.hkeys[i] = EMPTY
-        self.hcount = 0
+        u64map_init(&self.h, 10)
         self.payload = self.pinned_bytes = self.pinned_slots = 0
         self.meta_payload = 0
         self.meta.index_hits = self.meta.index_misses = 0
@@ -148,81 +156,7 @@ cdef class SlabCache:
                 free(self.cls[i].pages)
                 free(self.cls[i].free)
             free(self.cls)
-        free(self.hkeys)
-        free(self.hvals)
-
-    # ------------------------------------------------------------ hash (key -> slot id)
-
-    cdef inline uint64_t _home(self, uint64_t key) noexcept:
-        return (key * 0x9E3779B97F4A7C15ULL) >> (64 - self.hbits)
-
-    cdef long long _hfind(self, uint64_t key) noexcept:
-        cdef uint64_t i = self._home(key)
-        while True:
-            if self.hkeys[i] == key:
-                return <long long>i
-            if self.hkeys[i] == EMPTY:
-                return -1
-            i = (i + 1) & self.hmask
-
-    cdef int _hinsert(self, uint64_t key, uint64_t val) except -1:
-        cdef uint64_t i
-        if (self.hcount + 1) * 2 > self.hmask + 1:
-            self._hgrow()
-        i = self._home(key)
-        while self.hkeys[i] != EMPTY:
-            i = (i + 1) & self.hmask
-        self.hkeys[i] = key
-        self.hvals[i] = val
-        self.hcount += 1
-        return 0
-
-    cdef int _hgrow(self) except -1:
-        cdef uint64_t* ok = self.hkeys
-        cdef uint64_t* ov = self.hvals
-        cdef uint64_t n = self.hmask + 1, i, j
-        cdef uint64_t* nk = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
-        cdef uint64_t* nv = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
-        if nk == NULL or nv == NULL:
-            free(nk)
-            free(nv)
-            raise MemoryError()
-        for i in range(2 * n):
-            nk[i] = EMPTY
-        self.hkeys, self.hvals = nk, nv
-        self.hbits += 1
-        self.hmask = 2 * n - 1
-        for i in range(n):
-            if ok[i] != EMPTY:
-                j = self._home(ok[i])
-                while nk[j] != EMPTY:
-                    j = (j + 1) & self.hmask
-                nk[j] = ok[i]
-                nv[j] = ov[i]
-        free(ok)
-        free(ov)
-        return 0
-
-    cdef void _hdelete_at(self, uint64_t i) noexcept:
-        """Remove entry i, shifting later entries of its probe run back (no tombstones)."""
-        cdef uint64_t j = i, k
-        while True:
-            j = (j + 1) & self.hmask
-            if self.hkeys[j] == EMPTY:
-                break
-            k = self._home(self.hkeys[j])
-            # entry j may move to i if i lies on its probe path from k to j
-            if ((j - k) & self.hmask) >= ((j - i) & self.hmask):
-                self.hkeys[i] = self.hkeys[j]
-                self.hvals[i] = self.hvals[j]
-                i = j
-        self.hkeys[i] = EMPTY
-        self.hcount -= 1
-
-    cdef void _hdelete(self, uint64_t key) noexcept:
-        cdef long long i = self._hfind(key)
-        if i >= 0:
-            self._hdelete_at(<uint64_t>i)
+        u64map_free(&self.h)
 
     # ------------------------------------------------------------ pages and classes
 
@@ -240,12 +174,8 @@ cdef class SlabCache:
         return lo if lo < self.nclasses else -1
 
     cdef int _push_free(self, SizeClass* c, uint64_t sid) except -1:
-        cdef uint64_t* f
         if c.nfree == c.fcap:
-            f = <uint64_t*>realloc(c.free, (c.fcap * 2 + 64) * sizeof(uint64_t))
-            if f == NULL:
-                raise MemoryError()
-            c.free = f
+            c.free = <uint64_t*>grown(c.free, c.fcap * 2 + 64, sizeof(uint64_t))
             c.fcap = c.fcap * 2 + 64
         c.free[c.nfree] = sid
         c.nfree += 1
@@ -257,9 +187,7 @@ cdef class SlabCache:
         cdef Page* np
         cdef uint32_t p
         if want > self.npages_max_alloc:
-            np = <Page*>realloc(self.pages, want * sizeof(Page))
-            if np == NULL:
-                raise MemoryError()
+            np = <Page*>grown(self.pages, want, sizeof(Page))
             for p in range(self.npages_max_alloc, want):
                 np[p].mem = NULL
                 np[p].cls = -1
@@ -275,7 +203,6 @@ cdef class SlabCache:
         """Give held, unassigned page p to class ci; its slots go on the free stack."""
         cdef SizeClass* c = &self.cls[ci]
         cdef Page* pg = &self.pages[p]
-        cdef uint32_t* np
         cdef long long i
         pg.slots = <Slot*>calloc(c.per_page, sizeof(Slot))
         if pg.slots == NULL:
@@ -284,10 +211,7 @@ cdef class SlabCache:
         pg.nslots = c.per_page
         pg.live = pg.pinned = 0
         if c.npages == c.pcap:
-            np = <uint32_t*>realloc(c.pages, (c.pcap * 2 + 8) * sizeof(uint32_t))
-            if np == NULL:
-                raise MemoryError()
-            c.pages = np
+            c.pages = <uint32_t*>grown(c.pages, c.pcap * 2 + 8, sizeof(uint32_t))
             c.pcap = c.pcap * 2 + 8
         c.pages[c.npages] = p
         c.npages += 1
@@ -305,7 +229,7 @@ cdef class SlabCache:
         for i in range(pg.nslots):
             s = &pg.slots[i]
             if s.state == USED:
-                self._hdelete(s.key)
+                u64map_delete(&self.h, s.key)
                 self._clear_slot(pg, s, c)
                 self.evictions += 1
         self._drop_free_of_page(c, p)
@@ -524,7 +448,7 @@ cdef class SlabCache:
             if s.ref:
                 s.ref = 0
                 continue
-            self._hdelete(s.key)
+            u64map_delete(&self.h, s.key)
             self._clear_slot(&self.pages[p], s, c)
             self.evictions += 1
             c.evictions += 1
@@ -611,8 +535,8 @@ cdef class SlabCache:
                 d.meta = s.meta
                 s.meta = 0
                 self.pages[sid_page(dst)].live += 1
-                h = self._hfind(s.key)
-                self.hvals[h] = dst
+                h = u64map_find(&self.h, s.key)
+                self.h.vals[h] = dst
                 s.state = FREE
                 vp.live -= 1
                 self.relocated += 1
@@ -642,7 +566,7 @@ cdef class SlabCache:
 
     cdef int _pin_entry(self, long long i, Pin* out) noexcept:
         """Pin the slot of hash entry i (a hit) and describe it in out; returns 1."""
-        cdef uint64_t sid = self.hvals[i]
+        cdef uint64_t sid = self.h.vals[i]
         cdef Slot* s
         cdef Page* pg
         pg = &self.pages[sid_page(sid)]
@@ -662,7 +586,7 @@ cdef class SlabCache:
     cdef int lookup_pin(self, uint64_t key, Pin* out) except -1:
         """1 and a pinned slot in out if key is cached; 0 (a miss) otherwise.
         Counted in hits/misses (data blocks)."""
-        cdef long long i = self._hfind(key)
+        cdef long long i = u64map_find(&self.h, key)
         if i < 0:
             self.misses += 1
             return 0
@@ -672,7 +596,7 @@ cdef class SlabCache:
     cdef int lookup_pin_meta(self, uint64_t key, Pin* out) noexcept:
         """lookup_pin for an index or filter block: not counted in hits/misses
         (the table counts it in meta)."""
-        cdef long long i = self._hfind(key)
+        cdef long long i = u64map_find(&self.h, key)
         if i < 0:
             return 0
         return self._pin_entry(i, out)
@@ -687,12 +611,12 @@ cdef class SlabCache:
     cdef void discard(self, uint64_t key) noexcept:
         """Drop key from the cache (a block found bad after it was published); a
         pinned slot is detached and freed when its last pin goes."""
-        cdef long long i = self._hfind(key)
+        cdef long long i = u64map_find(&self.h, key)
         cdef uint64_t sid
         if i < 0:
             return
-        sid = self.hvals[i]
-        self._hdelete_at(<uint64_t>i)
+        sid = self.h.vals[i]
+        u64map_delete_at(&self.h, <uint64_t>i)
         self._unhashed(sid)
 
     cdef void _unhashed(self, uint64_t sid) noexcept:
@@ -744,11 +668,11 @@ cdef class SlabCache:
     cdef int publish(self, Pin* p) except -1:
         """Make a filled slot visible to lookups (it stays pinned by the caller)."""
         cdef Slot* s = self._slot(p.slot)
-        if self._hfind(s.key) >= 0:      # another reader cached it meanwhile
+        if u64map_find(&self.h, s.key) >= 0:      # another reader cached it meanwhile
             s.state = DETACHED
             self.detached += 1
             return 0
-        self._hinsert(s.key, p.slot)
+        u64map_insert(&self.h, s.key, p.slot)
         s.state = USED
         self.inserts += 1
         return 0
@@ -809,7 +733,7 @@ cdef class SlabCache:
             for i in range(self.pages[p].nslots):
                 s = &self.pages[p].slots[i]
                 if s.state == USED and (s.key >> 40) == number:
-                    self._hdelete(s.key)
+                    u64map_delete(&self.h, s.key)
                     self._unhashed(sid_of(p, i))
         for ci in range(self.nclasses):
             self._consolidate(ci)
@@ -829,7 +753,7 @@ cdef class SlabCache:
         self._set_pages_max()
 
     def __len__(self):
-        return self.hcount
+        return self.h.count
 
     @property
     def charge(self):
@@ -837,369 +761,18 @@ cdef class SlabCache:
 
     def metadata_bytes(self):
         """Bytes of bookkeeping: slot tables, the hash, class stacks, the page table."""
-        cdef int i
-        cdef uint32_t p
-        cdef size_t n = (self.hmask + 1) * 16 + self.npages_max_alloc * sizeof(Page)
-        n += self.nclasses * sizeof(SizeClass)
-        for i in range(self.nclasses):
-            n += self.cls[i].pcap * 4 + self.cls[i].fcap * 8
-        for p in range(self.npages_max_alloc):
-            n += self.pages[p].nslots * sizeof(Slot)
-        return n
+        return slab_metadata_bytes(self)
 
     def stats(self):
-        cdef SizeClass* c
-        cdef int i
-        total = self.hits + self.misses
-        held = <unsigned long long>self.pages_held * self.page_size
-        classes = []
-        for i in range(self.nclasses):
-            c = &self.cls[i]
-            if c.npages == 0 and c.items == 0:
-                continue
-            cap = <unsigned long long>c.npages * c.per_page
-            classes.append({"size": c.size, "pages": c.npages, "items": c.items, "slots": cap,
-                            "fill": (c.items / cap) if cap else 0.0,
-                            "payload": c.payload, "hits": c.hits, "evictions": c.evictions})
-        meta = self.metadata_bytes()
-        return {
-            "kind": "slab",
-            "capacity": self.capacity,
-            "usage": self.payload,
-            "held": held,
-            "reserved": self.reserved,
-            "overhead": held - self.payload + meta,
-            "metadata": meta,
-            "entries": self.hcount,
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_ratio": (self.hits / total) if total else 0.0,
-            "inserts": self.inserts,
-            "evictions": self.evictions,
-            "pinned_bytes": self.pinned_bytes,
-            "pinned_blocks": self.pinned_slots,
-            "index_hits": self.meta.index_hits,
-            "index_misses": self.meta.index_misses,
-            "filter_hits": self.meta.filter_hits,
-            "filter_misses": self.meta.filter_misses,
-            "index_filter_cached": self.meta_payload,
-            "index_filter_resident": self.reserved,
-            "page_size": self.page_size,
-            "pages": self.pages_held,
-            "pages_max": self.pages_max,
-            "pages_over": max(0, <long long>self.pages_held - <long long>self.pages_max),
-            "pages_released": self.pages_released,
-            "slab_moves": self.slab_moves,
-            "pages_defragmented": self.pages_defragmented,
-            "blocks_relocated": self.relocated,
-            "growth_factor": self.growth_factor,
-            "fragmentation_ratio": (held / self.payload) if self.payload else None,
-            "too_large": self.too_large,
-            "insert_failures": self.insert_failures,
-            "class_starved": self.class_starved,
-            "classes": classes,
-        }
+        return slab_stats(self)
 
     def check(self):
         """Assert the invariants of the module docstring (tests call this)."""
-        cdef uint64_t payload = 0, used = 0, pinned = 0, meta = 0, sid
-        cdef uint32_t p, i
-        cdef Slot* s
-        freeset = set()
-        for ci in range(self.nclasses):
-            for j in range(self.cls[ci].nfree):
-                sid = self.cls[ci].free[j]
-                assert sid not in freeset, f"slot {sid:#x} twice on a free stack"
-                freeset.add(sid)
-                assert self.pages[sid_page(sid)].cls == ci, f"slot {sid:#x} on the wrong class's stack"
-        for p in range(self.npages_max_alloc):
-            if self.pages[p].cls < 0:
-                continue
-            assert self.pages[p].mem != NULL
-            for i in range(self.pages[p].nslots):
-                s = &self.pages[p].slots[i]
-                sid = sid_of(p, i)
-                if s.state == FREE:
-                    assert sid in freeset, f"free slot {sid:#x} not on its free stack"
-                    continue
-                assert sid not in freeset, f"slot {sid:#x} in use and on the free stack"
-                payload += s.len
-                if s.meta:
-                    meta += s.len
-                if s.refs:
-                    pinned += s.len
-                if s.state == USED:
-                    used += 1
-                    k = self._hfind(s.key)
-                    assert k >= 0 and self.hvals[k] == sid, f"slot {sid:#x} missing from the hash"
-                else:
-                    assert s.refs > 0, f"detached or filling slot {sid:#x} without a pin"
-                assert s.len <= self.cls[self.pages[p].cls].size
-        assert payload == self.payload, (payload, self.payload)
-        assert pinned == self.pinned_bytes, (pinned, self.pinned_bytes)
-        assert meta == self.meta_payload, (meta, self.meta_payload)
-        assert used == self.hcount, (used, self.hcount)
-        assert self.payload <= <unsigned long long>self.pages_held * self.page_size
-        assert self.hits + self.misses >= 0
-        return True
+        return slab_check(self)
 
 
-cdef inline void fill_readonly(Py_buffer* buf, const uint8_t* p, size_t n, Py_ssize_t* shape) noexcept:
-    """Describe n read-only bytes at p in buf (one dimension of unsigned bytes); the
-    caller sets buf.obj. shape: one Py_ssize_t that lives as long as the exporter."""
-    shape[0] = <Py_ssize_t>n
-    buf.buf = <void*>p
-    buf.len = <Py_ssize_t>n
-    buf.readonly = 1
-    buf.itemsize = 1
-    buf.format = "B"
-    buf.ndim = 1
-    buf.shape = shape
-    buf.strides = NULL
-    buf.suboffsets = NULL
-    buf.internal = NULL
+include "report.pxi"
 
+include "views.pxi"
 
-cdef class BlockView:
-    """A cached block, pinned until release() (or until the view is dropped).
-    Supports the buffer protocol: memoryview(view), bytes(view)."""
-    cdef SlabCache cache
-    cdef Pin pin
-    cdef bint released
-    cdef int exports
-    cdef Py_ssize_t shape[1]
-
-    @staticmethod
-    cdef BlockView make(SlabCache cache, Pin p):
-        cdef BlockView v = BlockView.__new__(BlockView)
-        v.cache = cache
-        v.pin = p
-        v.released = False
-        v.exports = 0
-        return v
-
-    def __getbuffer__(self, Py_buffer* buf, int flags):
-        if self.released:
-            raise ValueError("BlockView is released")
-        if flags & PyBUF_WRITABLE:
-            raise BufferError("a cached block is read-only")
-        buf.obj = self
-        fill_readonly(buf, self.pin.data, self.pin.len, self.shape)
-        self.exports += 1
-
-    def __releasebuffer__(self, Py_buffer* buf):
-        self.exports -= 1
-
-    def __len__(self):
-        return self.pin.len
-
-    def release(self):
-        """Unpin now (the block may then be evicted). Idempotent."""
-        if self.exports:
-            raise BufferError("release() while a memoryview of the block is alive")
-        if not self.released:
-            self.released = True
-            self.cache.unpin(self.pin.slot)
-
-    def __dealloc__(self):
-        if not self.released and self.cache is not None:
-            self.released = True
-            self.cache.unpin(self.pin.slot)
-
-
-cdef class ValueView:
-    """A value read by DB.get_view(): a read-only buffer over the bytes that hold
-    it, without a copy. When the value lies in a slab cache slot, the slot stays
-    pinned (never evicted, moved or reused) until release(), the end of a with
-    block, or until the view is dropped; a value from a memtable or an uncached
-    block is held by a bytes object instead (`pinned` is then False). Supports
-    the buffer protocol: memoryview(v), bytes(v), sock.send(v), f.write(v).
-
-    >>> import lsmkv, tempfile
-    >>> db = lsmkv.DB(tempfile.mkdtemp())
-    >>> db.put(b"k", b"value")
-    >>> with db.get_view(b"k") as v:
-    ...     bytes(v), len(v), v == b"value"
-    (b'value', 5, True)
-    >>> v.release()                 # idempotent; the buffer is gone after it
-    >>> db.close()
-    """
-
-    @staticmethod
-    cdef ValueView pinned_slot(SlabCache cache, uint64_t slot, const uint8_t* p, size_t n):
-        """A view taking over one pin of cache slot `slot` (the caller's)."""
-        cdef ValueView v = ValueView.__new__(ValueView)
-        v.cache = cache
-        v.slot = slot
-        v.p = p
-        v.n = n
-        return v
-
-    @staticmethod
-    cdef ValueView of(object owner, const uint8_t* p, size_t n):
-        """A view of n bytes at p, which `owner` (a bytes object) keeps alive."""
-        cdef ValueView v = ValueView.__new__(ValueView)
-        v.owner = owner
-        v.p = p
-        v.n = n
-        return v
-
-    def __getbuffer__(self, Py_buffer* buf, int flags):
-        if self.released:
-            raise ValueError("ValueView is released")
-        if flags & PyBUF_WRITABLE:
-            raise BufferError("a value view is read-only")
-        buf.obj = self
-        fill_readonly(buf, self.p, self.n, self.shape)
-        self.exports += 1
-
-    def __releasebuffer__(self, Py_buffer* buf):
-        self.exports -= 1
-
-    def __len__(self):
-        if self.released:
-            raise ValueError("ValueView is released")
-        return self.n
-
-    def __bytes__(self):
-        if self.released:
-            raise ValueError("ValueView is released")
-        return PyBytes_FromStringAndSize(<const char*>self.p, self.n)
-
-    def __eq__(self, other):
-        try:
-            return memoryview(self) == other
-        except TypeError:
-            return NotImplemented
-
-    __hash__ = None
-
-    def __repr__(self):
-        if self.released:
-            return "<ValueView released>"
-        return f"<ValueView {self.n} bytes{', pinned' if self.cache is not None else ''}>"
-
-    @property
-    def pinned(self):
-        """True while the view pins a cache slot."""
-        return self.cache is not None and not self.released
-
-    def release(self):
-        """Let go of the bytes now (unpin the slot). Idempotent. BufferError while a
-        memoryview of this view is alive."""
-        if self.exports:
-            raise BufferError("release() while a memoryview of the value is alive")
-        self._drop()
-
-    cdef void _drop(self) noexcept:
-        if not self.released:
-            self.released = True
-            if self.cache is not None:
-                self.cache.unpin(self.slot)
-            self.owner = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-    def __dealloc__(self):
-        if not self.released and self.cache is not None:
-            self.released = True
-            self.cache.unpin(self.slot)
-
-
-cdef class LRUCache:
-    """The plain LRU of bytes objects (block_cache='lru'), for comparison. Index and
-    filter blocks are never in it: tables hold them resident and charge them here
-    (reserve), also with cache_index_and_filter_blocks; they count as hits in
-    index_hits and filter_hits."""
-
-    def __cinit__(self, size_t capacity):
-        self._map = OrderedDict()
-        self.capacity = capacity
-        self.charge = 0
-        self.reserved = 0
-        self.hits = self.misses = self.inserts = self.evictions = 0
-        self.meta.index_hits = self.meta.index_misses = 0
-        self.meta.filter_hits = self.meta.filter_misses = 0
-
-    cpdef object lookup(self, object key):
-        """The cached block or None; a hit becomes the most recently used."""
-        b = self._map.get(key)
-        if b is None:
-            self.misses += 1
-            return None
-        self._map.move_to_end(key)
-        self.hits += 1
-        return b
-
-    cpdef insert(self, object key, bytes block):
-        cdef size_t n = len(block)
-        if n > self.capacity:
-            return
-        old = self._map.pop(key, None)
-        if old is not None:
-            self.charge -= len(old)
-        self._map[key] = block
-        self.charge += n
-        self.inserts += 1
-        self._evict()
-
-    cdef _evict(self):
-        cdef size_t limit = self.capacity - self.reserved if self.capacity > self.reserved else 0
-        while self.charge > limit and self._map:
-            _, victim = self._map.popitem(last=False)
-            self.charge -= len(victim)
-            self.evictions += 1
-
-    def erase_file(self, unsigned long long number):
-        """Drop every block of one file (called when the file is deleted)."""
-        lo = number << 40
-        hi = (number + 1) << 40
-        for k in [k for k in self._map if lo <= k < hi]:
-            self.charge -= len(self._map.pop(k))
-
-    def set_capacity(self, size_t capacity):
-        self.capacity = capacity
-        self._evict()
-
-    def reserve(self, long long nbytes):
-        if nbytes < 0 and <size_t>(-nbytes) > self.reserved:
-            self.reserved = 0
-        else:
-            self.reserved += nbytes
-        self._evict()
-
-    def __len__(self):
-        return len(self._map)
-
-    def stats(self):
-        total = self.hits + self.misses
-        # a bytes object costs its payload plus ~33 bytes of header; the OrderedDict ~100 per entry
-        meta = len(self._map) * (33 + 100)
-        return {
-            "kind": "lru",
-            "capacity": self.capacity,
-            "usage": self.charge,
-            "held": self.charge,
-            "reserved": self.reserved,
-            "overhead": meta,
-            "metadata": meta,
-            "entries": len(self._map),
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_ratio": (self.hits / total) if total else 0.0,
-            "inserts": self.inserts,
-            "evictions": self.evictions,
-            "pinned_bytes": 0,
-            "index_hits": self.meta.index_hits,
-            "index_misses": self.meta.index_misses,
-            "filter_hits": self.meta.filter_hits,
-            "filter_misses": self.meta.filter_misses,
-            "index_filter_cached": 0,
-            "index_filter_resident": self.reserved,
-            "fragmentation_ratio": None,
-            "slab_moves": 0,
-        }
+include "lru.pxi"

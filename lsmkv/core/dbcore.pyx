@@ -5,22 +5,18 @@ insert) and get (memtables, then L0 newest first, then one file per level).
 lsmkv.engine.db.DB subclasses CoreDB and adds open/recovery, background flush and
 everything that is not per-operation.
 
-Thread safety: writers serialize on `mutex` (a threading.Lock shared with the
-Python side). Readers take no lock: they read `sv` (one reference: the
-SuperVersion of memtables and tables) and `last_seq`, both replaced only
-while holding the GIL, so a reader sees a consistent pair. A SuperVersion is
-immutable once built.
-
-Invariants:
-  1. Every entry with sequence <= last_seq is in sv (a memtable or a table).
-  2. A write reaches the WAL before the memtable; last_seq moves only after
-     both, so a reader never sees half of a batch.
-  3. sv.imms is newest first; sv.l0 is newest first; each deeper level is
-     sorted by key with non-overlapping files.
+This file holds the public, doctested surface (WriteBatch, CoreDB: the handle's
+thin methods, iterate_at; tests/test_docstrings.py counts the examples in this
+file) and the shared helpers (borrowed buffers, the clock, SuperVersion, Pin,
+check_bound). It includes one part per concern:
+  batch.pxi   the batch record encoding and decoding: apply_batch, replay_batch,
+              decode_batch
+  core.pxi    Core: the engine's per-operation state and paths (thread safety and
+              invariants of the write and read paths are stated there)
 """
 import threading
 
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.math cimport ceil
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
@@ -37,6 +33,7 @@ from lsmkv.core.table import DELETED
 from lsmkv.core.bloom cimport bloom_hash      # one definition of the hash (lsmkv/core/bloom.pxd)
 from lsmkv.core.bloom import bloom_hash_py
 from lsmkv.core.wal cimport LogWriter
+from lsmkv.core.bytebuf cimport Buf, buf_reserve_c
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
 from lsmkv.core.iterator cimport MergingIterator, HandleState
@@ -85,6 +82,22 @@ import time as _time
 cdef object _time_time = _time.time
 
 
+cdef inline int64_t clock_ms(object clock) except? -1:
+    """clock() (seconds since the epoch) in whole ms, truncated. The one definition:
+    Core reads it per get (a C call), the engine through now_ms()."""
+    cdef timespec ts
+    if clock is _time_time:
+        # the default clock, read without a Python call: no float object per get
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+    return <int64_t>(clock() * 1000.0)
+
+
+def now_ms(clock):
+    """clock() in whole ms (see clock_ms): the engine's time for expiry decisions."""
+    return clock_ms(clock)
+
+
 cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
     if ttl is None:
         return 0
@@ -116,34 +129,14 @@ cdef class SuperVersion:
     def memtables(self):
         return (self.mem,) + self.imms
 
-# ------------------------------------------------------------------ batch encoding
-
-cdef inline size_t record_size(int kind, size_t kn, size_t vn) noexcept:
-    """Bytes encode_record() writes for one record."""
-    cdef size_t n = 1 + varint_len(kn) + kn
-    if kind != KIND_DELETE:
-        n += varint_len(vn) + vn + (8 if kind == KIND_PUT_TTL else 0)
-    return n
+include "batch.pxi"
 
 
-cdef inline uint8_t* encode_record(uint8_t* p, int kind, const uint8_t* k, size_t kn,
-                                   const uint8_t* v, size_t vn, int64_t expiry) noexcept:
-    """One batch record at p (see WriteBatch); returns the byte after it."""
-    p[0] = kind
-    p = put_varint(p + 1, kn)
-    if kn:
-        memcpy(p, k, kn)
-    p += kn
-    if kind != KIND_DELETE:
-        if kind == KIND_PUT_TTL:
-            store_u64(p, <uint64_t>expiry)
-            p += 8
-        p = put_varint(p, vn)
-        if vn:
-            memcpy(p, v, vn)
-        p += vn
-    return p
-
+# ------------------------------------------------------------------ write batch
+# Thread safety: a WriteBatch belongs to one thread while it is built; Core reads it
+# under its mutex in write(). Invariants: 1. BATCH_HEADER <= b.len <= b.cap;
+# 2. b.p[BATCH_HEADER:b.len] is exactly `count` encoded records; Core fills in the
+# header when it writes the batch.
 
 cdef class WriteBatch:
     """Puts and deletes applied atomically by DB.write(batch) or db.write_batch().
@@ -166,35 +159,21 @@ cdef class WriteBatch:
     [(b'a', b'1'), (b'b', b'2')]
     >>> db.close()
     """
-    cdef uint8_t* buf
-    cdef size_t len, cap
+    cdef Buf b                     # the encoded batch: header, then the records (bytebuf.pxd)
     cdef readonly uint32_t count
     cdef object clock
 
     def __cinit__(self, clock=None):
-        self.buf = <uint8_t*>malloc(256)
-        if self.buf == NULL:
+        self.b.p = <uint8_t*>malloc(256)
+        if self.b.p == NULL:
             raise MemoryError()
-        self.cap = 256
-        self.len = BATCH_HEADER
+        self.b.cap = 256
+        self.b.len = BATCH_HEADER
         self.count = 0
         self.clock = clock
 
     def __dealloc__(self):
-        free(self.buf)
-
-    cdef int _reserve(self, size_t n) except -1:
-        cdef size_t need = self.len + n
-        cdef uint8_t* g
-        if need > self.cap:
-            if need < self.cap * 2:
-                need = self.cap * 2
-            g = <uint8_t*>realloc(self.buf, need)
-            if g == NULL:
-                raise MemoryError()
-            self.buf = g
-            self.cap = need
-        return 0
+        free(self.b.p)
 
     def put(self, key, value, ttl=None):
         """Add a put; ttl in seconds (None: never expires; needs a batch from
@@ -252,8 +231,9 @@ cdef class WriteBatch:
 
     cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                   int64_t expiry) except -1:
-        self._reserve(record_size(kind, kn, vn))
-        self.len = encode_record(self.buf + self.len, kind, k, kn, v, vn, expiry) - self.buf
+        if buf_reserve_c(&self.b, record_size(kind, kn, vn)) < 0:
+            raise MemoryError()
+        self.b.len = encode_record(self.b.p + self.b.len, kind, k, kn, v, vn, expiry) - self.b.p
         self.count += 1
         return 0
 
@@ -267,7 +247,7 @@ cdef class WriteBatch:
         >>> wb.count, wb.data_size
         (0, 12)
         """
-        self.len = BATCH_HEADER
+        self.b.len = BATCH_HEADER
         self.count = 0
 
     def __len__(self):
@@ -286,98 +266,7 @@ cdef class WriteBatch:
         >>> wb.data_size
         23
         """
-        return self.len
-
-
-cdef struct BatchOp:
-    int kind
-    const uint8_t* key
-    uint64_t kn
-    const uint8_t* val
-    uint64_t vn
-    int64_t expiry
-
-
-cdef const uint8_t* read_batch_op(const uint8_t* p, const uint8_t* end, BatchOp* op,
-                                  object path, uint64_t offset) except NULL:
-    """Decode the batch record at p into op; returns the position after it.
-    Malformed input raises CorruptionError(path, offset). The one decoder of
-    batch records: recovery (apply_batch) and tools (decode_batch) use it."""
-    cdef uint64_t kn, vn = 0
-    if p >= end:
-        raise CorruptionError(path, offset, "batch count larger than its records")
-    op.kind = p[0]
-    p = get_varint(p + 1, end, &kn)
-    if p == NULL or kn > <uint64_t>(end - p):
-        raise CorruptionError(path, offset, "bad key length in batch")
-    op.key = p
-    op.kn = kn
-    p += kn
-    op.expiry = 0
-    if op.kind == KIND_PUT_TTL:
-        if end - p < 8:
-            raise CorruptionError(path, offset, "truncated expiry in batch")
-        op.expiry = <int64_t>load_u64(p)
-        p += 8
-    elif op.kind != KIND_PUT and op.kind != KIND_DELETE:
-        raise CorruptionError(path, offset, f"unknown record kind {op.kind} in batch")
-    if op.kind != KIND_DELETE:
-        p = get_varint(p, end, &vn)
-        if p == NULL or vn > <uint64_t>(end - p):
-            raise CorruptionError(path, offset, "bad value length in batch")
-    op.val = p
-    op.vn = vn
-    return p + vn
-
-
-cdef int apply_batch(MemTable mem, const uint8_t* rep, size_t n, object path, uint64_t offset) except -1:
-    """Insert a batch payload (header included) into mem. Returns its record count.
-    Malformed input raises CorruptionError(path, offset)."""
-    if n < BATCH_HEADER:
-        raise CorruptionError(path, offset, "batch shorter than its header")
-    cdef uint64_t seq = load_u64(rep)
-    cdef uint32_t count = load_u32(rep + 8)
-    cdef const uint8_t* p = rep + BATCH_HEADER
-    cdef const uint8_t* end = rep + n
-    cdef BatchOp op
-    cdef uint32_t i
-    for i in range(count):
-        p = read_batch_op(p, end, &op, path, offset)
-        mem.add(seq + i, op.kind, op.key, op.kn, op.val, op.vn, op.expiry)
-    if p != end:
-        raise CorruptionError(path, offset, "trailing bytes after batch records")
-    return count
-
-
-def replay_batch(MemTable mem, payload, path, uint64_t offset):
-    """Apply one WAL record to mem; returns (first_seq, count)."""
-    cdef const uint8_t[::1] v = payload
-    if v.shape[0] < BATCH_HEADER:
-        raise CorruptionError(path, offset, "batch shorter than its header")
-    cdef uint32_t count = apply_batch(mem, &v[0], v.shape[0], path, offset)
-    return load_u64(&v[0]), count
-
-
-def decode_batch(payload, path, uint64_t offset):
-    """(first sequence, [(kind, key, value, expiry_ms)]) of one WAL record, in
-    record order (tools: the shell's wal-dump). Kinds: 0 delete, 1 put, 2 put
-    with expiry. Malformed input raises CorruptionError(path, offset)."""
-    cdef const uint8_t[::1] v = payload
-    if v.shape[0] < BATCH_HEADER:
-        raise CorruptionError(path, offset, "batch shorter than its header")
-    cdef const uint8_t* p = &v[0] + BATCH_HEADER
-    cdef const uint8_t* end = &v[0] + v.shape[0]
-    cdef uint32_t count = load_u32(&v[0] + 8)
-    cdef BatchOp op
-    cdef uint32_t i
-    ops = []
-    for i in range(count):
-        p = read_batch_op(p, end, &op, path, offset)
-        ops.append((op.kind, PyBytes_FromStringAndSize(<char*>op.key, op.kn),
-                    PyBytes_FromStringAndSize(<char*>op.val, op.vn), op.expiry))
-    if p != end:
-        raise CorruptionError(path, offset, "trailing bytes after batch records")
-    return load_u64(&v[0]), ops
+        return self.b.len
 
 # ------------------------------------------------------------------ version pins
 
@@ -421,361 +310,9 @@ cpdef object check_bound(str name, object v):
         return bytes(v)
     raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
 
-# ------------------------------------------------------------------ the core
+include "core.pxi"
 
-cdef class Core:
-    """The engine's state that the per-operation paths use, and those paths (cdef).
-
-    Shared by the DB handle (CoreDB, whose methods are thin compiled calls into
-    these) and the background threads, through lsmkv.engine.engine.Engine, the Python subclass
-    that opens, flushes, compacts and closes. The threads hold the Core, never the
-    handle, so dropping the last reference to a handle finalizes it (its finalizer
-    closes the engine) while they run. A Core made alone (CoreDB's placeholder) is
-    closed.
-
-    The Python side it calls, only on cold paths, through three components the
-    engine binds at open (declared here and in dbcore.pyi):
-      writes  (lsmkv.engine.writes.WriteController)
-              make_room()           the memtable is full (mutex held)
-              level0_stall(nbytes)  level 0 reached the slowdown trigger (mutex held)
-      logs    (lsmkv.engine.logs.LogSet)
-              sync_retired()        a sync write while older logs are unsynced (mutex held)
-      files   (lsmkv.engine.files.Files)
-              gc_pending            a pin was released while the mutex was busy
-              gc_soon()             collect and purge what released pins held
-              pins, current_version()  for Pin
-    The per-operation paths (put, get, delete, write, iteration steps) make no
-    Python call."""
-    cdef public SuperVersion sv
-    cdef public LogWriter wal
-    cdef public uint64_t last_seq
-    cdef public object mutex
-    cdef public bint closed
-    cdef public object bg_error
-    cdef public size_t write_buffer_size
-    cdef public object clock
-    cdef public unsigned long long n_puts, n_deletes, n_gets, n_get_hits, n_writes, n_syncs
-    cdef public unsigned long long n_bloom_checks, n_bloom_useful, n_wal_bytes, n_batches, n_user_bytes
-    cdef public unsigned long long n_view_pins       # get_view() results that pin a cache slot
-    cdef public int l0_files, l0_slowdown, l0_stop       # level-0 file count and its stall triggers
-    cdef public list retired_logs    # logs of immutable memtables not yet synced and closed
-    cdef public HandleState state    # closed (or inherited by fork()) with this handle; iterators share it
-    cdef public object writes        # lsmkv.engine.writes.WriteController: make_room(), level0_stall()
-    cdef public object logs          # lsmkv.engine.logs.LogSet: sync_retired()
-    cdef public object files         # lsmkv.engine.files.Files: gc_pending, gc_soon(), pins
-
-    def __cinit__(self, *args, **kwargs):
-        self.mutex = threading.Lock()
-        self.closed = True
-        self.bg_error = None
-        self.last_seq = 0
-        self.n_puts = self.n_deletes = self.n_gets = self.n_get_hits = 0
-        self.n_writes = self.n_syncs = self.n_bloom_checks = self.n_bloom_useful = 0
-        self.n_wal_bytes = self.n_batches = self.n_user_bytes = 0
-        self.n_view_pins = 0
-        self.l0_files = 0
-        self.l0_slowdown = self.l0_stop = 1 << 30
-        self.retired_logs = []
-        self.state = HandleState()
-
-    cdef int _writable(self, size_t nbytes) except -1:
-        if self.closed:
-            raise self.state.error()
-        if self.bg_error is not None:
-            raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
-        if self.l0_files >= self.l0_slowdown:
-            self.writes.level0_stall(nbytes)
-        if self.sv.mem.arena.used >= self.write_buffer_size:
-            self.writes.make_room()
-        return 0
-
-    # -- writes
-
-    cdef int _sync_logs(self) except -1:
-        """Make every record written so far durable (mutex held): older logs not yet
-        synced first, so a synced write never outlives an unsynced older one."""
-        if self.retired_logs:
-            self.logs.sync_retired()
-        self.wal.sync_c()
-        self.n_syncs += 1
-        return 0
-
-    cdef int _sync_wal(self) except -1:
-        """See CoreDB.sync_wal."""
-        with self.mutex:
-            if self.closed:
-                raise self.state.error()
-            try:
-                self._sync_logs()
-            except OSError as e:
-                self._sync_failed(e)
-                raise
-        return 0
-
-    cdef void _sync_failed(self, e):
-        """A write's WAL sync failed (mutex held). Its record is in the log, where a
-        reopen would replay it: the caller has applied it to the memtable and moved
-        last_seq past it, so this process shows what a reopen would and the next
-        write never reuses its sequence number. Whether the log's unsynced tail is on
-        disk is unknown (Linux may drop dirty pages after a failed fsync), so the DB
-        stops taking writes, as RocksDB does on a failed WAL sync: reads go on, and
-        writes raise BackgroundError until the DB is reopened."""
-        if self.bg_error is None:
-            self.bg_error = e
-
-    cdef int _write_one(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
-                        int64_t expiry, bint sync) except -1:
-        cdef size_t n = BATCH_HEADER + record_size(kind, kn, vn)
-        cdef uint64_t seq
-        cdef uint8_t* p
-        with self.mutex:
-            self._writable(n)
-            seq = self.last_seq + 1
-            p = self.wal.begin(n)
-            store_u64(p, seq)
-            store_u32(p + 8, 1)
-            encode_record(p + BATCH_HEADER, kind, k, kn, v, vn, expiry)
-            self.wal.commit(n)
-            if sync:
-                try:
-                    self._sync_logs()
-                except OSError as e:
-                    self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
-                    self.last_seq = seq
-                    self._sync_failed(e)
-                    raise
-            self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
-            self.last_seq = seq
-            self.n_wal_bytes += n + 8
-            self.n_user_bytes += kn + vn
-            self.n_writes += 1
-        return 0
-
-    cdef int _put(self, key, value, ttl, bint sync) except -1:
-        cdef Bytes kb, vb
-        cdef int64_t expiry = 0
-        if ttl is not None:
-            expiry = expiry_from_ttl(self.clock, ttl)
-        get_buffer(key, &kb, "key")
-        try:
-            get_buffer(value, &vb, "value")
-            try:
-                self._write_one(KIND_PUT_TTL if expiry else KIND_PUT, kb.p, kb.n,
-                                vb.p, vb.n, expiry, sync)
-            finally:
-                release_buffer(&vb)
-        finally:
-            release_buffer(&kb)
-        self.n_puts += 1
-        return 0
-
-    cdef int _delete(self, key, bint sync) except -1:
-        cdef Bytes kb
-        get_buffer(key, &kb, "key")
-        try:
-            self._write_one(KIND_DELETE, kb.p, kb.n, NULL, 0, 0, sync)
-        finally:
-            release_buffer(&kb)
-        self.n_deletes += 1
-        return 0
-
-    cdef int _write_batch(self, WriteBatch batch, bint sync) except -1:
-        cdef uint64_t seq
-        cdef uint8_t* p
-        if self.closed:
-            raise self.state.error()
-        if batch.count == 0:
-            return 0
-        with self.mutex:
-            self._writable(batch.len)
-            seq = self.last_seq + 1
-            store_u64(batch.buf, seq)
-            store_u32(batch.buf + 8, batch.count)
-            p = self.wal.begin(batch.len)
-            memcpy(p, batch.buf, batch.len)
-            self.wal.commit(batch.len)
-            if sync:
-                try:
-                    self._sync_logs()
-                except OSError as e:
-                    apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
-                    self.last_seq = seq + batch.count - 1
-                    self._sync_failed(e)
-                    raise
-            apply_batch(self.sv.mem, batch.buf, batch.len, "<batch>", 0)
-            self.last_seq = seq + batch.count - 1
-            self.n_wal_bytes += batch.len + 8
-            self.n_user_bytes += batch.len - BATCH_HEADER
-            self.n_writes += 1
-            self.n_batches += 1
-        return 0
-
-    # -- reads
-
-    cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL,
-                        bint view=False):
-        """bytes, or None if absent (deleted, expired or never written). If expiry is
-        given, it receives the found value's expiry in ms (left alone if none). With
-        view, a value found in a table comes as a ValueView (no copy); memtable
-        values still come as bytes."""
-        cdef SuperVersion sv = self.sv
-        cdef MemTable m
-        cdef const uint8_t* vp
-        cdef size_t vn
-        cdef int kind, i
-        cdef int64_t now = -1
-        cdef TableReader t
-        cdef uint8_t stackbuf[128]
-        cdef uint8_t* ik = stackbuf
-        cdef size_t ikn = kn + TAG_SIZE
-        cdef uint64_t h
-        cdef object r
-        cdef tuple lv
-        cdef bytes b
-        if self.closed:
-            raise self.state.error()
-        if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
-            return self._mem_result(kind, vp, vn, expiry)
-        for m in sv.imms:
-            if m.lookup(k, kn, seq, &vp, &vn, &kind):
-                return self._mem_result(kind, vp, vn, expiry)
-        if not sv.l0 and not sv.levels:
-            return None
-        if ikn > 128:
-            ik = <uint8_t*>malloc(ikn)
-            if ik == NULL:
-                raise MemoryError()
-        try:
-            if kn:
-                memcpy(ik, k, kn)
-            store_u64(ik + kn, make_tag(seq, KIND_MAX))
-            h = bloom_hash(k, kn)
-            for t in sv.l0:
-                if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    r = self._probe(t, h, ik, ikn, &now, expiry, view)
-                    if r is not None:
-                        return None if r is DELETED else r
-            for lv in sv.levels:
-                i = find_table(<list>lv[1], ik, ikn)
-                if i == len(<list>lv[1]):
-                    continue
-                b = <bytes>(<list>lv[2])[i]
-                if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
-                    continue
-                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view)
-                if r is not None:
-                    return None if r is DELETED else r
-            return None
-        finally:
-            if ik != stackbuf:
-                free(ik)
-
-    cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
-                       int64_t* now, int64_t* expiry, bint view):
-        """One table's answer for ik (see TableReader.get), after its bloom filter.
-        now is read from the clock the first time a table is searched."""
-        self.n_bloom_checks += 1
-        if not t.may_contain(h):
-            self.n_bloom_useful += 1
-            return None
-        if now[0] < 0:
-            now[0] = self._now_ms()
-        return t.get(ik, ikn, now[0], expiry, view)
-
-    cdef int64_t _now_ms(self) except? -1:
-        cdef timespec ts
-        if self.clock is _time_time:
-            # the default clock, read without a Python call: no float object per get
-            clock_gettime(CLOCK_REALTIME, &ts)
-            return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
-        return <int64_t>(self.clock() * 1000.0)
-
-    cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn, int64_t* expiry):
-        if kind == KIND_PUT:
-            return PyBytes_FromStringAndSize(<char*>vp, vn)
-        if kind == KIND_PUT_TTL:
-            if <int64_t>load_u64(vp) <= self._now_ms():
-                return None
-            if expiry != NULL:
-                expiry[0] = <int64_t>load_u64(vp)
-            return PyBytes_FromStringAndSize(<char*>vp + 8, vn - 8)
-        return None
-
-    cdef object _get(self, object key, uint64_t seq, int64_t* expiry=NULL, bint view=False):
-        """_lookup for a key object, counted in gets and get_hits."""
-        cdef Bytes kb
-        get_buffer(key, &kb, "key")
-        try:
-            r = self._lookup(kb.p, kb.n, seq, expiry, view)
-        finally:
-            release_buffer(&kb)
-        self.n_gets += 1
-        if r is not None:
-            self.n_get_hits += 1
-        return r
-
-    cdef object _ttl_at(self, key, uint64_t seq):
-        cdef Bytes kb
-        cdef int64_t expiry = 0
-        get_buffer(key, &kb, "key")
-        try:
-            r = self._lookup(kb.p, kb.n, seq, &expiry)
-        finally:
-            release_buffer(&kb)
-        if r is None:
-            raise KeyError(key)
-        return self._seconds_left(expiry)
-
-    cdef object _seconds_left(self, int64_t expiry):
-        """Seconds from now until expiry (ms since the epoch), or None for 0 (never)."""
-        if expiry == 0:
-            return None
-        return max(0.0, expiry / 1000.0 - self.clock())
-
-    cdef object _get_view(self, key, default):
-        r = self._get(key, self.last_seq, NULL, True)
-        if r is None:
-            return default
-        if type(r) is bytes:
-            return ValueView.of(r, <const uint8_t*>PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r))
-        if (<ValueView>r).cache is not None:
-            self.n_view_pins += 1
-        return r
-
-    cdef object _get_with_ttl(self, key, default):
-        cdef int64_t expiry = 0
-        r = self._get(key, self.last_seq, &expiry)
-        if r is None:
-            return default
-        return (r, self._seconds_left(expiry))
-
-    cdef object _iterate(self, start, stop, bint reverse, int mode, seq, owner):
-        """A DBIterator over [start, stop) as of seq (None: now), pinning its version;
-        it keeps owner (the DB handle) alive."""
-        cdef SuperVersion sv
-        cdef MemTable m
-        cdef TableReader t
-        cdef list children = []
-        cdef tuple lv
-        start = check_bound("start", start)
-        stop = check_bound("stop", stop)
-        if self.closed:
-            raise self.state.error()
-        if self.files.gc_pending:   # a pin was released while the mutex was busy
-            self.files.gc_soon()
-        sv = self.sv
-        cdef uint64_t s = self.last_seq if seq is None else seq
-        pin = Pin(self.files, sv.version)
-        children.append(MemTableIterator(sv.mem))
-        for m in sv.imms:
-            children.append(MemTableIterator(m))
-        for t in sv.l0:
-            children.append(TableIterator(t))
-        for lv in sv.levels:
-            children.append(LevelIterator(list(lv[0]), lv[1]))
-        return DBIterator(MergingIterator(children), s, self._now_ms(), start, stop, reverse, mode, pin,
-                          self.state, owner)
-
+# ------------------------------------------------------------------ the handle
 
 cdef class CoreDB:
     """The DB handle's per-operation fast paths, each a thin compiled call into its

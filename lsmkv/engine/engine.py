@@ -49,7 +49,7 @@ import threading
 import warnings
 import weakref
 
-from lsmkv.core.dbcore import Core, SuperVersion, check_bound
+from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
 from lsmkv.core.memtable import MemTable
 from lsmkv.engine import lifecycle, recovery
 from lsmkv.engine.adaptive import AdaptiveController
@@ -146,7 +146,7 @@ class Engine(Core):
     # ------------------------------------------------------------------ versions
 
     def now_ms(self):
-        return int(self.clock() * 1000)
+        return now_ms(self.clock)
 
     def install(self, mem, imms):
         """Publish a new SuperVersion from the current version (mutex held)."""
