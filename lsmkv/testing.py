@@ -89,6 +89,48 @@ def log_numbers(db):
     return db.core.logs.numbers
 
 
+class GuardedSet(set):
+    """A set that records every use made while `lock` is free (guard_log_numbers)."""
+
+    def __init__(self, items, lock, violations):
+        super().__init__(items)
+        self.lock = lock
+        self.violations = violations
+
+    def checked(self, what):
+        if not self.lock.locked():
+            import traceback
+            self.violations.append((what, "".join(traceback.format_stack(limit=6))))
+
+    def add(self, item):
+        self.checked("add")
+        super().add(item)
+
+    def discard(self, item):
+        self.checked("discard")
+        super().discard(item)
+
+    def difference_update(self, *others):
+        self.checked("difference_update")
+        super().difference_update(*others)
+
+    def __iter__(self):
+        self.checked("iterate")
+        return super().__iter__()
+
+
+def guard_log_numbers(db):
+    """Swap the engine's set of log numbers for one that records (in the returned
+    list, as (operation, stack)) every add, discard or walk made while the engine
+    mutex is free: the set is guarded by the mutex, and a change made without it
+    once broke a walk in another thread ('Set changed size during iteration')."""
+    violations = []
+    e = db.core
+    with e.mutex:
+        e.logs.numbers = GuardedSet(e.logs.numbers, e.mutex, violations)
+    return violations
+
+
 def forget_log_number(db, number):
     with db.core.mutex:
         db.core.logs.numbers.discard(number)

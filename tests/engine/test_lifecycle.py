@@ -483,6 +483,20 @@ def stress(path, seconds, seed=1, switch_interval=5e-6):
     return problems, switches
 
 
+def test_log_numbers_are_only_touched_under_the_mutex(dbpath):
+    """The race of item 6, deterministically: the janitor added a new log's number to
+    the set without the mutex while other threads walked it. Every use of the set is
+    recorded here when the mutex is free at that moment."""
+    from lsmkv import testing
+    with lsmkv.DB(dbpath, write_buffer_size=64 * 1024, compaction_worker="thread") as db:
+        violations = testing.guard_log_numbers(db)
+        for i in range(20000):        # ~30 memtable switches, each taking a spare log
+            db.put(b"k%06d" % i, b"v" * 100)
+        db.flush()
+        assert db.stats()["flushes"] > 10
+    assert not violations, violations[0][1]
+
+
 def test_background_race_stress(dbpath):
     problems, flushes = stress(dbpath, float(os.environ.get("LSMKV_STRESS_SECONDS", "8")))
     assert not problems
