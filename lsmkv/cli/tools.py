@@ -289,7 +289,7 @@ def manifest_dump(dbpath, out, codec, path=None):
         path = _current_manifest(dbpath)
     with open(path, "rb") as fh:
         data = fh.read()
-    res = read_log(path, data)
+    res = read_log(path, data, wal=False)
     out.text(f"{path}: {len(res.records)} edits")
     for off, payload in res.records:
         e = VersionEdit.decode(payload, path, off)
@@ -359,9 +359,9 @@ def wal_dump(dbpath, out, codec, path=None):
 
 
 def _dump_log(path, out, codec):
-    records, dropped_at, dropped = read_log_file(path)
+    records, dropped_at, dropped, sealed = read_log_file(path)
     name = os.path.basename(path)
-    out.text(f"{name}: {len(records)} records")
+    out.text(f"{name}: {len(records)} records" + ("" if sealed is None else f", sealed at @{sealed}"))
     for off, payload in records:
         seq, ops = decode_batch(payload, path, off)
         doc = {"file": name, "offset": off, "sequence": seq, "count": len(ops),
@@ -372,19 +372,19 @@ def _dump_log(path, out, codec):
 
 
 def read_log_file(path):
-    """([(offset, payload bytes)], torn tail offset, dropped bytes) of a log file.
-    The file is mapped, not read: a live WAL is preallocated (mostly zeros)."""
+    """([(offset, payload bytes)], torn tail offset, dropped bytes, seal offset) of a
+    log file. The file is mapped, not read: a live WAL is preallocated (mostly zeros)."""
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
-            return [], None, 0
+            return [], None, 0, None
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             res = read_log(path, data)
             records = [(off, bytes(p)) for off, p in res.records]
-            dropped_at, dropped = res.dropped_at, res.dropped_bytes
+            dropped_at, dropped, sealed = res.dropped_at, res.dropped_bytes, res.sealed_at
             for _, p in res.records:
                 p.release()
             del res
-    return records, dropped_at, dropped
+    return records, dropped_at, dropped, sealed
 
 
 def _op_doc(op, codec):

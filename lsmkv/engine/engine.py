@@ -58,7 +58,7 @@ from lsmkv.engine.dirlock import DirLock
 from lsmkv.engine.files import Files
 from lsmkv.engine.flush import Flusher
 from lsmkv.engine.killpoint import killpoint
-from lsmkv.engine.logs import LogSet
+from lsmkv.engine.logs import LogSet, seal
 from lsmkv.engine.scheduler import Compactions
 from lsmkv.engine.snapshots import Snapshots
 from lsmkv.engine.stats import Stats
@@ -170,6 +170,7 @@ class Engine(Core):
         ahead, so the writer pays neither its preallocation nor a directory fsync;
         taking it wakes the janitor to make the next one. The old log is closed by
         the janitor once its memtable is flushed (synced first by a sync write)."""
+        seal(self.wal, self.last_seq + 1)     # done being written (a failure leaves it as it was)
         wal = self.logs.take_next()
         self.retired_logs.append(self.wal)
         self.wal = wal

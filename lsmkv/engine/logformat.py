@@ -14,6 +14,9 @@ Recovery rule (docs/format.md, "Torn tails"):
     is a bad record containing a whole zero page: a power loss that kept a
     later page but not this one. That too is a torn tail, since what follows
     were writes never synced (sync=True flushes everything before it).
+  * a WAL that is done being written ends with its seal (an empty batch): a
+    valid record after the last real one, so damage to that one is corruption,
+    not a torn tail. read_log leaves the seal out of the records it returns.
 
 Thread safety: pure functions.
 """
@@ -72,18 +75,32 @@ def _has_zero_page(data, start, end) -> bool:
     return False
 
 
+# A WAL's seal (lsmkv.engine.logs.seal; docs/format.md, "Sealed logs"): an empty batch,
+# sequence u64 then count u32 == 0, as the log's last record.
+SEAL_SIZE = 12
+
+
+def is_seal(payload) -> bool:
+    """Whether a WAL record's payload is a seal (an empty batch)."""
+    return len(payload) == SEAL_SIZE and bytes(payload[8:12]) == b"\0\0\0\0"
+
+
 class LogReadResult:
-    __slots__ = ("records", "end", "dropped_bytes", "dropped_at")
+    __slots__ = ("records", "end", "dropped_bytes", "dropped_at", "sealed_at")
 
     def __init__(self):
         self.records = []          # list of (offset, payload: memoryview)
         self.end = 0               # offset after the last good record
         self.dropped_bytes = 0     # non-zero bytes of a torn tail that were dropped
         self.dropped_at = None     # offset of the torn record, if any
+        self.sealed_at = None      # wal=True: offset of the seal, taken out of records
 
 
-def read_log(path, data) -> LogReadResult:
-    """Split `data` (the file's bytes; a memoryview over an mmap is fine) into records."""
+def read_log(path, data, wal=True) -> LogReadResult:
+    """Split `data` (the file's bytes; a memoryview over an mmap is fine) into records.
+    wal: a write-ahead log, whose last record may be its seal: it is checked like
+    any record (what makes damage before it detectable) and then left out of
+    records (sealed_at says where it was). The MANIFEST passes wal=False."""
     res = LogReadResult()
     size = len(data)
     off = 0
@@ -109,5 +126,7 @@ def read_log(path, data) -> LogReadResult:
         if off < size and any(mv[off:]):
             res.dropped_at = off
             res.dropped_bytes = size - off - bytes(mv[off:]).count(0)
+    if wal and res.records and res.dropped_at is None and is_seal(res.records[-1][1]):
+        res.sealed_at = res.records.pop()[0]
     res.end = off
     return res

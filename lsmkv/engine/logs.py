@@ -30,10 +30,30 @@ Invariants:
 """
 import collections
 import os
+import struct
 import threading
 
-from lsmkv.core.wal import LogWriter
+from lsmkv.core.wal import HEADER_SIZE, LogWriter
 from lsmkv.engine import filenames
+
+
+# The seal: an empty batch (sequence, count 0; docs/format.md, "Sealed logs"); the
+# reader's side is lsmkv.engine.logformat.is_seal.
+SEAL = struct.Struct("<QI")
+
+
+def seal(log, next_seq):
+    """Append the seal to a log that is done being written (retired at a memtable
+    switch, or the active one at a clean close): an empty batch carrying the next
+    sequence number. Replay applies nothing for it (lsmkv before seals did the
+    same), but it is a valid record after the log's last real one, so damage to
+    that record is reported as corruption instead of being dropped as a torn tail
+    (lsmkv.engine.logformat). A mapped log with no room left is not grown for it:
+    it stays unsealed, with the torn-tail rule of before. Returns whether sealed."""
+    if log.mapped_bytes and log.pos + HEADER_SIZE + SEAL.size > log.mapped_bytes:
+        return False
+    log.append(SEAL.pack(next_seq, 0))
+    return True
 
 
 class LogSet:
@@ -166,6 +186,7 @@ class LogSet:
             os.unlink(self.spare.path)
             self.spare = None
         if e.wal is not None:
+            seal(e.wal, e.last_seq + 1)
             e.wal.close()
 
     def release_inherited(self):

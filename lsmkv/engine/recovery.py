@@ -126,8 +126,8 @@ def recover(engine):
                 raise CorruptionError(lpath, off, f"sequence number goes back (expected "
                                                   f"{expected} or more)")
             first, count = replay_batch(mem, payload, lpath, off)
-            st.recovered_records += 1
-            if count:
+            if count:                   # (an empty batch is a log's seal: nothing to count)
+                st.recovered_records += 1
                 last_seq = max(last_seq, first + count - 1)
                 expected = first + count
             if mem.arena_used >= opts.write_buffer_size:

@@ -56,7 +56,7 @@ from lsmkv.core.table import (BLOCK_RAW, TRAILER_SIZE, TableBuilder, TableIterat
                               block_entries, decompress_block, write_tables)
 from lsmkv.engine.dirlock import DirLock
 from lsmkv.errors import CorruptionError, LsmkvError
-from lsmkv.engine.logformat import HEADER, next_valid, valid_at, read_log
+from lsmkv.engine.logformat import HEADER, is_seal, next_valid, valid_at, read_log
 from lsmkv.options import Options
 from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
 
@@ -382,6 +382,8 @@ class _Repair:
             except CorruptionError as e:
                 bad = (off, e.detail)
                 break
+            if not ops:
+                continue        # the log's seal (lsmkv.engine.logs.seal): no writes
             replay_batch(mem, payload, path, off)
             records += 1
             entries += len(ops)
@@ -664,8 +666,10 @@ def _records_after(data, off):
         if pos is None:
             break
         while valid_at(data, pos):
-            count += 1
-            pos += HEADER + int.from_bytes(data[pos + 4:pos + 8], "little")
+            n = int.from_bytes(data[pos + 4:pos + 8], "little")
+            if not is_seal(data[pos + HEADER:pos + HEADER + n]):
+                count += 1          # (the log's seal holds no writes)
+            pos += HEADER + n
         if data[pos:pos + HEADER] == bytes(HEADER) or pos + HEADER > len(data):
             break
     return count

@@ -244,7 +244,7 @@ class VersionSet:
                 data = fh.read()
         except FileNotFoundError:
             raise CorruptionError(path, None, "the manifest named by CURRENT is missing") from None
-        res = read_log(path, data)
+        res = read_log(path, data, wal=False)
         if res.dropped_at is not None and not torn_append(data, res.dropped_at):
             # every edit is appended and fsynced before the DB acts on it (deletes the
             # log it flushed, the files it compacted): a complete record that fails its

@@ -349,3 +349,48 @@ def test_flipped_last_manifest_record_is_detected(pristine, field):
         assert items == pristine.items, f"{len(missing)} keys lost, {len(extra)} deleted keys back"
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- a sealed log
+
+def test_flipped_last_record_of_a_cleanly_closed_log_is_detected(tmp_path):
+    """A log closed cleanly ends with its seal (an empty batch; docs/format.md,
+    "Sealed logs"), so its last real record is not a tail a crash could have torn:
+    every flip in that record is a CorruptionError naming the log, never a silently
+    dropped acknowledged write (it was dropped as a torn tail before the seal)."""
+    base = str(tmp_path / "closed")
+    with lsmkv.DB(base, compaction_worker="thread") as db:
+        for i in range(200):
+            db.put(b"key%04d" % i, b"value-%04d" % i * 8)
+    logs = [n for n in os.listdir(base) if n.endswith(".log")]
+    assert len(logs) == 1
+    name = logs[0]
+    with open(os.path.join(base, name), "rb") as fh:
+        data = fh.read()
+    res = read_log(name, data)
+    assert res.sealed_at is not None, "the log ends with its seal"
+    seal = data[res.sealed_at + 8:res.sealed_at + 20]
+    assert int.from_bytes(seal[:8], "little") == 201 and seal[8:] == bytes(4)   # next sequence, count 0
+    start = res.records[-1][0]
+    end = start + 8 + len(res.records[-1][1])
+    assert end == res.sealed_at
+    outcomes = {}
+    for pos in range(start, end):
+        d = str(tmp_path / f"flip{pos}")
+        shutil.copytree(base, d)
+        with open(os.path.join(d, name), "r+b") as fh:
+            fh.seek(pos)
+            b = fh.read(1)[0]
+            fh.seek(pos)
+            fh.write(bytes([b ^ 0x01]))
+        try:
+            with lsmkv.DB(d, compaction_worker="thread") as db:
+                got = db.get(b"key0199")
+            outcomes[pos] = "harmless" if got == b"value-0199" * 8 else f"WRONG: key0199 is {got!r}"
+        except CorruptionError as e:
+            ok = e.path == os.path.join(d, name) and e.offset is not None and e.offset <= pos
+            outcomes[pos] = "detected" if ok else f"WRONG: {e}"
+        shutil.rmtree(d)
+    wrong = {p: o for p, o in outcomes.items() if o.startswith("WRONG")}
+    assert not wrong, wrong
+    assert sum(o == "detected" for o in outcomes.values()) == end - start   # no flip is harmless here
