@@ -79,7 +79,7 @@ class Options:
     delayed_write_rate: int = 16 * MiB         # bytes/s allowed at the slowdown trigger (1/16 near stop)
     max_bytes_for_level_base: int = 256 * MiB  # target size of L1
     max_bytes_for_level_multiplier: int = 10   # each level's target is this many times the one above
-    wal_preallocate: int = 0                   # 0: sized from write_buffer_size
+    wal_preallocate: int = 0                   # a log file's first size (and largest step if > 1 MiB); 0: 64 KiB
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     mmap_reads: bool = False                   # True: read tables through a mapping (RSS then holds
                                                # the touched file pages); False: pread into pooled buffers

@@ -4,7 +4,7 @@ cdef class LogWriter:
     cdef int fd
     cdef bint use_mmap
     cdef uint8_t* base
-    cdef size_t cap
+    cdef size_t cap, map_len, dropped, max_step
     cdef readonly size_t pos
     cdef size_t synced
     cdef readonly object path

@@ -1,14 +1,25 @@
 # cython: language_level=3
-"""Write-ahead log writer: appends records into an mmap'd, preallocated file.
+"""Write-ahead log writer: appends records into an mmap'd file allocated in steps.
 
 Record framing (shared with the MANIFEST; docs/format.md):
     crc32c(length bytes + payload) u32 LE | length u32 LE | payload
 
-The file is preallocated with posix_fallocate (so a write into the mapping can
-never hit ENOSPC and raise SIGBUS) and mapped MAP_SHARED: an append is a memcpy
-into the page cache, with no system call, and survives a kill of the process.
-sync() msyncs the written range (MS_SYNC) so the records survive power loss.
-Zero bytes follow the last record; a reader stops at a zero header.
+The file is allocated ahead of the writer with posix_fallocate (so a write into
+the mapping can never hit ENOSPC and raise SIGBUS) and mapped MAP_SHARED: an
+append is a memcpy into the page cache, with no system call, and survives a kill
+of the process. sync() msyncs the written range (MS_SYNC) so the records survive
+power loss. Zero bytes follow the last record; a reader stops at a zero header.
+
+What a log costs grows with what it holds, not with write_buffer_size: the file
+starts at `prealloc` bytes (64 KiB in the engine) and is extended in steps that
+double up to max_step (1 MiB), so at most one step is allocated ahead of the
+data. The mapping reserves address space for `reserve` bytes (the expected size
+of the log; mremap'd larger if the log outgrows it) but only the current step is
+populated (MADV_POPULATE_WRITE: the put path takes no page fault either); at each
+step the pages already written are dropped from the mapping (MADV_DONTNEED: they
+stay in the page cache, dirty until written back), so the process holds about one
+step of the log in its RSS. One fallocate and two madvise calls per step: at 1 MiB
+steps and 130-byte records, one set per ~8,000 puts.
 
 With use_mmap=False (option wal_mmap=False) the writer is the classic one instead:
 each record is written with one write() system call from a private buffer and
@@ -21,8 +32,11 @@ Invariants:
   1. A record's payload is written before its header, and the length before the
      CRC, so a record torn by a kill is either all-zero (the end of the log) or
      fails its CRC (a torn tail).
-  2. pos <= cap; bytes [pos, cap) of the file are zero.
+  2. pos <= cap <= map_len; the file is cap bytes long and bytes [pos, cap) are
+     zero; only [0, cap) of the mapping is ever touched (beyond it: SIGBUS).
   3. synced <= pos; records in [0, synced) are on stable storage.
+  4. dropped <= pos (page aligned): mapping pages below dropped were given back
+     (MADV_DONTNEED) and are not written again; mapped_bytes = cap - dropped.
 """
 import os
 
@@ -36,8 +50,9 @@ from libc.stdlib cimport malloc, realloc, free
 from lsmkv.core.coding cimport crc32c, store_u32
 
 from lsmkv.core.includes.fcntl cimport posix_fallocate
-from lsmkv.core.includes.mman cimport (mmap, mremap, munmap, msync, PROT_READ, PROT_WRITE, MAP_SHARED,
-                                       MAP_POPULATE, MS_SYNC, MREMAP_MAYMOVE, MAP_FAILED)
+from lsmkv.core.includes.mman cimport (mmap, mremap, munmap, msync, madvise, PROT_READ, PROT_WRITE,
+                                       MAP_SHARED, MS_SYNC, MREMAP_MAYMOVE, MAP_FAILED, MADV_DONTNEED,
+                                       MADV_POPULATE_WRITE)
 
 DEF PAGE = 4096
 DEF HEADER = 8
@@ -58,18 +73,24 @@ cdef class LogWriter:
         self.fd = -1
         self.base = NULL
         self.cap = 0
+        self.map_len = 0
         self.pos = 0
         self.synced = 0
+        self.dropped = 0
 
-    def __init__(self, path, uint64_t number, size_t prealloc=1 << 20, bint use_mmap=True,
-                 sync_dir=None):
-        """Create the log (it must not exist). With sync_dir, that directory is
-        fsynced too, so the new file's entry is durable. All the system calls run
-        in one GIL release (see lsmkv.core.fileio for why that matters)."""
+    def __init__(self, path, uint64_t number, size_t prealloc=1 << 16, bint use_mmap=True,
+                 sync_dir=None, size_t reserve=0, size_t max_step=1 << 20):
+        """Create the log (it must not exist), `prealloc` bytes long (whole pages),
+        mapped with address space for `reserve` bytes (at least prealloc), growing
+        in steps of at most max_step. With sync_dir, that directory is fsynced too,
+        so the new file's entry is durable. All the system calls run in one GIL
+        release (see lsmkv.core.fileio for why that matters)."""
         self.path = str(path)
         self.number = number
         self.use_mmap = use_mmap
         prealloc = _round_page(max(prealloc, PAGE))
+        reserve = _round_page(max(reserve, prealloc))
+        self.max_step = _round_page(max(max_step, PAGE))
         cdef bytes p = os.fsencode(self.path)
         cdef bytes d = os.fsencode(sync_dir) if sync_dir is not None else None
         cdef const char* cp = p
@@ -94,20 +115,22 @@ cdef class LogWriter:
                     stage = 2
                     err = r
                 else:
-                    m = mmap(NULL, prealloc, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
+                    m = mmap(NULL, reserve, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                     if m == MAP_FAILED:
                         stage = 3
                         err = errno
                     elif fsync(fd) != 0:        # the file's size and extents are durable
                         stage = 4
                         err = errno
+                    else:                       # failure is harmless (an older kernel): pages fault in
+                        madvise(m, prealloc, MADV_POPULATE_WRITE)
             if stage == 0 and dp != NULL:
                 err = c_fsync_dir(dp)
                 if err:
                     stage = 5
             if stage >= 2:
                 if m != MAP_FAILED:
-                    munmap(m, prealloc)
+                    munmap(m, reserve)
                 close(fd)
                 unlink(cp)
         if stage:
@@ -118,11 +141,12 @@ cdef class LogWriter:
         if use_mmap:
             self.base = <uint8_t*>m
             self.cap = prealloc
+            self.map_len = reserve
 
     def __dealloc__(self):
         if self.base != NULL:
             if self.use_mmap:
-                munmap(self.base, self.cap)
+                munmap(self.base, self.map_len)
             else:
                 free(self.base)
         if self.fd >= 0:
@@ -130,24 +154,44 @@ cdef class LogWriter:
 
     @property
     def mapped_bytes(self):
-        """Bytes of the file mapped (and populated) for appends; 0 for write() logs
-        and once closed."""
-        return self.cap if self.use_mmap and self.base != NULL else 0
+        """Bytes of the file mapped and populated for appends (the current step,
+        not the pages already given back); 0 for write() logs and once closed."""
+        return self.cap - self.dropped if self.use_mmap and self.base != NULL else 0
 
     cdef int _grow(self, size_t need) except -1:
-        cdef size_t new_cap = self.cap * 2
-        cdef int r
-        cdef void* m
-        if new_cap < need:
-            new_cap = _round_page(need + PAGE)
+        """Extend the file to hold `need` bytes: by one step (the file's size,
+        between a page and max_step) or to need if larger. Gives the pages behind
+        the writer back first, then populates the new step."""
+        cdef size_t step = min(max(self.cap, <size_t>PAGE), self.max_step)
+        cdef size_t new_cap = _round_page(max(self.cap + step, need))
+        cdef size_t new_len = self.map_len
+        cdef size_t keep = self.pos & ~(<size_t>PAGE - 1)
+        cdef int r, stage = 0, err = 0
+        cdef void* m = self.base
+        while new_len < new_cap:
+            new_len *= 2
         with nogil:
             r = posix_fallocate(self.fd, self.cap, new_cap - self.cap)
-        if r != 0:
-            raise OSError(r, f"cannot grow log {self.path}: {os.strerror(r)}")
-        m = mremap(self.base, self.cap, new_cap, MREMAP_MAYMOVE)
-        if m == MAP_FAILED:
-            raise OSError(errno, f"cannot remap log {self.path}: {os.strerror(errno)}")
+            if r != 0:
+                stage = 1
+                err = r
+            elif new_len != self.map_len:
+                m = mremap(self.base, self.map_len, new_len, MREMAP_MAYMOVE)
+                if m == MAP_FAILED:
+                    stage = 2
+                    err = errno
+            if stage == 0:
+                if keep > self.dropped:
+                    madvise(<uint8_t*>m + self.dropped, keep - self.dropped, MADV_DONTNEED)
+                madvise(<uint8_t*>m + self.cap, new_cap - self.cap, MADV_POPULATE_WRITE)
+        if stage == 1:
+            raise OSError(err, f"cannot grow log {self.path}: {os.strerror(err)}")
+        if stage == 2:
+            raise OSError(err, f"cannot remap log {self.path}: {os.strerror(err)}")
         self.base = <uint8_t*>m
+        self.map_len = new_len
+        if keep > self.dropped:
+            self.dropped = keep
         self.cap = new_cap
         return 0
 
@@ -221,6 +265,7 @@ cdef class LogWriter:
 
     @property
     def capacity(self):
+        """Bytes of the file allocated for records (its size while open)."""
         return self.cap
 
     def close(self, bint truncate=True, bint sync=True):
@@ -238,7 +283,7 @@ cdef class LogWriter:
                 if sync and self.synced != self.pos and \
                         msync(self.base + start, self.pos - start, MS_SYNC) != 0:
                     stage = 1
-                munmap(self.base, self.cap)
+                munmap(self.base, self.map_len)
                 if stage == 0 and truncate and ftruncate(self.fd, self.pos) != 0:
                     stage = 2
                 if stage == 0 and truncate and fsync(self.fd) != 0:
@@ -261,7 +306,7 @@ cdef class LogWriter:
         """Unmap and close without syncing (simulated crash; tests)."""
         if self.base != NULL:
             if self.use_mmap:
-                munmap(self.base, self.cap)
+                munmap(self.base, self.map_len)
             else:
                 free(self.base)
             self.base = NULL

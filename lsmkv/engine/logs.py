@@ -33,8 +33,13 @@ import os
 import struct
 import threading
 
-from lsmkv.core.wal import HEADER_SIZE, LogWriter
+from lsmkv.core.wal import LogWriter
 from lsmkv.engine import filenames
+
+# A log file's first size and its largest growth step: what a log holds ahead of
+# its data, on disk and in RSS (docs/tuning.md, "The write-ahead log's footprint").
+WAL_START = 64 << 10
+WAL_MAX_STEP = 1 << 20
 
 
 # The seal: an empty batch (sequence, count 0; docs/format.md, "Sealed logs"); the
@@ -48,11 +53,13 @@ def seal(log, next_seq):
     sequence number. Replay applies nothing for it (lsmkv before seals did the
     same), but it is a valid record after the log's last real one, so damage to
     that record is reported as corruption instead of being dropped as a torn tail
-    (lsmkv.engine.logformat). A mapped log with no room left is not grown for it:
-    it stays unsealed, with the torn-tail rule of before. Returns whether sealed."""
-    if log.mapped_bytes and log.pos + HEADER_SIZE + SEAL.size > log.mapped_bytes:
+    (lsmkv.engine.logformat). A mapped log with no room left grows by a step for it;
+    if it cannot (disk full), it stays unsealed, with the torn-tail rule of before.
+    Returns whether sealed."""
+    try:
+        log.append(SEAL.pack(next_seq, 0))
+    except OSError:
         return False
-    log.append(SEAL.pack(next_seq, 0))
     return True
 
 
@@ -72,23 +79,26 @@ class LogSet:
         # -- written by the janitor thread only (read by memory_usage())
         self.preparing = None                 # the spare log it is making
 
-    def prealloc(self):
+    def make(self, number, sync_dir=None):
+        """A new log file: WAL_START bytes at first (option wal_preallocate), growing
+        by steps of at most WAL_MAX_STEP (or wal_preallocate if larger), mapped with
+        address space reserved for about a memtable's worth (lsmkv.core.wal)."""
         e = self.engine
-        return e.options.wal_preallocate or min(e.write_buffer_size, 256 << 20)
+        start = e.options.wal_preallocate or WAL_START
+        return LogWriter(filenames.log_name(e.path, number), number, start, e.options.wal_mmap,
+                         sync_dir=sync_dir, reserve=min(e.write_buffer_size, 256 << 20),
+                         max_step=max(start, WAL_MAX_STEP))
 
     def open_first(self, number):
         """The log for new writes at open (mutex not needed: nothing runs yet)."""
-        e = self.engine
         self.numbers.add(number)
-        return LogWriter(filenames.log_name(e.path, number), number, self.prealloc(), e.options.wal_mmap)
+        return self.make(number)
 
     def new_log(self, number):
         """A new, preallocated log whose directory entry is durable (one GIL release).
         The caller adds its number to `numbers`, under the mutex. A test may
         replace this attribute on the instance to force a race."""
-        e = self.engine
-        return LogWriter(filenames.log_name(e.path, number), number, self.prealloc(),
-                         e.options.wal_mmap, sync_dir=e.path)
+        return self.make(number, sync_dir=self.engine.path)
 
     def take_next(self):
         """The log for a memtable switch (mutex held): the spare, else a new one."""

@@ -95,6 +95,54 @@ def test_grows_past_preallocation(tmp_path):
     assert payloads_of(read_log(str(path), read(path))) == payloads
 
 
+def mapping_rss(path):
+    """Resident bytes of this process's mappings of `path` (/proc/self/smaps)."""
+    total, ours = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            first = line.split()[0]
+            if "-" in first and not first.endswith(":"):
+                ours = line.rstrip().endswith(str(path))
+            elif ours and first == "Rss:":
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def test_footprint_grows_with_the_data_not_the_reserve(tmp_path):
+    """A log reserved for 64 MiB costs its first step until written; then disk and
+    resident pages stay within a step or two of the data, however much is written,
+    and every record reads back, including across the remap past the reserve and
+    a sync that starts in pages already given back."""
+    path = tmp_path / "000020.log"
+    step = 256 * 1024
+    w = LogWriter(path, 20, 16 * 1024, reserve=64 << 20, max_step=step)
+    assert w.capacity == 16 * 1024 and os.path.getsize(path) == 16 * 1024
+    assert os.stat(path).st_blocks * 512 <= 64 * 1024
+    assert w.mapped_bytes == 16 * 1024 and mapping_rss(path) <= 16 * 1024
+    rng = random.Random(20)
+    payloads = []
+    while w.pos < 3 * (1 << 20):
+        payloads.append(rng.randbytes(rng.choice([10, 130, 1000, 4000])))
+        w.append(payloads[-1])
+        assert w.capacity - w.pos <= step + 4096
+        assert w.mapped_bytes <= 2 * step + 4096
+    assert mapping_rss(path) <= 2 * step + 4096, mapping_rss(path)
+    w.sync()                                  # msync of a range whose start was given back
+    data = read(path)
+    assert len(data) == w.capacity and not any(data[w.pos:])
+    assert payloads_of(read_log(str(path), data)) == payloads
+    # past the reserve: the mapping moves, nothing written is lost
+    w2 = LogWriter(tmp_path / "000021.log", 21, 4096, reserve=8192, max_step=8192)
+    more = [rng.randbytes(3000) for _ in range(40)]
+    for p in more:
+        w2.append(p)
+    w2.close()
+    assert payloads_of(read_log("p", read(tmp_path / "000021.log"))) == more
+    w.close()
+    assert os.path.getsize(path) == w.pos
+    assert payloads_of(read_log(str(path), read(path))) == payloads
+
+
 def test_close_truncates_to_written_size(tmp_path):
     path = tmp_path / "000004.log"
     w = LogWriter(path, 4, 1 << 16)
