@@ -17,7 +17,7 @@ from conftest import lsmkv_import_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
-SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check")   # runnable by path
+SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "footprint")   # runnable by path
 
 
 def _child_env():
@@ -132,6 +132,23 @@ def test_scripts_run_by_path_and_as_modules(how):
         r = subprocess.run(argv + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                            env=_child_env())
         assert r.returncode == 0 and "usage" in r.stdout.lower(), (name, r.stdout[-2000:], r.stderr[-2000:])
+
+
+def test_footprint_reports_idle_dbs_per_engine(tmp_path):
+    """bench/footprint.py opens DBs in a child per engine and prints RSS, disk and
+    threads; an idle lsmkv DB allocates well under 4 MiB of disk (issue 18's bound;
+    it was 128 MiB when each log was preallocated to write_buffer_size)."""
+    out = tmp_path / "f.json"
+    r = subprocess.run([sys.executable, "-m", "bench.footprint", "--dbs", "1,3", "--engines", "lsmkv,sqlite3",
+                        "--settle", "0", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(x["engine"], x["dbs"]) for x in rows] == [("lsmkv", 1), ("lsmkv", 3), ("sqlite3", 1), ("sqlite3", 3)]
+    for x in rows:
+        assert 0 < x["disk"] and "RSS growth" in r.stdout
+        if x["engine"] == "lsmkv":
+            assert x["disk"] / x["dbs"] <= 1 << 20, x
 
 
 def test_compare_runs_each_engine_in_its_own_process(tmp_path):

@@ -142,6 +142,7 @@ def test_fork_child_can_open_only_after_the_parent_closed(dbpath):
 db = lsmkv.DB(path)
 db.put(b"k", b"v")
 r, w = os.pipe()
+tried_r, tried_w = os.pipe()            # the child has tried while the parent holds it
 pid = os.fork()
 if pid == 0:
     os.close(w)
@@ -153,12 +154,15 @@ if pid == 0:
         if "in this process" in msg or str(os.getppid()) not in msg:
             print("unclear:", msg, flush=True)
             os._exit(4)
+    os.write(tried_w, b"x")
     os.read(r, 1)                       # the parent has closed it
     with lsmkv.DB(path) as mine:
         ok = mine.get(b"k") == b"v"
         mine.put(b"from-child", b"1")
     os._exit(0 if ok else 5)
 os.close(r)
+os.close(tried_w)
+os.read(tried_r, 1)                     # (b"" if the child exited early)
 db.close()
 os.write(w, b"x")
 status = exit_status(pid)
