@@ -184,29 +184,20 @@ def adaptive_tick(db, now=None):
     return db.core.adaptive.tick(now)
 
 
-# -- background threads
-
-def flush_thread(db):
-    return db.core.threads.flush
-
-
-def compaction_threads(db):
-    return list(db.core.threads.compactions)
-
-
-def janitor_thread(db):
-    return db.core.threads.janitor
-
-
-def adaptive_thread(db):
-    return db.core.threads.adaptive
-
+# -- background work (the process-wide pool, lsmkv.engine.pool)
 
 def background_threads(db):
-    """Every background thread started, flush first."""
-    return db.core.threads.all()
+    """The pool threads that run the DB's background steps, flush lane first
+    (shared with every open DB of the same background priority and CPU set)."""
+    return db.core.threads.threads()
 
 
 def background_thread_ids(db):
-    """Background thread name (e.g. "lsmkv-flush") -> native thread id."""
+    """Background thread name (e.g. "lsmkv-flush-0") -> native thread id."""
     return dict(db.core.threads.tids)
+
+
+def background_jobs(db):
+    """The DB's background jobs ("flush", "compact-0", "delete", "adapt") -> state:
+    "idle", "queued", "running" or "done" (after close)."""
+    return db.core.threads.job_states()

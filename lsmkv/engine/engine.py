@@ -47,7 +47,6 @@ Invariants:
 import os
 import threading
 import warnings
-import weakref
 
 from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
 from lsmkv.core.memtable import MemTable
@@ -90,7 +89,7 @@ class Engine(Core):
         self.manifest_lock = threading.Lock()     # MANIFEST appends, kept in their apply order
         self.stats = Stats(self.mutex)
         self.threads = Threads(opts, n_compactions)
-        self.cv = Signal(self.mutex, [self.threads.flush_wake] + self.threads.compaction_wakes)
+        self.cv = Signal(self.mutex, [])           # wakes: the jobs, once started
         self.tables = Tables(self)
         self.logs = LogSet(self)
         self.files = Files(self)
@@ -109,18 +108,12 @@ class Engine(Core):
         self.open()
         self.closed = False
         lifecycle.register(self)
-        # each thread holds the engine weakly (lsmkv.engine.background); the steps are
-        # unbound functions, so neither the Thread object nor its arguments reference it
-        ref = weakref.ref(self)
-        th = self.threads
-        th.flush = th.start(ref, self.path, "flush", _flush_step, th.flush_wake, None)
-        for i in range(n_compactions):
-            th.compactions.append(th.start(ref, self.path, f"compact-{i}", _compaction_step,
-                                           th.compaction_wakes[i], 1.0, i))
-        th.janitor = th.start(ref, self.path, "delete", _janitor_step, th.janitor_wake, None)
-        if self.adaptive is not None:
-            th.adaptive = th.start(ref, self.path, "adapt", _adaptive_step, th.adaptive_wake,
-                                   opts.adaptive_interval)
+        # the pool holds the engine weakly (lsmkv.engine.background); the steps are
+        # unbound functions, so no job or thread references it
+        self.threads.start(self, _flush_step, _compaction_step, _janitor_step,
+                           _adaptive_step if self.adaptive is not None else None,
+                           opts.adaptive_interval)
+        self.cv.wakes = self.threads.wakes()
 
     # ------------------------------------------------------------------ open
 
@@ -292,8 +285,6 @@ class Engine(Core):
             self.cv.notify_all()
         self.threads.join()
         self.janitor_pass()
-        for w in self.compactions.workers:
-            w.close()
         with self.mutex:
             try:
                 self.logs.close()
@@ -316,8 +307,8 @@ class Engine(Core):
                           stacklevel=2)
         finally:            # also when warnings are errors
             if self.threads.is_own(threading.current_thread()):
-                # the garbage collector finalized the handle (in a reference cycle) in one
-                # of this engine's own threads, which close() would join: close from another
+                # the garbage collector finalized the handle (in a reference cycle) in a
+                # pool thread, whose lane close() may wait for: close from another
                 threading.Thread(target=self.close, name=f"lsmkv-close:{self.path}").start()
             else:
                 self.close()
@@ -347,10 +338,7 @@ class Engine(Core):
         if self.inherited_released:
             return
         self.inherited_released = True
-        self.logs.release_inherited()
-        for w in self.compactions.workers:
-            w.forget()
-        self.compactions.workers = []
+        self.logs.release_inherited()     # the parent's workers: forgotten by the pool's fork hook
         self.versions.close()       # this process's descriptor only; nothing is written
         self.sv = None
         self.tables.release_inherited()

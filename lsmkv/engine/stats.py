@@ -62,7 +62,7 @@ def _numa_stats(engine):
     from lsmkv.engine import numa
     th = engine.threads
     applied = {name: numa.thread_affinity(tid) for name, tid in list(th.tids.items())}
-    for i, w in enumerate(engine.compactions.workers):
+    for i, w in enumerate(engine.compactions.workers()):
         if w.pid is not None:
             applied[f"lsmkv-worker-{i}"] = numa.thread_affinity(w.pid)
     return {"nodes": numa.topology(),
@@ -119,7 +119,8 @@ def report(engine):
     s["block_cache"] = cache.stats() if cache is not None else None
     s["compaction_worker"] = e.compactions.stats()
     s["compactions_running"] = len(e.compactions.running)
-    s["background_jobs"] = {"flush": 1, "compaction": len(e.threads.compactions)}
+    s["background_jobs"] = {"flush": 1, "compaction": e.threads.n_compactions}
+    s["background_pool"] = e.threads.pool.stats() if e.threads.pool is not None else None
     s["background_nice"] = e.threads.nice
     s["memory_budget"] = (dict(e.writes.budget, budget=opts.memory_budget,
                                memtable_charge=e.writes.memtable_charge())
