@@ -201,3 +201,22 @@ def background_jobs(db):
     """The DB's background jobs ("flush", "compact-0", "delete", "adapt") -> state:
     "idle", "queued", "running" or "done" (after close)."""
     return db.core.threads.job_states()
+
+
+def run_in_pool(db, fn, lane="misc"):
+    """Run fn() once in a thread of the DB's pool lane ("flush", "compact", "misc"),
+    as one of its steps would run; returns a threading.Event set when fn returned."""
+    import threading
+    import weakref
+    from lsmkv.engine.pool import STOP
+    done = threading.Event()
+
+    def step(engine):
+        try:
+            fn()
+        finally:
+            done.set()
+        return STOP
+
+    db.core.threads.pool.job(lane, weakref.ref(db.core), step, (), None, f"test:{db.core.path}")
+    return done
