@@ -7,6 +7,7 @@ modules (python -m bench.db_bench):
   phaseshift.py    adaptive_memory against fixed memtable/cache splits (docs/tuning.md)
   index_cache.py   index and filter blocks resident vs in the block cache
   gc_check.py      file garbage collection and TTL collection
+  many_dbs.py      threads, worker processes and RSS with many DBs open in one process
   server_bench.py  lsmkv serve against redis-server with redis-benchmark (docs/server.md)
 
 db_bench's modules, one concern each:
