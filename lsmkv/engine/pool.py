@@ -221,13 +221,16 @@ class Lane:
             while True:
                 job = self.next_job(slot)
                 if job is None:
-                    return
+                    break
                 cond.release()
                 try:
                     what = run_step(job)
                 finally:
                     cond.acquire()
                 self.finished(job, what)
+        ws = pool.workers
+        if self is pool.lanes["compact"] and slot < len(ws):
+            ws[slot].close()     # its own worker (the thread's exit would SIGKILL it); restarts on use
 
 
 def run_step(job):
