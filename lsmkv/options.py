@@ -65,7 +65,8 @@ class Options:
     compression_dict_bytes: int = 16 * KiB     # zstd dictionary per compaction output; 0 disables
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached (+ index/filter charged)
-    block_cache: str = "slab"                  # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU
+    block_cache: object = "slab"               # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU;
+                                               # an lsmkv.Cache: shared with other DBs (block_cache_size unused)
     slab_page_size: int = 1 * MiB              # slab page (halved, down to 64 KiB, for caches under 256 pages)
     slab_growth_factor: float = 1.08           # size-class growth: internal waste <= this - 1
     cache_index_and_filter_blocks: bool = False  # True: index/filter blocks are slab-cache blocks
@@ -123,8 +124,14 @@ class Options:
             raise ValueError("option compression_dict_bytes must be 0 or >= 256")
         _int("bloom_bits_per_key", self.bloom_bits_per_key, 0, 64)
         _int("block_cache_size", self.block_cache_size, 0)
-        if self.block_cache not in ("slab", "lru"):
-            raise ValueError(f"option block_cache must be 'slab' or 'lru', got {self.block_cache!r}")
+        from lsmkv.engine.sharedcache import Cache
+        if isinstance(self.block_cache, Cache):
+            if self.memory_budget:
+                raise ValueError("option memory_budget needs a block cache of the DB's own, "
+                                 "not a shared lsmkv.Cache (block_cache)")
+        elif self.block_cache not in ("slab", "lru"):
+            raise ValueError(f"option block_cache must be 'slab', 'lru' or an lsmkv.Cache, "
+                             f"got {self.block_cache!r}")
         _int("slab_page_size", self.slab_page_size, 4 * KiB, 1 << 30)
         if isinstance(self.slab_growth_factor, bool) or not isinstance(self.slab_growth_factor, (int, float)):
             raise TypeError("option slab_growth_factor must be a number")

@@ -288,6 +288,7 @@ class Engine(Core):
         self.janitor_pass()
         with self.mutex:
             try:
+                self.tables.close()
                 self.logs.close()
                 self.versions.close()
             finally:

@@ -116,7 +116,8 @@ def report(engine):
     s["space_amplification"] = round(live_bytes / deepest, 3) if deepest else 0.0
     s["total_sst_bytes"] = e.tables.total_file_bytes()
     cache = e.tables.cache
-    s["block_cache"] = cache.stats() if cache is not None else None
+    s["block_cache"] = (e.tables.shared.stats() if e.tables.shared is not None and cache is not None
+                        else cache.stats() if cache is not None else None)
     s["compaction_worker"] = e.compactions.stats()
     s["compactions_running"] = len(e.compactions.running)
     s["background_jobs"] = {"flush": 1, "compaction": e.threads.n_compactions}
