@@ -8,6 +8,7 @@ import os
 import random
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -262,3 +263,45 @@ print("ok")
 def test_fork_child_starts_with_no_pool_and_makes_its_own(tmp_path):
     r = run_child(FORK_CHILD, lsmkv_import_path(), str(tmp_path), timeout=120, check=False)
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
+
+
+def test_dbs_opened_and_closed_from_many_threads_at_once(tmp_path):
+    """Pools start and stop while other threads open, write, flush, compact and close
+    DBs (or drop them unclosed): nothing hangs, nothing is lost, nothing is left."""
+    errors = []
+
+    def churn(w):
+        try:
+            rng = random.Random(w)
+            for rnd in range(6):
+                path = str(tmp_path / f"w{w}")
+                db = lsmkv.DB(path, **SMALL, max_background_jobs=rng.choice([2, 3]),
+                              background_priority=rng.choice(["low", "normal"]))
+                for i in range(rng.randrange(200, 3000)):
+                    db.put(b"k%05d" % i, b"%d" % rnd * 50)
+                if rng.random() < 0.3:
+                    db.compact_range()
+                if rng.random() < 0.3:
+                    del db                    # unclosed: its finalizer closes it
+                    gc.collect()
+                else:
+                    db.close()
+                with lsmkv.DB(path, **SMALL) as db:
+                    assert db.get(b"k00000") == b"%d" % rnd * 50
+        except BaseException as e:        # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn, args=(w,)) for w in range(6)]
+    with warnings.catch_warnings():           # process-wide: not switched per thread
+        warnings.simplefilter("ignore", ResourceWarning)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert not any(t.is_alive() for t in threads), "a thread hangs"
+    assert not errors, errors
+    for t in threading.enumerate():
+        if t.name.startswith("lsmkv-close:"):
+            t.join(30)
+    assert lsmkv_threads() == []
+    assert lsmkv.background_threads()["pools"] == 0
