@@ -89,9 +89,10 @@ class Options:
                                                # the cache by the load (lsmkv/engine/adaptive.py); the write
                                                # buffer starts at budget/64, not write_buffer_size
     adaptive_interval: float = 0.5             # seconds between two samples of the adaptive controller
+    write_buffer_manager: object = None        # an lsmkv.WriteBufferManager: one memtable limit for several DBs
     background_cpus: object = None             # CPU ids for flush/compaction/janitor threads and workers
     numa_node: object = None                   # bind background work to this NUMA node's CPUs
-    max_background_jobs: int = 2               # one flush thread + (this - 1) compaction threads
+    max_background_jobs: int = 2               # one flush job + (this - 1) compaction jobs (shared pool)
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
     create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
@@ -125,6 +126,13 @@ class Options:
         _int("bloom_bits_per_key", self.bloom_bits_per_key, 0, 64)
         _int("block_cache_size", self.block_cache_size, 0)
         from lsmkv.engine.sharedcache import Cache
+        from lsmkv.engine.writebuffers import WriteBufferManager
+        if self.write_buffer_manager is not None:
+            if not isinstance(self.write_buffer_manager, WriteBufferManager):
+                raise TypeError("option write_buffer_manager must be an lsmkv.WriteBufferManager or None")
+            if self.adaptive_memory:
+                raise ValueError("option adaptive_memory cannot be used with write_buffer_manager: "
+                                 "both set the write buffer size")
         if isinstance(self.block_cache, Cache):
             if self.memory_budget:
                 raise ValueError("option memory_budget needs a block cache of the DB's own, "

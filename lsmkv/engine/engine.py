@@ -119,11 +119,16 @@ class Engine(Core):
     # ------------------------------------------------------------------ open
 
     def open(self):
+        wbm = self.options.write_buffer_manager
         try:
             recovery.check_directory(self.path, self.options)
             self.dirlock = DirLock.acquire(self.path, "a DB")
+            if wbm is not None:          # before the first log: it is preallocated to the share
+                wbm.attach(self)
             recovery.recover(self)
         except BaseException as e:
+            if wbm is not None:
+                wbm.detach(self)
             if self.dirlock is not None:
                 self.dirlock.release()
                 self.dirlock = None
@@ -286,6 +291,8 @@ class Engine(Core):
             self.cv.notify_all()
         self.threads.join()
         self.janitor_pass()
+        if self.options.write_buffer_manager is not None:
+            self.options.write_buffer_manager.detach(self)      # the others get its share
         with self.mutex:
             try:
                 self.tables.close()

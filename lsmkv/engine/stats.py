@@ -127,5 +127,7 @@ def report(engine):
                                memtable_charge=e.writes.memtable_charge())
                           if opts.memory_budget else None)
     s["adaptive_memory"] = e.adaptive.stats() if e.adaptive is not None else None
+    wbm = opts.write_buffer_manager
+    s["write_buffer_manager"] = wbm.stats() if wbm is not None else None
     s["numa"] = _numa_stats(e)
     return s
