@@ -2,12 +2,15 @@
 `set_background_threads`). Not timed.
 
     python bench/many_dbs.py [--dbs 1,10,100] [--write_buffer_size BYTES] [--compact]
+                             [--write_buffer_manager BYTES] [--shared_cache BYTES]
 
 For each count, a fresh interpreter opens that many DBs and puts 10 keys into each;
 with --compact, each DB instead writes three small memtables and waits until a
 background compaction has run (so each has needed a compaction worker). It prints the
 process's threads, its RSS growth since before the first open (VmRSS of
 /proc/self/status), and the number and RSS of its child processes (compaction workers).
+--write_buffer_manager and --shared_cache give every DB one lsmkv.WriteBufferManager
+and one lsmkv.Cache of that many bytes.
 """
 import argparse
 import json
@@ -37,11 +40,16 @@ def rss_kib(pid="self"):
     return 0
 
 n, wbs, compact = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+wbm, shared = int(sys.argv[4]), int(sys.argv[5])
 base = tempfile.mkdtemp(prefix="lsmkv-many-")
 t0, r0 = threading.active_count(), rss_kib()
 opts = dict(write_buffer_size=wbs)
 if compact:
     opts.update(level0_file_num_compaction_trigger=2)
+if wbm:
+    opts.update(write_buffer_manager=lsmkv.WriteBufferManager(wbm))
+if shared:
+    opts.update(block_cache=lsmkv.Cache(shared))
 dbs = [lsmkv.DB(os.path.join(base, str(i)), **opts) for i in range(n)]
 for db in dbs:
     for rnd in range(3 if compact else 1):
@@ -76,10 +84,15 @@ def main(argv=None):
     ap.add_argument("--write_buffer_size", type=int, default=None,
                     help="each DB's write_buffer_size (default: the option's default; 65536 with --compact)")
     ap.add_argument("--compact", action="store_true", help="make every DB run a background compaction")
+    ap.add_argument("--write_buffer_manager", type=int, default=0,
+                    help="one lsmkv.WriteBufferManager of this many bytes for every DB (0: none)")
+    ap.add_argument("--shared_cache", type=int, default=0,
+                    help="one lsmkv.Cache of this many bytes for every DB (0: a cache each)")
     a = ap.parse_args(argv)
     wbs = a.write_buffer_size or (64 << 10 if a.compact else lsmkv_default_wbs())
     for n in (int(x) for x in a.dbs.split(",")):
-        r = subprocess.run([sys.executable, "-c", CHILD, str(n), str(wbs), "1" if a.compact else "0"],
+        r = subprocess.run([sys.executable, "-c", CHILD, str(n), str(wbs), "1" if a.compact else "0",
+                            str(a.write_buffer_manager), str(a.shared_cache)],
                            capture_output=True, text=True, check=True)
         row = json.loads(r.stdout.strip().splitlines()[-1])
         print("dbs={dbs:<4} threads={threads} (+{threads_added}) rss={rss_mib} MiB (+{rss_added_mib}) "
