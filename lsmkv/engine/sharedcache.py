@@ -7,9 +7,11 @@ its resident index and filter blocks are charged to it. A block's cache key is
 id, but file numbers repeat across DBs, so a shared cache hands each table a
 process-unique id when the table is opened (new_table_id), never reused.
 
-Thread safety: the underlying cache is thread-safe itself; ids come from an
-itertools.count, whose next() the GIL makes whole (no lock, so a fork() child
-can go on using the Cache it inherited: its own copy).
+Thread safety: the underlying cache is thread-safe itself (its methods run under
+the GIL without releasing it); ids come from an itertools.count, whose next() the
+GIL makes whole. No lock, so a fork() child can go on using the Cache it
+inherited: its own copy, whose new ids follow the parent's (blocks the parent's
+iterators had pinned stay pinned in the child's copy).
 
 Invariants:
   1. No two tables opened through one Cache get the same id, so no DB ever reads
