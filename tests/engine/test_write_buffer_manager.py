@@ -8,6 +8,7 @@ import pytest
 
 import lsmkv
 from lsmkv import testing
+from conftest import lsmkv_import_path, run_child
 
 MiB = 1 << 20
 
@@ -91,3 +92,44 @@ def test_a_db_that_fails_to_open_leaves_the_manager(tmp_path):
         with pytest.raises(lsmkv.LockError):
             lsmkv.DB(str(tmp_path / "a"), write_buffer_manager=wbm)
         assert wbm.stats()["dbs"] == 1
+
+
+FORK_CHILD = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import lsmkv
+base = sys.argv[2]
+cache, wbm = lsmkv.Cache(4 << 20), lsmkv.WriteBufferManager(16 << 20)
+dbs = [lsmkv.DB(os.path.join(base, "p%d" % i), block_cache=cache, write_buffer_manager=wbm) for i in range(2)]
+for i, db in enumerate(dbs):
+    for k in range(2000):
+        db.put(b"k%05d" % k, b"parent%d" % i)
+    db.flush()
+    assert db.get(b"k00001") == b"parent%d" % i
+pid = os.fork()
+if pid == 0:
+    try:
+        assert wbm.stats()["dbs"] == 0                     # the parent's DBs are dead here
+        db = lsmkv.DB(os.path.join(base, "child"), block_cache=cache, write_buffer_manager=wbm)
+        assert db.write_buffer_size == 8 << 20
+        for k in range(2000):
+            db.put(b"k%05d" % k, b"child")
+        db.flush()
+        assert all(db.get(b"k%05d" % k) == b"child" for k in range(0, 2000, 3))
+        db.close()
+    except BaseException as e:
+        print("child failed:", repr(e), flush=True)
+        os._exit(1)
+    os._exit(0)
+assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+assert wbm.stats()["dbs"] == 2
+for i, db in enumerate(dbs):
+    assert all(db.get(b"k%05d" % k) == b"parent%d" % i for k in range(0, 2000, 3))
+    db.close()
+print("ok")
+"""
+
+
+def test_fork_child_uses_an_inherited_cache_and_manager_for_its_own_dbs(tmp_path):
+    r = run_child(FORK_CHILD, lsmkv_import_path(), str(tmp_path), timeout=120, check=False)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
