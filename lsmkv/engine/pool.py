@@ -35,7 +35,12 @@ Thread safety: `_lock` guards the registry (_pools, _requested) and each Pool's
 its queue, its timers, its threads and every state field of its jobs. Job.set()
 may be called with an engine mutex held (Signal.notify_all): lane locks come after
 every engine lock, and no engine lock is taken under a lane lock (steps run with
-none held).
+none held). Both locks are reentrant: the collector may run a DB handle's
+finalizer in a thread holding one, and closing that DB cancels its jobs and
+leaves its pool here. A finalizer in a pool thread closes from a new thread
+(lsmkv.engine.engine.Engine.handle_dropped), since close waits for the DB's
+running steps. Lane.tids is written by each lane thread for itself (one dict
+operation) and read as a copy.
 
 Invariants:
   1. A job is in at most one place: queued once, or running on one thread, or
