@@ -286,12 +286,13 @@ class Pool:
 
     def worker(self):
         """The compaction worker for the calling thread: its own in the compact lane,
-        else worker 0 (a manual compaction; runs after that worker's current job)."""
+        else worker 0 (a manual compaction; runs after that worker's current job);
+        None once the pool stopped (the caller merges in its thread)."""
         lane = getattr(_local, "lane", None)
         ws = self.workers
         if lane is self.lanes["compact"] and _local.slot < len(ws):
             return ws[_local.slot]
-        return ws[0]
+        return ws[0] if ws else None      # None: the pool stopped (its last DB closed meanwhile)
 
     def tids(self):
         """Thread name -> native id of every running thread of the pool."""
