@@ -2,7 +2,7 @@
 that wakes them, and their start and stop.
 
 An engine has no thread of its own: its flush, compaction, janitor and
-adaptive-controller steps are jobs (lsmkv.engine.pool.Job) run by the threads of
+adaptive-controller steps are jobs (lsmkv.engine.lanes.Job) run by the threads of
 the pool shared by every open engine with the same background priority and CPU
 set (lsmkv.engine.pool). Each step is a function of the engine that says what the
 job does next (STOP, IDLE: wait to be woken or for its timeout, AGAIN). Between
@@ -18,7 +18,7 @@ Invariants:
   1. The pool holds a strong reference to the engine only while one of its steps
      runs; the step functions are unbound, so no job or thread references it.
   2. A wake-up is never lost: setting a running job's wake makes it run again
-     (lsmkv.engine.pool, invariant 2).
+     (lsmkv.engine.lanes, invariant 2).
   3. Signal.notify_all() also sets the flush and compaction jobs' wakes, so every
      change that may give them work wakes them.
   4. After join() no step of this engine runs or will run, and the engine no
