@@ -149,6 +149,7 @@ class Lane:
             if self.stopping or slot >= self.size:
                 self.threads.pop(slot, None)
                 self.tids.pop(f"lsmkv-{self.name}-{slot}", None)
+                self.cond.notify()       # a wake-up meant for this thread goes to another
                 return None
             now = time.monotonic()
             timers = self.timers
