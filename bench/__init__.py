@@ -8,6 +8,7 @@ modules (python -m bench.db_bench):
   index_cache.py   index and filter blocks resident vs in the block cache
   gc_check.py      file garbage collection and TTL collection
   footprint.py     the idle footprint per open DB (RSS, disk, threads) beside the peers
+  many_dbs.py      threads, worker processes and RSS with many DBs open in one process
   server_bench.py  lsmkv serve against redis-server with redis-benchmark (docs/server.md)
 
 db_bench's modules, one concern each:

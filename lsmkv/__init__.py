@@ -17,10 +17,13 @@ from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, ForkedE
                           LsmkvError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
                           NotADatabaseError, OpenError)
+from lsmkv.engine.pool import background_threads, set_background_threads
+from lsmkv.engine.sharedcache import Cache
+from lsmkv.engine.writebuffers import WriteBufferManager
 from lsmkv.options import Options
 
 __version__ = "0.1.0"
-__all__ = ["DB", "Options", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
+__all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
            "LockError", "ClosedError", "ForkedError", "BackgroundError", "OpenError",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
-           "DatabasePermissionError", "__version__"]
+           "DatabasePermissionError", "set_background_threads", "background_threads", "__version__"]

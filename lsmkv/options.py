@@ -65,7 +65,8 @@ class Options:
     compression_dict_bytes: int = 16 * KiB     # zstd dictionary per compaction output; 0 disables
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached (+ index/filter charged)
-    block_cache: str = "slab"                  # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU
+    block_cache: object = "slab"               # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU;
+                                               # an lsmkv.Cache: shared with other DBs (block_cache_size unused)
     slab_page_size: int = 1 * MiB              # slab page (halved, down to 64 KiB, for caches under 256 pages)
     slab_growth_factor: float = 1.08           # size-class growth: internal waste <= this - 1
     cache_index_and_filter_blocks: bool = False  # True: index/filter blocks are slab-cache blocks
@@ -88,9 +89,10 @@ class Options:
                                                # the cache by the load (lsmkv/engine/adaptive.py); the write
                                                # buffer starts at budget/64, not write_buffer_size
     adaptive_interval: float = 0.5             # seconds between two samples of the adaptive controller
+    write_buffer_manager: object = None        # an lsmkv.WriteBufferManager: one memtable limit for several DBs
     background_cpus: object = None             # CPU ids for flush/compaction/janitor threads and workers
     numa_node: object = None                   # bind background work to this NUMA node's CPUs
-    max_background_jobs: int = 2               # one flush thread + (this - 1) compaction threads
+    max_background_jobs: int = 2               # one flush job + (this - 1) compaction jobs (shared pool)
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
     create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
@@ -123,8 +125,21 @@ class Options:
             raise ValueError("option compression_dict_bytes must be 0 or >= 256")
         _int("bloom_bits_per_key", self.bloom_bits_per_key, 0, 64)
         _int("block_cache_size", self.block_cache_size, 0)
-        if self.block_cache not in ("slab", "lru"):
-            raise ValueError(f"option block_cache must be 'slab' or 'lru', got {self.block_cache!r}")
+        from lsmkv.engine.sharedcache import Cache
+        from lsmkv.engine.writebuffers import WriteBufferManager
+        if self.write_buffer_manager is not None:
+            if not isinstance(self.write_buffer_manager, WriteBufferManager):
+                raise TypeError("option write_buffer_manager must be an lsmkv.WriteBufferManager or None")
+            if self.adaptive_memory:
+                raise ValueError("option adaptive_memory cannot be used with write_buffer_manager: "
+                                 "both set the write buffer size")
+        if isinstance(self.block_cache, Cache):
+            if self.memory_budget:
+                raise ValueError("option memory_budget needs a block cache of the DB's own, "
+                                 "not a shared lsmkv.Cache (block_cache)")
+        elif self.block_cache not in ("slab", "lru"):
+            raise ValueError(f"option block_cache must be 'slab', 'lru' or an lsmkv.Cache, "
+                             f"got {self.block_cache!r}")
         _int("slab_page_size", self.slab_page_size, 4 * KiB, 1 << 30)
         if isinstance(self.slab_growth_factor, bool) or not isinstance(self.slab_growth_factor, (int, float)):
             raise TypeError("option slab_growth_factor must be a number")

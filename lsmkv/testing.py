@@ -184,29 +184,39 @@ def adaptive_tick(db, now=None):
     return db.core.adaptive.tick(now)
 
 
-# -- background threads
-
-def flush_thread(db):
-    return db.core.threads.flush
-
-
-def compaction_threads(db):
-    return list(db.core.threads.compactions)
-
-
-def janitor_thread(db):
-    return db.core.threads.janitor
-
-
-def adaptive_thread(db):
-    return db.core.threads.adaptive
-
+# -- background work (the process-wide pool, lsmkv.engine.pool)
 
 def background_threads(db):
-    """Every background thread started, flush first."""
-    return db.core.threads.all()
+    """The pool threads that run the DB's background steps, flush lane first
+    (shared with every open DB of the same background priority and CPU set)."""
+    return db.core.threads.threads()
 
 
 def background_thread_ids(db):
-    """Background thread name (e.g. "lsmkv-flush") -> native thread id."""
+    """Background thread name (e.g. "lsmkv-flush-0") -> native thread id."""
     return dict(db.core.threads.tids)
+
+
+def background_jobs(db):
+    """The DB's background jobs ("flush", "compact-0", "delete", "adapt") -> state:
+    "idle", "queued", "running" or "done" (after close)."""
+    return db.core.threads.job_states()
+
+
+def run_in_pool(db, fn, lane="misc"):
+    """Run fn() once in a thread of the DB's pool lane ("flush", "compact", "misc"),
+    as one of its steps would run; returns a threading.Event set when fn returned."""
+    import threading
+    import weakref
+    from lsmkv.engine.pool import STOP
+    done = threading.Event()
+
+    def step(engine):
+        try:
+            fn()
+        finally:
+            done.set()
+        return STOP
+
+    db.core.threads.pool.job(lane, weakref.ref(db.core), step, (), None, f"test:{db.core.path}")
+    return done

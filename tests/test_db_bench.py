@@ -17,7 +17,8 @@ from conftest import lsmkv_import_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
-SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "footprint")   # runnable by path
+SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "footprint",
+           "many_dbs")   # runnable by path
 
 
 def _child_env():

@@ -1,6 +1,6 @@
 """Adaptive split of one memory budget between memtables and the block cache.
 
-With options memory_budget and adaptive_memory=True, a controller thread of the DB
+With options memory_budget and adaptive_memory=True, a controller job of the DB (on the background pool)
 samples the load every adaptive_interval seconds and may change the write buffer
 size (the size at which the active memtable is switched). The block cache gets what
 the memtables leave (WriteController.apply_budget), so moving the write buffer size

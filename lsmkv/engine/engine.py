@@ -6,21 +6,21 @@ delete, write, iteration) run without a Python call; Core reaches the Python sid
 only on cold paths, through the components it holds: writes, logs, files.
 
   stats        lsmkv.engine.stats.Stats              the counters of stats()
-  threads      lsmkv.engine.background.Threads       the background threads
+  threads      lsmkv.engine.background.Threads       its background jobs (on the shared pool)
   tables       lsmkv.engine.tables.Tables            table readers, the block cache
   logs         lsmkv.engine.logs.LogSet              retired, flushed and spare logs
   files        lsmkv.engine.files.Files              pins, pending outputs, obsolete files
   snapshots    lsmkv.engine.snapshots.Snapshots      live snapshot sequences
   writes       lsmkv.engine.writes.WriteController   room for writes, L0 pacing, budget
-  flusher      lsmkv.engine.flush.Flusher            the flush thread
-  compactions  lsmkv.engine.scheduler.Compactions    compaction threads, manual compactions
+  flusher      lsmkv.engine.flush.Flusher            the flush job
+  compactions  lsmkv.engine.scheduler.Compactions    compaction jobs, manual compactions
   adaptive     lsmkv.engine.adaptive.AdaptiveController, with adaptive_memory
 Recovery (lsmkv.engine.recovery) runs at open; lsmkv.engine.lifecycle holds the
 open engines for the fork and exit hooks.
 
 Thread safety: any number of threads may call any method. Engine state changes
 hold `mutex` (shared with Core's write path); `cv` is a Condition on it, used for
-write stalls and to wake the background threads. Reads take no lock (see
+write stalls and to wake the background jobs. Reads take no lock (see
 lsmkv.core.dbcore). Locks, in the order they are taken (a lock is never held
 while taking an earlier one): compactions.lock, manifest_lock, mutex, logs.lock.
 logs.close_lock and files.purge_lock are taken alone. Each component's module
@@ -33,13 +33,14 @@ Invariants:
      current one, nor one pinned by an open iterator.
   3. Files are created with numbers from versions.new_file_number(); a file on
      disk that no version, log or pending output claims is removed at open.
-  4. At most one background thread flushes. Up to max_background_jobs - 1
+  4. At most one background job flushes. Up to max_background_jobs - 1
      compactions run at once, on inputs that do not conflict; a manual compaction
      holds compactions.lock and waits until none runs.
-  5. Background threads hold the engine only while a step of their work runs (a
-     weak reference otherwise), so a handle that nobody references is finalized,
-     and its finalizer closes the engine, while they wait; open engines are closed
-     at interpreter exit.
+  5. The background pool (lsmkv.engine.pool) holds the engine only while a step
+     of its work runs (a weak reference otherwise), so a handle that nobody
+     references is finalized, and its finalizer closes the engine, while its jobs
+     wait; after close() no step of it runs; open engines are closed at
+     interpreter exit.
   6. An engine inherited by a fork() child is dead there: every use raises
      ForkedError and close() releases only the child's memory, touching no file,
      no log and no lock (the parent owns them all).
@@ -47,7 +48,6 @@ Invariants:
 import os
 import threading
 import warnings
-import weakref
 
 from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
 from lsmkv.core.memtable import MemTable
@@ -72,7 +72,7 @@ class Engine(Core):
     """The engine behind a DB handle (see the module docstring).
 
     Owned by exactly one DB handle, which closes it when closed or finalized; the
-    background threads hold the engine (their steps run on it), never the handle."""
+    background pool holds the engine (its steps run on it), never the handle."""
 
     def __init__(self, path, options=None, **kwargs):
         opts = Options.build(options, **kwargs)
@@ -81,7 +81,7 @@ class Engine(Core):
         self.clock = opts.clock
         self.write_buffer_size = opts.write_buffer_size
         self.state.path = self.path
-        n_compactions = opts.max_background_jobs - 1     # one job is the flush thread
+        n_compactions = opts.max_background_jobs - 1     # one job is the flush
 
         # -- constant after construction (or owned by the thread that opens and closes)
         self.dirlock = None                   # DirLock while this process holds the LOCK
@@ -90,7 +90,7 @@ class Engine(Core):
         self.manifest_lock = threading.Lock()     # MANIFEST appends, kept in their apply order
         self.stats = Stats(self.mutex)
         self.threads = Threads(opts, n_compactions)
-        self.cv = Signal(self.mutex, [self.threads.flush_wake] + self.threads.compaction_wakes)
+        self.cv = Signal(self.mutex, [])           # wakes: the jobs, once started
         self.tables = Tables(self)
         self.logs = LogSet(self)
         self.files = Files(self)
@@ -109,27 +109,26 @@ class Engine(Core):
         self.open()
         self.closed = False
         lifecycle.register(self)
-        # each thread holds the engine weakly (lsmkv.engine.background); the steps are
-        # unbound functions, so neither the Thread object nor its arguments reference it
-        ref = weakref.ref(self)
-        th = self.threads
-        th.flush = th.start(ref, self.path, "flush", _flush_step, th.flush_wake, None)
-        for i in range(n_compactions):
-            th.compactions.append(th.start(ref, self.path, f"compact-{i}", _compaction_step,
-                                           th.compaction_wakes[i], 1.0, i))
-        th.janitor = th.start(ref, self.path, "delete", _janitor_step, th.janitor_wake, None)
-        if self.adaptive is not None:
-            th.adaptive = th.start(ref, self.path, "adapt", _adaptive_step, th.adaptive_wake,
-                                   opts.adaptive_interval)
+        # the pool holds the engine weakly (lsmkv.engine.background); the steps are
+        # unbound functions, so no job or thread references it
+        self.threads.start(self, _flush_step, _compaction_step, _janitor_step,
+                           _adaptive_step if self.adaptive is not None else None,
+                           opts.adaptive_interval)
+        self.cv.wakes = self.threads.wakes()
 
     # ------------------------------------------------------------------ open
 
     def open(self):
+        wbm = self.options.write_buffer_manager
         try:
             recovery.check_directory(self.path, self.options)
             self.dirlock = DirLock.acquire(self.path, "a DB")
+            if wbm is not None:          # before the first log: it is preallocated to the share
+                wbm.attach(self)
             recovery.recover(self)
         except BaseException as e:
+            if wbm is not None:
+                wbm.detach(self)
             if self.dirlock is not None:
                 self.dirlock.release()
                 self.dirlock = None
@@ -280,7 +279,7 @@ class Engine(Core):
     # ------------------------------------------------------------------ close
 
     def close(self):
-        """Stop the threads, sync the log, release the lock (DB.close)."""
+        """Stop its background jobs, sync the log, release the lock (DB.close)."""
         if self.state.forked:
             self.release_inherited()
             return
@@ -292,10 +291,11 @@ class Engine(Core):
             self.cv.notify_all()
         self.threads.join()
         self.janitor_pass()
-        for w in self.compactions.workers:
-            w.close()
+        if self.options.write_buffer_manager is not None:
+            self.options.write_buffer_manager.detach(self)      # the others get its share
         with self.mutex:
             try:
+                self.tables.close()
                 self.logs.close()
                 self.versions.close()
             finally:
@@ -316,8 +316,8 @@ class Engine(Core):
                           stacklevel=2)
         finally:            # also when warnings are errors
             if self.threads.is_own(threading.current_thread()):
-                # the garbage collector finalized the handle (in a reference cycle) in one
-                # of this engine's own threads, which close() would join: close from another
+                # the garbage collector finalized the handle (in a reference cycle) in a
+                # pool thread, whose lane close() may wait for: close from another
                 threading.Thread(target=self.close, name=f"lsmkv-close:{self.path}").start()
             else:
                 self.close()
@@ -347,17 +347,14 @@ class Engine(Core):
         if self.inherited_released:
             return
         self.inherited_released = True
-        self.logs.release_inherited()
-        for w in self.compactions.workers:
-            w.forget()
-        self.compactions.workers = []
+        self.logs.release_inherited()     # the parent's workers: forgotten by the pool's fork hook
         self.versions.close()       # this process's descriptor only; nothing is written
         self.sv = None
         self.tables.release_inherited()
         self.flusher.flushing = None
 
 
-# The background threads' steps: unbound, so that a Thread references no engine.
+# The background jobs' steps: unbound, so that no job or pool thread references an engine.
 
 def _flush_step(engine):
     return engine.flusher.step()

@@ -1,20 +1,21 @@
 """The compaction scheduler and the merge runner.
 
 Compactions owns what decides which compaction runs when: its lock, the list of
-running compactions, the round-robin pointers, the garbage check, the compaction
-worker processes; its threads' step (step()), and the manual entry points
+running compactions, the round-robin pointers, the garbage check; its jobs' step
+(step()), and the manual entry points
 (compact_range(), no_background()). run_compaction() is the reusable merge: a job
 (lsmkv.engine.worker) that streams the inputs through lsmkv.core.table.write_tables,
-in the worker process or in the calling thread; bounded memory (one block per
+in a worker process (the pool's, lsmkv.engine.pool: shared by the engines of
+the process) or in the calling thread; bounded memory (one block per
 input, one output block), outputs cut at target_file_size between user keys, then
 one MANIFEST edit that removes the inputs and adds the outputs.
 
-Thread safety: with max_background_jobs = N, N - 1 compaction threads may merge
-at once. A background compaction is picked and registered in `running` under
+Thread safety: with max_background_jobs = N, N - 1 compaction jobs may merge
+at once (fewer if the pool's compact lane has fewer threads). A background compaction is picked and registered in `running` under
 `lock` and the engine mutex, then runs without either; a manual compaction holds
 `lock` throughout and first waits until none is running. `running`, `pointers`,
-`garbage_checked_version` and `next_expiry` are guarded by the engine mutex;
-`worker_fallback` is one reference assignment. Lock order: lock, then the engine
+`garbage_checked_version`, `next_expiry` and `worker_jobs` are guarded by the
+engine mutex; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
 mutex.
 
 Invariants:
@@ -34,7 +35,7 @@ from lsmkv.engine import background, filenames
 from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_dict_bytes,
                                      pick_auto, pick_range)
 from lsmkv.engine.version import FileMeta, VersionEdit
-from lsmkv.engine.worker import (Worker, WorkerUnavailable, interpreter_problem, make_job,
+from lsmkv.engine.worker import (WorkerUnavailable, interpreter_problem, make_job,
                                  numbers_needed, run_job)
 from lsmkv.errors import BackgroundError
 
@@ -45,18 +46,16 @@ class Compactions:
         opts = engine.options
         # -- constant
         self.lock = threading.Lock()          # picking a compaction; held throughout by manual ones
-        self.tls = threading.local()          # .worker: the compaction thread's worker process
+        self.use_workers = opts.compaction_worker == "process"
         # -- guarded by the engine mutex
         self.running = []                     # Running of merges in progress
         self.pointers = {}                    # level -> largest user key of its last compaction
         self.garbage_checked_version = None
         self.next_expiry = 0
+        self.worker_jobs = 0                  # jobs this engine ran in a worker process
         # -- one reference assignment: why compactions run in-process although
         #    compaction_worker='process' (None: they do not)
-        self.worker_fallback = interpreter_problem() if opts.compaction_worker == "process" else None
-        self.workers = ([Worker(engine.threads.nice, engine.threads.cpus) for _ in range(n_threads)]
-                        if opts.compaction_worker == "process" and self.worker_fallback is None
-                        else [])                  # thread-safe each
+        self.worker_fallback = interpreter_problem() if self.use_workers else None
 
     # -- the background threads
 
@@ -80,13 +79,12 @@ class Compactions:
         return max(level_scores(e.versions.current, e.options)) >= 1 or with_garbage
 
     def step(self, i):
-        """Compaction thread i's step, using worker process i. The thread wakes on
-        every version change and at least once a second, so expired data is
-        collected without writes. When what is due conflicts with compactions other
-        threads are running, it waits for the next change."""
+        """Compaction job i's step (in a thread of the pool's compact lane, merging in
+        that thread's worker process). The job wakes on every version change and at
+        least once a second, so expired data is collected without writes. When what
+        is due conflicts with compactions other jobs are running, it waits for the
+        next change."""
         e = self.engine
-        if self.workers:
-            self.tls.worker = self.workers[i]
         with e.mutex:
             if e.shutting_down or e.bg_error is not None:
                 return background.STOP
@@ -166,15 +164,20 @@ class Compactions:
 
     def run_job(self, job):
         """Run a compaction job (lsmkv.engine.worker) where options.compaction_worker says:
-        in the calling compaction thread's worker process (the first one for a
-        manual compaction, which runs only when no other compaction does). Where
-        no worker can run (WorkerUnavailable), this engine compacts in its threads
-        from then on."""
-        if self.workers and self.worker_fallback is None:
-            try:
-                return getattr(self.tls, "worker", self.workers[0]).run(job)
-            except WorkerUnavailable as ex:
-                self.worker_fallback = str(ex)
+        in the calling pool thread's worker process (the pool's first one for a
+        manual compaction). Where no worker can run (WorkerUnavailable), this engine
+        compacts in the calling thread from then on."""
+        if self.use_workers and self.worker_fallback is None:
+            w = self.engine.threads.worker()
+            if w is not None:
+                try:
+                    result = w.run(job)
+                except WorkerUnavailable as ex:
+                    self.worker_fallback = str(ex)
+                else:
+                    with self.engine.mutex:
+                        self.worker_jobs += 1
+                    return result
         return run_job(job)
 
     def run_compaction(self, inputs, output_level, bottommost):
@@ -222,11 +225,19 @@ class Compactions:
                 e.files.release_outputs(numbers)
         return edit
 
+    def workers(self):
+        """The worker processes this engine's compactions may run in: its pool's,
+        shared with the other engines of the pool ([] when it runs none)."""
+        if not self.use_workers:
+            return []
+        p = self.engine.threads.pool
+        return list(p.workers) if p is not None else []
+
     def stats(self):
         """stats()["compaction_worker"]."""
-        ws = self.workers
+        ws = self.workers()
         s = ({"mode": "process", "pid": ws[0].pid, "pids": [w.pid for w in ws],
-              "jobs": sum(w.jobs for w in ws), "restarts": sum(w.restarts for w in ws)}
+              "jobs": self.worker_jobs, "restarts": sum(w.restarts for w in ws)}
              if ws and self.worker_fallback is None else {"mode": "thread"})
         s["requested"] = self.engine.options.compaction_worker
         if self.worker_fallback is not None:

@@ -62,7 +62,7 @@ def _numa_stats(engine):
     from lsmkv.engine import numa
     th = engine.threads
     applied = {name: numa.thread_affinity(tid) for name, tid in list(th.tids.items())}
-    for i, w in enumerate(engine.compactions.workers):
+    for i, w in enumerate(engine.compactions.workers()):
         if w.pid is not None:
             applied[f"lsmkv-worker-{i}"] = numa.thread_affinity(w.pid)
     return {"nodes": numa.topology(),
@@ -116,14 +116,18 @@ def report(engine):
     s["space_amplification"] = round(live_bytes / deepest, 3) if deepest else 0.0
     s["total_sst_bytes"] = e.tables.total_file_bytes()
     cache = e.tables.cache
-    s["block_cache"] = cache.stats() if cache is not None else None
+    s["block_cache"] = (e.tables.shared.stats() if e.tables.shared is not None and cache is not None
+                        else cache.stats() if cache is not None else None)
     s["compaction_worker"] = e.compactions.stats()
     s["compactions_running"] = len(e.compactions.running)
-    s["background_jobs"] = {"flush": 1, "compaction": len(e.threads.compactions)}
+    s["background_jobs"] = {"flush": 1, "compaction": e.threads.n_compactions}
+    s["background_pool"] = e.threads.pool.stats() if e.threads.pool is not None else None
     s["background_nice"] = e.threads.nice
     s["memory_budget"] = (dict(e.writes.budget, budget=opts.memory_budget,
                                memtable_charge=e.writes.memtable_charge())
                           if opts.memory_budget else None)
     s["adaptive_memory"] = e.adaptive.stats() if e.adaptive is not None else None
+    wbm = opts.write_buffer_manager
+    s["write_buffer_manager"] = wbm.stats() if wbm is not None else None
     s["numa"] = _numa_stats(e)
     return s

@@ -1,5 +1,10 @@
 """Table readers: one open lsmkv.core.table.TableReader per live SST, and the block cache.
 
+The cache is the DB's own, or an lsmkv.Cache shared with other DBs
+(lsmkv.engine.sharedcache): then each table's blocks are keyed by an id the
+shared cache gives it at open, not by its file number (which other DBs use too),
+and close() erases this DB's blocks from it.
+
 Thread safety: `readers` is guarded by the engine mutex for changes; a reader
 outside it copies it in one call (list(readers.values())). A reader is opened
 (index and filter read) without the mutex by preopen(), then published under
@@ -9,7 +14,9 @@ Invariants:
   1. Every table of the current version has a reader in `readers`; a reader
      leaves only when its table is obsolete (drop_unless), and its file closes
      when the last iterator or version holding it drops it.
-  2. Whether a table keeps its index and filter in the block cache is decided
+  2. A reader's `number` is its blocks' id in the cache: the file number, or
+     with a shared cache the id it gave (unique in the process).
+  3. Whether a table keeps its index and filter in the block cache is decided
      once, at open, by its level (keeps_meta_in_cache): a table never changes
      level.
 """
@@ -18,10 +25,13 @@ import os
 from lsmkv.core.cache import LRUCache, SlabCache
 from lsmkv.core.table import TableReader
 from lsmkv.engine import filenames
+from lsmkv.engine.sharedcache import Cache
 
 
 def make_cache(opts):
     """The block cache options ask for, or None."""
+    if isinstance(opts.block_cache, Cache):
+        return opts.block_cache.cache
     if opts.block_cache_size <= 0:
         return None
     if opts.block_cache == "lru":
@@ -35,6 +45,8 @@ class Tables:
     def __init__(self, engine):
         self.engine = engine
         self.cache = make_cache(engine.options)   # thread-safe itself
+        shared = engine.options.block_cache
+        self.shared = shared if isinstance(shared, Cache) else None     # an lsmkv.Cache, or None
         # -- guarded by the engine mutex
         self.readers = {}                          # number -> TableReader, for every SST not yet deleted
 
@@ -49,7 +61,12 @@ class Tables:
     def new_reader(self, number, level):
         """A TableReader for table `number` of `level` (reads its index and filter)."""
         e = self.engine
-        return TableReader(filenames.table_name(e.path, number), number, self.cache,
+        cache, key_id = self.cache, number
+        if self.shared is not None:
+            key_id = self.shared.new_table_id()
+            if key_id is None:               # ids exhausted: read it uncached
+                cache, key_id = None, number
+        return TableReader(filenames.table_name(e.path, number), key_id, cache,
                            e.options.mmap_reads, self.keeps_meta_in_cache(level))
 
     def open(self, number, level):
@@ -74,8 +91,15 @@ class Tables:
             t = self.readers.pop(number)   # its file closes when the last reader drops it
             out.append((number, t.file_size))
             if self.cache is not None:
-                self.cache.erase_file(number)
+                self.cache.erase_file(t.number)
         return out
+
+    def close(self):
+        """At close (mutex held): a shared cache forgets this DB's blocks (its own
+        cache goes with the engine)."""
+        if self.shared is not None and self.cache is not None:
+            for t in list(self.readers.values()):
+                self.cache.erase_file(t.number)
 
     def total_file_bytes(self):
         """Bytes on disk of every table not yet deleted."""

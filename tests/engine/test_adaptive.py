@@ -320,4 +320,4 @@ def test_db_adaptive_thread_runs_and_closes(tmp_path):
         assert db.stats()["adaptive_memory"]["samples"] >= 3
     finally:
         db.close()
-    assert not testing.adaptive_thread(db).is_alive()
+    assert testing.background_jobs(db)["adapt"] == "done"

@@ -147,10 +147,10 @@ def test_background_threads_bound_to_background_cpus(tmp_path):
     db.flush()
     db.compact_range()
     applied = db.stats()["numa"]["applied"]
-    assert {"lsmkv-flush", "lsmkv-delete", "lsmkv-compact-0", "lsmkv-compact-1"} <= set(applied)
+    assert {"lsmkv-flush-0", "lsmkv-misc-0", "lsmkv-compact-0", "lsmkv-compact-1"} <= set(applied)
     assert all(cpus == [cpu] for cpus in applied.values()), applied
     # read back from the kernel directly, by native thread id
-    assert os.sched_getaffinity(testing.background_thread_ids(db)["lsmkv-flush"]) == {cpu}
+    assert os.sched_getaffinity(testing.background_thread_ids(db)["lsmkv-flush-0"]) == {cpu}
     # the user's thread (which opened the DB and ran flush and compact_range) is not bound
     assert os.sched_getaffinity(threading.get_native_id()) == mine
     db.close()

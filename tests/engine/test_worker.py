@@ -179,7 +179,7 @@ def test_background_work_runs_at_the_chosen_cpu_priority(dbpath, priority):
             db.put(b"%06d" % i, b"v" * 50)
         db.compact_range()
         assert db.stats()["background_nice"] == (19 if priority == "low" else 0)
-        for t in (testing.flush_thread(db), *testing.compaction_threads(db), testing.janitor_thread(db)):
+        for t in testing.background_threads(db):
             assert os.getpriority(os.PRIO_PROCESS, t.native_id) == want, t.name
         assert os.getpriority(os.PRIO_PROCESS, db.stats()["compaction_worker"]["pid"]) == want
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
