@@ -123,7 +123,7 @@ class Engine(Core):
         try:
             recovery.check_directory(self.path, self.options)
             self.dirlock = DirLock.acquire(self.path, "a DB")
-            if wbm is not None:          # before the first log: it is preallocated to the share
+            if wbm is not None:          # first: the engine's write_buffer_size becomes the share
                 wbm.attach(self)
             recovery.recover(self)
         except BaseException as e:

@@ -4,8 +4,8 @@
 Options(write_buffer_manager=wbm) makes a DB's memtables count against wbm.limit.
 The split is static and exact: each attached DB may hold max_write_buffer_number
 memtables, so the limit is divided into that many slots per DB, and every DB's
-write buffer size (where its active memtable is switched, and the size its logs
-are preallocated to) becomes min(its write_buffer_size option, one slot), never
+write buffer size (where its active memtable is switched) becomes
+min(its write_buffer_size option, one slot), never
 below MIN_WRITE_BUFFER. Opening or closing a DB re-divides it. A DB that shrinks
 switches its active memtable at its next write once that is over the new size.
 So the memtables of all the DBs stay within the limit (plus a last write's
