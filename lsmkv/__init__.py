@@ -17,6 +17,7 @@ from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, ForkedE
                           LsmkvError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
                           NotADatabaseError, OpenError)
+from lsmkv.engine.memory import memory_usage
 from lsmkv.engine.pool import background_threads, set_background_threads
 from lsmkv.engine.sharedcache import Cache
 from lsmkv.engine.writebuffers import WriteBufferManager
@@ -26,4 +27,5 @@ __version__ = "0.1.0"
 __all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
            "LockError", "ClosedError", "ForkedError", "BackgroundError", "OpenError",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
-           "DatabasePermissionError", "set_background_threads", "background_threads", "__version__"]
+           "DatabasePermissionError", "set_background_threads", "background_threads", "memory_usage",
+           "__version__"]

@@ -296,6 +296,13 @@ cdef class MemTable:
         return self.arena.allocated
 
     @property
+    def resident_bytes(self):
+        """Bytes of the arena the process holds: memory_usage less the whole pages
+        at the end of the current chunk that no allocation has reached yet (an
+        empty memtable maps a 1 MiB chunk and touches one page of it)."""
+        return self.arena.allocated - (self.arena.remaining & ~(<size_t>4095))
+
+    @property
     def arena_used(self):
         return self.arena.used
 

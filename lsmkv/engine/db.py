@@ -317,16 +317,17 @@ class DB(CoreDB):
     def memory_usage(self):
         """Where the engine's memory is, in bytes (docs/tuning.md, memory rows):
 
-        memtable_active, memtable_immutable: arena chunks mapped (exact;
-        immutable includes a flushed memtable until the flush thread drops it);
+        memtable_active, memtable_immutable: arena chunks mapped, less the
+        untouched pages at the end of the current chunk (immutable includes a
+        flushed memtable until the flush thread drops it);
         cache_payload: block bytes in the cache; cache_overhead: slab bytes held
         beyond the payload plus the cache's bookkeeping; pinned: the part of the
         payload readers pin now (included in cache_payload); index_filter: index
         and filter blocks open tables hold resident (with
         cache_index_and_filter_blocks, those in the block cache are part of
         cache_payload instead: stats()["block_cache"]["index_filter_cached"]);
-        wal_mapped: log files mapped and
-        populated for appends; sst_mapped: the 64 KiB windows of table mappings
+        wal_mapped: log pages mapped and populated for appends (a step
+        ahead of the writer); sst_mapped: the 64 KiB windows of table mappings
         reads touched (what fault-around maps into the RSS while the files stay
         in the page cache, which the kernel may drop); read_buffers: pooled pread
         buffers. total is their sum without pinned.

@@ -263,8 +263,8 @@ class Engine(Core):
         cache = self.tables.cache
         cs = cache.stats() if cache is not None else None
         u = {
-            "memtable_active": sv.mem.memory_usage,
-            "memtable_immutable": sum(m.memory_usage for m in imms),
+            "memtable_active": sv.mem.resident_bytes,
+            "memtable_immutable": sum(m.resident_bytes for m in imms),
             "cache_payload": cs["usage"] if cs else 0,
             "cache_overhead": cs["overhead"] if cs else 0,
             "pinned": cs["pinned_bytes"] if cs else 0,

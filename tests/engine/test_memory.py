@@ -27,6 +27,12 @@ def rss():
 
 rng = random.Random(5)
 vals = [bytes(rng.randrange(256) for _ in range(200)) for _ in range(64)]
+# a warm-up DB first: the code a DB loads lazily (compiled modules) is in the RSS
+# before the baseline, so the growth is the DBs' memory
+with lsmkv.DB(sys.argv[1] + "-warm-up") as warm:
+    warm.put(b"k", b"v")
+    warm.flush()
+    warm.get(b"k")
 base = rss()
 db = lsmkv.DB(sys.argv[1], write_buffer_size=8 << 20, block_cache_size=24 << 20)
 out = []
@@ -179,3 +185,59 @@ def test_affinity_options_name_what_is_wrong(tmp_path):
     with pytest.raises(TypeError, match="background_cpus"):
         lsmkv.DB(str(tmp_path / "d"), background_cpus=3)
     assert not os.path.exists(str(tmp_path / "a" / "CURRENT"))
+
+
+SHARED_RSS_CHILD = RSS_CHILD.replace('''db = lsmkv.DB(sys.argv[1], write_buffer_size=8 << 20, block_cache_size=24 << 20)
+out = []
+for i in range(120000):
+    db.put(b"%016d" % i, vals[i % 64])
+db.flush()
+u = db.memory_usage()''', '''cache = lsmkv.Cache(24 << 20)
+dbs = [lsmkv.DB(os.path.join(sys.argv[1], str(n)), write_buffer_size=2 << 20, block_cache=cache)
+       for n in range(10)]
+out = []
+for i in range(120000):
+    dbs[i % 10].put(b"%016d" % i, vals[i % 64])
+for d in dbs:
+    d.flush()
+db = dbs[3]
+u = lsmkv.memory_usage()''').replace('''        db.get(b"%016d" % rng.randrange(120000))
+u = db.memory_usage()''', '''        k = rng.randrange(120000)
+        dbs[k % 10].get(b"%016d" % k)
+u = lsmkv.memory_usage()''').replace("db.close()", "for d in dbs:\n    d.close()")
+
+
+def test_process_memory_usage_matches_rss_growth_with_ten_dbs_sharing_a_cache(tmp_path):
+    """The same check with 10 DBs on the shared background pool and one lsmkv.Cache:
+    lsmkv.memory_usage() (the cache counted once) is within 10% of the RSS growth."""
+    assert SHARED_RSS_CHILD.count("lsmkv.memory_usage()") == 2 and "d.close()" in SHARED_RSS_CHILD
+    os.makedirs(tmp_path / "dbs")
+    u, cache = run_rss_child(SHARED_RSS_CHILD, tmp_path / "dbs")
+    assert u["dbs"] == 10 and u["caches"] == 1 and cache.get("shared")
+    assert u["cache_payload"] == cache["usage"] > 0
+
+
+def test_process_memory_usage_counts_a_shared_cache_once(tmp_path):
+    before = lsmkv.memory_usage()          # DBs other tests left open, if any
+    shared = lsmkv.Cache(4 * MiB)
+    dbs = [lsmkv.DB(str(tmp_path / f"s{i}"), block_cache=shared) for i in range(2)]
+    dbs.append(lsmkv.DB(str(tmp_path / "own"), block_cache_size=4 * MiB))
+    try:
+        for n, db in enumerate(dbs):
+            for i in range(3000):
+                db.put(b"%d-%06d" % (n, i), b"v" * 200)
+            db.flush()
+            for i in range(3000):
+                assert db.get(b"%d-%06d" % (n, i)) == b"v" * 200
+        per_db = [db.memory_usage() for db in dbs]
+        u = lsmkv.memory_usage()
+        assert u["dbs"] == before["dbs"] + 3 and u["caches"] == before["caches"] + 2
+        own = per_db[2]["cache_payload"]
+        assert per_db[0]["cache_payload"] == per_db[1]["cache_payload"] > 0    # each reports the whole cache
+        # the shared cache once, not once per DB
+        assert u["cache_payload"] - before["cache_payload"] == per_db[0]["cache_payload"] + own
+        assert u["total"] == sum(v for k, v in u.items() if k not in ("total", "pinned", "dbs", "caches"))
+    finally:
+        for db in dbs:
+            db.close()
+    assert lsmkv.memory_usage()["dbs"] == before["dbs"]
