@@ -71,6 +71,27 @@ def output_dict_bytes(options, l0_files):
     return options.compression_dict_bytes
 
 
+def output_compression_level(options, bottommost):
+    """The zstd level of a compaction's outputs: options.bottommost_compression_level
+    when the output is the bottommost level (no level below holds a key in its range)
+    and that option is set, else options.compression_level. As RocksDB's
+    bottommost_compression: the bottommost level holds most of the data and is
+    rewritten least often, so a stronger level there costs compaction CPU once per
+    byte kept for long, and is where most of the disk is saved (docs/tuning.md,
+    "Smaller files").
+
+    >>> import lsmkv
+    >>> o = lsmkv.Options(compression_level=-1, bottommost_compression_level=3)
+    >>> output_compression_level(o, True), output_compression_level(o, False)
+    (3, -1)
+    >>> output_compression_level(lsmkv.Options(bottommost_compression_level=None), True)
+    -1
+    """
+    if bottommost and options.bottommost_compression_level is not None:
+        return options.bottommost_compression_level
+    return options.compression_level
+
+
 def level_max_bytes(options, level):
     """Target size of level >= 1: base * multiplier ** (level - 1)."""
     return options.max_bytes_for_level_base * options.max_bytes_for_level_multiplier ** (level - 1)

@@ -42,6 +42,7 @@ import sys
 import threading
 
 from lsmkv.engine import filenames
+from lsmkv.engine.compaction import output_compression_level
 from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.table import TableBuilder, TableIterator, TableReader, write_tables
 
@@ -64,7 +65,7 @@ def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict
         dict_bytes = o.compression_dict_bytes
     return {"inputs": list(inputs), "numbers": list(numbers), "dir": dbdir,
             "block_size": o.block_size, "compression": o.compression,
-            "compression_level": o.compression_level, "bloom_bits": o.bloom_bits_per_key,
+            "compression_level": output_compression_level(o, bottommost), "bloom_bits": o.bloom_bits_per_key,
             "restart_interval": o.block_restart_interval, "dict_bytes": dict_bytes,
             "mmap_reads": True,   # merges read their inputs once, sequentially: mapped (unmapped at the end)
             "target_file_size": o.target_file_size_base,
