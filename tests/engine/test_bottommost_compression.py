@@ -78,3 +78,55 @@ def test_bad_values_rejected(tmp_path, bad, exc):
     with pytest.raises(exc, match="bottommost_compression_level"):
         lsmkv.DB(str(tmp_path / "db"), bottommost_compression_level=bad)
     assert not os.path.exists(str(tmp_path / "db" / "CURRENT"))
+
+
+def _entries(db):
+    """(user key, sequence, value) of every entry of every table below level 0."""
+    from lsmkv.core.table import TableIterator
+    out = []
+    for level, files in enumerate(testing.current_version(db).levels):
+        for f in files if level else ():
+            t = TableReader(os.path.join(db.path, "%06d.sst" % f.number), f.number, None, True)
+            try:
+                it = TableIterator(t)
+                it.py_seek_to_first()
+                while it.py_valid():
+                    ukey, seq, kind, value, expiry = it.py_entry()
+                    out.append((ukey, seq, value))
+                    it.py_next()
+            finally:
+                t.close()
+    return out
+
+
+def test_bottommost_versions_every_snapshot_sees_are_written_with_sequence_zero(tmp_path):
+    """RocksDB's bottommost sequence zeroing: a key's version that every snapshot sees
+    is written with sequence 0 at the bottommost level; a newer version a snapshot
+    does not see keeps its sequence, and reads through the snapshot are unchanged."""
+    with lsmkv.DB(str(tmp_path / "db")) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"old%d" % i)
+        with db.snapshot() as snap:
+            db.put(b"k007", b"new7")
+            db.put(b"k100", b"new100")
+            db.delete(b"k008")
+            db.compact_range()
+            entries = _entries(db)
+            by_key = {}
+            for ukey, seq, value in entries:
+                by_key.setdefault(ukey, []).append((seq, value))
+            assert by_key[b"k000"] == [(0, b"old0")]
+            new_seq, new_value = by_key[b"k007"][0]
+            assert new_seq > 0 and new_value == b"new7" and by_key[b"k007"][1] == (0, b"old7")
+            assert by_key[b"k100"][0][0] > 0 and len(by_key[b"k100"]) == 1
+            assert by_key[b"k008"][1] == (0, b"old8")     # the deletion above it keeps its sequence
+            assert snap.get(b"k007") == b"old7" and snap.get(b"k008") == b"old8"
+            assert snap.get(b"k100") is None
+            assert db.get(b"k007") == b"new7" and db.get(b"k008") is None
+        db.compact_range()                   # no snapshot now: every version is seen by all
+        assert all(seq == 0 for _, seq, _ in _entries(db))
+        assert db.get(b"k007") == b"new7" and db.get(b"k008") is None and db.get(b"k100") == b"new100"
+        db.put(b"k000", b"newer")            # a write after zeroing is newer than every zeroed one
+        assert db.get(b"k000") == b"newer"
+        db.compact_range()
+        assert db.get(b"k000") == b"newer" and db.get(b"k001") == b"old1"
