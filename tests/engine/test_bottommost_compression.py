@@ -130,3 +130,13 @@ def test_bottommost_versions_every_snapshot_sees_are_written_with_sequence_zero(
         assert db.get(b"k000") == b"newer"
         db.compact_range()
         assert db.get(b"k000") == b"newer" and db.get(b"k001") == b"old1"
+
+
+def test_behind_compactions_use_compression_level():
+    """While level 0 holds half the slowdown trigger or more, bottommost outputs get
+    compression_level (and no dictionary): the CPU goes to catching up."""
+    o = lsmkv.Options(compression_level=-1, bottommost_compression_level=5,
+                      level0_slowdown_writes_trigger=8)
+    assert output_compression_level(o, True, l0_files=3) == 5
+    assert output_compression_level(o, True, l0_files=4) == -1
+    assert output_compression_level(o, False, l0_files=0) == -1
