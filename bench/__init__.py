@@ -7,7 +7,8 @@ modules (python -m bench.db_bench):
   phaseshift.py    adaptive_memory against fixed memtable/cache splits (docs/tuning.md)
   index_cache.py   index and filter blocks resident vs in the block cache
   gc_check.py      file garbage collection and TTL collection
-  footprint.py     the idle footprint per open DB (RSS, disk, threads) beside the peers
+  idle_footprint.py  the idle footprint per open DB (RSS, disk, threads) beside the peers
+  disk_footprint.py  disk after fillrandom + overwrite beside rocksdict, tables by level and kind
   many_dbs.py      threads, worker processes and RSS with many DBs open in one process
   server_bench.py  lsmkv serve against redis-server with redis-benchmark (docs/server.md)
 

@@ -47,6 +47,10 @@ class Options:
     Traceback (most recent call last):
       ...
     ValueError: option compression must be 'zstd' or 'none', got 'lz4'
+    >>> lsmkv.Options(bottommost_compression_level=23)
+    Traceback (most recent call last):
+      ...
+    ValueError: option bottommost_compression_level must be in [-7, 22], got 23
     >>> lsmkv.Options(wal_mmap="yes")
     Traceback (most recent call last):
       ...
@@ -63,6 +67,9 @@ class Options:
     compression: str = "zstd"                  # 'zstd' | 'none'
     compression_level: int = -1                # zstd level; negative levels decode ~3x faster (docs/tuning)
     compression_dict_bytes: int = 16 * KiB     # zstd dictionary per compaction output; 0 disables
+    bottommost_compression_level: object = 3   # zstd level of compaction outputs at the bottommost
+                                               # level (most of the data, rewritten least); None:
+                                               # compression_level (docs/tuning "Smaller files")
     bloom_bits_per_key: int = 10               # 0 disables bloom filters
     block_cache_size: int = 32 * MiB           # bytes of uncompressed blocks cached (+ index/filter charged)
     block_cache: object = "slab"               # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU;
@@ -120,6 +127,8 @@ class Options:
         if self.compression not in ("zstd", "none"):
             raise ValueError(f"option compression must be 'zstd' or 'none', got {self.compression!r}")
         _int("compression_level", self.compression_level, -7, 22)
+        if self.bottommost_compression_level is not None:
+            _int("bottommost_compression_level", self.bottommost_compression_level, -7, 22)
         _int("compression_dict_bytes", self.compression_dict_bytes, 0, 1 << 20)
         if 0 < self.compression_dict_bytes < 256:
             raise ValueError("option compression_dict_bytes must be 0 or >= 256")

@@ -17,8 +17,8 @@ from conftest import lsmkv_import_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
-SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "footprint",
-           "many_dbs")   # runnable by path
+SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "idle_footprint",
+           "many_dbs", "disk_footprint")   # runnable by path
 
 
 def _child_env():
@@ -136,11 +136,11 @@ def test_scripts_run_by_path_and_as_modules(how):
 
 
 def test_footprint_reports_idle_dbs_per_engine(tmp_path):
-    """bench/footprint.py opens DBs in a child per engine and prints RSS, disk and
+    """bench/idle_footprint.py opens DBs in a child per engine and prints RSS, disk and
     threads; an idle lsmkv DB allocates well under 4 MiB of disk (issue 18's bound;
     it was 128 MiB when each log was preallocated to write_buffer_size)."""
     out = tmp_path / "f.json"
-    r = subprocess.run([sys.executable, "-m", "bench.footprint", "--dbs", "1,3", "--engines", "lsmkv,sqlite3",
+    r = subprocess.run([sys.executable, "-m", "bench.idle_footprint", "--dbs", "1,3", "--engines", "lsmkv,sqlite3",
                         "--settle", "0", "--json", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -162,3 +162,19 @@ def test_compare_runs_each_engine_in_its_own_process(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["status"] == {"lsmkv": "ok", "sqlite3": "ok"}, doc["status"]
     assert "### sqlite3:" in r.stdout and os.path.join("bench", "db_bench.py") in r.stdout
+
+
+def test_disk_footprint_reports_disk_per_engine(tmp_path):
+    engines = "lsmkv,rocksdict" if importlib.util.find_spec("rocksdict") else "lsmkv"
+    out = tmp_path / "d.json"
+    r = subprocess.run([sys.executable, "-m", "bench.disk_footprint", "--num", "3000", "--engines", engines,
+                        "--reads", "500", "--compact", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    lsm = doc["lsmkv"]
+    assert lsm["disk_bytes"] > 0 and lsm["reads"]["ops"] == 500 and lsm["compacted_disk_bytes"] > 0
+    assert sum(t["bytes"] for t in lsm["tables"]) == lsm["by_kind"]["tables"]
+    assert all(sum(t["layout"].values()) == t["bytes"] for t in lsm["tables"])
+    if "rocksdict" in doc:
+        assert "lsmkv / rocksdict disk:" in r.stdout

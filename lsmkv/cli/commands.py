@@ -342,7 +342,7 @@ def cmd_repair(s, a, out, codec):
 
 def cmd_sst_dump(s, a, out, codec):
     path = tools.resolve_table(a.file, s.path if s is not None else None)
-    tools.sst_dump(path, out, codec, a.show_properties, a.scan, a.verify)
+    tools.sst_dump(path, out, codec, a.show_properties, a.scan, a.verify, a.layout)
 
 
 def cmd_manifest_dump(s, a, out, codec):
@@ -426,6 +426,8 @@ def _args_sst_dump(p):
     p.add_argument("--verify", action="store_true", help="read every block, check checksums and order")
     p.add_argument("--show-properties", action="store_true", help="print the properties block (default)")
     p.add_argument("--scan", action="store_true", help="print every entry (internal keys)")
+    p.add_argument("--layout", action="store_true",
+                   help="bytes of data blocks, dictionary, filter, index, properties and footer")
     _json_arg(p)
 
 

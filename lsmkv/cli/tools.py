@@ -12,10 +12,11 @@ lsmkv.errors.LsmkvError or OSError on failure.
 """
 import mmap
 import os
+import struct
 
 from lsmkv.engine import filenames
 from lsmkv.core.dbcore import decode_batch
-from lsmkv.core.table import TableIterator, TableReader
+from lsmkv.core.table import FOOTER_SIZE, TRAILER_SIZE, TableIterator, TableReader
 from lsmkv.errors import CorruptionError, LsmkvError
 from lsmkv.engine.logformat import read_log
 from lsmkv.cli.format import Progress
@@ -212,7 +213,7 @@ def resolve_table(path, dbpath=None):
     return os.path.join(dbpath, path)
 
 
-def sst_dump(path, out, codec, show_properties=False, scan=False, verify=False):
+def sst_dump(path, out, codec, show_properties=False, scan=False, verify=False, layout=False):
     """Describe one table file, without opening a DB."""
     parsed = filenames.parse(os.path.basename(path))
     number = parsed[1] if parsed and parsed[0] == "sst" else 0
@@ -220,8 +221,11 @@ def sst_dump(path, out, codec, show_properties=False, scan=False, verify=False):
     try:
         doc = {"file": path, "bytes": t.file_size, "dictionary": t.zdict is not None}
         out.text(f"{path}: {t.file_size} bytes, {t.properties.get('num_entries', '?')} entries")
-        if show_properties or not (scan or verify):
+        if show_properties or not (scan or verify or layout):
             doc["properties"] = _properties(t, out, codec)
+        if layout:
+            doc["layout"] = parts = table_layout(t)
+            out.text("  layout: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
         if scan:
             doc["entries"] = _scan_table(t, out, codec)
         if verify:
@@ -231,6 +235,23 @@ def sst_dump(path, out, codec, show_properties=False, scan=False, verify=False):
         out.json(doc)
     finally:
         t.close()
+
+
+def table_layout(t):
+    """What a table's bytes are (docs/format.md "SST file"), from its footer: a dict of
+    data (the data blocks with their trailers), dictionary, filter, index, properties
+    (each block with its trailer; 0 when absent) and footer, summing to the file's size.
+    t: an open TableReader."""
+    with open(t.path, "rb") as fh:
+        fh.seek(t.file_size - FOOTER_SIZE)
+        h = struct.unpack("<8Q", fh.read(64))
+
+    def stored(size):
+        return size + TRAILER_SIZE if size else 0
+    parts = {"data": t.properties.get("data_size", 0), "dictionary": stored(h[7]),
+             "filter": h[3] + TRAILER_SIZE, "index": h[1] + TRAILER_SIZE,
+             "properties": h[5] + TRAILER_SIZE, "footer": FOOTER_SIZE}
+    return parts
 
 
 def _properties(t, out, codec):

@@ -471,6 +471,8 @@ cdef class TableBuilder:
             "smallest_key": smallest,
             "smallest_seq": self.smallest_seq if self.num_entries else 0,
         }
+        if self.compress:      # the zstd level, zigzag-encoded (docs/format.md)
+            props["compression_level"] = (self.level << 1) if self.level >= 0 else ((-self.level) << 1) - 1
         for name in sorted(props):
             value = props[name]
             if not isinstance(value, bytes):

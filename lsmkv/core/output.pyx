@@ -8,6 +8,8 @@ Where entries are dropped is the LSM's rule, not the table format's:
   * an expired TTL entry becomes a deletion (it must keep hiding older versions);
   * a deletion visible to every snapshot is dropped when the output is the
     bottommost level (nothing older can lie below);
+  * at the bottommost level, the version every snapshot sees is written with
+    sequence number 0 (it is the oldest version of its key there will ever be);
   * outputs are cut at target_file_size, only between user keys.
 
 Thread safety: one write_tables() call per iterator; it uses only its own
@@ -68,6 +70,14 @@ cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, 
     if kind == KIND_DELETE and s.bottommost and seq <= s.smallest_snapshot:
         s.dropped_deletes += 1
         return 0
+    if s.bottommost and seq <= s.smallest_snapshot and seq != 0:
+        # the key's one version every snapshot sees, and nothing older lies below: its
+        # sequence number says nothing any more, so it is written as 0 (RocksDB does the
+        # same at the bottommost level); eight bytes of zeros compress to almost nothing
+        if wk[0] != s.kbuf.p and buf_set_c(&s.kbuf, k, kn) < 0:
+            return -1
+        store_u64(s.kbuf.p + ukn, make_tag(0, kind))
+        wk[0] = s.kbuf.p
     return 1
 
 
@@ -78,7 +88,8 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
     new_table() -> TableBuilder for the next output file. Drops an entry when a
     newer entry of the same user key is visible to every snapshot; turns an
     expired TTL entry into a deletion; drops a deletion visible to every
-    snapshot when `bottommost` (nothing older can lie below). Outputs are cut
+    snapshot when `bottommost` (nothing older can lie below), and there writes
+    the version every snapshot sees with sequence number 0. Outputs are cut
     at target_file_size, only between user keys. Memory is bounded by one block
     per input plus one output block. Returns the finished tables' metadata
     (with "builder" set to the TableBuilder); `stats` (a dict) gets counts of

@@ -492,4 +492,7 @@ cdef dict decode_properties(bytes data, object path, uint64_t off):
         it.next()
     if "compression" in props:
         props["compression"] = props["compression"].decode("ascii", "replace")
+    if "compression_level" in props:        # zigzag: 0, -1, 1, -2, ... as 0, 1, 2, 3, ...
+        z = props["compression_level"]        # a Python int (v is a C uint64 here)
+        props["compression_level"] = (z >> 1) ^ -(z & 1)
     return props

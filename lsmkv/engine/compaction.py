@@ -71,6 +71,32 @@ def output_dict_bytes(options, l0_files):
     return options.compression_dict_bytes
 
 
+def output_compression_level(options, bottommost, l0_files=0):
+    """The zstd level of a compaction's outputs: options.bottommost_compression_level
+    when the output is the bottommost level (no level below holds a key in its range)
+    and that option is set, else options.compression_level. As RocksDB's
+    bottommost_compression: the bottommost level holds most of the data and is
+    rewritten least often, so a stronger level there costs compaction CPU once per
+    byte kept for long, and is where most of the disk is saved (docs/tuning.md,
+    "Smaller files"). While compaction is behind (level 0 holds l0_files, half of
+    level0_slowdown_writes_trigger or more) the outputs get compression_level, as they
+    get no dictionary then (output_dict_bytes): the CPU goes to catching up.
+
+    >>> import lsmkv
+    >>> o = lsmkv.Options(compression_level=-1, bottommost_compression_level=3)
+    >>> output_compression_level(o, True), output_compression_level(o, False)
+    (3, -1)
+    >>> output_compression_level(o, True, l0_files=10)      # behind: 2 * 10 >= 20
+    -1
+    >>> output_compression_level(lsmkv.Options(bottommost_compression_level=None), True)
+    -1
+    """
+    behind = 2 * l0_files >= options.level0_slowdown_writes_trigger
+    if bottommost and not behind and options.bottommost_compression_level is not None:
+        return options.bottommost_compression_level
+    return options.compression_level
+
+
 def level_max_bytes(options, level):
     """Target size of level >= 1: base * multiplier ** (level - 1)."""
     return options.max_bytes_for_level_base * options.max_bytes_for_level_multiplier ** (level - 1)

@@ -32,8 +32,8 @@ import threading
 from contextlib import contextmanager
 
 from lsmkv.engine import background, filenames
-from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_dict_bytes,
-                                     pick_auto, pick_range)
+from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_compression_level,
+                                     output_dict_bytes, pick_auto, pick_range)
 from lsmkv.engine.version import FileMeta, VersionEdit
 from lsmkv.engine.worker import (WorkerUnavailable, interpreter_problem, make_job,
                                  numbers_needed, run_job)
@@ -193,9 +193,11 @@ class Compactions:
                      for level in sorted(inputs) for f in inputs[level]]
             in_bytes = sum(f.file_size for files in inputs.values() for f in files)
             numbers = e.files.reserve_numbers(numbers_needed(in_bytes, opts.target_file_size_base))
-            dict_bytes = output_dict_bytes(opts, len(e.versions.current.levels[0]))
+            l0_files = len(e.versions.current.levels[0])
+            dict_bytes = output_dict_bytes(opts, l0_files)
             job = make_job(paths, numbers, e.path, opts, snapshot, bottommost, e.now_ms(),
-                           dict_bytes=dict_bytes)
+                           dict_bytes=dict_bytes,
+                           compression_level=output_compression_level(opts, bottommost, l0_files))
         try:
             result = self.run_job(job)
             edit = VersionEdit()

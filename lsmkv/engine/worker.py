@@ -42,6 +42,7 @@ import sys
 import threading
 
 from lsmkv.engine import filenames
+from lsmkv.engine.compaction import output_compression_level
 from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.table import TableBuilder, TableIterator, TableReader, write_tables
 
@@ -56,15 +57,19 @@ def numbers_needed(input_bytes, target_file_size):
     return 2 * math.ceil(input_bytes / max(1, target_file_size)) + 4
 
 
-def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict_bytes=None):
+def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict_bytes=None,
+             compression_level=None):
     """The job for merging `inputs` (TableReader paths, newer data first). dict_bytes:
-    the outputs' zstd dictionary size (None: options.compression_dict_bytes)."""
+    the outputs' zstd dictionary size (None: options.compression_dict_bytes);
+    compression_level: their zstd level (None: output_compression_level's choice)."""
     o = options
     if dict_bytes is None:
         dict_bytes = o.compression_dict_bytes
+    if compression_level is None:
+        compression_level = output_compression_level(o, bottommost)
     return {"inputs": list(inputs), "numbers": list(numbers), "dir": dbdir,
             "block_size": o.block_size, "compression": o.compression,
-            "compression_level": o.compression_level, "bloom_bits": o.bloom_bits_per_key,
+            "compression_level": compression_level, "bloom_bits": o.bloom_bits_per_key,
             "restart_interval": o.block_restart_interval, "dict_bytes": dict_bytes,
             "mmap_reads": True,   # merges read their inputs once, sequentially: mapped (unmapped at the end)
             "target_file_size": o.target_file_size_base,

@@ -229,6 +229,18 @@ def test_sst_dump(filled):
     one_error_line(run("sst-dump", os.path.join(filled, "CURRENT")), 3, "corruption", "CURRENT")
 
 
+def test_sst_dump_layout(filled):
+    """--layout: the bytes of each kind of block, summing to the file's size."""
+    (sst,) = glob.glob(os.path.join(filled, "*.sst"))
+    doc = json.loads(ok("sst-dump", sst, "--layout", "--json"))
+    parts = doc["layout"]
+    assert set(parts) == {"data", "dictionary", "filter", "index", "properties", "footer"}
+    assert sum(parts.values()) == doc["bytes"] == os.path.getsize(sst)
+    assert parts["data"] > 0 and parts["filter"] > 5 and parts["footer"] == 80 and "properties" not in doc
+    text = ok("sst-dump", sst, "--layout")
+    assert "  layout: data " in text and "num_entries" not in text
+
+
 def test_manifest_dump_and_wal_dump(filled):
     edits = [json.loads(x) for x in ok(filled, "manifest-dump", "--json").splitlines()]
     assert edits[0]["marker"] is True

@@ -603,23 +603,25 @@ def test_write_tables_scenarios(tmp_path):
     assert stats["dropped_deletes"] == 0
     assert stats["ttl_dropped"] == 1
 
-    # bottommost: deletions (and expired entries) visible to every snapshot vanish
+    # bottommost: deletions (and expired entries) visible to every snapshot vanish, and
+    # the version every snapshot sees is written with sequence 0
     (tmp_path / "y").mkdir()
     metas, tables, stats = run_write_tables(tmp_path / "y", entries, 10, True, 200)
     got = [e[:4] for e in entries_of(tables)]
     assert got == [
-        (b"a", 5, PUT, b"a5"),
-        (b"f", 8, PUT_TTL, b"f8"),
+        (b"a", 0, PUT, b"a5"),
+        (b"f", 0, PUT_TTL, b"f8"),
         (b"g", 12, DELETE, b""),                # seq 12 > snapshot 10: still needed
-        (b"g", 9, PUT, b"g9"),
+        (b"g", 0, PUT, b"g9"),
     ]
+    assert entries_of(tables)[1][4] == 300     # the expiry stays
     assert stats["dropped_deletes"] == 2       # d@6 and the converted e@7
 
-    # an old snapshot keeps the versions it can see
+    # an old snapshot keeps the versions it can see; the one it sees of each key gets 0
     (tmp_path / "z").mkdir()
     metas, tables, stats = run_write_tables(tmp_path / "z", entries, 3, True, 200)
     got = [e[:2] for e in entries_of(tables)]
-    assert got == [(b"a", 5), (b"a", 3), (b"d", 6), (b"d", 2), (b"e", 7), (b"e", 4), (b"f", 8),
+    assert got == [(b"a", 5), (b"a", 0), (b"d", 6), (b"d", 0), (b"e", 7), (b"e", 4), (b"f", 8),
                    (b"g", 12), (b"g", 9), (b"g", 8)]
 
 

@@ -1,8 +1,8 @@
 """The idle footprint of an open database, per engine: what one DB, and many DBs in one
 process, cost before they hold any real data (docs/benchmarks.md, "Idle footprint").
 
-    python bench/footprint.py                     # 1 and 100 DBs, every installed engine
-    python bench/footprint.py --dbs 1,10 --engines lsmkv,rocksdict
+    python bench/idle_footprint.py                     # 1 and 100 DBs, every installed engine
+    python bench/idle_footprint.py --dbs 1,10 --engines lsmkv,rocksdict
 
 For each engine and each count N, a fresh child process opens N databases (each in
 its own directory, with db_bench's default options for that engine: the adapters of
@@ -95,7 +95,7 @@ def measure(engine_name, n, keys, settle):
     """Run child() in a fresh interpreter; its result dict."""
     directory = tempfile.mkdtemp(prefix=f"lsmkv-footprint-{engine_name}-")
     try:
-        r = subprocess.run([sys.executable, "-m", "bench.footprint", "--child", engine_name, str(n),
+        r = subprocess.run([sys.executable, "-m", "bench.idle_footprint", "--child", engine_name, str(n),
                             str(keys), str(settle), directory],
                            capture_output=True, text=True, timeout=600,
                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
