@@ -118,9 +118,12 @@ cdef class SlabCache:
         self.reserved = 0
         size = MIN_SLOT if MIN_SLOT < ps else <uint32_t>ps
         while size < ps:
-            sizes.append(size)
+            # each class widened to the largest slot that fits as many times in a
+            # page (a multiple of 16): the page's tail becomes slot space
+            sizes.append(<uint32_t>((ps // (ps // size)) // 16 * 16))
             size = max(size + 16, ((<uint32_t>(size * growth_factor) + 15) // 16) * 16)
         sizes.append(<uint32_t>ps)
+        sizes = sorted(set(sizes))
         self.nclasses = len(sizes)
         self.cls = <SizeClass*>calloc(self.nclasses, sizeof(SizeClass))
         if self.cls == NULL:
