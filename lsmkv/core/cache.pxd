@@ -21,6 +21,7 @@ ctypedef struct Page:
 ctypedef struct SizeClass:
     uint32_t size       # slot bytes
     uint32_t per_page   # slots per page
+    int spill           # the largest class whose slots may take this class's blocks (SPILL)
     uint32_t* pages     # indexes of the pages given to this class
     uint32_t npages, pcap
     uint64_t* free      # stack of free slot ids
@@ -81,7 +82,6 @@ cdef class SlabCache:
     cdef uint64_t _evict(self, int ci) noexcept
     cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE
     cdef void _free_slot(self, uint64_t sid) noexcept
-    cdef int _consolidate(self, int ci) except -1
     cdef int _shrink(self) except -1
     cdef int _pin_entry(self, long long i, Pin* out) noexcept
     cdef int lookup_pin(self, uint64_t key, Pin* out) except -1

@@ -65,6 +65,7 @@ cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
 cdef uint32_t MIN_SLOT = 256
 cdef size_t MIN_PAGE = 4096
 cdef uint32_t CLOCK_PAGES = 32     # pages a donor search looks at (_clock_page)
+cdef double SPILL = 1.5            # a block may move into a slot up to this many times larger (defrag.pxi)
 
 
 cdef inline uint64_t sid_of(uint32_t page, uint32_t idx) noexcept:
@@ -131,6 +132,11 @@ cdef class SlabCache:
         for i, s in enumerate(sizes):
             self.cls[i].size = s
             self.cls[i].per_page = <uint32_t>(ps // s)
+        for i in range(self.nclasses):
+            self.cls[i].spill = i
+            while (self.cls[i].spill + 1 < self.nclasses
+                   and self.cls[self.cls[i].spill + 1].size <= self.cls[i].size * SPILL):
+                self.cls[i].spill += 1
         self.pages = NULL
         self.npages_max_alloc = 0
         self.pages_held = 0
@@ -500,53 +506,6 @@ cdef class SlabCache:
         except MemoryError:
             pass    # the slot stays FREE but unlisted until its page moves; nothing is lost
 
-    cdef int _consolidate(self, int ci) except -1:
-        """While class ci has a page's worth of free slots, empty its sparsest
-        unpinned page by moving that page's blocks into free slots of its other
-        pages, and release the page to the OS (defragmentation after erasures)."""
-        cdef SizeClass* c = &self.cls[ci]
-        cdef uint32_t j, i, p, best
-        cdef long long victim
-        cdef uint64_t dst
-        cdef long long h
-        cdef Slot* s
-        cdef Slot* d
-        cdef Page* vp
-        while c.nfree >= c.per_page and c.npages > 1:
-            victim = -1
-            best = 0xFFFFFFFFU
-            for j in range(c.npages):
-                p = c.pages[j]
-                if self.pages[p].pinned == 0 and self.pages[p].live < best:
-                    victim, best = p, self.pages[p].live
-            if victim < 0:
-                return 0
-            vp = &self.pages[victim]
-            self._drop_free_of_page(c, <uint32_t>victim)   # its own free slots are no targets
-            if c.nfree < vp.live:             # cannot happen: nfree >= per_page before
-                return 0
-            for i in range(vp.nslots):
-                s = &vp.slots[i]
-                if s.state != USED:
-                    continue
-                c.nfree -= 1
-                dst = c.free[c.nfree]
-                d = self._slot(dst)
-                memcpy(self.pages[sid_page(dst)].mem + <size_t>sid_idx(dst) * c.size,
-                       vp.mem + <size_t>i * c.size, s.len)
-                d.key, d.len, d.refs, d.ref, d.state = s.key, s.len, 0, s.ref, USED
-                d.meta = s.meta
-                s.meta = 0
-                self.pages[sid_page(dst)].live += 1
-                h = u64map_find(&self.h, s.key)
-                self.h.vals[h] = dst
-                s.state = FREE
-                vp.live -= 1
-                self.relocated += 1
-            self._release_page(<uint32_t>victim)     # empty now: back to the OS
-            self.pages_defragmented += 1
-        return 0
-
     cdef int _shrink(self) except -1:
         """Release pages until pages_held <= pages_max (pinned pages stay)."""
         cdef long long p
@@ -726,7 +685,7 @@ cdef class SlabCache:
     def erase_file(self, unsigned long long number):
         """Drop every block of one file (called when the file is deleted); a pinned
         block is detached and freed when its last pin goes. Then every class with a
-        page's worth of free slots gives pages back (_consolidate)."""
+        sparse page gives it back when its blocks fit elsewhere (defrag.pxi)."""
         cdef uint32_t p, i
         cdef int ci
         cdef Slot* s
@@ -738,8 +697,8 @@ cdef class SlabCache:
                 if s.state == USED and (s.key >> 40) == number:
                     u64map_delete(&self.h, s.key)
                     self._unhashed(sid_of(p, i))
-        for ci in range(self.nclasses):
-            self._consolidate(ci)
+        for ci in range(self.nclasses - 1, -1, -1):    # larger classes first: a class
+            slab_consolidate(self, ci)                # spills only into larger ones
 
     def set_capacity(self, size_t capacity):
         """Grow or shrink; shrinking releases pages (unpinned ones) to the OS now."""
@@ -773,6 +732,8 @@ cdef class SlabCache:
         """Assert the invariants of the module docstring (tests call this)."""
         return slab_check(self)
 
+
+include "defrag.pxi"
 
 include "report.pxi"
 
