@@ -11,7 +11,8 @@ ctypedef struct Slot:
     uint8_t meta        # 1: an index or filter block (counted in SlabCache.meta_payload)
 
 ctypedef struct Page:
-    uint8_t* mem        # page_size bytes (mmap'd), or NULL when the page is not held
+    uint8_t* mem        # units * page_size bytes (mmap'd), or NULL when the page is not held
+    uint32_t units      # pages of page_size it spans (its class's units); 0 when not held
     int cls             # size class, -1 when unassigned
     uint32_t nslots
     uint32_t live       # slots not FREE
@@ -20,7 +21,8 @@ ctypedef struct Page:
 
 ctypedef struct SizeClass:
     uint32_t size       # slot bytes
-    uint32_t per_page   # slots per page
+    uint32_t per_page   # slots per page (per span of `units` pages)
+    uint32_t units      # pages of page_size a page of this class spans (1, 2, 4 or 8)
     int spill           # the largest class whose slots may take this class's blocks (SPILL)
     uint32_t* pages     # indexes of the pages given to this class
     uint32_t npages, pcap
@@ -70,12 +72,12 @@ cdef class SlabCache:
     cdef void _unassign(self, uint32_t p) noexcept
     cdef void _clear_slot(self, Page* pg, Slot* s, SizeClass* c) noexcept
     cdef void _drop_free_of_page(self, SizeClass* c, uint32_t p) noexcept
-    cdef int _give_page(self, uint32_t p, int ci) except -1
+    cdef bint _give_page(self, uint32_t p, int ci) except -1
     cdef void _release_page(self, uint32_t p) noexcept
     cdef int _coldest_class(self, int exclude) noexcept
     cdef long long _unpinned_page_of(self, int ci) noexcept
     cdef long long _clock_page(self, int exclude, double below) noexcept
-    cdef long long _new_page(self) except -2
+    cdef long long _new_page(self, uint32_t units) except -2
     cdef long long _donor_page(self, int exclude) noexcept
     cdef bint _move_page_to(self, int ci) except -1
     cdef bint _rebalance(self, int ci) except -1

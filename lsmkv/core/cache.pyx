@@ -65,6 +65,8 @@ cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
 cdef uint32_t MIN_SLOT = 256
 cdef size_t MIN_PAGE = 4096
 cdef uint32_t CLOCK_PAGES = 32     # pages a donor search looks at (_clock_page)
+cdef uint32_t SPAN_SLOTS = 8       # a class spans pages until a span holds this many slots
+cdef uint32_t SPAN_MAX = 8         # ... up to this many pages, and a 32nd of the cache
 cdef double SPILL = 1.5            # a block may move into a slot up to this many times larger (defrag.pxi)
 
 
@@ -78,6 +80,38 @@ cdef inline uint32_t sid_page(uint64_t sid) noexcept:
 
 cdef inline uint32_t sid_idx(uint64_t sid) noexcept:
     return <uint32_t>(sid & 0xFFFFFFFFU)
+
+
+cdef list class_sizes(size_t capacity, size_t ps, double g):
+    """The size classes of a cache of `capacity` bytes in pages of ps bytes, as
+    [(slot size, pages a span of the class takes)], smallest first; the last slot
+    size is ps. A slot is the largest multiple of 16 that fits n times in a span
+    (the span has no tail left over), each class at most g times the one below
+    unless one slot fewer per span is already more than that. A class takes its
+    pages in spans of 1, 2, 4 or 8 contiguous pages, the fewest that hold
+    SPAN_SLOTS slots (up to a 32nd of the capacity): 20 KB blocks in 64 KiB pages
+    get 13 slots of 20,160 B in 4 pages, not 3 slots of 21,840 B in one."""
+    cdef size_t span_max = min(<size_t>SPAN_MAX, max(<size_t>1, capacity // ps // 32))
+    cdef size_t size = MIN_SLOT if MIN_SLOT < ps else ps, units, span, n, m, fitted, last = 0
+    cdef list out = []
+    while True:
+        units = 1
+        while units * 2 <= span_max and units * ps // size < SPAN_SLOTS:
+            units *= 2
+        span = units * ps
+        n = span // size                          # slots per span of at least `size`
+        fitted = (span // n) // 16 * 16
+        if fitted > last:                         # (wraparound is off: no out[-1])
+            out.append((<uint32_t>fitted, <uint32_t>units))
+            last = fitted
+        if fitted >= ps:
+            return out
+        size = max(fitted + 16, (<size_t>(fitted * g) + 15) // 16 * 16)
+        if span // size * (g - 1) < 2:            # few slots a span: one fewer is a large
+            m = <size_t>(span / (fitted * g) + 0.5)   # step, take the count nearest g larger
+            size = max(fitted + 16, (span // (m if m < n else n - 1)) // 16 * 16)
+        if size > ps:
+            size = ps
 
 
 cdef inline void* grown(void* p, size_t n, size_t item) except NULL:
@@ -102,8 +136,7 @@ cdef class SlabCache:
 
     def __cinit__(self, size_t capacity, size_t page_size=1 << 20, double growth_factor=1.08):
         cdef size_t ps = page_size
-        cdef uint32_t size
-        cdef list sizes = []
+        cdef list sizes
         if growth_factor <= 1.0 or growth_factor > 4.0:
             raise ValueError(f"slab growth factor must be in (1, 4], got {growth_factor}")
         if ps < MIN_PAGE:
@@ -117,21 +150,15 @@ cdef class SlabCache:
         self.capacity = capacity
         self.growth_factor = growth_factor
         self.reserved = 0
-        size = MIN_SLOT if MIN_SLOT < ps else <uint32_t>ps
-        while size < ps:
-            # each class widened to the largest slot that fits as many times in a
-            # page (a multiple of 16): the page's tail becomes slot space
-            sizes.append(<uint32_t>((ps // (ps // size)) // 16 * 16))
-            size = max(size + 16, ((<uint32_t>(size * growth_factor) + 15) // 16) * 16)
-        sizes.append(<uint32_t>ps)
-        sizes = sorted(set(sizes))
+        sizes = class_sizes(capacity, ps, growth_factor)
         self.nclasses = len(sizes)
         self.cls = <SizeClass*>calloc(self.nclasses, sizeof(SizeClass))
         if self.cls == NULL:
             raise MemoryError()
-        for i, s in enumerate(sizes):
+        for i, (s, units) in enumerate(sizes):
             self.cls[i].size = s
-            self.cls[i].per_page = <uint32_t>(ps // s)
+            self.cls[i].units = units
+            self.cls[i].per_page = <uint32_t>(units * ps // s)
         for i in range(self.nclasses):
             self.cls[i].spill = i
             while (self.cls[i].spill + 1 < self.nclasses
@@ -157,7 +184,7 @@ cdef class SlabCache:
         if self.pages != NULL:
             for p in range(self.npages_max_alloc):
                 if self.pages[p].mem != NULL:
-                    munmap(self.pages[p].mem, self.page_size)
+                    munmap(self.pages[p].mem, self.pages[p].units * self.page_size)
                 free(self.pages[p].slots)
             free(self.pages)
         if self.cls != NULL:
@@ -200,7 +227,7 @@ cdef class SlabCache:
             for p in range(self.npages_max_alloc, want):
                 np[p].mem = NULL
                 np[p].cls = -1
-                np[p].nslots = np[p].live = np[p].pinned = 0
+                np[p].nslots = np[p].live = np[p].pinned = np[p].units = 0
                 np[p].slots = NULL
             self.pages = np
             self.npages_max_alloc = want
@@ -275,21 +302,39 @@ cdef class SlabCache:
                 k += 1
         c.nfree = k
 
-    cdef int _give_page(self, uint32_t p, int ci) except -1:
-        """Move held page p (no slot pinned) to class ci: a slab move."""
-        if self.pages[p].cls >= 0:
-            self._unassign(p)
-        self._assign(p, ci)
+    cdef bint _give_page(self, uint32_t p, int ci) except -1:
+        """Move held page p (no slot pinned) to class ci: a slab move. When p spans
+        another number of pages than ci's spans, p goes back to the OS, and so do
+        donor pages (_donor_page) until a span of ci's size can be mapped.
+        True if class ci got a page."""
+        cdef uint32_t units = self.cls[ci].units
+        cdef long long q
         self.slab_moves += 1
-        return 0
+        if self.pages[p].units == units:
+            if self.pages[p].cls >= 0:
+                self._unassign(p)
+            self._assign(p, ci)
+            return True
+        self._release_page(p)
+        while self.pages_held + units > self.pages_max:
+            q = self._donor_page(ci)
+            if q < 0:
+                return False
+            self._release_page(<uint32_t>q)
+        q = self._new_page(units)
+        if q < 0:
+            return False
+        self._assign(<uint32_t>q, ci)
+        return True
 
     cdef void _release_page(self, uint32_t p) noexcept:
         """Give held page p (no slot pinned) back to the OS."""
         if self.pages[p].cls >= 0:
             self._unassign(p)
-        munmap(self.pages[p].mem, self.page_size)
+        munmap(self.pages[p].mem, self.pages[p].units * self.page_size)
         self.pages[p].mem = NULL
-        self.pages_held -= 1
+        self.pages_held -= self.pages[p].units
+        self.pages[p].units = 0
 
     cdef int _coldest_class(self, int exclude) noexcept:
         """The class with pages, other than exclude, with the fewest recent evictions
@@ -299,7 +344,7 @@ cdef class SlabCache:
         for ci in range(self.nclasses):
             if ci == exclude or self.cls[ci].npages == 0:
                 continue
-            r = <double>self.cls[ci].win_evictions / self.cls[ci].npages
+            r = <double>self.cls[ci].win_evictions / (self.cls[ci].npages * self.cls[ci].units)
             if best < 0 or r < best_r:
                 best, best_r = ci, r
         return best
@@ -347,7 +392,7 @@ cdef class SlabCache:
             if pg.mem == NULL or pg.cls < 0 or pg.cls == exclude or pg.pinned:
                 continue
             c = &self.cls[pg.cls]
-            if below >= 0 and <double>c.win_evictions / c.npages >= below:
+            if below >= 0 and <double>c.win_evictions / (c.npages * c.units) >= below:
                 continue
             used = False
             for i in range(pg.nslots):
@@ -361,20 +406,22 @@ cdef class SlabCache:
                 first = p
         return first
 
-    cdef long long _new_page(self) except -2:
-        """Map a page into an unheld entry; -1 if none is allowed."""
+    cdef long long _new_page(self, uint32_t units) except -2:
+        """Map a span of `units` pages into an unheld entry; -1 if the capacity
+        does not allow it."""
         cdef uint32_t p
         cdef void* m
-        if self.pages_held >= self.pages_max:
+        if self.pages_held + units > self.pages_max:
             return -1
         for p in range(self.pages_max):
             if self.pages[p].mem == NULL:
                 # first touched by the thread that fills it (NUMA first-touch placement)
-                m = mmap(NULL, self.page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                m = mmap(NULL, units * self.page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                 if m == MAP_FAILED:
-                    raise MemoryError(f"slab cache: cannot map a {self.page_size}-byte page")
+                    raise MemoryError(f"slab cache: cannot map a {units * self.page_size}-byte page")
                 self.pages[p].mem = <uint8_t*>m
-                self.pages_held += 1
+                self.pages[p].units = units
+                self.pages_held += units
                 return p
         return -1
 
@@ -399,8 +446,7 @@ cdef class SlabCache:
         cdef long long p = self._donor_page(ci)
         if p < 0:
             return False
-        self._give_page(<uint32_t>p, ci)
-        return True
+        return self._give_page(<uint32_t>p, ci)
 
     cdef bint _rebalance(self, int ci) except -1:
         """Class ci must evict. Once it has evicted a page's worth of blocks since it
@@ -420,16 +466,15 @@ cdef class SlabCache:
                 self.cls[k].win_evictions //= 2
         if c.win_evictions < c.per_page:
             return False
-        rate = <double>c.win_evictions / c.npages
+        rate = <double>c.win_evictions / (c.npages * c.units)
         p = self._clock_page(ci, rate / 2)
         if p < 0:
             cold = self._coldest_class(ci)
-            if cold >= 0 and rate > 2 * <double>self.cls[cold].win_evictions / self.cls[cold].npages:
+            if cold >= 0 and rate > 2 * <double>self.cls[cold].win_evictions / (self.cls[cold].npages
+                                                                             * self.cls[cold].units):
                 p = self._unpinned_page_of(cold)
-        if p >= 0:
-            self._give_page(<uint32_t>p, ci)
         c.win_evictions = 0
-        return p >= 0
+        return p >= 0 and self._give_page(<uint32_t>p, ci)
 
     cdef uint64_t _evict(self, int ci) noexcept:
         """CLOCK over class ci's slots: the first unpinned USED slot whose reference
@@ -476,7 +521,7 @@ cdef class SlabCache:
         cdef long long p
         cdef uint64_t sid
         if c.nfree == 0:
-            p = self._new_page()
+            p = self._new_page(c.units)
             if p >= 0:
                 self._assign(<uint32_t>p, ci)
             elif c.npages == 0:

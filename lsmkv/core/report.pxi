@@ -28,7 +28,7 @@ cdef dict slab_stats(SlabCache cache):
         if sc.npages == 0 and sc.items == 0:
             continue
         cap = <unsigned long long>sc.npages * sc.per_page
-        classes.append({"size": sc.size, "pages": sc.npages, "items": sc.items, "slots": cap,
+        classes.append({"size": sc.size, "pages": sc.npages, "span": sc.units, "items": sc.items, "slots": cap,
                         "fill": (sc.items / cap) if cap else 0.0,
                         "payload": sc.payload, "hits": sc.hits, "evictions": sc.evictions})
     meta = slab_metadata_bytes(cache)
@@ -82,10 +82,14 @@ cdef bint slab_check(SlabCache cache) except -1:
             assert sid not in freeset, f"slot {sid:#x} twice on a free stack"
             freeset.add(sid)
             assert cache.pages[sid_page(sid)].cls == ci, f"slot {sid:#x} on the wrong class's stack"
+    cdef uint64_t units = 0
     for p in range(cache.npages_max_alloc):
+        if cache.pages[p].mem != NULL:
+            units += cache.pages[p].units
         if cache.pages[p].cls < 0:
             continue
         assert cache.pages[p].mem != NULL
+        assert cache.pages[p].units == cache.cls[cache.pages[p].cls].units
         for i in range(cache.pages[p].nslots):
             s = &cache.pages[p].slots[i]
             sid = sid_of(p, i)
@@ -109,6 +113,7 @@ cdef bint slab_check(SlabCache cache) except -1:
     assert pinned == cache.pinned_bytes, (pinned, cache.pinned_bytes)
     assert meta == cache.meta_payload, (meta, cache.meta_payload)
     assert used == cache.h.count, (used, cache.h.count)
+    assert units == cache.pages_held, (units, cache.pages_held)
     assert cache.payload <= <unsigned long long>cache.pages_held * cache.page_size
     assert cache.hits + cache.misses >= 0
     return True
