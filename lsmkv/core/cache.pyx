@@ -4,16 +4,21 @@
 SlabCache (option block_cache='slab', the default) keeps blocks in slab memory:
 capacity is cut into pages (slab_page_size, 1 MiB unless the cache is small), a
 page is given to one size class, a block takes one slot of the smallest class
-that fits. Each class runs its own CLOCK. Pages move between classes (like
-memcached's slab automove) when one class evicts far more per page than
-another: the defragmentation logic. Readers get a pinned view of a slot, no
+that fits. A class's slots fill its pages exactly, and a class of large slots
+takes its pages in spans of 2, 4 or 8 contiguous pages (classes.pxi), so that
+neither a page's tail nor coarse large classes waste memory. Each class runs its
+own CLOCK. Pages move between classes (like memcached's slab automove) when one
+class evicts far more per page than another; after erasures a class's sparse
+pages hand their blocks to free slots of their class or of a slightly larger one
+and go back to the OS (defrag.pxi). Readers get a pinned view of a slot, no
 copy; a pinned slot is never evicted, moved or reused until its last pin goes.
 
 LRUCache ('lru') is the plain LRU of bytes objects, kept for comparison.
 
-This file holds SlabCache (its pages, size classes, CLOCK and page moves) and
-includes: report.pxi (SlabCache's metadata_bytes, stats and check), views.pxi
-(BlockView, ValueView) and lru.pxi (LRUCache). Its key -> slot hash is
+This file holds SlabCache (its pages, CLOCK and page moves) and includes:
+classes.pxi (the size classes and spans), defrag.pxi (giving sparse pages back
+after erasures), report.pxi (SlabCache's metadata_bytes, stats and check),
+views.pxi (BlockView, ValueView) and lru.pxi (LRUCache). Its key -> slot hash is
 lsmkv/core/u64map.pxd.
 
 Index and filter blocks (option cache_index_and_filter_blocks) are slab blocks
@@ -39,6 +44,12 @@ Invariants (SlabCache.check() asserts them):
   4. A FREE slot is on its class's free stack exactly once.
   5. hits + misses == number of data-block lookups (lookup_pin, lookup).
   6. meta_payload == the sum of len over slots that are not FREE and have meta set.
+  7. A held page spans its class's `units` pages of page_size (one mapping); the
+     units of the held pages add up to pages_held.
+  8. Class sizes strictly increase up to page_size, and a class's slots fill its
+     span to less than 16 bytes a slot (classes.pxi).
+  9. A block only moves (defrag.pxi) from an unpinned page into a FREE slot of a
+     class at least as large; a slot's len never exceeds its class's size.
 """
 from collections import OrderedDict
 
@@ -65,8 +76,6 @@ cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
 cdef uint32_t MIN_SLOT = 256
 cdef size_t MIN_PAGE = 4096
 cdef uint32_t CLOCK_PAGES = 32     # pages a donor search looks at (_clock_page)
-cdef uint32_t SPAN_SLOTS = 8       # a class spans pages until a span holds this many slots
-cdef uint32_t SPAN_MAX = 8         # ... up to this many pages, and a 32nd of the cache
 cdef double SPILL = 1.5            # a block may move into a slot up to this many times larger (defrag.pxi)
 
 
@@ -80,38 +89,6 @@ cdef inline uint32_t sid_page(uint64_t sid) noexcept:
 
 cdef inline uint32_t sid_idx(uint64_t sid) noexcept:
     return <uint32_t>(sid & 0xFFFFFFFFU)
-
-
-cdef list class_sizes(size_t capacity, size_t ps, double g):
-    """The size classes of a cache of `capacity` bytes in pages of ps bytes, as
-    [(slot size, pages a span of the class takes)], smallest first; the last slot
-    size is ps. A slot is the largest multiple of 16 that fits n times in a span
-    (the span has no tail left over), each class at most g times the one below
-    unless one slot fewer per span is already more than that. A class takes its
-    pages in spans of 1, 2, 4 or 8 contiguous pages, the fewest that hold
-    SPAN_SLOTS slots (up to a 32nd of the capacity): 20 KB blocks in 64 KiB pages
-    get 13 slots of 20,160 B in 4 pages, not 3 slots of 21,840 B in one."""
-    cdef size_t span_max = min(<size_t>SPAN_MAX, max(<size_t>1, capacity // ps // 32))
-    cdef size_t size = MIN_SLOT if MIN_SLOT < ps else ps, units, span, n, m, fitted, last = 0
-    cdef list out = []
-    while True:
-        units = 1
-        while units * 2 <= span_max and units * ps // size < SPAN_SLOTS:
-            units *= 2
-        span = units * ps
-        n = span // size                          # slots per span of at least `size`
-        fitted = (span // n) // 16 * 16
-        if fitted > last:                         # (wraparound is off: no out[-1])
-            out.append((<uint32_t>fitted, <uint32_t>units))
-            last = fitted
-        if fitted >= ps:
-            return out
-        size = max(fitted + 16, (<size_t>(fitted * g) + 15) // 16 * 16)
-        if span // size * (g - 1) < 2:            # few slots a span: one fewer is a large
-            m = <size_t>(span / (fitted * g) + 0.5)   # step, take the count nearest g larger
-            size = max(fitted + 16, (span // (m if m < n else n - 1)) // 16 * 16)
-        if size > ps:
-            size = ps
 
 
 cdef inline void* grown(void* p, size_t n, size_t item) except NULL:
@@ -777,6 +754,8 @@ cdef class SlabCache:
         """Assert the invariants of the module docstring (tests call this)."""
         return slab_check(self)
 
+
+include "classes.pxi"
 
 include "defrag.pxi"
 

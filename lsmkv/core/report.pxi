@@ -73,9 +73,15 @@ cdef dict slab_stats(SlabCache cache):
 
 cdef bint slab_check(SlabCache cache) except -1:
     cdef uint64_t payload = 0, used = 0, pinned = 0, meta = 0, sid
+    cdef SizeClass* sc
     cdef uint32_t p, i
     cdef Slot* s
     freeset = set()
+    for ci in range(cache.nclasses):
+        sc = &cache.cls[ci]
+        assert ci == 0 or sc.size > cache.cls[ci - 1].size
+        assert sc.per_page * sc.size <= sc.units * cache.page_size < sc.per_page * (sc.size + 16), ci
+    assert cache.cls[cache.nclasses - 1].size == cache.page_size
     for ci in range(cache.nclasses):
         for j in range(cache.cls[ci].nfree):
             sid = cache.cls[ci].free[j]
