@@ -1,5 +1,5 @@
 cimport cython
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, uint16_t, uint32_t, uint64_t
 from lsmkv.core.u64map cimport U64Map
 
 ctypedef struct Slot:
@@ -10,16 +10,16 @@ ctypedef struct Slot:
     uint8_t ref         # CLOCK reference bit
     uint8_t meta        # 1: an index or filter block (counted in SlabCache.meta_payload)
 
-ctypedef struct Page:
+ctypedef struct Page:    # 32 bytes: a lookup indexes pages[] by a shift
     uint8_t* mem        # units * page_size bytes (mmap'd), or NULL when the page is not held
-    uint32_t units      # pages of page_size it spans (its class's units); 0 when not held
-    int cls             # size class, -1 when unassigned
+    int16_t cls         # size class, -1 when unassigned (classes are < 32768)
+    uint16_t units      # pages of page_size it spans (its class's units); 0 when not held
     uint32_t nslots
     uint32_t live       # slots not FREE
     uint32_t pinned     # slots with refs > 0
     Slot* slots
 
-ctypedef struct SizeClass:
+ctypedef struct SizeClass:   # padded to 128 bytes: a lookup indexes cls[] by a shift
     uint32_t size       # slot bytes
     uint32_t per_page   # slots per page (per span of `units` pages)
     uint32_t units      # pages of page_size a page of this class spans (1, 2, 4 or 8)
@@ -31,6 +31,7 @@ ctypedef struct SizeClass:
     uint32_t hand_p, hand_s   # CLOCK hand: position in pages[], slot index
     uint64_t items, payload
     unsigned long long hits, evictions, win_evictions
+    uint8_t pad[24]     # (to 128 bytes)
 
 # Lookups of index and filter blocks (TableReader counts them in its cache's
 # struct; a resident block counts as a hit). Not part of hits/misses, which

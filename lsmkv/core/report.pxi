@@ -77,6 +77,7 @@ cdef bint slab_check(SlabCache cache) except -1:
     cdef uint32_t p, i
     cdef Slot* s
     freeset = set()
+    assert sizeof(Page) == 32 and sizeof(SizeClass) == 128, (sizeof(Page), sizeof(SizeClass))
     for ci in range(cache.nclasses):
         sc = &cache.cls[ci]
         assert ci == 0 or sc.size > cache.cls[ci - 1].size
