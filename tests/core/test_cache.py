@@ -40,11 +40,14 @@ def test_insert_lookup_view_and_release():
     c.check()
 
 
-def test_model_random_workload_keeps_invariants():
+@pytest.mark.parametrize("size_mib", [2, 8])
+def test_model_random_workload_keeps_invariants(size_mib):
     """Random inserts, lookups, erases and capacity changes against a dict model:
-    a hit always returns the latest contents; check() holds throughout."""
+    a hit always returns the latest contents; check() holds throughout. At 8 MiB
+    (128 pages of 64 KiB) the classes above 8 KiB take spans of 2 and 4 pages, so
+    pages move between classes of different spans."""
     rng = random.Random(7)
-    c = SlabCache(2 * MiB, 64 * KiB)
+    c = SlabCache(size_mib * MiB, 64 * KiB)
     model = {}
     held = []
     for i in range(30000):
@@ -67,7 +70,7 @@ def test_model_random_workload_keeps_invariants():
             c.erase_file(f)
             model = {k: n for k, n in model.items() if k >> 40 != f}
         elif r < 0.91:
-            c.set_capacity(rng.choice([512 * KiB, 1 * MiB, 2 * MiB, 3 * MiB]))
+            c.set_capacity(rng.choice([512 * KiB, 1 * MiB, 2 * MiB, 3 * MiB]) * size_mib // 2)
         if held and rng.random() < 0.05:
             v, b = held.pop(rng.randrange(len(held)))
             assert bytes(v) == b
@@ -78,6 +81,9 @@ def test_model_random_workload_keeps_invariants():
         assert bytes(v) == b           # a pinned block never changed under its view
     c.check()
     assert c.stats()["pinned_bytes"] == sum(len(b) for _, b in held)
+    if size_mib == 8:
+        s = c.stats()
+        assert {1, 2, 4} <= {cl["span"] for cl in s["classes"]} and s["slab_moves"] > 0
 
 
 def test_pinned_block_survives_heavy_eviction():
