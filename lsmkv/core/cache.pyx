@@ -292,6 +292,8 @@ cdef class SlabCache:
                 self._unassign(p)
             self._assign(p, ci)
             return True
+        if units > self.pages_max:            # a shrunk cache: the span can never fit
+            return False
         self._release_page(p)
         while self.pages_held + units > self.pages_max:
             q = self._donor_page(ci)

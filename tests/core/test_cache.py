@@ -224,6 +224,20 @@ def test_large_blocks_take_spans_of_pages_moved_from_small_blocks():
     c.check()
 
 
+def test_a_span_larger_than_a_shrunk_cache_evicts_nothing():
+    """Shrunk to 3 pages, the cache cannot hold a 4-page span: 20 KB blocks are
+    refused (class_starved) and the small blocks it holds stay."""
+    c = SlabCache(8 * MiB, 64 * KiB)
+    for k in range(400):
+        c.insert(k, block(k, 600))
+    c.set_capacity(3 * 64 * KiB)
+    entries = len(c)
+    for k in range(1000, 1100):
+        assert not c.insert(k, block(k, 20000))
+    assert len(c) == entries and c.stats()["class_starved"] == 100
+    c.check()
+
+
 def test_fragmentation_of_mixed_sizes_is_bounded():
     """Sizes spread over 100 B..20 KiB: slots waste at most the growth factor
     (the class sizes fill their pages: no page tail is left over; 1.096 before)."""
