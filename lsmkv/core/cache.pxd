@@ -1,5 +1,5 @@
 cimport cython
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, int16_t, uint16_t, uint32_t, uint64_t
 from lsmkv.core.u64map cimport U64Map
 
 ctypedef struct Slot:
@@ -10,17 +10,20 @@ ctypedef struct Slot:
     uint8_t ref         # CLOCK reference bit
     uint8_t meta        # 1: an index or filter block (counted in SlabCache.meta_payload)
 
-ctypedef struct Page:
-    uint8_t* mem        # page_size bytes (mmap'd), or NULL when the page is not held
-    int cls             # size class, -1 when unassigned
+ctypedef struct Page:    # 32 bytes: a lookup indexes pages[] by a shift
+    uint8_t* mem        # units * page_size bytes (mmap'd), or NULL when the page is not held
+    int16_t cls         # size class, -1 when unassigned (classes are < 32768)
+    uint16_t units      # pages of page_size it spans (its class's units); 0 when not held
     uint32_t nslots
     uint32_t live       # slots not FREE
     uint32_t pinned     # slots with refs > 0
     Slot* slots
 
-ctypedef struct SizeClass:
+ctypedef struct SizeClass:   # padded to 128 bytes: a lookup indexes cls[] by a shift
     uint32_t size       # slot bytes
-    uint32_t per_page   # slots per page
+    uint32_t per_page   # slots per page (per span of `units` pages)
+    uint32_t units      # pages of page_size a page of this class spans (1, 2, 4 or 8)
+    int spill           # the largest class whose slots may take this class's blocks (SPILL)
     uint32_t* pages     # indexes of the pages given to this class
     uint32_t npages, pcap
     uint64_t* free      # stack of free slot ids
@@ -28,6 +31,7 @@ ctypedef struct SizeClass:
     uint32_t hand_p, hand_s   # CLOCK hand: position in pages[], slot index
     uint64_t items, payload
     unsigned long long hits, evictions, win_evictions
+    uint8_t pad[24]     # (to 128 bytes)
 
 # Lookups of index and filter blocks (TableReader counts them in its cache's
 # struct; a resident block counts as a hit). Not part of hits/misses, which
@@ -69,19 +73,18 @@ cdef class SlabCache:
     cdef void _unassign(self, uint32_t p) noexcept
     cdef void _clear_slot(self, Page* pg, Slot* s, SizeClass* c) noexcept
     cdef void _drop_free_of_page(self, SizeClass* c, uint32_t p) noexcept
-    cdef int _give_page(self, uint32_t p, int ci) except -1
+    cdef bint _give_page(self, uint32_t p, int ci) except -1
     cdef void _release_page(self, uint32_t p) noexcept
     cdef int _coldest_class(self, int exclude) noexcept
     cdef long long _unpinned_page_of(self, int ci) noexcept
     cdef long long _clock_page(self, int exclude, double below) noexcept
-    cdef long long _new_page(self) except -2
+    cdef long long _new_page(self, uint32_t units) except -2
     cdef long long _donor_page(self, int exclude) noexcept
     cdef bint _move_page_to(self, int ci) except -1
     cdef bint _rebalance(self, int ci) except -1
     cdef uint64_t _evict(self, int ci) noexcept
     cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE
     cdef void _free_slot(self, uint64_t sid) noexcept
-    cdef int _consolidate(self, int ci) except -1
     cdef int _shrink(self) except -1
     cdef int _pin_entry(self, long long i, Pin* out) noexcept
     cdef int lookup_pin(self, uint64_t key, Pin* out) except -1

@@ -4,16 +4,21 @@
 SlabCache (option block_cache='slab', the default) keeps blocks in slab memory:
 capacity is cut into pages (slab_page_size, 1 MiB unless the cache is small), a
 page is given to one size class, a block takes one slot of the smallest class
-that fits. Each class runs its own CLOCK. Pages move between classes (like
-memcached's slab automove) when one class evicts far more per page than
-another: the defragmentation logic. Readers get a pinned view of a slot, no
+that fits. A class's slots fill its pages exactly, and a class of large slots
+takes its pages in spans of 2, 4 or 8 contiguous pages (classes.pxi), so that
+neither a page's tail nor coarse large classes waste memory. Each class runs its
+own CLOCK. Pages move between classes (like memcached's slab automove) when one
+class evicts far more per page than another; after erasures a class's sparse
+pages hand their blocks to free slots of their class or of a slightly larger one
+and go back to the OS (defrag.pxi). Readers get a pinned view of a slot, no
 copy; a pinned slot is never evicted, moved or reused until its last pin goes.
 
 LRUCache ('lru') is the plain LRU of bytes objects, kept for comparison.
 
-This file holds SlabCache (its pages, size classes, CLOCK and page moves) and
-includes: report.pxi (SlabCache's metadata_bytes, stats and check), views.pxi
-(BlockView, ValueView) and lru.pxi (LRUCache). Its key -> slot hash is
+This file holds SlabCache (its pages, CLOCK and page moves) and includes:
+classes.pxi (the size classes and spans), defrag.pxi (giving sparse pages back
+after erasures), report.pxi (SlabCache's metadata_bytes, stats and check),
+views.pxi (BlockView, ValueView) and lru.pxi (LRUCache). Its key -> slot hash is
 lsmkv/core/u64map.pxd.
 
 Index and filter blocks (option cache_index_and_filter_blocks) are slab blocks
@@ -39,6 +44,12 @@ Invariants (SlabCache.check() asserts them):
   4. A FREE slot is on its class's free stack exactly once.
   5. hits + misses == number of data-block lookups (lookup_pin, lookup).
   6. meta_payload == the sum of len over slots that are not FREE and have meta set.
+  7. A held page spans its class's `units` pages of page_size (one mapping); the
+     units of the held pages add up to pages_held.
+  8. Class sizes strictly increase up to page_size, and a class's slots fill its
+     span to less than 16 bytes a slot (classes.pxi).
+  9. A block only moves (defrag.pxi) from an unpinned page into a FREE slot of a
+     class at least as large; a slot's len never exceeds its class's size.
 """
 from collections import OrderedDict
 
@@ -65,6 +76,7 @@ cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
 cdef uint32_t MIN_SLOT = 256
 cdef size_t MIN_PAGE = 4096
 cdef uint32_t CLOCK_PAGES = 32     # pages a donor search looks at (_clock_page)
+cdef double SPILL = 1.5            # a block may move into a slot up to this many times larger (defrag.pxi)
 
 
 cdef inline uint64_t sid_of(uint32_t page, uint32_t idx) noexcept:
@@ -101,8 +113,7 @@ cdef class SlabCache:
 
     def __cinit__(self, size_t capacity, size_t page_size=1 << 20, double growth_factor=1.08):
         cdef size_t ps = page_size
-        cdef uint32_t size
-        cdef list sizes = []
+        cdef list sizes
         if growth_factor <= 1.0 or growth_factor > 4.0:
             raise ValueError(f"slab growth factor must be in (1, 4], got {growth_factor}")
         if ps < MIN_PAGE:
@@ -116,18 +127,20 @@ cdef class SlabCache:
         self.capacity = capacity
         self.growth_factor = growth_factor
         self.reserved = 0
-        size = MIN_SLOT if MIN_SLOT < ps else <uint32_t>ps
-        while size < ps:
-            sizes.append(size)
-            size = max(size + 16, ((<uint32_t>(size * growth_factor) + 15) // 16) * 16)
-        sizes.append(<uint32_t>ps)
+        sizes = class_sizes(capacity, ps, growth_factor)
         self.nclasses = len(sizes)
         self.cls = <SizeClass*>calloc(self.nclasses, sizeof(SizeClass))
         if self.cls == NULL:
             raise MemoryError()
-        for i, s in enumerate(sizes):
+        for i, (s, units) in enumerate(sizes):
             self.cls[i].size = s
-            self.cls[i].per_page = <uint32_t>(ps // s)
+            self.cls[i].units = units
+            self.cls[i].per_page = <uint32_t>(units * ps // s)
+        for i in range(self.nclasses):
+            self.cls[i].spill = i
+            while (self.cls[i].spill + 1 < self.nclasses
+                   and self.cls[self.cls[i].spill + 1].size <= self.cls[i].size * SPILL):
+                self.cls[i].spill += 1
         self.pages = NULL
         self.npages_max_alloc = 0
         self.pages_held = 0
@@ -148,7 +161,7 @@ cdef class SlabCache:
         if self.pages != NULL:
             for p in range(self.npages_max_alloc):
                 if self.pages[p].mem != NULL:
-                    munmap(self.pages[p].mem, self.page_size)
+                    munmap(self.pages[p].mem, self.pages[p].units * self.page_size)
                 free(self.pages[p].slots)
             free(self.pages)
         if self.cls != NULL:
@@ -191,7 +204,7 @@ cdef class SlabCache:
             for p in range(self.npages_max_alloc, want):
                 np[p].mem = NULL
                 np[p].cls = -1
-                np[p].nslots = np[p].live = np[p].pinned = 0
+                np[p].nslots = np[p].live = np[p].pinned = np[p].units = 0
                 np[p].slots = NULL
             self.pages = np
             self.npages_max_alloc = want
@@ -266,21 +279,41 @@ cdef class SlabCache:
                 k += 1
         c.nfree = k
 
-    cdef int _give_page(self, uint32_t p, int ci) except -1:
-        """Move held page p (no slot pinned) to class ci: a slab move."""
-        if self.pages[p].cls >= 0:
-            self._unassign(p)
-        self._assign(p, ci)
+    cdef bint _give_page(self, uint32_t p, int ci) except -1:
+        """Move held page p (no slot pinned) to class ci: a slab move. When p spans
+        another number of pages than ci's spans, p goes back to the OS, and so do
+        donor pages (_donor_page) until a span of ci's size can be mapped.
+        True if class ci got a page."""
+        cdef uint32_t units = self.cls[ci].units
+        cdef long long q
         self.slab_moves += 1
-        return 0
+        if self.pages[p].units == units:
+            if self.pages[p].cls >= 0:
+                self._unassign(p)
+            self._assign(p, ci)
+            return True
+        if units > self.pages_max:            # a shrunk cache: the span can never fit
+            return False
+        self._release_page(p)
+        while self.pages_held + units > self.pages_max:
+            q = self._donor_page(ci)
+            if q < 0:
+                return False
+            self._release_page(<uint32_t>q)
+        q = self._new_page(units)
+        if q < 0:
+            return False
+        self._assign(<uint32_t>q, ci)
+        return True
 
     cdef void _release_page(self, uint32_t p) noexcept:
         """Give held page p (no slot pinned) back to the OS."""
         if self.pages[p].cls >= 0:
             self._unassign(p)
-        munmap(self.pages[p].mem, self.page_size)
+        munmap(self.pages[p].mem, self.pages[p].units * self.page_size)
         self.pages[p].mem = NULL
-        self.pages_held -= 1
+        self.pages_held -= self.pages[p].units
+        self.pages[p].units = 0
 
     cdef int _coldest_class(self, int exclude) noexcept:
         """The class with pages, other than exclude, with the fewest recent evictions
@@ -290,7 +323,7 @@ cdef class SlabCache:
         for ci in range(self.nclasses):
             if ci == exclude or self.cls[ci].npages == 0:
                 continue
-            r = <double>self.cls[ci].win_evictions / self.cls[ci].npages
+            r = <double>self.cls[ci].win_evictions / (self.cls[ci].npages * self.cls[ci].units)
             if best < 0 or r < best_r:
                 best, best_r = ci, r
         return best
@@ -338,7 +371,7 @@ cdef class SlabCache:
             if pg.mem == NULL or pg.cls < 0 or pg.cls == exclude or pg.pinned:
                 continue
             c = &self.cls[pg.cls]
-            if below >= 0 and <double>c.win_evictions / c.npages >= below:
+            if below >= 0 and <double>c.win_evictions / (c.npages * c.units) >= below:
                 continue
             used = False
             for i in range(pg.nslots):
@@ -352,20 +385,22 @@ cdef class SlabCache:
                 first = p
         return first
 
-    cdef long long _new_page(self) except -2:
-        """Map a page into an unheld entry; -1 if none is allowed."""
+    cdef long long _new_page(self, uint32_t units) except -2:
+        """Map a span of `units` pages into an unheld entry; -1 if the capacity
+        does not allow it."""
         cdef uint32_t p
         cdef void* m
-        if self.pages_held >= self.pages_max:
+        if self.pages_held + units > self.pages_max:
             return -1
         for p in range(self.pages_max):
             if self.pages[p].mem == NULL:
                 # first touched by the thread that fills it (NUMA first-touch placement)
-                m = mmap(NULL, self.page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                m = mmap(NULL, units * self.page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                 if m == MAP_FAILED:
-                    raise MemoryError(f"slab cache: cannot map a {self.page_size}-byte page")
+                    raise MemoryError(f"slab cache: cannot map a {units * self.page_size}-byte page")
                 self.pages[p].mem = <uint8_t*>m
-                self.pages_held += 1
+                self.pages[p].units = units
+                self.pages_held += units
                 return p
         return -1
 
@@ -390,8 +425,7 @@ cdef class SlabCache:
         cdef long long p = self._donor_page(ci)
         if p < 0:
             return False
-        self._give_page(<uint32_t>p, ci)
-        return True
+        return self._give_page(<uint32_t>p, ci)
 
     cdef bint _rebalance(self, int ci) except -1:
         """Class ci must evict. Once it has evicted a page's worth of blocks since it
@@ -411,16 +445,15 @@ cdef class SlabCache:
                 self.cls[k].win_evictions //= 2
         if c.win_evictions < c.per_page:
             return False
-        rate = <double>c.win_evictions / c.npages
+        rate = <double>c.win_evictions / (c.npages * c.units)
         p = self._clock_page(ci, rate / 2)
         if p < 0:
             cold = self._coldest_class(ci)
-            if cold >= 0 and rate > 2 * <double>self.cls[cold].win_evictions / self.cls[cold].npages:
+            if cold >= 0 and rate > 2 * <double>self.cls[cold].win_evictions / (self.cls[cold].npages
+                                                                             * self.cls[cold].units):
                 p = self._unpinned_page_of(cold)
-        if p >= 0:
-            self._give_page(<uint32_t>p, ci)
         c.win_evictions = 0
-        return p >= 0
+        return p >= 0 and self._give_page(<uint32_t>p, ci)
 
     cdef uint64_t _evict(self, int ci) noexcept:
         """CLOCK over class ci's slots: the first unpinned USED slot whose reference
@@ -467,7 +500,7 @@ cdef class SlabCache:
         cdef long long p
         cdef uint64_t sid
         if c.nfree == 0:
-            p = self._new_page()
+            p = self._new_page(c.units)
             if p >= 0:
                 self._assign(<uint32_t>p, ci)
             elif c.npages == 0:
@@ -496,53 +529,6 @@ cdef class SlabCache:
             self._push_free(c, sid)
         except MemoryError:
             pass    # the slot stays FREE but unlisted until its page moves; nothing is lost
-
-    cdef int _consolidate(self, int ci) except -1:
-        """While class ci has a page's worth of free slots, empty its sparsest
-        unpinned page by moving that page's blocks into free slots of its other
-        pages, and release the page to the OS (defragmentation after erasures)."""
-        cdef SizeClass* c = &self.cls[ci]
-        cdef uint32_t j, i, p, best
-        cdef long long victim
-        cdef uint64_t dst
-        cdef long long h
-        cdef Slot* s
-        cdef Slot* d
-        cdef Page* vp
-        while c.nfree >= c.per_page and c.npages > 1:
-            victim = -1
-            best = 0xFFFFFFFFU
-            for j in range(c.npages):
-                p = c.pages[j]
-                if self.pages[p].pinned == 0 and self.pages[p].live < best:
-                    victim, best = p, self.pages[p].live
-            if victim < 0:
-                return 0
-            vp = &self.pages[victim]
-            self._drop_free_of_page(c, <uint32_t>victim)   # its own free slots are no targets
-            if c.nfree < vp.live:             # cannot happen: nfree >= per_page before
-                return 0
-            for i in range(vp.nslots):
-                s = &vp.slots[i]
-                if s.state != USED:
-                    continue
-                c.nfree -= 1
-                dst = c.free[c.nfree]
-                d = self._slot(dst)
-                memcpy(self.pages[sid_page(dst)].mem + <size_t>sid_idx(dst) * c.size,
-                       vp.mem + <size_t>i * c.size, s.len)
-                d.key, d.len, d.refs, d.ref, d.state = s.key, s.len, 0, s.ref, USED
-                d.meta = s.meta
-                s.meta = 0
-                self.pages[sid_page(dst)].live += 1
-                h = u64map_find(&self.h, s.key)
-                self.h.vals[h] = dst
-                s.state = FREE
-                vp.live -= 1
-                self.relocated += 1
-            self._release_page(<uint32_t>victim)     # empty now: back to the OS
-            self.pages_defragmented += 1
-        return 0
 
     cdef int _shrink(self) except -1:
         """Release pages until pages_held <= pages_max (pinned pages stay)."""
@@ -723,7 +709,7 @@ cdef class SlabCache:
     def erase_file(self, unsigned long long number):
         """Drop every block of one file (called when the file is deleted); a pinned
         block is detached and freed when its last pin goes. Then every class with a
-        page's worth of free slots gives pages back (_consolidate)."""
+        sparse page gives it back when its blocks fit elsewhere (defrag.pxi)."""
         cdef uint32_t p, i
         cdef int ci
         cdef Slot* s
@@ -735,8 +721,8 @@ cdef class SlabCache:
                 if s.state == USED and (s.key >> 40) == number:
                     u64map_delete(&self.h, s.key)
                     self._unhashed(sid_of(p, i))
-        for ci in range(self.nclasses):
-            self._consolidate(ci)
+        for ci in range(self.nclasses - 1, -1, -1):    # larger classes first: a class
+            slab_consolidate(self, ci)                # spills only into larger ones
 
     def set_capacity(self, size_t capacity):
         """Grow or shrink; shrinking releases pages (unpinned ones) to the OS now."""
@@ -770,6 +756,10 @@ cdef class SlabCache:
         """Assert the invariants of the module docstring (tests call this)."""
         return slab_check(self)
 
+
+include "classes.pxi"
+
+include "defrag.pxi"
 
 include "report.pxi"
 

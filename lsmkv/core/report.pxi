@@ -28,7 +28,7 @@ cdef dict slab_stats(SlabCache cache):
         if sc.npages == 0 and sc.items == 0:
             continue
         cap = <unsigned long long>sc.npages * sc.per_page
-        classes.append({"size": sc.size, "pages": sc.npages, "items": sc.items, "slots": cap,
+        classes.append({"size": sc.size, "pages": sc.npages, "span": sc.units, "items": sc.items, "slots": cap,
                         "fill": (sc.items / cap) if cap else 0.0,
                         "payload": sc.payload, "hits": sc.hits, "evictions": sc.evictions})
     meta = slab_metadata_bytes(cache)
@@ -73,19 +73,30 @@ cdef dict slab_stats(SlabCache cache):
 
 cdef bint slab_check(SlabCache cache) except -1:
     cdef uint64_t payload = 0, used = 0, pinned = 0, meta = 0, sid
+    cdef SizeClass* sc
     cdef uint32_t p, i
     cdef Slot* s
     freeset = set()
+    assert sizeof(Page) == 32 and sizeof(SizeClass) == 128, (sizeof(Page), sizeof(SizeClass))
+    for ci in range(cache.nclasses):
+        sc = &cache.cls[ci]
+        assert ci == 0 or sc.size > cache.cls[ci - 1].size
+        assert sc.per_page * sc.size <= sc.units * cache.page_size < sc.per_page * (sc.size + 16), ci
+    assert cache.cls[cache.nclasses - 1].size == cache.page_size
     for ci in range(cache.nclasses):
         for j in range(cache.cls[ci].nfree):
             sid = cache.cls[ci].free[j]
             assert sid not in freeset, f"slot {sid:#x} twice on a free stack"
             freeset.add(sid)
             assert cache.pages[sid_page(sid)].cls == ci, f"slot {sid:#x} on the wrong class's stack"
+    cdef uint64_t units = 0
     for p in range(cache.npages_max_alloc):
+        if cache.pages[p].mem != NULL:
+            units += cache.pages[p].units
         if cache.pages[p].cls < 0:
             continue
         assert cache.pages[p].mem != NULL
+        assert cache.pages[p].units == cache.cls[cache.pages[p].cls].units
         for i in range(cache.pages[p].nslots):
             s = &cache.pages[p].slots[i]
             sid = sid_of(p, i)
@@ -109,6 +120,7 @@ cdef bint slab_check(SlabCache cache) except -1:
     assert pinned == cache.pinned_bytes, (pinned, cache.pinned_bytes)
     assert meta == cache.meta_payload, (meta, cache.meta_payload)
     assert used == cache.h.count, (used, cache.h.count)
+    assert units == cache.pages_held, (units, cache.pages_held)
     assert cache.payload <= <unsigned long long>cache.pages_held * cache.page_size
     assert cache.hits + cache.misses >= 0
     return True
