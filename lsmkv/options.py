@@ -76,7 +76,7 @@ class Options:
     block_cache: object = "slab"               # 'slab': slab pages, size classes, pinned views; 'lru': bytes LRU;
                                                # an lsmkv.Cache: shared with other DBs (block_cache_size unused)
     slab_page_size: int = 1 * MiB              # slab page (halved, down to 64 KiB, for caches under 256 pages)
-    slab_growth_factor: float = 1.08           # size-class growth: internal waste <= this - 1
+    slab_growth_factor: float = 1.08           # size-class growth (classes then widen to fill their pages)
     cache_index_and_filter_blocks: bool = False  # True: index/filter blocks are slab-cache blocks
                                                # (evictable, reloaded on a miss); False: resident
                                                # per open table, charged to the cache. 'lru': resident
