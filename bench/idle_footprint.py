@@ -8,7 +8,7 @@ For each engine and each count N, a fresh child process opens N databases (each 
 its own directory, with db_bench's default options for that engine: the adapters of
 bench/engines/), puts --keys small keys into each, waits --settle seconds for
 background work, and reports, against its own numbers before the first open: the RSS
-growth (VmRSS), the disk allocated under the DBs' directories (st_blocks, so sparse
+growth, the disk allocated under the DBs' directories (st_blocks, so sparse
 and preallocated space count as what they are) and the threads added (the Threads
 line of /proc/self/status: native threads too, not only Python's). A warm-up DB is
 opened, written and closed before the baseline, so the library's code is loaded and
@@ -36,28 +36,16 @@ if __package__ in (None, ""):
 
 from bench.common import ENGINES, MiB  # noqa: E402
 from bench.engines import ENGINE_CLASSES, engine_available  # noqa: E402
+from bench.stats import current_rss_bytes, dir_bytes  # noqa: E402
 
 
-def proc_status(field):
-    """An integer field of /proc/self/status (VmRSS in bytes, Threads as is)."""
+def threads():
+    """Threads of this process, native ones too (the Threads line of /proc/self/status)."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith(field + ":"):
-                v = int(line.split()[1])
-                return v * 1024 if line.rstrip().endswith("kB") else v
-    raise KeyError(field)
-
-
-def allocated(directory):
-    """Bytes allocated on disk (st_blocks) under directory."""
-    total = 0
-    for root, _, files in os.walk(directory):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_blocks * 512
-            except FileNotFoundError:
-                pass
-    return total
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise RuntimeError("no Threads line in /proc/self/status")
 
 
 def child(engine_name, n, keys, settle, directory):
@@ -81,11 +69,11 @@ def child(engine_name, n, keys, settle, directory):
     open_one(warm).close()
     shutil.rmtree(warm)
     time.sleep(settle)
-    rss0, threads0 = proc_status("VmRSS"), proc_status("Threads")
+    rss0, threads0 = current_rss_bytes(), threads()
     engines = [open_one(os.path.join(directory, f"db{i:03d}")) for i in range(n)]
     time.sleep(settle)
-    out = {"rss": proc_status("VmRSS") - rss0, "disk": allocated(directory),
-           "threads": proc_status("Threads") - threads0}
+    out = {"rss": current_rss_bytes() - rss0, "disk": dir_bytes(directory)[1],
+           "threads": threads() - threads0}
     for e in engines:
         e.close()
     return out
