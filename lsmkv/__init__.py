@@ -13,8 +13,8 @@ maps the rest. lsmkv.testing holds the hooks tests use to look inside.
 """
 from lsmkv.core.dbcore import WriteBatch
 from lsmkv.engine.db import DB, Snapshot
-from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, ForkedError, LockError,
-                          LsmkvError)
+from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, FollowerError, ForkedError,
+                          LockError, LsmkvError, ReadOnlyError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
                           NotADatabaseError, OpenError)
 from lsmkv.engine.memory import memory_usage
@@ -25,7 +25,8 @@ from lsmkv.options import Options
 
 __version__ = "0.1.0"
 __all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
-           "LockError", "ClosedError", "ForkedError", "BackgroundError", "OpenError",
+           "LockError", "ClosedError", "ForkedError", "BackgroundError", "OpenError", "ReadOnlyError",
+           "FollowerError",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
            "DatabasePermissionError", "set_background_threads", "background_threads", "memory_usage",
            "__version__"]

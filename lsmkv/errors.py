@@ -197,6 +197,39 @@ class ForkedError(ClosedError):
     """
 
 
+class ReadOnlyError(LsmkvError):
+    """A write (put, delete, write, flush, compact_range, sync_wal) on a DB opened
+    with read_only=True or secondary=: those handles only read.
+
+    >>> import lsmkv, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> lsmkv.DB(d).close()
+    >>> with lsmkv.DB(d, read_only=True) as ro:
+    ...     ro.put(b"k", b"v")
+    Traceback (most recent call last):
+      ...
+    lsmkv.errors.ReadOnlyError: the database is open read-only (read_only=True): put, delete and write are refused
+    """
+
+
+class FollowerError(OpenError):
+    """A read-only or secondary DB could not read a consistent state of a database
+    another process was changing: every attempt found a file named by the MANIFEST
+    already gone (the primary flushed, compacted or restarted meanwhile), or the
+    follower was asked what it cannot do (a snapshot of a secondary). Trying
+    again usually succeeds.
+
+    >>> import lsmkv, tempfile
+    >>> d, own = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> lsmkv.DB(d).close()
+    >>> with lsmkv.DB(d, secondary=own) as sec:
+    ...     sec.snapshot()
+    Traceback (most recent call last):
+      ...
+    lsmkv.errors.FollowerError: a secondary has no snapshots: catch_up() replaces its state, and the primary's compactions drop what a snapshot of it would need; an iterator keeps the state it started with
+    """
+
+
 class BackgroundError(LsmkvError, OSError):
     """Background work (flush or compaction) failed; the DB is read-only until reopened.
 

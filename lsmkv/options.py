@@ -3,6 +3,7 @@
 Every option has a default; an unknown name raises TypeError and a bad value
 ValueError (or TypeError for a wrong type), each naming the option.
 """
+import os
 import time
 from dataclasses import dataclass, field, fields
 
@@ -103,6 +104,9 @@ class Options:
     max_background_jobs: int = 2               # one flush job + (this - 1) compaction jobs (shared pool)
     compaction_worker: str = "process"         # 'process': merge in a child process; 'thread': in-process
     background_priority: str = "low"           # 'low': flush/compaction threads and worker at nice 19; 'normal'
+    read_only: bool = False                    # True: no LOCK, nothing written; reads as of the open
+    secondary: object = None                   # a directory of its own: read-only, db.catch_up() follows
+                                               # the primary (lsmkv/engine/follower.py)
     create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
     error_if_exists: bool = False              # True: DatabaseExistsError if CURRENT exists
     clock: object = field(default=time.time)   # seconds; used for TTL
@@ -197,9 +201,14 @@ class Options:
             raise ValueError(f"option background_priority must be 'low' or 'normal', "
                              f"got {self.background_priority!r}")
         for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads",
-                     "cache_index_and_filter_blocks", "pin_l0_index_and_filter"):
+                     "cache_index_and_filter_blocks", "pin_l0_index_and_filter", "read_only"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")
+        if self.secondary is not None and not isinstance(self.secondary, (str, bytes, os.PathLike)):
+            raise TypeError(f"option secondary must be a directory path, got {self.secondary!r}")
+        if self.read_only and self.secondary is not None:
+            raise ValueError("options read_only and secondary exclude each other (a secondary is "
+                             "read-only already)")
         if not callable(self.clock):
             raise TypeError("option clock must be a callable returning seconds")
 

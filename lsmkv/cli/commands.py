@@ -86,22 +86,33 @@ def one_line(s):
 
 class Session:
     """The database commands run against: opened on first use, then kept open
-    (the REPL runs many commands on one open DB)."""
+    (the REPL runs many commands on one open DB). Read commands open it read-only
+    (no LOCK: they work on a database a server or an application holds open);
+    the first write command reopens it for writing."""
 
     def __init__(self, path):
         self.path = path
         self._db = None
+        self._writable = False
 
     def exists(self):
         return os.path.exists(os.path.join(self.path, "CURRENT"))
 
-    def db(self, create=False):
+    def db(self, create=False, write=None):
+        """The open DB; write (default: create) asks for one that takes writes."""
+        write = create if write is None else write
+        if self._db is not None and write and not self._writable:
+            self.close()
         if self._db is None:
             if not create and not self.exists():
                 raise LsmkvError(f"no database at {self.path}")
             import lsmkv
-            # a short-lived process: compactions run in a thread, no worker process is started
-            self._db = lsmkv.DB(self.path, compaction_worker="thread", create_if_missing=create)
+            if write:
+                # a short-lived process: compactions run in a thread, no worker process is started
+                self._db = lsmkv.DB(self.path, compaction_worker="thread", create_if_missing=create)
+            else:
+                self._db = lsmkv.DB(self.path, read_only=True, create_if_missing=False)
+            self._writable = write
         return self._db
 
     def close(self):
@@ -316,7 +327,7 @@ def load_dump(db, fh, name, progress):
 
 
 def cmd_checkpoint(s, a, out, codec):
-    n = tools.checkpoint(s.db(), a.dir)
+    n = tools.checkpoint(s.db(write=True), a.dir)
     out.emit(f"checkpoint of {n} tables in {os.path.abspath(a.dir)}",
              {"dir": os.path.abspath(a.dir), "tables": n})
 

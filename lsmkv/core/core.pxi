@@ -43,6 +43,8 @@ cdef class Core:
     cdef public object mutex
     cdef public bint closed
     cdef public object bg_error
+    cdef public bint read_only       # a read-only or secondary engine: writes raise ReadOnlyError
+    cdef public str read_only_as     # how it was opened, for that error's message
     cdef public size_t write_buffer_size
     cdef public object clock
     cdef public unsigned long long n_puts, n_deletes, n_gets, n_get_hits, n_writes, n_syncs
@@ -59,6 +61,8 @@ cdef class Core:
         self.mutex = threading.Lock()
         self.closed = True
         self.bg_error = None
+        self.read_only = False
+        self.read_only_as = "read-only"
         self.last_seq = 0
         self.n_puts = self.n_deletes = self.n_gets = self.n_get_hits = 0
         self.n_writes = self.n_syncs = self.n_bloom_checks = self.n_bloom_useful = 0
@@ -72,6 +76,8 @@ cdef class Core:
     cdef int _writable(self, size_t nbytes) except -1:
         if self.closed:
             raise self.state.error()
+        if self.read_only:
+            raise self.read_only_error("put, delete and write are refused")
         if self.bg_error is not None:
             raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
         if self.l0_files >= self.l0_slowdown:
@@ -96,12 +102,18 @@ cdef class Core:
         with self.mutex:
             if self.closed:
                 raise self.state.error()
+            if self.read_only:
+                raise self.read_only_error("it has no log to sync")
             try:
                 self._sync_logs()
             except OSError as e:
                 self._sync_failed(e)
                 raise
         return 0
+
+    def read_only_error(self, what):
+        """The ReadOnlyError a write to a read-only or secondary engine raises."""
+        return ReadOnlyError(f"the database is open {self.read_only_as}: {what}")
 
     cdef void _sync_failed(self, e):
         """A write's WAL sync failed (mutex held). Its record is in the log, where a
@@ -175,6 +187,8 @@ cdef class Core:
         cdef uint8_t* p
         if self.closed:
             raise self.state.error()
+        if self.read_only:
+            raise self.read_only_error("put, delete and write are refused")
         if batch.count == 0:
             return 0
         with self.mutex:

@@ -7,6 +7,7 @@ from lsmkv.core.wal import LogWriter
 from lsmkv.errors import BackgroundError as BackgroundError
 from lsmkv.errors import ClosedError as ClosedError
 from lsmkv.errors import CorruptionError as CorruptionError
+from lsmkv.errors import ReadOnlyError as ReadOnlyError
 
 _Buffer = Union[bytes, bytearray, memoryview]
 
@@ -127,6 +128,8 @@ class Core:
     mutex: Any
     closed: bool
     bg_error: Optional[BaseException]
+    read_only: bool
+    read_only_as: str
     write_buffer_size: int
     clock: Callable[[], float]
     n_puts: int
@@ -149,6 +152,8 @@ class Core:
     writes: Any
     logs: Any
     files: Any
+    def read_only_error(self, what: str) -> Exception:
+        """The ReadOnlyError a write to a read-only or secondary engine raises."""
 
 class CoreDB:
     core: Core

@@ -38,7 +38,7 @@ from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
 from lsmkv.core.iterator cimport MergingIterator, HandleState
 from lsmkv.core.iterator import DBIterator
-from lsmkv.errors import ClosedError, BackgroundError, CorruptionError
+from lsmkv.errors import ClosedError, BackgroundError, CorruptionError, ReadOnlyError
 
 cdef extern from *:
     """

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from lsmkv.core.dbcore import CoreDB, WriteBatch, iterate_at
 from lsmkv.engine import stats as _stats
 from lsmkv.engine.engine import Engine
-from lsmkv.errors import ClosedError
+from lsmkv.errors import ClosedError, FollowerError
 
 MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
 
@@ -240,7 +240,31 @@ class DB(CoreDB):
         (b'1', b'2')
         >>> snap.close(); db.close()
         """
-        return Snapshot(self, self.core.snapshots.new())
+        core = self.core
+        if core.follower is not None and core.follower.mode == "secondary":
+            core.check_open()
+            raise FollowerError(core.path, "a secondary has no snapshots: catch_up() replaces its "
+                                "state, and the primary's compactions drop what a snapshot of it "
+                                "would need; an iterator keeps the state it started with")
+        return Snapshot(self, core.snapshots.new())
+
+    def catch_up(self):
+        """On a DB opened with secondary=<directory>: make visible what the primary
+        has written to its logs and tables since the open or the last catch_up() (a
+        prefix of its writes: whole batches, in order). Returns how many sequence
+        numbers became visible. docs/getting-started.md, "Several processes".
+
+        >>> import lsmkv, tempfile
+        >>> d, own = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> primary = lsmkv.DB(d)
+        >>> primary.put(b"k", b"1")
+        >>> follower = lsmkv.DB(d, secondary=own)
+        >>> primary.put(b"k", b"2"); primary.put(b"j", b"3")
+        >>> follower.get(b"k"), follower.catch_up(), follower.get(b"k")
+        (b'1', 2, b'2')
+        >>> follower.close(); primary.close()
+        """
+        return self.core.catch_up()
 
     def flush(self):
         """Write the memtable to a level-0 SST now, and wait until it is done.

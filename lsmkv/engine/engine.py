@@ -45,6 +45,7 @@ Invariants:
      ForkedError and close() releases only the child's memory, touching no file,
      no log and no lock (the parent owns them all).
 """
+import dataclasses
 import os
 import threading
 import warnings
@@ -64,7 +65,8 @@ from lsmkv.engine.snapshots import Snapshots
 from lsmkv.engine.stats import Stats
 from lsmkv.engine.tables import Tables
 from lsmkv.engine.writes import WriteController
-from lsmkv.errors import BackgroundError, DatabasePermissionError, OpenError
+from lsmkv.engine.follower import Follower
+from lsmkv.errors import BackgroundError, DatabasePermissionError, OpenError, ReadOnlyError
 from lsmkv.options import Options
 
 
@@ -101,11 +103,24 @@ class Engine(Core):
         self.adaptive = AdaptiveController(self) if opts.adaptive_memory else None
         if self.adaptive is not None:
             self.write_buffer_size = self.adaptive.policy.size
+        # a read-only or secondary engine follows files another process may write
+        self.follower = None
+        if opts.read_only or opts.secondary is not None:
+            mode = "secondary" if opts.secondary is not None else "read_only"
+            self.follower = Follower(self, mode, None if opts.secondary is None
+                                     else os.path.abspath(os.fspath(opts.secondary)))
+            self.read_only = True
+            self.read_only_as = "as a secondary" if mode == "secondary" else "read-only (read_only=True)"
         # -- guarded by the mutex (Core's too: sv, wal, last_seq, bg_error, l0_files, ...)
         self.shutting_down = False
         # as RocksDB sanitizes them: never slow writes before compaction would start
         self.l0_slowdown = max(opts.level0_slowdown_writes_trigger, opts.level0_file_num_compaction_trigger)
         self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
+        if self.follower is not None:
+            self.open_follower()
+            self.closed = False
+            lifecycle.register(self)
+            return              # no background jobs: it writes nothing
         self.open()
         self.closed = False
         lifecycle.register(self)
@@ -137,6 +152,38 @@ class Engine(Core):
                 raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
                                               f"permission denied{where}", e.filename, e.errno) from e
             raise
+
+    def open_follower(self):
+        """Open read-only or as a secondary (lsmkv.engine.follower): no LOCK on the
+        database, nothing written there; a secondary locks its own directory."""
+        opts = self.options
+        if opts.memory_budget or opts.adaptive_memory or opts.write_buffer_manager is not None:
+            raise ValueError("a read-only or secondary DB holds no memtable budget: memory_budget, "
+                             "adaptive_memory and write_buffer_manager do not apply to it")
+        try:
+            recovery.check_directory(self.path, dataclasses.replace(opts, create_if_missing=False))
+            own = self.follower.own_dir
+            if own is not None:
+                if os.path.realpath(own) == os.path.realpath(self.path):
+                    raise ValueError(f"option secondary must be a directory of its own, not the "
+                                     f"database's ({own})")
+                os.makedirs(own, exist_ok=True)
+                self.follower.dirlock = DirLock.acquire(own, "a secondary")
+            self.follower.load()
+        except BaseException as e:
+            self.follower.release()
+            self.tables.close()
+            if isinstance(e, PermissionError) and not isinstance(e, OpenError):
+                raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
+                                              f"permission denied on {e.filename}", e.filename, e.errno) from e
+            raise
+
+    def catch_up(self):
+        """A secondary reads what its primary wrote since (DB.catch_up)."""
+        self.check_open()
+        if self.follower is None or self.follower.mode != "secondary":
+            raise ReadOnlyError("catch_up() is for a DB opened with secondary=<directory>")
+        return self.follower.catch_up()
 
     def holds_lock(self):
         """Does this process hold the directory LOCK (open, not yet closed)?"""
@@ -228,6 +275,9 @@ class Engine(Core):
 
     def flush(self):
         """Write the memtable to a level-0 SST and wait (DB.flush)."""
+        if self.read_only:
+            self.check_open()
+            raise self.read_only_error("flush() writes a table")
         with self.mutex:
             self.check_open()
             if len(self.sv.mem):
@@ -242,6 +292,9 @@ class Engine(Core):
         """Compact [start, stop] below level 0 (DB.compact_range)."""
         start = check_bound("start", start)
         stop = check_bound("stop", stop)
+        if self.read_only:
+            self.check_open()
+            raise self.read_only_error("compact_range() writes tables")
         self.flush()
         with self.compactions.no_background():
             self.compactions.compact_range(start, stop)
@@ -283,6 +336,9 @@ class Engine(Core):
         if self.state.forked:
             self.release_inherited()
             return
+        if self.follower is not None:
+            self.close_follower()
+            return
         if self.dirlock is None:
             return
         with self.mutex:
@@ -304,12 +360,27 @@ class Engine(Core):
                 self.dirlock = None
                 lifecycle.unregister(self)
 
+    def close_follower(self):
+        """close() of a read-only or secondary engine: nothing to stop, sync or write."""
+        with self.mutex:
+            if self.closed:
+                return
+            self.shutting_down = True
+            self.state.closed = True
+            try:
+                self.tables.close()
+                self.versions.close()
+            finally:
+                self.closed = True
+                self.follower.release()
+                lifecycle.unregister(self)
+
     def handle_dropped(self):
         """The DB handle's finalizer: the last reference to it went without close()."""
         if self.state.forked:
             self.release_inherited()
             return
-        if self.dirlock is None:
+        if self.dirlock is None and (self.follower is None or self.closed):
             return
         try:
             warnings.warn(f"lsmkv.DB {self.path!r} was not closed; closing it now", ResourceWarning,

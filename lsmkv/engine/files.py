@@ -17,7 +17,8 @@ Invariants:
   2. A log is queued only when its number is below the MANIFEST's log_number
      (its memtable is in an SST, durably).
   3. Nothing is collected or unlinked in a fork() child (the files are the
-     parent's) nor after close.
+     parent's) nor after close; a read-only or secondary engine only lets go of
+     its readers (the files are the primary's, lsmkv.engine.follower).
   4. A pin released while the mutex is busy sets gc_pending; the next
      iterator creation or background step collects.
 """
@@ -84,7 +85,10 @@ class Files:
         if e.closed and not e.holds_lock():
             return
         live = self.live_tables()
-        for number, size in e.tables.drop_unless(live):
+        dropped = e.tables.drop_unless(live)
+        if e.read_only:
+            return          # a read-only or secondary engine's files are the primary's
+        for number, size in dropped:
             self.obsolete.append((filenames.table_name(e.path, number), size))
         for number in e.logs.take_obsolete(e.versions.log_number):
             self.obsolete.append((filenames.log_name(e.path, number), None))

@@ -130,4 +130,6 @@ def report(engine):
     wbm = opts.write_buffer_manager
     s["write_buffer_manager"] = wbm.stats() if wbm is not None else None
     s["numa"] = _numa_stats(e)
+    s["mode"] = e.follower.mode if e.follower is not None else "primary"
+    s["follower"] = e.follower.report() if e.follower is not None else None
     return s

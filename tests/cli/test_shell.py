@@ -269,11 +269,18 @@ def test_file_dumps_on_a_missing_db_fail_cleanly(tmp_path):
 
 # ---------------------------------------------------------------- errors, read-only
 
-def test_locked_db_exits_3_with_one_line(filled):
-    with lsmkv.DB(filled):
-        r = run(filled, "get", "a")
+def test_locked_db_reads_but_a_write_exits_3_with_one_line(filled):
+    """Read commands open read-only, so they work on a DB another process holds;
+    a write command needs the LOCK."""
+    with lsmkv.DB(filled) as db:
+        db.put(b"held", b"by-the-holder")           # in the holder's log only
+        assert ok(filled, "get", "a") == "v-a\n" and ok(filled, "get", "held") == "by-the-holder\n"
+        assert ok(filled, "count").strip().isdigit()
+        names = sorted(os.listdir(filled))
+        r = run(filled, "put", "a", "b")
         one_error_line(r, 3, "locked")
         assert r.stderr == f"lsmkv: {filled} is locked by another process (pid {os.getpid()})\n"
+        assert sorted(os.listdir(filled)) == names        # the reads wrote nothing
 
 
 def test_usage_errors_exit_2(dbpath):
