@@ -300,10 +300,17 @@ cdef class TableReader:
             raise CorruptionError(self.path, off, "block handle out of range")
         return 0
 
-    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p):
+    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p,
+                           bint release_gil=False):
         """Read, verify and decompress a block straight into a new slab slot (no
         intermediate bytes object): None with the slot pinned in p and published,
-        or the block as bytes when the cache cannot take it."""
+        or the block as bytes when the cache cannot take it. With release_gil
+        (multi_get, which reads many blocks per call), the decompression runs
+        without the GIL: it writes only the FILLING slot this call owns (not in
+        the cache's hash, so no other thread sees it) from the pinned source
+        (the table's mapping or a borrowed pool buffer) with this thread's
+        decompression context. A single get keeps the GIL: a release per block
+        would cost more than it frees under contention."""
         cdef char* buf = NULL
         cdef size_t cap = 0
         cdef const uint8_t* sp
@@ -312,6 +319,7 @@ cdef class TableReader:
         cdef int btype
         cdef size_t r
         cdef void* dctx = NULL
+        cdef void* dd
         self._check_handle(off, size)
         if self.map != NULL:
             self._touch(off, n)
@@ -341,8 +349,12 @@ cdef class TableReader:
             if btype == BLOCK_RAW:
                 memcpy(<void*>p.data, sp, body)
             else:
-                r = zstd_decompress(dctx, <void*>p.data, csize, sp, body,
-                                    self.ddict if btype == BLOCK_ZSTD_DICT else NULL)
+                dd = self.ddict if btype == BLOCK_ZSTD_DICT else NULL
+                if release_gil:
+                    with nogil:
+                        r = zstd_decompress(dctx, <void*>p.data, csize, sp, body, dd)
+                else:
+                    r = zstd_decompress(dctx, <void*>p.data, csize, sp, body, dd)
                 if zstd_is_error(r) or r != <size_t>csize:
                     self.slab.abort(p.slot)
                     if zstd_is_error(r):
@@ -354,9 +366,10 @@ cdef class TableReader:
             if buf != NULL:
                 _pool_put(buf, cap)
 
-    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1:
+    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size, bint release_gil=False) except -1:
         """Point it at a data block: a pinned slab slot (hit, or filled on a miss),
-        or a bytes object (the LRU cache, no cache, or a block the slab cannot take)."""
+        or a bytes object (the LRU cache, no cache, or a block the slab cannot take).
+        release_gil: see _fill_slab."""
         cdef Pin p
         cdef uint64_t key
         if self.slab is None:
@@ -364,7 +377,7 @@ cdef class TableReader:
         key = (self.number << 40) | off
         if self.slab.lookup_pin(key, &p):
             return it.reset_pinned(self.slab, &p, self.path, off)
-        b = self._fill_slab(key, off, size, &p)
+        b = self._fill_slab(key, off, size, &p, release_gil)
         if b is None:
             return it.reset_pinned(self.slab, &p, self.path, off)
         return it.reset(b, self.path, off)
@@ -426,6 +439,82 @@ cdef class TableReader:
                 return value_view(it, it.val + 8, it.val_len - 8)
             return PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
         return DELETED
+
+    cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1:
+        """get() for several internal keys at once (multi_get): ikeys[i] for each i of
+        order, which lists them by ascending key (one sequence for all). Sets
+        results[i] to bytes (a live value) or DELETED (a deletion or an expired
+        value) where this table has an entry, and leaves it alone where it has
+        none. The index block is pinned once for the call and each data block is
+        loaded once for the consecutive keys it holds. The caller checks the
+        bloom filter first."""
+        cdef BlockIter ix = BlockIter()
+        cdef BlockIter it = BlockIter()
+        cdef uint64_t off, size, loaded = <uint64_t>-1
+        cdef const uint8_t* ik
+        cdef size_t ikn, ukn
+        cdef int kind
+        cdef Py_ssize_t i
+        cdef bytes b
+        if not order:
+            return 0
+        self.load_index(ix)
+        for i in order:
+            b = <bytes>ikeys[i]
+            ik = <const uint8_t*>PyBytes_AS_STRING(b)
+            ikn = PyBytes_GET_SIZE(b)
+            ukn = ikn - TAG_SIZE
+            ix.seek(ik, ikn)
+            if not ix.valid:
+                break           # past the last block: so are the keys after this one
+            if decode_handle(ix.val, ix.val_len, &off, &size) < 0:
+                raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
+            if off != loaded:
+                self.load_into(it, off, size, True)
+                loaded = off
+            it.seek(ik, ikn)
+            if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ik, ukn) != 0):
+                continue
+            kind = load_u64(it.key + ukn) & 0xFF
+            if kind == KIND_PUT:
+                results[i] = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
+            elif kind == KIND_PUT_TTL:
+                if it.val_len < 8:
+                    raise CorruptionError(self.path, off, "TTL entry shorter than its expiry")
+                if <int64_t>load_u64(it.val) <= now:
+                    results[i] = DELETED
+                else:
+                    results[i] = PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+            else:
+                results[i] = DELETED
+        return 0
+
+    def approximate_offset(self, key):
+        """Bytes of this file before the entries of user key `key` (LevelDB's
+        ApproximateOffsetOf): the offset of the data block the first entry >= key
+        would be in; past the last data block, where the data blocks end (the
+        lowest offset of the index and filter blocks). Reads only the index.
+
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "000001.sst")
+        >>> b = TableBuilder(p); b.py_add(b"k" + make_tag_py(1, 1).to_bytes(8, "little"), b"v")
+        >>> _ = b.finish()
+        >>> t = TableReader(p, 1)
+        >>> t.approximate_offset(b"a"), t.approximate_offset(b"z") > 0
+        (0, True)
+        """
+        cdef BlockIter it = BlockIter()
+        cdef uint64_t off, size
+        cdef bytes ik = bytes(key) + make_tag(0x00FFFFFFFFFFFFFF, KIND_MAX).to_bytes(8, "little")
+        self.load_index(it)
+        it.seek(<const uint8_t*>PyBytes_AS_STRING(ik), PyBytes_GET_SIZE(ik))
+        if it.valid:
+            if decode_handle(it.val, it.val_len, &off, &size) < 0:
+                raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
+            return off
+        if self.filter_size and self.filter_offset < self.index_offset:
+            return self.filter_offset
+        return self.index_offset
 
     def py_get(self, key, uint64_t seq=0x00FFFFFFFFFFFFFF, int64_t now=0):
         ik = bytes(key) + make_tag(seq, KIND_MAX).to_bytes(8, "little")
