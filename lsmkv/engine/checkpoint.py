@@ -1,18 +1,22 @@
 """db.checkpoint(dir): a consistent copy of an open DB that opens as a DB.
 
 The copy is made as RocksDB's Checkpoint makes one: flush the memtables (so
-no log is needed), then, while no compaction may delete a table, hard-link
-every live table into the new directory (copy it where a link cannot be made:
+no log is needed), then, while no version edit may be installed (the engine's
+manifest_lock) and no compaction runs, hard-link every live table into the
+new directory (copy it where a link cannot be made:
 another file system) and copy CURRENT and the MANIFEST it names. A hard link
 costs no space until the source DB's compaction deletes its name for the table.
 
 Thread safety: writes may go on during a checkpoint; the copy holds every
-write acknowledged before the flush, and possibly some after it, never a part
-of a batch (a batch is in one memtable and so in one flush).
+write acknowledged before the flush, and possibly some after it (those a
+later flush installed before the copy), always whole batches and a prefix of
+the writes (a flush writes the oldest memtable, whose writes all come before
+the newer ones'). A flush finishing meanwhile waits for the copy.
 
 Invariants:
-  1. The copied MANIFEST names exactly the tables linked (checked by reading it
-     back: a difference raises CorruptionError and the caller may retry).
+  1. The copied MANIFEST names exactly the tables linked (both are read under
+     manifest_lock; checked by reading the copy back: a difference raises
+     CorruptionError).
   2. Nothing is written into a directory that exists and is not empty.
 """
 import os
@@ -30,7 +34,11 @@ def checkpoint(db, dest):
     check_destination(db.path, dest)
     db.flush()
     os.makedirs(dest, exist_ok=True)
-    with db.no_background_compactions():
+    # manifest_lock holds off every version edit (a flush's or a compaction's
+    # install, a MANIFEST roll-over) while the tables are linked and the MANIFEST
+    # copied, so the copy names exactly the linked tables; a table leaves the disk
+    # only after an edit drops it, so none of them goes meanwhile
+    with db.no_background_compactions(), db.core.manifest_lock:
         numbers = sorted(db.core.versions.current.numbers())
         for n in numbers:
             filenames.link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
