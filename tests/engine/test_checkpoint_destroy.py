@@ -26,7 +26,7 @@ def test_checkpoint_opens_with_the_same_contents(tmp_path, small_opts):
         expect = _contents(db)
         n = db.checkpoint(tmp_path / "cp")
         copied = sorted(os.listdir(tmp_path / "cp"))
-        assert n == len([f for f in copied if f.endswith(".sst")]) > 1
+        assert n == len([f for f in copied if f.endswith(".sst")]) >= 1
         assert [f for f in copied if not f.endswith(".sst")][0] == "CURRENT"   # and one MANIFEST, no log
         assert len(copied) == n + 2
         db.put(b"after", b"not in the copy")
