@@ -132,3 +132,45 @@ def test_multi_get_arguments(tmp_path):
     db.close()
     with pytest.raises(lsmkv.ClosedError):
         db.multi_get([b"k"])
+
+
+def test_multi_get_in_threads_during_flushes_and_compactions(tmp_path):
+    """Readers call multi_get (which decompresses without the GIL) while a writer
+    overwrites every key in rounds, flushing after each (level 0 compacts every two
+    files): each value read is one a round wrote for that key, never absent."""
+    import threading
+    db = lsmkv.DB(str(tmp_path / "db"), write_buffer_size=64 * 1024, block_size=512,
+                  block_cache_size=64 * 1024, level0_file_num_compaction_trigger=2)
+    keys = [b"%05d" % i for i in range(2000)]
+    for k in keys:
+        db.put(k, b"r0:" + k)
+    db.flush()
+    stop = threading.Event()
+    errors = []
+
+    def reader(seed):
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                ks = rng.sample(keys, 100)
+                for k, v in zip(ks, db.multi_get(ks)):
+                    if v is None or not (v.startswith(b"r") and v.endswith(b":" + k)):
+                        errors.append((k, v))
+                        return
+        except Exception as e:          # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for r in range(1, 6):
+            for k in keys:
+                db.put(k, b"r%d:" % r + k)
+            db.flush()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert db.multi_get(keys) == [b"r5:" + k for k in keys]
+    db.close()
