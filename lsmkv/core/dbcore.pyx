@@ -19,7 +19,7 @@ check_bound). It includes one part per concern:
 import threading
 
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memcmp
 from libc.math cimport ceil
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
@@ -28,7 +28,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from lsmkv.core.coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
                             make_tag, cmp_ikey, cmp_bytes, TAG_SIZE,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX)
-from lsmkv.core.memtable cimport MemTable
+from lsmkv.core.memtable cimport MemTable, Node, node_key, node_val
 from lsmkv.core.table cimport TableReader
 from lsmkv.core.cache cimport ValueView
 from lsmkv.core.table import DELETED

@@ -11,7 +11,9 @@
 #   2. Once a key is decided (a value, a deletion or an expired value) no older
 #      source is asked about it: `pending` holds the undecided keys, by ascending
 #      key, and shrinks after each source.
-#   3. Each table is asked once per call, about its keys in ascending order
+#   3. Each memtable is searched once per call for all its undecided keys, the
+#      searches interleaved (MemTable.seek_ge_many).
+#   4. Each table is asked once per call, about its keys in ascending order
 #      (TableReader.get_many), so a data block is found and decoded once for all
 #      the keys it holds.
 
@@ -26,16 +28,10 @@ cdef list core_multi_get(Core c, object keys, uint64_t seq, object default):
     cdef list pending = []      # undecided indices, by ascending key
     cdef list sub
     cdef Py_ssize_t i, n, j, cur
-    cdef MemTable m
     cdef TableReader t
     cdef tuple lv
     cdef list largest, smallest
     cdef tuple tables
-    cdef const uint8_t* vp
-    cdef const uint8_t* kp
-    cdef size_t vn, kn
-    cdef int kind
-    cdef bint found
     cdef int64_t now
     cdef bytes k, tag, ik, b
     cdef unsigned long long hits = 0
@@ -46,29 +42,14 @@ cdef list core_multi_get(Core c, object keys, uint64_t seq, object default):
     sv = c.sv
     n = len(ks)
     results = [None] * n
-    for i in range(n):
-        k = <bytes>ks[i]
-        kp = <const uint8_t*>PyBytes_AS_STRING(k)
-        kn = PyBytes_GET_SIZE(k)
-        found = sv.mem.lookup(kp, kn, seq, &vp, &vn, &kind)
-        if not found:
-            for m in sv.imms:
-                if m.lookup(kp, kn, seq, &vp, &vn, &kind):
-                    found = True
-                    break
-        if found:
-            r = c._mem_result(kind, vp, vn, NULL)
-            results[i] = DELETED if r is None else r
-        else:
-            pending.append(i)
+    tag = PyBytes_FromStringAndSize(NULL, TAG_SIZE)
+    store_u64(<uint8_t*>PyBytes_AS_STRING(tag), make_tag(seq, KIND_MAX))
+    iks = [<bytes>k + tag for k in ks]
+    pending = _memtables_pass(c, sv, ks, iks, results)
     if pending and (sv.l0 or sv.levels):
         pending.sort(key=ks.__getitem__)
-        tag = PyBytes_FromStringAndSize(NULL, TAG_SIZE)
-        store_u64(<uint8_t*>PyBytes_AS_STRING(tag), make_tag(seq, KIND_MAX))
-        iks = [None] * n
         hs = [0] * n
         for i in pending:
-            iks[i] = <bytes>ks[i] + tag
             k = <bytes>ks[i]
             hs[i] = bloom_hash(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k))
         now = c._now_ms()
@@ -121,6 +102,52 @@ cdef list core_multi_get(Core c, object keys, uint64_t seq, object default):
     c.n_gets += n
     c.n_get_hits += hits
     return results
+
+
+cdef list _memtables_pass(Core c, SuperVersion sv, list ks, list iks, list results):
+    """Search the memtables, newest first, for every key (ikeys: the keys with the
+    read's tag); decided keys get their result (DELETED for a deletion or an
+    expired value). Returns the undecided indices. Each memtable searches its keys
+    together (MemTable.seek_ge_many: the searches interleaved, their cache misses
+    overlapping)."""
+    cdef Py_ssize_t n = len(ks), m, j, i
+    cdef list pending = list(range(n))
+    cdef list rest
+    cdef MemTable mt
+    cdef Node* x
+    cdef bytes k, ik
+    cdef size_t kn
+    cdef const uint8_t** ptrs = <const uint8_t**>malloc(n * sizeof(uint8_t*) + 1)
+    cdef size_t* lens = <size_t*>malloc(n * sizeof(size_t) + 1)
+    cdef Node** found = <Node**>malloc(n * sizeof(Node*) + 1)
+    try:
+        if ptrs == NULL or lens == NULL or found == NULL:
+            raise MemoryError()
+        for mt in (sv.mem,) + sv.imms:
+            m = len(pending)
+            if m == 0:
+                break
+            for j in range(m):
+                ik = <bytes>iks[<Py_ssize_t>pending[j]]
+                ptrs[j] = <const uint8_t*>PyBytes_AS_STRING(ik)
+                lens[j] = PyBytes_GET_SIZE(ik)
+            mt.seek_ge_many(ptrs, lens, m, found)
+            rest = []
+            for j in range(m):
+                i = pending[j]
+                x = found[j]
+                kn = lens[j] - TAG_SIZE
+                if x == NULL or x.klen != lens[j] or (kn and memcmp(node_key(x), ptrs[j], kn) != 0):
+                    rest.append(i)
+                    continue
+                r = c._mem_result(<int>(load_u64(node_key(x) + kn) & 0xFF), node_val(x), x.vlen, NULL)
+                results[i] = DELETED if r is None else r
+            pending = rest
+        return pending
+    finally:
+        free(ptrs)
+        free(lens)
+        free(found)
 
 
 cdef inline bint _bloom_passes(Core c, TableReader t, uint64_t h) except -1:

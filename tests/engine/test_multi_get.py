@@ -174,3 +174,25 @@ def test_multi_get_in_threads_during_flushes_and_compactions(tmp_path):
     assert not errors, errors[:3]
     assert db.multi_get(keys) == [b"r5:" + k for k in keys]
     db.close()
+
+
+def test_multi_get_from_memtables_with_many_versions(tmp_path):
+    """The interleaved memtable search (more keys than its lanes, several versions
+    of each key, keys longer than a node's first cache line) finds what get() finds,
+    now and at a snapshot's sequence (immutable memtables: the model test above)."""
+    rng = random.Random(7)
+    with lsmkv.DB(str(tmp_path / "db"), write_buffer_size=8 << 20) as db:
+        keys = [b"key:%06d:" % i + b"p" * rng.randrange(0, 200) for i in range(3000)]
+        for k in keys:
+            db.put(k, b"v1" + k[:8])
+        snap = db.snapshot()
+        for k in keys[::2]:
+            db.put(k, b"v2" + k[:8])
+        for k in keys[::3]:
+            db.delete(k)
+        ask = rng.sample(keys, 1000) + [b"key:", b"zzz", b""] + keys[:20]
+        assert db.stats()["memtable_entries"] > 0 and db.stats()["levels"][0]["files"] == 0
+        assert db.multi_get(ask) == [db.get(k) for k in ask]
+        assert snap.multi_get(ask) == [snap.get(k) for k in ask]
+        assert all(v is not None for v in snap.multi_get(keys))
+        snap.close()
