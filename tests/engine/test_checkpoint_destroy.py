@@ -219,3 +219,24 @@ def test_estimate_num_keys(tmp_path):
         db.estimate_num_keys()
     with pytest.raises(lsmkv.ClosedError):
         db.approximate_size()
+
+
+@pytest.mark.parametrize("opts", [dict(cache_index_and_filter_blocks=True, block_cache_size=256 * 1024),
+                                  dict(block_cache="lru"), dict(block_cache_size=0, mmap_reads=False)],
+                         ids=["cached-index", "lru", "no-cache-pread"])
+def test_estimates_and_multi_get_under_other_cache_setups(tmp_path, opts):
+    """Index blocks in the (small, evicting) slab cache, an LRU cache, no cache:
+    approximate_size reads the same index offsets and multi_get the same values."""
+    with lsmkv.DB(str(tmp_path / "db"), compression="none", block_size=BLOCK,
+                  write_buffer_size=256 * 1024, **opts) as db:
+        for i in range(N):
+            db.put(b"%08d" % i, b"v" * VSIZE)
+        db.flush()
+        total = db.approximate_size()
+        assert N * (8 + VSIZE) <= total <= _table_bytes(db)
+        half = db.approximate_size(None, b"%08d" % (N // 2))
+        tables = sum(lv["files"] for lv in db.stats()["levels"])
+        assert abs(half - total / 2) <= 2 * BLOCK * tables
+        ks = [b"%08d" % i for i in range(0, 2 * N, 97)]
+        assert db.multi_get(ks) == [db.get(k) for k in ks]
+        assert db.estimate_num_keys() == N
