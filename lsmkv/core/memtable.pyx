@@ -28,12 +28,7 @@ from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, make_tag, store_u64, load_u
 DEF ALIGN = 8
 DEF SEEK_LANES = 8      # searches seek_ge_many interleaves
 
-cdef extern from *:
-    """
-    #define LSMKV_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    """
-    void LSMKV_PREFETCH(const void* p) noexcept nogil
-
+from lsmkv.core.includes.prefetch cimport prefetch
 from lsmkv.core.includes.mman cimport (mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS,
                                        MAP_FAILED)
 
@@ -199,7 +194,7 @@ cdef class MemTable:
                 js[s] = nextj
                 nextj += 1
                 active += 1
-                LSMKV_PREFETCH(self.head.next[top])
+                prefetch(self.head.next[top])
             else:
                 js[s] = -1
         while active:
@@ -227,8 +222,8 @@ cdef class MemTable:
                         active -= 1
                         continue
                 if nxt != NULL:
-                    LSMKV_PREFETCH(nxt)
-                    LSMKV_PREFETCH(<const char*>nxt + 64)
+                    prefetch(nxt)
+                    prefetch(<const char*>nxt + 64)
 
     cdef Node* find_last_lt(self, const uint8_t* ikey, size_t n) noexcept:
         """Last node < ikey, or NULL if none."""

@@ -118,6 +118,8 @@ def test_multi_get_counts_gets_and_hits(tmp_path):
         assert out.count(b"v") == 100 and out.count(None) == 100
         assert after["gets"] - before["gets"] == 200
         assert after["get_hits"] - before["get_hits"] == 100
+        db.multi_get([b"%05d" % i for i in range(1000)])       # every block cached now
+        assert db.memory_usage()["pinned"] == 0                 # each block's pin given back
 
 
 def test_multi_get_arguments(tmp_path):
