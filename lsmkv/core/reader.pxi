@@ -461,7 +461,8 @@ cdef class TableReader:
         cdef uint64_t* offs
         cdef uint64_t* sizes
         cdef Py_ssize_t* blk          # per key: its block's index in pins (or -1)
-        cdef Pin* pins                # per distinct block: its pin, slot 0 if not cached
+        cdef Pin* pins                # per distinct block: its pin (data NULL: not cached, or handed on)
+        cdef Pin held
         cdef const uint8_t* ik
         cdef size_t ikn, ukn, q
         cdef int kind
@@ -508,8 +509,9 @@ cdef class TableReader:
                 if blk[j] != b:
                     b = blk[j]
                     if pins[b].data != NULL:
-                        it.reset_pinned(self.slab, &pins[b], self.path, offs[j])
-                        pins[b].data = NULL          # the iterator owns the pin now
+                        held = pins[b]
+                        pins[b].data = NULL          # the iterator owns the pin now (even if
+                        it.reset_pinned(self.slab, &held, self.path, offs[j])   # this raises)
                     else:
                         self.load_into(it, offs[j], sizes[j], True)
                 i = order[j]

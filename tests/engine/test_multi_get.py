@@ -6,6 +6,7 @@ list (duplicates, absent and empty keys, any order) must give, in order, what
 get() gives per key and what the model holds, and through each live snapshot
 what that snapshot's get() gives.
 """
+import os
 import random
 
 import pytest
@@ -198,3 +199,24 @@ def test_multi_get_from_memtables_with_many_versions(tmp_path):
         assert snap.multi_get(ask) == [snap.get(k) for k in ask]
         assert all(v is not None for v in snap.multi_get(keys))
         snap.close()
+
+
+def test_multi_get_reports_a_damaged_block_and_leaks_no_pin(tmp_path):
+    d = str(tmp_path / "db")
+    with lsmkv.DB(d, compression="none", block_size=1024) as db:
+        for i in range(3000):
+            db.put(b"%05d" % i, b"v" * 50)
+        db.flush()
+    sst = [f for f in os.listdir(d) if f.endswith(".sst")][0]
+    with open(os.path.join(d, sst), "r+b") as fh:
+        fh.seek(100)                     # inside the first data block
+        b = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    with lsmkv.DB(d) as db:
+        keys = [b"%05d" % i for i in range(0, 3000, 50)]
+        db.multi_get(keys[5:])           # blocks after the damaged one: cached and pinned on the way
+        with pytest.raises(lsmkv.CorruptionError) as e:
+            db.multi_get(keys)           # the first key's block is the damaged one
+        assert sst in str(e.value)
+        assert db.memory_usage()["pinned"] == 0
