@@ -14,7 +14,8 @@ perf_counter = time.perf_counter
 DEFAULT_BENCHMARKS = "fillseq,fillrandom,overwrite,readrandom,readmissing,readseq,seekrandom,deleterandom"
 ALL_BENCHMARKS = ("fillseq", "fillrandom", "overwrite", "fillsync", "fillbatch", "readrandom",
                   "readmissing", "readseq", "readreverse", "seekrandom", "deleterandom",
-                  "fillsustained", "filluniquerandom", "readwhilewriting", "readrandom_cache", "churn")
+                  "fillsustained", "filluniquerandom", "readwhilewriting", "readrandom_cache", "churn",
+                  "multireadrandom")
 ENGINES = ("lsmkv", "plyvel", "rocksdict", "lmdb", "sqlite3")
 PEER_LSMS = ("plyvel", "rocksdict")
 MiB = 1 << 20

@@ -25,7 +25,8 @@ def child_argv(args, engine, json_path, db_path):
             "--reads", str(args.reads), "--key_size", str(args.key_size),
             "--value_size", str(args.value_size), "--compression_ratio", str(args.compression_ratio),
             "--seed", str(args.seed), "--fillsync_num", str(args.fillsync_num),
-            "--batch_size", str(args.batch_size), "--verify", str(args.verify),
+            "--batch_size", str(args.batch_size), "--multiget_batch", str(args.multiget_batch),
+            "--verify", str(args.verify),
             "--bloom_bits", str(args.bloom_bits), "--progress", args.progress, "--db", db_path]
     if "fillsustained" in args.benchmarks:
         argv += ["--sustained_num", str(args.sustained_num),

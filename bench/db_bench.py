@@ -75,6 +75,11 @@ Workloads not in the default list (all in ALL_BENCHMARKS):
     a second pass under tracemalloc gives the change in live traced blocks of every
     size, their top sources and the peak traced memory. For readwhilewriting the
     pass runs while the writer puts, and only the (per-thread) allocs/op is kept.
+  * multireadrandom (RocksDB's db_bench name): the --reads random keys of readrandom's
+    draw, read in batches of --multiget_batch (default 100): lsmkv db.multi_get(keys),
+    rocksdict db.get(list_of_keys) (RocksDB's MultiGet); plyvel, lmdb and sqlite3 have
+    no batched read in their bindings and run a get() loop per batch (the report says
+    so). ops/sec counts keys; latency is per batch.
   * readrandom_cache: per --cache_sizes size, the DB is reopened with a block cache
     of that size (lsmkv block_cache_size, LevelDB lru_cache_size, a new RocksDB
     Cache), --reads untimed gets warm it, and --reads gets of other random keys are
@@ -127,12 +132,13 @@ def parse_args(argv=None):
                         f"Known: {','.join(ALL_BENCHMARKS)}. Default: %(default)s. Not in the default "
                         f"list: fillsustained (LSM engines; see --sustained_*), filluniquerandom (every "
                         f"key once in random order; --ttl), readwhilewriting (--threads readers and one "
-                        f"writer), readrandom_cache (per --cache_sizes size; LSM engines) and churn "
+                        f"writer), multireadrandom (batched reads, --multiget_batch), readrandom_cache (per --cache_sizes size; "
+                        f"LSM engines) and churn "
                         f"(RSS and block cache under overwrites of mixed-size values; --churn_ops; LSM "
                         f"engines). The module docstring describes each")
     p.add_argument("--num", type=int, default=1000000, help="number of keys (default %(default)s)")
     p.add_argument("--reads", type=int, default=-1,
-                   help="ops of readrandom/readmissing/seekrandom, max entries of readseq/readreverse "
+                   help="ops of readrandom/readmissing/seekrandom (keys of multireadrandom), max entries of readseq/readreverse "
                         "(default: --num)")
     p.add_argument("--key_size", type=int, default=16, help="bytes per key (default %(default)s)")
     p.add_argument("--value_size", type=int, default=100, help="bytes per value (default %(default)s)")
@@ -148,6 +154,8 @@ def parse_args(argv=None):
                         "LevelDB and RocksDB have none by default); 0 disables (default %(default)s)")
     p.add_argument("--fillsync_num", type=int, default=None, help="ops of fillsync (default: num/100)")
     p.add_argument("--batch_size", type=int, default=100, help="puts per fillbatch batch (default %(default)s)")
+    p.add_argument("--multiget_batch", type=int, default=100,
+                   help="keys per multireadrandom batch (default %(default)s)")
     p.add_argument("--sustained_num", type=int, default=3000000,
                    help="fillsustained: random puts (keys drawn with replacement from [0, this)) "
                         "(default %(default)s)")
@@ -210,6 +218,8 @@ def parse_args(argv=None):
         args.fillsync_num = max(1, args.num // 100)
     if args.batch_size < 1:
         p.error("--batch_size must be >= 1")
+    if args.multiget_batch < 1:
+        p.error("--multiget_batch must be >= 1")
     if args.sustained_num < 1:
         p.error("--sustained_num must be >= 1")
     if args.sustained_write_buffer_size < 1:

@@ -54,6 +54,19 @@ def chunk_get(op, ks, ts):
     return chunk
 
 
+def chunk_multi_get(op, batches, ts):
+    """multireadrandom: op(list of keys) -> list of values; one timestamp per batch;
+    returns (batches done, keys found)."""
+    def chunk(lo, hi, op=op, batches=batches, ts=ts, pc=perf_counter_ns):
+        found = 0
+        for i in range(lo, hi):
+            vs = op(batches[i])
+            ts[i] = pc()
+            found += len(vs) - vs.count(None)
+        return hi - lo, found
+    return chunk
+
+
 def chunk_seek(op, ks, ts):
     def chunk(lo, hi, op=op, ks=ks, ts=ts, pc=perf_counter_ns):
         found = 0

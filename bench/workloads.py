@@ -21,7 +21,7 @@ from .common import MiB, WRITE_WORKLOADS
 from .data import Data
 from .files import wipe_dir
 from .loops import (
-    chunk_delete, chunk_get, chunk_scan, chunk_seek, chunk_write, Progress, timed_drive,
+    chunk_delete, chunk_get, chunk_multi_get, chunk_scan, chunk_seek, chunk_write, Progress, timed_drive,
     timer_floor,
 )
 from .memory import MemoryWorkloads
@@ -213,8 +213,8 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
             ks, vs = [d.keys[i] for i in idx], None
             bytes_per_op = a.key_size
             after = ("delete", idx)
-        elif name in ("readrandom", "seekrandom"):
-            idx = d.random_indices(rng, n)
+        elif name in ("readrandom", "seekrandom", "multireadrandom"):
+            idx = d.random_indices(rng, n)      # multireadrandom: readrandom's draw, in batches
             ks = [d.keys[i] for i in idx]
             found_expected = d.present(idx)
         elif name == "readmissing":
@@ -230,7 +230,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         lat = array.array("q", bytes(8 * n))
         # ---- the op callable and its loop
         cleanup = None
-        reads = name.startswith("read") or name == "seekrandom"
+        reads = name.startswith("read") or name in ("seekrandom", "multireadrandom")
         if reads:
             e.begin_reads()
         try:
@@ -253,6 +253,11 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
                 chunk = chunk_get(e.op_get(), ks, lat)
             elif name == "seekrandom":
                 chunk = chunk_seek(e.op_seek(), ks, lat)
+            elif name == "multireadrandom":
+                B = a.multiget_batch
+                nb = (n + B - 1) // B
+                lat = array.array("q", bytes(8 * nb))
+                chunk = chunk_multi_get(e.op_multi_get(), [ks[i * B:(i + 1) * B] for i in range(nb)], lat)
             else:
                 nxt, cleanup = e.scan(reverse=(name == "readreverse"))
                 chunk = chunk_scan(nxt, lat)
@@ -269,7 +274,9 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
                 e.end_reads()
         # ---- after the timed loop
         entries = done * a.batch_size if name == "fillbatch" else done
-        if name == "fillbatch":
+        if name == "multireadrandom":
+            entries = done * a.multiget_batch
+        if name in ("fillbatch", "multireadrandom"):
             entries = min(entries, n)
         if after is not None:
             what, idx = after
@@ -277,7 +284,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         if ttl:
             d.expires_at = fill_started + ttl
             res["ttl"] = {"seconds": ttl, "how": e.ttl_note}
-        if name in ("readrandom", "seekrandom", "readseq", "readreverse"):
+        if name in ("readrandom", "seekrandom", "readseq", "readreverse", "multireadrandom"):
             data_bytes = found * bytes_per_op
         elif name == "readmissing":
             data_bytes = 0
@@ -291,10 +298,13 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
                     "micros_per_op": seconds * 1e6 / entries if entries else None,
                     "mb_per_sec": data_bytes / MiB / seconds if seconds > 0 else None,
                     "latency_us": p,
-                    "latency_unit": f"per batch of {a.batch_size}" if name == "fillbatch" else "per op"})
-        if name.startswith("read") or name == "seekrandom":
+                    "latency_unit": f"per batch of {a.batch_size}" if name == "fillbatch" else
+                    f"per batch of {a.multiget_batch}" if name == "multireadrandom" else "per op"})
+        if reads:
             res["found"] = found
             res["found_expected"] = found_expected
+        if name == "multireadrandom":
+            res["how"] = e.multi_get_note
         stats_after = e.stats()
         res["engine_stats"] = self._jsonable(stats_after)
         summary = e.stats_summary(stats_before, stats_after)
@@ -314,16 +324,18 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         # ---- verify a sample against the model (untimed)
         problems = self.verify(name, res)
         # ---- report
-        lat_unit = " per batch" if name == "fillbatch" else ""
+        lat_unit = " per batch" if name in ("fillbatch", "multireadrandom") else ""
         line = (f"{name:14}: {res['micros_per_op'] or 0:10.3f} micros/op {res['ops_per_sec'] or 0:12,.0f} ops/sec;"
                 f" {res['mb_per_sec'] or 0:7.1f} MB/s")
         if "found" in res:
-            line += f" ({found} of {done} found"
+            line += f" ({found} of {entries if name == 'multireadrandom' else done} found"
             found_expected = res.get("found_expected")      # None if --ttl keys expired meanwhile
             if found_expected is not None:
                 line += "" if found == found_expected else f", EXPECTED {found_expected}"
             line += ")"
         print(line)
+        if name == "multireadrandom":
+            print(f"{'':16}how: {e.multi_get_note}; ops/sec counts keys")
         print(f"{'':16}latency us{lat_unit}: p50 {p['p50'] or 0:.2f}  p99 {p['p99'] or 0:.2f}  "
               f"p99.9 {p['p99.9'] or 0:.2f}  max {p['max'] or 0:.2f}   ({entries} ops in {seconds:.2f} s)")
         self._print_tail(e, res, summary, problems, ttl)

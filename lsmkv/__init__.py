@@ -17,7 +17,9 @@ from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, Followe
                           LockError, LsmkvError, ReadOnlyError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
                           NotADatabaseError, OpenError)
+from lsmkv.engine.destroy import destroy
 from lsmkv.engine.memory import memory_usage
+from lsmkv.engine.repair import repair
 from lsmkv.engine.pool import background_threads, set_background_threads
 from lsmkv.engine.sharedcache import Cache
 from lsmkv.engine.writebuffers import WriteBufferManager
@@ -29,4 +31,5 @@ __all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapsh
            "FollowerError",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
            "DatabasePermissionError", "set_background_threads", "background_threads", "memory_usage",
+           "destroy", "repair",
            "__version__"]

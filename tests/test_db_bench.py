@@ -178,3 +178,24 @@ def test_disk_footprint_reports_disk_per_engine(tmp_path):
     assert all(sum(t["layout"].values()) == t["bytes"] for t in lsm["tables"])
     if "rocksdict" in doc:
         assert "lsmkv / rocksdict disk:" in r.stdout
+
+
+def test_multireadrandom_reads_batches_with_each_engines_batched_read(tmp_path):
+    """multireadrandom: ops count keys, latency is per batch, the found count is
+    checked against the model, and each engine says how it reads a batch (lsmkv
+    multi_get; sqlite3 a get() loop)."""
+    out = tmp_path / "m.json"
+    r = subprocess.run([sys.executable, "-m", "bench.db_bench", "--num", "3000", "--compare",
+                        "--compare_engines", "lsmkv,sqlite3", "--benchmarks",
+                        "fillrandom,multireadrandom", "--multiget_batch", "64",
+                        "--progress", "never", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["status"] == {"lsmkv": "ok", "sqlite3": "ok"}, doc["status"]
+    for engine, how in (("lsmkv", "multi_get"), ("sqlite3", "get() loop")):
+        res = {x["name"]: x for x in doc["engines"][engine]["results"]}["multireadrandom"]
+        assert res["ops"] == 3000 and res["latency_unit"] == "per batch of 64"
+        assert res["found"] == res["found_expected"] and not res.get("verify_errors")
+        assert how in res["how"]
+    assert "multireadrandom" in r.stdout

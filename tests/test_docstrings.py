@@ -10,7 +10,8 @@
   * Each example makes its DB in tempfile.mkdtemp(); the tests point tempfile at
     tmp_path so nothing is left behind.
   * Every name in lsmkv.__all__ (but __version__) and every public method or property
-    of DB, CoreDB, WriteBatch and Snapshot has '>>>' in its docstring.
+    of DB, CoreDB, WriteBatch and Snapshot (DB's dict methods from lsmkv.engine.mapping
+    included) has '>>>' in its docstring.
   * lsmkv/core/dbcore.pyi carries the same docstrings as the compiled WriteBatch and CoreDB.
 """
 import ast
@@ -31,7 +32,8 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # examples written when issue 5 was closed; a module may gain more, never fewer
 MIN_EXAMPLES = {"lsmkv": 3, "lsmkv.engine.db": 105, "lsmkv.options": 16, "lsmkv.errors": 21,
-                "lsmkv.core.dbcore": 100, "lsmkv.engine.dirlock": 28, "lsmkv.engine.worker": 8}
+                "lsmkv.core.dbcore": 100, "lsmkv.engine.dirlock": 28, "lsmkv.engine.worker": 8,
+                "lsmkv.engine.mapping": 11, "lsmkv.engine.destroy": 7}
 
 _PROMPT = re.compile(r"^\s*>>> ", re.M)
 _SKIPPED = re.compile(r"^\s*>>> .*#\s*doctest:.*\+SKIP", re.M)
@@ -123,7 +125,8 @@ def _missing_examples():
             continue
         if ">>>" not in (getattr(lsmkv, name).__doc__ or ""):
             missing.append(f"lsmkv.{name}")
-    for cls in (DB, _engine.CoreDB, lsmkv.WriteBatch, Snapshot):
+    from lsmkv.engine.mapping import MappingMethods
+    for cls in (DB, _engine.CoreDB, lsmkv.WriteBatch, Snapshot, MappingMethods):
         for name, attr in _public_members(cls).items():
             if ">>>" not in (attr.__doc__ or ""):
                 missing.append(f"{cls.__name__}.{name}")
@@ -143,12 +146,12 @@ def test_count_is_shown_in_the_class_docstring():
 
 def test_the_check_sees_the_members():
     """The public-member check looks at the real methods (not an empty list)."""
-    assert {"write_batch", "batch", "snapshot", "flush", "no_background_compactions",
-            "compact_range", "stats", "close"} <= set(_public_members(DB))
+    assert {"snapshot", "flush", "no_background_compactions", "compact_range", "stats", "close",
+            "checkpoint", "approximate_size", "estimate_num_keys"} <= set(_public_members(DB))
     assert {"put", "delete", "get", "get_at", "ttl", "ttl_at", "items", "keys", "values",
-            "write"} <= set(_public_members(_engine.CoreDB))
-    assert {"put", "delete", "clear"} <= set(_public_members(lsmkv.WriteBatch))
-    assert {"get", "ttl", "items", "keys", "values", "close"} <= set(_public_members(Snapshot))
+            "write", "write_batch", "batch", "multi_get", "multi_get_at"} <= set(_public_members(_engine.CoreDB))
+    assert {"put", "delete", "clear", "append"} <= set(_public_members(lsmkv.WriteBatch))
+    assert {"get", "ttl", "items", "keys", "values", "close", "multi_get"} <= set(_public_members(Snapshot))
 
 
 def _strip_signature(doc, qualname):

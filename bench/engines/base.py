@@ -38,6 +38,8 @@ def engine_available(name):
 
 class Engine:
     name = "?"
+    # multireadrandom: how the engine reads a batch of keys (shown beside the result)
+    multi_get_note = "a get() loop: the binding has no batched read"
 
     def __init__(self, args):
         self.args = args
@@ -55,6 +57,15 @@ class Engine:
 
     def is_open(self):
         return self.db is not None
+
+    def op_multi_get(self):
+        """A callable taking a list of keys and returning their values (None where
+        absent), in order: a loop of op_get() unless the engine has a batched read."""
+        get = self.op_get()
+
+        def multi_get(ks):
+            return [get(k) for k in ks]
+        return multi_get
 
     def flush(self):
         """Make everything written so far live in the engine's table files (untimed)."""

@@ -114,6 +114,11 @@ class LsmkvEngine(PutGetBatchOps, Engine):
     def flush(self):
         self.db.flush()
 
+    multi_get_note = "db.multi_get(keys): one compiled call per batch"
+
+    def op_multi_get(self):
+        return self.db.multi_get
+
     def op_seek(self):
         items = self.db.items
 

@@ -193,6 +193,11 @@ class RocksdictEngine(Engine):
             write(wb)
         return batch
 
+    multi_get_note = "db.get(list_of_keys): RocksDB's MultiGet"
+
+    def op_multi_get(self):
+        return self.db.get          # a list argument is one MultiGet, values in order
+
     def op_seek(self):
         new_iter = self.db.iter
 

@@ -143,7 +143,7 @@ def cmd_delete(s, a, out, codec):
 
 def cmd_delete_range(s, a, out, codec):
     db = s.db(create=True)
-    batch = db.batch()
+    batch = db.write_batch()
     for key in db.keys(codec.decode(a.start, "start"), codec.decode(a.stop, "stop")):
         batch.delete(key)
     n = len(batch)
@@ -306,7 +306,7 @@ def cmd_load(s, a, out, codec):
 def load_dump(db, fh, name, progress):
     """Put every entry of a dump into db, LOAD_BATCH entries per WriteBatch."""
     reader = DumpReader(name)
-    batch = db.batch()
+    batch = db.write_batch()
     n = done = 0
     for lineno, line in enumerate(fh, 1):
         done += len(line)
@@ -317,7 +317,7 @@ def load_dump(db, fh, name, progress):
         n += 1
         if len(batch) >= LOAD_BATCH:
             db.write(batch)
-            batch = db.batch()
+            batch = db.write_batch()
             if progress is not None:
                 progress.update(done)
     db.write(batch)
@@ -327,7 +327,7 @@ def load_dump(db, fh, name, progress):
 
 
 def cmd_checkpoint(s, a, out, codec):
-    n = tools.checkpoint(s.db(write=True), a.dir)
+    n = s.db(write=True).checkpoint(a.dir)
     out.emit(f"checkpoint of {n} tables in {os.path.abspath(a.dir)}",
              {"dir": os.path.abspath(a.dir), "tables": n})
 
@@ -337,9 +337,9 @@ def cmd_verify(s, a, out, codec):
 
 
 def cmd_repair(s, a, out, codec):
-    """Salvage a damaged DB (lsmkv.engine.repair). The session's own DB, if the REPL has
+    """Salvage a damaged DB (lsmkv.repair). The session's own DB, if the REPL has
     it open, is closed first: repair needs the directory to itself."""
-    from lsmkv.engine.repair import repair
+    from lsmkv import repair
     s.close()
     with Progress("repair", unit=" files", stream=out.stderr) as prog:
         def step(done, total):

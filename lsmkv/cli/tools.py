@@ -1,9 +1,10 @@
-"""File-level tools of the lsmkv shell: verify, checkpoint, sst-dump,
-manifest-dump and wal-dump (the parts modeled on RocksDB's ldb and sst_dump).
+"""File-level tools of the lsmkv shell: verify, sst-dump, manifest-dump and
+wal-dump (the parts modeled on RocksDB's ldb and sst_dump; checkpoint is the
+public lsmkv.DB.checkpoint, lsmkv/engine/checkpoint.py).
 
 sst-dump, manifest-dump and wal-dump read files only: they take no lock and
 open no DB, so they work on a database another process has open (a file the
-owner deletes meanwhile is reported as an error). verify and checkpoint work
+owner deletes meanwhile is reported as an error). verify works
 on an open DB and keep its background compaction out while they read its
 files, so no file they need is deleted under them.
 
@@ -20,7 +21,7 @@ from lsmkv.core.table import FOOTER_SIZE, TRAILER_SIZE, TableIterator, TableRead
 from lsmkv.errors import CorruptionError, LsmkvError
 from lsmkv.engine.logformat import read_log
 from lsmkv.cli.format import Progress
-from lsmkv.engine.version import VersionEdit, VersionSet
+from lsmkv.engine.version import VersionEdit
 
 KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL"}
 
@@ -145,61 +146,6 @@ def _check_db_order(db, codec):
     except CorruptionError as e:
         return [e]
     return []
-
-
-# ---------------------------------------------------------------- checkpoint
-
-def checkpoint(db, dest):
-    """A consistent copy of the DB in dest (new, or an empty directory): flush,
-    then hard-link (or copy) every live table and copy CURRENT and the MANIFEST
-    while compactions are held off. Returns the number of tables."""
-    dest = os.path.abspath(dest)
-    _check_checkpoint_dest(db.path, dest)
-    db.flush()
-    os.makedirs(dest, exist_ok=True)
-    with _no_compaction(db):
-        numbers = sorted(db.core.versions.current.numbers())
-        for n in numbers:
-            filenames.link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
-        manifest = _copy_manifest(db.path, dest)
-    filenames.fsync_dir(dest)
-    _check_checkpoint(dest, numbers, manifest)
-    return len(numbers)
-
-
-def _check_checkpoint_dest(src, dest):
-    if os.path.realpath(dest) == os.path.realpath(src):
-        raise LsmkvError(f"checkpoint directory {dest} is the database itself")
-    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
-        raise LsmkvError(f"checkpoint directory {dest} exists and is not empty")
-
-
-def _copy_manifest(src, dest):
-    with open(filenames.current_name(src), "rb") as fh:
-        current = fh.read()
-    name = current.decode("ascii", "replace").strip()
-    with open(os.path.join(src, name), "rb") as fh:
-        data = fh.read()
-    _write_file(os.path.join(dest, name), data)
-    _write_file(filenames.current_name(dest), current)
-    return name
-
-
-def _write_file(path, data):
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _check_checkpoint(dest, numbers, manifest):
-    """The copied MANIFEST names exactly the tables that were linked."""
-    vs = VersionSet(dest)
-    named = vs.recover().numbers()
-    vs.close()
-    if named != set(numbers):
-        raise CorruptionError(os.path.join(dest, manifest), None,
-                              "checkpoint manifest changed while it was copied; retry")
 
 
 # ---------------------------------------------------------------- sst-dump

@@ -1,4 +1,4 @@
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union, overload
 
 from lsmkv.core.iterator import DBIterator as DBIterator
 from lsmkv.core.iterator import HandleState
@@ -10,6 +10,20 @@ from lsmkv.errors import CorruptionError as CorruptionError
 from lsmkv.errors import ReadOnlyError as ReadOnlyError
 
 _Buffer = Union[bytes, bytearray, memoryview]
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _ScanIterator(Protocol[_T_co]):
+    """What items(), keys() and values() return (a DBIterator): a one-shot
+    iterator that can be closed early and used in a `with` block. The seekable
+    cursor of issue 19 (lsmkv.Iterator, db.iterator()) is typed beside it by
+    its own stub."""
+    def __iter__(self) -> Iterator[_T_co]: ...
+    def __next__(self) -> _T_co: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "_ScanIterator[_T_co]": ...
+    def __exit__(self, *exc: object) -> None: ...
 
 DELETED: object
 
@@ -25,13 +39,21 @@ class WriteBatch:
     seq u64 | count u32 | records; record = kind u8 | varint klen | key
     [| expiry u64 if kind == PUT_TTL] [| varint vlen | value if a put].
     `count` (read-only) is the number of operations added, as is len(batch).
-    A WriteBatch made directly has no clock, so its puts take no ttl; one from
-    db.batch() or db.write_batch() uses the DB's clock.
+
+    A put's ttl becomes an absolute expiry when it is added, read from the
+    batch's clock: db.write_batch() gives the DB's clock (an injected one
+    included); lsmkv.WriteBatch() uses the process clock, time.time, or the
+    clock it is given, so with a DB on an injected clock, make its batches with
+    db.write_batch() (or WriteBatch(clock=...)).
+
+    A batch from db.write_batch() is also a context manager that writes itself
+    to its DB when the block exits without an error (nothing of it if the block
+    raises); one made directly is not.
 
     >>> import lsmkv, tempfile
     >>> db = lsmkv.DB(tempfile.mkdtemp())
     >>> wb = lsmkv.WriteBatch()
-    >>> wb.put(b"a", b"1"); wb.put(b"b", b"2"); wb.delete(b"c")
+    >>> wb.put(b"a", b"1"); wb.put(b"b", b"2", ttl=3600); wb.delete(b"c")
     >>> wb.count, len(wb)
     (3, 3)
     >>> db.write(wb)
@@ -41,23 +63,22 @@ class WriteBatch:
     """
     count: int
     def __init__(self, clock: Optional[Callable[[], float]] = ...) -> None: ...
-    def put(self, key: _Buffer, value: _Buffer, ttl: Optional[float] = ...) -> None:
-        """Add a put; ttl in seconds (None: never expires; needs a batch from
-        db.batch() or db.write_batch(), which have the DB's clock).
+    def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ...) -> None:
+        """Add a put; ttl: seconds until it expires, from the batch's clock now
+        (None: never expires).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
-        >>> wb = db.batch()
+        >>> wb = db.write_batch()                 # the DB's clock
         >>> wb.put(b"k", b"v"); wb.put(b"tmp", b"x", ttl=5)
         >>> db.write(wb)
         >>> db.get(b"k"), db.ttl(b"tmp")
         (b'v', 5.0)
-        >>> lsmkv.WriteBatch().put(b"k", b"v", ttl=5)
-        Traceback (most recent call last):
-          ...
-        ValueError: this WriteBatch has no clock; create it with db.write_batch()
         >>> db.close()
         """
+    def append(self, other: "WriteBatch") -> None: ...
+    def __enter__(self) -> "WriteBatch": ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
     def delete(self, key: _Buffer) -> None:
         """Add a delete of key (applied in order: a later put of the same key in
         this batch wins).
@@ -202,7 +223,10 @@ class CoreDB:
         (b'70', b'30', 1)
         >>> db.close()
         """
-    def get(self, key: _Buffer, default: Any = ...) -> Any:
+    @overload
+    def get(self, key: _Buffer) -> Optional[bytes]: ...
+    @overload
+    def get(self, key: _Buffer, default: _T) -> Union[bytes, _T]:
         """The value stored under key, or default if it is absent or expired.
         db[key] raises KeyError instead.
 
@@ -213,7 +237,10 @@ class CoreDB:
         (b'v', None, b'fallback')
         >>> db.close()
         """
-    def get_at(self, key: _Buffer, seq: int, default: Any = ...) -> Any:
+    @overload
+    def get_at(self, key: _Buffer, seq: int) -> Optional[bytes]: ...
+    @overload
+    def get_at(self, key: _Buffer, seq: int, default: _T) -> Union[bytes, _T]:
         """get() as of sequence number seq (snapshots). Without a snapshot holding
         seq, compaction may drop the older versions it would see; prefer
         db.snapshot(), which uses this.
@@ -227,6 +254,16 @@ class CoreDB:
         (b'1', b'-')
         >>> snap.close(); db.close()
         """
+    @overload
+    def multi_get(self, keys: Iterable[_Buffer]) -> list[Optional[bytes]]: ...
+    @overload
+    def multi_get(self, keys: Iterable[_Buffer], default: _T) -> list[Union[bytes, _T]]: ...
+    @overload
+    def multi_get_at(self, keys: Iterable[_Buffer], seq: int) -> list[Optional[bytes]]: ...
+    @overload
+    def multi_get_at(self, keys: Iterable[_Buffer], seq: int, default: _T) -> list[Union[bytes, _T]]: ...
+    def write_batch(self, *, sync: bool = ...) -> WriteBatch: ...
+    def batch(self) -> WriteBatch: ...
     def __getitem__(self, key: _Buffer) -> bytes: ...
     def __setitem__(self, key: _Buffer, value: _Buffer) -> None: ...
     def __delitem__(self, key: _Buffer) -> None: ...
@@ -269,7 +306,10 @@ class CoreDB:
         True
         >>> db.close()
         """
-    def get_with_ttl(self, key: _Buffer, default: Any = ...) -> Any:
+    @overload
+    def get_with_ttl(self, key: _Buffer) -> Optional[tuple[bytes, Optional[float]]]: ...
+    @overload
+    def get_with_ttl(self, key: _Buffer, default: _T) -> Union[tuple[bytes, Optional[float]], _T]:
         """(value, seconds until it expires or None) in one lookup, or default if
         the key is absent or expired: get() and ttl() together, consistent with
         each other (a write between two separate calls cannot split them).
@@ -295,7 +335,7 @@ class CoreDB:
         (30.0, None)
         >>> snap.close(); db.close()
         """
-    def items(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
+    def items(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> _ScanIterator[tuple[bytes, bytes]]:
         """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
         It sees the DB as of its creation and keeps the files it reads alive until it
         is exhausted or closed (or dropped). Complexity: O(log n) to position, then
@@ -311,7 +351,7 @@ class CoreDB:
         [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
         >>> db.close()
         """
-    def keys(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
+    def keys(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> _ScanIterator[bytes]:
         """Like items(), yielding keys only.
 
         >>> import lsmkv, tempfile
@@ -322,7 +362,7 @@ class CoreDB:
         [b'user:1', b'user:2']
         >>> db.close()
         """
-    def values(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> Any:
+    def values(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> _ScanIterator[bytes]:
         """Like items(), yielding values only.
 
         >>> import lsmkv, tempfile

@@ -26,7 +26,9 @@ from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, make_tag, store_u64, load_u
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
 
 DEF ALIGN = 8
+DEF SEEK_LANES = 8      # searches seek_ge_many interleaves
 
+from lsmkv.core.includes.prefetch cimport prefetch
 from lsmkv.core.includes.mman cimport (mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS,
                                        MAP_FAILED)
 
@@ -168,6 +170,60 @@ cdef class MemTable:
                 if level == 0:
                     return nxt
                 level -= 1
+
+    cdef void seek_ge_many(self, const uint8_t** ikeys, const size_t* ns, Py_ssize_t count,
+                           Node** out) noexcept:
+        """out[j] = seek_ge(ikeys[j], ns[j], NULL) for each j < count (multi_get).
+
+        The searches run interleaved, SEEK_LANES at a time (AMAC: asynchronous memory
+        access chaining): each step of one search compares one node's key, then
+        prefetches the node it will look at next and moves on to the next lane, so
+        the cache misses of several searches overlap instead of each search waiting
+        for its own, one after the other (a skiplist walk is a chain of misses)."""
+        cdef Node* xs[SEEK_LANES]
+        cdef int lv[SEEK_LANES]
+        cdef Py_ssize_t js[SEEK_LANES]
+        cdef Py_ssize_t nextj = 0
+        cdef int s, active = 0, top = self.max_height - 1
+        cdef Node* x
+        cdef Node* nxt
+        for s in range(SEEK_LANES):
+            if nextj < count:
+                xs[s] = self.head
+                lv[s] = top
+                js[s] = nextj
+                nextj += 1
+                active += 1
+                prefetch(self.head.next[top])
+            else:
+                js[s] = -1
+        while active:
+            for s in range(SEEK_LANES):
+                if js[s] < 0:
+                    continue
+                x = xs[s]
+                nxt = x.next[lv[s]]
+                if nxt != NULL and cmp_ikey(node_key(nxt), nxt.klen, ikeys[js[s]], ns[js[s]]) < 0:
+                    xs[s] = nxt
+                    nxt = nxt.next[lv[s]]
+                elif lv[s] > 0:
+                    lv[s] -= 1
+                    nxt = x.next[lv[s]]
+                else:
+                    out[js[s]] = nxt
+                    if nextj < count:           # the lane takes the next search
+                        xs[s] = self.head
+                        lv[s] = top
+                        js[s] = nextj
+                        nextj += 1
+                        nxt = self.head.next[top]
+                    else:
+                        js[s] = -1
+                        active -= 1
+                        continue
+                if nxt != NULL:
+                    prefetch(nxt)
+                    prefetch(<const char*>nxt + 64)
 
     cdef Node* find_last_lt(self, const uint8_t* ikey, size_t n) noexcept:
         """Last node < ikey, or NULL if none."""

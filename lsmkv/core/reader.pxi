@@ -300,10 +300,17 @@ cdef class TableReader:
             raise CorruptionError(self.path, off, "block handle out of range")
         return 0
 
-    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p):
+    cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p,
+                           bint release_gil=False):
         """Read, verify and decompress a block straight into a new slab slot (no
         intermediate bytes object): None with the slot pinned in p and published,
-        or the block as bytes when the cache cannot take it."""
+        or the block as bytes when the cache cannot take it. With release_gil
+        (multi_get, which reads many blocks per call), the decompression runs
+        without the GIL: it writes only the FILLING slot this call owns (not in
+        the cache's hash, so no other thread sees it) from the pinned source
+        (the table's mapping or a borrowed pool buffer) with this thread's
+        decompression context. A single get keeps the GIL: a release per block
+        would cost more than it frees under contention."""
         cdef char* buf = NULL
         cdef size_t cap = 0
         cdef const uint8_t* sp
@@ -312,6 +319,7 @@ cdef class TableReader:
         cdef int btype
         cdef size_t r
         cdef void* dctx = NULL
+        cdef void* dd
         self._check_handle(off, size)
         if self.map != NULL:
             self._touch(off, n)
@@ -341,8 +349,12 @@ cdef class TableReader:
             if btype == BLOCK_RAW:
                 memcpy(<void*>p.data, sp, body)
             else:
-                r = zstd_decompress(dctx, <void*>p.data, csize, sp, body,
-                                    self.ddict if btype == BLOCK_ZSTD_DICT else NULL)
+                dd = self.ddict if btype == BLOCK_ZSTD_DICT else NULL
+                if release_gil:
+                    with nogil:
+                        r = zstd_decompress(dctx, <void*>p.data, csize, sp, body, dd)
+                else:
+                    r = zstd_decompress(dctx, <void*>p.data, csize, sp, body, dd)
                 if zstd_is_error(r) or r != <size_t>csize:
                     self.slab.abort(p.slot)
                     if zstd_is_error(r):
@@ -354,9 +366,10 @@ cdef class TableReader:
             if buf != NULL:
                 _pool_put(buf, cap)
 
-    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size) except -1:
+    cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size, bint release_gil=False) except -1:
         """Point it at a data block: a pinned slab slot (hit, or filled on a miss),
-        or a bytes object (the LRU cache, no cache, or a block the slab cannot take)."""
+        or a bytes object (the LRU cache, no cache, or a block the slab cannot take).
+        release_gil: see _fill_slab."""
         cdef Pin p
         cdef uint64_t key
         if self.slab is None:
@@ -364,7 +377,7 @@ cdef class TableReader:
         key = (self.number << 40) | off
         if self.slab.lookup_pin(key, &p):
             return it.reset_pinned(self.slab, &p, self.path, off)
-        b = self._fill_slab(key, off, size, &p)
+        b = self._fill_slab(key, off, size, &p, release_gil)
         if b is None:
             return it.reset_pinned(self.slab, &p, self.path, off)
         return it.reset(b, self.path, off)
@@ -426,6 +439,138 @@ cdef class TableReader:
                 return value_view(it, it.val + 8, it.val_len - 8)
             return PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
         return DELETED
+
+    cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1:
+        """get() for several internal keys at once (multi_get): ikeys[i] for each i of
+        order, which lists them by ascending key (one sequence for all). Sets
+        results[i] to bytes (a live value) or DELETED (a deletion or an expired
+        value) where this table has an entry, and leaves it alone where it has
+        none. The caller checks the bloom filter first.
+
+        In stages, so that the memory accesses of different keys overlap: (1) the
+        index block, pinned once, gives each key's data block; (2) every block
+        found in the slab cache is pinned and prefetched whole (a block is a few
+        cache lines of a large cache: a lookup would otherwise wait for each of its
+        misses in turn); (3) each key is sought in its block, a block missing from
+        the cache read (and decompressed without the GIL) once for the consecutive
+        keys it holds."""
+        cdef BlockIter ix = BlockIter()
+        cdef BlockIter it = BlockIter()
+        cdef Py_ssize_t n = len(order), m = 0, j, nb = 0, b
+        cdef uint64_t off, size
+        cdef uint64_t* offs
+        cdef uint64_t* sizes
+        cdef Py_ssize_t* blk          # per key: its block's index in pins (or -1)
+        cdef Pin* pins                # per distinct block: its pin (data NULL: not cached, or handed on)
+        cdef Pin held
+        cdef const uint8_t* ik
+        cdef size_t ikn, ukn, q
+        cdef int kind
+        cdef Py_ssize_t i
+        cdef bytes kb
+        if n == 0:
+            return 0
+        offs = <uint64_t*>malloc(n * sizeof(uint64_t))
+        sizes = <uint64_t*>malloc(n * sizeof(uint64_t))
+        blk = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+        pins = <Pin*>calloc(n, sizeof(Pin))
+        try:
+            if offs == NULL or sizes == NULL or blk == NULL or pins == NULL:
+                raise MemoryError()
+            # (1) the index
+            self.load_index(ix)
+            for j in range(n):
+                kb = <bytes>ikeys[<Py_ssize_t>order[j]]
+                ix.seek(<const uint8_t*>PyBytes_AS_STRING(kb), PyBytes_GET_SIZE(kb))
+                if not ix.valid:
+                    break           # past the last block: so are the keys after this one
+                if decode_handle(ix.val, ix.val_len, &offs[m], &sizes[m]) < 0:
+                    raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
+                m += 1
+            ix.release_pin()
+            # (2) pin and prefetch the cached blocks
+            for j in range(m):
+                if j > 0 and offs[j] == offs[j - 1]:
+                    blk[j] = blk[j - 1]
+                    continue
+                blk[j] = nb
+                if self.slab is not None and \
+                        self.slab.lookup_pin((self.number << 40) | offs[j], &pins[nb]):
+                    q = 0
+                    while q < pins[nb].len:
+                        prefetch(pins[nb].data + q)
+                        q += 64
+                else:
+                    pins[nb].data = NULL
+                nb += 1
+            # (3) each key in its block
+            b = -1
+            for j in range(m):
+                if blk[j] != b:
+                    b = blk[j]
+                    if pins[b].data != NULL:
+                        held = pins[b]
+                        pins[b].data = NULL          # the iterator owns the pin now (even if
+                        it.reset_pinned(self.slab, &held, self.path, offs[j])   # this raises)
+                    else:
+                        self.load_into(it, offs[j], sizes[j], True)
+                i = order[j]
+                kb = <bytes>ikeys[i]
+                ik = <const uint8_t*>PyBytes_AS_STRING(kb)
+                ikn = PyBytes_GET_SIZE(kb)
+                ukn = ikn - TAG_SIZE
+                it.seek(ik, ikn)
+                if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ik, ukn) != 0):
+                    continue
+                kind = load_u64(it.key + ukn) & 0xFF
+                if kind == KIND_PUT:
+                    results[i] = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
+                elif kind == KIND_PUT_TTL:
+                    if it.val_len < 8:
+                        raise CorruptionError(self.path, offs[j], "TTL entry shorter than its expiry")
+                    if <int64_t>load_u64(it.val) <= now:
+                        results[i] = DELETED
+                    else:
+                        results[i] = PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+                else:
+                    results[i] = DELETED
+            return 0
+        finally:
+            if pins != NULL:
+                for b in range(nb):
+                    if pins[b].data != NULL:         # pinned in (2), not handed to the iterator
+                        self.slab.unpin(pins[b].slot)
+            free(offs)
+            free(sizes)
+            free(blk)
+            free(pins)
+
+    def approximate_offset(self, key):
+        """Bytes of this file before the entries of user key `key` (LevelDB's
+        ApproximateOffsetOf): the offset of the data block the first entry >= key
+        would be in; past the last data block, where the data blocks end (the
+        lowest offset of the index and filter blocks). Reads only the index.
+
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "000001.sst")
+        >>> b = TableBuilder(p); b.py_add(b"k" + make_tag_py(1, 1).to_bytes(8, "little"), b"v")
+        >>> _ = b.finish()
+        >>> t = TableReader(p, 1)
+        >>> t.approximate_offset(b"a"), t.approximate_offset(b"z") > 0
+        (0, True)
+        """
+        cdef BlockIter it = BlockIter()
+        cdef uint64_t off, size
+        cdef bytes ik = bytes(key) + make_tag(0x00FFFFFFFFFFFFFF, KIND_MAX).to_bytes(8, "little")
+        self.load_index(it)
+        it.seek(<const uint8_t*>PyBytes_AS_STRING(ik), PyBytes_GET_SIZE(ik))
+        if it.valid:
+            if decode_handle(it.val, it.val_len, &off, &size) < 0:
+                raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
+            return off
+        if self.filter_size and self.filter_offset < self.index_offset:
+            return self.filter_offset
+        return self.index_offset
 
     def py_get(self, key, uint64_t seq=0x00FFFFFFFFFFFFFF, int64_t now=0):
         ik = bytes(key) + make_tag(seq, KIND_MAX).to_bytes(8, "little")

@@ -75,6 +75,7 @@ from lsmkv.core.includes.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_F
 from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pthread_getspecific,
                                           pthread_setspecific)
 from lsmkv.core.includes.uio cimport preadv2, RWF_NOWAIT
+from lsmkv.core.includes.prefetch cimport prefetch
 from lsmkv.core.iterator cimport InternalIterator, MergingIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
 from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, BLOCK_RAW, BLOCK_ZSTD,

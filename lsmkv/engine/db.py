@@ -18,8 +18,11 @@ Invariants:
 """
 from contextlib import contextmanager
 
-from lsmkv.core.dbcore import CoreDB, WriteBatch, iterate_at
+from lsmkv.core.dbcore import CoreDB, iterate_at
+from lsmkv.engine import checkpoint as _checkpoint
+from lsmkv.engine import estimates as _estimates
 from lsmkv.engine import stats as _stats
+from lsmkv.engine.mapping import MappingMethods
 from lsmkv.engine.engine import Engine
 from lsmkv.errors import ClosedError, FollowerError
 
@@ -85,6 +88,28 @@ class Snapshot:
 
     def __contains__(self, key):
         return self.get(key) is not None
+
+    def __iter__(self):
+        return self.keys()
+
+    def __reversed__(self):
+        return self.keys(reverse=True)
+
+    def multi_get(self, keys, default=None):
+        """The values keys had when the snapshot was taken, as a list in the order
+        given (default where absent then, or expired since); see DB.multi_get().
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1")
+        >>> with db.snapshot() as snap:
+        ...     db.put(b"a", b"2"); db.put(b"b", b"3")
+        ...     snap.multi_get([b"b", b"a"]), list(snap), list(reversed(db))
+        ([None, b'1'], [b'a'], [b'b', b'a'])
+        >>> db.close()
+        """
+        self._check()
+        return self._db.multi_get_at(keys, self.sequence, default)
 
     def ttl(self, key):
         """Seconds until key expires as this snapshot sees it (the expiry it had
@@ -192,10 +217,13 @@ class Snapshot:
 
 
 
-class DB(CoreDB):
+class DB(CoreDB, MappingMethods):
     """An LSM-tree key-value store in the directory `path`.
 
     Options come as an lsmkv.Options and/or keyword arguments (see Options).
+    It works as a dict of bytes where a dict's meaning holds (get, [], in, del,
+    pop, setdefault, update, iteration in key order, reversed()); it has no
+    len(), which would be a full scan (lsmkv/engine/mapping.py says why).
     The directory is created if missing and locked while the DB is open; a DB
     is also a context manager that closes it. Keys and values are bytes (or
     any bytes-like object).
@@ -382,47 +410,60 @@ class DB(CoreDB):
         """
         return self.core.close()
 
-    @contextmanager
-    def write_batch(self, *, sync=False):
-        """A WriteBatch applied atomically when the block exits without error
-        (nothing of it is applied if the block raises). sync=True returns only
-        once the batch is on stable storage.
+    def checkpoint(self, dest):
+        """Make a consistent copy of the DB in dest (a new or empty directory) that
+        opens as a DB with the same contents: the memtables are flushed, the live
+        tables hard-linked (copied across file systems), CURRENT and the MANIFEST
+        copied (lsmkv/engine/checkpoint.py). Returns the number of tables.
+
+        >>> import lsmkv, tempfile, os
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"k", b"v")
+        >>> dest = os.path.join(tempfile.mkdtemp(), "copy")
+        >>> db.checkpoint(dest)
+        1
+        >>> db.put(b"k", b"changed")
+        >>> with lsmkv.DB(dest) as copy:
+        ...     copy.get(b"k")
+        b'v'
+        >>> db.close()
+        """
+        return _checkpoint.checkpoint(self, dest)
+
+    def approximate_size(self, start=None, stop=None):
+        """Bytes on disk of the tables' data for keys in [start, stop) (None:
+        unbounded), from the index blocks, as LevelDB's GetApproximateSizes:
+        whole data blocks, so a small range may count 0; memtables are not on
+        disk and not counted (lsmkv/engine/estimates.py).
 
         >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"b", b"old")
-        >>> with db.write_batch(sync=True) as wb:
-        ...     wb.put(b"a", b"1"); wb.delete(b"b")
-        >>> db.get(b"a"), db.get(b"b")
-        (b'1', None)
-        >>> try:
-        ...     with db.write_batch() as wb:
-        ...         wb.put(b"c", b"3")
-        ...         raise RuntimeError("changed my mind")
-        ... except RuntimeError:
-        ...     pass
-        >>> db.get(b"c") is None
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), compression="none", block_size=4096)
+        >>> for i in range(10000):
+        ...     db.put(b"%08d" % i, b"x" * 100)
+        >>> db.flush()
+        >>> half = db.approximate_size(b"00005000")
+        >>> 0.4 < half / db.approximate_size() < 0.6
         True
         >>> db.close()
         """
-        wb = WriteBatch(self.clock)
-        yield wb
-        self.write(wb, sync=sync)
+        return _estimates.approximate_size(self.core, start, stop)
 
-    def batch(self):
-        """An empty WriteBatch to fill and pass to write(). It uses the DB's clock,
-        so its puts may have a ttl; it can be cleared and reused.
+    def estimate_num_keys(self):
+        """An estimate of the number of live keys, from the tables' entry and
+        deletion counts and the memtables' entries, without a scan (RocksDB's
+        rocksdb.estimate-num-keys; lsmkv/engine/estimates.py says what it
+        overcounts). The exact count is a scan: sum(1 for _ in db).
 
         >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)   # a fixed clock
-        >>> wb = db.batch()
-        >>> wb.put(b"a", b"1"); wb.put(b"session", b"t", ttl=60)
-        >>> db.write(wb)
-        >>> db.get(b"a"), db.ttl(b"session")
-        (b'1', 60.0)
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for i in range(100):
+        ...     db.put(b"%03d" % i, b"v")
+        >>> db.flush(); db.put(b"new", b"v")
+        >>> db.estimate_num_keys()
+        101
         >>> db.close()
         """
-        return WriteBatch(self.clock)
+        return _estimates.estimate_num_keys(self.core)
 
     def __iter__(self):
         return self.keys()

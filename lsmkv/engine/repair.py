@@ -44,6 +44,7 @@ other processes, its registry to this one).
 import os
 import re
 import tempfile
+from typing import Callable, Optional, Union
 
 import zstandard
 
@@ -168,7 +169,8 @@ class RepairReport:
 
 # ---------------------------------------------------------------- entry point
 
-def repair(path, *, progress=None):
+def repair(path: "Union[str, os.PathLike[str]]", *,
+           progress: "Optional[Callable[[int, int], object]]" = None) -> "RepairReport":
     """Salvage the database at `path` into a consistent one; returns a RepairReport.
 
     progress: None, or a callable progress(done, total) called as files are read.

@@ -167,8 +167,8 @@ def _w_getdel(db, key, sync):
 
 
 def c_mget(srv, conn, a):
-    get = srv.db.get
-    return resp.array([get(k) for k in a[1:]])
+    # one batched lookup: each table is asked once about its keys, in key order
+    return resp.array(srv.db.multi_get(a[1:]))
 
 
 def c_mset(srv, conn, a):
@@ -178,7 +178,7 @@ def c_mset(srv, conn, a):
 
 
 def _w_mset(db, a, sync):
-    wb = db.batch()
+    wb = db.write_batch()
     for i in range(1, len(a), 2):
         wb.put(a[i], a[i + 1])
     db.write(wb, sync=sync)
@@ -191,7 +191,7 @@ def c_del(srv, conn, a):
 
 def _w_del(db, keys, sync):
     seen = set()
-    wb = db.batch()
+    wb = db.write_batch()
     for k in keys:
         kb = bytes(k)
         if kb not in seen and db.get(kb) is not None:
