@@ -10,6 +10,7 @@ modules (python -m bench.db_bench):
   idle_footprint.py  the idle footprint per open DB (RSS, disk, threads) beside the peers
   disk_footprint.py  disk after fillrandom + overwrite beside rocksdict, tables by level and kind
   many_dbs.py      threads, worker processes and RSS with many DBs open in one process
+  followers.py     one writer and reader processes (lsmkv read_only vs LMDB), catch_up latency
   server_bench.py  lsmkv serve against redis-server with redis-benchmark (docs/server.md)
 
 db_bench's modules, one concern each:

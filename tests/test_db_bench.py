@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from conftest import lsmkv_import_path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
 SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "idle_footprint",
-           "many_dbs", "disk_footprint")   # runnable by path
+           "many_dbs", "disk_footprint", "followers")   # runnable by path
 
 
 def _child_env():
@@ -150,6 +151,19 @@ def test_footprint_reports_idle_dbs_per_engine(tmp_path):
         assert 0 < x["disk"] and "RSS growth" in r.stdout
         if x["engine"] == "lsmkv":
             assert x["disk"] / x["dbs"] <= 1 << 20, x
+
+
+def test_followers_bench_runs_writer_readers_and_a_secondary():
+    """bench/followers.py: a writer alone and with reader processes on lsmkv, then
+    the secondary's catch_up latency; the readers find every key they look up."""
+    r = subprocess.run([sys.executable, "-m", "bench.followers", "--num", "3000", "--readers", "2",
+                        "--seconds", "0.3", "--lat_ops", "50", "--engines", "lsmkv"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    line = next(x for x in r.stdout.splitlines() if x.startswith("lsmkv "))
+    found, reads = re.search(r"found (\d+) of (\d+)", line).groups()
+    assert found == reads and int(reads) > 0
+    assert "catch_up latency over 50 writes: p50" in r.stdout
 
 
 def test_compare_runs_each_engine_in_its_own_process(tmp_path):
