@@ -107,6 +107,8 @@ class Options:
     read_only: bool = False                    # True: no LOCK, nothing written; reads as of the open
     secondary: object = None                   # a directory of its own: read-only, db.catch_up() follows
                                                # the primary (lsmkv/engine/follower.py)
+    catch_up_interval: float = 0.0             # with secondary: catch up every this many seconds (0: only
+                                               # when db.catch_up() is called)
     create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
     error_if_exists: bool = False              # True: DatabaseExistsError if CURRENT exists
     clock: object = field(default=time.time)   # seconds; used for TTL
@@ -206,6 +208,12 @@ class Options:
                 raise TypeError(f"option {name} must be a bool")
         if self.secondary is not None and not isinstance(self.secondary, (str, bytes, os.PathLike)):
             raise TypeError(f"option secondary must be a directory path, got {self.secondary!r}")
+        if not isinstance(self.catch_up_interval, (int, float)) or isinstance(self.catch_up_interval, bool) \
+                or not 0 <= self.catch_up_interval <= 86400:
+            raise ValueError(f"option catch_up_interval must be seconds in [0, 86400], "
+                             f"got {self.catch_up_interval!r}")
+        if self.catch_up_interval and self.secondary is None:
+            raise ValueError("option catch_up_interval needs secondary=<directory>")
         if self.read_only and self.secondary is not None:
             raise ValueError("options read_only and secondary exclude each other (a secondary is "
                              "read-only already)")

@@ -78,6 +78,13 @@ class Threads:
         if adaptive is not None:
             self.adaptive_wake = p.job("misc", ref, adaptive, (), adaptive_interval, f"adapt:{path}")
 
+    def start_follower(self, engine, catch_up, interval):
+        """A secondary with catch_up_interval: one job on the pool's misc lane that
+        runs catch_up(engine) every `interval` seconds (no flush, no compaction)."""
+        p = self.pool = pool.attach(self, self.nice, self.cpus, 0)
+        self.adaptive_wake = p.job("misc", weakref.ref(engine), catch_up, (), interval,
+                                   f"catch-up:{engine.path}")
+
     def wakes(self):
         """The flush and compaction jobs, which Signal.notify_all() wakes."""
         return [self.flush_wake] + self.compaction_wakes

@@ -120,7 +120,9 @@ class Engine(Core):
             self.open_follower()
             self.closed = False
             lifecycle.register(self)
-            return              # no background jobs: it writes nothing
+            if opts.catch_up_interval:      # a secondary that follows by itself
+                self.threads.start_follower(self, _catch_up_step, opts.catch_up_interval)
+            return              # no flush, no compaction: it writes nothing
         self.open()
         self.closed = False
         lifecycle.register(self)
@@ -361,12 +363,15 @@ class Engine(Core):
                 lifecycle.unregister(self)
 
     def close_follower(self):
-        """close() of a read-only or secondary engine: nothing to stop, sync or write."""
+        """close() of a read-only or secondary engine: nothing to sync or write; a
+        catch-up job, if any, is cancelled first."""
         with self.mutex:
             if self.closed:
                 return
             self.shutting_down = True
             self.state.closed = True
+        self.threads.join()
+        with self.mutex:
             try:
                 self.tables.close()
                 self.versions.close()
@@ -437,6 +442,16 @@ def _compaction_step(engine, i):
 
 def _adaptive_step(engine):
     return engine.adaptive.step()
+
+
+def _catch_up_step(engine):
+    """A secondary's catch_up_interval: catch up, then wait the interval. A failure
+    is kept in stats()["follower"]["last_error"] and the next step tries again (the
+    primary may be restarting)."""
+    if engine.shutting_down:
+        return STOP
+    engine.follower.background_catch_up()
+    return STOP if engine.shutting_down else IDLE
 
 
 def _janitor_step(engine):

@@ -71,6 +71,7 @@ class Follower:
         self.reloads = 0
         self.applied_batches = 0
         self.last_catch_up = None             # time.time() of the last catch_up()
+        self.last_error = None                # the last background catch_up()'s failure
 
     def release(self):
         """At close: let go of the secondary's directory."""
@@ -177,6 +178,8 @@ class Follower:
         if self.manifest_id() != before:
             raise Moved(filenames.manifest_name(e.path, before[0]))   # a flush or compaction finished
         with e.mutex:
+            if e.shutting_down:
+                raise e.state.error()       # closed meanwhile (a background catch_up)
             # last_seq first: a reader that sees it with the old state sees the old
             # state (nothing there is newer), and one that sees the new state sees
             # it whole (with sequences zeroed at the bottom, the reverse order
@@ -244,12 +247,23 @@ class Follower:
             start = self.offsets.get(number, 0)
             records, end = self.read_log_from(number, start)
             with e.mutex:
+                if e.shutting_down:
+                    raise e.state.error()
                 # entries first, last_seq after: a reader sees whole batches
                 last_seq, applied, complete = self.apply(mem, records, last_seq, number, start)
                 e.last_seq = last_seq
             self.offsets[number] = end if complete else applied
             if not complete:
                 break
+
+    def background_catch_up(self):
+        """catch_up() from the pool (option catch_up_interval): an error is kept
+        for stats() instead of raised, and the next interval tries again."""
+        try:
+            self.catch_up()
+            self.last_error = None
+        except Exception as e:      # noqa: BLE001 - reported in stats(); retried next interval
+            self.last_error = f"{type(e).__name__}: {e}"
 
     # ------------------------------------------------------------------ stats
 
@@ -258,7 +272,7 @@ class Follower:
         logs it follows are (bytes and sequence numbers written but not applied)."""
         out = {"mode": self.mode, "last_sequence": self.engine.last_seq, "reloads": self.reloads,
                "catch_ups": self.catch_ups, "applied_batches": self.applied_batches,
-               "last_catch_up": self.last_catch_up}
+               "last_catch_up": self.last_catch_up, "last_error": self.last_error}
         if self.mode == "secondary":
             pending_bytes, pending_seq = 0, self.engine.last_seq
             try:

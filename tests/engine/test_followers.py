@@ -114,6 +114,28 @@ def test_secondary_catches_up_across_flushes_compactions_and_restarts(tmp_path):
     assert "LOCK" in os.listdir(own)
 
 
+def test_secondary_with_catch_up_interval_follows_by_itself(tmp_path):
+    d, own = str(tmp_path / "db"), str(tmp_path / "secondary")
+    with pytest.raises(ValueError, match="catch_up_interval"):
+        lsmkv.Options(catch_up_interval=1)            # needs secondary=
+    with pytest.raises(ValueError, match="catch_up_interval"):
+        lsmkv.Options(secondary=own, catch_up_interval=-1)
+    primary = lsmkv.DB(d)
+    sec = lsmkv.DB(d, secondary=own, catch_up_interval=0.02)
+    primary.put(b"k", b"v")
+    end = time.time() + 10
+    while sec.get(b"k") is None:
+        assert time.time() < end, "the background catch-up never ran"
+        time.sleep(0.01)
+    assert sec.stats()["follower"]["catch_ups"] >= 1 and sec.stats()["follower"]["last_error"] is None
+    assert sec.stats()["background_pool"] is not None
+    sec.close()
+    n = sec.stats()["follower"]["catch_ups"]
+    time.sleep(0.1)
+    assert sec.stats()["follower"]["catch_ups"] == n       # closed: no more steps
+    primary.close()
+
+
 def run_workload(role, db, acked, seconds, *extra):
     env = dict(os.environ, LSMKV_IMPORT_PATH=lsmkv_import_path())
     return subprocess.Popen([sys.executable, WORKLOAD, role, db, acked, str(seconds), *extra],
