@@ -32,6 +32,9 @@ class MemTable:
     def memory_usage(self) -> int:
         """Bytes malloc'd for this memtable (exact: arena chunks + chunk table)."""
     @property
+    def resident_bytes(self) -> int:
+        """Bytes of the arena the process holds (memory_usage less the untouched pages)."""
+    @property
     def arena_used(self) -> int: ...
     def __len__(self) -> int: ...
     def iterator(self) -> "MemTableIterator": ...
