@@ -17,7 +17,7 @@ import time
 import traceback
 
 from .allocs import AllocPasses
-from .common import MiB, WRITE_WORKLOADS
+from .common import MiB, SEEK_READS, SEEK_WORKLOADS, WRITE_WORKLOADS
 from .data import Data
 from .files import wipe_dir
 from .loops import (
@@ -213,7 +213,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
             ks, vs = [d.keys[i] for i in idx], None
             bytes_per_op = a.key_size
             after = ("delete", idx)
-        elif name in ("readrandom", "seekrandom"):
+        elif name in ("readrandom",) + SEEK_WORKLOADS:
             idx = d.random_indices(rng, n)
             ks = [d.keys[i] for i in idx]
             found_expected = d.present(idx)
@@ -230,7 +230,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         lat = array.array("q", bytes(8 * n))
         # ---- the op callable and its loop
         cleanup = None
-        reads = name.startswith("read") or name == "seekrandom"
+        reads = name.startswith("read") or name in SEEK_WORKLOADS
         if reads:
             e.begin_reads()
         try:
@@ -253,6 +253,10 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
                 chunk = chunk_get(e.op_get(), ks, lat)
             elif name == "seekrandom":
                 chunk = chunk_seek(e.op_seek(), ks, lat)
+            elif name == "seekrandom_reuse":
+                op, cleanup = e.op_seek_reuse(SEEK_READS)
+                chunk = chunk_seek(op, ks, lat)
+                op = None
             else:
                 nxt, cleanup = e.scan(reverse=(name == "readreverse"))
                 chunk = chunk_scan(nxt, lat)
@@ -277,7 +281,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         if ttl:
             d.expires_at = fill_started + ttl
             res["ttl"] = {"seconds": ttl, "how": e.ttl_note}
-        if name in ("readrandom", "seekrandom", "readseq", "readreverse"):
+        if name in ("readrandom", "readseq", "readreverse") + SEEK_WORKLOADS:
             data_bytes = found * bytes_per_op
         elif name == "readmissing":
             data_bytes = 0
@@ -292,7 +296,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
                     "mb_per_sec": data_bytes / MiB / seconds if seconds > 0 else None,
                     "latency_us": p,
                     "latency_unit": f"per batch of {a.batch_size}" if name == "fillbatch" else "per op"})
-        if name.startswith("read") or name == "seekrandom":
+        if name.startswith("read") or name in SEEK_WORKLOADS:
             res["found"] = found
             res["found_expected"] = found_expected
         stats_after = e.stats()
