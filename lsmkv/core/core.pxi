@@ -340,14 +340,16 @@ cdef class Core:
         (newest first) and one LevelIterator per deeper level."""
         cdef MemTable m
         cdef TableReader t
-        cdef list children = [MemTableIterator(sv.mem)]
+        cdef list children = []
         cdef tuple lv
+        if sv.mem.entries:       # an empty memtable holds nothing this read can see
+            children.append(MemTableIterator(sv.mem))
         for m in sv.imms:
             children.append(MemTableIterator(m))
         for t in sv.l0:
             children.append(TableIterator(t))
         for lv in sv.levels:
-            children.append(LevelIterator(list(lv[0]), lv[1]))
+            children.append(LevelIterator(<tuple>lv[0], lv[1]))
         return MergingIterator(children)
 
     cdef object _pin_current(self):

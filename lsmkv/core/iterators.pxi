@@ -15,11 +15,15 @@ cdef class TableIterator(InternalIterator):
 
     cdef int _load_block(self) except -1:
         cdef uint64_t off, size
-        self.have_block = False
         if not self.index.valid:
+            self.have_block = False
             return 0
         if decode_handle(self.index.val, self.index.val_len, &off, &size) < 0:
+            self.have_block = False
             raise CorruptionError(self.table.path, self.table.index_offset, "bad block handle in index")
+        if self.have_block and self.data.base != NULL and self.data.block_offset == off:
+            return 0             # a re-seek into the block it stands on (a cursor's next seek)
+        self.have_block = False
         self.table.load_into(self.data, off, size)
         self.have_block = True
         return 0
@@ -99,7 +103,7 @@ cdef int find_table(list largest, const uint8_t* target, size_t n) except -1:
 cdef class LevelIterator(InternalIterator):
     """Concatenation of a sorted run of non-overlapping tables; opens one at a time."""
 
-    def __cinit__(self, list tables, list largest):
+    def __cinit__(self, tuple tables, list largest):
         self.tables = tables
         self.largest = largest
         self.i = -1

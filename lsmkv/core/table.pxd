@@ -94,7 +94,7 @@ cdef class TableIterator(InternalIterator):
     cdef void _copy(self) noexcept
 
 cdef class LevelIterator(InternalIterator):
-    cdef list tables            # TableReaders sorted by key range, non-overlapping
+    cdef tuple tables           # TableReaders sorted by key range, non-overlapping
     cdef list largest           # their largest internal keys (bytes)
     cdef int i
     cdef TableIterator cur
