@@ -311,7 +311,7 @@ cdef class Iterator:
             k = <const uint8_t*>PyBytes_AS_STRING(self.lo)
             n = PyBytes_GET_SIZE(self.lo)
         tn = self._target(k, n, False)
-        self.it.seek(self.tbuf, tn)
+        self.it.seek_lazy(self.tbuf, tn)
         return self._forward(False)
 
     cdef int _seek_for_prev_c(self, const uint8_t* k, size_t n, bint inclusive) except -1:

@@ -79,6 +79,12 @@ cdef class TableIterator(InternalIterator):
         self.data.next()
         return self._skip_forward()
 
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1:
+        """0 if the table's key range or bloom filter rules ukey out."""
+        if not self.table.in_range(ukey, ukn):
+            return 0
+        return self.table.may_contain(h)
+
     cdef int prev(self) except -1:
         self.data.prev()
         return self._skip_backward()
@@ -94,6 +100,21 @@ cdef int find_table(list largest, const uint8_t* target, size_t n) except -1:
         mid = (lo + hi) // 2
         k = <bytes>largest[mid]
         if cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), target, n) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef int find_table_ukey(list largest, const uint8_t* ukey, size_t n) except -1:
+    """Index of the first table (of a sorted, non-overlapping run) whose largest
+    user key is >= ukey; len(largest) if none."""
+    cdef int lo = 0, hi = len(largest), mid
+    cdef bytes k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        k = <bytes>largest[mid]
+        if cmp_bytes(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k) - TAG_SIZE, ukey, n) < 0:
             lo = mid + 1
         else:
             hi = mid
@@ -169,6 +190,18 @@ cdef class LevelIterator(InternalIterator):
     cdef int next(self) except -1:
         self.cur.next()
         return self.next_table()
+
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1:
+        """0 if no table of the run may hold ukey (the one whose range could
+        holds it is ruled out by its range or bloom filter)."""
+        cdef int i = find_table_ukey(self.largest, ukey, ukn)
+        cdef TableReader t
+        if i >= len(self.tables):
+            return 0
+        t = <TableReader>self.tables[i]
+        if not t.in_range(ukey, ukn):
+            return 0
+        return t.may_contain(h)
 
     cdef int prev(self) except -1:
         self.cur.prev()

@@ -92,6 +92,7 @@ cdef class TableIterator(InternalIterator):
     cdef int _skip_forward(self) except -1
     cdef int _skip_backward(self) except -1
     cdef void _copy(self) noexcept
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef class LevelIterator(InternalIterator):
     cdef tuple tables           # TableReaders sorted by key range, non-overlapping
@@ -102,5 +103,6 @@ cdef class LevelIterator(InternalIterator):
     cdef int next_table(self) except -1
     cdef int prev_table(self) except -1
     cdef void _copy(self) noexcept
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef int find_table(list largest, const uint8_t* target, size_t n) except -1
