@@ -2,8 +2,11 @@
 argument checks, bounds and prefixes at the edges, and re-seeking a
 long-lived iterator across writes, flushes and compactions. The randomized
 model test is test_iterator_model.py; fork() is in test_lifecycle.py."""
+import bisect
 import gc
+import itertools
 import os
+import random
 
 import pytest
 
@@ -222,3 +225,44 @@ def test_for_continues_from_where_it_stands(dbpath):
             assert next(it) == (b"000000", b"v0")
             assert it.key() == b"000001"
         assert len(list(db.iterator())) == 10      # never positioned: from the first key
+
+
+@pytest.mark.parametrize("bloom", [10, 0])
+@pytest.mark.parametrize("tables", [3, 12])        # 12 L0 tables: the merging iterator's heap
+def test_lazy_seek_over_many_tables_matches_a_model(dbpath, bloom, tables):
+    """A seek leaves alone the tables whose filter rules the target out (seek_lazy)
+    and brings them in once the merge moves past the target: the results are the
+    same as a plain merge's, for found and missing keys, deletes and versions."""
+    rng = random.Random(tables * 100 + bloom)
+    model = {}
+    with lsmkv.DB(dbpath, bloom_bits_per_key=bloom, level0_file_num_compaction_trigger=100,
+                  level0_slowdown_writes_trigger=200, level0_stop_writes_trigger=300) as db:
+        with db.no_background_compactions():
+            for t in range(tables):
+                for _ in range(300):
+                    k = b"%05d" % rng.randrange(3000)
+                    if rng.random() < 0.2:
+                        db.delete(k); model.pop(k, None)
+                    else:
+                        v = b"t%d" % t
+                        db.put(k, v); model[k] = v
+                db.flush()
+            assert db.stats()["levels"][0]["files"] == tables
+            srt = sorted(model)
+            it = db.iterator()
+            for _ in range(400):
+                k = b"%05d" % rng.randrange(3000) + (b"" if rng.random() < 0.8 else b"x")
+                i = bisect.bisect_left(srt, k)
+                want = [(x, model[x]) for x in srt[i:i + 5]]
+                assert list(itertools.islice(db.items(start=k), 5)) == want, k
+                it.seek(k)
+                got = []
+                while it.valid() and len(got) < 5:
+                    got.append(it.item())
+                    it.next()
+                assert got == want, k
+                it.seek(k)
+                if it.valid() and i > 0:
+                    it.prev()
+                    assert it.key() == srt[i - 1], k
+            it.close()
