@@ -10,7 +10,10 @@ flag that only ever goes from open to closed.
 Invariants:
   1. MergingIterator yields the union of its children in internal-key order; it
      is used in one direction per positioning (seek/next forward, seek_for_prev/
-     prev backward), as DBIterator does.
+     prev backward), as DBIterator does. After seek_lazy, a child marked pending
+     holds no entry of the target's user key, so until the merge moves past that
+     user key it cannot come first; next() seeks every pending child to the
+     target before it picks an entry of another user key.
   2. DBIterator yields, for each user key in [start, stop), the newest entry with
      sequence <= its snapshot, and only if that entry is a live PUT (not a
      deletion, not expired at the iterator's creation time).
