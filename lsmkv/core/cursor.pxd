@@ -1,9 +1,11 @@
+cimport cython
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from lsmkv.core.iterator cimport MergingIterator, HandleState
 
 cpdef object prefix_successor(bytes prefix)
 cpdef tuple prefix_bounds(bytes prefix, start, stop)
 
+@cython.final      # no subclass: its cdef methods are called directly, not through a vtable
 cdef class Iterator:
     """lsmkv.Iterator (see cursor.pyx): a seekable cursor over one MergingIterator."""
     cdef MergingIterator it

@@ -8,10 +8,17 @@ cdef class TableIterator(InternalIterator):
 
     def __cinit__(self, TableReader table):
         self.table = table
-        self.index = BlockIter()
-        table.load_index(self.index)        # a cached index stays pinned while the iterator lives
-        self.data = BlockIter()
+        self.index = None                   # made at the first positioning (a lazy seek may never need it)
+        self.data = None
         self.have_block = False
+
+    cdef int _open_index(self) except -1:
+        """Load the index block; a cached index stays pinned while the iterator lives."""
+        cdef BlockIter index = BlockIter()
+        self.table.load_index(index)
+        self.data = BlockIter()
+        self.index = index
+        return 0
 
     cdef int _load_block(self) except -1:
         cdef uint64_t off, size
@@ -55,6 +62,8 @@ cdef class TableIterator(InternalIterator):
         return 0
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        if self.index is None:
+            self._open_index()
         self.index.seek(target, n)
         self._load_block()
         if self.have_block:
@@ -62,6 +71,8 @@ cdef class TableIterator(InternalIterator):
         return self._skip_forward()
 
     cdef int seek_to_first(self) except -1:
+        if self.index is None:
+            self._open_index()
         self.index.seek_to_first()
         self._load_block()
         if self.have_block:
@@ -69,6 +80,8 @@ cdef class TableIterator(InternalIterator):
         return self._skip_forward()
 
     cdef int seek_to_last(self) except -1:
+        if self.index is None:
+            self._open_index()
         self.index.seek_to_last()
         self._load_block()
         if self.have_block:

@@ -88,6 +88,7 @@ cdef class TableIterator(InternalIterator):
     cdef BlockIter index
     cdef BlockIter data
     cdef bint have_block
+    cdef int _open_index(self) except -1
     cdef int _load_block(self) except -1
     cdef int _skip_forward(self) except -1
     cdef int _skip_backward(self) except -1
