@@ -25,7 +25,7 @@ import os
 
 from lsmkv.errors import ClosedError, ForkedError
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy, memcmp
+from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
@@ -437,20 +437,32 @@ cdef class DBIterator:
         self.close()
 
     cdef int _start(self) except -1:
-        cdef bytes target
+        cdef bytes bound
+        cdef size_t n
+        cdef uint8_t* grown
         self.started = True
-        if not self.reverse:
-            if self.start is None:
-                self.it.seek_to_first()
-            else:
-                target = self.start + b"\xff\xff\xff\xff\xff\xff\xff\xff"   # (start, MAX tag)
-                self.it.seek_lazy(<const uint8_t*>PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
-        else:
-            if self.stop is None:
+        bound = self.stop if self.reverse else self.start
+        if bound is None:
+            if self.reverse:
                 self.it.seek_to_last()
             else:
-                target = self.stop + b"\xff\xff\xff\xff\xff\xff\xff\xff"
-                self.it.seek_for_prev(<const uint8_t*>PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
+                self.it.seek_to_first()
+            return 0
+        # the target (bound, MAX tag): the first internal key of user key bound
+        n = PyBytes_GET_SIZE(bound)
+        if n + TAG_SIZE > self.skip_cap:     # the skip buffer is free until the first item
+            grown = <uint8_t*>realloc(self.skip, n + TAG_SIZE + 16)
+            if grown == NULL:
+                raise MemoryError()
+            self.skip = grown
+            self.skip_cap = n + TAG_SIZE + 16
+        if n:
+            memcpy(self.skip, PyBytes_AS_STRING(bound), n)
+        memset(self.skip + n, 0xFF, TAG_SIZE)
+        if self.reverse:
+            self.it.seek_for_prev(self.skip, n + TAG_SIZE)
+        else:
+            self.it.seek_lazy(self.skip, n + TAG_SIZE)
         return 0
 
     cdef object _emit(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn):
