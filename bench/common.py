@@ -13,12 +13,14 @@ perf_counter_ns = time.perf_counter_ns
 perf_counter = time.perf_counter
 DEFAULT_BENCHMARKS = "fillseq,fillrandom,overwrite,readrandom,readmissing,readseq,seekrandom,deleterandom"
 ALL_BENCHMARKS = ("fillseq", "fillrandom", "overwrite", "fillsync", "fillbatch", "readrandom",
-                  "readmissing", "readseq", "readreverse", "seekrandom", "deleterandom",
+                  "readmissing", "readseq", "readreverse", "seekrandom", "seekrandom_reuse", "deleterandom",
                   "fillsustained", "filluniquerandom", "readwhilewriting", "readrandom_cache", "churn",
                   "multireadrandom")
 ENGINES = ("lsmkv", "plyvel", "rocksdict", "lmdb", "sqlite3")
 PEER_LSMS = ("plyvel", "rocksdict")
 MiB = 1 << 20
+SEEK_READS = 10              # entries seekrandom_reuse reads after each seek (the found one first)
+SEEK_WORKLOADS = ("seekrandom", "seekrandom_reuse")
 WRITE_WORKLOADS = ("fillseq", "fillrandom", "overwrite", "fillsync", "fillbatch", "deleterandom",
                    "fillsustained", "filluniquerandom", "readwhilewriting")
 SUSTAINED_SETTLE_SECONDS = 30

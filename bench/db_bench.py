@@ -138,7 +138,7 @@ def parse_args(argv=None):
                         f"engines). The module docstring describes each")
     p.add_argument("--num", type=int, default=1000000, help="number of keys (default %(default)s)")
     p.add_argument("--reads", type=int, default=-1,
-                   help="ops of readrandom/readmissing/seekrandom (keys of multireadrandom), max entries of readseq/readreverse "
+                   help="ops of readrandom/readmissing/seekrandom/seekrandom_reuse (keys of multireadrandom), max entries of readseq/readreverse "
                         "(default: --num)")
     p.add_argument("--key_size", type=int, default=16, help="bytes per key (default %(default)s)")
     p.add_argument("--value_size", type=int, default=100, help="bytes per value (default %(default)s)")

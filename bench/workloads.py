@@ -17,7 +17,7 @@ import time
 import traceback
 
 from .allocs import AllocPasses
-from .common import MiB, WRITE_WORKLOADS
+from .common import MiB, SEEK_READS, SEEK_WORKLOADS, WRITE_WORKLOADS
 from .data import Data
 from .files import wipe_dir
 from .loops import (
@@ -213,7 +213,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
             ks, vs = [d.keys[i] for i in idx], None
             bytes_per_op = a.key_size
             after = ("delete", idx)
-        elif name in ("readrandom", "seekrandom", "multireadrandom"):
+        elif name in ("readrandom", "multireadrandom") + SEEK_WORKLOADS:
             idx = d.random_indices(rng, n)      # multireadrandom: readrandom's draw, in batches
             ks = [d.keys[i] for i in idx]
             found_expected = d.present(idx)
@@ -230,7 +230,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         lat = array.array("q", bytes(8 * n))
         # ---- the op callable and its loop
         cleanup = None
-        reads = name.startswith("read") or name in ("seekrandom", "multireadrandom")
+        reads = name.startswith("read") or name in ("multireadrandom",) + SEEK_WORKLOADS
         if reads:
             e.begin_reads()
         try:
@@ -258,6 +258,10 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
                 nb = (n + B - 1) // B
                 lat = array.array("q", bytes(8 * nb))
                 chunk = chunk_multi_get(e.op_multi_get(), [ks[i * B:(i + 1) * B] for i in range(nb)], lat)
+            elif name == "seekrandom_reuse":
+                op, cleanup = e.op_seek_reuse(SEEK_READS)
+                chunk = chunk_seek(op, ks, lat)
+                op = None
             else:
                 nxt, cleanup = e.scan(reverse=(name == "readreverse"))
                 chunk = chunk_scan(nxt, lat)
@@ -284,7 +288,7 @@ class Runner(SustainedWorkload, ThreadedWorkloads, MemoryWorkloads, AllocPasses)
         if ttl:
             d.expires_at = fill_started + ttl
             res["ttl"] = {"seconds": ttl, "how": e.ttl_note}
-        if name in ("readrandom", "seekrandom", "readseq", "readreverse", "multireadrandom"):
+        if name in ("readrandom", "readseq", "readreverse", "multireadrandom") + SEEK_WORKLOADS:
             data_bytes = found * bytes_per_op
         elif name == "readmissing":
             data_bytes = 0

@@ -11,10 +11,11 @@ maps the rest. lsmkv.testing holds the hooks tests use to look inside.
     ...     db.get(b"key")
     b'value'
 """
+from lsmkv.core.cursor import Iterator
 from lsmkv.core.dbcore import WriteBatch
 from lsmkv.engine.db import DB, Snapshot
 from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, FollowerError, ForkedError,
-                          LockError, LsmkvError, ReadOnlyError)
+                          InvalidIteratorError, LockError, LsmkvError, ReadOnlyError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
                           NotADatabaseError, OpenError)
 from lsmkv.engine.destroy import destroy
@@ -26,9 +27,9 @@ from lsmkv.engine.writebuffers import WriteBufferManager
 from lsmkv.options import Options
 
 __version__ = "0.1.0"
-__all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "LsmkvError", "CorruptionError",
-           "LockError", "ClosedError", "ForkedError", "BackgroundError", "OpenError", "ReadOnlyError",
-           "FollowerError",
+__all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "Iterator", "LsmkvError", "CorruptionError",
+           "LockError", "ClosedError", "ForkedError", "BackgroundError", "InvalidIteratorError", "OpenError",
+           "ReadOnlyError", "FollowerError",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
            "DatabasePermissionError", "set_background_threads", "background_threads", "memory_usage",
            "destroy", "repair",

@@ -244,3 +244,21 @@ class BackgroundError(LsmkvError, OSError):
     ...     print(isinstance(e, lsmkv.LsmkvError), e)
     True background work failed: [Errno 28] No space left on device
     """
+
+
+class InvalidIteratorError(LsmkvError, ValueError):
+    """key(), value(), item(), next() or prev() on an lsmkv.Iterator that stands on
+    no entry: not positioned yet, or moved past either end (valid() is False).
+    Like plyvel's IteratorInvalidError; a ValueError too.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> with db.iterator() as it:
+    ...     it.seek(b"a")                     # an empty DB: nothing at or after b"a"
+    ...     try:
+    ...         it.key()
+    ...     except lsmkv.InvalidIteratorError as e:
+    ...         print(it.valid(), isinstance(e, ValueError))
+    False True
+    >>> db.close()
+    """

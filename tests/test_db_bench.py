@@ -178,6 +178,26 @@ def test_compare_runs_each_engine_in_its_own_process(tmp_path):
     assert "### sqlite3:" in r.stdout and os.path.join("bench", "db_bench.py") in r.stdout
 
 
+def test_seek_workloads_run_and_verify_on_every_engine(tmp_path):
+    """seekrandom (a fresh iterator per seek) and seekrandom_reuse (one cursor
+    re-seeked, 10 entries read per seek) on every engine: each finds the keys present."""
+    out = tmp_path / "s.json"
+    r = subprocess.run([sys.executable, "-m", "bench.db_bench", "--num", "2000", "--compare",
+                        "--compare_engines", "lsmkv,plyvel,rocksdict,lmdb,sqlite3",
+                        "--benchmarks", "fillrandom,seekrandom,seekrandom_reuse",
+                        "--progress", "never", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=_child_env())
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert set(doc["status"].values()) == {"ok"}, doc["status"]
+    for engine, run in doc["engines"].items():
+        res = {x["name"]: x for x in run["results"]}
+        for name in ("seekrandom", "seekrandom_reuse"):
+            x = res[name]
+            assert not x.get("error") and not x.get("verify_errors"), (engine, name, x)
+            assert x["found"] == x["found_expected"] > 0, (engine, name, x["found"], x["found_expected"])
+
+
 def test_disk_footprint_reports_disk_per_engine(tmp_path):
     engines = "lsmkv,rocksdict" if importlib.util.find_spec("rocksdict") else "lsmkv"
     out = tmp_path / "d.json"

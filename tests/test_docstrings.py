@@ -1,7 +1,8 @@
 """Every public name has a docstring with a runnable example, and the examples run.
 
   * doctest.testmod runs over lsmkv, lsmkv.engine.db, lsmkv.options, lsmkv.errors,
-    lsmkv.engine.dirlock, lsmkv.engine.worker and the compiled lsmkv.core.dbcore (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
+    lsmkv.engine.dirlock, lsmkv.engine.worker and the compiled lsmkv.core.dbcore and
+    lsmkv.core.cursor (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
     finds the methods through the class __dict__ but skips properties (getset
     descriptors), so their docstrings are run here explicitly.
   * A module must run every example its source holds (the `>>>` prompts of the .py or
@@ -10,8 +11,8 @@
   * Each example makes its DB in tempfile.mkdtemp(); the tests point tempfile at
     tmp_path so nothing is left behind.
   * Every name in lsmkv.__all__ (but __version__) and every public method or property
-    of DB, CoreDB, WriteBatch and Snapshot (DB's dict methods from lsmkv.engine.mapping
-    included) has '>>>' in its docstring.
+    of DB, CoreDB, WriteBatch, Snapshot and Iterator (DB's dict methods from
+    lsmkv.engine.mapping included) has '>>>' in its docstring.
   * lsmkv/core/dbcore.pyi carries the same docstrings as the compiled WriteBatch and CoreDB.
 """
 import ast
@@ -33,7 +34,7 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # examples written when issue 5 was closed; a module may gain more, never fewer
 MIN_EXAMPLES = {"lsmkv": 3, "lsmkv.engine.db": 105, "lsmkv.options": 16, "lsmkv.errors": 21,
                 "lsmkv.core.dbcore": 100, "lsmkv.engine.dirlock": 28, "lsmkv.engine.worker": 8,
-                "lsmkv.engine.mapping": 11, "lsmkv.engine.destroy": 7}
+                "lsmkv.engine.mapping": 11, "lsmkv.engine.destroy": 7, "lsmkv.core.cursor": 20}
 
 _PROMPT = re.compile(r"^\s*>>> ", re.M)
 _SKIPPED = re.compile(r"^\s*>>> .*#\s*doctest:.*\+SKIP", re.M)
@@ -126,7 +127,7 @@ def _missing_examples():
         if ">>>" not in (getattr(lsmkv, name).__doc__ or ""):
             missing.append(f"lsmkv.{name}")
     from lsmkv.engine.mapping import MappingMethods
-    for cls in (DB, _engine.CoreDB, lsmkv.WriteBatch, Snapshot, MappingMethods):
+    for cls in (DB, _engine.CoreDB, lsmkv.WriteBatch, Snapshot, lsmkv.Iterator, MappingMethods):
         for name, attr in _public_members(cls).items():
             if ">>>" not in (attr.__doc__ or ""):
                 missing.append(f"{cls.__name__}.{name}")
@@ -151,7 +152,7 @@ def test_the_check_sees_the_members():
     assert {"put", "delete", "get", "get_at", "ttl", "ttl_at", "items", "keys", "values",
             "write", "write_batch", "batch", "multi_get", "multi_get_at"} <= set(_public_members(_engine.CoreDB))
     assert {"put", "delete", "clear", "append"} <= set(_public_members(lsmkv.WriteBatch))
-    assert {"get", "ttl", "items", "keys", "values", "close", "multi_get"} <= set(_public_members(Snapshot))
+    assert {"get", "ttl", "items", "keys", "values", "iterator", "close", "multi_get"} <= set(_public_members(Snapshot))
 
 
 def _strip_signature(doc, qualname):
@@ -180,4 +181,4 @@ def test_stub_mirrors_the_compiled_docstrings():
                 continue
             assert stub_doc == _strip_signature(real.__doc__ or "", qual), f"{qual}: .pyi docstring differs"
             checked += 1
-    assert checked == 17         # WriteBatch, 4 of its members, 12 of CoreDB's methods
+    assert checked == 18         # WriteBatch, 4 of its members, 13 of CoreDB's methods

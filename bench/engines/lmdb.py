@@ -3,6 +3,8 @@
 Part of bench/db_bench.py (see its docstring for the method).
 """
 
+from itertools import islice
+
 from .base import Engine
 
 
@@ -118,6 +120,17 @@ class LmdbEngine(Engine):
                 return c.item()
             return None
         return seek
+
+    def op_seek_reuse(self, n):
+        c = self.rtxn.cursor()
+        set_range, iternext = c.set_range, c.iternext
+
+        def seek_read(k):
+            if not set_range(k):
+                return None
+            out = list(islice(iternext(), n))    # from the current entry on
+            return out[0] if out else None
+        return seek_read, c.close
 
     def scan(self, reverse):
         c = self.rtxn.cursor()

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import subprocess
+from itertools import islice
 
 from .base import poll_idle, Engine, import_lsmkv, PutGetBatchOps
 
@@ -125,6 +126,16 @@ class LsmkvEngine(PutGetBatchOps, Engine):
         def seek(k):
             return next(iter(items(start=k)), None)
         return seek
+
+    def op_seek_reuse(self, n):
+        it = self.db.iterator()
+        seek = it.seek
+
+        def seek_read(k):
+            seek(k)
+            out = list(islice(it, n))    # `for k, v in it` after a seek, n entries
+            return out[0] if out else None
+        return seek_read, it.close
 
     def scan(self, reverse):
         it = self.db.items(reverse=reverse)

@@ -5,6 +5,7 @@ Part of bench/db_bench.py (see its docstring for the method).
 
 import os
 import re
+from itertools import islice
 
 from ..common import MiB
 from .base import poll_idle, Engine, PutGetBatchOps
@@ -67,6 +68,16 @@ class PlyvelEngine(PutGetBatchOps, Engine):
         def seek(k):
             return next(iterator(start=k), None)
         return seek
+
+    def op_seek_reuse(self, n):
+        it = self.db.iterator()
+        seek = it.seek
+
+        def seek_read(k):
+            seek(k)
+            out = list(islice(it, n))    # plyvel's Iterator.seek, then next(it)
+            return out[0] if out else None
+        return seek_read, it.close
 
     def scan(self, reverse):
         it = self.db.iterator(reverse=reverse)

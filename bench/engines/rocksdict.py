@@ -209,6 +209,22 @@ class RocksdictEngine(Engine):
             return None
         return seek
 
+    def op_seek_reuse(self, n):
+        it = self.db.iter()
+        seek, valid, key, value, nxt = it.seek, it.valid, it.key, it.value, it.next
+        rng = range(n)
+
+        def seek_read(k):
+            seek(k)
+            out = []
+            for _ in rng:
+                if not valid():
+                    break
+                out.append((key(), value()))
+                nxt()
+            return out[0] if out else None
+        return seek_read, None
+
     def scan(self, reverse):
         it = self.db.items(backwards=reverse)
         return it.__next__, None

@@ -174,6 +174,15 @@ class SqliteEngine(Engine):
             return ex(sql, (k,)).fetchone()
         return seek
 
+    def op_seek_reuse(self, n):
+        ex = self.conn.execute
+        sql = f"SELECT k, v FROM t WHERE k >= ? ORDER BY k LIMIT {int(n)}"   # no cursor to re-seek: a query
+
+        def seek_read(k):
+            rows = ex(sql, (k,)).fetchall()
+            return rows[0] if rows else None
+        return seek_read, None
+
     def scan(self, reverse):
         cur = self.conn.execute(f"SELECT k, v FROM t ORDER BY k {'DESC' if reverse else 'ASC'}")
         return cur.__next__, cur.close

@@ -349,29 +349,49 @@ cdef class Core:
             return default
         return (r, self._seconds_left(expiry))
 
-    cdef object _iterate(self, start, stop, bint reverse, int mode, seq, owner):
-        """A DBIterator over [start, stop) as of seq (None: now), pinning its version;
-        it keeps owner (the DB handle) alive."""
-        cdef SuperVersion sv
+    cdef MergingIterator _merging(self, SuperVersion sv):
+        """A MergingIterator over every source of sv: its memtables, L0 tables
+        (newest first) and one LevelIterator per deeper level."""
         cdef MemTable m
         cdef TableReader t
         cdef list children = []
         cdef tuple lv
-        start = check_bound("start", start)
-        stop = check_bound("stop", stop)
-        if self.closed:
-            raise self.state.error()
-        if self.files.gc_pending:   # a pin was released while the mutex was busy
-            self.files.gc_soon()
-        sv = self.sv
-        cdef uint64_t s = self.last_seq if seq is None else seq
-        pin = Pin(self.files, sv.version)
-        children.append(MemTableIterator(sv.mem))
+        if sv.mem.entries:       # an empty memtable holds nothing this read can see
+            children.append(MemTableIterator(sv.mem))
         for m in sv.imms:
             children.append(MemTableIterator(m))
         for t in sv.l0:
             children.append(TableIterator(t))
         for lv in sv.levels:
-            children.append(LevelIterator(list(lv[0]), lv[1]))
-        return DBIterator(MergingIterator(children), s, self._now_ms(), start, stop, reverse, mode, pin,
+            children.append(LevelIterator(<tuple>lv[0], lv[1]))
+        return MergingIterator(children)
+
+    cdef object _pin_current(self):
+        """(the current SuperVersion, a Pin on its version) for a new iterator."""
+        if self.closed:
+            raise self.state.error()
+        if self.files.gc_pending:   # a pin was released while the mutex was busy
+            self.files.gc_soon()
+        sv = self.sv
+        return sv, Pin(self.files, sv.version)
+
+    cdef object _iterate(self, start, stop, bint reverse, int mode, seq, owner, prefix=None):
+        """A DBIterator over [start, stop) (and keys starting with prefix) as of seq
+        (None: now), pinning its version; it keeps owner (the DB handle) alive."""
+        cdef SuperVersion sv
+        start = check_bound("start", start)
+        stop = check_bound("stop", stop)
+        if prefix is not None:
+            start, stop = prefix_bounds(check_bound("prefix", prefix), start, stop)
+        sv, pin = self._pin_current()
+        cdef uint64_t s = self.last_seq if seq is None else seq
+        return DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
                           self.state, owner)
+
+    cdef object _cursor(self, lower, upper, prefix, seq, owner):
+        """An lsmkv.Iterator (lsmkv/core/cursor.pyx) as of seq (None: now), pinning
+        its version; it keeps owner (the DB handle) alive."""
+        cdef SuperVersion sv
+        sv, pin = self._pin_current()
+        cdef uint64_t s = self.last_seq if seq is None else seq
+        return Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner, self.clock)

@@ -1,5 +1,6 @@
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union, overload
 
+from lsmkv.core.cursor import Iterator
 from lsmkv.core.iterator import DBIterator as DBIterator
 from lsmkv.core.iterator import HandleState
 from lsmkv.core.memtable import MemTable
@@ -335,10 +336,12 @@ class CoreDB:
         (30.0, None)
         >>> snap.close(); db.close()
         """
-    def items(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> _ScanIterator[tuple[bytes, bytes]]:
-        """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
-        It sees the DB as of its creation and keeps the files it reads alive until it
-        is exhausted or closed (or dropped). Complexity: O(log n) to position, then
+    def items(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...,
+              prefix: Optional[_Buffer] = ...) -> _ScanIterator[tuple[bytes, bytes]]:
+        """Iterator of (key, value) for start <= key < stop, in key order (or reverse);
+        with prefix, only keys starting with it (any bytes, 0xff included). It sees
+        the DB as of its creation and keeps the files it reads alive until it is
+        exhausted or closed (or dropped). Complexity: O(log n) to position, then
         amortized O(1) per item for a few sources.
 
         >>> import lsmkv, tempfile
@@ -351,18 +354,22 @@ class CoreDB:
         [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
         >>> db.close()
         """
-    def keys(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> _ScanIterator[bytes]:
+    def keys(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...,
+             prefix: Optional[_Buffer] = ...) -> _ScanIterator[bytes]:
         """Like items(), yielding keys only.
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
         >>> for k in (b"user:1", b"user:2", b"zone:1"):
         ...     db.put(k, b"")
-        >>> list(db.keys(b"user:", b"user;"))       # a prefix scan
+        >>> list(db.keys(b"user:", b"user;"))       # a range scan
+        [b'user:1', b'user:2']
+        >>> list(db.keys(prefix=b"user:"))          # the same, as a prefix scan
         [b'user:1', b'user:2']
         >>> db.close()
         """
-    def values(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...) -> _ScanIterator[bytes]:
+    def values(self, start: Optional[_Buffer] = ..., stop: Optional[_Buffer] = ..., *, reverse: bool = ...,
+               prefix: Optional[_Buffer] = ...) -> _ScanIterator[bytes]:
         """Like items(), yielding values only.
 
         >>> import lsmkv, tempfile
@@ -372,9 +379,32 @@ class CoreDB:
         ([b'1', b'2'], [b'2', b'1'])
         >>> db.close()
         """
+    def iterator(self, lower: Optional[_Buffer] = ..., upper: Optional[_Buffer] = ..., *,
+                 prefix: Optional[_Buffer] = ..., snapshot: Optional[Any] = ...) -> Iterator:
+        """An lsmkv.Iterator: a cursor that can seek, move both ways and re-seek,
+        over lower <= key < upper (None: unbounded) and, with prefix, keys starting
+        with it; as of snapshot (a Snapshot of this DB) or now. It starts
+        positioned nowhere: call seek(), seek_for_prev(), seek_to_first() or
+        seek_to_last(). Close it (or use it in a with block) to release the files
+        it pins.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"user:1", b"user:2", b"zone:1"):
+        ...     db.put(k, b"v" + k[-1:])
+        >>> with db.iterator(prefix=b"user:") as it:
+        ...     it.seek_to_last(); print(it.key(), it.value())
+        ...     print(list(it))                  # from where it stands, forward
+        b'user:2' b'v2'
+        [(b'user:2', b'v2')]
+        >>> db.close()
+        """
 
 def iterate_at(db: CoreDB, start: Optional[bytes], stop: Optional[bytes], reverse: bool, mode: int,
-               seq: Optional[int]) -> Any: ...
+               seq: Optional[int], prefix: Optional[bytes] = ...) -> Any: ...
+def cursor_at(db: CoreDB, lower: Optional[_Buffer], upper: Optional[_Buffer], prefix: Optional[_Buffer],
+              seq: Optional[int]) -> Iterator:
+    """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator())."""
 def now_ms(clock: Callable[[], float]) -> int:
     """clock() in whole ms (see clock_ms): the engine's time for expiry decisions."""
 def replay_batch(mem: Any, payload: _Buffer, path: str, offset: int) -> tuple[int, int]: ...

@@ -40,6 +40,7 @@ from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
 from lsmkv.core.iterator cimport MergingIterator, HandleState
 from lsmkv.core.iterator import DBIterator
+from lsmkv.core.cursor cimport Iterator, prefix_bounds
 from lsmkv.errors import ClosedError, BackgroundError, CorruptionError, ReadOnlyError
 
 cdef extern from *:
@@ -645,10 +646,11 @@ cdef class CoreDB:
         """
         return self.core._get_with_ttl(key, default)
 
-    def items(self, start=None, stop=None, *, bint reverse=False):
-        """Iterator of (key, value) for start <= key < stop, in key order (or reverse).
-        It sees the DB as of its creation and keeps the files it reads alive until it
-        is exhausted or closed (or dropped). Complexity: O(log n) to position, then
+    def items(self, start=None, stop=None, *, bint reverse=False, prefix=None):
+        """Iterator of (key, value) for start <= key < stop, in key order (or reverse);
+        with prefix, only keys starting with it (any bytes, 0xff included). It sees
+        the DB as of its creation and keeps the files it reads alive until it is
+        exhausted or closed (or dropped). Complexity: O(log n) to position, then
         amortized O(1) per item for a few sources.
 
         >>> import lsmkv, tempfile
@@ -661,22 +663,24 @@ cdef class CoreDB:
         [(b'banana', b'BANANA'), (b'apple', b'APPLE')]
         >>> db.close()
         """
-        return self.core._iterate(start, stop, reverse, 0, None, self)
+        return self.core._iterate(start, stop, reverse, 0, None, self, prefix)
 
-    def keys(self, start=None, stop=None, *, bint reverse=False):
+    def keys(self, start=None, stop=None, *, bint reverse=False, prefix=None):
         """Like items(), yielding keys only.
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
         >>> for k in (b"user:1", b"user:2", b"zone:1"):
         ...     db.put(k, b"")
-        >>> list(db.keys(b"user:", b"user;"))       # a prefix scan
+        >>> list(db.keys(b"user:", b"user;"))       # a range scan
+        [b'user:1', b'user:2']
+        >>> list(db.keys(prefix=b"user:"))          # the same, as a prefix scan
         [b'user:1', b'user:2']
         >>> db.close()
         """
-        return self.core._iterate(start, stop, reverse, 1, None, self)
+        return self.core._iterate(start, stop, reverse, 1, None, self, prefix)
 
-    def values(self, start=None, stop=None, *, bint reverse=False):
+    def values(self, start=None, stop=None, *, bint reverse=False, prefix=None):
         """Like items(), yielding values only.
 
         >>> import lsmkv, tempfile
@@ -686,11 +690,40 @@ cdef class CoreDB:
         ([b'1', b'2'], [b'2', b'1'])
         >>> db.close()
         """
-        return self.core._iterate(start, stop, reverse, 2, None, self)
+        return self.core._iterate(start, stop, reverse, 2, None, self, prefix)
+
+    def iterator(self, lower=None, upper=None, *, prefix=None, snapshot=None):
+        """An lsmkv.Iterator: a cursor that can seek, move both ways and re-seek,
+        over lower <= key < upper (None: unbounded) and, with prefix, keys starting
+        with it; as of snapshot (a Snapshot of this DB) or now. It starts
+        positioned nowhere: call seek(), seek_for_prev(), seek_to_first() or
+        seek_to_last(). Close it (or use it in a with block) to release the files
+        it pins.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"user:1", b"user:2", b"zone:1"):
+        ...     db.put(k, b"v" + k[-1:])
+        >>> with db.iterator(prefix=b"user:") as it:
+        ...     it.seek_to_last(); print(it.key(), it.value())
+        ...     print(list(it))                  # from where it stands, forward
+        b'user:2' b'v2'
+        [(b'user:2', b'v2')]
+        >>> db.close()
+        """
+        if snapshot is not None:
+            return snapshot.iterator(lower, upper, prefix=prefix)
+        return self.core._cursor(lower, upper, prefix, None, self)
 
 
-def iterate_at(CoreDB db, start, stop, bint reverse, int mode, seq):
-    """A DBIterator of db over [start, stop) as of sequence seq (None: now),
-    yielding items (mode 0), keys (1) or values (2); what Snapshot.items(),
-    keys() and values() return (see CoreDB.items())."""
-    return db.core._iterate(start, stop, reverse, mode, seq, db)
+def iterate_at(CoreDB db, start, stop, bint reverse, int mode, seq, prefix=None):
+    """A DBIterator of db over [start, stop) (keys starting with prefix) as of
+    sequence seq (None: now), yielding items (mode 0), keys (1) or values (2);
+    what Snapshot.items(), keys() and values() return (see CoreDB.items())."""
+    return db.core._iterate(start, stop, reverse, mode, seq, db, prefix)
+
+
+def cursor_at(CoreDB db, lower, upper, prefix, seq):
+    """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator()); what
+    Snapshot.iterator() returns."""
+    return db.core._cursor(lower, upper, prefix, seq, db)

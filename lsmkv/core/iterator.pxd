@@ -17,6 +17,7 @@ cdef class InternalIterator:
     cdef int seek_to_last(self) except -1
     cdef int next(self) except -1
     cdef int prev(self) except -1
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef class MergingIterator(InternalIterator):
     cdef list children
@@ -28,12 +29,19 @@ cdef class MergingIterator(InternalIterator):
     cdef int heap_dir            # direction the heap is ordered for; 0 = not built
     cdef const uint8_t** hkey    # heap mode: each valid child's current key and length, so
     cdef size_t* hlen            #   heap comparisons touch no Python object
+    cdef char* pending           # per child: left unpositioned by seek_lazy (surely no entry of its user key)
+    cdef int npending
+    cdef uint8_t* ptarget        # seek_lazy's target, to position the pending children later
+    cdef size_t ptn, ptcap
     cdef void _pick(self, int direction) noexcept
     cdef bint _before(self, int a, int b, int direction) noexcept
     cdef void _sift_down(self, int i, int direction) noexcept
     cdef int _step(self, int direction) except -1
     cdef void _set(self, int best, InternalIterator b) noexcept
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1
+    cdef int seek_lazy(self, const uint8_t* target, size_t n) except -1
+    cdef int _position_pending(self) except -1
+    cdef void _clear_pending(self) noexcept
 
 
 cdef class HandleState:

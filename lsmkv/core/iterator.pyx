@@ -10,7 +10,10 @@ flag that only ever goes from open to closed.
 Invariants:
   1. MergingIterator yields the union of its children in internal-key order; it
      is used in one direction per positioning (seek/next forward, seek_for_prev/
-     prev backward), as DBIterator does.
+     prev backward), as DBIterator does. After seek_lazy, a child marked pending
+     holds no entry of the target's user key, so until the merge moves past that
+     user key it cannot come first; next() seeks every pending child to the
+     target before it picks an entry of another user key.
   2. DBIterator yields, for each user key in [start, stop), the newest entry with
      sequence <= its snapshot, and only if that entry is a live PUT (not a
      deletion, not expired at the iterator's creation time).
@@ -21,12 +24,13 @@ Invariants:
 import os
 
 from lsmkv.errors import ClosedError, ForkedError
-from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memcmp
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+from lsmkv.core.bloom cimport bloom_hash
 
 
 cdef class HandleState:
@@ -62,6 +66,11 @@ cdef class InternalIterator:
         raise NotImplementedError
     cdef int prev(self) except -1:
         raise NotImplementedError
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1:
+        """0 only if this source surely holds no entry of user key ukey (bloom hash
+        h): MergingIterator.seek_lazy may then leave it unpositioned. 1 here (a
+        memtable's skiplist seek costs less than the question)."""
+        return 1
 
     # Python-facing helpers (tests and tools; not on any hot path)
     def py_seek(self, bytes ikey):
@@ -112,6 +121,12 @@ cdef class MergingIterator(InternalIterator):
         self.heap = NULL
         self.hkey = NULL
         self.hlen = NULL
+        self.npending = 0
+        self.ptarget = NULL
+        self.ptn = self.ptcap = 0
+        self.pending = <char*>calloc(self.n if self.n else 1, 1)
+        if self.pending == NULL:
+            raise MemoryError()
         if self.n > HEAP_MIN_CHILDREN:
             self.heap = <int*>malloc(self.n * sizeof(int))
             self.hkey = <const uint8_t**>malloc(self.n * sizeof(uint8_t*))
@@ -123,6 +138,8 @@ cdef class MergingIterator(InternalIterator):
         free(self.heap)
         free(self.hkey)
         free(self.hlen)
+        free(self.pending)
+        free(self.ptarget)
 
     cdef bint _before(self, int a, int b, int direction) noexcept:
         """Does child a come before child b in `direction`? (heap mode: keys cached)"""
@@ -224,15 +241,75 @@ cdef class MergingIterator(InternalIterator):
         self.val = b.val
         self.val_len = b.val_len
 
+    cdef void _clear_pending(self) noexcept:
+        cdef int i
+        if self.npending:
+            for i in range(self.n):
+                self.pending[i] = 0
+            self.npending = 0
+
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         cdef InternalIterator c
+        self._clear_pending()
         for c in self.children:
             c.seek(target, n)
         self._pick(1)
         return 0
 
+    cdef int seek_lazy(self, const uint8_t* target, size_t n) except -1:
+        """seek(target), leaving unpositioned the children that surely hold no entry
+        of target's user key (their bloom filter or key range says so) when another
+        child stands on that user key: until the merge moves past it (next()), none
+        of theirs can come first. A seek to an existing key then reads the blocks of
+        the sources that hold it, not one block per source. (A source positioned
+        later is seeked to target, as it would have been here.)"""
+        cdef InternalIterator c
+        cdef size_t ukn = n - TAG_SIZE
+        cdef uint64_t h = bloom_hash(target, ukn)
+        cdef int i
+        cdef void* p
+        self._clear_pending()
+        for i in range(self.n):
+            c = <InternalIterator>self.children[i]
+            if c.may_hold(target, ukn, h):
+                c.seek(target, n)
+            else:
+                c.valid = False
+                self.pending[i] = 1
+                self.npending += 1
+        self._pick(1)
+        if self.npending:
+            if self.valid and cmp_bytes(self.key, self.key_len - TAG_SIZE, target, ukn) == 0:
+                if n > self.ptcap:
+                    p = <uint8_t*>realloc(self.ptarget, n * 2)
+                    if p == NULL:
+                        raise MemoryError()
+                    self.ptarget = <uint8_t*>p
+                    self.ptcap = n * 2
+                memcpy(self.ptarget, target, n)
+                self.ptn = n
+                return 0
+            self.ptn = 0
+            for i in range(self.n):
+                if self.pending[i]:
+                    (<InternalIterator>self.children[i]).seek(target, n)
+            self._clear_pending()
+            self._pick(1)
+        return 0
+
+    cdef int _position_pending(self) except -1:
+        """Seek the children seek_lazy left alone to its target, and merge them in."""
+        cdef int i
+        for i in range(self.n):
+            if self.pending[i]:
+                (<InternalIterator>self.children[i]).seek(self.ptarget, self.ptn)
+        self._clear_pending()
+        self._pick(1)
+        return 0
+
     cdef int seek_to_first(self) except -1:
         cdef InternalIterator c
+        self._clear_pending()
         for c in self.children:
             c.seek_to_first()
         self._pick(1)
@@ -240,6 +317,7 @@ cdef class MergingIterator(InternalIterator):
 
     cdef int seek_to_last(self) except -1:
         cdef InternalIterator c
+        self._clear_pending()
         for c in self.children:
             c.seek_to_last()
         self._pick(-1)
@@ -248,6 +326,7 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1:
         """Position at the last entry < target (backward iteration)."""
         cdef InternalIterator c
+        self._clear_pending()
         for c in self.children:
             c.seek(target, n)
             if c.valid:
@@ -258,9 +337,15 @@ cdef class MergingIterator(InternalIterator):
         return 0
 
     cdef int next(self) except -1:
-        return self._step(1)
+        self._step(1)
+        if self.npending and (not self.valid or cmp_bytes(self.key, self.key_len - TAG_SIZE, self.ptarget,
+                                                          self.ptn - TAG_SIZE) != 0):
+            self._position_pending()      # past the target's user key: the others may come first now
+        return 0
 
     cdef int prev(self) except -1:
+        if self.npending:                 # (not used so: backward moves start with seek_for_prev)
+            self._position_pending()
         return self._step(-1)
 
 
@@ -282,6 +367,7 @@ cdef class DBIterator:
     cdef int64_t now
     cdef bytes start, stop
     cdef bint reverse, started, done
+    cdef bint advance            # forward: the merging iterator still stands on the last item returned
     cdef int mode
     cdef object pin
     cdef HandleState state       # the DB handle's: closed with it
@@ -306,6 +392,7 @@ cdef class DBIterator:
         self.pin = pin
         self.started = False
         self.done = False
+        self.advance = False
         self.skip = NULL
         self.skip_len = self.skip_cap = 0
         self.has_skip = False
@@ -350,20 +437,32 @@ cdef class DBIterator:
         self.close()
 
     cdef int _start(self) except -1:
-        cdef bytes target
+        cdef bytes bound
+        cdef size_t n
+        cdef uint8_t* grown
         self.started = True
-        if not self.reverse:
-            if self.start is None:
-                self.it.seek_to_first()
-            else:
-                target = self.start + b"\xff\xff\xff\xff\xff\xff\xff\xff"   # (start, MAX tag)
-                self.it.seek(<const uint8_t*>PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
-        else:
-            if self.stop is None:
+        bound = self.stop if self.reverse else self.start
+        if bound is None:
+            if self.reverse:
                 self.it.seek_to_last()
             else:
-                target = self.stop + b"\xff\xff\xff\xff\xff\xff\xff\xff"
-                self.it.seek_for_prev(<const uint8_t*>PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
+                self.it.seek_to_first()
+            return 0
+        # the target (bound, MAX tag): the first internal key of user key bound
+        n = PyBytes_GET_SIZE(bound)
+        if n + TAG_SIZE > self.skip_cap:     # the skip buffer is free until the first item
+            grown = <uint8_t*>realloc(self.skip, n + TAG_SIZE + 16)
+            if grown == NULL:
+                raise MemoryError()
+            self.skip = grown
+            self.skip_cap = n + TAG_SIZE + 16
+        if n:
+            memcpy(self.skip, PyBytes_AS_STRING(bound), n)
+        memset(self.skip + n, 0xFF, TAG_SIZE)
+        if self.reverse:
+            self.it.seek_for_prev(self.skip, n + TAG_SIZE)
+        else:
+            self.it.seek_lazy(self.skip, n + TAG_SIZE)
         return 0
 
     cdef object _emit(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn):
@@ -407,6 +506,9 @@ cdef class DBIterator:
         cdef const uint8_t* v
         cdef size_t vn
         cdef object result
+        if self.advance:
+            self.advance = False
+            it.next()
         while it.valid:
             ukn = it.key_len - TAG_SIZE
             tag = load_u64(it.key + ukn)
@@ -430,8 +532,8 @@ cdef class DBIterator:
                 v += 8
                 vn -= 8
             result = self._emit(it.key, ukn, v, vn)
-            it.next()
-            return result
+            self.advance = True       # step past it at the next call: a caller that stops here
+            return result             # (next(iter(db.items(start=k)))) never pays for it
         return self._finish()
 
     cdef object _next_reverse(self):

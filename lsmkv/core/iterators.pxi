@@ -8,18 +8,29 @@ cdef class TableIterator(InternalIterator):
 
     def __cinit__(self, TableReader table):
         self.table = table
-        self.index = BlockIter()
-        table.load_index(self.index)        # a cached index stays pinned while the iterator lives
-        self.data = BlockIter()
+        self.index = None                   # made at the first positioning (a lazy seek may never need it)
+        self.data = None
         self.have_block = False
+
+    cdef int _open_index(self) except -1:
+        """Load the index block; a cached index stays pinned while the iterator lives."""
+        cdef BlockIter index = BlockIter()
+        self.table.load_index(index)
+        self.data = BlockIter()
+        self.index = index
+        return 0
 
     cdef int _load_block(self) except -1:
         cdef uint64_t off, size
-        self.have_block = False
         if not self.index.valid:
+            self.have_block = False
             return 0
         if decode_handle(self.index.val, self.index.val_len, &off, &size) < 0:
+            self.have_block = False
             raise CorruptionError(self.table.path, self.table.index_offset, "bad block handle in index")
+        if self.have_block and self.data.base != NULL and self.data.block_offset == off:
+            return 0             # a re-seek into the block it stands on (a cursor's next seek)
+        self.have_block = False
         self.table.load_into(self.data, off, size)
         self.have_block = True
         return 0
@@ -51,6 +62,8 @@ cdef class TableIterator(InternalIterator):
         return 0
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        if self.index is None:
+            self._open_index()
         self.index.seek(target, n)
         self._load_block()
         if self.have_block:
@@ -58,6 +71,8 @@ cdef class TableIterator(InternalIterator):
         return self._skip_forward()
 
     cdef int seek_to_first(self) except -1:
+        if self.index is None:
+            self._open_index()
         self.index.seek_to_first()
         self._load_block()
         if self.have_block:
@@ -65,6 +80,8 @@ cdef class TableIterator(InternalIterator):
         return self._skip_forward()
 
     cdef int seek_to_last(self) except -1:
+        if self.index is None:
+            self._open_index()
         self.index.seek_to_last()
         self._load_block()
         if self.have_block:
@@ -74,6 +91,12 @@ cdef class TableIterator(InternalIterator):
     cdef int next(self) except -1:
         self.data.next()
         return self._skip_forward()
+
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1:
+        """0 if the table's key range or bloom filter rules ukey out."""
+        if not self.table.in_range(ukey, ukn):
+            return 0
+        return self.table.may_contain(h)
 
     cdef int prev(self) except -1:
         self.data.prev()
@@ -96,10 +119,25 @@ cdef int find_table(list largest, const uint8_t* target, size_t n) except -1:
     return lo
 
 
+cdef int find_table_ukey(list largest, const uint8_t* ukey, size_t n) except -1:
+    """Index of the first table (of a sorted, non-overlapping run) whose largest
+    user key is >= ukey; len(largest) if none."""
+    cdef int lo = 0, hi = len(largest), mid
+    cdef bytes k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        k = <bytes>largest[mid]
+        if cmp_bytes(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k) - TAG_SIZE, ukey, n) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef class LevelIterator(InternalIterator):
     """Concatenation of a sorted run of non-overlapping tables; opens one at a time."""
 
-    def __cinit__(self, list tables, list largest):
+    def __cinit__(self, tuple tables, list largest):
         self.tables = tables
         self.largest = largest
         self.i = -1
@@ -165,6 +203,18 @@ cdef class LevelIterator(InternalIterator):
     cdef int next(self) except -1:
         self.cur.next()
         return self.next_table()
+
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1:
+        """0 if no table of the run may hold ukey (the one whose range could
+        holds it is ruled out by its range or bloom filter)."""
+        cdef int i = find_table_ukey(self.largest, ukey, ukn)
+        cdef TableReader t
+        if i >= len(self.tables):
+            return 0
+        t = <TableReader>self.tables[i]
+        if not t.in_range(ukey, ukn):
+            return 0
+        return t.may_contain(h)
 
     cdef int prev(self) except -1:
         self.cur.prev()

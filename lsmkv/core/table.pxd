@@ -89,13 +89,15 @@ cdef class TableIterator(InternalIterator):
     cdef BlockIter index
     cdef BlockIter data
     cdef bint have_block
+    cdef int _open_index(self) except -1
     cdef int _load_block(self) except -1
     cdef int _skip_forward(self) except -1
     cdef int _skip_backward(self) except -1
     cdef void _copy(self) noexcept
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef class LevelIterator(InternalIterator):
-    cdef list tables            # TableReaders sorted by key range, non-overlapping
+    cdef tuple tables           # TableReaders sorted by key range, non-overlapping
     cdef list largest           # their largest internal keys (bytes)
     cdef int i
     cdef TableIterator cur
@@ -103,5 +105,6 @@ cdef class LevelIterator(InternalIterator):
     cdef int next_table(self) except -1
     cdef int prev_table(self) except -1
     cdef void _copy(self) noexcept
+    cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef int find_table(list largest, const uint8_t* target, size_t n) except -1

@@ -18,7 +18,7 @@ Invariants:
 """
 from contextlib import contextmanager
 
-from lsmkv.core.dbcore import CoreDB, iterate_at
+from lsmkv.core.dbcore import CoreDB, cursor_at, iterate_at
 from lsmkv.engine import checkpoint as _checkpoint
 from lsmkv.engine import estimates as _estimates
 from lsmkv.engine import stats as _stats
@@ -134,9 +134,9 @@ class Snapshot:
         self._check()
         return self._db.ttl_at(key, self.sequence)
 
-    def items(self, start=None, stop=None, *, reverse=False):
-        """(key, value) pairs for start <= key < stop as of the snapshot, in key
-        order (or reverse); see DB.items().
+    def items(self, start=None, stop=None, *, reverse=False, prefix=None):
+        """(key, value) pairs for start <= key < stop (and starting with prefix)
+        as of the snapshot, in key order (or reverse); see DB.items().
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -148,9 +148,9 @@ class Snapshot:
         >>> db.close()
         """
         self._check()
-        return iterate_at(self._db, start, stop, reverse, MODE_ITEMS, self.sequence)
+        return iterate_at(self._db, start, stop, reverse, MODE_ITEMS, self.sequence, prefix)
 
-    def keys(self, start=None, stop=None, *, reverse=False):
+    def keys(self, start=None, stop=None, *, reverse=False, prefix=None):
         """Like items(), yielding keys only.
 
         >>> import lsmkv, tempfile
@@ -163,9 +163,9 @@ class Snapshot:
         >>> db.close()
         """
         self._check()
-        return iterate_at(self._db, start, stop, reverse, MODE_KEYS, self.sequence)
+        return iterate_at(self._db, start, stop, reverse, MODE_KEYS, self.sequence, prefix)
 
-    def values(self, start=None, stop=None, *, reverse=False):
+    def values(self, start=None, stop=None, *, reverse=False, prefix=None):
         """Like items(), yielding values only.
 
         >>> import lsmkv, tempfile
@@ -178,7 +178,25 @@ class Snapshot:
         >>> db.close()
         """
         self._check()
-        return iterate_at(self._db, start, stop, reverse, MODE_VALUES, self.sequence)
+        return iterate_at(self._db, start, stop, reverse, MODE_VALUES, self.sequence, prefix)
+
+    def iterator(self, lower=None, upper=None, *, prefix=None):
+        """An lsmkv.Iterator over the snapshot (see DB.iterator()). It stays
+        usable after the snapshot is closed: it holds its own sequence number and
+        pins its own files, as RocksDB's iterators do.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1")
+        >>> with db.snapshot() as snap:
+        ...     db.put(b"b", b"2")
+        ...     with snap.iterator() as it:
+        ...         it.seek_to_last(); it.key()
+        b'a'
+        >>> db.close()
+        """
+        self._check()
+        return cursor_at(self._db, lower, upper, prefix, self.sequence)
 
     def close(self):
         """Release the snapshot (idempotent): compaction may then drop the versions

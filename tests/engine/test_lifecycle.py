@@ -101,9 +101,14 @@ db.put(b"k", b"v")
 snap = db.snapshot()
 it = db.items()
 next(it)
+cur = db.iterator()
+cur.seek_to_first()
 pid = os.fork()
 if pid == 0:
     ops = {
+        "iterator()": lambda: db.iterator(), "snapshot iterator()": lambda: snap.iterator(),
+        "cursor seek": lambda: cur.seek(b"k"), "cursor key": lambda: cur.key(),
+        "cursor next": lambda: cur.next(), "cursor valid": lambda: cur.valid(),
         "put": lambda: db.put(b"child", b"1"), "get": lambda: db.get(b"k"),
         "getitem": lambda: db[b"k"], "contains": lambda: b"k" in db,
         "delete": lambda: db.delete(b"k"), "write": lambda: db.write(db.batch()),
@@ -130,6 +135,7 @@ status = exit_status(pid)
 assert status == 0, status
 assert db.get(b"k") == b"v" and snap.get(b"k") == b"v"
 assert next(it, None) is None      # the parent's iterator goes on (its only key was read)
+assert cur.valid() and cur.item() == (b"k", b"v")
 db.put(b"k2", b"v2")
 db.close()
 print("ok")
