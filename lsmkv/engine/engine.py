@@ -45,7 +45,6 @@ Invariants:
      ForkedError and close() releases only the child's memory, touching no file,
      no log and no lock (the parent owns them all).
 """
-import dataclasses
 import os
 import threading
 import warnings
@@ -117,7 +116,7 @@ class Engine(Core):
         self.l0_slowdown = max(opts.level0_slowdown_writes_trigger, opts.level0_file_num_compaction_trigger)
         self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
         if self.follower is not None:
-            self.open_follower()
+            self.follower.open()
             self.closed = False
             lifecycle.register(self)
             if opts.catch_up_interval:      # a secondary that follows by itself
@@ -153,31 +152,6 @@ class Engine(Core):
                 where = "" if e.filename in (None, self.path) else f" on {e.filename}"
                 raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
                                               f"permission denied{where}", e.filename, e.errno) from e
-            raise
-
-    def open_follower(self):
-        """Open read-only or as a secondary (lsmkv.engine.follower): no LOCK on the
-        database, nothing written there; a secondary locks its own directory."""
-        opts = self.options
-        if opts.memory_budget or opts.adaptive_memory or opts.write_buffer_manager is not None:
-            raise ValueError("a read-only or secondary DB holds no memtable budget: memory_budget, "
-                             "adaptive_memory and write_buffer_manager do not apply to it")
-        try:
-            recovery.check_directory(self.path, dataclasses.replace(opts, create_if_missing=False))
-            own = self.follower.own_dir
-            if own is not None:
-                if os.path.realpath(own) == os.path.realpath(self.path):
-                    raise ValueError(f"option secondary must be a directory of its own, not the "
-                                     f"database's ({own})")
-                os.makedirs(own, exist_ok=True)
-                self.follower.dirlock = DirLock.acquire(own, "a secondary")
-            self.follower.load()
-        except BaseException as e:
-            self.follower.release()
-            self.tables.close()
-            if isinstance(e, PermissionError) and not isinstance(e, OpenError):
-                raise DatabasePermissionError(self.path, f"cannot open the database at {self.path}: "
-                                              f"permission denied on {e.filename}", e.filename, e.errno) from e
             raise
 
     def catch_up(self):
@@ -339,7 +313,7 @@ class Engine(Core):
             self.release_inherited()
             return
         if self.follower is not None:
-            self.close_follower()
+            self.follower.close()
             return
         if self.dirlock is None:
             return
@@ -360,24 +334,6 @@ class Engine(Core):
                 self.closed = True
                 self.dirlock.release()
                 self.dirlock = None
-                lifecycle.unregister(self)
-
-    def close_follower(self):
-        """close() of a read-only or secondary engine: nothing to sync or write; a
-        catch-up job, if any, is cancelled first."""
-        with self.mutex:
-            if self.closed:
-                return
-            self.shutting_down = True
-            self.state.closed = True
-        self.threads.join()
-        with self.mutex:
-            try:
-                self.tables.close()
-                self.versions.close()
-            finally:
-                self.closed = True
-                self.follower.release()
                 lifecycle.unregister(self)
 
     def handle_dropped(self):

@@ -35,16 +35,18 @@ Invariants:
   3. `offsets[n]` is where the next unread record of log n starts: the end of
      the last record applied from it.
 """
+import dataclasses
 import os
 import threading
 import time
 
 from lsmkv.core.dbcore import replay_batch
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import filenames
+from lsmkv.engine import filenames, lifecycle, recovery
+from lsmkv.engine.dirlock import DirLock
 from lsmkv.engine.logformat import read_log
 from lsmkv.engine.version import VersionSet
-from lsmkv.errors import CorruptionError, FollowerError
+from lsmkv.errors import CorruptionError, DatabasePermissionError, FollowerError, OpenError
 
 LOAD_ATTEMPTS = 20
 BATCH_HEADER = 12          # sequence u64 | count u32 (docs/format.md, "Write batches")
@@ -73,8 +75,53 @@ class Follower:
         self.last_catch_up = None             # time.time() of the last catch_up()
         self.last_error = None                # the last background catch_up()'s failure
 
+    def open(self):
+        """Open the engine read-only or as a secondary: no LOCK on the database,
+        nothing written there; a secondary locks its own directory."""
+        e = self.engine
+        opts = e.options
+        if opts.memory_budget or opts.adaptive_memory or opts.write_buffer_manager is not None:
+            raise ValueError("a read-only or secondary DB holds no memtable budget: memory_budget, "
+                             "adaptive_memory and write_buffer_manager do not apply to it")
+        try:
+            recovery.check_directory(e.path, dataclasses.replace(opts, create_if_missing=False))
+            if self.own_dir is not None:
+                if os.path.realpath(self.own_dir) == os.path.realpath(e.path):
+                    raise ValueError(f"option secondary must be a directory of its own, not the "
+                                     f"database's ({self.own_dir})")
+                os.makedirs(self.own_dir, exist_ok=True)
+                self.dirlock = DirLock.acquire(self.own_dir, "a secondary")
+            self.load()
+        except BaseException as err:
+            self.release()
+            e.tables.close()
+            if isinstance(err, PermissionError) and not isinstance(err, OpenError):
+                raise DatabasePermissionError(e.path, f"cannot open the database at {e.path}: "
+                                              f"permission denied on {err.filename}", err.filename,
+                                              err.errno) from err
+            raise
+
+    def close(self):
+        """The engine's close(): nothing to sync or write; a catch-up job, if any, is
+        cancelled first."""
+        e = self.engine
+        with e.mutex:
+            if e.closed:
+                return
+            e.shutting_down = True
+            e.state.closed = True
+        e.threads.join()
+        with e.mutex:
+            try:
+                e.tables.close()
+                e.versions.close()
+            finally:
+                e.closed = True
+                self.release()
+                lifecycle.unregister(e)
+
     def release(self):
-        """At close: let go of the secondary's directory."""
+        """Let go of the secondary's directory."""
         if self.dirlock is not None:
             self.dirlock.release()
             self.dirlock = None
