@@ -394,3 +394,59 @@ def test_flipped_last_record_of_a_cleanly_closed_log_is_detected(tmp_path):
     wrong = {p: o for p, o in outcomes.items() if o.startswith("WRONG")}
     assert not wrong, wrong
     assert sum(o == "detected" for o in outcomes.values()) == end - start   # no flip is harmless here
+
+
+SWITCH_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+import lsmkv
+db = lsmkv.DB(sys.argv[1], write_buffer_size=64 * 1024, compaction_worker="thread")
+for i in range(100000):
+    db.put(b"key%06d" % i, b"value-%06d" % i * 8)
+"""
+
+
+def test_log_retired_at_a_switch_is_sealed_and_a_flip_in_its_last_record_is_detected(tmp_path):
+    """The log a memtable switch retires is sealed before the new one takes writes
+    (lsmkv.engine.logs.seal): a process killed right at the switch (the wal.switch
+    kill point: the old memtable is not even immutable yet, so nothing of it is in a
+    table) leaves that log whole, sealed with the next sequence number; a byte
+    flipped in its last real record is then a CorruptionError at the reopen, not an
+    acknowledged write dropped as a torn tail."""
+    base = str(tmp_path / "db")
+    env = dict(os.environ, LSMKV_KILL_POINTS="wal.switch", LSMKV_KILL_SEED="1")
+    r = subprocess.run([sys.executable, "-c", SWITCH_CHILD, base, lsmkv_import_path()],
+                       env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == -signal.SIGKILL and "lsmkv-killpoint wal.switch" in r.stderr, r.stderr
+    logs = sorted(n for n in os.listdir(base) if n.endswith(".log"))
+    assert len(logs) == 2, logs                       # the retired log and the new, empty one
+    name = logs[0]
+    with open(os.path.join(base, name), "rb") as fh:
+        data = fh.read()
+    res = read_log(name, data)
+    assert res.sealed_at is not None and res.records, "the retired log ends with its seal"
+    last_seq = int.from_bytes(res.records[-1][1][:8], "little")
+    seal = data[res.sealed_at + 8:res.sealed_at + 20]
+    assert int.from_bytes(seal[:8], "little") == last_seq + 1 and seal[8:] == bytes(4)
+    start = res.records[-1][0]
+    end = start + 8 + len(res.records[-1][1])
+    outcomes = {}
+    for pos in range(start, end, 3):
+        d = str(tmp_path / f"flip{pos}")
+        shutil.copytree(base, d)
+        with open(os.path.join(d, name), "r+b") as fh:
+            fh.seek(pos)
+            b = fh.read(1)[0]
+            fh.seek(pos)
+            fh.write(bytes([b ^ 0x01]))
+        try:
+            with lsmkv.DB(d, compaction_worker="thread"):
+                pass
+            outcomes[pos] = "WRONG: opened"
+        except CorruptionError as e:
+            outcomes[pos] = "detected" if e.path == os.path.join(d, name) else f"WRONG: {e}"
+        shutil.rmtree(d)
+    assert outcomes and all(o == "detected" for o in outcomes.values()), outcomes
+    with lsmkv.DB(base, compaction_worker="thread") as db:     # undamaged, it replays whole
+        n = last_seq
+        assert db.get(b"key%06d" % (n - 1)) == b"value-%06d" % (n - 1) * 8
