@@ -8,7 +8,8 @@ stream.
 
 The op stream (a pure function of i): op i puts k<i> = value(i); when i % 7 == 3 it
 is a batch that also puts b<i>-0 and b<i>-1; when i % 11 == 5 (i >= 5) it is a batch
-that also deletes k<i-5>. The writer flushes every 500 ops and compacts every 2,000,
+that also deletes k<i-5>; when i % 13 == 7 it is a batch that also puts t<i> with a
+one-hour TTL (the readers check its value and that ttl() is in (0, 3600]). The writer flushes every 500 ops and compacts every 2,000,
 with 64 KiB memtables and level-0 compaction at 2 files, so tables and logs come and
 go under the readers; after each op returns it appends "i\\n" to ACKED. A restarted
 writer goes on after the last op the DB holds.
@@ -40,7 +41,12 @@ def kind(i):
         return "delete"
     if i % 7 == 3:
         return "batch"
+    if i % 13 == 7:
+        return "ttl"
     return "put"
+
+
+TTL = 3600
 
 
 def k(i):
@@ -60,6 +66,8 @@ def expected(n):
             out[b"b%08d-0" % i] = out[b"b%08d-1" % i] = value(i)
         elif kind(i) == "delete":
             out.pop(k(i - 5), None)
+        elif kind(i) == "ttl":
+            out[b"t%08d" % i] = value(i)
     return out
 
 
@@ -73,6 +81,8 @@ def apply(db, i):
     if kd == "batch":
         wb.put(b"b%08d-0" % i, value(i))
         wb.put(b"b%08d-1" % i, value(i))
+    elif kd == "ttl":
+        wb.put(b"t%08d" % i, value(i), ttl=TTL)
     else:
         wb.delete(k(i - 5))
     db.write(wb)
@@ -130,6 +140,12 @@ class Checker:
             wrong = sorted(x for x in set(items) & set(want) if items[x] != want[x])[:3]
             self.violations.append(f"{what}: not the state after op {n}: extra {extra} missing {missing} "
                                    f"wrong {wrong}")
+        ttls = [x for x in want if x[:1] == b"t"][-5:]
+        for key in ttls:                         # the TTL entries kept theirs
+            t = db.ttl(key)
+            if t is None or not 0 < t <= TTL:
+                self.violations.append(f"{what}: ttl({key!r}) is {t!r}, not in (0, {TTL}]")
+                break
         rng = random.Random(n)
         for _ in range(20):                      # point reads agree with the scan
             key = k(rng.randrange(n + 1)) if n >= 0 else k(0)
