@@ -1,6 +1,6 @@
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union, overload
 
-from lsmkv.core.cursor import Iterator
+from lsmkv.core.cursor import Iterator as Cursor
 from lsmkv.core.iterator import DBIterator as DBIterator
 from lsmkv.core.iterator import HandleState
 from lsmkv.core.memtable import MemTable
@@ -18,8 +18,7 @@ _T_co = TypeVar("_T_co", covariant=True)
 class _ScanIterator(Protocol[_T_co]):
     """What items(), keys() and values() return (a DBIterator): a one-shot
     iterator that can be closed early and used in a `with` block. The seekable
-    cursor of issue 19 (lsmkv.Iterator, db.iterator()) is typed beside it by
-    its own stub."""
+    cursor (lsmkv.Iterator, db.iterator()) is typed by lsmkv/core/cursor.pyi."""
     def __iter__(self) -> Iterator[_T_co]: ...
     def __next__(self) -> _T_co: ...
     def close(self) -> None: ...
@@ -380,7 +379,7 @@ class CoreDB:
         >>> db.close()
         """
     def iterator(self, lower: Optional[_Buffer] = ..., upper: Optional[_Buffer] = ..., *,
-                 prefix: Optional[_Buffer] = ..., snapshot: Optional[Any] = ...) -> Iterator:
+                 prefix: Optional[_Buffer] = ..., snapshot: Optional[Any] = ...) -> Cursor:
         """An lsmkv.Iterator: a cursor that can seek, move both ways and re-seek,
         over lower <= key < upper (None: unbounded) and, with prefix, keys starting
         with it; as of snapshot (a Snapshot of this DB) or now. It starts
@@ -403,7 +402,7 @@ class CoreDB:
 def iterate_at(db: CoreDB, start: Optional[bytes], stop: Optional[bytes], reverse: bool, mode: int,
                seq: Optional[int], prefix: Optional[bytes] = ...) -> Any: ...
 def cursor_at(db: CoreDB, lower: Optional[_Buffer], upper: Optional[_Buffer], prefix: Optional[_Buffer],
-              seq: Optional[int]) -> Iterator:
+              seq: Optional[int]) -> Cursor:
     """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator())."""
 def now_ms(clock: Callable[[], float]) -> int:
     """clock() in whole ms (see clock_ms): the engine's time for expiry decisions."""
