@@ -545,8 +545,7 @@ cdef class CoreDB:
         [b'-', b'1']
         >>> db.close()
         """
-        cdef Core c = self.core
-        return core_multi_get(c, keys, c.last_seq, default)
+        return core_multi_get(self.core, keys, None, default)
 
     def multi_get_at(self, keys, uint64_t seq, default=None):
         """multi_get() as of sequence number seq (what Snapshot.multi_get uses; see

@@ -2,7 +2,11 @@
 # A part of lsmkv/core/dbcore.pyx (included there; its cimports are that module's).
 #
 # Thread safety: as a get (core.pxi): no lock; one SuperVersion and one sequence
-# for the whole call, so the answers are one consistent view.
+# for the whole call, so the answers are one consistent view. The keys are
+# converted first (an iterable may run Python code, and so let other threads
+# run), then sv is read, then last_seq (db.multi_get): the order of every reader
+# (a sequence read before sv could fall below what a compaction finished since
+# has kept, and show an overwritten value).
 #
 # Invariants:
 #   1. Every answer is what _lookup would give for that key at the same sequence
@@ -17,9 +21,11 @@
 #      (TableReader.get_many), so a data block is found and decoded once for all
 #      the keys it holds.
 
-cdef list core_multi_get(Core c, object keys, uint64_t seq, object default):
-    """The values of keys (any iterable of bytes-like keys) at sequence seq, in the
-    order given; default where a key is absent, deleted or expired."""
+cdef list core_multi_get(Core c, object keys, object at, object default):
+    """The values of keys (any iterable of bytes-like keys) at sequence `at` (None:
+    the latest, read after the SuperVersion), in the order given; default where a
+    key is absent, deleted or expired."""
+    cdef uint64_t seq
     cdef SuperVersion sv
     cdef list ks = []           # the keys as bytes
     cdef list iks               # internal keys: key + tag(seq, KIND_MAX)
@@ -40,6 +46,7 @@ cdef list core_multi_get(Core c, object keys, uint64_t seq, object default):
     if c.closed:
         raise c.state.error()
     sv = c.sv
+    seq = c.last_seq if at is None else <uint64_t>at
     n = len(ks)
     results = [None] * n
     tag = PyBytes_FromStringAndSize(NULL, TAG_SIZE)

@@ -32,6 +32,9 @@ def checkpoint(db, dest):
     docstring; the DB method is lsmkv.DB.checkpoint."""
     dest = os.path.abspath(os.fspath(dest))
     check_destination(db.path, dest)
+    if db.core.read_only:
+        db.core.check_open()
+        raise db.core.read_only_error("checkpoint() flushes the memtable into a table first")
     db.flush()
     os.makedirs(dest, exist_ok=True)
     # manifest_lock holds off every version edit (a flush's or a compaction's

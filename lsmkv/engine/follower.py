@@ -10,9 +10,9 @@ memtable of its own. Writes raise ReadOnlyError.
 
   read_only   the state as of the open, for as long as the handle lives.
   secondary   the same, plus catch_up(): if the MANIFEST changed (a flush, a
-              compaction, a restart of the primary), the whole state is loaded
-              again; otherwise the logs are read on from where the last read
-              stopped. Either way what becomes visible is a prefix of the
+              restart of the primary), the whole state is loaded again (after
+              a compaction alone, only the version: the logs are the same);
+              then the logs are read on from where the last read stopped. Either way what becomes visible is a prefix of the
               primary's write order: batches whole, in sequence, stopping at the
               first record not yet complete (a torn or half-written tail is picked
               up once the primary finishes it).
@@ -86,9 +86,10 @@ class Follower:
         try:
             recovery.check_directory(e.path, dataclasses.replace(opts, create_if_missing=False))
             if self.own_dir is not None:
-                if os.path.realpath(self.own_dir) == os.path.realpath(e.path):
-                    raise ValueError(f"option secondary must be a directory of its own, not the "
-                                     f"database's ({self.own_dir})")
+                own, db = os.path.realpath(self.own_dir), os.path.realpath(e.path)
+                if os.path.commonpath([own, db]) == db:
+                    raise ValueError(f"option secondary must be a directory of its own, outside "
+                                     f"the database's ({self.own_dir})")
                 os.makedirs(self.own_dir, exist_ok=True)
                 self.dirlock = DirLock.acquire(self.own_dir, "a secondary")
             self.load()
@@ -129,7 +130,9 @@ class Follower:
     # ------------------------------------------------------------------ the primary's files
 
     def manifest_id(self):
-        """(number, size) of the MANIFEST CURRENT names now."""
+        """(number, size, inode, device) of the MANIFEST CURRENT names now: a
+        MANIFEST with the same number and size in a database made again is another
+        file."""
         path = self.engine.path
         try:
             with open(filenames.current_name(path), "rb") as fh:
@@ -140,7 +143,8 @@ class Follower:
         if p is None or p[0] != "manifest" or not line.endswith(b"\n"):
             raise Moved(filenames.current_name(path))      # being replaced: read again
         try:
-            return p[1], os.stat(filenames.manifest_name(path, p[1])).st_size
+            st = os.stat(filenames.manifest_name(path, p[1]))
+            return p[1], st.st_size, st.st_ino, st.st_dev
         except FileNotFoundError:
             raise Moved(filenames.manifest_name(path, p[1])) from None
 
@@ -167,11 +171,12 @@ class Follower:
                 raise Moved(path) from None
             try:
                 res = read_log(path, data)
-            except CorruptionError:
+            except CorruptionError as err:
                 # a copy taken while the primary wrote may hold a record half written
                 # and the next one whole; read again before calling it damage
                 if attempt == 2:
-                    raise
+                    at = None if err.offset is None else err.offset + offset   # in the file
+                    raise CorruptionError(path, at, err.detail) from None
                 time.sleep(0.001)
                 continue
             return [(offset + off, p) for off, p in res.records], offset + res.end
@@ -203,30 +208,50 @@ class Follower:
             if self.manifest_id()[0] != before[0]:
                 raise Moved(filenames.manifest_name(e.path, before[0])) from None
             raise
+        old = self.manifest
+        # the database was made again (destroyed and created, or restored): its file
+        # numbers name other files now, so no reader or cached block is reused
+        replaced = old is not None and (
+            (before[0] == old[0] and before[2:] != old[2:]) or
+            vs.next_file_number < e.versions.next_file_number or
+            vs.last_sequence < e.versions.last_sequence)
+        opened = {}
         with e.mutex:
+            if e.shutting_down:
+                raise e.state.error()
+            if replaced:
+                e.tables.forget_all()
             for level, f in vs.current.files():
                 try:
-                    e.tables.open(f.number, level)
+                    opened[f.number] = e.tables.open(f.number, level)
                 except FileNotFoundError:
                     raise Moved(filenames.table_name(e.path, f.number)) from None
-        mem = MemTable()
-        offsets = {}
-        # as recovery replays: every record of the live logs (the MANIFEST's
-        # last_sequence counts writes still only in a log), in sequence from the
-        # first one on
-        last = None
-        for number in self.live_logs(vs.log_number):
-            records, end = self.read_log_from(number, 0)
-            last, applied, complete = self.apply(mem, records, last, number, 0)
-            offsets[number] = end if complete else applied
-            if not complete:
-                break          # a gap: later logs wait for it
-        last_seq = vs.last_sequence if last is None else max(last, vs.last_sequence)
+        if old is not None and not replaced and vs.log_number == e.versions.log_number:
+            # no flush since (a compaction, say): the same logs hold what no table
+            # does, and the memtable already has it; only the version changes (new
+            # tables hold nothing newer than the tables they replace)
+            mem, offsets, last_seq = e.sv.mem, self.offsets, e.last_seq
+        else:
+            mem = MemTable()
+            offsets = {}
+            # as recovery replays: every record of the live logs (the MANIFEST's
+            # last_sequence counts writes still only in a log), in sequence from
+            # the first one on
+            last = None
+            for number in self.live_logs(vs.log_number):
+                records, end = self.read_log_from(number, 0)
+                last, applied, complete = self.apply(mem, records, last, number, 0)
+                offsets[number] = end if complete else applied
+                if not complete:
+                    break          # a gap: later logs wait for it
+            last_seq = vs.last_sequence if last is None else max(last, vs.last_sequence)
         if self.manifest_id() != before:
             raise Moved(filenames.manifest_name(e.path, before[0]))   # a flush or compaction finished
         with e.mutex:
             if e.shutting_down:
                 raise e.state.error()       # closed meanwhile (a background catch_up)
+            for n, t in opened.items():     # a collect() meanwhile (an iterator closed)
+                e.tables.readers.setdefault(n, t)   # judged them by the old version
             # last_seq first: a reader that sees it with the old state sees the old
             # state (nothing there is newer), and one that sees the new state sees
             # it whole (with sequences zeroed at the bottom, the reverse order
@@ -276,8 +301,7 @@ class Follower:
             try:
                 if self.manifest_id() != self.manifest:
                     self.load()
-                else:
-                    self.tail()
+                self.tail()
             except Moved:
                 self.load()
             self.catch_ups += 1

@@ -76,6 +76,16 @@ class Tables:
             t = self.readers[number] = self.new_reader(number, level)
         return t
 
+    def forget_all(self):
+        """A follower found its database replaced (destroyed and made again, or
+        restored): the same file numbers now name other files. Drop every reader,
+        and start a cache of its own afresh, so that a reader an old iterator still
+        holds never meets a new file's block under its number (a shared cache's ids
+        are never reused, so it is kept). Mutex held."""
+        self.drop_unless(set())
+        if self.shared is None:
+            self.cache = make_cache(self.engine.options)
+
     def preopen(self, numbers, level):
         """Open new tables of level before the mutex is taken to install them."""
         opened = [(n, self.new_reader(n, level)) for n in numbers]

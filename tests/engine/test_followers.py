@@ -51,6 +51,8 @@ def test_read_only_reads_a_held_db_as_of_its_open_and_writes_nothing(tmp_path):
     primary.compact_range()
     assert sum(1 for _ in ro.keys()) == 3500 and ro.get(b"k000001") == b"v1"
     assert ro.get(b"z000001") is None
+    with pytest.raises(lsmkv.ReadOnlyError, match="checkpoint"):
+        ro.checkpoint(str(tmp_path / "copy"))
     for call in (lambda: ro.put(b"a", b"b"), lambda: ro.delete(b"a"), lambda: ro.flush(),
                  lambda: ro.compact_range(), lambda: ro.sync_wal(), lambda: ro.write(ro.batch()),
                  lambda: ro.__setitem__(b"a", b"b")):
@@ -197,3 +199,32 @@ def test_secondary_follows_a_writer_killed_and_restarted(tmp_path):
     with lsmkv.DB(d, secondary=str(tmp_path / "sec")) as s:   # and a last look
         n = max(int(x[1:]) for x in s.keys() if x[:1] == b"k")
         assert n >= int(open(acked, "rb").read().split(b"\n")[-2])
+
+
+def test_secondary_of_a_database_made_again_reads_the_new_one(tmp_path):
+    """destroy() and a new database at the same path lay out the same file names
+    (MANIFEST-000003, the same table numbers): the secondary sees another MANIFEST
+    file, drops its readers and cached blocks, and reads the new data, while an
+    iterator it made before keeps reading the old files."""
+    d, own = str(tmp_path / "db"), str(tmp_path / "secondary")
+    p = lsmkv.DB(d)
+    for i in range(100):
+        p.put(b"k%03d" % i, b"OLD")
+    p.flush()
+    sec = lsmkv.DB(d, secondary=own)
+    it = sec.items()
+    assert sec.get(b"k001") == b"OLD"
+    p.close()
+    lsmkv.destroy(d)
+    p = lsmkv.DB(d)
+    for i in range(100):
+        p.put(b"k%03d" % i, b"NEW")
+    p.flush()
+    sec.catch_up()
+    assert sec.get(b"k001") == b"NEW" and all(v == b"NEW" for _, v in sec.items())
+    assert [v for _, v in it] == [b"OLD"] * 100
+    sec.close()
+    p.close()
+    with pytest.raises(ValueError, match="of its own"):
+        lsmkv.DB(d, secondary=os.path.join(d, "inside"))
+    assert not os.path.exists(os.path.join(d, "inside"))
