@@ -65,11 +65,13 @@ def destroy(path: "Union[str, os.PathLike[str]]") -> None:
                 os.unlink(os.path.join(path, name))
             except FileNotFoundError:
                 pass
+        # LOCK goes while it is held: an opener that opened it before checks that
+        # the file it locked is still the LOCK (lsmkv.engine.dirlock) and tries again
+        try:
+            os.unlink(filenames.lock_name(path))
+        except FileNotFoundError:
+            pass
         filenames.fsync_dir(path)
-    try:
-        os.unlink(filenames.lock_name(path))
-    except FileNotFoundError:
-        pass
     try:
         os.rmdir(path)
     except OSError:

@@ -31,6 +31,9 @@ Invariants:
      it, or by the fork hook in a child. lsmkv opens no other descriptor of a
      LOCK this process holds (closing it would drop the lock).
   3. acquire() creates nothing in the directory but LOCK, and the directory must exist.
+  4. A lock is held on the file that is LOCK when acquire() returns: a lock taken
+     on a LOCK that lsmkv.destroy() unlinked meanwhile is let go and taken again
+     on the new one, so two openers never both think they hold the directory.
 """
 import fcntl
 import os
@@ -98,6 +101,16 @@ def _write_pid(fd, pid):
         pass               # informational only
 
 
+def _same_file(fd, path):
+    """Whether the open file fd is the one at path now."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_ino, own.st_dev) == (st.st_ino, st.st_dev)
+
+
 class DirLock:
     """The LOCK of a database directory, held by this process (see the module
     docstring). Made by DirLock.acquire(); released by release() or by leaving
@@ -149,12 +162,20 @@ class DirLock:
                 if holder._pid == os.getpid():
                     raise LockError(f"{path} is already open in this process (by {holder.purpose})")
                 del _registry[real]    # inherited through a fork the hook did not see: not ours
-            fd = os.open(filenames.lock_name(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                _lock(fd, path)
-            except BaseException:
-                os.close(fd)           # this process holds no lock on the file: nothing dropped
-                raise
+            for attempt in range(100):
+                fd = os.open(filenames.lock_name(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    _lock(fd, path)
+                except BaseException:
+                    os.close(fd)       # this process holds no lock on the file: nothing dropped
+                    raise
+                # lsmkv.destroy() unlinks LOCK while holding it: a lock taken on the
+                # file it unlinked (opened just before) locks nothing anyone checks
+                if _same_file(fd, filenames.lock_name(path)):
+                    break
+                os.close(fd)
+            else:
+                raise LockError(f"{path}: its LOCK file keeps being replaced")
             _write_pid(fd, os.getpid())
             lock = _registry[real] = cls(path, real, purpose, fd)
             return lock
