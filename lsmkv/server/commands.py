@@ -16,32 +16,12 @@ Expiry: the engine keeps a per-key expiry in milliseconds (rounded up), so PX,
 PEXPIRE and PTTL are exact to 1 ms and TTL rounds to the nearest second as
 Redis does.
 """
-import time
-
-from lsmkv.server import resp
+from lsmkv.server import expiry, resp
+from lsmkv.server.args import INT64_MAX, INT64_MIN, NOT_INT, OVERFLOW, SYNTAX, CommandError, to_int
 from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
 
-NOT_INT = "ERR value is not an integer or out of range"
-SYNTAX = "ERR syntax error"
-OVERFLOW = "ERR increment or decrement would overflow"
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
-
-
-class CommandError(Exception):
-    """A command's error reply (its text, starting with the error code)."""
-
-
-def to_int(v, msg=NOT_INT):
-    """A strict signed 64-bit integer from a request argument (Redis's string2ll)."""
-    b = bytes(v)
-    try:
-        n = int(b)
-    except ValueError:
-        raise CommandError(msg) from None
-    if b"%d" % n != b or not INT64_MIN <= n <= INT64_MAX:
-        raise CommandError(msg)
-    return n
+__all__ = ["CommandError", "to_int", "COMMANDS", "dbsize_estimate"]
 
 
 def _lookup(db, key):
@@ -58,20 +38,13 @@ def c_get(srv, conn, a):
     return resp.bulk(srv.db.get_view(a[1]))
 
 
-def _w_put_ttl(db, key, val, ttl, sync):
-    db.put(key, val, ttl=ttl, sync=sync)
+def _w_put_ttl(db, key, val, at_ms, sync):
+    ttl = expiry.ttl_seconds(at_ms)
+    if ttl <= 0:
+        db.delete(key, sync=sync)           # already expired (EXAT/PXAT in the past)
+    else:
+        db.put(key, val, ttl=ttl, sync=sync)
     return resp.OK
-
-
-def _expire_seconds(unit, t, now):
-    """Seconds from now for EX/PX/EXAT/PXAT t (<= 0: already expired)."""
-    if unit == b"EX":
-        return float(t)
-    if unit == b"PX":
-        return t / 1000.0
-    if unit == b"EXAT":
-        return t - now
-    return t / 1000.0 - now
 
 
 def c_set(srv, conn, a):
@@ -80,8 +53,8 @@ def c_set(srv, conn, a):
     if n == 3:
         return store.put(a[1], a[2])
     nx = xx = get = keepttl = False
-    unit = None
-    t = 0
+    unit = targ = None
+    at = None
     i = 3
     while i < n:
         opt = bytes(a[i]).upper()
@@ -94,21 +67,23 @@ def c_set(srv, conn, a):
         elif opt == b"KEEPTTL" and unit is None:
             keepttl = True
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and unit is None and not keepttl and i + 1 < n:
-            t = to_int(a[i + 1])
-            if t <= 0 or (opt in (b"EX", b"EXAT") and t > INT64_MAX // 1000):
-                raise CommandError("ERR invalid expire time in 'set' command")
             unit = opt
+            targ = a[i + 1]
             i += 1
         else:
             raise CommandError(SYNTAX)
         i += 1
-    if unit in (b"EX", b"PX") and not (nx or xx or get):
-        return store.write(_w_put_ttl, srv.db, a[1], a[2], _expire_seconds(unit, t, 0), store.sync)
-    return store.write(_w_set, srv.db, a[1], a[2], unit, t, nx, xx, get, keepttl, store.sync)
+    if unit is not None:
+        # checked in integer ms before anything changes (expiry.py): the old value stays
+        at = expiry.set_expire_ms(targ, unit, expiry.now_ms(), "set")
+    if at is not None and not (nx or xx or get):
+        return store.write(_w_put_ttl, srv.db, a[1], a[2], at, store.sync)
+    return store.write(_w_set, srv.db, a[1], a[2], at, nx, xx, get, keepttl, store.sync)
 
 
-def _w_set(db, key, val, unit, t, nx, xx, get, keepttl, sync):
+def _w_set(db, key, val, at, nx, xx, get, keepttl, sync):
     old = None
+    ttl = None
     if nx or xx or get or keepttl:
         old, ttl = _lookup(db, key)
         exists = old is not None
@@ -118,10 +93,8 @@ def _w_set(db, key, val, unit, t, nx, xx, get, keepttl, sync):
             ttl = None
         elif ttl is not None:
             ttl = max(ttl, 0.001)
-    else:
-        ttl = None
-    if unit is not None:
-        ttl = _expire_seconds(unit, t, time.time())
+    if at is not None:
+        ttl = expiry.ttl_seconds(at)
     if ttl is not None and ttl <= 0:
         db.delete(key, sync=sync)           # EXAT/PXAT in the past: set, then expired at once
     else:
@@ -141,10 +114,8 @@ def _w_setnx(db, key, val, sync):
 
 
 def _setex(srv, a, unit, name):
-    t = to_int(a[2])
-    if t <= 0 or (unit == b"EX" and t > INT64_MAX // 1000):
-        raise CommandError(f"ERR invalid expire time in '{name}' command")
-    return srv.store.write(_w_put_ttl, srv.db, a[1], a[3], _expire_seconds(unit, t, 0), srv.store.sync)
+    at = expiry.set_expire_ms(a[2], unit, expiry.now_ms(), name)
+    return srv.store.write(_w_put_ttl, srv.db, a[1], a[3], at, srv.store.sync)
 
 
 def c_setex(srv, conn, a):
@@ -257,8 +228,6 @@ def c_decrby(srv, conn, a):
 
 def _expire(srv, a, unit, name):
     t = to_int(a[2])
-    if unit in (b"EX", b"EXAT") and abs(t) > INT64_MAX // 1000:
-        raise CommandError(f"ERR invalid expire time in '{name}' command")
     flags = set()
     for x in a[3:]:
         f = bytes(x).upper()
@@ -269,28 +238,32 @@ def _expire(srv, a, unit, name):
         raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
     if b"GT" in flags and b"LT" in flags:
         raise CommandError("ERR GT and LT options at the same time are not compatible")
-    return srv.store.write(_w_expire, srv.db, a[1], unit, t, flags, srv.store.sync)
+    # Redis's checks in integer ms, before the key is looked at (expiry.py)
+    at = expiry.expire_at_ms(t, unit, expiry.now_ms(), name)
+    return srv.store.write(_w_expire, srv.db, a[1], at, flags, srv.store.sync)
 
 
-def _w_expire(db, key, unit, t, flags, sync):
+def _w_expire(db, key, at, flags, sync):
     v, cur = _lookup(db, key)
     if v is None:
         return resp.integer(0)
-    new = _expire_seconds(unit, t, time.time())
+    now = expiry.now_ms()
     if flags:
-        if b"NX" in flags and cur is not None:
+        cur_at = expiry.abs_ms(cur, now)
+        if b"NX" in flags and cur_at is not None:
             return resp.integer(0)
-        if b"XX" in flags and cur is None:
+        if b"XX" in flags and cur_at is None:
             return resp.integer(0)
         # a key without expiry counts as an infinite TTL (Redis)
-        if b"GT" in flags and (cur is None or new <= cur):
+        if b"GT" in flags and (cur_at is None or at <= cur_at):
             return resp.integer(0)
-        if b"LT" in flags and cur is not None and new >= cur:
+        if b"LT" in flags and cur_at is not None and at >= cur_at:
             return resp.integer(0)
-    if new <= 0:
+    ttl = expiry.ttl_seconds(at, now)
+    if ttl <= 0:
         db.delete(key, sync=sync)
     else:
-        db.put(key, v, ttl=new, sync=sync)
+        db.put(key, v, ttl=ttl, sync=sync)
     return resp.integer(1)
 
 

@@ -1,0 +1,189 @@
+"""`lsmkv serve` against Redis's own behaviour (issue 23): expiry overflow, protocol
+edge cases and commands, driven by raw sockets and redis-py; and a differential
+test that sends the same script to redis-server (when it is on PATH) and to lsmkv
+serve and compares the replies byte for byte."""
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from lsmkv.server import resp
+from lsmkv.server.proc import ServerProcess, free_port
+
+redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'redis>=5')")
+
+INT64_MAX = (1 << 63) - 1
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("compat")
+    with ServerProcess(d / "db") as s:
+        yield s
+        assert s.alive(), "".join(s.log)
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    """A redis-server of this module (persistence off), or skip."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not on PATH")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", str(d)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or p.poll() is not None:
+                    pytest.skip("redis-server did not start")
+                time.sleep(0.05)
+        yield port
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+@pytest.fixture
+def r(server):
+    c = redis.Redis(protocol=2, host="127.0.0.1", port=server.port, socket_timeout=20)
+    yield c
+    c.close()
+
+
+def talk(port, data, quiet=0.3, timeout=10):
+    """Send data on a fresh connection; everything read until the server closes
+    (then b'<closed>' is appended) or is quiet for `quiet` seconds."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        s.settimeout(quiet)
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                return out
+            except ConnectionResetError:
+                return out + b"<closed>"
+            if not chunk:
+                return out + b"<closed>"
+            out += chunk
+    finally:
+        s.close()
+
+
+def script(*cmds):
+    """A pipeline of request frames."""
+    return b"".join(resp.command(*c) for c in cmds)
+
+
+# ---------------------------------------------------------------- 1. expiry overflow
+
+OVERFLOWS = [
+    ("EXPIRE", 9223370399119966), ("EXPIRE", INT64_MAX // 1000 + 1), ("EXPIRE", INT64_MAX),
+    ("EXPIRE", -(INT64_MAX // 1000) - 1), ("PEXPIRE", 9223372036854770000), ("PEXPIRE", INT64_MAX),
+    ("EXPIREAT", INT64_MAX // 1000 + 1), ("EXPIREAT", -(INT64_MAX // 1000) - 1),
+]
+
+
+@pytest.mark.parametrize("cmd,t", OVERFLOWS)
+def test_expire_overflow_is_refused_and_the_key_stays(r, cmd, t):
+    key = f"ovf:{cmd}:{t}"
+    r.set(key, "bar")
+    with pytest.raises(redis.ResponseError, match=f"invalid expire time in '{cmd.lower()}' command"):
+        r.execute_command(cmd, key, t)
+    assert r.get(key) == b"bar" and r.ttl(key) == -1
+
+
+@pytest.mark.parametrize("args,name", [
+    (("EX", 9223370399119966), "set"), (("PX", INT64_MAX), "set"), (("PX", INT64_MAX - 1000), "set"),
+    (("EX", INT64_MAX // 1000 + 1), "set"), (("EX", 0), "set"), (("PX", 0), "set"),
+    (("EX", -1), "set"), (("EXAT", 0), "set"), (("PXAT", -5), "set"),
+    (("EXAT", INT64_MAX // 1000 + 1), "set"),
+])
+def test_set_with_an_invalid_expire_keeps_the_old_value(r, args, name):
+    key = f"setovf:{args}"
+    r.set(key, "old", ex=1000)
+    with pytest.raises(redis.ResponseError, match=f"invalid expire time in '{name}' command"):
+        r.execute_command("SET", key, "new", *args)
+    assert r.get(key) == b"old" and 990 <= r.ttl(key) <= 1000
+
+
+@pytest.mark.parametrize("cmd,t", [("SETEX", 9223370399119966), ("SETEX", 0), ("SETEX", -3),
+                                   ("PSETEX", INT64_MAX), ("PSETEX", 0),
+                                   ("PSETEX", INT64_MAX - 100)])
+def test_setex_psetex_overflow(r, cmd, t):
+    key = f"setexovf:{cmd}:{t}"
+    r.set(key, "old")
+    with pytest.raises(redis.ResponseError, match=f"invalid expire time in '{cmd.lower()}' command"):
+        r.execute_command(cmd, key, t, "new")
+    assert r.get(key) == b"old"
+
+
+def test_absolute_times_near_2_63_keep_the_key(r):
+    for cmd, t in (("PEXPIREAT", INT64_MAX), ("PEXPIREAT", INT64_MAX - 300),
+                   ("EXPIREAT", INT64_MAX // 1000), ("PEXPIRE", INT64_MAX // 2)):
+        key = f"far:{cmd}:{t}"
+        r.set(key, "v")
+        assert r.execute_command(cmd, key, t) == 1
+        assert r.get(key) == b"v" and r.pttl(key) > 10 ** 15
+    for unit, t in (("PXAT", INT64_MAX), ("EXAT", INT64_MAX // 1000)):
+        key = f"far:set:{unit}"
+        assert r.execute_command("SET", key, "v", unit, t)
+        assert r.get(key) == b"v" and r.pttl(key) > 10 ** 15
+
+
+def test_expire_zero_and_negative_delete_the_key(r):
+    for cmd, t in (("EXPIRE", 0), ("EXPIRE", -1), ("PEXPIRE", -10 ** 15), ("EXPIREAT", 1),
+                   ("PEXPIREAT", -(1 << 62)), ("EXPIRE", -(INT64_MAX // 1000))):
+        key = f"neg:{cmd}:{t}"
+        r.set(key, "v")
+        assert r.execute_command(cmd, key, t) == 1
+        assert r.get(key) is None
+        assert r.execute_command(cmd, key, t) == 0
+
+
+def test_expire_boundary_fuzz(r):
+    """Random values around every boundary: the reply is an error exactly when
+    Redis's integer arithmetic overflows, and an error changes nothing."""
+    rnd = random.Random(23)
+    now = int(time.time() * 1000)
+    r.set("fuzz", "v")
+    for _ in range(300):
+        cmd = rnd.choice(["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"])
+        edge = rnd.choice([INT64_MAX, INT64_MAX // 1000, INT64_MAX - now, (INT64_MAX - now) // 1000])
+        t = edge + rnd.randint(-2000, 2000)
+        if rnd.random() < 0.3:
+            t = -t
+        t = max(min(t, INT64_MAX), -INT64_MAX - 1)
+        sec = cmd in ("EXPIRE", "EXPIREAT")
+        base = 0 if cmd.endswith("AT") else int(time.time() * 1000)
+        overflow = (sec and not -(INT64_MAX // 1000) <= t <= INT64_MAX // 1000)
+        if not overflow:
+            ms = t * 1000 if sec else t
+            overflow = ms > INT64_MAX - base - 50 and ms <= INT64_MAX - base + 50   # skip the clock's edge
+            if overflow:
+                continue
+            overflow = ms > INT64_MAX - base
+        try:
+            got = r.execute_command(cmd, "fuzz", t)
+        except redis.ResponseError as e:
+            assert overflow, (cmd, t, e)
+            assert r.get("fuzz") == b"v"
+            continue
+        assert not overflow, (cmd, t, got)
+        if r.get("fuzz") is None:
+            r.set("fuzz", "v")
+        else:
+            r.persist("fuzz")
