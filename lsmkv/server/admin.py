@@ -138,7 +138,9 @@ def info_sections(srv):
     sections["clients"] = [
         ("connected_clients", len(srv.conns)), ("maxclients", srv.maxclients),
         ("blocked_clients", sum(1 for c in srv.conns.values() if c.blocked)),
-        ("clients_holding_buffers", sum(1 for c in srv.conns.values() if c.buf is not None))]
+        ("clients_holding_buffers", sum(1 for c in srv.conns.values() if c.buf is not None)),
+        ("clients_query_memory", srv.clients_mem), ("maxmemory_clients", srv.maxmemory_clients),
+        ("client_query_buffer_limit", srv.query_buffer_limit)]
     sections["memory"] = [
         ("used_memory", mu["total"] + pool["held_bytes"] + pool["out_bytes"]),
         ("used_memory_rss", rss), ("used_memory_engine", mu["total"]),
@@ -168,6 +170,7 @@ def info_sections(srv):
         ("total_commands_processed", srv.commands),
         ("rejected_connections", srv.rejected_connections),
         ("protocol_errors", srv.protocol_errors), ("internal_errors", srv.internal_errors),
+        ("evicted_clients", srv.evicted_clients),
         ("keyspace_hits", st["get_hits"]), ("keyspace_misses", st["gets"] - st["get_hits"]),
         ("engine_puts", st["puts"]), ("engine_deletes", st["deletes"]),
         ("inline_writes", store["inline_writes"]), ("offloaded_writes", store["offloaded_writes"]),

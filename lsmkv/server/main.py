@@ -44,7 +44,7 @@ class Server:
     def __init__(self, db, loop, *, host="127.0.0.1", port=DEFAULT_PORT, unixsocket=None,
                  maxclients=10000, requirepass=None, max_bulk=PROTO_MAX_BULK_LEN,
                  appendfsync="everysec", read_size=READ_SIZE, pool_bytes=POOL_BYTES,
-                 query_buffer_limit=QUERY_BUFFER_LIMIT):
+                 query_buffer_limit=QUERY_BUFFER_LIMIT, maxmemory_clients=0):
         from lsmkv import __version__
         self.db = db
         self.loop = loop
@@ -54,6 +54,11 @@ class Server:
         self.requirepass = requirepass.encode() if isinstance(requirepass, str) else requirepass
         self.max_bulk = max_bulk
         self.query_buffer_limit = query_buffer_limit
+        self.maxmemory_clients = maxmemory_clients   # 0: no limit (Redis's default)
+        self.clients_mem = 0                   # all clients' query memory (Connection.query_memory)
+        self.evicted_clients = 0
+        self.evict_pending = False
+        self.spare_frame = resp.Frame()        # lent to a parse; kept by a client whose request is partial
         self.read_size = read_size
         self.pool = BufferPool(min_size=512, max_pooled=1 << 20, capacity=pool_bytes)
         self.store = Store(db, loop, appendfsync)
@@ -103,6 +108,24 @@ class Server:
             return resp.error(str(e))
         except Exception as e:
             return self.engine_error(e)
+
+    def evict_soon(self):
+        """Run evict_clients from the loop (once, however often it is asked)."""
+        if not self.evict_pending:
+            self.evict_pending = True
+            self.loop.call_soon(self.evict_clients)
+
+    def evict_clients(self):
+        """All clients' query memory is over maxmemory_clients: disconnect the
+        largest clients until it is not (Redis's client eviction)."""
+        self.evict_pending = False
+        while self.maxmemory_clients and self.clients_mem > self.maxmemory_clients:
+            big = max((c for c in self.conns.values() if c.acct and not c.closed),
+                      key=lambda c: c.acct, default=None)
+            if big is None:
+                return
+            self.evicted_clients += 1
+            big.evict()
 
     def engine_error(self, e):
         """The error reply for an exception from a command (never raises: one
@@ -209,6 +232,12 @@ def parser():
                         "(default), or when the engine decides")
     p.add_argument("--proto-max-bulk-len", type=int, default=PROTO_MAX_BULK_LEN, metavar="BYTES",
                    help="longest bulk string accepted (default 512 MiB)")
+    p.add_argument("--client-query-buffer-limit", type=int, default=QUERY_BUFFER_LIMIT, metavar="BYTES",
+                   help="query memory one client may hold: its buffer and the arguments of a "
+                        "request still arriving (default 1 GiB, as Redis)")
+    p.add_argument("--maxmemory-clients", type=int, default=0, metavar="BYTES",
+                   help="query memory all clients may hold together; over it the largest client "
+                        "is disconnected (default 0: no limit, as Redis)")
     p.add_argument("--buffer-pool-bytes", type=int, default=POOL_BYTES, metavar="BYTES",
                    help="idle read buffers kept for reuse (default 4 MiB)")
     p.add_argument("--read-buffer", type=int, default=READ_SIZE, metavar="BYTES",
@@ -248,7 +277,8 @@ def main(argv=None):
         return 0 if e.code == 0 else 2
     err = sys.stderr
     for name, v in (("--maxclients", args.maxclients), ("--proto-max-bulk-len", args.proto_max_bulk_len),
-                    ("--read-buffer", args.read_buffer)):
+                    ("--read-buffer", args.read_buffer),
+                    ("--client-query-buffer-limit", args.client_query_buffer_limit)):
         if v < 1:
             err.write(f"lsmkv serve: {name} must be >= 1, got {v}\n")
             return 2
@@ -281,7 +311,9 @@ def main(argv=None):
         srv = Server(db, loop, host=args.host, port=args.port, unixsocket=args.unixsocket,
                      maxclients=args.maxclients, requirepass=args.requirepass,
                      max_bulk=args.proto_max_bulk_len, appendfsync=args.appendfsync,
-                     read_size=args.read_buffer, pool_bytes=args.buffer_pool_bytes)
+                     read_size=args.read_buffer, pool_bytes=args.buffer_pool_bytes,
+                     query_buffer_limit=args.client_query_buffer_limit,
+                     maxmemory_clients=max(0, args.maxmemory_clients))
         try:
             loop.run_until_complete(srv.start())
         except OSError as e:
