@@ -18,7 +18,9 @@ Redis does.
 """
 from lsmkv.server import expiry, resp
 from lsmkv.server.args import INT64_MAX, INT64_MIN, NOT_INT, OVERFLOW, SYNTAX, CommandError, to_int
+from lsmkv.server.keys import KEY_COMMANDS
 from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
+from lsmkv.server.strings import STRING_COMMANDS
 
 SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
 __all__ = ["CommandError", "to_int", "COMMANDS", "dbsize_estimate"]
@@ -417,4 +419,6 @@ COMMANDS = {
     b"PERSIST": (c_persist, 2, ("write", "fast"), 1, 1, 1),
     b"SCAN": (c_scan, -2, ("readonly",), 0, 0, 0),
     b"DBSIZE": (c_dbsize, 1, ("readonly", "fast"), 0, 0, 0),
+    **STRING_COMMANDS,
+    **KEY_COMMANDS,
 }

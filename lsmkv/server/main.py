@@ -28,7 +28,7 @@ from lsmkv.errors import LsmkvError
 from lsmkv.server.admin import ADMIN_COMMANDS, NO_AUTH
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
 from lsmkv.server.commands import CommandError
-from lsmkv.server.conn import Connection
+from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.store import FSYNC_POLICIES, Store
 
 DEFAULT_PORT = 6380
@@ -72,6 +72,7 @@ class Server:
         self.conns = {}
         self.next_id = 0
         self.commands = self.total_connections = self.rejected_connections = 0
+        self.calls = {}                        # command name -> calls (INFO commandstats)
         self.protocol_errors = self.internal_errors = 0
         self.closing = False
         self.servers = []
@@ -101,13 +102,34 @@ class Server:
         if not conn.authed and not noauth:
             return b"-NOAUTH Authentication required.\r\n"
         self.commands += 1
+        calls = self.calls
+        calls[name] = calls.get(name, 0) + 1
         conn.lastcmd = name
+        mode = conn.reply_mode
         try:
-            return fn(self, conn, args)
+            r = fn(self, conn, args)
         except CommandError as e:
-            return resp.error(str(e))
+            r = resp.error(str(e))
         except Exception as e:
-            return self.engine_error(e)
+            r = self.engine_error(e)
+        if mode or conn.reply_mode:
+            return self.quiet(conn, mode, r)
+        return r
+
+    def quiet(self, conn, mode, r):
+        """CLIENT REPLY: r, or nothing when replies are off (mode 1) or this one is
+        skipped (mode 2, set by the command before)."""
+        if mode == 0 or (mode == 1 and conn.reply_mode == 0):
+            return r                               # CLIENT REPLY OFF/SKIP itself, or ON
+        if mode == 2 and conn.reply_mode == 2:
+            conn.reply_mode = 0                    # SKIP covers one command
+        if r is QUIT or r is QUIT_OK:
+            return QUIT
+        if r.__class__ is bytes or r.__class__ is list:
+            return b""
+        fut = self.loop.create_future()            # a write step's Future: its reply dropped
+        r.add_done_callback(lambda f: fut.set_result(b""))
+        return fut
 
     def evict_soon(self):
         """Run evict_clients from the loop (once, however often it is asked)."""

@@ -187,3 +187,97 @@ def test_expire_boundary_fuzz(r):
             r.set("fuzz", "v")
         else:
             r.persist("fuzz")
+
+
+# ---------------------------------------------------------------- the differential test
+
+# commands both servers support whose replies do not depend on time, ids or addresses
+DIFF_SCRIPT = [
+    ("SET", "d:a", "1"), ("SET", "d:a", "2"), ("GET", "d:a"), ("DEL", "d:a"), ("GET", "d:a"),
+    ("SET", "d:s", "hello"), ("APPEND", "d:s", " world"), ("APPEND", "d:new", "x"), ("STRLEN", "d:s"),
+    ("STRLEN", "d:none"), ("GETRANGE", "d:s", "0", "4"), ("GETRANGE", "d:s", "-5", "-1"),
+    ("GETRANGE", "d:s", "-1", "-5"), ("GETRANGE", "d:s", "3", "100"), ("GETRANGE", "d:s", "20", "30"),
+    ("GETRANGE", "d:none", "0", "-1"), ("SUBSTR", "d:s", "1", "2"),
+    ("SETRANGE", "d:s", "6", "WORLD"), ("GET", "d:s"), ("SETRANGE", "d:pad", "5", "x"), ("GET", "d:pad"),
+    ("SETRANGE", "d:s", "-1", "x"), ("SETRANGE", "d:none", "3", ""), ("SETRANGE", "d:s", "2", ""),
+    ("SETRANGE", "d:big", "536870912", "x"),
+    ("GETSET", "d:g", "1"), ("GETSET", "d:g", "2"), ("GET", "d:g"),
+    ("GETEX", "d:g"), ("GETEX", "d:g", "PERSIST"), ("GETEX", "d:g", "EX", "0"), ("GETEX", "d:g", "EX", "x"),
+    ("GETEX", "d:g", "FOO"), ("GETEX", "d:none", "EX", "10"), ("GETEX", "d:g", "EX", "100", "PX", "5"),
+    ("GETEX", "d:g", "PX", "9223372036854775807"), ("TTL", "d:g"),
+    ("SET", "d:f", "10.5"), ("INCRBYFLOAT", "d:f", "0.1"), ("INCRBYFLOAT", "d:f", "-5"),
+    ("INCRBYFLOAT", "d:f", "1e3"), ("INCRBYFLOAT", "d:f", "abc"), ("INCRBYFLOAT", "d:s", "1"),
+    ("INCRBYFLOAT", "d:fn", "3"), ("INCRBYFLOAT", "d:fn", "2.0e2"), ("INCRBYFLOAT", "d:fn", "-203"),
+    ("MSETNX", "d:m1", "a", "d:m2", "b"), ("MSETNX", "d:m2", "c", "d:m3", "d"), ("MGET", "d:m1", "d:m2", "d:m3"),
+    ("MSETNX", "d:m1"), ("MSET", "d:x", "1", "d:y"),
+    ("RENAME", "d:m1", "d:r1"), ("GET", "d:m1"), ("GET", "d:r1"), ("RENAME", "d:none", "d:r2"),
+    ("RENAME", "d:r1", "d:r1"), ("RENAMENX", "d:r1", "d:m2"), ("RENAMENX", "d:r1", "d:r3"),
+    ("RENAMENX", "d:none", "d:r4"), ("RENAMENX", "d:r3", "d:r3"),
+    ("COPY", "d:r3", "d:c1"), ("COPY", "d:r3", "d:c1"), ("COPY", "d:r3", "d:c1", "REPLACE"),
+    ("COPY", "d:none", "d:c2"), ("COPY", "d:r3", "d:c3", "DB", "0"), ("COPY", "d:r3", "d:c4", "FOO"),
+    ("GET", "d:c1"),
+    ("TOUCH", "d:c1", "d:none", "d:r3"), ("EXISTS", "d:c1", "d:c1", "d:none"),
+    ("KEYS", "d:c1*"), ("KEYS", "d:[rx]3"), ("KEYS", "nomatch*"),
+    ("EXPIRETIME", "d:none"), ("EXPIRETIME", "d:c1"), ("PEXPIRETIME", "d:c1"),
+    ("OBJECT", "ENCODING", "d:c1"), ("SET", "d:int", "12345"), ("OBJECT", "ENCODING", "d:int"),
+    ("SET", "d:raw", "x" * 45), ("OBJECT", "ENCODING", "d:raw"), ("OBJECT", "ENCODING", "d:none"),
+    ("OBJECT", "REFCOUNT", "d:int"), ("OBJECT", "FOO", "d:int"),
+    ("INCR", "d:i"), ("INCRBY", "d:i", "9223372036854775806"), ("INCR", "d:i"), ("DECRBY", "d:i", "x"),
+    ("SET", "d:e", "v"), ("EXPIRE", "d:e", "9223370399119966"), ("PEXPIRE", "d:e", "9223372036854770000"),
+    ("SET", "d:e", "w", "EX", "9223370399119966"), ("SETEX", "d:e", "0", "x"), ("PSETEX", "d:e", "-1", "x"),
+    ("GET", "d:e"), ("EXPIRE", "d:e", "-1"), ("GET", "d:e"), ("EXPIRE", "d:e", "10"),
+    ("SET", "d:e", "v", "EX", "0"), ("SET", "d:e", "v", "PX", "100", "EX", "3"),
+    ("SET", "d:nx", "1", "NX"), ("SET", "d:nx", "2", "NX"), ("SET", "d:nx", "3", "XX", "GET"),
+    ("TYPE", "d:nx"), ("TYPE", "d:none"), ("GETDEL", "d:nx"), ("GETDEL", "d:nx"),
+    ("CONFIG", "GET"), ("HELLO", "4"), ("AUTH", "x"), ("AUTH", "default", "x"), ("AUTH", "bob", "x"),
+    ("COMMAND", "LIST", "FILTERBY"), ("COMMAND", "LIST", "x"), ("CLIENT", "LIST", "TYPE", "bad"),
+    ("CLIENT", "LIST", "ID", "123456789"), ("CLIENT", "REPLY", "bad"),
+    ("CONFIG", "SET", "nosuchparameter", "1"), ("ECHO", ""), ("PING", "x"),
+    ("SELECT", "0"), ("GET",), ("SET", "a"), ("NOSUCH", "x", "y"),
+]
+
+RAW_DIFF = [
+    b"*1\r\n$3\r\nPINGX\r\n", b"*+1\r\n", b"*1\r\n$04\r\nPING\r\n", b"*01\r\n$4\r\nPING\r\n",
+    b'set "d:a b" "c d"\r\nget "d:a b"\r\n', b'echo "a\\x00b"\r\n', b"echo 'it\\'s'\r\n",
+    b'echo ""\r\n', b'echo "abc\r\n', b'echo "abc"x\r\n', b"*-5\r\nPING\r\n", b"*1\r\n$-1\r\n",
+    b"*1\r\n$+3\r\nPING\r\n", b"*0\r\nPING\r\n", b"\r\nPING\r\n",
+    b"CLIENT REPLY OFF\r\nPING\r\nCLIENT REPLY ON\r\nPING\r\nCLIENT REPLY SKIP\r\nPING\r\nPING\r\n",
+]
+
+
+def read_reply(f):
+    """One RESP2 reply from a socket file, as the raw bytes received."""
+    line = f.readline()
+    t = line[:1]
+    if t in (b"+", b"-", b":"):
+        return line
+    if t == b"$":
+        n = int(line[1:])
+        return line if n < 0 else line + f.read(n + 2)
+    if t == b"*":
+        n = int(line[1:])
+        return line + b"".join(read_reply(f) for _ in range(max(n, 0)))
+    raise AssertionError(f"not a reply: {line!r}")
+
+
+def test_same_replies_as_redis_server(server, redis_port):
+    """The script on one connection per server, each reply compared byte for byte."""
+    socks = [socket.create_connection(("127.0.0.1", p), timeout=10) for p in (server.port, redis_port)]
+    files = [s.makefile("rb") for s in socks]
+    try:
+        for cmd in DIFF_SCRIPT:
+            got = []
+            for s, f in zip(socks, files):
+                s.sendall(script(cmd))
+                got.append(read_reply(f))
+            assert got[0] == got[1], (cmd, got)
+    finally:
+        for f in files:
+            f.close()
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize("data", RAW_DIFF)
+def test_same_protocol_handling_as_redis_server(server, redis_port, data):
+    assert talk(server.port, data) == talk(redis_port, data)
