@@ -409,6 +409,7 @@ def _valid_name(b):
 
 def c_client(srv, conn, a):
     sub = bytes(a[1]).upper()
+    conn.lastcmd = b"CLIENT|" + sub          # shown as cmd=client|list, as Redis
     if sub == b"SETNAME" and len(a) == 3:
         name = bytes(a[2])
         if not _valid_name(name):
@@ -512,6 +513,7 @@ def memory_value(b):
 
 def c_config(srv, conn, a):
     sub = bytes(a[1]).upper()
+    conn.lastcmd = b"CONFIG|" + sub
     if sub == b"SET":
         if len(a) < 4 or len(a) % 2:
             raise CommandError("ERR wrong number of arguments for 'config|set' command")

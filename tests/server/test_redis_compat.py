@@ -281,3 +281,99 @@ def test_same_replies_as_redis_server(server, redis_port):
 @pytest.mark.parametrize("data", RAW_DIFF)
 def test_same_protocol_handling_as_redis_server(server, redis_port, data):
     assert talk(server.port, data) == talk(redis_port, data)
+
+
+# ---------------------------------------------------------------- commands through redis-py
+
+def test_string_commands_keep_or_drop_the_ttl(r):
+    r.set("t:a", "abc", ex=1000)
+    assert r.append("t:a", "def") == 6 and 990 <= r.ttl("t:a") <= 1000
+    assert r.setrange("t:a", 1, "X") == 6 and r.get("t:a") == b"aXcdef" and r.ttl("t:a") > 990
+    r.set("t:f", "1.5", ex=1000)
+    assert r.incrbyfloat("t:f", 1) == 2.5 and r.ttl("t:f") > 990
+    assert r.getset("t:a", "new") == b"aXcdef" and r.ttl("t:a") == -1
+    assert r.getex("t:a", ex=500) == b"new" and 490 <= r.ttl("t:a") <= 500
+    assert r.getex("t:a", persist=True) == b"new" and r.ttl("t:a") == -1
+    assert r.getex("t:a", pxat=int(time.time() * 1000) - 1) == b"new" and r.get("t:a") is None
+    r.set("t:r", "v", ex=1000)
+    assert r.rename("t:r", "t:r2") and r.get("t:r") is None and r.ttl("t:r2") > 990
+    assert r.copy("t:r2", "t:r3") and r.get("t:r3") == b"v" and r.ttl("t:r3") > 990
+    at = r.expiretime("t:r3")
+    assert abs(at - (time.time() + 1000)) < 5
+    assert abs(r.pexpiretime("t:r3") - at * 1000) < 1500
+
+
+def test_keys_and_touch(r):
+    for i in range(20):
+        r.set(f"kk:{i:02d}", i)
+    assert r.keys("kk:1*") == [b"kk:%02d" % i for i in range(10, 20)]
+    assert sorted(r.keys("kk:?5")) == [b"kk:05", b"kk:15"]
+    assert r.touch("kk:01", "kk:02", "kk:none") == 2
+    r.set("kk:exp", "v", px=1)
+    time.sleep(0.01)
+    assert r.keys("kk:exp") == []
+
+
+def test_time_and_object(r):
+    sec, us = r.time()
+    assert abs(sec + us / 1e6 - time.time()) < 5
+    r.set("ob:i", "123")
+    r.set("ob:s", "abc")
+    assert r.object("encoding", "ob:i") == b"int" and r.object("encoding", "ob:s") == b"embstr"
+    assert r.object("refcount", "ob:s") == 1 and r.object("encoding", "ob:none") is None
+
+
+def test_config_set_and_get(server):
+    c = redis.Redis(protocol=2, host="127.0.0.1", port=server.port, socket_timeout=10)
+    try:
+        old = c.config_get("maxmemory-clients")["maxmemory-clients"]
+        assert c.config_set("maxmemory-clients", "1gb")
+        assert c.config_get("maxmemory-clients") == {"maxmemory-clients": str(1 << 30)}
+        assert c.info("clients")["maxmemory_clients"] == 1 << 30
+        c.config_set("maxmemory-clients", old)
+        with pytest.raises(redis.ResponseError, match="Unknown option"):
+            c.config_set("nosuch", "1")
+        with pytest.raises(redis.ResponseError, match="argument couldn't be parsed"):
+            c.config_set("maxclients", "abc")
+    finally:
+        c.close()
+
+
+def test_client_kill_list_reply(server):
+    a = redis.Redis(protocol=2, host="127.0.0.1", port=server.port, socket_timeout=10)
+    b = redis.Redis(protocol=2, host="127.0.0.1", port=server.port, socket_timeout=10)
+    try:
+        bid = b.client_id()
+        lines = a.client_list(client_id=[bid])
+        assert len(lines) == 1 and lines[0]["id"] == str(bid)
+        assert "tot-mem" in lines[0] and "argv-mem" in lines[0]
+        assert " cmd=client|info " in a.execute_command("CLIENT", "INFO").decode()
+        assert " cmd=client|list " in a.execute_command("CLIENT", "LIST").decode()
+        assert a.client_kill_filter(_id=bid) == 1
+        assert b.ping()                          # redis-py reconnects: a new id
+        assert b.client_id() != bid
+        assert a.client_kill_filter(_id=10 ** 9) == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_info_cpu_and_commandstats(r):
+    r.ping()
+    info = r.info("everything")
+    assert "used_cpu_user" in info and "used_cpu_sys" in info
+    assert info["cmdstat_ping"]["calls"] >= 1
+    assert "cmdstat_ping" not in r.info()             # default sections leave commandstats out
+    assert r.info("keyspace")["keys_estimated"] == 1
+
+
+def test_command_list_filterby(r):
+    assert r.command_list(pattern="getr*") == [b"getrange"]
+    assert b"get" in r.command_list(category="read") and b"set" not in r.command_list(category="read")
+    assert r.command_list(module="x") == []
+
+
+def test_auth_default_without_a_password(server):
+    assert talk(server.port, script(("AUTH", "default", "anything"))) == b"+OK\r\n"
+    assert talk(server.port, script(("AUTH", "bob", "x"))).startswith(b"-WRONGPASS")
+    assert talk(server.port, script(("HELLO", "4"))) == b"-NOPROTO unsupported protocol version\r\n"
