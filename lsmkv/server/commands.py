@@ -23,7 +23,8 @@ from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefi
 from lsmkv.server.strings import STRING_COMMANDS
 
 SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
-__all__ = ["CommandError", "to_int", "COMMANDS", "dbsize_estimate"]
+HEAVY_KEYS = 10000              # a multi-key command with more keys runs on a thread (store.py)
+__all__ = ["CommandError", "to_int", "COMMANDS", "dbsize_estimate", "count_step", "HEAVY_KEYS"]
 
 
 def _lookup(db, key):
@@ -141,12 +142,30 @@ def _w_getdel(db, key, sync):
 
 def c_mget(srv, conn, a):
     # one batched lookup: each table is asked once about its keys, in key order
+    if len(a) > HEAVY_KEYS:
+        # a snapshot taken now (the reply is the state at arrival, as one atomic MGET),
+        # read on the reader thread in chunks, so the loop gets the GIL between them
+        return srv.store.read(mget_step, srv.db.snapshot(), a)
     return resp.array(srv.db.multi_get(a[1:]))
+
+
+def mget_step(snap, a):
+    """MGET's reply for a[1:] from snapshot snap, in chunks of HEAVY_KEYS keys; closes snap."""
+    try:
+        parts = [b"*%d\r\n" % (len(a) - 1)]
+        for i in range(1, len(a), HEAVY_KEYS):
+            for v in snap.multi_get(a[i:i + HEAVY_KEYS]):
+                parts.append(resp.NULL if v is None else b"$%d\r\n%b\r\n" % (len(v), v))
+        return b"".join(parts)
+    finally:
+        snap.close()
 
 
 def c_mset(srv, conn, a):
     if len(a) % 2 == 0:
         raise CommandError("ERR wrong number of arguments for 'mset' command")
+    if len(a) > HEAVY_KEYS:
+        return srv.store.write_heavy(_w_mset, srv.db, a, srv.store.sync)
     return srv.store.write(_w_mset, srv.db, a, srv.store.sync)
 
 
@@ -159,6 +178,8 @@ def _w_mset(db, a, sync):
 
 
 def c_del(srv, conn, a):
+    if len(a) > HEAVY_KEYS:
+        return srv.store.write_heavy(_w_del, srv.db, a[1:], srv.store.sync)
     return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync)
 
 
@@ -176,7 +197,14 @@ def _w_del(db, keys, sync):
 
 
 def c_exists(srv, conn, a):
-    get = srv.db.get
+    if len(a) > HEAVY_KEYS:
+        return srv.store.read(count_step, srv.db, a)
+    return count_step(srv.db, a)
+
+
+def count_step(db, a):
+    """How many of the keys a[1:] exist (EXISTS, TOUCH; a key named twice counts twice)."""
+    get = db.get
     return resp.integer(sum(1 for k in a[1:] if get(k) is not None))
 
 

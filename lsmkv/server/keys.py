@@ -69,7 +69,14 @@ def w_copy(db, src, dst, replace, sync):
 
 
 def c_touch(srv, conn, a):
-    get = srv.db.get
+    if len(a) > 10000:                        # commands.HEAVY_KEYS: on the reader thread
+        return srv.store.read(touch_step, srv.db, a)
+    return touch_step(srv.db, a)
+
+
+def touch_step(db, a):
+    """How many of the keys a[1:] exist."""
+    get = db.get
     return resp.integer(sum(1 for k in a[1:] if get(k) is not None))
 
 

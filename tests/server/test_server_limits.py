@@ -168,3 +168,40 @@ def test_a_million_argument_request_does_not_stall_others(tmp_path):
         print(f"PINGs during a 1M-argument upload: {len(lat)}, max {lat[-1] * 1000:.1f} ms, "
               f"median {lat[len(lat) // 2] * 1000:.2f} ms")
         assert len(lat) >= 3
+
+
+def test_commands_with_many_keys_run_off_the_loop(tmp_path):
+    """MGET/EXISTS/TOUCH/DEL/MSET with more than HEAVY_KEYS keys run on the store's
+    threads (MGET from a snapshot taken on arrival): the replies are right, and
+    another client's PINGs are answered while a 1M-key DEL runs."""
+    n = 30000
+    with ServerProcess(tmp_path / "db") as s:
+        c = redis.Redis(protocol=2, host="127.0.0.1", port=s.port, socket_timeout=60)
+        keys = [b"h%06d" % i for i in range(n)]
+        assert c.mset({k: k[::-1] for k in keys[::2]})
+        got = c.mget(keys)
+        assert got == [k[::-1] if i % 2 == 0 else None for i, k in enumerate(keys)]
+        assert c.exists(*keys) == n // 2 and c.touch(*keys) == n // 2
+        assert c.delete(*keys) == n // 2 and c.exists(*keys) == 0
+        big = resp.command(b"DEL", *[b"x%d" % i for i in range(1000000)])
+        done = threading.Event()
+        reply = {}
+
+        def run():
+            with connect(s.port) as d:
+                d.settimeout(120)
+                d.sendall(big)
+                reply["r"] = d.recv(100)
+            done.set()
+
+        t = threading.Thread(target=run)
+        t.start()
+        pings = 0
+        with connect(s.port) as p:
+            while not done.is_set():
+                p.sendall(b"PING\r\n")
+                assert p.recv(10) == b"+PONG\r\n"
+                pings += 1
+        t.join()
+        assert reply["r"] == b":0\r\n" and pings >= 3
+        c.close()
