@@ -6,7 +6,8 @@
 docs/server.md lists the commands, the memory design and the measurements.
 Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
 connection), store.py (engine calls off the loop when they could block),
-commands.py / admin.py (commands), scan.py (SCAN).
+commands.py / strings.py / keys.py / admin.py (commands), args.py (argument
+parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN).
 
 Thread safety: everything here runs on the event loop thread; engine calls that
 could wait run on the store's writer/reader threads (store.py).
