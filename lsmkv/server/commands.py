@@ -18,6 +18,8 @@ Redis does.
 """
 from lsmkv.server import expiry, resp
 from lsmkv.server.args import INT64_MAX, INT64_MIN, NOT_INT, OVERFLOW, SYNTAX, CommandError, to_int
+from lsmkv.server import hashes as hashmod
+from lsmkv.server.hashes import HASH_COMMANDS
 from lsmkv.server.keys import KEY_COMMANDS
 from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
 from lsmkv.server.strings import STRING_COMMANDS
@@ -179,18 +181,22 @@ def _w_mset(db, a, sync):
 
 def c_del(srv, conn, a):
     if len(a) > HEAVY_KEYS:
-        return srv.store.write_heavy(_w_del, srv.db, a[1:], srv.store.sync)
-    return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync)
+        return srv.store.write_heavy(_w_del, srv.db, a[1:], srv.store.sync, srv.hashes)
+    return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync, srv.hashes)
 
 
-def _w_del(db, keys, sync):
+def _w_del(db, keys, sync, hashes=False):
     seen = set()
     wb = db.write_batch()
     for k in keys:
         kb = bytes(k)
-        if kb not in seen and db.get(kb) is not None:
+        if kb in seen:
+            continue
+        if db.get(kb) is not None:
             seen.add(kb)
             wb.delete(kb)
+        elif hashes and hashmod.delete_hash(db, wb, kb):
+            seen.add(kb)
     if seen:
         db.write(wb, sync=sync)
     return resp.integer(len(seen))
@@ -198,18 +204,22 @@ def _w_del(db, keys, sync):
 
 def c_exists(srv, conn, a):
     if len(a) > HEAVY_KEYS:
-        return srv.store.read(count_step, srv.db, a)
-    return count_step(srv.db, a)
+        return srv.store.read(count_step, srv.db, a, srv.hashes)
+    return count_step(srv.db, a, srv.hashes)
 
 
-def count_step(db, a):
+def count_step(db, a, hashes=False):
     """How many of the keys a[1:] exist (EXISTS, TOUCH; a key named twice counts twice)."""
     get = db.get
+    if hashes:
+        return resp.integer(sum(1 for k in a[1:] if get(k) is not None or hashmod.is_hash(db, k)))
     return resp.integer(sum(1 for k in a[1:] if get(k) is not None))
 
 
 def c_type(srv, conn, a):
-    return b"+string\r\n" if srv.db.get(a[1]) is not None else b"+none\r\n"
+    if srv.db.get(a[1]) is not None:
+        return b"+string\r\n"
+    return b"+hash\r\n" if srv.hashes and hashmod.is_hash(srv.db, a[1]) else b"+none\r\n"
 
 
 # ---------------------------------------------------------------- counters
@@ -270,11 +280,14 @@ def _expire(srv, a, unit, name):
         raise CommandError("ERR GT and LT options at the same time are not compatible")
     # Redis's checks in integer ms, before the key is looked at (expiry.py)
     at = expiry.expire_at_ms(t, unit, expiry.now_ms(), name)
-    return srv.store.write(_w_expire, srv.db, a[1], at, flags, srv.store.sync)
+    return srv.store.write(_w_expire, srv.db, a[1], at, flags, srv.store.sync, srv.hashes)
 
 
-def _w_expire(db, key, at, flags, sync):
+def _w_expire(db, key, at, flags, sync, hashes=False):
     v, cur = _lookup(db, key)
+    if v is None and hashes:                 # a hash's TTL is its metadata key's
+        key = hashmod.meta_key(key)
+        v, cur = _lookup(db, key)
     if v is None:
         return resp.integer(0)
     now = expiry.now_ms()
@@ -291,6 +304,11 @@ def _w_expire(db, key, at, flags, sync):
             return resp.integer(0)
     ttl = expiry.ttl_seconds(at, now)
     if ttl <= 0:
+        if hashes and bytes(key).startswith(hashmod.META):
+            wb = db.write_batch()
+            hashmod.delete_hash(db, wb, bytes(key)[len(hashmod.META):])
+            db.write(wb, sync=sync)
+            return resp.integer(1)
         db.delete(key, sync=sync)
     else:
         db.put(key, v, ttl=ttl, sync=sync)
@@ -313,10 +331,12 @@ def c_pexpireat(srv, conn, a):
     return _expire(srv, a, b"PXAT", "pexpireat")
 
 
-def _pttl_ms(db, key):
+def _pttl_ms(db, key, hashes=False):
     try:
         t = db.ttl(key)
     except KeyError:
+        if hashes and hashmod.is_hash(db, key):
+            return _pttl_ms(db, hashmod.meta_key(key))
         return -2
     if t is None:
         return -1
@@ -324,20 +344,23 @@ def _pttl_ms(db, key):
 
 
 def c_ttl(srv, conn, a):
-    ms = _pttl_ms(srv.db, a[1])
+    ms = _pttl_ms(srv.db, a[1], srv.hashes)
     return resp.integer(ms if ms < 0 else (ms + 500) // 1000)
 
 
 def c_pttl(srv, conn, a):
-    return resp.integer(_pttl_ms(srv.db, a[1]))
+    return resp.integer(_pttl_ms(srv.db, a[1], srv.hashes))
 
 
 def c_persist(srv, conn, a):
-    return srv.store.write(_w_persist, srv.db, a[1], srv.store.sync)
+    return srv.store.write(_w_persist, srv.db, a[1], srv.store.sync, srv.hashes)
 
 
-def _w_persist(db, key, sync):
+def _w_persist(db, key, sync, hashes=False):
     v, t = _lookup(db, key)
+    if v is None and hashes:
+        key = hashmod.meta_key(key)
+        v, t = _lookup(db, key)
     if v is None or t is None:
         return resp.integer(0)
     db.put(key, v, sync=sync)
@@ -371,11 +394,11 @@ def c_scan(srv, conn, a):
             raise CommandError(SYNTAX)
         i += 2
     if count > SCAN_INLINE_MAX:
-        return srv.store.read(scan_step, srv.db, start, count, match, typ)
-    return scan_step(srv.db, start, count, match, typ)
+        return srv.store.read(scan_step, srv.db, start, count, match, typ, srv.hashes)
+    return scan_step(srv.db, start, count, match, typ, srv.hashes)
 
 
-def scan_step(db, start, count, match, typ):
+def scan_step(db, start, count, match, typ, hashes=False):
     """Up to `count` keys examined from `start` (None: the first key) in key order;
     the reply is [next cursor, matching keys]. MATCH's literal prefix bounds the
     range read, so a prefix scan never walks keys outside it."""
@@ -387,19 +410,18 @@ def scan_step(db, start, count, match, typ):
     keys = []
     nxt = None
     examined = 0
-    it = db.keys(lo, hi)
+    it = hashmod.keyspace(db, lo, hi, hashes)
     try:
-        for k in it:
+        for k, is_hash in it:
             if examined == count:
                 nxt = k
                 break
             examined += 1
-            if regex is None or regex.fullmatch(k):
+            if (regex is None or regex.fullmatch(k)) and (
+                    typ is None or typ == (b"hash" if is_hash else b"string")):
                 keys.append(k)
     finally:
         it.close()
-    if typ is not None and typ != b"string":
-        keys = []
     cursor = b"0" if nxt is None else encode_cursor(nxt)
     return b"*2\r\n$%d\r\n%b\r\n" % (len(cursor), cursor) + resp.array(keys)
 
@@ -449,4 +471,11 @@ COMMANDS = {
     b"DBSIZE": (c_dbsize, 1, ("readonly", "fast"), 0, 0, 0),
     **STRING_COMMANDS,
     **KEY_COMMANDS,
+    **HASH_COMMANDS,
 }
+
+# commands on string values: with hashes in the database, a key argument holding a hash is
+# WRONGTYPE (checked by Server.execute before the command runs; see hashes.py)
+STRING_TYPED = [b"GET", b"SET", b"SETNX", b"SETEX", b"PSETEX", b"GETDEL", b"MSET", b"MSETNX",
+                b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"INCRBYFLOAT", b"GETEX", b"GETSET",
+                b"STRLEN", b"GETRANGE", b"SUBSTR", b"SETRANGE", b"APPEND"]

@@ -2,9 +2,17 @@
 TOUCH, EXPIRETIME, PEXPIRETIME, OBJECT (ENCODING, REFCOUNT, IDLETIME, FREQ,
 HELP). Conventions as lsmkv/server/commands.py. RENAME and COPY carry the TTL,
 as Redis; each is one write step and one atomic write batch."""
-from lsmkv.server import expiry, resp
+from lsmkv.server import expiry, hashes, resp
 from lsmkv.server.args import SYNTAX, CommandError, to_int
 from lsmkv.server.scan import compile_match, prefix_stop
+
+NO_HASH_MOVE = "ERR RENAME and COPY of a hash are not supported by lsmkv serve"
+
+
+def no_hash(srv, *keys):
+    """RENAME/COPY refuse hashes (docs/server.md, Hashes)."""
+    if srv.hashes and any(hashes.is_hash(srv.db, k) for k in keys):
+        raise CommandError(NO_HASH_MOVE)
 
 
 
@@ -15,10 +23,12 @@ def lookup(db, key):
 
 
 def c_rename(srv, conn, a):
+    no_hash(srv, a[1], a[2])
     return srv.store.write(w_rename, srv.db, a[1], a[2], False, srv.store.sync)
 
 
 def c_renamenx(srv, conn, a):
+    no_hash(srv, a[1], a[2])
     return srv.store.write(w_rename, srv.db, a[1], a[2], True, srv.store.sync)
 
 
@@ -54,6 +64,7 @@ def c_copy(srv, conn, a):
             i += 2
         else:
             raise CommandError(SYNTAX)
+    no_hash(srv, a[1], a[2])
     return srv.store.write(w_copy, srv.db, a[1], a[2], replace, srv.store.sync)
 
 
@@ -70,34 +81,38 @@ def w_copy(db, src, dst, replace, sync):
 
 def c_touch(srv, conn, a):
     if len(a) > 10000:                        # commands.HEAVY_KEYS: on the reader thread
-        return srv.store.read(touch_step, srv.db, a)
-    return touch_step(srv.db, a)
+        return srv.store.read(touch_step, srv.db, a, srv.hashes)
+    return touch_step(srv.db, a, srv.hashes)
 
 
-def touch_step(db, a):
+def touch_step(db, a, with_hashes=False):
     """How many of the keys a[1:] exist."""
     get = db.get
-    return resp.integer(sum(1 for k in a[1:] if get(k) is not None))
+    return resp.integer(sum(1 for k in a[1:] if get(k) is not None
+                            or (with_hashes and hashes.is_hash(db, k))))
 
 
 def c_keys(srv, conn, a):
-    return srv.store.read(keys_step, srv.db, bytes(a[1]))
+    return srv.store.read(keys_step, srv.db, bytes(a[1]), srv.hashes)
 
 
-def keys_step(db, pattern):
+def keys_step(db, pattern, with_hashes=False):
     """Every live key matching pattern, in key order (its literal prefix bounds the range)."""
     regex, prefix = compile_match(pattern)
-    it = db.keys(prefix or None, prefix_stop(prefix) if prefix else None)
+    it = hashes.keyspace(db, prefix or None, prefix_stop(prefix) if prefix else None, with_hashes)
     try:
-        out = [k for k in it if regex is None or regex.fullmatch(k)]
+        out = [k for k, _ in it if regex is None or regex.fullmatch(k)]
     finally:
         it.close()
     return resp.array(out)
 
 
 def _expiretime(srv, a, unit_ms):
+    key = a[1]
+    if srv.hashes and srv.db.get(key) is None and hashes.is_hash(srv.db, key):
+        key = hashes.meta_key(key)
     try:
-        t = srv.db.ttl(a[1])
+        t = srv.db.ttl(key)
     except KeyError:
         return resp.integer(-2)
     if t is None:
@@ -148,6 +163,10 @@ def c_object(srv, conn, a):
     if len(a) != (2 if sub == b"HELP" else 3):
         raise CommandError(f"ERR wrong number of arguments for 'object|{sub.decode().lower()}' command")
     v = srv.db.get(a[2])
+    if v is None and srv.hashes and hashes.is_hash(srv.db, a[2]):
+        if sub == b"ENCODING":
+            return resp.bulk(b"hashtable")
+        v = b""
     if v is None:
         return resp.NULL
     if sub == b"ENCODING":

@@ -28,7 +28,8 @@ from lsmkv.server.bufpool import BufferPool
 from lsmkv.errors import LsmkvError
 from lsmkv.server.admin import ADMIN_COMMANDS, NO_AUTH
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
-from lsmkv.server.commands import CommandError
+from lsmkv.server.commands import STRING_TYPED, CommandError
+from lsmkv.server.hashes import any_hashes, type_error_keys
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.store import FSYNC_POLICIES, Store
 
@@ -79,7 +80,10 @@ class Server:
         self.servers = []
         self.done = loop.create_future()
         self.shutdown_reason = None
+        self.hashes = any_hashes(db)           # any hash in the DB: string commands check types
         table = {**DATA_COMMANDS, **ADMIN_COMMANDS}
+        # string commands' key positions (first, last, step), for the WRONGTYPE check
+        self.string_keys = {n: table[n][3:6] for n in STRING_TYPED}
         # name -> (handler, arity, allowed before AUTH)
         self.table = {n: (s[0], s[1], n in NO_AUTH) for n, s in table.items()}
 
@@ -108,6 +112,10 @@ class Server:
         conn.lastcmd = name
         mode = conn.reply_mode
         try:
+            if self.hashes:
+                keys = self.string_keys.get(name)
+                if keys is not None:
+                    type_error_keys(self.db, args, *keys)
             r = fn(self, conn, args)
         except CommandError as e:
             r = resp.error(str(e))

@@ -229,6 +229,22 @@ DIFF_SCRIPT = [
     ("SET", "d:e", "v", "EX", "0"), ("SET", "d:e", "v", "PX", "100", "EX", "3"),
     ("SET", "d:nx", "1", "NX"), ("SET", "d:nx", "2", "NX"), ("SET", "d:nx", "3", "XX", "GET"),
     ("TYPE", "d:nx"), ("TYPE", "d:none"), ("GETDEL", "d:nx"), ("GETDEL", "d:nx"),
+    ("HSET", "d:h", "a", "1", "b", "2"), ("HSET", "d:h", "b", "3", "c", "4"), ("HGET", "d:h", "b"),
+    ("HGET", "d:h", "zz"), ("HGET", "d:none", "a"), ("HMGET", "d:h", "a", "zz", "c"), ("HLEN", "d:h"),
+    ("HEXISTS", "d:h", "a"), ("HEXISTS", "d:h", "zz"), ("HSTRLEN", "d:h", "a"),
+    ("HGETALL", "d:h"), ("HKEYS", "d:h"), ("HVALS", "d:h"), ("HGETALL", "d:none"),
+    ("HINCRBY", "d:h", "a", "10"), ("HINCRBY", "d:h", "new", "-3"), ("HINCRBY", "d:h", "a", "x"),
+    ("HSET", "d:h", "s", "str"), ("HINCRBY", "d:h", "s", "1"),
+    ("HINCRBY", "d:h", "a", "9223372036854775807"), ("HSETNX", "d:h", "a", "9"), ("HSETNX", "d:h", "q", "9"),
+    ("HMSET", "d:h", "m", "1"), ("HSET", "d:h", "a"), ("HSET", "d:h"),
+    ("HDEL", "d:h", "a", "a", "zz"), ("HLEN", "d:h"), ("TYPE", "d:h"), ("EXISTS", "d:h"),
+    ("GET", "d:h"), ("INCR", "d:h"), ("APPEND", "d:h", "x"), ("STRLEN", "d:h"), ("SET", "d:str", "v"),
+    ("HSET", "d:str", "a", "1"), ("HGET", "d:str", "a"), ("HLEN", "d:str"), ("HGETALL", "d:str"),
+    ("MGET", "d:h", "d:str"), ("TTL", "d:h"), ("EXPIRE", "d:h", "100"), ("TTL", "d:h"),
+    ("PERSIST", "d:h"), ("TTL", "d:h"), ("KEYS", "d:h"),
+    ("HSET", "d:h2", "x", "1"), ("HDEL", "d:h2", "x"), ("EXISTS", "d:h2"), ("TYPE", "d:h2"),
+    ("HSET", "d:h3", "x", "1"), ("DEL", "d:h3"), ("HGET", "d:h3", "x"), ("HSET", "d:h3", "y", "2"),
+    ("HGETALL", "d:h3"), ("EXPIRE", "d:h3", "-1"), ("EXISTS", "d:h3"), ("HGETALL", "d:h3"),
     ("CONFIG", "GET"), ("HELLO", "4"), ("AUTH", "x"), ("AUTH", "default", "x"), ("AUTH", "bob", "x"),
     ("COMMAND", "LIST", "FILTERBY"), ("COMMAND", "LIST", "x"), ("CLIENT", "LIST", "TYPE", "bad"),
     ("CLIENT", "LIST", "ID", "123456789"), ("CLIENT", "REPLY", "bad"),
@@ -377,3 +393,46 @@ def test_auth_default_without_a_password(server):
     assert talk(server.port, script(("AUTH", "default", "anything"))) == b"+OK\r\n"
     assert talk(server.port, script(("AUTH", "bob", "x"))).startswith(b"-WRONGPASS")
     assert talk(server.port, script(("HELLO", "4"))) == b"-NOPROTO unsupported protocol version\r\n"
+
+
+def test_hashes_through_redis_py(r):
+    assert r.hset("hh:1", mapping={"b": "2", "a": "1"}) == 2
+    assert r.hgetall("hh:1") == {b"a": b"1", b"b": b"2"}
+    assert r.hincrby("hh:1", "c", 5) == 5 and r.hlen("hh:1") == 3
+    cursor, seen = 0, {}
+    while True:
+        cursor, part = r.hscan("hh:1", cursor, count=1)
+        seen.update(part)
+        if cursor == 0:
+            break
+    assert seen == {b"a": b"1", b"b": b"2", b"c": b"5"}
+    assert r.hscan("hh:1", 0, match="[ab]", count=100) == (0, {b"a": b"1", b"b": b"2"})
+    r.set("hh:s", "v")
+    assert sorted(k for k in r.scan_iter(match="hh:*")) == [b"hh:1", b"hh:s"]
+    assert r.scan(0, match="hh:*", _type="hash", count=1000)[1] == [b"hh:1"]
+    assert r.scan(0, match="hh:*", _type="string", count=1000)[1] == [b"hh:s"]
+    assert r.keys("hh:*") == [b"hh:1", b"hh:s"]
+    assert r.expire("hh:1", 100) and 99 <= r.ttl("hh:1") <= 100 and r.hget("hh:1", "a") == b"1"
+    assert r.hset("hh:1", "d", "4") == 1 and r.ttl("hh:1") >= 99        # HSET keeps the TTL
+    r.pexpire("hh:1", 1)
+    time.sleep(0.01)
+    assert r.exists("hh:1") == 0 and r.hgetall("hh:1") == {} and r.hlen("hh:1") == 0
+    assert r.hset("hh:1", "z", "9") == 1 and r.hgetall("hh:1") == {b"z": b"9"}   # a new version
+    with pytest.raises(redis.ResponseError, match="not supported"):
+        r.rename("hh:1", "hh:2")
+    assert r.delete("hh:1", "hh:s") == 2 and r.keys("hh:*") == []
+    # no internal key is ever visible
+    assert all(not k.startswith(b"\xff\x00lsmkv") for k in r.scan_iter(count=1000))
+
+
+def test_hashes_survive_a_restart_and_keep_types(tmp_path):
+    with ServerProcess(tmp_path / "db") as s:
+        c = redis.Redis(protocol=2, host="127.0.0.1", port=s.port, socket_timeout=10)
+        c.hset("h", "f", "v")
+        c.close()
+    with ServerProcess(tmp_path / "db") as s:       # a fresh server finds the hashes at startup
+        c = redis.Redis(protocol=2, host="127.0.0.1", port=s.port, socket_timeout=10)
+        assert c.type("h") == b"hash" and c.hget("h", "f") == b"v"
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            c.get("h")
+        c.close()
