@@ -476,6 +476,9 @@ COMMANDS = {
 
 # commands on string values: with hashes in the database, a key argument holding a hash is
 # WRONGTYPE (checked by Server.execute before the command runs; see hashes.py)
-STRING_TYPED = [b"GET", b"SET", b"SETNX", b"SETEX", b"PSETEX", b"GETDEL", b"MSET", b"MSETNX",
+STRING_TYPED = [b"GET", b"SETNX", b"GETDEL", b"MSETNX",
                 b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"INCRBYFLOAT", b"GETEX", b"GETSET",
                 b"STRLEN", b"GETRANGE", b"SUBSTR", b"SETRANGE", b"APPEND"]
+# commands that replace a key of any type, as Redis (a hash is deleted first; SET NX/GET on one
+# reply nil/WRONGTYPE): Server.execute
+REPLACING = [b"SET", b"SETEX", b"PSETEX", b"MSET"]

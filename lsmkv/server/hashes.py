@@ -373,6 +373,22 @@ def keyspace(db, lo, hi, hashes):
             it.close()
 
 
+def hash_keys(db, a, first, last, step):
+    """The key arguments of a command that hold a hash."""
+    end = len(a) if last < 0 else last + 1
+    return [bytes(a[i]) for i in range(first, end, step)
+            if db.get(a[i]) is None and db.get(META + bytes(a[i])) is not None]
+
+
+def w_drop_hashes(db, keys, sync):
+    """The write step that deletes hashes before SET/SETEX/PSETEX/MSET replace them."""
+    wb = db.write_batch()
+    for k in keys:
+        delete_hash(db, wb, k)
+    db.write(wb, sync=sync)
+    return resp.OK
+
+
 def type_error_keys(db, a, first, last, step):
     """WRONGTYPE if any key argument of a string command holds a hash."""
     end = len(a) if last < 0 else last + 1

@@ -28,8 +28,9 @@ from lsmkv.server.bufpool import BufferPool
 from lsmkv.errors import LsmkvError
 from lsmkv.server.admin import ADMIN_COMMANDS, NO_AUTH
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
-from lsmkv.server.commands import STRING_TYPED, CommandError
-from lsmkv.server.hashes import any_hashes, type_error_keys
+from lsmkv.server.args import WRONGTYPE
+from lsmkv.server.commands import REPLACING, STRING_TYPED, CommandError
+from lsmkv.server.hashes import any_hashes, hash_keys, type_error_keys, w_drop_hashes
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.store import FSYNC_POLICIES, Store
 
@@ -84,6 +85,7 @@ class Server:
         table = {**DATA_COMMANDS, **ADMIN_COMMANDS}
         # string commands' key positions (first, last, step), for the WRONGTYPE check
         self.string_keys = {n: table[n][3:6] for n in STRING_TYPED}
+        self.replacing = {n: table[n][3:6] for n in REPLACING}
         # name -> (handler, arity, allowed before AUTH)
         self.table = {n: (s[0], s[1], n in NO_AUTH) for n, s in table.items()}
 
@@ -113,9 +115,9 @@ class Server:
         mode = conn.reply_mode
         try:
             if self.hashes:
-                keys = self.string_keys.get(name)
-                if keys is not None:
-                    type_error_keys(self.db, args, *keys)
+                r, args = self.check_types(name, args)
+                if r is not None:
+                    return r
             r = fn(self, conn, args)
         except CommandError as e:
             r = resp.error(str(e))
@@ -124,6 +126,35 @@ class Server:
         if mode or conn.reply_mode:
             return self.quiet(conn, mode, r)
         return r
+
+    def check_types(self, name, args):
+        """With hashes in the DB: WRONGTYPE for a string command on a hash; for a
+        command that replaces a key (SET, SETEX, PSETEX, MSET), the hash is deleted
+        first by a write step queued before the command's own (SET NX: nil, SET GET:
+        WRONGTYPE, SET XX: replaced, as Redis). Returns (a reply to send instead or
+        None to go on, the arguments to run)."""
+        keys = self.string_keys.get(name)
+        if keys is not None:
+            if name in (b"SETNX", b"MSETNX"):  # a hash is a key that exists: 0, as Redis
+                return (resp.integer(0) if hash_keys(self.db, args, *keys) else None), args
+            type_error_keys(self.db, args, *keys)
+            return None, args
+        keys = self.replacing.get(name)
+        if keys is None:
+            return None, args
+        found = hash_keys(self.db, args, *keys)
+        if not found:
+            return None, args
+        if name == b"SET":
+            opts = {bytes(x).upper() for x in args[3:]}
+            if b"GET" in opts:
+                raise CommandError(WRONGTYPE)
+            if b"NX" in opts:
+                return resp.NULL, args
+            if b"XX" in opts:                  # the key exists (as a hash): XX is met
+                args = args[:3] + [x for x in args[3:] if bytes(x).upper() != b"XX"]
+        self.store.write(w_drop_hashes, self.db, found, self.store.sync)
+        return None, args
 
     def quiet(self, conn, mode, r):
         """CLIENT REPLY: r, or nothing when replies are off (mode 1) or this one is
