@@ -22,6 +22,7 @@ import resource
 import signal
 import sys
 import time
+from time import perf_counter_ns
 
 from lsmkv.server import resp
 from lsmkv.server.bufpool import BufferPool
@@ -104,15 +105,20 @@ class Server:
                 return unknown_command(args)
         fn, arity, noauth = spec
         n = len(args)
+        st = self.calls.get(name)
+        if st is None:
+            st = self.calls[name] = [0, 0, 0, 0]    # calls, ns, failed, rejected (commandstats)
         if n != arity and (arity > 0 or n < -arity):
+            st[3] += 1
             return resp.error(f"ERR wrong number of arguments for '{name.decode().lower()}' command")
         if not conn.authed and not noauth:
+            st[3] += 1
             return b"-NOAUTH Authentication required.\r\n"
         self.commands += 1
-        calls = self.calls
-        calls[name] = calls.get(name, 0) + 1
+        st[0] += 1
         conn.lastcmd = name
         mode = conn.reply_mode
+        t0 = perf_counter_ns()
         try:
             if self.hashes:
                 r, args = self.check_types(name, args)
@@ -123,6 +129,10 @@ class Server:
             r = resp.error(str(e))
         except Exception as e:
             r = self.engine_error(e)
+        # time on the loop (a write step run on the writer thread is not in it)
+        st[1] += perf_counter_ns() - t0
+        if r.__class__ is bytes and r[:1] == b"-":
+            st[2] += 1
         if mode or conn.reply_mode:
             return self.quiet(conn, mode, r)
         return r

@@ -384,7 +384,13 @@ def test_info_cpu_and_commandstats(r):
     r.ping()
     info = r.info("everything")
     assert "used_cpu_user" in info and "used_cpu_sys" in info
-    assert info["cmdstat_ping"]["calls"] >= 1
+    assert info["cmdstat_ping"]["calls"] >= 1 and info["cmdstat_ping"]["usec"] >= 0
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("INCRBY", "cs:k", "x")
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("INCRBY", "cs:k")
+    st = r.info("commandstats")["cmdstat_incrby"]
+    assert st["failed_calls"] >= 1 and st["rejected_calls"] >= 1
     assert "cmdstat_ping" not in r.info()             # default sections leave commandstats out
     assert r.info("keyspace")["keys_estimated"] == 1
 
