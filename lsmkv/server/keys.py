@@ -180,7 +180,42 @@ def c_object(srv, conn, a):
                        "data will take some time to adjust.")
 
 
+FLUSH_BATCH = 10000          # deletions per write batch of FLUSHDB
+
+
+def c_flushdb(srv, conn, a):
+    for x in a[1:]:
+        if bytes(x).upper() not in (b"ASYNC", b"SYNC"):
+            raise CommandError(SYNTAX)
+    if len(a) > 2:
+        raise CommandError(SYNTAX)
+    srv.hashes = False
+    return srv.store.write_heavy(w_flush, srv.db, srv.store.sync)
+
+
+def w_flush(db, sync):
+    """FLUSHDB's write step (writer thread): every key deleted, in batches. Without
+    range deletion in the engine this writes one tombstone per key (O(keys))."""
+    it = db.keys()
+    try:
+        wb = db.write_batch()
+        n = 0
+        for k in it:
+            wb.delete(k)
+            n += 1
+            if n % FLUSH_BATCH == 0:
+                db.write(wb, sync=sync)
+                wb = db.write_batch()
+        if n % FLUSH_BATCH:
+            db.write(wb, sync=sync)
+    finally:
+        it.close()
+    return resp.OK
+
+
 KEY_COMMANDS = {
+    b"FLUSHDB": (c_flushdb, -1, ("write",), 0, 0, 0),
+    b"FLUSHALL": (c_flushdb, -1, ("write",), 0, 0, 0),
     b"RENAME": (c_rename, 3, ("write",), 1, 2, 1),
     b"RENAMENX": (c_renamenx, 3, ("write", "fast"), 1, 2, 1),
     b"COPY": (c_copy, -3, ("write", "denyoom"), 1, 2, 1),

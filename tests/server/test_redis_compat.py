@@ -448,3 +448,17 @@ def test_hashes_survive_a_restart_and_keep_types(tmp_path):
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             c.get("h")
         c.close()
+
+
+def test_flushdb(tmp_path):
+    with ServerProcess(tmp_path / "db") as s:
+        c = redis.Redis(protocol=2, host="127.0.0.1", port=s.port, socket_timeout=30)
+        c.mset({f"f:{i}": i for i in range(25000)})
+        c.hset("f:h", mapping={"a": 1, "b": 2})
+        assert c.flushdb() and c.keys("*") == [] and c.hgetall("f:h") == {}
+        assert c.execute_command("FLUSHALL", "ASYNC") and c.get("f:1") is None
+        with pytest.raises(redis.ResponseError, match="syntax error"):
+            c.execute_command("FLUSHDB", "NOW")
+        c.set("after", "1")
+        assert c.keys("*") == [b"after"]
+        c.close()
