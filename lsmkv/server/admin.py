@@ -7,6 +7,7 @@ Handlers follow lsmkv/server/commands.py's convention (handler(srv, conn, args)
 import fnmatch
 import hmac
 import os
+import resource
 import time
 
 from lsmkv.server import resp
@@ -33,11 +34,16 @@ def c_echo(srv, conn, a):
 def c_auth(srv, conn, a):
     if len(a) > 3:
         raise CommandError(SYNTAX_ERR)
-    if not srv.requirepass:
-        raise CommandError("ERR AUTH <password> called without any password configured for the "
-                           "default user. Are you sure your configuration is correct?")
     user = bytes(a[1]) if len(a) == 3 else b"default"
     pw = bytes(a[-1])
+    if not srv.requirepass:
+        if len(a) == 2:
+            raise CommandError("ERR AUTH <password> called without any password configured for the "
+                               "default user. Are you sure your configuration is correct?")
+        if user == b"default":              # Redis 7: the default user is 'nopass'
+            conn.authed = True
+            return resp.OK
+        raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
     if user == b"default" and hmac.compare_digest(pw, srv.requirepass):
         conn.authed = True
         return resp.OK
@@ -54,8 +60,8 @@ def c_hello(srv, conn, a):
             ver = to_int(a[1])
         except CommandError:
             raise CommandError("ERR Protocol version is not an integer or out of range") from None
-        if ver != 2:
-            raise CommandError("NOPROTO sorry, this protocol version is not supported.")
+        if ver != 2:                         # RESP3 is not spoken (Redis: 2 and 3)
+            raise CommandError("NOPROTO unsupported protocol version")
     i = 2
     name = None
     while i < len(a):
@@ -79,6 +85,11 @@ def c_hello(srv, conn, a):
     return resp.encode([b"server", b"redis", b"version", REDIS_VERSION.encode(), b"proto", 2,
                         b"id", conn.id, b"mode", b"standalone", b"role", b"master",
                         b"modules", []])
+
+
+def c_time(srv, conn, a):
+    us = time.time_ns() // 1000
+    return resp.array([b"%d" % (us // 1000000), b"%d" % (us % 1000000)])
 
 
 def c_select(srv, conn, a):
@@ -138,7 +149,9 @@ def info_sections(srv):
     sections["clients"] = [
         ("connected_clients", len(srv.conns)), ("maxclients", srv.maxclients),
         ("blocked_clients", sum(1 for c in srv.conns.values() if c.blocked)),
-        ("clients_holding_buffers", sum(1 for c in srv.conns.values() if c.buf is not None))]
+        ("clients_holding_buffers", sum(1 for c in srv.conns.values() if c.buf is not None)),
+        ("clients_query_memory", srv.clients_mem), ("maxmemory_clients", srv.maxmemory_clients),
+        ("client_query_buffer_limit", srv.query_buffer_limit)]
     sections["memory"] = [
         ("used_memory", mu["total"] + pool["held_bytes"] + pool["out_bytes"]),
         ("used_memory_rss", rss), ("used_memory_engine", mu["total"]),
@@ -168,6 +181,7 @@ def info_sections(srv):
         ("total_commands_processed", srv.commands),
         ("rejected_connections", srv.rejected_connections),
         ("protocol_errors", srv.protocol_errors), ("internal_errors", srv.internal_errors),
+        ("evicted_clients", srv.evicted_clients),
         ("keyspace_hits", st["get_hits"]), ("keyspace_misses", st["gets"] - st["get_hits"]),
         ("engine_puts", st["puts"]), ("engine_deletes", st["deletes"]),
         ("inline_writes", store["inline_writes"]), ("offloaded_writes", store["offloaded_writes"]),
@@ -176,20 +190,36 @@ def info_sections(srv):
         ("block_cache_hits", cache.get("hits", 0)), ("block_cache_misses", cache.get("misses", 0)),
         ("zero_copy_gets", st["view_pins"]),
         ("pinned_block_bytes", cache.get("pinned_bytes", 0))]
-    sections["keyspace"] = [("db0", f"keys={dbsize_estimate(db)},expires=0,avg_ttl=0")]
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rc = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sections["cpu"] = [
+        ("used_cpu_sys", f"{ru.ru_stime:.6f}"), ("used_cpu_user", f"{ru.ru_utime:.6f}"),
+        ("used_cpu_sys_children", f"{rc.ru_stime:.6f}"), ("used_cpu_user_children", f"{rc.ru_utime:.6f}")]
+    # usec is the time on the event loop (a write step run on the writer thread is not in it)
+    sections["commandstats"] = [
+        (f"cmdstat_{n.decode('latin-1').lower()}",
+         f"calls={c},usec={ns // 1000},usec_per_call={ns / 1000 / c if c else 0:.2f},"
+         f"rejected_calls={rej},failed_calls={fail}")
+        for n, (c, ns, fail, rej) in sorted(srv.calls.items())]
+    # DBSIZE is an estimate (docs/server.md: "DBSIZE is an estimate"): said here too
+    sections["keyspace"] = [("db0", f"keys={dbsize_estimate(db)},expires=0,avg_ttl=0"),
+                            ("keys_estimated", 1)]
     return sections
 
 
 def info_text(srv, names):
     sections = info_sections(srv)
     want = [n.lower() for n in names]
-    if not want or any(n in ("all", "everything", "default") for n in want):
+    if any(n in ("all", "everything") for n in want):
         want = list(sections)
+    elif not want or "default" in want:
+        want = [n for n in sections if n != "commandstats"]
     out = []
     for name in want:
         if name not in sections:
             continue
-        out.append(f"# {name.capitalize()}")
+        out.append("# Commandstats" if name == "commandstats" else
+                   "# CPU" if name == "cpu" else f"# {name.capitalize()}")
         out.extend(f"{k}:{v}" for k, v in sections[name])
         out.append("")
     return "\r\n".join(out).encode()
@@ -221,11 +251,41 @@ def c_command(srv, conn, a):
         return resp.encode([_command_info(bytes(x).upper(), table[bytes(x).upper()])
                             if bytes(x).upper() in table else None for x in a[2:]])
     if sub == b"LIST":
-        return resp.encode([n.lower() for n in table])
+        return resp.encode(command_list(table, a[2:]))
     if sub == b"DOCS":
         return resp.EMPTY_ARRAY
     raise CommandError(f"ERR unknown subcommand '{bytes(a[1]).decode('utf-8', 'replace')}'. "
                        f"Try COMMAND HELP.")
+
+
+def command_list(table, opts):
+    """COMMAND LIST [FILTERBY MODULE name | ACLCAT cat | PATTERN pattern]."""
+    names = [n.lower() for n in table]
+    if not opts:
+        return names
+    if len(opts) != 3 or bytes(opts[0]).upper() != b"FILTERBY":
+        raise CommandError(SYNTAX_ERR)
+    kind = bytes(opts[1]).upper()
+    arg = bytes(opts[2]).decode("utf-8", "replace")
+    if kind == b"PATTERN":
+        return [n for n in names if fnmatch.fnmatchcase(n.decode(), arg.lower())]
+    if kind == b"MODULE":
+        return []
+    if kind == b"ACLCAT":
+        test = ACL_CATEGORIES.get(arg.lower())
+        if test is None:
+            return []
+        return [n.lower() for n, spec in table.items() if test(spec[2])]
+    raise CommandError(SYNTAX_ERR)
+
+
+ACL_CATEGORIES = {       # category -> its test on a command's flags (a subset of Redis's)
+    "read": lambda f: "readonly" in f,
+    "write": lambda f: "write" in f,
+    "fast": lambda f: "fast" in f,
+    "slow": lambda f: "fast" not in f,
+    "admin": lambda f: "admin" in f,
+}
 
 
 # ---------------------------------------------------------------- CLIENT
@@ -241,12 +301,100 @@ def client_line(srv, c, now):
         laddr = _fmt_addr(c.tr.get_extra_info("sockname"))
         sock = c.tr.get_extra_info("socket")
         fd = sock.fileno() if sock is not None else -1
+    argv = c.frame.size if c.frame is not None else 0
+    omem = c.tr.get_write_buffer_size() if c.tr is not None else 0
+    rbs = len(c.buf) if c.buf is not None else 0
     return (f"id={c.id} addr={addr} laddr={laddr} fd={fd} name={name} "
             f"age={int(now - c.created)} idle={int(now - c.last)} flags=N db=0 sub=0 psub=0 "
-            f"ssub=0 multi=-1 qbuf={qbuf} qbuf-free={qfree} argv-mem=0 multi-mem=0 rbs="
-            f"{len(c.buf) if c.buf is not None else 0} rbp=0 obl=0 oll=0 omem="
-            f"{c.tr.get_write_buffer_size() if c.tr is not None else 0} events=r "
+            f"ssub=0 multi=-1 qbuf={qbuf} qbuf-free={qfree} argv-mem={argv} multi-mem=0 rbs="
+            f"{rbs} rbp={c.end if c.buf is not None else 0} obl=0 oll=0 omem={omem} "
+            f"tot-mem={rbs + argv + omem + CLIENT_BASE_MEM} events=r "
             f"cmd={c.lastcmd.decode('latin-1').lower()} user=default redir=-1 resp=2")
+
+
+CLIENT_BASE_MEM = 512       # a connection object and its transport, about (docs/server.md)
+
+
+def client_filter(srv, opts):
+    """The connections CLIENT LIST [TYPE type] [ID id ...] selects."""
+    conns = list(srv.conns.values())
+    if not opts:
+        return conns
+    kind = bytes(opts[0]).upper()
+    if kind == b"TYPE" and len(opts) == 2:
+        t = bytes(opts[1]).lower()
+        if t not in (b"normal", b"master", b"replica", b"slave", b"pubsub"):
+            raise CommandError(f"ERR Unknown client type '{bytes(opts[1]).decode('utf-8', 'replace')}'")
+        return conns if t == b"normal" else []
+    if kind == b"ID" and len(opts) >= 2:
+        ids = []
+        for x in opts[1:]:
+            n = to_int(x, "ERR Invalid client ID")
+            if n <= 0:
+                raise CommandError("ERR Invalid client ID")
+            ids.append(n)
+        return [srv.conns[i] for i in ids if i in srv.conns]
+    raise CommandError(SYNTAX_ERR)
+
+
+def client_kill(srv, conn, opts):
+    """CLIENT KILL addr | CLIENT KILL [ID id] [ADDR addr] [LADDR addr] [SKIPME yes/no]."""
+    if len(opts) == 1:                              # the old form: one address, an error if none
+        addr = bytes(opts[0]).decode("utf-8", "replace")
+        for c in list(srv.conns.values()):
+            if c.tr is not None and _fmt_addr(c.tr.get_extra_info("peername")) == addr:
+                _kill(c, conn)
+                return resp.OK
+        raise CommandError("ERR No such client")
+    if not opts or len(opts) % 2:
+        raise CommandError(SYNTAX_ERR)
+    want_id = addr = laddr = None
+    skipme = True
+    for i in range(0, len(opts), 2):
+        k, v = bytes(opts[i]).upper(), bytes(opts[i + 1])
+        if k == b"ID":
+            want_id = to_int(v, "ERR client-id should be greater than 0")
+            if want_id <= 0:
+                raise CommandError("ERR client-id should be greater than 0")
+        elif k == b"ADDR":
+            addr = v.decode("utf-8", "replace")
+        elif k == b"LADDR":
+            laddr = v.decode("utf-8", "replace")
+        elif k == b"SKIPME":
+            if v.lower() not in (b"yes", b"no"):
+                raise CommandError(SYNTAX_ERR)
+            skipme = v.lower() == b"yes"
+        elif k == b"TYPE":
+            if v.lower() != b"normal":
+                return resp.integer(0)
+        elif k == b"USER":
+            if v != b"default":
+                raise CommandError(f"ERR No such user '{v.decode('utf-8', 'replace')}'")
+        else:
+            raise CommandError(SYNTAX_ERR)
+    killed = 0
+    for c in list(srv.conns.values()):
+        if want_id is not None and c.id != want_id:
+            continue
+        if c.tr is None:
+            continue
+        if addr is not None and _fmt_addr(c.tr.get_extra_info("peername")) != addr:
+            continue
+        if laddr is not None and _fmt_addr(c.tr.get_extra_info("sockname")) != laddr:
+            continue
+        if skipme and c is conn:
+            continue
+        _kill(c, conn)
+        killed += 1
+    return resp.integer(killed)
+
+
+def _kill(c, me):
+    """Close client c; the caller's own connection closes after its reply."""
+    if c is me:
+        me.srv.loop.call_soon(me.close_connection)
+    else:
+        c.close_connection()
 
 
 def _fmt_addr(a):
@@ -261,6 +409,7 @@ def _valid_name(b):
 
 def c_client(srv, conn, a):
     sub = bytes(a[1]).upper()
+    conn.lastcmd = b"CLIENT|" + sub          # shown as cmd=client|list, as Redis
     if sub == b"SETNAME" and len(a) == 3:
         name = bytes(a[2])
         if not _valid_name(name):
@@ -273,8 +422,23 @@ def c_client(srv, conn, a):
         return resp.integer(conn.id)
     if sub == b"LIST":
         now = srv.clock
-        lines = [client_line(srv, c, now) for c in list(srv.conns.values())]
-        return resp.bulk(("\n".join(lines) + "\n").encode())
+        conns = client_filter(srv, a[2:])
+        lines = [client_line(srv, c, now) for c in conns]
+        return resp.bulk("".join(x + "\n" for x in lines).encode())
+    if sub == b"KILL":
+        return client_kill(srv, conn, a[2:])
+    if sub == b"REPLY" and len(a) == 3:
+        mode = bytes(a[2]).upper()
+        if mode == b"ON":
+            conn.reply_mode = 0
+            return resp.OK
+        if mode == b"OFF":
+            conn.reply_mode = 1
+            return b""
+        if mode == b"SKIP":
+            conn.reply_mode = 2
+            return b""
+        raise CommandError(SYNTAX_ERR)
     if sub == b"INFO" and len(a) == 2:
         return resp.bulk((client_line(srv, conn, srv.clock) + "\n").encode())
     if sub == b"SETINFO" and len(a) == 4:
@@ -297,11 +461,65 @@ def config_values(srv):
         "appendonly": "yes", "appendfsync": srv.store.appendfsync, "save": "",
         "port": str(srv.port or 0), "bind": srv.host or "", "unixsocket": srv.unixsocket or "",
         "databases": "1", "timeout": "0", "dir": srv.db.path,
+        "client-query-buffer-limit": str(srv.query_buffer_limit),
+        "maxmemory-clients": str(srv.maxmemory_clients),
     }
+
+
+CONFIG_SET = {           # parameter -> (server attribute, smallest value)
+    "maxclients": ("maxclients", 1),
+    "proto-max-bulk-len": ("max_bulk", 1024 * 1024),
+    "client-query-buffer-limit": ("query_buffer_limit", 1024 * 1024),
+    "maxmemory-clients": ("maxmemory_clients", 0),
+}
+
+
+def config_set(srv, pairs):
+    """CONFIG SET name value [name value ...]: all checked, then all applied."""
+    new = {}
+    for i in range(0, len(pairs), 2):
+        name = bytes(pairs[i]).decode("utf-8", "replace").lower()
+        if name not in CONFIG_SET:
+            raise CommandError(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
+        attr, low = CONFIG_SET[name]
+        raw = bytes(pairs[i + 1])
+        try:
+            v = memory_value(raw)
+        except ValueError:
+            raise CommandError(f"ERR Invalid argument '{raw.decode('utf-8', 'replace')}' for "
+                               f"CONFIG SET '{name}' - argument couldn't be parsed into an "
+                               f"integer") from None
+        if v < low:
+            raise CommandError(f"ERR Invalid argument '{raw.decode('utf-8', 'replace')}' for "
+                               f"CONFIG SET '{name}' - argument must be between {low} and "
+                               f"9223372036854775807 inclusive")
+        new[attr] = v
+    for attr, v in new.items():
+        setattr(srv, attr, v)
+    if srv.maxmemory_clients and srv.clients_mem > srv.maxmemory_clients:
+        srv.evict_soon()
+    return resp.OK
+
+
+def memory_value(b):
+    """A CONFIG SET number with Redis's memory units (1k, 2mb, 1gb: k=1000, kb=1024)."""
+    s = b.decode("ascii", "replace").lower()
+    for unit, mul in (("kb", 1024), ("mb", 1024 ** 2), ("gb", 1024 ** 3),
+                      ("k", 1000), ("m", 1000 ** 2), ("g", 1000 ** 3), ("b", 1)):
+        if s.endswith(unit):
+            return int(s[:-len(unit)]) * mul
+    return int(s)
 
 
 def c_config(srv, conn, a):
     sub = bytes(a[1]).upper()
+    conn.lastcmd = b"CONFIG|" + sub
+    if sub == b"SET":
+        if len(a) < 4 or len(a) % 2:
+            raise CommandError("ERR wrong number of arguments for 'config|set' command")
+        return config_set(srv, a[2:])
+    if sub == b"GET" and len(a) < 3:
+        raise CommandError("ERR wrong number of arguments for 'config|get' command")
     if sub == b"GET" and len(a) >= 3:
         vals = config_values(srv)
         out = []
@@ -313,6 +531,7 @@ def c_config(srv, conn, a):
         return resp.encode(out)
     if sub == b"RESETSTAT" and len(a) == 2:
         srv.commands = srv.protocol_errors = srv.rejected_connections = 0
+        srv.calls.clear()
         return resp.OK
     raise CommandError(f"ERR unknown subcommand '{bytes(a[1]).decode('utf-8', 'replace')}'. "
                        f"Try CONFIG HELP.")
@@ -324,6 +543,7 @@ ADMIN_COMMANDS = {
     b"AUTH": (c_auth, -2, ("noscript", "loading", "stale", "fast", "no_auth"), 0, 0, 0),
     b"HELLO": (c_hello, -1, ("noscript", "loading", "stale", "fast", "no_auth"), 0, 0, 0),
     b"SELECT": (c_select, 2, ("loading", "stale", "fast"), 0, 0, 0),
+    b"TIME": (c_time, 1, ("loading", "stale", "fast"), 0, 0, 0),
     b"QUIT": (c_quit, -1, ("fast", "no_auth"), 0, 0, 0),
     b"SHUTDOWN": (c_shutdown, -1, ("admin", "noscript", "loading", "stale"), 0, 0, 0),
     b"INFO": (c_info, -1, ("loading", "stale"), 0, 0, 0),

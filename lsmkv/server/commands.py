@@ -16,32 +16,17 @@ Expiry: the engine keeps a per-key expiry in milliseconds (rounded up), so PX,
 PEXPIRE and PTTL are exact to 1 ms and TTL rounds to the nearest second as
 Redis does.
 """
-import time
-
-from lsmkv.server import resp
+from lsmkv.server import expiry, resp
+from lsmkv.server.args import INT64_MAX, INT64_MIN, NOT_INT, OVERFLOW, SYNTAX, CommandError, to_int
+from lsmkv.server import hashes as hashmod
+from lsmkv.server.hashes import HASH_COMMANDS
+from lsmkv.server.keys import KEY_COMMANDS
 from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
+from lsmkv.server.strings import STRING_COMMANDS
 
-NOT_INT = "ERR value is not an integer or out of range"
-SYNTAX = "ERR syntax error"
-OVERFLOW = "ERR increment or decrement would overflow"
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
-
-
-class CommandError(Exception):
-    """A command's error reply (its text, starting with the error code)."""
-
-
-def to_int(v, msg=NOT_INT):
-    """A strict signed 64-bit integer from a request argument (Redis's string2ll)."""
-    b = bytes(v)
-    try:
-        n = int(b)
-    except ValueError:
-        raise CommandError(msg) from None
-    if b"%d" % n != b or not INT64_MIN <= n <= INT64_MAX:
-        raise CommandError(msg)
-    return n
+HEAVY_KEYS = 10000              # a multi-key command with more keys runs on a thread (store.py)
+__all__ = ["CommandError", "to_int", "COMMANDS", "dbsize_estimate", "count_step", "HEAVY_KEYS"]
 
 
 def _lookup(db, key):
@@ -58,20 +43,13 @@ def c_get(srv, conn, a):
     return resp.bulk(srv.db.get_view(a[1]))
 
 
-def _w_put_ttl(db, key, val, ttl, sync):
-    db.put(key, val, ttl=ttl, sync=sync)
+def _w_put_ttl(db, key, val, at_ms, sync):
+    ttl = expiry.ttl_seconds(at_ms)
+    if ttl <= 0:
+        db.delete(key, sync=sync)           # already expired (EXAT/PXAT in the past)
+    else:
+        db.put(key, val, ttl=ttl, sync=sync)
     return resp.OK
-
-
-def _expire_seconds(unit, t, now):
-    """Seconds from now for EX/PX/EXAT/PXAT t (<= 0: already expired)."""
-    if unit == b"EX":
-        return float(t)
-    if unit == b"PX":
-        return t / 1000.0
-    if unit == b"EXAT":
-        return t - now
-    return t / 1000.0 - now
 
 
 def c_set(srv, conn, a):
@@ -80,8 +58,8 @@ def c_set(srv, conn, a):
     if n == 3:
         return store.put(a[1], a[2])
     nx = xx = get = keepttl = False
-    unit = None
-    t = 0
+    unit = targ = None
+    at = None
     i = 3
     while i < n:
         opt = bytes(a[i]).upper()
@@ -94,21 +72,23 @@ def c_set(srv, conn, a):
         elif opt == b"KEEPTTL" and unit is None:
             keepttl = True
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and unit is None and not keepttl and i + 1 < n:
-            t = to_int(a[i + 1])
-            if t <= 0 or (opt in (b"EX", b"EXAT") and t > INT64_MAX // 1000):
-                raise CommandError("ERR invalid expire time in 'set' command")
             unit = opt
+            targ = a[i + 1]
             i += 1
         else:
             raise CommandError(SYNTAX)
         i += 1
-    if unit in (b"EX", b"PX") and not (nx or xx or get):
-        return store.write(_w_put_ttl, srv.db, a[1], a[2], _expire_seconds(unit, t, 0), store.sync)
-    return store.write(_w_set, srv.db, a[1], a[2], unit, t, nx, xx, get, keepttl, store.sync)
+    if unit is not None:
+        # checked in integer ms before anything changes (expiry.py): the old value stays
+        at = expiry.set_expire_ms(targ, unit, expiry.now_ms(), "set")
+    if at is not None and not (nx or xx or get):
+        return store.write(_w_put_ttl, srv.db, a[1], a[2], at, store.sync)
+    return store.write(_w_set, srv.db, a[1], a[2], at, nx, xx, get, keepttl, store.sync)
 
 
-def _w_set(db, key, val, unit, t, nx, xx, get, keepttl, sync):
+def _w_set(db, key, val, at, nx, xx, get, keepttl, sync):
     old = None
+    ttl = None
     if nx or xx or get or keepttl:
         old, ttl = _lookup(db, key)
         exists = old is not None
@@ -118,10 +98,8 @@ def _w_set(db, key, val, unit, t, nx, xx, get, keepttl, sync):
             ttl = None
         elif ttl is not None:
             ttl = max(ttl, 0.001)
-    else:
-        ttl = None
-    if unit is not None:
-        ttl = _expire_seconds(unit, t, time.time())
+    if at is not None:
+        ttl = expiry.ttl_seconds(at)
     if ttl is not None and ttl <= 0:
         db.delete(key, sync=sync)           # EXAT/PXAT in the past: set, then expired at once
     else:
@@ -141,10 +119,8 @@ def _w_setnx(db, key, val, sync):
 
 
 def _setex(srv, a, unit, name):
-    t = to_int(a[2])
-    if t <= 0 or (unit == b"EX" and t > INT64_MAX // 1000):
-        raise CommandError(f"ERR invalid expire time in '{name}' command")
-    return srv.store.write(_w_put_ttl, srv.db, a[1], a[3], _expire_seconds(unit, t, 0), srv.store.sync)
+    at = expiry.set_expire_ms(a[2], unit, expiry.now_ms(), name)
+    return srv.store.write(_w_put_ttl, srv.db, a[1], a[3], at, srv.store.sync)
 
 
 def c_setex(srv, conn, a):
@@ -168,12 +144,30 @@ def _w_getdel(db, key, sync):
 
 def c_mget(srv, conn, a):
     # one batched lookup: each table is asked once about its keys, in key order
+    if len(a) > HEAVY_KEYS:
+        # a snapshot taken now (the reply is the state at arrival, as one atomic MGET),
+        # read on the reader thread in chunks, so the loop gets the GIL between them
+        return srv.store.read(mget_step, srv.db.snapshot(), a)
     return resp.array(srv.db.multi_get(a[1:]))
+
+
+def mget_step(snap, a):
+    """MGET's reply for a[1:] from snapshot snap, in chunks of HEAVY_KEYS keys; closes snap."""
+    try:
+        parts = [b"*%d\r\n" % (len(a) - 1)]
+        for i in range(1, len(a), HEAVY_KEYS):
+            for v in snap.multi_get(a[i:i + HEAVY_KEYS]):
+                parts.append(resp.NULL if v is None else b"$%d\r\n%b\r\n" % (len(v), v))
+        return b"".join(parts)
+    finally:
+        snap.close()
 
 
 def c_mset(srv, conn, a):
     if len(a) % 2 == 0:
         raise CommandError("ERR wrong number of arguments for 'mset' command")
+    if len(a) > HEAVY_KEYS:
+        return srv.store.write_heavy(_w_mset, srv.db, a, srv.store.sync)
     return srv.store.write(_w_mset, srv.db, a, srv.store.sync)
 
 
@@ -186,29 +180,46 @@ def _w_mset(db, a, sync):
 
 
 def c_del(srv, conn, a):
-    return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync)
+    if len(a) > HEAVY_KEYS:
+        return srv.store.write_heavy(_w_del, srv.db, a[1:], srv.store.sync, srv.hashes)
+    return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync, srv.hashes)
 
 
-def _w_del(db, keys, sync):
+def _w_del(db, keys, sync, hashes=False):
     seen = set()
     wb = db.write_batch()
     for k in keys:
         kb = bytes(k)
-        if kb not in seen and db.get(kb) is not None:
+        if kb in seen:
+            continue
+        if db.get(kb) is not None:
             seen.add(kb)
             wb.delete(kb)
+        elif hashes and hashmod.delete_hash(db, wb, kb):
+            seen.add(kb)
     if seen:
         db.write(wb, sync=sync)
     return resp.integer(len(seen))
 
 
 def c_exists(srv, conn, a):
-    get = srv.db.get
+    if len(a) > HEAVY_KEYS:
+        return srv.store.read(count_step, srv.db, a, srv.hashes)
+    return count_step(srv.db, a, srv.hashes)
+
+
+def count_step(db, a, hashes=False):
+    """How many of the keys a[1:] exist (EXISTS, TOUCH; a key named twice counts twice)."""
+    get = db.get
+    if hashes:
+        return resp.integer(sum(1 for k in a[1:] if get(k) is not None or hashmod.is_hash(db, k)))
     return resp.integer(sum(1 for k in a[1:] if get(k) is not None))
 
 
 def c_type(srv, conn, a):
-    return b"+string\r\n" if srv.db.get(a[1]) is not None else b"+none\r\n"
+    if srv.db.get(a[1]) is not None:
+        return b"+string\r\n"
+    return b"+hash\r\n" if srv.hashes and hashmod.is_hash(srv.db, a[1]) else b"+none\r\n"
 
 
 # ---------------------------------------------------------------- counters
@@ -257,8 +268,6 @@ def c_decrby(srv, conn, a):
 
 def _expire(srv, a, unit, name):
     t = to_int(a[2])
-    if unit in (b"EX", b"EXAT") and abs(t) > INT64_MAX // 1000:
-        raise CommandError(f"ERR invalid expire time in '{name}' command")
     flags = set()
     for x in a[3:]:
         f = bytes(x).upper()
@@ -269,28 +278,40 @@ def _expire(srv, a, unit, name):
         raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
     if b"GT" in flags and b"LT" in flags:
         raise CommandError("ERR GT and LT options at the same time are not compatible")
-    return srv.store.write(_w_expire, srv.db, a[1], unit, t, flags, srv.store.sync)
+    # Redis's checks in integer ms, before the key is looked at (expiry.py)
+    at = expiry.expire_at_ms(t, unit, expiry.now_ms(), name)
+    return srv.store.write(_w_expire, srv.db, a[1], at, flags, srv.store.sync, srv.hashes)
 
 
-def _w_expire(db, key, unit, t, flags, sync):
+def _w_expire(db, key, at, flags, sync, hashes=False):
     v, cur = _lookup(db, key)
+    if v is None and hashes:                 # a hash's TTL is its metadata key's
+        key = hashmod.meta_key(key)
+        v, cur = _lookup(db, key)
     if v is None:
         return resp.integer(0)
-    new = _expire_seconds(unit, t, time.time())
+    now = expiry.now_ms()
     if flags:
-        if b"NX" in flags and cur is not None:
+        cur_at = expiry.abs_ms(cur, now)
+        if b"NX" in flags and cur_at is not None:
             return resp.integer(0)
-        if b"XX" in flags and cur is None:
+        if b"XX" in flags and cur_at is None:
             return resp.integer(0)
         # a key without expiry counts as an infinite TTL (Redis)
-        if b"GT" in flags and (cur is None or new <= cur):
+        if b"GT" in flags and (cur_at is None or at <= cur_at):
             return resp.integer(0)
-        if b"LT" in flags and cur is not None and new >= cur:
+        if b"LT" in flags and cur_at is not None and at >= cur_at:
             return resp.integer(0)
-    if new <= 0:
+    ttl = expiry.ttl_seconds(at, now)
+    if ttl <= 0:
+        if hashes and bytes(key).startswith(hashmod.META):
+            wb = db.write_batch()
+            hashmod.delete_hash(db, wb, bytes(key)[len(hashmod.META):])
+            db.write(wb, sync=sync)
+            return resp.integer(1)
         db.delete(key, sync=sync)
     else:
-        db.put(key, v, ttl=new, sync=sync)
+        db.put(key, v, ttl=ttl, sync=sync)
     return resp.integer(1)
 
 
@@ -310,10 +331,12 @@ def c_pexpireat(srv, conn, a):
     return _expire(srv, a, b"PXAT", "pexpireat")
 
 
-def _pttl_ms(db, key):
+def _pttl_ms(db, key, hashes=False):
     try:
         t = db.ttl(key)
     except KeyError:
+        if hashes and hashmod.is_hash(db, key):
+            return _pttl_ms(db, hashmod.meta_key(key))
         return -2
     if t is None:
         return -1
@@ -321,20 +344,23 @@ def _pttl_ms(db, key):
 
 
 def c_ttl(srv, conn, a):
-    ms = _pttl_ms(srv.db, a[1])
+    ms = _pttl_ms(srv.db, a[1], srv.hashes)
     return resp.integer(ms if ms < 0 else (ms + 500) // 1000)
 
 
 def c_pttl(srv, conn, a):
-    return resp.integer(_pttl_ms(srv.db, a[1]))
+    return resp.integer(_pttl_ms(srv.db, a[1], srv.hashes))
 
 
 def c_persist(srv, conn, a):
-    return srv.store.write(_w_persist, srv.db, a[1], srv.store.sync)
+    return srv.store.write(_w_persist, srv.db, a[1], srv.store.sync, srv.hashes)
 
 
-def _w_persist(db, key, sync):
+def _w_persist(db, key, sync, hashes=False):
     v, t = _lookup(db, key)
+    if v is None and hashes:
+        key = hashmod.meta_key(key)
+        v, t = _lookup(db, key)
     if v is None or t is None:
         return resp.integer(0)
     db.put(key, v, sync=sync)
@@ -368,11 +394,11 @@ def c_scan(srv, conn, a):
             raise CommandError(SYNTAX)
         i += 2
     if count > SCAN_INLINE_MAX:
-        return srv.store.read(scan_step, srv.db, start, count, match, typ)
-    return scan_step(srv.db, start, count, match, typ)
+        return srv.store.read(scan_step, srv.db, start, count, match, typ, srv.hashes)
+    return scan_step(srv.db, start, count, match, typ, srv.hashes)
 
 
-def scan_step(db, start, count, match, typ):
+def scan_step(db, start, count, match, typ, hashes=False):
     """Up to `count` keys examined from `start` (None: the first key) in key order;
     the reply is [next cursor, matching keys]. MATCH's literal prefix bounds the
     range read, so a prefix scan never walks keys outside it."""
@@ -384,19 +410,18 @@ def scan_step(db, start, count, match, typ):
     keys = []
     nxt = None
     examined = 0
-    it = db.keys(lo, hi)
+    it = hashmod.keyspace(db, lo, hi, hashes)
     try:
-        for k in it:
+        for k, is_hash in it:
             if examined == count:
                 nxt = k
                 break
             examined += 1
-            if regex is None or regex.fullmatch(k):
+            if (regex is None or regex.fullmatch(k)) and (
+                    typ is None or typ == (b"hash" if is_hash else b"string")):
                 keys.append(k)
     finally:
         it.close()
-    if typ is not None and typ != b"string":
-        keys = []
     cursor = b"0" if nxt is None else encode_cursor(nxt)
     return b"*2\r\n$%d\r\n%b\r\n" % (len(cursor), cursor) + resp.array(keys)
 
@@ -444,4 +469,16 @@ COMMANDS = {
     b"PERSIST": (c_persist, 2, ("write", "fast"), 1, 1, 1),
     b"SCAN": (c_scan, -2, ("readonly",), 0, 0, 0),
     b"DBSIZE": (c_dbsize, 1, ("readonly", "fast"), 0, 0, 0),
+    **STRING_COMMANDS,
+    **KEY_COMMANDS,
+    **HASH_COMMANDS,
 }
+
+# commands on string values: with hashes in the database, a key argument holding a hash is
+# WRONGTYPE (checked by Server.execute before the command runs; see hashes.py)
+STRING_TYPED = [b"GET", b"SETNX", b"GETDEL", b"MSETNX",
+                b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"INCRBYFLOAT", b"GETEX", b"GETSET",
+                b"STRLEN", b"GETRANGE", b"SUBSTR", b"SETRANGE", b"APPEND"]
+# commands that replace a key of any type, as Redis (a hash is deleted first; SET NX/GET on one
+# reply nil/WRONGTYPE): Server.execute
+REPLACING = [b"SET", b"SETEX", b"PSETEX", b"MSET"]

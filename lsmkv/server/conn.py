@@ -12,6 +12,17 @@ Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
     (one copy, however it arrives); further reads go straight into that buffer,
     and its requests are parsed in place (memoryviews: a large value is not
     copied before the engine copies it).
+  * A buffer is never sized from an announced length beyond GROW_CHUNK past the
+    bytes that arrived (a client announcing a 400 MB value and sending three
+    bytes costs a small buffer, not 400 MB); it doubles as the bytes come.
+  * The complete arguments of a request still arriving are copied out into a
+    resp.Frame (allocated as they arrive, never re-parsed), so a request with a
+    million arguments is parsed a read at a time and the buffer holds only the
+    argument in progress. Each read is at most MAX_READ bytes: one callback never
+    parses more than that, and other clients run between reads.
+  * A client's query memory (its buffer and frame) is limited by
+    srv.query_buffer_limit (Redis's client-query-buffer-limit), all clients'
+    together by srv.maxmemory_clients (the largest client is disconnected first).
   * When every byte of the borrowed buffer was consumed and no command parsed
     from it is still running, it goes back to the pool at once: an idle
     connection holds no buffer at all. A leftover is moved to the smallest
@@ -38,12 +49,14 @@ from lsmkv.server import resp
 QUIT = object()           # a handler's result: write what is queued, then close
 QUIT_OK = object()        # the same after one more +OK (the QUIT command)
 OUT_CHUNK = 256 * 1024    # replies written at least this often within one pipeline
+GROW_CHUNK = 256 * 1024   # a buffer is sized at most this far past the bytes that arrived
+MAX_READ = 256 * 1024     # bytes taken by one read callback at most
 
 
 class Connection(asyncio.BufferedProtocol):
     __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
                  "paused_w", "authed", "name", "id", "created", "last",
-                 "lastcmd", "lib", "wait_w")
+                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode")
 
     def __init__(self, srv):
         self.srv = srv
@@ -61,6 +74,9 @@ class Connection(asyncio.BufferedProtocol):
         self.id = 0
         self.created = self.last = 0.0
         self.lastcmd = b"NULL"
+        self.frame = None          # a resp.Frame while a request's arguments are arriving
+        self.acct = 0              # query memory counted in srv.clients_mem
+        self.reply_mode = 0        # CLIENT REPLY: 0 on, 1 off, 2 skip the next reply
 
     # -- connection
 
@@ -89,8 +105,10 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc):
         self.closed = True
         self.srv.conns.pop(self.id, None)
+        self.frame = None
         if not self.blocked:
             self._drop_buffer()
+        self._account()
         self.pending = None
         self.tr = None
 
@@ -99,7 +117,49 @@ class Connection(asyncio.BufferedProtocol):
             self.srv.pool.release(self.buf)
             self.buf = None
             self.start = self.end = self.need = 0
+            self._account()
 
+    def query_memory(self):
+        """Bytes this client's requests hold: its read buffer and the arguments of
+        a request still arriving (Redis's qbuf plus argv-mem)."""
+        return ((len(self.buf) if self.buf is not None else 0)
+                + (self.frame.size if self.frame is not None else 0))
+
+    def _account(self):
+        """Update srv.clients_mem; over srv.maxmemory_clients, evict the largest."""
+        new = 0 if self.closed and self.buf is None else self.query_memory()
+        srv = self.srv
+        srv.clients_mem += new - self.acct
+        self.acct = new
+        if srv.maxmemory_clients and srv.clients_mem > srv.maxmemory_clients and new:
+            # soon, not here: closing a transport inside its own get_buffer crashes uvloop
+            srv.evict_soon()
+
+    def evict(self):
+        """Disconnect this client to free its query memory (maxmemory-clients)."""
+        self.srv.clients_mem -= self.acct
+        self.acct = 0
+        self.frame = None
+        self.close_connection()
+
+    def _parse(self, buf, start, end, cmds, copy=False):
+        """resp.parse with this client's frame and limits; (pos, need, error)."""
+        srv = self.srv
+        fr = self.frame
+        if fr is None:
+            fr = srv.spare_frame
+        pos, need, err = resp.parse(buf, start, end, srv.max_bulk, cmds, copy, fr, not self.authed)
+        if fr.args is not None:
+            if self.frame is None:
+                self.frame = fr
+                srv.spare_frame = resp.Frame()
+            if err is None and end - pos + fr.size > srv.query_buffer_limit:
+                err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
+        elif self.frame is not None:
+            self.frame = None
+        if err is None and need and end - pos > srv.query_buffer_limit:
+            err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
+        return pos, need, err
     # -- reading (asyncio.BufferedProtocol)
 
     def get_buffer(self, sizehint):
@@ -109,8 +169,10 @@ class Connection(asyncio.BufferedProtocol):
         if buf is None:
             return self.srv.shared              # lent for this one read (see top)
         if self.end == len(buf):
-            buf = self._move(max(self.need, 2 * (self.end - self.start), self.srv.read_size))
-        return memoryview(buf)[self.end:]
+            have = self.end - self.start
+            # grown as bytes arrive: an announced length is trusted GROW_CHUNK bytes at most
+            buf = self._move(max(min(self.need, have + GROW_CHUNK), 2 * have, self.srv.read_size))
+        return memoryview(buf)[self.end:self.end + MAX_READ]
 
     def _move(self, size):
         """Put the unconsumed bytes at the start of a fresh buffer of >= size bytes."""
@@ -122,6 +184,7 @@ class Connection(asyncio.BufferedProtocol):
         pool.release(old)
         self.buf = buf
         self.start, self.end = 0, n
+        self._account()
         return buf
 
     def buffer_updated(self, nbytes):
@@ -136,10 +199,11 @@ class Connection(asyncio.BufferedProtocol):
         if self.blocked:
             return
         cmds = []
-        pos, self.need, err = resp.parse(self.buf, self.start, end, srv.max_bulk, cmds)
+        pos, self.need, err = self._parse(self.buf, self.start, end, cmds)
         self.start = pos
-        if self.need > srv.query_buffer_limit:
-            err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
+        self._account()
+        if self.closed:                         # evicted (maxmemory-clients)
+            return
         if cmds:
             self._run(cmds, 0)
         if err is not None:
@@ -155,8 +219,11 @@ class Connection(asyncio.BufferedProtocol):
         srv = self.srv
         shared = srv.shared
         cmds = []
-        pos, need, err = resp.parse(shared, 0, n, srv.max_bulk, cmds, copy=True)
-        if pos == n and err is None:
+        if self.frame is None and self.authed:
+            pos, need, err = resp.parse(shared, 0, n, srv.max_bulk, cmds, True)
+        else:
+            pos, need, err = self._parse(shared, 0, n, cmds, True)
+        if pos == n and err is None and self.frame is None:
             if len(cmds) == 1:                  # the common case: one whole request
                 r = srv.execute(self, cmds[0])
                 if r.__class__ is bytes:
@@ -166,14 +233,19 @@ class Connection(asyncio.BufferedProtocol):
             else:
                 self._run(cmds, 0)
             return
-        if err is None:
-            if need > srv.query_buffer_limit:
-                err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
-            else:
-                left = n - pos
-                buf = self.buf = srv.pool.acquire(max(need, 2 * left))   # the frame's size when known
-                buf[:left] = memoryview(shared)[pos:n]
-                self.start, self.end, self.need = 0, left, need
+        if err is None and pos == n:            # every byte went into the frame
+            self._account()
+            if self.closed:
+                return
+        elif err is None:
+            left = n - pos
+            # the frame's size when known, but never more than GROW_CHUNK past what arrived
+            buf = self.buf = srv.pool.acquire(max(min(need, left + GROW_CHUNK), 2 * left))
+            buf[:left] = memoryview(shared)[pos:n]
+            self.start, self.end, self.need = 0, left, need
+            self._account()
+            if self.closed:
+                return
         if cmds:
             self._run(cmds, 0)
         if err is not None:
@@ -194,7 +266,7 @@ class Connection(asyncio.BufferedProtocol):
             self._drop_buffer()
             return
         pool = self.srv.pool
-        want = pool.class_size(max(n, self.need))
+        want = pool.class_size(max(n, min(self.need, n + GROW_CHUNK)))
         if want < len(self.buf) or self.start > len(self.buf) // 2:
             self._move(want)
 
@@ -286,8 +358,7 @@ class Connection(asyncio.BufferedProtocol):
         # data that arrived with the blocked read but was not parsed yet
         if self.buf is not None and self.end > self.start:
             cmds = []
-            pos, self.need, err = resp.parse(self.buf, self.start, self.end,
-                                             self.srv.max_bulk, cmds)
+            pos, self.need, err = self._parse(self.buf, self.start, self.end, cmds)
             self.start = pos
             if cmds:
                 self._run(cmds, 0)

@@ -6,7 +6,8 @@
 docs/server.md lists the commands, the memory design and the measurements.
 Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
 connection), store.py (engine calls off the loop when they could block),
-commands.py / admin.py (commands), scan.py (SCAN).
+commands.py / strings.py / keys.py / admin.py (commands), args.py (argument
+parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN).
 
 Thread safety: everything here runs on the event loop thread; engine calls that
 could wait run on the store's writer/reader threads (store.py).
@@ -21,14 +22,17 @@ import resource
 import signal
 import sys
 import time
+from time import perf_counter_ns
 
 from lsmkv.server import resp
 from lsmkv.server.bufpool import BufferPool
 from lsmkv.errors import LsmkvError
 from lsmkv.server.admin import ADMIN_COMMANDS, NO_AUTH
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
-from lsmkv.server.commands import CommandError
-from lsmkv.server.conn import Connection
+from lsmkv.server.args import WRONGTYPE
+from lsmkv.server.commands import REPLACING, STRING_TYPED, CommandError
+from lsmkv.server.hashes import any_hashes, hash_keys, type_error_keys, w_drop_hashes
+from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.store import FSYNC_POLICIES, Store
 
 DEFAULT_PORT = 6380
@@ -44,7 +48,7 @@ class Server:
     def __init__(self, db, loop, *, host="127.0.0.1", port=DEFAULT_PORT, unixsocket=None,
                  maxclients=10000, requirepass=None, max_bulk=PROTO_MAX_BULK_LEN,
                  appendfsync="everysec", read_size=READ_SIZE, pool_bytes=POOL_BYTES,
-                 query_buffer_limit=QUERY_BUFFER_LIMIT):
+                 query_buffer_limit=QUERY_BUFFER_LIMIT, maxmemory_clients=0):
         from lsmkv import __version__
         self.db = db
         self.loop = loop
@@ -54,6 +58,11 @@ class Server:
         self.requirepass = requirepass.encode() if isinstance(requirepass, str) else requirepass
         self.max_bulk = max_bulk
         self.query_buffer_limit = query_buffer_limit
+        self.maxmemory_clients = maxmemory_clients   # 0: no limit (Redis's default)
+        self.clients_mem = 0                   # all clients' query memory (Connection.query_memory)
+        self.evicted_clients = 0
+        self.evict_pending = False
+        self.spare_frame = resp.Frame()        # lent to a parse; kept by a client whose request is partial
         self.read_size = read_size
         self.pool = BufferPool(min_size=512, max_pooled=1 << 20, capacity=pool_bytes)
         self.store = Store(db, loop, appendfsync)
@@ -67,12 +76,17 @@ class Server:
         self.conns = {}
         self.next_id = 0
         self.commands = self.total_connections = self.rejected_connections = 0
+        self.calls = {}                        # command name -> calls (INFO commandstats)
         self.protocol_errors = self.internal_errors = 0
         self.closing = False
         self.servers = []
         self.done = loop.create_future()
         self.shutdown_reason = None
+        self.hashes = any_hashes(db)           # any hash in the DB: string commands check types
         table = {**DATA_COMMANDS, **ADMIN_COMMANDS}
+        # string commands' key positions (first, last, step), for the WRONGTYPE check
+        self.string_keys = {n: table[n][3:6] for n in STRING_TYPED}
+        self.replacing = {n: table[n][3:6] for n in REPLACING}
         # name -> (handler, arity, allowed before AUTH)
         self.table = {n: (s[0], s[1], n in NO_AUTH) for n, s in table.items()}
 
@@ -91,18 +105,99 @@ class Server:
                 return unknown_command(args)
         fn, arity, noauth = spec
         n = len(args)
+        st = self.calls.get(name)
+        if st is None:
+            st = self.calls[name] = [0, 0, 0, 0]    # calls, ns, failed, rejected (commandstats)
         if n != arity and (arity > 0 or n < -arity):
+            st[3] += 1
             return resp.error(f"ERR wrong number of arguments for '{name.decode().lower()}' command")
         if not conn.authed and not noauth:
+            st[3] += 1
             return b"-NOAUTH Authentication required.\r\n"
         self.commands += 1
+        st[0] += 1
         conn.lastcmd = name
+        mode = conn.reply_mode
+        t0 = perf_counter_ns()
         try:
-            return fn(self, conn, args)
+            if self.hashes:
+                r, args = self.check_types(name, args)
+                if r is not None:
+                    return r
+            r = fn(self, conn, args)
         except CommandError as e:
-            return resp.error(str(e))
+            r = resp.error(str(e))
         except Exception as e:
-            return self.engine_error(e)
+            r = self.engine_error(e)
+        # time on the loop (a write step run on the writer thread is not in it)
+        st[1] += perf_counter_ns() - t0
+        if r.__class__ is bytes and r[:1] == b"-":
+            st[2] += 1
+        if mode or conn.reply_mode:
+            return self.quiet(conn, mode, r)
+        return r
+
+    def check_types(self, name, args):
+        """With hashes in the DB: WRONGTYPE for a string command on a hash; for a
+        command that replaces a key (SET, SETEX, PSETEX, MSET), the hash is deleted
+        first by a write step queued before the command's own (SET NX: nil, SET GET:
+        WRONGTYPE, SET XX: replaced, as Redis). Returns (a reply to send instead or
+        None to go on, the arguments to run)."""
+        keys = self.string_keys.get(name)
+        if keys is not None:
+            if name in (b"SETNX", b"MSETNX"):  # a hash is a key that exists: 0, as Redis
+                return (resp.integer(0) if hash_keys(self.db, args, *keys) else None), args
+            type_error_keys(self.db, args, *keys)
+            return None, args
+        keys = self.replacing.get(name)
+        if keys is None:
+            return None, args
+        found = hash_keys(self.db, args, *keys)
+        if not found:
+            return None, args
+        if name == b"SET":
+            opts = {bytes(x).upper() for x in args[3:]}
+            if b"GET" in opts:
+                raise CommandError(WRONGTYPE)
+            if b"NX" in opts:
+                return resp.NULL, args
+            if b"XX" in opts:                  # the key exists (as a hash): XX is met
+                args = args[:3] + [x for x in args[3:] if bytes(x).upper() != b"XX"]
+        self.store.write(w_drop_hashes, self.db, found, self.store.sync)
+        return None, args
+
+    def quiet(self, conn, mode, r):
+        """CLIENT REPLY: r, or nothing when replies are off (mode 1) or this one is
+        skipped (mode 2, set by the command before)."""
+        if mode == 0 or (mode == 1 and conn.reply_mode == 0):
+            return r                               # CLIENT REPLY OFF/SKIP itself, or ON
+        if mode == 2 and conn.reply_mode == 2:
+            conn.reply_mode = 0                    # SKIP covers one command
+        if r is QUIT or r is QUIT_OK:
+            return QUIT
+        if r.__class__ is bytes or r.__class__ is list:
+            return b""
+        fut = self.loop.create_future()            # a write step's Future: its reply dropped
+        r.add_done_callback(lambda f: fut.set_result(b""))
+        return fut
+
+    def evict_soon(self):
+        """Run evict_clients from the loop (once, however often it is asked)."""
+        if not self.evict_pending:
+            self.evict_pending = True
+            self.loop.call_soon(self.evict_clients)
+
+    def evict_clients(self):
+        """All clients' query memory is over maxmemory_clients: disconnect the
+        largest clients until it is not (Redis's client eviction)."""
+        self.evict_pending = False
+        while self.maxmemory_clients and self.clients_mem > self.maxmemory_clients:
+            big = max((c for c in self.conns.values() if c.acct and not c.closed),
+                      key=lambda c: c.acct, default=None)
+            if big is None:
+                return
+            self.evicted_clients += 1
+            big.evict()
 
     def engine_error(self, e):
         """The error reply for an exception from a command (never raises: one
@@ -209,6 +304,12 @@ def parser():
                         "(default), or when the engine decides")
     p.add_argument("--proto-max-bulk-len", type=int, default=PROTO_MAX_BULK_LEN, metavar="BYTES",
                    help="longest bulk string accepted (default 512 MiB)")
+    p.add_argument("--client-query-buffer-limit", type=int, default=QUERY_BUFFER_LIMIT, metavar="BYTES",
+                   help="query memory one client may hold: its buffer and the arguments of a "
+                        "request still arriving (default 1 GiB, as Redis)")
+    p.add_argument("--maxmemory-clients", type=int, default=0, metavar="BYTES",
+                   help="query memory all clients may hold together; over it the largest client "
+                        "is disconnected (default 0: no limit, as Redis)")
     p.add_argument("--buffer-pool-bytes", type=int, default=POOL_BYTES, metavar="BYTES",
                    help="idle read buffers kept for reuse (default 4 MiB)")
     p.add_argument("--read-buffer", type=int, default=READ_SIZE, metavar="BYTES",
@@ -248,7 +349,8 @@ def main(argv=None):
         return 0 if e.code == 0 else 2
     err = sys.stderr
     for name, v in (("--maxclients", args.maxclients), ("--proto-max-bulk-len", args.proto_max_bulk_len),
-                    ("--read-buffer", args.read_buffer)):
+                    ("--read-buffer", args.read_buffer),
+                    ("--client-query-buffer-limit", args.client_query_buffer_limit)):
         if v < 1:
             err.write(f"lsmkv serve: {name} must be >= 1, got {v}\n")
             return 2
@@ -281,7 +383,9 @@ def main(argv=None):
         srv = Server(db, loop, host=args.host, port=args.port, unixsocket=args.unixsocket,
                      maxclients=args.maxclients, requirepass=args.requirepass,
                      max_bulk=args.proto_max_bulk_len, appendfsync=args.appendfsync,
-                     read_size=args.read_buffer, pool_bytes=args.buffer_pool_bytes)
+                     read_size=args.read_buffer, pool_bytes=args.buffer_pool_bytes,
+                     query_buffer_limit=args.client_query_buffer_limit,
+                     maxmemory_clients=max(0, args.maxmemory_clients))
         try:
             loop.run_until_complete(srv.start())
         except OSError as e:

@@ -32,8 +32,11 @@ Encoders return bytes, or for a long bulk string a list of pieces (header,
 value, CRLF) so the value is written without being copied into a new string.
 """
 
-MAX_MULTIBULK = 1024 * 1024          # Redis: more arguments than this is a protocol error
+MAX_MULTIBULK = (1 << 31) - 1       # Redis: INT_MAX arguments (the query buffer limit bounds them)
 MAX_INLINE = 64 * 1024               # Redis: PROTO_INLINE_MAX_SIZE
+UNAUTH_MAX_ARGS = 10                 # Redis: an unauthenticated client's multibulk count at most
+UNAUTH_MAX_BULK = 16 * 1024          # Redis: an unauthenticated client's bulk length at most
+ARG_OVERHEAD = 41                    # bytes a held argument costs beside its data (object, list slot)
 GATHER_MIN = 16 * 1024               # bulk values at least this long are sent as separate pieces
 SPLIT_MAX = 4096                     # reads up to this size take the split fast path (_parse_small)
 
@@ -50,58 +53,97 @@ class ProtocolError(Exception):
     """A malformed request; str(e) is Redis's reply text without the leading '-'."""
 
 
-def parse(buf, pos, end, max_bulk, out, copy=False):
+class Frame:
+    """A multibulk request read in part: its arguments so far (bytes, copied out
+    of the read buffer so the buffer can move or be released), how many are still
+    to come, and the bytes they hold (for the query-buffer limits). A request with
+    a million arguments is parsed as its bytes arrive, never re-read from its start."""
+    __slots__ = ("args", "left", "size")
+
+    def __init__(self):
+        self.args = None          # None: no request in progress
+        self.left = 0
+        self.size = 0
+
+
+def _length(t):
+    """A non-negative length from a header's digits, as Redis's string2ll: digits
+    only, no sign, no leading zero; -1 if malformed."""
+    if not t.isdigit() or len(t) > 19 or (t[0] == 48 and len(t) > 1):
+        return -1
+    return int(t)
+
+
+def parse(buf, pos, end, max_bulk, out, copy=False, frame=None, unauth=False):
     """Append the complete requests in buf[pos:end] to out (lists of arguments;
     copy=True: always bytes, never views of buf).
 
+    frame (a Frame): a request left incomplete is kept there (its complete
+    arguments copied, pos moved past them) and continued by the next call; without
+    one, pos stays at the request's start (invariant 2). unauth: Redis's limits for
+    a client that has not authenticated (UNAUTH_MAX_ARGS, UNAUTH_MAX_BULK).
+
     Returns (pos, need, error): pos as invariant 2, need the size hint of the
-    incomplete frame, error None or a ProtocolError (invariant 3).
-    Complexity: O(frames + arguments); bulk contents are skipped, not scanned.
+    incomplete frame (from pos), error None or a ProtocolError (invariant 3).
+    Complexity: O(frames + arguments) of the new bytes; bulk contents are skipped.
     """
-    if end - pos <= SPLIT_MAX and max_bulk >= SPLIT_MAX:
+    resume = frame is not None and frame.args is not None
+    if not resume and not unauth and end - pos <= SPLIT_MAX and max_bulk >= SPLIT_MAX:
         pos = _parse_small(buf, pos, end, out)
         if pos == end:
             return pos, 0, None
     find = buf.find
     mv = memoryview(buf)
     append = out.append
-    while pos < end:
-        if buf[pos] != 42:                       # not '*': an inline command
+    while pos < end or resume:
+        if resume:
+            args, left, p = frame.args, frame.left, pos
+            held = len(args)                     # arguments already copied and counted
+            frame.args = None
+            resume = False
+        elif buf[pos] != 42:                     # not '*': an inline command
             eol = find(b"\n", pos, end)
             if eol < 0:
                 if end - pos > MAX_INLINE:
                     return pos, 0, ProtocolError("ERR Protocol error: too big inline request")
                 return pos, 0, None
-            line = bytes(mv[pos:eol]).rstrip(b"\r")
+            line = bytes(mv[pos:eol])
             pos = eol + 1
-            if line.count(b'"') % 2 or line.count(b"'") % 2:
+            words = split_args(line[:-1] if line[-1:] == b"\r" else line)
+            if words is None:
                 return pos, 0, ProtocolError("ERR Protocol error: unbalanced quotes in request")
-            words = line.split()
             if words:
-                append([memoryview(w) for w in words])
+                append(words)
             continue
-        eol = find(b"\r\n", pos, end)
-        if eol < 0:
-            if end - pos > MAX_INLINE:
-                return pos, 0, ProtocolError("ERR Protocol error: too big mbulk count string")
-            return pos, 0, None
-        t = buf[pos + 1:eol]
-        if not t.isdigit():
-            if t[:1] == b"-" and t[1:].isdigit():
-                pos = eol + 2                    # *-1 / *0: nothing to run (as Redis)
-                continue
-            return pos, 0, ProtocolError("ERR Protocol error: invalid multibulk length")
-        n = int(t)
-        if n > MAX_MULTIBULK:
-            return pos, 0, ProtocolError("ERR Protocol error: invalid multibulk length")
-        p = eol + 2
-        if n == 0:
-            pos = p
-            continue
-        args = []
-        for _ in range(n):
-            if p >= end:
+        else:
+            eol = find(b"\r\n", pos, end)
+            if eol < 0:
+                if end - pos > MAX_INLINE:
+                    return pos, 0, ProtocolError("ERR Protocol error: too big mbulk count string")
                 return pos, 0, None
+            t = buf[pos + 1:eol]
+            left = _length(t)
+            if left < 0:
+                if t[:1] == b"-" and _length(t[1:]) > 0:
+                    pos = eol + 2                # *-1: nothing to run (as Redis)
+                    continue
+                return pos, 0, ProtocolError("ERR Protocol error: invalid multibulk length")
+            if left > MAX_MULTIBULK:
+                return pos, 0, ProtocolError("ERR Protocol error: invalid multibulk length")
+            if unauth and left > UNAUTH_MAX_ARGS:
+                return pos, 0, ProtocolError("ERR Protocol error: unauthenticated multibulk length")
+            p = eol + 2
+            if left == 0:
+                pos = p
+                continue
+            args = []
+            held = 0
+            if frame is not None:
+                frame.size = 0
+        need = 0
+        while left:
+            if p >= end:
+                break
             if buf[p] != 36:                     # '$'
                 return pos, 0, ProtocolError(
                     "ERR Protocol error: expected '$', got '%s'" % chr(buf[p]))
@@ -109,24 +151,100 @@ def parse(buf, pos, end, max_bulk, out, copy=False):
             if eol < 0:
                 if end - p > 32:
                     return pos, 0, ProtocolError("ERR Protocol error: too big bulk count string")
-                return pos, 0, None
-            t = buf[p + 1:eol]
-            if not t.isdigit() or len(t) > 18:
+                break
+            ln = _length(buf[p + 1:eol])
+            if ln < 0 or ln > max_bulk:
                 return pos, 0, ProtocolError("ERR Protocol error: invalid bulk length")
-            ln = int(t)
-            if ln > max_bulk:
-                return pos, 0, ProtocolError("ERR Protocol error: invalid bulk length")
+            if unauth and ln > UNAUTH_MAX_BULK:
+                return pos, 0, ProtocolError("ERR Protocol error: unauthenticated bulk length")
             s = eol + 2
             e = s + ln
             if e + 2 > end:
-                return pos, e + 2 - pos, None
-            if buf[e] != 13 or buf[e + 1] != 10:
-                return pos, 0, ProtocolError("ERR Protocol error: bulk string not followed by CRLF")
+                need = e + 2 - p
+                break
+            # as Redis: the two bytes after the data are skipped, whatever they are
             args.append(bytes(mv[s:e]) if copy else mv[s:e])
+            left -= 1
             p = e + 2
+        if left:                                 # incomplete
+            if frame is None:
+                return pos, (need + p - pos) if need else 0, None
+            if not copy:                         # only the new ones: O(new arguments)
+                args[held:] = [bytes(a) for a in args[held:]]
+            frame.size += sum(map(len, args[held:])) + ARG_OVERHEAD * (len(args) - held)
+            frame.args = args
+            frame.left = left
+            return p, need, None
         append(args)
         pos = p
     return pos, 0, None
+
+
+_SPACE = frozenset(b" \t\n\v\f\r")
+_ESC = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def split_args(line):
+    """An inline command's words as Redis's sdssplitargs: "double quotes" with
+    \\xHH, \\n, \\r, \\t, \\b, \\a escapes, 'single quotes' with \\' only; a
+    closing quote must be followed by a space or the end. None: unbalanced quotes.
+    (A NUL byte ends the line, as it ends Redis's C string.)"""
+    z = line.find(b"\0")
+    if z >= 0:
+        line = line[:z]
+    n = len(line)
+    i = 0
+    out = []
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return out
+        cur = bytearray()
+        inq = insq = False
+        while True:
+            if i >= n:
+                if inq or insq:
+                    return None
+                break
+            c = line[i]
+            if inq:
+                if (c == 92 and i + 3 < n and line[i + 1] == 120 and line[i + 2] in _HEX
+                        and line[i + 3] in _HEX):
+                    cur.append(int(line[i + 2:i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    cur.append(_ESC.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            elif insq:
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    cur.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        return None
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            elif c in _SPACE:
+                break
+            elif c == 34:
+                inq = True
+            elif c == 39:
+                insq = True
+            else:
+                cur.append(c)
+            i += 1
+        out.append(bytes(cur))
 
 
 def _parse_small(buf, pos, end, out):
@@ -150,7 +268,7 @@ def _parse_small(buf, pos, end, out):
         except ValueError:
             break
         j = i + 1 + 2 * n
-        if n <= 0 or j > last:
+        if n <= 0 or j > last or _MBH.get(n) != h:    # '*01', '*+1': the general parser's error
             break
         if n == 2:                       # GET k, INCR k, ...: unrolled (no list building)
             a, b = toks[i + 2], toks[i + 4]
@@ -175,6 +293,7 @@ def _parse_small(buf, pos, end, out):
 
 
 _HDR = {i: b"$%d" % i for i in range(1024)}
+_MBH = {i: b"*%d" % i for i in range(1, 256)}
 
 
 # ---------------------------------------------------------------- replies

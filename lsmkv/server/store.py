@@ -87,6 +87,16 @@ class Store:
             return self.offload(fn, *args)
         return self._wait(fn, args)
 
+    def write_heavy(self, fn, *args):
+        """A write step too long for the loop (a command with many keys, e.g. DEL of
+        a million): on the writer thread, in order (later steps wait for it), so
+        other clients are served while it runs. Invariant 1 holds: it is queued
+        behind every step before it."""
+        self.dirty = True
+        if self.waiting or self.sync:
+            return self._wait(fn, args) if self.waiting else self.offload(fn, *args)
+        return self.offload(fn, *args)
+
     def put(self, key, value):
         """A plain SET (the hottest write): write() without its generic call."""
         db = self.db

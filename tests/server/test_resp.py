@@ -70,17 +70,72 @@ def test_inline_commands():
 
 @pytest.mark.parametrize("data,msg", [
     (b"*x\r\n", "ERR Protocol error: invalid multibulk length"),
-    (b"*99999999\r\n", "ERR Protocol error: invalid multibulk length"),
+    (b"*2147483648\r\n", "ERR Protocol error: invalid multibulk length"),
+    (b"*+1\r\n", "ERR Protocol error: invalid multibulk length"),
+    (b"*01\r\n$4\r\nPING\r\n", "ERR Protocol error: invalid multibulk length"),
+    (b"*-0\r\n", "ERR Protocol error: invalid multibulk length"),
+    (b"*1\r\n$04\r\nPING\r\n", "ERR Protocol error: invalid bulk length"),
+    (b"*1\r\n$+3\r\nPING\r\n", "ERR Protocol error: invalid bulk length"),
     (b"*1\r\n+PING\r\n", "ERR Protocol error: expected '$', got '+'"),
     (b"*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length"),
     (b"*1\r\n$abc\r\n", "ERR Protocol error: invalid bulk length"),
-    (b"*1\r\n$4\r\nPINGxx", "ERR Protocol error: bulk string not followed by CRLF"),
     (b"SET a \"b\r\n", "ERR Protocol error: unbalanced quotes in request"),
+    (b"SET a \"b\"c\r\n", "ERR Protocol error: unbalanced quotes in request"),
+    (b"SET a 'b\r\n", "ERR Protocol error: unbalanced quotes in request"),
     (b"x" * (resp.MAX_INLINE + 1), "ERR Protocol error: too big inline request"),
 ])
 def test_malformed_frames_error_in_redis_words(data, msg):
     cmds, pos, _, err = parse_all(data)
     assert isinstance(err, resp.ProtocolError) and str(err) == msg
+
+
+def test_bulk_not_followed_by_crlf_skips_two_bytes_as_redis():
+    cmds, pos, _, err = parse_all(b"*1\r\n$3\r\nPINGX\r\n")
+    assert cmds == [[b"PIN"]] and err is None
+
+
+@pytest.mark.parametrize("line,words", [
+    (b'set "a b" "c d"', [b"set", b"a b", b"c d"]),
+    (b'echo "a\\x00b"', [b"echo", b"a\x00b"]),
+    (b"echo 'it\\'s'", [b"echo", b"it's"]),
+    (b'echo ""', [b"echo", b""]),
+    (b'echo "\\n\\r\\t\\b\\a\\q\\""', [b"echo", b"\n\r\t\b\aq\""]),
+    (b"  a\tb  ", [b"a", b"b"]),
+    (b"echo 'a\\nb'", [b"echo", b"a\\nb"]),
+    (b'echo "x\\xZZ"', [b"echo", b"xxZZ"]),
+    (b"", []),
+])
+def test_inline_split_as_sdssplitargs(line, words):
+    assert resp.split_args(line) == words
+
+
+def test_unauthenticated_limits():
+    out = []
+    frame = resp.command(*[b"x"] * 11)
+    assert str(resp.parse(bytearray(frame), 0, len(frame), BIG, out, unauth=True)[2]) == (
+        "ERR Protocol error: unauthenticated multibulk length")
+    frame = b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"
+    assert str(resp.parse(bytearray(frame), 0, len(frame), BIG, out, unauth=True)[2]) == (
+        "ERR Protocol error: unauthenticated bulk length")
+    frame = resp.command(*[b"x"] * 10)
+    assert resp.parse(bytearray(frame), 0, len(frame), BIG, out, unauth=True)[2] is None
+
+
+def test_a_frame_is_resumed_not_reparsed():
+    """With a Frame, the complete arguments of an incomplete request are taken
+    (copied) and parsing goes on from the new bytes only."""
+    f = resp.command(b"MSET", *[b"k%d" % i for i in range(2000)]) + resp.command(b"PING")
+    buf = bytearray(f)
+    fr = resp.Frame()
+    out = []
+    pos = 0
+    for end in list(range(7, len(f), 97)) + [len(f)]:
+        pos, need, err = resp.parse(buf, pos, end, BIG, out, frame=fr)
+        assert err is None
+        if fr.args is not None:
+            assert fr.size >= sum(map(len, fr.args)) and not any(isinstance(a, memoryview) for a in fr.args)
+    assert [[bytes(a) for a in c] for c in out] == [[b"MSET", *[b"k%d" % i for i in range(2000)]], [b"PING"]]
+    assert fr.args is None and pos == len(f)
 
 
 def test_frames_before_an_error_are_kept():
@@ -124,3 +179,27 @@ def test_encoders():
     assert resp.encode([1, b"x", None, [b"y"]]) == b"*4\r\n:1\r\n$1\r\nx\r\n$-1\r\n*1\r\n$1\r\ny\r\n"
     with pytest.raises(TypeError):
         resp.encode(object())
+
+
+def test_resumed_parsing_equals_whole_parsing_fuzz():
+    """Random pipelines cut at random points and parsed read by read with a Frame
+    (the buffer compacted between reads, as the connection does) give the same
+    requests as one parse of the whole."""
+    rnd = random.Random(11)
+    for _ in range(300):
+        cmds = [[bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 1, 3, 40, 2000])))
+                 for _ in range(rnd.randrange(1, 30))] for _ in range(rnd.randrange(1, 6))]
+        data = b"".join(resp.command(*c) for c in cmds)
+        cuts = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, rnd.randrange(1, 12))))
+        fr = resp.Frame()
+        out = []
+        pending = bytearray()
+        prev = 0
+        for cut in cuts + [len(data)]:
+            pending += data[prev:cut]
+            prev = cut
+            pos, need, err = resp.parse(pending, 0, len(pending), BIG, out, frame=fr)
+            assert err is None
+            out = [[bytes(a) for a in c] for c in out]      # views die with the compaction
+            del pending[:pos]
+        assert out == cmds and not pending and fr.args is None

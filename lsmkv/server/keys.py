@@ -1,0 +1,227 @@
+"""Keyspace commands beyond DEL/EXISTS/TYPE/SCAN: RENAME, RENAMENX, COPY, KEYS,
+TOUCH, EXPIRETIME, PEXPIRETIME, OBJECT (ENCODING, REFCOUNT, IDLETIME, FREQ,
+HELP). Conventions as lsmkv/server/commands.py. RENAME and COPY carry the TTL,
+as Redis; each is one write step and one atomic write batch."""
+from lsmkv.server import expiry, hashes, resp
+from lsmkv.server.args import SYNTAX, CommandError, to_int
+from lsmkv.server.scan import compile_match, prefix_stop
+
+NO_HASH_MOVE = "ERR RENAME and COPY of a hash are not supported by lsmkv serve"
+
+
+def no_hash(srv, *keys):
+    """RENAME/COPY refuse hashes (docs/server.md, Hashes)."""
+    if srv.hashes and any(hashes.is_hash(srv.db, k) for k in keys):
+        raise CommandError(NO_HASH_MOVE)
+
+
+
+def lookup(db, key):
+    """(value or None, seconds left or None) in one engine lookup."""
+    r = db.get_with_ttl(key)
+    return (None, None) if r is None else r
+
+
+def c_rename(srv, conn, a):
+    no_hash(srv, a[1], a[2])
+    return srv.store.write(w_rename, srv.db, a[1], a[2], False, srv.store.sync)
+
+
+def c_renamenx(srv, conn, a):
+    no_hash(srv, a[1], a[2])
+    return srv.store.write(w_rename, srv.db, a[1], a[2], True, srv.store.sync)
+
+
+def w_rename(db, src, dst, nx, sync):
+    """RENAME/RENAMENX's write step: the value and its TTL move in one batch."""
+    v, ttl = lookup(db, src)
+    if v is None:
+        return resp.error("ERR no such key")
+    same = bytes(src) == bytes(dst)
+    if nx:
+        if same or db.get(dst) is not None:
+            return resp.integer(0)
+    elif same:
+        return resp.OK
+    wb = db.write_batch()
+    wb.put(dst, v, ttl=None if ttl is None else max(ttl, 0.001))
+    wb.delete(src)
+    db.write(wb, sync=sync)
+    return resp.integer(1) if nx else resp.OK
+
+
+def c_copy(srv, conn, a):
+    replace = False
+    i = 3
+    while i < len(a):
+        opt = bytes(a[i]).upper()
+        if opt == b"REPLACE":
+            replace = True
+            i += 1
+        elif opt == b"DB" and i + 1 < len(a):
+            if to_int(a[i + 1]) != 0:
+                raise CommandError("ERR DB index is out of range")
+            i += 2
+        else:
+            raise CommandError(SYNTAX)
+    no_hash(srv, a[1], a[2])
+    return srv.store.write(w_copy, srv.db, a[1], a[2], replace, srv.store.sync)
+
+
+def w_copy(db, src, dst, replace, sync):
+    """COPY's write step: 1 if copied (with the TTL), 0 if src is missing or dst exists."""
+    if bytes(src) == bytes(dst):
+        return resp.error("ERR source and destination objects are the same")
+    v, ttl = lookup(db, src)
+    if v is None or (not replace and db.get(dst) is not None):
+        return resp.integer(0)
+    db.put(dst, v, ttl=None if ttl is None else max(ttl, 0.001), sync=sync)
+    return resp.integer(1)
+
+
+def c_touch(srv, conn, a):
+    if len(a) > 10000:                        # commands.HEAVY_KEYS: on the reader thread
+        return srv.store.read(touch_step, srv.db, a, srv.hashes)
+    return touch_step(srv.db, a, srv.hashes)
+
+
+def touch_step(db, a, with_hashes=False):
+    """How many of the keys a[1:] exist."""
+    get = db.get
+    return resp.integer(sum(1 for k in a[1:] if get(k) is not None
+                            or (with_hashes and hashes.is_hash(db, k))))
+
+
+def c_keys(srv, conn, a):
+    return srv.store.read(keys_step, srv.db, bytes(a[1]), srv.hashes)
+
+
+def keys_step(db, pattern, with_hashes=False):
+    """Every live key matching pattern, in key order (its literal prefix bounds the range)."""
+    regex, prefix = compile_match(pattern)
+    it = hashes.keyspace(db, prefix or None, prefix_stop(prefix) if prefix else None, with_hashes)
+    try:
+        out = [k for k, _ in it if regex is None or regex.fullmatch(k)]
+    finally:
+        it.close()
+    return resp.array(out)
+
+
+def _expiretime(srv, a, unit_ms):
+    key = a[1]
+    if srv.hashes and srv.db.get(key) is None and hashes.is_hash(srv.db, key):
+        key = hashes.meta_key(key)
+    try:
+        t = srv.db.ttl(key)
+    except KeyError:
+        return resp.integer(-2)
+    if t is None:
+        return resp.integer(-1)
+    at = expiry.abs_ms(t, expiry.now_ms())
+    return resp.integer(at if unit_ms else (at + 500) // 1000)
+
+
+def c_expiretime(srv, conn, a):
+    return _expiretime(srv, a, False)
+
+
+def c_pexpiretime(srv, conn, a):
+    return _expiretime(srv, a, True)
+
+
+OBJECT_HELP = [
+    b"OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    b"ENCODING <key>", b"    Return the kind of internal representation used in order to store the value",
+    b"    associated with a <key>.",
+    b"FREQ <key>", b"    Return the access logarithmic access frequency counter of a <key>.",
+    b"IDLETIME <key>", b"    Return the idle time of a <key>, that is the approximated number of",
+    b"    seconds elapsed since the last access to the key.",
+    b"REFCOUNT <key>", b"    Return the number of references of the value associated with the specified",
+    b"    <key>.",
+    b"HELP", b"    Print this help."]
+
+
+def encoding(v):
+    """Redis's string encoding name for value v: int, embstr (<= 44 bytes) or raw."""
+    if len(v) <= 20:
+        try:
+            n = int(v)
+            if b"%d" % n == bytes(v) and -(1 << 63) <= n < (1 << 63):
+                return b"int"
+        except ValueError:
+            pass
+    return b"embstr" if len(v) <= 44 else b"raw"
+
+
+def c_object(srv, conn, a):
+    sub = bytes(a[1]).upper()
+    if sub == b"HELP" and len(a) == 2:
+        return resp.encode([x.decode() for x in OBJECT_HELP])
+    if sub not in (b"ENCODING", b"REFCOUNT", b"IDLETIME", b"FREQ", b"HELP"):
+        raise CommandError(f"ERR unknown subcommand '{bytes(a[1]).decode('utf-8', 'replace')}'. "
+                           f"Try OBJECT HELP.")
+    if len(a) != (2 if sub == b"HELP" else 3):
+        raise CommandError(f"ERR wrong number of arguments for 'object|{sub.decode().lower()}' command")
+    v = srv.db.get(a[2])
+    if v is None and srv.hashes and hashes.is_hash(srv.db, a[2]):
+        if sub == b"ENCODING":
+            return resp.bulk(b"hashtable")
+        v = b""
+    if v is None:
+        return resp.NULL
+    if sub == b"ENCODING":
+        return resp.bulk(encoding(v))
+    if sub == b"REFCOUNT":
+        return resp.integer(1)
+    if sub == b"IDLETIME":
+        return resp.integer(0)            # access times are not tracked
+    raise CommandError("ERR An LFU maxmemory policy is not selected, access frequency not tracked. "
+                       "Please note that when switching between policies at runtime LRU and LFU "
+                       "data will take some time to adjust.")
+
+
+FLUSH_BATCH = 10000          # deletions per write batch of FLUSHDB
+
+
+def c_flushdb(srv, conn, a):
+    for x in a[1:]:
+        if bytes(x).upper() not in (b"ASYNC", b"SYNC"):
+            raise CommandError(SYNTAX)
+    if len(a) > 2:
+        raise CommandError(SYNTAX)
+    srv.hashes = False
+    return srv.store.write_heavy(w_flush, srv.db, srv.store.sync)
+
+
+def w_flush(db, sync):
+    """FLUSHDB's write step (writer thread): every key deleted, in batches. Without
+    range deletion in the engine this writes one tombstone per key (O(keys))."""
+    it = db.keys()
+    try:
+        wb = db.write_batch()
+        n = 0
+        for k in it:
+            wb.delete(k)
+            n += 1
+            if n % FLUSH_BATCH == 0:
+                db.write(wb, sync=sync)
+                wb = db.write_batch()
+        if n % FLUSH_BATCH:
+            db.write(wb, sync=sync)
+    finally:
+        it.close()
+    return resp.OK
+
+
+KEY_COMMANDS = {
+    b"FLUSHDB": (c_flushdb, -1, ("write",), 0, 0, 0),
+    b"FLUSHALL": (c_flushdb, -1, ("write",), 0, 0, 0),
+    b"RENAME": (c_rename, 3, ("write",), 1, 2, 1),
+    b"RENAMENX": (c_renamenx, 3, ("write", "fast"), 1, 2, 1),
+    b"COPY": (c_copy, -3, ("write", "denyoom"), 1, 2, 1),
+    b"TOUCH": (c_touch, -2, ("readonly", "fast"), 1, -1, 1),
+    b"KEYS": (c_keys, 2, ("readonly",), 0, 0, 0),
+    b"EXPIRETIME": (c_expiretime, 2, ("readonly", "fast"), 1, 1, 1),
+    b"PEXPIRETIME": (c_pexpiretime, 2, ("readonly", "fast"), 1, 1, 1),
+    b"OBJECT": (c_object, -2, ("readonly",), 2, 2, 1),
+}
