@@ -42,6 +42,9 @@ class Store:
         if appendfsync not in FSYNC_POLICIES:
             raise ValueError(f"appendfsync must be one of {', '.join(FSYNC_POLICIES)}, got {appendfsync!r}")
         self.db = db
+        # the engine's write-path state, read per SET: its compiled attributes, not
+        # the handle's forwarded ones (four Python __getattr__ calls a SET, ~1 us)
+        self.core = db.core
         self.loop = loop
         self.appendfsync = appendfsync
         self.sync = appendfsync == "always"      # passed to every engine write
@@ -65,8 +68,8 @@ class Store:
         """True if the engine would not make a write wait now: the memtable has
         room and level 0 is below its slowdown trigger. (A background thread may
         hold the DB mutex for microseconds; the loop then waits that long.)"""
-        db = self.db
-        return db.sv.mem.arena_used < db.write_buffer_size and db.l0_files < db.l0_slowdown
+        c = self.core
+        return c.sv.mem.arena_used < c.write_buffer_size and c.l0_files < c.l0_slowdown
 
     def write(self, fn, *args):
         """Run the write step fn(*args): its result now, or an asyncio Future of it.
@@ -99,9 +102,9 @@ class Store:
 
     def put(self, key, value):
         """A plain SET (the hottest write): write() without its generic call."""
-        db = self.db
+        db, c = self.db, self.core
         if (self.queued == 0 and not self.waiting and not self.sync
-                and db.sv.mem.arena_used < db.write_buffer_size and db.l0_files < db.l0_slowdown):
+                and c.sv.mem.arena_used < c.write_buffer_size and c.l0_files < c.l0_slowdown):
             self.dirty = True
             self.inline_writes += 1
             db.put(key, value)
