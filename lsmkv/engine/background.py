@@ -81,7 +81,7 @@ class Threads:
     def start_follower(self, engine, catch_up, interval):
         """A secondary with catch_up_interval: one job on the pool's misc lane that
         runs catch_up(engine) every `interval` seconds (no flush, no compaction)."""
-        p = self.pool = pool.attach(self, self.nice, self.cpus, 0)
+        p = self.pool = pool.attach(self, self.nice, self.cpus, None)
         self.adaptive_wake = p.job("misc", weakref.ref(engine), catch_up, (), interval,
                                    f"catch-up:{engine.path}")
 

@@ -71,8 +71,13 @@ class Pool:
         self.workers = []                # compaction worker processes, one per compact thread slot
 
     def sizes(self):
-        """Threads per lane for the current users (_lock held)."""
-        return _sizes(max(self.users.values(), default=1))
+        """Threads per lane for the current users (_lock held). Users that run no
+        flush and no compaction (a secondary's catch-up job: compactions None) need
+        the misc lane only."""
+        writers = [c for c in self.users.values() if c is not None]
+        if self.users and not writers:
+            return {"flush": 0, "compact": 0, "misc": 1}
+        return _sizes(max(writers, default=1))
 
     def apply_sizes(self):
         """Start or retire threads to match sizes() (_lock held)."""
@@ -131,7 +136,8 @@ def _sizes(compactions):
 
 def attach(token, nice, cpus, compactions):
     """The Pool for (nice, cpus), created if needed, with token (any object the
-    caller keeps) counted as a user asking for `compactions` compaction threads."""
+    caller keeps) counted as a user asking for `compactions` compaction threads
+    (None: a user of the misc lane only)."""
     key = (nice, cpus)
     with _lock:
         pool = _pools.get(key)

@@ -140,6 +140,36 @@ def test_secondary_with_catch_up_interval_follows_by_itself(tmp_path):
     primary.close()
 
 
+ALONE = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+import lsmkv
+d, own, other = sys.argv[1] + "/db", sys.argv[1] + "/secondary", sys.argv[1] + "/other"
+with lsmkv.DB(d) as p:
+    p.put(b"k", b"v")
+assert lsmkv.background_threads()["pools"] == 0
+with lsmkv.DB(d, secondary=own, catch_up_interval=0.05) as sec:
+    assert lsmkv.background_threads() == {"flush": 0, "compact": 0, "misc": 1, "pools": 1}, \
+        lsmkv.background_threads()
+    with lsmkv.DB(other):                          # a primary joins the same pool
+        sizes = lsmkv.background_threads()
+        assert sizes["flush"] == 1 and sizes["compact"] >= 1, sizes
+    assert lsmkv.background_threads()["flush"] == 0
+    assert sec.get(b"k") == b"v"
+assert lsmkv.background_threads()["pools"] == 0
+print("ok")
+"""
+
+
+def test_a_following_secondary_alone_runs_one_pool_thread(tmp_path):
+    """In a process with no primary open, a secondary's catch-up job is all the pool
+    runs: the misc lane, no flush or compaction thread (nor worker); a primary that
+    opens beside it brings them, and takes them away when it closes."""
+    r = subprocess.run([sys.executable, "-c", ALONE, str(tmp_path), lsmkv_import_path()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
 def run_workload(role, db, acked, seconds, *extra):
     env = dict(os.environ, LSMKV_IMPORT_PATH=lsmkv_import_path())
     return subprocess.Popen([sys.executable, WORKLOAD, role, db, acked, str(seconds), *extra],
