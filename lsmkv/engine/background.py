@@ -71,10 +71,12 @@ class Threads:
         ref = weakref.ref(engine)
         p = self.pool = pool.attach(self, self.nice, self.cpus, self.n_compactions)
         path = engine.path
+        # the janitor's job first: a flush or compaction step, which runs as soon as
+        # its job is added, wakes it when done (janitor_wake.set())
+        self.janitor_wake = p.job("misc", ref, janitor, (), None, f"delete:{path}")
         self.flush_wake = p.job("flush", ref, flush, (), None, f"flush:{path}")
         self.compaction_wakes = [p.job("compact", ref, compaction, (i,), 1.0, f"compact-{i}:{path}")
                                  for i in range(self.n_compactions)]
-        self.janitor_wake = p.job("misc", ref, janitor, (), None, f"delete:{path}")
         if adaptive is not None:
             self.adaptive_wake = p.job("misc", ref, adaptive, (), adaptive_interval, f"adapt:{path}")
 

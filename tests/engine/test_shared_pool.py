@@ -305,3 +305,29 @@ def test_dbs_opened_and_closed_from_many_threads_at_once(tmp_path):
             t.join(30)
     assert lsmkv_threads() == []
     assert lsmkv.background_threads()["pools"] == 0
+
+
+def test_a_compaction_due_at_open_does_not_race_the_janitor_job(tmp_path):
+    """A DB reopened with level 0 at its compaction trigger compacts in the first
+    step of its compaction job, which wakes the janitor's job when done: that job
+    exists before any other is added (a compaction finishing first once failed the
+    DB with "'NoneType' object has no attribute 'set'", seen in CI)."""
+    import time
+    d = str(tmp_path / "db")
+    opts = dict(level0_file_num_compaction_trigger=2, compaction_worker="thread")
+    with lsmkv.DB(d, **opts) as db:
+        with db.no_background_compactions():
+            for i in range(2):
+                db.put(b"k%d" % i, b"v")
+                db.flush()
+    for round_ in range(20):
+        with lsmkv.DB(d, **opts) as db:
+            end = time.time() + 10
+            while db.stats()["levels"][0]["files"] >= 2 and time.time() < end:
+                time.sleep(0.002)
+            assert db.stats()["background_error"] is None, (round_, db.stats()["background_error"])
+            db.put(b"k", b"v%d" % round_)             # a write succeeds
+            with db.no_background_compactions():
+                for i in range(2):                    # level 0 at the trigger again for the reopen
+                    db.put(b"r%d-%d" % (round_, i), b"v")
+                    db.flush()
