@@ -96,19 +96,25 @@ def load(name, path, num):
     env.close()
 
 
-def role_writer(name, path, num, seconds, out):
-    put, _, close = open_engine(name, path)
-    rng = random.Random(3)
-    n = 0
+def timed(op, num, seconds, seed):
+    """Call op(key) on random keys in rounds of 100 for `seconds`; returns (ops,
+    seconds taken, how many calls returned something other than None)."""
+    rng = random.Random(seed)
+    n = hits = 0
     t0 = time.perf_counter()
     end = t0 + seconds
     while True:
         for _ in range(100):
-            put(key(rng.randrange(num)), VALUE)
+            if op(key(rng.randrange(num))) is not None:
+                hits += 1
         n += 100
         if time.perf_counter() >= end:
-            break
-    dt = time.perf_counter() - t0
+            return n, time.perf_counter() - t0, hits
+
+
+def role_writer(name, path, num, seconds, out):
+    put, _, close = open_engine(name, path)
+    n, dt, _ = timed(lambda k: put(k, VALUE), num, seconds, 3)
     close()
     with open(out, "w") as fh:
         json.dump({"ops": n, "seconds": dt}, fh)
@@ -116,18 +122,7 @@ def role_writer(name, path, num, seconds, out):
 
 def role_reader(name, path, num, seconds, out, seed):
     _, get, close = open_engine(name, path, readonly=True)
-    rng = random.Random(seed)
-    n = found = 0
-    t0 = time.perf_counter()
-    end = t0 + seconds
-    while True:
-        for _ in range(100):
-            if get(key(rng.randrange(num))) is not None:
-                found += 1
-        n += 100
-        if time.perf_counter() >= end:
-            break
-    dt = time.perf_counter() - t0
+    n, dt, found = timed(get, num, seconds, seed)
     close()
     with open(out, "w") as fh:
         json.dump({"ops": n, "seconds": dt, "found": found}, fh)

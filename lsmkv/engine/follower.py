@@ -44,12 +44,11 @@ from lsmkv.core.dbcore import replay_batch
 from lsmkv.core.memtable import MemTable
 from lsmkv.engine import filenames, lifecycle, recovery
 from lsmkv.engine.dirlock import DirLock
-from lsmkv.engine.logformat import read_log
+from lsmkv.engine.logformat import HEADER, batch_header, read_log
 from lsmkv.engine.version import VersionSet
 from lsmkv.errors import CorruptionError, DatabasePermissionError, FollowerError, OpenError
 
 LOAD_ATTEMPTS = 20
-BATCH_HEADER = 12          # sequence u64 | count u32 (docs/format.md, "Write batches")
 
 
 class Moved(Exception):
@@ -275,12 +274,9 @@ class Follower:
         applied = start
         path = filenames.log_name(self.engine.path, number)
         for off, payload in records:
-            if len(payload) < BATCH_HEADER:
-                raise CorruptionError(path, off, "batch shorter than its header")
-            first = int.from_bytes(payload[:8], "little")
-            count = int.from_bytes(payload[8:12], "little")
+            first, count = batch_header(path, off, payload)
             if count and last is not None and first + count - 1 <= last:
-                applied = off + 8 + len(payload)          # applied before
+                applied = off + HEADER + len(payload)     # applied before
                 continue
             if count and last is not None and first != last + 1:
                 return last, applied, False          # a gap: wait for the earlier log
@@ -288,7 +284,7 @@ class Follower:
             if count:
                 last = first + count - 1
                 self.applied_batches += 1
-            applied = off + 8 + len(payload)
+            applied = off + HEADER + len(payload)
         return last, applied, True
 
     def catch_up(self):
@@ -349,10 +345,10 @@ class Follower:
             try:
                 for number in self.live_logs(self.engine.versions.log_number):
                     records, _ = self.read_log_from(number, self.offsets.get(number, 0))
-                    for _, payload in records:
-                        pending_bytes += 8 + len(payload)
-                        first = int.from_bytes(payload[:8], "little")
-                        count = int.from_bytes(payload[8:12], "little")
+                    path = filenames.log_name(self.engine.path, number)
+                    for off, payload in records:
+                        pending_bytes += HEADER + len(payload)
+                        first, count = batch_header(path, off, payload)
                         if count:
                             pending_seq = max(pending_seq, first + count - 1)
             except (Moved, CorruptionError, OSError):

@@ -75,9 +75,21 @@ def _has_zero_page(data, start, end) -> bool:
     return False
 
 
+# A WAL record's payload is a write batch, which starts with this header (docs/format.md,
+# "WAL payload: a write batch"): its first sequence u64, its count of operations u32.
+BATCH_HEADER = struct.Struct("<QI")
+
 # A WAL's seal (lsmkv.engine.logs.seal; docs/format.md, "Sealed logs"): an empty batch,
-# sequence u64 then count u32 == 0, as the log's last record.
-SEAL_SIZE = 12
+# a batch header with count 0, as the log's last record.
+SEAL_SIZE = BATCH_HEADER.size
+
+
+def batch_header(path, off, payload):
+    """(first sequence, count) of the batch in a WAL record at offset off of path;
+    CorruptionError if the record is shorter than a batch header."""
+    if len(payload) < BATCH_HEADER.size:
+        raise CorruptionError(path, off, "batch shorter than its header")
+    return BATCH_HEADER.unpack_from(payload)
 
 
 def is_seal(payload) -> bool:

@@ -30,11 +30,11 @@ Invariants:
 """
 import collections
 import os
-import struct
 import threading
 
 from lsmkv.core.wal import LogWriter
 from lsmkv.engine import filenames
+from lsmkv.engine.logformat import BATCH_HEADER
 
 # A log file's first size and its largest growth step: what a log holds ahead of
 # its data, on disk and in RSS (docs/tuning.md, "The write-ahead log's footprint").
@@ -42,9 +42,9 @@ WAL_START = 64 << 10
 WAL_MAX_STEP = 1 << 20
 
 
-# The seal: an empty batch (sequence, count 0; docs/format.md, "Sealed logs"); the
-# reader's side is lsmkv.engine.logformat.is_seal.
-SEAL = struct.Struct("<QI")
+# The seal: an empty batch (a batch header with count 0; docs/format.md, "Sealed logs");
+# the reader's side is lsmkv.engine.logformat.is_seal.
+SEAL = BATCH_HEADER
 
 
 def seal(log, next_seq):
