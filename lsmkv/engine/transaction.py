@@ -141,11 +141,11 @@ class Transaction:
         >>> with db.transaction() as txn:
         ...     db.put(b"k", b"2")                  # after begin: not seen
         ...     before = txn.get(b"k")
-        ...     txn.delete(b"k")
-        ...     before, txn.get(b"k"), txn.get(b"k", b"-")
+        ...     txn.put(b"j", b"x"); txn.delete(b"j")
+        ...     before, txn.get(b"j"), txn.get(b"j", b"-")
         (b'1', None, b'-')
-        >>> db.get(b"k") is None                    # committed: no conflict, k was not read for update
-        True
+        >>> db.get(b"k"), db.get(b"j")      # committed: a plain read of k is not checked
+        (b'2', None)
         >>> db.close()
         """
         self._check()
