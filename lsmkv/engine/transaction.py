@@ -44,8 +44,6 @@ Invariants:
 import bisect
 import math
 
-from sortedcontainers import SortedDict
-
 from lsmkv.core.dbcore import check_bound
 from lsmkv.errors import ClosedError, InvalidIteratorError
 
@@ -93,7 +91,7 @@ class Transaction:
         self._db = db
         self._snap = db.snapshot()            # released at the end (or with the DB, or by gc)
         self._batch = db.write_batch()
-        self._writes = SortedDict()           # key -> (value, expiry ms or 0) or _DELETED
+        self._writes = {}                     # key -> (value, expiry ms or 0) or _DELETED
         self._tracked = set()                 # keys the commit validates
         self._sync = bool(sync)
         self._ended = None                    # "committed" / "rolled back" once over
@@ -271,7 +269,7 @@ class Transaction:
         self._check()
         base = self._snap.iterator(lower, upper, prefix=prefix)
         lo, hi = base.lower, base.upper
-        keys = list(self._writes.irange(lo, hi, inclusive=(True, False)))
+        keys = sorted(k for k in self._writes if (lo is None or k >= lo) and (hi is None or k < hi))
         return TransactionIterator(self, base, keys, [self._writes[k] for k in keys])
 
     def items(self, start=None, stop=None, *, reverse=False, prefix=None):
@@ -366,8 +364,8 @@ class Transaction:
 
     def _end(self, how):
         self._ended = how
-        self._writes = SortedDict()
-        self._tracked = set()
+        self._writes.clear()
+        self._tracked.clear()
         self._batch.clear()
         self._snap.close()
 
