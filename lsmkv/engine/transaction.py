@@ -43,6 +43,7 @@ Invariants:
 """
 import bisect
 import math
+import weakref
 
 from lsmkv.core.dbcore import check_bound
 from lsmkv.errors import ClosedError, InvalidIteratorError
@@ -95,6 +96,7 @@ class Transaction:
         self._tracked = set()                 # keys the commit validates
         self._sync = bool(sync)
         self._ended = None                    # "committed" / "rolled back" once over
+        self._iterators = None                # WeakSet of its open iterators, closed at the end
 
     @property
     def sequence(self):
@@ -270,7 +272,11 @@ class Transaction:
         base = self._snap.iterator(lower, upper, prefix=prefix)
         lo, hi = base.lower, base.upper
         keys = sorted(k for k in self._writes if (lo is None or k >= lo) and (hi is None or k < hi))
-        return TransactionIterator(self, base, keys, [self._writes[k] for k in keys])
+        it = TransactionIterator(self, base, keys, [self._writes[k] for k in keys])
+        if self._iterators is None:
+            self._iterators = weakref.WeakSet()
+        self._iterators.add(it)
+        return it
 
     def items(self, start=None, stop=None, *, reverse=False, prefix=None):
         """(key, value) for start <= key < stop (and starting with prefix) as the
@@ -368,6 +374,9 @@ class Transaction:
         self._tracked.clear()
         self._batch.clear()
         self._snap.close()
+        if self._iterators is not None:           # release the files their cursors pin now
+            for it in list(self._iterators):
+                it.close()
 
     @property
     def ended(self):
@@ -435,11 +444,11 @@ class TransactionIterator:
         return self._base.upper
 
     def _check(self):
-        if self._closed:
-            raise ClosedError("the iterator is closed")
         if self._txn._ended is not None:
             self.close()
             raise ClosedError(f"the transaction is {self._txn._ended}: its iterators are closed")
+        if self._closed:
+            raise ClosedError("the iterator is closed")
 
     def _live(self, w):
         return w is not _DELETED and (not w[1] or w[1] > self._now)

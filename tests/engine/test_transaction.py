@@ -271,8 +271,10 @@ def test_iterators_close_with_their_transaction(db):
     it = txn.iterator()
     it.seek_to_first()
     txn.commit()
-    with pytest.raises(lsmkv.ClosedError, match="transaction is committed"):
+    with pytest.raises(lsmkv.ClosedError, match="transaction is committed: its iterators are closed"):
         it.key()
+    with pytest.raises(lsmkv.ClosedError, match="transaction is committed"):
+        it.seek_to_first()
 
 
 def test_closing_the_db_ends_open_transactions(dbpath):
@@ -554,12 +556,12 @@ def test_a_killed_child_never_leaves_half_a_commit(dbpath):
         db.put(b"count", b"0")
     rng = random.Random(7)
     last = 0
-    for round_ in range(5):
+    for round_ in range(8):
         p = subprocess.Popen([sys.executable, "-c", CHILD, lsmkv_import_path(), dbpath, str(round_)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
         try:
             assert p.stdout.readline().strip() == b"ready", p.stderr.read()
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.05, 0.4))
         finally:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
