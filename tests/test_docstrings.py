@@ -1,7 +1,7 @@
 """Every public name has a docstring with a runnable example, and the examples run.
 
   * doctest.testmod runs over lsmkv, lsmkv.engine.db, lsmkv.options, lsmkv.errors,
-    lsmkv.engine.dirlock, lsmkv.engine.worker and the compiled lsmkv.core.dbcore and
+    lsmkv.engine.dirlock, lsmkv.engine.worker, lsmkv.engine.transaction and the compiled lsmkv.core.dbcore and
     lsmkv.core.cursor (ELLIPSIS | NORMALIZE_WHITESPACE). For a cdef class doctest
     finds the methods through the class __dict__ but skips properties (getset
     descriptors), so their docstrings are run here explicitly.
@@ -11,7 +11,7 @@
   * Each example makes its DB in tempfile.mkdtemp(); the tests point tempfile at
     tmp_path so nothing is left behind.
   * Every name in lsmkv.__all__ (but __version__) and every public method or property
-    of DB, CoreDB, WriteBatch, Snapshot and Iterator (DB's dict methods from
+    of DB, CoreDB, WriteBatch, Snapshot, Iterator and Transaction (DB's dict methods from
     lsmkv.engine.mapping included) has '>>>' in its docstring.
   * lsmkv/core/dbcore.pyi carries the same docstrings as the compiled WriteBatch and CoreDB.
 """
@@ -34,7 +34,8 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # examples written when issue 5 was closed; a module may gain more, never fewer
 MIN_EXAMPLES = {"lsmkv": 3, "lsmkv.engine.db": 105, "lsmkv.options": 16, "lsmkv.errors": 21,
                 "lsmkv.core.dbcore": 100, "lsmkv.engine.dirlock": 28, "lsmkv.engine.worker": 8,
-                "lsmkv.engine.mapping": 11, "lsmkv.engine.destroy": 7, "lsmkv.core.cursor": 20}
+                "lsmkv.engine.mapping": 11, "lsmkv.engine.destroy": 7, "lsmkv.core.cursor": 20,
+                "lsmkv.engine.transaction": 81}
 
 _PROMPT = re.compile(r"^\s*>>> ", re.M)
 _SKIPPED = re.compile(r"^\s*>>> .*#\s*doctest:.*\+SKIP", re.M)
@@ -127,7 +128,8 @@ def _missing_examples():
         if ">>>" not in (getattr(lsmkv, name).__doc__ or ""):
             missing.append(f"lsmkv.{name}")
     from lsmkv.engine.mapping import MappingMethods
-    for cls in (DB, _engine.CoreDB, lsmkv.WriteBatch, Snapshot, lsmkv.Iterator, MappingMethods):
+    for cls in (DB, _engine.CoreDB, lsmkv.WriteBatch, Snapshot, lsmkv.Iterator, MappingMethods,
+                lsmkv.Transaction):
         for name, attr in _public_members(cls).items():
             if ">>>" not in (attr.__doc__ or ""):
                 missing.append(f"{cls.__name__}.{name}")

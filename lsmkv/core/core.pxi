@@ -14,6 +14,15 @@
 #   3. sv.imms is newest first; sv.l0 is newest first; each deeper level is
 #      sorted by key with non-overlapping files.
 
+DEF MAX_SEQUENCE = 0x00FFFFFFFFFFFFFF     # sequences are 56 bits (the tag's top bits)
+
+
+cdef inline bint _table_newer(TableReader t, int64_t floor):
+    """May t hold an entry with a sequence > floor (its largest_seq property)?"""
+    s = t.properties.get("largest_seq")
+    return s is None or <int64_t>s > floor
+
+
 cdef class Core:
     """The engine's state that the per-operation paths use, and those paths (cdef).
 
@@ -182,7 +191,12 @@ cdef class Core:
         self.n_deletes += 1
         return 0
 
-    cdef int _write_batch(self, WriteBatch batch, bint sync) except -1:
+    cdef int _write_batch(self, WriteBatch batch, bint sync, list check=None,
+                          uint64_t check_seq=0) except -1:
+        """Append batch to the log and apply it. With check (a transaction's commit,
+        lsmkv/engine/transaction.py): first, under the mutex and after any stall,
+        raise ConflictError, writing nothing, if a key of check has an entry newer
+        than check_seq (_check_unchanged)."""
         cdef uint64_t seq
         cdef uint8_t* p
         if self.closed:
@@ -190,9 +204,16 @@ cdef class Core:
         if self.read_only:
             raise self.read_only_error("put, delete and write are refused")
         if batch.count == 0:
+            if check is not None:
+                with self.mutex:
+                    if self.closed:
+                        raise self.state.error()
+                    self._check_unchanged(check, check_seq)
             return 0
         with self.mutex:
             self._writable(batch.b.len)
+            if check is not None:      # no stall releases the mutex from here to last_seq's move
+                self._check_unchanged(check, check_seq)
             seq = self.last_seq + 1
             store_u64(batch.b.p, seq)
             store_u32(batch.b.p + 8, batch.count)
@@ -215,7 +236,102 @@ cdef class Core:
             self.n_batches += 1
         return 0
 
+    cdef int _check_unchanged(self, list keys, uint64_t seq) except -1:
+        """ConflictError naming the first key of keys whose newest entry (of any
+        kind) has a sequence > seq: another write reached it after seq (mutex held,
+        so no write is in flight and the answer stays true until the caller's own
+        write is applied)."""
+        cdef Bytes kb
+        cdef int64_t newest
+        for key in keys:
+            get_buffer(key, &kb, "key")
+            try:
+                newest = self._newest_seq(kb.p, kb.n, <int64_t>seq)
+            finally:
+                release_buffer(&kb)
+            if newest > <int64_t>seq:
+                raise ConflictError(f"transaction conflict: key {bytes(key)!r} was written at sequence "
+                                    f"{newest}, after the transaction's snapshot (sequence {seq}); "
+                                    f"nothing was applied", bytes(key))
+        return 0
+
     # -- reads
+
+    cdef int64_t _newest_seq(self, const uint8_t* k, size_t kn, int64_t floor) except -2:
+        """The sequence of the newest entry of user key k, of any kind (a put, an
+        expired put, a deletion: every write leaves one), or -1 if no source holds
+        one. Exact whenever the answer is > floor: a source whose entries all have
+        sequences <= floor (a memtable's last_seq, a table's largest_seq) is
+        skipped, which can only hide entries <= floor (the sources are searched
+        newest first, and a key's entries in a later source are older). Call with
+        floor -1 for the exact answer (a table rewritten by compaction may have
+        only sequences 0). Compaction may rewrite a sequence to 0 at the
+        bottommost level (docs/format.md, "Sequence 0"): only for versions older
+        than every live snapshot."""
+        cdef SuperVersion sv = self.sv
+        cdef MemTable m
+        cdef Node* x
+        cdef TableReader t
+        cdef uint8_t stackbuf[128]
+        cdef uint8_t* ik = stackbuf
+        cdef size_t ikn = kn + TAG_SIZE
+        cdef uint64_t h
+        cdef int64_t r = -1
+        cdef int i
+        cdef tuple lv
+        cdef bytes b
+        if self.closed:
+            raise self.state.error()
+        if ikn > 128:
+            ik = <uint8_t*>malloc(ikn)
+            if ik == NULL:
+                raise MemoryError()
+        try:
+            if kn:
+                memcpy(ik, k, kn)
+            store_u64(ik + kn, make_tag(MAX_SEQUENCE, KIND_MAX))    # before every entry of k
+            for m in sv.memtables():
+                if m.entries == 0 or <int64_t>m.last_seq <= floor:
+                    continue
+                x = m.seek_ge(ik, ikn, NULL)
+                if x != NULL and x.klen == ikn and (kn == 0 or memcmp(node_key(x), k, kn) == 0):
+                    return <int64_t>(load_u64(node_key(x) + kn) >> 8)
+            h = bloom_hash(k, kn)
+            for t in sv.l0:
+                if t.in_range(k, kn) and _table_newer(t, floor):
+                    r = self._table_newest(t, h, ik, ikn)
+                    if r >= 0:
+                        return r
+            for lv in sv.levels:
+                i = find_table(<list>lv[1], ik, ikn)
+                if i == len(<list>lv[1]):
+                    continue
+                b = <bytes>(<list>lv[2])[i]
+                if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
+                    continue
+                t = <TableReader>(<tuple>lv[0])[i]
+                if _table_newer(t, floor):
+                    r = self._table_newest(t, h, ik, ikn)
+                    if r >= 0:
+                        return r
+            return -1
+        finally:
+            if ik != stackbuf:
+                free(ik)
+
+    cdef int64_t _table_newest(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn) except -2:
+        """The sequence of t's newest entry of ik's user key (ik: that key with the
+        largest tag), or -1 if t holds none; after t's bloom filter."""
+        cdef TableIterator ti
+        cdef size_t kn = ikn - TAG_SIZE
+        if not t.may_contain(h):
+            return -1
+        ti = TableIterator(t)
+        ti.seek(ik, ikn)
+        if ti.valid and ti.key_len == ikn and (kn == 0 or memcmp(ti.key, ik, kn) == 0):
+            return <int64_t>(load_u64(ti.key + kn) >> 8)
+        return -1
+
 
     cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL,
                         bint view=False):

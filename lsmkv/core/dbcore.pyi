@@ -209,6 +209,9 @@ class CoreDB:
         (True, False)
         >>> db.close()
         """
+    def write_if_unchanged(self, batch: WriteBatch, keys: Iterable[_Buffer], seq: int, *,
+                           sync: bool = ...) -> None: ...
+    def newest_sequence(self, key: _Buffer) -> Optional[int]: ...
     def write(self, batch: WriteBatch, *, sync: bool = ...) -> None:
         """Apply every operation of batch atomically: a reader sees all of it or
         none of it. sync=True returns once it is on stable storage.

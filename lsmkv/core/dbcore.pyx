@@ -41,7 +41,7 @@ from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
 from lsmkv.core.iterator cimport MergingIterator, HandleState
 from lsmkv.core.iterator import DBIterator
 from lsmkv.core.cursor cimport Iterator, prefix_bounds
-from lsmkv.errors import ClosedError, BackgroundError, CorruptionError, ReadOnlyError
+from lsmkv.errors import ClosedError, BackgroundError, ConflictError, CorruptionError, ReadOnlyError
 
 cdef extern from *:
     """
@@ -494,6 +494,56 @@ cdef class CoreDB:
         >>> db.close()
         """
         self.core._write_batch(batch, sync)
+
+    def write_if_unchanged(self, WriteBatch batch, keys, uint64_t seq, *, bint sync=False):
+        """Internal (a transaction's commit, lsmkv/engine/transaction.py; the
+        server's EXEC after WATCH): write(batch) only if no key of keys has been
+        written since sequence seq (a snapshot's, which the caller holds: the
+        check is exact only while versions newer than seq are kept). Checked and
+        written under the write lock, after any stall, so no write comes between;
+        otherwise raise lsmkv.ConflictError and write nothing. An empty batch only
+        checks. Prefer db.transaction().
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1")
+        >>> snap = db.snapshot()
+        >>> wb = db.write_batch(); wb.put(b"b", b"2")
+        >>> db.write_if_unchanged(wb, [b"a", b"b"], snap.sequence)
+        >>> db.put(b"a", b"changed")
+        >>> db.write_if_unchanged(wb, [b"a"], snap.sequence)
+        Traceback (most recent call last):
+          ...
+        lsmkv.errors.ConflictError: transaction conflict: key b'a' was written at sequence 3, ...
+        >>> snap.close(); db.close()
+        """
+        self.core._write_batch(batch, sync, list(keys), seq)
+
+    def newest_sequence(self, key):
+        """Internal: the sequence number of key's newest entry of any kind (a put,
+        an expired put, a deletion), or None if the DB holds none (never written,
+        or its deletion was dropped by compaction). Compaction at the bottommost
+        level may report 0 for a version older than every live snapshot
+        (docs/format.md, "Sequence 0").
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2"); db.delete(b"a")
+        >>> db.newest_sequence(b"a"), db.newest_sequence(b"b"), db.newest_sequence(b"c")
+        (3, 2, None)
+        >>> db.compact_range()      # the bottommost level: b's put gets sequence 0, a's deletion goes
+        >>> db.newest_sequence(b"a"), db.newest_sequence(b"b")
+        (None, 0)
+        >>> db.close()
+        """
+        cdef Bytes kb
+        cdef int64_t r
+        get_buffer(key, &kb, "key")
+        try:
+            r = self.core._newest_seq(kb.p, kb.n, -1)
+        finally:
+            release_buffer(&kb)
+        return None if r < 0 else r
 
     def get(self, key, default=None):
         """The value stored under key, or default if it is absent or expired.
