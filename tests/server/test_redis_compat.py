@@ -256,6 +256,18 @@ DIFF_SCRIPT = [
     ("CLIENT", "LIST", "ID", "123456789"), ("CLIENT", "REPLY", "bad"),
     ("CONFIG", "SET", "nosuchparameter", "1"), ("ECHO", ""), ("PING", "x"),
     ("SELECT", "0"), ("GET",), ("SET", "a"), ("NOSUCH", "x", "y"),
+    # MULTI/EXEC/DISCARD/WATCH (multi.py)
+    ("MULTI",), ("SET", "d:t1", "1"), ("INCR", "d:t1"), ("GET", "d:t1"), ("HSET", "d:th", "f", "v"),
+    ("HGETALL", "d:th"), ("GET", "d:th"), ("INCR", "d:s"), ("DEL", "d:t9"), ("EXEC",), ("GET", "d:t1"),
+    ("EXEC",), ("DISCARD",), ("MULTI",), ("MULTI",), ("NOSUCH",), ("SET", "x"), ("EXEC",), ("GET", "x"),
+    ("MULTI",), ("SET", "d:t2", "a"), ("DISCARD",), ("GET", "d:t2"),
+    ("WATCH", "d:w"), ("SET", "d:w", "1"), ("MULTI",), ("SET", "d:w2", "x"), ("EXEC",), ("GET", "d:w2"),
+    ("WATCH", "d:w", "d:wnone"), ("MULTI",), ("SET", "d:w2", "y"), ("EXEC",), ("GET", "d:w2"),
+    ("WATCH", "d:wnone"), ("SET", "d:wnone", "1"), ("MULTI",), ("PING",), ("EXEC",),
+    ("WATCH", "d:th"), ("HSET", "d:th", "g", "1"), ("MULTI",), ("PING",), ("EXEC",),
+    ("WATCH", "d:w"), ("UNWATCH",), ("SET", "d:w", "2"), ("MULTI",), ("GET", "d:w"), ("EXEC",),
+    ("MULTI",), ("WATCH", "d:w"), ("SET", "d:w", "3"), ("EXEC",), ("WATCH",), ("MULTI", "x"),
+    ("MULTI",), ("EXEC",), ("MULTI",), ("RENAME", "d:t1", "d:t4"), ("TYPE", "d:t4"), ("EXEC",),
 ]
 
 RAW_DIFF = [
