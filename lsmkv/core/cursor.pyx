@@ -24,8 +24,8 @@ Invariants:
      (the value then is the fold of the visible operands over their base, copied
      into vbuf).
   2. `dir` is the direction the merging iterator was last moved in: 1 after a
-     forward move (it stands on the shown entry, or past the entries a merge
-     folded), -1 after a backward one (it stands before the shown key's entries,
+     forward move (it stands on the shown entry), 2 after a forward move onto a
+     merged key (it stands past the entries fold_forward folded), -1 after a backward one (it stands before the shown key's entries,
      or is invalid).
   3. `now` is the clock at the last seek (expiry is judged then), in ms.
   4. After close(), or once the DB handle is closed or inherited by fork(), every
@@ -255,6 +255,7 @@ cdef class Iterator:
                 self.vn = it.val_len - 8
             elif kind == KIND_MERGE:
                 self._set_value(fold_forward(it, self.merge_op, self.now))
+                self.dir = 2            # fold_forward moved the merging iterator past what it folded
             else:
                 self.vp = it.val
                 self.vn = it.val_len
@@ -447,7 +448,8 @@ cdef class Iterator:
     cdef int _next_c(self) except -1:
         cdef int tn
         if self.dir > 0:
-            self.it.next()
+            if self.dir == 1:       # on the shown entry (2: already past a folded key's entries)
+                self.it.next()
             return self._forward(True)
         # the merging iterator stands before the shown key: go back to its first entry
         tn = self._target(self.kbuf, self.klen, False)

@@ -11,7 +11,8 @@ Built-ins (by name in lsmkv.DB(path, merge_operator=...)), compiled:
                AppendOperator(delim) puts delim between the pieces
   "max"        the bytewise largest of the base and the operands
 and any callable f(key, existing, operands) -> bytes (existing: bytes or None,
-operands: oldest first); see resolve() for its name and partial merge.
+operands: oldest first) that composes as invariant 2 says; see resolve() for
+its name and partial merge.
 
 Thread safety: operators hold no mutable state; full_merge and partial_merge may
 run in several threads at once (a callable must allow that too).
@@ -20,7 +21,10 @@ Invariants:
   1. full_merge(key, existing, ops) is the value a read returns for a key whose
      newest visible entries are the operands ops (oldest first) over the base
      existing (None: no base, a deletion, or an expired TTL put).
-  2. Where can_partial: full_merge(k, e, a + [partial_merge(k, b)] + c) ==
+  2. What an operator must satisfy (RocksDB's contract too), since flushes and
+     compactions fold a key's operands at times the caller does not choose:
+     full_merge(k, full_merge(k, e, a), b) == full_merge(k, e, a + b).
+  3. Where can_partial: full_merge(k, e, a + [partial_merge(k, b)] + c) ==
      full_merge(k, e, a + b + c), and partial_merge returns bytes (never None).
 """
 from libc.stdint cimport uint8_t, uint64_t
