@@ -35,7 +35,19 @@ from lsmkv.errors import MergeOperatorError
 
 cdef class MergeOperator:
     """The base of every merge operator: a name recorded in the DB, full_merge and,
-    where can_partial, partial_merge (see the module docstring)."""
+    where can_partial, partial_merge (see the module docstring). The built-ins
+    are its subclasses; lsmkv.DB(path, merge_operator=...) takes one of them.
+
+    >>> import lsmkv, tempfile
+    >>> op = lsmkv.AppendOperator(b"+")
+    >>> isinstance(op, lsmkv.MergeOperator), op.name, op.can_partial
+    (True, 'append:2b', True)
+    >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=op)
+    >>> db.merge(b"k", b"a"); db.merge(b"k", b"b")
+    >>> db.get(b"k")
+    b'a+b'
+    >>> db.close()
+    """
 
     cpdef bytes full_merge(self, bytes key, object existing, list operands):
         raise NotImplementedError
