@@ -316,7 +316,8 @@ cdef class Core:
         cdef MergingIterator it = self._merging(sv)
         cdef bytes target = PyBytes_FromStringAndSize(<char*>k, kn + TAG_SIZE)
         store_u64(<uint8_t*>PyBytes_AS_STRING(target) + kn, make_tag(seq, KIND_MAX))
-        it.seek(<const uint8_t*>PyBytes_AS_STRING(target), kn + TAG_SIZE)
+        # lazily: a table whose bloom filter rules the key out is never positioned
+        it.seek_lazy(<const uint8_t*>PyBytes_AS_STRING(target), kn + TAG_SIZE)
         return fold_forward(it, self.merge_op, self._now_ms())
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
