@@ -18,7 +18,10 @@ Where entries are dropped is the LSM's rule, not the table format's:
     one operand (op.partial_merge); a live TTL put under them stays, as does
     every operand newer than the oldest snapshot (no fold across a snapshot).
     Without a merge operator (repair) operands and what lies under them are
-    kept as they are.
+    kept as they are, as are the operands and base a built-in cannot fold
+    (uint64add given a value that is not 8 bytes: reads report it). A callable's
+    error fails the flush or compaction (MergeOperatorError naming the key; the
+    inputs stay).
 
 Thread safety: one write_tables() call per iterator; it uses only its own
 WriteState and TableBuilders. A memtable is walked without the GIL (the memtable
@@ -178,6 +181,7 @@ cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, Tab
     cdef int state = 0          # 0 end of key, 1 a base (None: deleted or expired), 2 a live TTL put
     cdef int kind
     cdef bytes key, out, nk
+    cdef bytes base_ik = None, base_raw = None
     while it.valid and it.key_len == kn and cmp_bytes(it.key, ukn, kp, ukn) == 0:
         kind = load_u64(it.key + ukn) & 0xFF
         if kind == KIND_MERGE:
@@ -189,6 +193,8 @@ cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, Tab
             state = 2
             break
         state = 1
+        base_ik = PyBytes_FromStringAndSize(<char*>it.key, kn)        # kept as it is if a built-in fails
+        base_raw = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
         if kind == KIND_PUT:
             base = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
         elif kind == KIND_PUT_TTL:
@@ -205,6 +211,12 @@ cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, Tab
         else:
             out = op.partial_merge(key, vals) if op.can_partial and len(vals) > 1 else None
     except MergeOperatorError as e:
+        if op.builtin:
+            # bad data (uint64add given a value that is not 8 bytes): no operator
+            # can fold it, so the entries stay as they are, for reads to report
+            vals.reverse()
+            _write_unfolded(s, tb, kn, iks, vals, base_ik, base_raw)
+            return 0
         raise MergeOperatorError(f"merge operator {op.name!r} failed on key {key!r}: {e}") from e
     except Exception as e:
         raise MergeOperatorError(f"merge operator {op.name!r} failed on key {key!r}: "
@@ -222,10 +234,24 @@ cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, Tab
         s.merges_folded += len(vals) - 1
     else:
         vals.reverse()
-        for nk, out in zip(iks, vals):
-            tb.add(<const uint8_t*>PyBytes_AS_STRING(nk), kn, <const uint8_t*>PyBytes_AS_STRING(out),
-                   PyBytes_GET_SIZE(out))
+        _write_unfolded(s, tb, kn, iks, vals, None, None)
     s.last_seq_for_key = <uint64_t>-1       # a live TTL base under them stays
+    return 0
+
+
+cdef int _write_unfolded(WriteState* s, TableBuilder tb, size_t kn, list iks, list vals,
+                         bytes base_ik, bytes base_raw) except -1:
+    """Write the operands (newest first) and the base (if consumed) as they were."""
+    cdef bytes nk, v
+    for nk, v in zip(iks, vals):
+        tb.add(<const uint8_t*>PyBytes_AS_STRING(nk), kn, <const uint8_t*>PyBytes_AS_STRING(v),
+               PyBytes_GET_SIZE(v))
+    if base_ik is not None:
+        tb.add(<const uint8_t*>PyBytes_AS_STRING(base_ik), kn, <const uint8_t*>PyBytes_AS_STRING(base_raw),
+               PyBytes_GET_SIZE(base_raw))
+        s.last_seq_for_key = load_u64(<const uint8_t*>PyBytes_AS_STRING(base_ik) + kn - TAG_SIZE) >> 8
+    else:
+        s.last_seq_for_key = <uint64_t>-1
     return 0
 
 

@@ -51,8 +51,24 @@ def test_uint64add_rejects_values_that_are_not_8_bytes(dbpath):
             db.get(b"j")
         with pytest.raises(lsmkv.MergeOperatorError):
             list(db.items())
+        db.merge(b"fine", u64(1))
+        db.flush()                             # what cannot be folded is kept as it is
+        db.compact_range()
+        db.put(b"after", b"x")                 # no background error: still writable
+        with pytest.raises(lsmkv.MergeOperatorError, match=r"existing value of key b'k'"):
+            db.get(b"k")
+        with pytest.raises(lsmkv.MergeOperatorError, match=r"operand of key b'j'"):
+            db.get(b"j")
+        assert val(db.get(b"fine")) == 1
+    with lsmkv.DB(dbpath, merge_operator="uint64add") as db:
+        with pytest.raises(lsmkv.MergeOperatorError):
+            db.get(b"k")
         db.put(b"j", u64(4))                   # a put over the bad operand: readable again
-        assert val(db.get(b"j")) == 4
+        db.delete(b"k")
+        db.merge(b"k", u64(2))
+        assert val(db.get(b"j")) == 4 and val(db.get(b"k")) == 2
+        db.compact_range()
+        assert val(db.get(b"j")) == 4 and val(db.get(b"k")) == 2
 
 
 def test_append_with_and_without_delimiter(tmp_path):
