@@ -192,14 +192,15 @@ _BUILTIN = {"uint64add": UInt64AddOperator, "append": AppendOperator, "max": Max
 
 def resolve(spec):
     """The MergeOperator for the merge_operator option: None; a built-in's name
-    ("uint64add", "append", "max"); ("append", delimiter); a MergeOperator; or a
+    ("uint64add", "append", "max", or as recorded: "append:<delimiter in hex>");
+    ("append", delimiter); a MergeOperator; or a
     callable f(key, existing, operands) -> bytes, named by its `name` attribute,
     else its __name__ (a lambda has none that means anything: give it a `name`).
     A callable with a partial_merge(key, operands) -> bytes | None method is
     partially merged in compactions too.
 
-    >>> resolve("max").name, resolve(("append", b"|")).name, resolve(None)
-    ('max', 'append:7c', None)
+    >>> resolve("max").name, resolve(("append", b"|")).name, resolve("append:7c").delimiter, resolve(None)
+    ('max', 'append:7c', b'|', None)
     >>> def concat(key, existing, operands):
     ...     return (existing or b"") + b"".join(operands)
     >>> resolve(concat).name
@@ -212,6 +213,12 @@ def resolve(spec):
     if spec is None or isinstance(spec, MergeOperator):
         return spec
     if isinstance(spec, str):
+        if spec.startswith("append:"):          # a recorded name: append with a delimiter, in hex
+            try:
+                return AppendOperator(bytes.fromhex(spec[len("append:"):]))
+            except ValueError:
+                raise ValueError(f"option merge_operator: {spec!r} is not 'append:' and a delimiter "
+                                 f"in hex") from None
         if spec not in _BUILTIN:
             raise ValueError(f"option merge_operator: unknown built-in {spec!r} "
                              f"(built-ins: 'uint64add', 'append', 'max'; or a callable)")

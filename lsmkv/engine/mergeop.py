@@ -56,3 +56,12 @@ def record(path, op):
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     filenames.fsync_dir(path)
+
+
+def builtin_recorded(path):
+    """The recorded operator's name if it is a built-in's (a tool can open the DB
+    with it: lsmkv.core.merge.resolve takes the name), else None."""
+    name = recorded(path)
+    if name is None or not (name in ("uint64add", "append", "max") or name.startswith("append:")):
+        return None
+    return name

@@ -88,11 +88,8 @@ def runs_in_process(job):
 
 
 def _merge_op(spec):
-    if spec is None or not isinstance(spec, str):
-        return spec
-    if spec.startswith("append:"):
-        return resolve_merge(("append", bytes.fromhex(spec[len("append:"):])))
-    return resolve_merge(spec)
+    """The job's merge operator: a built-in's recorded name resolved, else as sent."""
+    return resolve_merge(spec) if isinstance(spec, str) else spec
 
 
 def run_job(job, should_continue=None):
