@@ -310,15 +310,9 @@ cdef class Core:
 
     cdef object _merge_get(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq):
         """The value of user key k at seq when its newest visible entry is a merge
-        operand: every source of sv merged, from (k, seq) on, the operands folded
-        with the base under them (fold_forward). The slow path of a point read,
-        taken only for a key with operands on top."""
-        cdef MergingIterator it = self._merging(sv)
-        cdef bytes target = PyBytes_FromStringAndSize(<char*>k, kn + TAG_SIZE)
-        store_u64(<uint8_t*>PyBytes_AS_STRING(target) + kn, make_tag(seq, KIND_MAX))
-        # lazily: a table whose bloom filter rules the key out is never positioned
-        it.seek_lazy(<const uint8_t*>PyBytes_AS_STRING(target), kn + TAG_SIZE)
-        return fold_forward(it, self.merge_op, self._now_ms())
+        operand (mergeget.pxi): the slow path of a point read, taken only for a key
+        with operands on top."""
+        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms())
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
                        int64_t* now, int64_t* expiry, bint view):

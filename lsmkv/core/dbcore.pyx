@@ -15,6 +15,7 @@ check_bound). It includes one part per concern:
               invariants of the write and read paths are stated there)
   multiget.pxi  core_multi_get: the batched point lookup (one pass over the
               memtables, then each table asked once about its keys in order)
+  mergeget.pxi  merge_lookup: the point read of a key with merge operands on top
 """
 import threading
 
@@ -39,7 +40,7 @@ from lsmkv.core.wal cimport LogWriter
 from lsmkv.core.bytebuf cimport Buf, buf_reserve_c
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
-from lsmkv.core.iterator cimport MergingIterator, HandleState, fold_forward
+from lsmkv.core.iterator cimport MergingIterator, HandleState, no_merge_operator
 from lsmkv.core.iterator import DBIterator
 from lsmkv.core.cursor cimport Iterator, prefix_bounds
 from lsmkv.errors import ClosedError, BackgroundError, CorruptionError, ReadOnlyError, MergeOperatorError
@@ -379,6 +380,7 @@ cpdef object check_bound(str name, object v):
         return bytes(v)
     raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
 
+include "mergeget.pxi"
 include "core.pxi"
 include "multiget.pxi"
 
