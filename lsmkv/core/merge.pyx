@@ -36,7 +36,9 @@ from lsmkv.errors import MergeOperatorError
 cdef class MergeOperator:
     """The base of every merge operator: a name recorded in the DB, full_merge and,
     where can_partial, partial_merge (see the module docstring). The built-ins
-    are its subclasses; lsmkv.DB(path, merge_operator=...) takes one of them.
+    are its subclasses; lsmkv.DB(path, merge_operator=...) takes one of them, or
+    an instance of a Python subclass that sets `name` (and `can_partial` if it
+    overrides partial_merge) and overrides full_merge.
 
     >>> import lsmkv, tempfile
     >>> op = lsmkv.AppendOperator(b"+")
@@ -46,6 +48,16 @@ cdef class MergeOperator:
     >>> db.merge(b"k", b"a"); db.merge(b"k", b"b")
     >>> db.get(b"k")
     b'a+b'
+    >>> db.close()
+    >>> class Longest(lsmkv.MergeOperator):
+    ...     def __init__(self):
+    ...         self.name = "longest"
+    ...     def full_merge(self, key, existing, operands):
+    ...         return max(([existing] if existing is not None else []) + operands, key=len)
+    >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=Longest())
+    >>> db.put(b"k", b"abc"); db.merge(b"k", b"x"); db.merge(b"k", b"wxyz")
+    >>> db.get(b"k")
+    b'wxyz'
     >>> db.close()
     """
 
@@ -210,7 +222,12 @@ def resolve(spec):
       ...
     ValueError: option merge_operator: unknown built-in 'sum' (built-ins: 'uint64add', 'append', 'max'; or a callable)
     """
-    if spec is None or isinstance(spec, MergeOperator):
+    if spec is None:
+        return None
+    if isinstance(spec, MergeOperator):
+        if not isinstance((<MergeOperator>spec).name, str) or not (<MergeOperator>spec).name:
+            raise TypeError("option merge_operator: a MergeOperator needs a name (set self.name): "
+                            "the name is recorded in the database")
         return spec
     if isinstance(spec, str):
         if spec.startswith("append:"):          # a recorded name: append with a delimiter, in hex

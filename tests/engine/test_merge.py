@@ -396,3 +396,36 @@ def test_checkpoint_carries_the_operator_and_repair_keeps_operands(tmp_path):
         assert val(db.get(b"k")) == 5
     lsmkv.destroy(src)
     assert not os.path.exists(src)
+
+
+class Sum(lsmkv.MergeOperator):
+    """A Python subclass with a partial merge: decimal text counters."""
+
+    def __init__(self):
+        self.name = "decimal-sum"
+        self.can_partial = True
+
+    def full_merge(self, key, existing, operands):
+        return b"%d" % (int(existing or b"0") + sum(map(int, operands)))
+
+    def partial_merge(self, key, operands):
+        return b"%d" % sum(map(int, operands))
+
+
+def test_a_python_subclass_of_merge_operator(dbpath):
+    with lsmkv.DB(dbpath, merge_operator=Sum(), compaction_worker="process", **SMALL) as db:
+        for i in range(300):
+            db.merge(b"n%d" % (i % 3), b"%d" % i)
+            if i % 100 == 99:
+                db.flush()
+        assert db.stats()["merges_folded"] > 0          # partial merges at flush
+        db.compact_range()
+        assert db.multi_get([b"n0", b"n1", b"n2"]) == [b"%d" % sum(range(j, 300, 3)) for j in range(3)]
+    with pytest.raises(lsmkv.MergeOperatorError, match="'decimal-sum'"):
+        lsmkv.DB(dbpath, merge_operator="uint64add")
+
+    class Nameless(lsmkv.MergeOperator):
+        def full_merge(self, key, existing, operands):
+            return b""
+    with pytest.raises(TypeError, match="needs a name"):
+        lsmkv.DB(dbpath + "-2", merge_operator=Nameless())
