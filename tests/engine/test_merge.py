@@ -429,3 +429,28 @@ def test_a_python_subclass_of_merge_operator(dbpath):
             return b""
     with pytest.raises(TypeError, match="needs a name"):
         lsmkv.DB(dbpath + "-2", merge_operator=Nameless())
+
+
+def test_an_operator_error_in_a_background_compaction_sets_the_background_error(dbpath):
+    import time
+    op = Flaky(armed=True)                   # no partial merge: flushes never call it here
+    db = lsmkv.DB(dbpath, merge_operator=op, level0_file_num_compaction_trigger=2,
+                  compaction_worker="process")
+    try:
+        db.merge(b"bad", b"a")
+        db.flush()
+        db.merge(b"bad", b"b")
+        db.flush()                           # two L0 files: a compaction starts, and fails
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                db.put(b"probe", b"x")
+            except lsmkv.BackgroundError as e:
+                assert "merge operator 'flaky' failed on key b'bad'" in str(e)
+                break
+            assert time.monotonic() < deadline, "the compaction did not fail"
+            time.sleep(0.05)
+    finally:
+        db.close()
+    with lsmkv.DB(dbpath, merge_operator=Flaky(armed=False)) as db:
+        assert db.get(b"bad") == b"ab"
