@@ -25,8 +25,8 @@ Invariants:
      into vbuf).
   2. `dir` is the direction the merging iterator was last moved in: 1 after a
      forward move (it stands on the shown entry), 2 after a forward move onto a
-     merged key (it stands past the entries fold_forward folded), -1 after a backward one (it stands before the shown key's entries,
-     or is invalid).
+     merged key (it stands past the entries fold_forward folded), -1 after a
+     backward one (it stands before the shown key's entries, or is invalid).
   3. `now` is the clock at the last seek (expiry is judged then), in ms.
   4. After close(), or once the DB handle is closed or inherited by fork(), every
      method but close() raises ClosedError (ForkedError); the pin and sources are
