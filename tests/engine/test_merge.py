@@ -454,3 +454,23 @@ def test_an_operator_error_in_a_background_compaction_sets_the_background_error(
         db.close()
     with lsmkv.DB(dbpath, merge_operator=Flaky(armed=False)) as db:
         assert db.get(b"bad") == b"ab"
+
+
+def test_a_secondary_folds_what_it_follows(tmp_path):
+    path = str(tmp_path / "db")
+    primary = lsmkv.DB(path, merge_operator=("append", b","))
+    try:
+        primary.put(b"k", b"a")
+        primary.flush()
+        primary.merge(b"k", b"b")
+        with pytest.raises(lsmkv.MergeOperatorError):
+            lsmkv.DB(path, secondary=str(tmp_path / "sec0"))
+        with lsmkv.DB(path, secondary=str(tmp_path / "sec"), merge_operator=("append", b",")) as sec:
+            assert sec.get(b"k") == b"a,b"
+            primary.merge(b"k", b"c")
+            primary.flush()
+            primary.merge(b"k", b"d")
+            sec.catch_up()
+            assert sec.get(b"k") == b"a,b,c,d" and list(sec.items(reverse=True)) == [(b"k", b"a,b,c,d")]
+    finally:
+        primary.close()
