@@ -292,3 +292,20 @@ class ConflictError(LsmkvError):
 
     def __reduce__(self):
         return (type(self), (self.args[0], self.key))
+
+
+class MergeOperatorError(LsmkvError, ValueError):
+    """A merge operator cannot fold a key's operands (uint64add given a value that
+    is not 8 bytes, a callable returning something other than bytes), a merge
+    without a merge_operator, or a DB reopened with another merge operator than
+    the one it records. A ValueError too.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> try:
+    ...     db.merge(b"k", b"x")
+    ... except lsmkv.MergeOperatorError as e:
+    ...     print(e)
+    db.merge needs a merge operator: open the database with merge_operator=... (lsmkv.DB(path, merge_operator='uint64add'))
+    >>> db.close()
+    """

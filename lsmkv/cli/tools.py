@@ -23,7 +23,7 @@ from lsmkv.engine.logformat import read_log
 from lsmkv.cli.format import Progress
 from lsmkv.engine.version import VersionEdit
 
-KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL"}
+KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL", 3: "MERGE"}
 
 
 class VerifyFailed(LsmkvError):

@@ -65,6 +65,7 @@ cdef class Core:
     cdef public object writes        # lsmkv.engine.writes.WriteController: make_room(), level0_stall()
     cdef public object logs          # lsmkv.engine.logs.LogSet: sync_retired()
     cdef public object files         # lsmkv.engine.files.Files: gc_pending, gc_soon(), pins
+    cdef public MergeOperator merge_op   # the merge_operator option's (lsmkv/core/merge.pyx), or None
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -181,6 +182,28 @@ cdef class Core:
         self.n_puts += 1
         return 0
 
+    cdef int _merge(self, key, operand, bint sync) except -1:
+        cdef Bytes kb, vb
+        if self.merge_op is None:
+            self._no_merge_operator()
+        get_buffer(key, &kb, "key")
+        try:
+            get_buffer(operand, &vb, "operand")
+            try:
+                self._write_one(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0, sync)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.n_puts += 1
+        return 0
+
+    cdef int _no_merge_operator(self) except -1:
+        if self.closed:
+            raise self.state.error()
+        raise MergeOperatorError("db.merge needs a merge operator: open the database with "
+                                 "merge_operator=... (lsmkv.DB(path, merge_operator='uint64add'))")
+
     cdef int _delete(self, key, bint sync) except -1:
         cdef Bytes kb
         get_buffer(key, &kb, "key")
@@ -210,6 +233,8 @@ cdef class Core:
                         raise self.state.error()
                     self._check_unchanged(check, check_seq)
             return 0
+        if batch.has_merge and self.merge_op is None:
+            self._no_merge_operator()
         with self.mutex:
             self._writable(batch.b.len)
             if check is not None:      # no stall releases the mutex from here to last_seq's move
@@ -356,9 +381,13 @@ cdef class Core:
         if self.closed:
             raise self.state.error()
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
+            if kind == KIND_MERGE:
+                return self._merge_get(sv, k, kn, seq)
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
             if m.lookup(k, kn, seq, &vp, &vn, &kind):
+                if kind == KIND_MERGE:
+                    return self._merge_get(sv, k, kn, seq)
                 return self._mem_result(kind, vp, vn, expiry)
         if not sv.l0 and not sv.levels:
             return None
@@ -375,6 +404,8 @@ cdef class Core:
                 if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
                     r = self._probe(t, h, ik, ikn, &now, expiry, view)
                     if r is not None:
+                        if r is MERGED:
+                            return self._merge_get(sv, k, kn, seq)
                         return None if r is DELETED else r
             for lv in sv.levels:
                 i = find_table(<list>lv[1], ik, ikn)
@@ -385,11 +416,19 @@ cdef class Core:
                     continue
                 r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view)
                 if r is not None:
+                    if r is MERGED:
+                        return self._merge_get(sv, k, kn, seq)
                     return None if r is DELETED else r
             return None
         finally:
             if ik != stackbuf:
                 free(ik)
+
+    cdef object _merge_get(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq):
+        """The value of user key k at seq when its newest visible entry is a merge
+        operand (mergeget.pxi): the slow path of a point read, taken only for a key
+        with operands on top."""
+        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms())
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
                        int64_t* now, int64_t* expiry, bint view):
@@ -407,6 +446,8 @@ cdef class Core:
         return clock_ms(self.clock)
 
     cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn, int64_t* expiry):
+        """A memtable entry's answer: bytes, None (a deletion or expired), or
+        MERGED (a merge operand: the caller folds)."""
         if kind == KIND_PUT:
             return PyBytes_FromStringAndSize(<char*>vp, vn)
         if kind == KIND_PUT_TTL:
@@ -415,6 +456,8 @@ cdef class Core:
             if expiry != NULL:
                 expiry[0] = <int64_t>load_u64(vp)
             return PyBytes_FromStringAndSize(<char*>vp + 8, vn - 8)
+        if kind == KIND_MERGE:
+            return MERGED
         return None
 
     cdef object _get(self, object key, uint64_t seq, int64_t* expiry=NULL, bint view=False):
@@ -501,8 +544,10 @@ cdef class Core:
             start, stop = prefix_bounds(check_bound("prefix", prefix), start, stop)
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        return DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
-                          self.state, owner)
+        it = DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
+                        self.state, owner)
+        it.merge_op = self.merge_op
+        return it
 
     cdef object _cursor(self, lower, upper, prefix, seq, owner):
         """An lsmkv.Iterator (lsmkv/core/cursor.pyx) as of seq (None: now), pinning
@@ -510,4 +555,7 @@ cdef class Core:
         cdef SuperVersion sv
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        return Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner, self.clock)
+        cdef Iterator it = Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner,
+                                    self.clock)
+        it.merge_op = self.merge_op
+        return it

@@ -9,6 +9,8 @@ from lsmkv.errors import BackgroundError as BackgroundError
 from lsmkv.errors import ClosedError as ClosedError
 from lsmkv.errors import CorruptionError as CorruptionError
 from lsmkv.errors import ReadOnlyError as ReadOnlyError
+from lsmkv.errors import MergeOperatorError as MergeOperatorError
+from lsmkv.errors import ConflictError as ConflictError
 
 _Buffer = Union[bytes, bytearray, memoryview]
 _T = TypeVar("_T")
@@ -26,6 +28,7 @@ class _ScanIterator(Protocol[_T_co]):
     def __exit__(self, *exc: object) -> None: ...
 
 DELETED: object
+MERGED: object
 
 
 def bloom_hash_py(key: _Buffer) -> int: ...
@@ -62,6 +65,7 @@ class WriteBatch:
     >>> db.close()
     """
     count: int
+    has_merge: bool
     def __init__(self, clock: Optional[Callable[[], float]] = ...) -> None: ...
     def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ...) -> None:
         """Add a put; ttl: seconds until it expires, from the batch's clock now
@@ -90,6 +94,19 @@ class WriteBatch:
         ...     wb.delete(b"a"); wb.delete(b"b"); wb.put(b"b", b"3")
         >>> db.get(b"a"), db.get(b"b")
         (None, b'3')
+        >>> db.close()
+        """
+    def merge(self, key: _Buffer, operand: _Buffer) -> None:
+        """Add a merge operand for key (db.merge(), applied in order with the batch's
+        other operations). Writing the batch to a DB without a merge operator
+        raises MergeOperatorError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=("append", b","))
+        >>> with db.write_batch() as wb:
+        ...     wb.put(b"k", b"a"); wb.merge(b"k", b"b"); wb.merge(b"k", b"c")
+        >>> db.get(b"k")
+        b'a,b,c'
         >>> db.close()
         """
     def clear(self) -> None:
@@ -173,6 +190,7 @@ class Core:
     writes: Any
     logs: Any
     files: Any
+    merge_op: Any
     def read_only_error(self, what: str) -> Exception:
         """The ReadOnlyError a write to a read-only or secondary engine raises."""
 
@@ -196,6 +214,21 @@ class CoreDB:
         Traceback (most recent call last):
           ...
         TypeError: key must be bytes, bytearray or memoryview, not str
+        >>> db.close()
+        """
+    def merge(self, key: _Buffer, operand: _Buffer, *, sync: bool = ...) -> None:
+        """Add operand to key's value through the DB's merge operator (the
+        merge_operator option): a read folds the key's operands, oldest first,
+        into its base value (None when the key is absent, deleted or expired).
+        One log record, no read: as fast as put(). The result has no ttl.
+        sync=True returns only once the write is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator="uint64add")
+        >>> one = (1).to_bytes(8, "little")
+        >>> db.merge(b"hits", one); db.merge(b"hits", one, sync=True)
+        >>> int.from_bytes(db.get(b"hits"), "little")
+        2
         >>> db.close()
         """
     def delete(self, key: _Buffer, *, sync: bool = ...) -> None:

@@ -15,6 +15,7 @@ check_bound). It includes one part per concern:
               invariants of the write and read paths are stated there)
   multiget.pxi  core_multi_get: the batched point lookup (one pass over the
               memtables, then each table asked once about its keys in order)
+  mergeget.pxi  merge_lookup: the point read of a key with merge operands on top
 """
 import threading
 
@@ -27,21 +28,22 @@ from cpython.bytearray cimport PyByteArray_CheckExact
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from lsmkv.core.coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
                             make_tag, cmp_ikey, cmp_bytes, TAG_SIZE,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX)
+from lsmkv.core.merge cimport MergeOperator
 from lsmkv.core.memtable cimport MemTable, Node, node_key, node_val
 from lsmkv.core.table cimport TableReader
 from lsmkv.core.cache cimport ValueView
-from lsmkv.core.table import DELETED
+from lsmkv.core.table import DELETED, MERGED
 from lsmkv.core.bloom cimport bloom_hash      # one definition of the hash (lsmkv/core/bloom.pxd)
 from lsmkv.core.bloom import bloom_hash_py
 from lsmkv.core.wal cimport LogWriter
 from lsmkv.core.bytebuf cimport Buf, buf_reserve_c
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
-from lsmkv.core.iterator cimport MergingIterator, HandleState
+from lsmkv.core.iterator cimport MergingIterator, HandleState, no_merge_operator
 from lsmkv.core.iterator import DBIterator
 from lsmkv.core.cursor cimport Iterator, prefix_bounds
-from lsmkv.errors import ClosedError, BackgroundError, ConflictError, CorruptionError, ReadOnlyError
+from lsmkv.errors import ClosedError, BackgroundError, ConflictError, CorruptionError, ReadOnlyError, MergeOperatorError
 
 cdef extern from *:
     """
@@ -175,6 +177,7 @@ cdef class WriteBatch:
     cdef object clock              # what ttl is measured from: time.time unless given
     cdef object target             # the DB handle a `with` block writes to (db.write_batch()), or None
     cdef bint sync                 # that write's sync
+    cdef readonly bint has_merge   # a merge() was added (the DB then needs a merge operator)
 
     def __cinit__(self, clock=None):
         self.b.p = <uint8_t*>malloc(256)
@@ -237,6 +240,7 @@ cdef class WriteBatch:
         memcpy(self.b.p + self.b.len, other.b.p + BATCH_HEADER, n)
         self.b.len += n
         self.count += other.count
+        self.has_merge = self.has_merge or other.has_merge
 
     def __enter__(self):
         if self.target is None:
@@ -269,6 +273,31 @@ cdef class WriteBatch:
         finally:
             release_buffer(&kb)
 
+    def merge(self, key, operand):
+        """Add a merge operand for key (db.merge(), applied in order with the batch's
+        other operations). Writing the batch to a DB without a merge operator
+        raises MergeOperatorError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=("append", b","))
+        >>> with db.write_batch() as wb:
+        ...     wb.put(b"k", b"a"); wb.merge(b"k", b"b"); wb.merge(b"k", b"c")
+        >>> db.get(b"k")
+        b'a,b,c'
+        >>> db.close()
+        """
+        cdef Bytes kb, vb
+        get_buffer(key, &kb, "key")
+        try:
+            get_buffer(operand, &vb, "operand")
+            try:
+                self._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.has_merge = True
+
     cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                   int64_t expiry) except -1:
         if buf_reserve_c(&self.b, record_size(kind, kn, vn)) < 0:
@@ -289,6 +318,7 @@ cdef class WriteBatch:
         """
         self.b.len = BATCH_HEADER
         self.count = 0
+        self.has_merge = False
 
     def __len__(self):
         return self.count
@@ -350,6 +380,7 @@ cpdef object check_bound(str name, object v):
         return bytes(v)
     raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
 
+include "mergeget.pxi"
 include "core.pxi"
 include "multiget.pxi"
 
@@ -412,6 +443,23 @@ cdef class CoreDB:
 
     def __setitem__(self, key, value):
         self.core._put(key, value, None, False)
+
+    def merge(self, key, operand, *, bint sync=False):
+        """Add operand to key's value through the DB's merge operator (the
+        merge_operator option): a read folds the key's operands, oldest first,
+        into its base value (None when the key is absent, deleted or expired).
+        One log record, no read: as fast as put(). The result has no ttl.
+        sync=True returns only once the write is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator="uint64add")
+        >>> one = (1).to_bytes(8, "little")
+        >>> db.merge(b"hits", one); db.merge(b"hits", one, sync=True)
+        >>> int.from_bytes(db.get(b"hits"), "little")
+        2
+        >>> db.close()
+        """
+        self.core._merge(key, operand, sync)
 
     def delete(self, key, *, bint sync=False):
         """Remove key (a no-op if absent).

@@ -1,7 +1,8 @@
-from typing import Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 from lsmkv.errors import ClosedError as ClosedError
 from lsmkv.errors import ForkedError as ForkedError
+from lsmkv.errors import MergeOperatorError as MergeOperatorError
 
 class HandleState:
     closed: bool
@@ -24,6 +25,7 @@ class InternalIterator:
 class MergingIterator(InternalIterator): ...
 
 class DBIterator(Iterator[Union[Tuple[bytes, bytes], bytes]]):
+    merge_op: Any
     def __next__(self) -> Union[Tuple[bytes, bytes], bytes]: ...
     def close(self) -> None: ...
     def __enter__(self) -> "DBIterator": ...

@@ -16,7 +16,9 @@ Invariants:
      target before it picks an entry of another user key.
   2. DBIterator yields, for each user key in [start, stop), the newest entry with
      sequence <= its snapshot, and only if that entry is a live PUT (not a
-     deletion, not expired at the iterator's creation time).
+     deletion, not expired at the iterator's creation time), or a merge operand:
+     then the fold of the visible operands over the base under them
+     (fold_forward forward, the same fold collected oldest first backward).
   3. A DBIterator yields nothing once it was closed or its DB handle was closed
      (or inherited by fork()): every later call raises ClosedError (ForkedError),
      and its sources and pin are released then if they were not already.
@@ -29,8 +31,10 @@ from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE)
 from lsmkv.core.bloom cimport bloom_hash
+from lsmkv.core.merge cimport MergeOperator
+from lsmkv.errors import MergeOperatorError
 
 
 cdef class HandleState:
@@ -355,6 +359,42 @@ cdef enum:
     MODE_VALUES = 2
 
 
+cdef object no_merge_operator(const uint8_t* k, size_t kn):
+    raise MergeOperatorError(f"key {PyBytes_FromStringAndSize(<char*>k, kn)!r} holds merge operands but "
+                             f"the database was opened without a merge_operator")
+
+
+cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now):
+    """The value of the user key `it` stands on, whose entry there is a merge
+    operand visible to the read (its newest visible entry): the operands from
+    there on, down to the first base (a put; a deletion or an expired TTL put
+    is no base: None), folded by op.full_merge, oldest first. Leaves `it` past
+    the entries consumed (on the key's entries under the base, or the next key).
+    Errors of the operator propagate to the caller."""
+    cdef size_t ukn = it.key_len - TAG_SIZE
+    cdef bytes key = PyBytes_FromStringAndSize(<char*>it.key, ukn)
+    cdef const uint8_t* kp = <const uint8_t*>PyBytes_AS_STRING(key)
+    cdef list ops = []
+    cdef object base = None
+    cdef int kind
+    if op is None:
+        no_merge_operator(it.key, ukn)
+    while it.valid and it.key_len - TAG_SIZE == ukn and cmp_bytes(it.key, ukn, kp, ukn) == 0:
+        kind = load_u64(it.key + ukn) & 0xFF
+        if kind == KIND_MERGE:
+            ops.append(PyBytes_FromStringAndSize(<char*>it.val, it.val_len))
+            it.next()
+            continue
+        if kind == KIND_PUT:
+            base = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
+        elif kind == KIND_PUT_TTL and <int64_t>load_u64(it.val) > now:
+            base = PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+        it.next()
+        break
+    ops.reverse()
+    return op.full_merge(key, base, ops)
+
+
 cdef class DBIterator:
     """Iterator of (key, value) over [start, stop) as of one sequence number.
 
@@ -376,6 +416,7 @@ cdef class DBIterator:
     cdef uint8_t* skip
     cdef size_t skip_len, skip_cap
     cdef bint has_skip
+    cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
     def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
                   bint reverse, int mode, pin, HandleState state, owner=None):
@@ -490,6 +531,18 @@ cdef class DBIterator:
         self._release()
         raise StopIteration
 
+    cdef object _emit_merged(self, MergingIterator it):
+        """Forward: the item of the key `it` stands on, a merge operand on top
+        (fold_forward moves `it` past the entries it folds; the skip key set by
+        the caller hides the rest)."""
+        cdef bytes k = PyBytes_FromStringAndSize(<char*>it.key, it.key_len - TAG_SIZE)
+        cdef bytes v = fold_forward(it, self.merge_op, self.now)
+        if self.mode == MODE_KEYS:
+            return k
+        if self.mode == MODE_VALUES:
+            return v
+        return (k, v)
+
     def __next__(self):
         if self.closed or self.state.closed:
             self._check()
@@ -531,10 +584,17 @@ cdef class DBIterator:
                     continue
                 v += 8
                 vn -= 8
+            elif kind == KIND_MERGE:
+                return self._emit_merged(it)
             result = self._emit(it.key, ukn, v, vn)
             self.advance = True       # step past it at the next call: a caller that stops here
             return result             # (next(iter(db.items(start=k)))) never pays for it
         return self._finish()
+
+    cdef bytes _fold_reverse(self, bytes key, object base, list ops):
+        if self.merge_op is None:
+            no_merge_operator(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        return self.merge_op.full_merge(key, base, ops)
 
     cdef object _next_reverse(self):
         cdef MergingIterator it = self.it
@@ -546,6 +606,8 @@ cdef class DBIterator:
         cdef bytes skey = None, sval = None   # newest visible version so far of the current user key
         cdef int skind = -1
         cdef bytes start = self.start
+        cdef list mops = None                 # merge operands on top of it, oldest first (or None)
+        cdef object mbase = None              # the base under them (None: none)
         while it.valid:
             ukn = it.key_len - TAG_SIZE
             if start is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(start),
@@ -553,6 +615,8 @@ cdef class DBIterator:
                 break
             if skey is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(skey),
                                               PyBytes_GET_SIZE(skey)) != 0:
+                if mops is not None:
+                    sval = self._fold_reverse(skey, mbase, mops)
                 if skind >= 0:
                     return self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),
                                       <const uint8_t*>PyBytes_AS_STRING(sval), PyBytes_GET_SIZE(sval))
@@ -564,6 +628,15 @@ cdef class DBIterator:
                 vn = it.val_len
                 if skey is None:
                     skey = PyBytes_FromStringAndSize(<char*>it.key, ukn)
+                if kind == KIND_MERGE:
+                    if mops is None:
+                        mops = []
+                        mbase = sval if skind >= 0 else None
+                    mops.append(PyBytes_FromStringAndSize(<char*>v, vn))
+                    skind = kind
+                    it.prev()
+                    continue
+                mops = None
                 if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now):
                     skind = -1
                 else:
@@ -573,6 +646,8 @@ cdef class DBIterator:
                     skind = kind
                     sval = PyBytes_FromStringAndSize(<char*>v, vn)
             it.prev()
+        if skey is not None and mops is not None:
+            sval = self._fold_reverse(skey, mbase, mops)
         if skey is not None and skind >= 0:
             self.done = True   # emit the last one, then finish on the following call
             result = self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),

@@ -12,6 +12,8 @@ ctypedef struct WriteState:
     int64_t now
     Buf kbuf                     # an expired entry's key rewritten as a deletion
     uint64_t dropped_hidden, dropped_deletes, expired
+    bint can_fold                # a merge operator was given: merge operands are folded
+    uint64_t merges_folded       # merge operands folded into a put or a combined operand
 
 
 cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
