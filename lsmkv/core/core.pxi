@@ -243,6 +243,8 @@ cdef class Core:
         write is applied)."""
         cdef Bytes kb
         cdef int64_t newest
+        if self.last_seq <= seq:
+            return 0          # no write since seq: every entry has a sequence <= last_seq (invariant 1)
         for key in keys:
             get_buffer(key, &kb, "key")
             try:

@@ -15,6 +15,9 @@ check_bound). It includes one part per concern:
               invariants of the write and read paths are stated there)
   multiget.pxi  core_multi_get: the batched point lookup (one pass over the
               memtables, then each table asked once about its keys in order)
+  snaplist.pxi  SnapshotList: the live snapshots' sequences and the oldest
+              (no lock: why is stated there)
+  txn.pxi     TransactionCore: the compiled half of lsmkv.Transaction
 """
 import threading
 
@@ -776,3 +779,7 @@ def cursor_at(CoreDB db, lower, upper, prefix, seq):
     """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator()); what
     Snapshot.iterator() returns."""
     return db.core._cursor(lower, upper, prefix, seq, db)
+
+
+include "snaplist.pxi"
+include "txn.pxi"

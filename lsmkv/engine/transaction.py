@@ -2,21 +2,32 @@
 
 A Transaction reads a snapshot taken when it begins, with its own writes laid
 over it, and buffers its writes in one WriteBatch. Commit hands that batch to
-the compiled write path with the keys to validate (CoreDB.write_if_unchanged):
-under the write lock, after any stall, each tracked key's newest sequence in
-the DB (Core._newest_seq: memtables, then tables) is compared with the
-snapshot's; if any is newer, lsmkv.ConflictError and nothing is written;
+the compiled write path with the keys to validate (Core._write_batch, as
+CoreDB.write_if_unchanged does): under the write lock, after any stall, each
+tracked key's newest sequence in the DB (Core._newest_seq: memtables, then
+tables) is compared with the snapshot's (no lookup at all when the DB's last
+sequence is still the snapshot's: nothing was written since begin); if any is
+newer, lsmkv.ConflictError and nothing is written;
 otherwise the batch is written as any batch is (one log record: atomic, durable
 per `sync`). Nothing is locked before commit: plain get() reads are not
 validated (optimistic semantics), get_for_update() reads and every write are.
 
+The state and the per-operation work are compiled: Transaction subclasses
+lsmkv.core.dbcore.TransactionCore (lsmkv/core/txn.pxi), and each of its methods
+here is one call into it, so an uncontended transaction costs a few compiled
+calls: register the snapshot (a lock-free SnapshotList, lsmkv/core/snaplist.pxi),
+read, add to the batch, the checked write, release.
+
 Thread safety: a Transaction (and its iterators) is used by one thread at a
 time; any number of transactions and plain writers run at once. The only
-shared state is the engine's (snapshots, the write lock).
+shared state is the engine's (the snapshot registry, whose calls are atomic
+under the GIL; the write lock).
 
 Invariants:
   1. Until it ends, a transaction holds a registered snapshot at `sequence`
-     (engine/snapshots.py): flush and compaction keep every version it reads,
+     (engine/snapshots.py; registered in the same atomic step that reads the
+     DB's last sequence, released when it ends or, never ended, when it is
+     collected): flush and compaction keep every version it reads,
      and keep, for each key, an entry with the sequence of its newest write
      after `sequence` (only older versions are dropped or merged).
   2. The commit check is exact: a tracked key was written by another commit
@@ -24,11 +35,16 @@ Invariants:
      sequences under the write lock, above every sequence before them, and the
      check runs under that lock after the last point where it may be released
      (stalls), so no write lands between the check and the transaction's own.
+     Every entry's sequence is <= the DB's last sequence (a write applies its
+     entries before moving it, under that lock), so when the last sequence is
+     still `sequence` at the check, no tracked key can have a newer entry and
+     the check passes without a lookup.
      Compaction at the bottommost level rewrites a sequence to 0 (docs/format.md,
      "Sequence 0") or drops a deletion only for versions with sequences <= the
      oldest live snapshot, which is <= `sequence` (invariant 1; a transaction
-     begun after the compaction started has a sequence >= the compaction's
-     oldest snapshot, since sequences only grow): such a version was written
+     registered after the compaction read oldest() has a sequence >= it, since
+     oldest() is at most the last sequence then and sequences only grow): such
+     a version was written
      before begin, and 0 <= `sequence` reads so too. A source skipped by the
      lookup (all its sequences <= `sequence`) holds no newer entry.
   3. A commit applies all of the transaction's writes or none (one batch record;
@@ -42,10 +58,8 @@ Invariants:
      the snapshot.
 """
 import bisect
-import math
-import weakref
 
-from lsmkv.core.dbcore import check_bound
+from lsmkv.core.dbcore import TransactionCore, check_bound
 from lsmkv.errors import ClosedError, InvalidIteratorError
 
 _DELETED = None          # the overlay's value for a key the transaction deleted
@@ -60,7 +74,7 @@ def _key(key, what="key"):
     raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(key).__name__}")
 
 
-class Transaction:
+class Transaction(TransactionCore):
     """An optimistic transaction: made by db.transaction(); a context manager
     that commits when its block exits normally and rolls back when it raises.
 
@@ -84,19 +98,10 @@ class Transaction:
     >>> db.close()
     """
 
-    def __init__(self, db, sync=False):
-        core = db.core
-        if core.read_only:
-            core.check_open()
-            raise core.read_only_error("transactions are refused")
-        self._db = db
-        self._snap = db.snapshot()            # released at the end (or with the DB, or by gc)
-        self._batch = db.write_batch()
-        self._writes = {}                     # key -> (value, expiry ms or 0) or _DELETED
-        self._tracked = set()                 # keys the commit validates
-        self._sync = bool(sync)
-        self._ended = None                    # "committed" / "rolled back" once over
-        self._iterators = None                # WeakSet of its open iterators, closed at the end
+    # Made as TransactionCore(db, sync) (lsmkv/core/txn.pxi: the compiled half,
+    # which holds the state and does the work; __enter__, __exit__ and __repr__
+    # are its own). Each method here is one call into it.
+    __slots__ = ()
 
     @property
     def sequence(self):
@@ -110,25 +115,9 @@ class Transaction:
         True
         >>> db.close()
         """
-        return self._snap.sequence
-
-    def _check(self):
-        if self._ended is not None:
-            raise ClosedError(f"the transaction is {self._ended}: begin a new one with db.transaction()")
-        state = self._db.core.state
-        if state.closed:
-            raise state.error()
+        return self.begin_sequence
 
     # -- reads
-
-    def _own(self, key, default):
-        """(True, what the transaction's own write of key shows) or (False, None)."""
-        w = self._writes.get(key, self)
-        if w is self:
-            return False, None
-        if w is _DELETED or (w[1] and w[1] <= self._db.core.now_ms()):
-            return True, default
-        return True, w[0]
 
     def get(self, key, default=None):
         """key's value as the transaction sees it: its own last write of key, or
@@ -148,12 +137,7 @@ class Transaction:
         (b'2', None)
         >>> db.close()
         """
-        self._check()
-        key = _key(key)
-        own, v = self._own(key, default)
-        if own:
-            return v
-        return self._snap.get(key, default)
+        return self.read(key, default)
 
     def get_for_update(self, key, default=None):
         """get(), and the commit will fail with ConflictError if anyone else writes
@@ -175,10 +159,7 @@ class Transaction:
         True
         >>> db.close()
         """
-        self._check()
-        key = _key(key)
-        self._tracked.add(key)
-        return self.get(key, default)
+        return self.read_for_update(key, default)
 
     def watch(self, *keys):
         """Make the commit fail with ConflictError if anyone else writes one of
@@ -196,9 +177,7 @@ class Transaction:
         lsmkv.errors.ConflictError: transaction conflict: key b'b' was written at sequence 1, ...
         >>> db.close()
         """
-        self._check()
-        tracked = [_key(k) for k in keys]
-        self._tracked.update(tracked)
+        self.track(keys)
 
     # -- writes
 
@@ -216,14 +195,7 @@ class Transaction:
         (b'token', 30.0)
         >>> db.close()
         """
-        self._check()
-        self._batch.put(key, value, ttl=ttl)       # checks the key, value and ttl first
-        key = _key(key)
-        expiry = 0
-        if ttl is not None:
-            expiry = max(1, math.ceil((self._db.core.clock() + ttl) * 1000.0))
-        self._writes[key] = (bytes(value), expiry)
-        self._tracked.add(key)
+        self.stage_put(key, value, ttl)
 
     def delete(self, key):
         """Remove key when the transaction commits; the transaction sees it gone
@@ -240,11 +212,7 @@ class Transaction:
         True
         >>> db.close()
         """
-        self._check()
-        self._batch.delete(key)
-        key = _key(key)
-        self._writes[key] = _DELETED
-        self._tracked.add(key)
+        self.stage_delete(key)
 
     # -- scans
 
@@ -268,14 +236,12 @@ class Transaction:
         b'bb' b'txn' [b'a', b'bb', b'c']
         >>> db.close()
         """
-        self._check()
-        base = self._snap.iterator(lower, upper, prefix=prefix)
+        base = self.snapshot_iterator(lower, upper, prefix)
         lo, hi = base.lower, base.upper
-        keys = sorted(k for k in self._writes if (lo is None or k >= lo) and (hi is None or k < hi))
-        it = TransactionIterator(self, base, keys, [self._writes[k] for k in keys])
-        if self._iterators is None:
-            self._iterators = weakref.WeakSet()
-        self._iterators.add(it)
+        writes = self.own_writes()
+        keys = sorted(k for k in writes if (lo is None or k >= lo) and (hi is None or k < hi))
+        it = TransactionIterator(self, base, keys, [writes[k] for k in keys])
+        self.add_iterator(it)
         return it
 
     def items(self, start=None, stop=None, *, reverse=False, prefix=None):
@@ -342,12 +308,7 @@ class Transaction:
         lsmkv.errors.ClosedError: the transaction is committed: begin a new one with db.transaction()
         >>> db.close()
         """
-        self._check()
-        try:
-            self._db.write_if_unchanged(self._batch, self._tracked, self._snap.sequence,
-                                        sync=self._sync)
-        finally:
-            self._end("committed")
+        self.commit_writes()
 
     def rollback(self):
         """Drop every write of the transaction and end it (a no-op on a
@@ -362,21 +323,7 @@ class Transaction:
         True
         >>> db.close()
         """
-        if self._ended == "rolled back":
-            return
-        if self._ended is not None:
-            raise ClosedError(f"the transaction is {self._ended}: it cannot be rolled back")
-        self._end("rolled back")
-
-    def _end(self, how):
-        self._ended = how
-        self._writes.clear()
-        self._tracked.clear()
-        self._batch.clear()
-        self._snap.close()
-        if self._iterators is not None:           # release the files their cursors pin now
-            for it in list(self._iterators):
-                it.close()
+        self.rollback_writes()
 
     @property
     def ended(self):
@@ -391,23 +338,7 @@ class Transaction:
         'committed'
         >>> db.close()
         """
-        return self._ended
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if self._ended is not None:
-            return False
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
-        return False
-
-    def __repr__(self):
-        state = self._ended or "open"
-        return f"<lsmkv.Transaction {state} sequence={self._snap.sequence} writes={len(self._batch)}>"
+        return self.outcome
 
 
 class TransactionIterator:
@@ -444,9 +375,9 @@ class TransactionIterator:
         return self._base.upper
 
     def _check(self):
-        if self._txn._ended is not None:
+        if self._txn.outcome is not None:
             self.close()
-            raise ClosedError(f"the transaction is {self._txn._ended}: its iterators are closed")
+            raise ClosedError(f"the transaction is {self._txn.outcome}: its iterators are closed")
         if self._closed:
             raise ClosedError("the iterator is closed")
 
@@ -499,7 +430,7 @@ class TransactionIterator:
 
     def _start(self):
         self._positioned = True
-        self._now = self._txn._db.core.now_ms()
+        self._now = self._txn.now_ms()
 
     def seek(self, key):
         """Stand on the first key >= key (within the bounds)."""
