@@ -147,7 +147,7 @@ cdef class TransactionCore:
         if ttl is not None:
             expiry = expiry_from_ttl(self.core.clock, ttl)
         if self.batch is None:
-            self.batch = WriteBatch(self.core.clock)
+            self.batch = WriteBatch.__new__(WriteBatch, self.core.clock)   # tp_new: no type call
         get_buffer(key, &kb, "key")
         try:
             if kind == KIND_DELETE:
@@ -221,6 +221,9 @@ cdef class TransactionCore:
 
     cdef int commit_c(self) except -1:
         self.check()
+        if self.batch is None and self.tracked is None:     # nothing to write or check
+            self.finish("committed")
+            return 0
         try:
             self.core._write_batch(_NO_WRITES if self.batch is None else self.batch, self.sync,
                                    _NO_KEYS if self.tracked is None else self.tracked,
@@ -260,3 +263,4 @@ cdef class TransactionCore:
     def __repr__(self):
         return (f"<lsmkv.Transaction {self.outcome or 'open'} sequence={self.begin_sequence} "
                 f"writes={0 if self.batch is None else self.batch.count}>")
+

@@ -298,7 +298,7 @@ def test_a_dropped_transaction_releases_its_snapshot(db):
     assert db.stats()["snapshots"] == 1
     del txn
     gc.collect()
-    db.put(b"x", b"1")                           # the next mutex holder drains released snapshots
+    db.put(b"x", b"1")                           # (a release is immediate: nothing to drain)
     assert db.stats()["snapshots"] == 0
     assert db.get(b"a") is None
 
