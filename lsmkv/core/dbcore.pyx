@@ -17,7 +17,7 @@ check_bound). It includes one part per concern:
               memtables, then each table asked once about its keys in order)
   snaplist.pxi  SnapshotList: the live snapshots' sequences and the oldest
               (no lock: why is stated there)
-  txn.pxi     TransactionCore: the compiled half of lsmkv.Transaction
+  txn.pxi     Transaction (lsmkv.Transaction) and its overlay iterator
 """
 import threading
 

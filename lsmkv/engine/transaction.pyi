@@ -1,4 +1,5 @@
-# Types of lsmkv.Transaction (lsmkv/engine/transaction.py), made by DB.transaction().
+# Types of lsmkv.Transaction (compiled: lsmkv/core/txn.pxi; exported by lsmkv/engine/transaction.py),
+# made by DB.transaction().
 from typing import Any, Iterator, Optional, TypeVar, Union, overload
 
 from lsmkv.core.dbcore import _Buffer
