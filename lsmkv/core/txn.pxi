@@ -23,8 +23,15 @@
 #      bytes); `tracked_set` mirrors it once it has more than TRACKED_LIST keys.
 #   3. Nothing else of the engine is changed before commit, so a transaction
 #      dropped without ending writes nothing.
+#   4. A transaction references only its DB handle and Core (which never
+#      reference it), its SnapshotList, bytes, tuples of bytes and ints, its
+#      batch, and its iterators weakly: no reference cycle goes through it, so
+#      it is not tracked by the cyclic garbage collector (no_gc), and a cycle
+#      holding it (a list holding itself and it) frees it when collected.
 
 DEF TRACKED_LIST = 8          # tracked keys kept in a list (a linear `in`) up to this many
+DEF BATCH_POOL = 8            # emptied batches kept for the next transactions' writes
+DEF POOLED_BATCH_BYTES = 4096 # a batch that grew larger is freed instead
 
 cimport cython
 import bisect
@@ -37,6 +44,30 @@ cdef list _NO_KEYS = []                       # checked by one that tracked noth
 cdef object _ABSENT = object()
 _DELETED = None          # the overlay's value for a key the transaction deleted
 
+# Ended transactions' batches, emptied, for the next ones (no object or buffer to
+# allocate per transaction). Taken and given back by compiled code that runs no
+# Python code in between, so under the GIL each is one atomic step; a batch in
+# the pool is referenced by nothing else.
+cdef list _batch_pool = []
+
+
+cdef WriteBatch take_batch(object clock):
+    cdef WriteBatch b
+    if _batch_pool:
+        b = <WriteBatch>_batch_pool.pop()
+        b.clock = clock
+        return b
+    return WriteBatch.__new__(WriteBatch, clock)       # tp_new: no type call
+
+
+cdef int give_batch(WriteBatch b) except -1:
+    if len(_batch_pool) < BATCH_POOL and b.b.cap <= POOLED_BATCH_BYTES:
+        b.b.len = BATCH_HEADER
+        b.count = 0
+        b.clock = None
+        _batch_pool.append(b)
+    return 0
+
 
 cdef bytes txn_key(object key):
     """key as bytes (bytes, bytearray, memoryview); TypeError naming it otherwise."""
@@ -47,6 +78,7 @@ cdef bytes txn_key(object key):
     raise TypeError(f"key must be bytes, bytearray or memoryview, not {type(key).__name__}")
 
 
+@cython.no_gc                 # no cycle goes through one: see the invariants
 @cython.no_gc_clear
 cdef class Transaction:
     """An optimistic transaction: made by db.transaction(); a context manager
@@ -230,7 +262,7 @@ cdef class Transaction:
         if ttl is not None:
             expiry = expiry_from_ttl(self.core.clock, ttl)
         if self.batch is None:
-            self.batch = WriteBatch.__new__(WriteBatch, self.core.clock)   # tp_new: no type call
+            self.batch = take_batch(self.core.clock)
         get_buffer(key, &kb, "key")
         try:
             if kind == KIND_DELETE:
@@ -371,7 +403,9 @@ cdef class Transaction:
         self.writes = None
         self.tracked = None
         self.tracked_set = None
-        self.batch = None
+        if self.batch is not None:
+            give_batch(self.batch)
+            self.batch = None
         if self.iterators is not None:         # release the files their cursors pin now
             its, self.iterators = list(self.iterators), None
             for it in its:
