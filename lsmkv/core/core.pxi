@@ -244,7 +244,8 @@ cdef class Core:
         cdef Bytes kb
         cdef int64_t newest
         if self.last_seq <= seq:
-            return 0          # no write since seq: every entry has a sequence <= last_seq (invariant 1)
+            return 0          # nothing written since seq: with the mutex held no write is between
+                              # its memtable insert and last_seq's move (invariant 2), so no entry is newer
         for key in keys:
             get_buffer(key, &kb, "key")
             try:
