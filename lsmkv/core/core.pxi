@@ -268,6 +268,9 @@ cdef class Core:
         write is applied)."""
         cdef Bytes kb
         cdef int64_t newest
+        if self.last_seq <= seq:
+            return 0          # nothing written since seq: with the mutex held no write is between
+                              # its memtable insert and last_seq's move (invariant 2), so no entry is newer
         for key in keys:
             get_buffer(key, &kb, "key")
             try:

@@ -16,6 +16,9 @@ check_bound). It includes one part per concern:
   multiget.pxi  core_multi_get: the batched point lookup (one pass over the
               memtables, then each table asked once about its keys in order)
   mergeget.pxi  merge_lookup: the point read of a key with merge operands on top
+  snaplist.pxi  SnapshotList: the live snapshots' sequences and the oldest
+              (no lock: why is stated there)
+  txn.pxi     Transaction (lsmkv.Transaction) and its overlay iterator
 """
 import threading
 
@@ -567,6 +570,42 @@ cdef class CoreDB:
         """
         self.core._write_batch(batch, sync, list(keys), seq)
 
+    def transaction(self, *, sync=False, pessimistic=False):
+        """Begin an optimistic transaction (lsmkv.Transaction, as RocksDB's
+        OptimisticTransactionDB): it reads a snapshot taken now with its own
+        writes over it, and its commit (sync: as write()'s) writes them all
+        atomically or raises lsmkv.ConflictError, writing nothing, if a key it
+        wrote or read with get_for_update() was written by anyone else since.
+        Use it as a context manager: it commits when the block exits normally
+        and rolls back when the block raises. docs/getting-started.md,
+        "Transactions". pessimistic=True (locks taken as keys are read) is not
+        implemented: it raises NotImplementedError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"counter", b"0")
+        >>> for attempt in range(10):               # the retry loop of optimistic concurrency
+        ...     try:
+        ...         with db.transaction() as txn:
+        ...             n = int(txn.get_for_update(b"counter"))
+        ...             txn.put(b"counter", b"%d" % (n + 1))
+        ...         break
+        ...     except lsmkv.ConflictError:
+        ...         continue
+        >>> db.get(b"counter")
+        b'1'
+        >>> db.transaction(pessimistic=True)
+        Traceback (most recent call last):
+          ...
+        NotImplementedError: only optimistic transactions exist: db.transaction() checks for conflicts at commit; pessimistic=True (locks with timeouts) is not implemented
+        >>> db.close()
+        """
+        if pessimistic:
+            raise NotImplementedError("only optimistic transactions exist: db.transaction() checks for "
+                                      "conflicts at commit; pessimistic=True (locks with timeouts) is "
+                                      "not implemented")
+        return Transaction(self, sync)     # lsmkv/core/txn.pxi
+
     def newest_sequence(self, key):
         """Internal: the sequence number of key's newest entry of any kind (a put,
         an expired put, a deletion), or None if the DB holds none (never written,
@@ -824,3 +863,7 @@ def cursor_at(CoreDB db, lower, upper, prefix, seq):
     """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator()); what
     Snapshot.iterator() returns."""
     return db.core._cursor(lower, upper, prefix, seq, db)
+
+
+include "snaplist.pxi"
+include "txn.pxi"

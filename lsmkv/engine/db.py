@@ -24,7 +24,6 @@ from lsmkv.engine import estimates as _estimates
 from lsmkv.engine import stats as _stats
 from lsmkv.engine.mapping import MappingMethods
 from lsmkv.engine.engine import Engine
-from lsmkv.engine.transaction import Transaction
 from lsmkv.errors import ClosedError, FollowerError
 
 MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
@@ -294,42 +293,6 @@ class DB(CoreDB, MappingMethods):
                                 "state, and the primary's compactions drop what a snapshot of it "
                                 "would need; an iterator keeps the state it started with")
         return Snapshot(self, core.snapshots.new())
-
-    def transaction(self, *, sync=False, pessimistic=False):
-        """Begin an optimistic transaction (lsmkv.Transaction, as RocksDB's
-        OptimisticTransactionDB): it reads a snapshot taken now with its own
-        writes over it, and its commit (sync: as write()'s) writes them all
-        atomically or raises lsmkv.ConflictError, writing nothing, if a key it
-        wrote or read with get_for_update() was written by anyone else since.
-        Use it as a context manager: it commits when the block exits normally
-        and rolls back when the block raises. docs/getting-started.md,
-        "Transactions". pessimistic=True (locks taken as keys are read) is not
-        implemented: it raises NotImplementedError.
-
-        >>> import lsmkv, tempfile
-        >>> db = lsmkv.DB(tempfile.mkdtemp())
-        >>> db.put(b"counter", b"0")
-        >>> for attempt in range(10):               # the retry loop of optimistic concurrency
-        ...     try:
-        ...         with db.transaction() as txn:
-        ...             n = int(txn.get_for_update(b"counter"))
-        ...             txn.put(b"counter", b"%d" % (n + 1))
-        ...         break
-        ...     except lsmkv.ConflictError:
-        ...         continue
-        >>> db.get(b"counter")
-        b'1'
-        >>> db.transaction(pessimistic=True)
-        Traceback (most recent call last):
-          ...
-        NotImplementedError: only optimistic transactions exist: db.transaction() checks for conflicts at commit; pessimistic=True (locks with timeouts) is not implemented
-        >>> db.close()
-        """
-        if pessimistic:
-            raise NotImplementedError("only optimistic transactions exist: db.transaction() checks for "
-                                      "conflicts at commit; pessimistic=True (locks with timeouts) is "
-                                      "not implemented")
-        return Transaction(self, sync)
 
     def catch_up(self):
         """On a DB opened with secondary=<directory>: make visible what the primary

@@ -298,7 +298,7 @@ def test_a_dropped_transaction_releases_its_snapshot(db):
     assert db.stats()["snapshots"] == 1
     del txn
     gc.collect()
-    db.put(b"x", b"1")                           # the next mutex holder drains released snapshots
+    db.put(b"x", b"1")                           # (a release is immediate: nothing to drain)
     assert db.stats()["snapshots"] == 0
     assert db.get(b"a") is None
 
@@ -332,6 +332,42 @@ def test_ttl_puts_in_a_transaction(dbpath):
         assert db.get(b"base") is None           # expired 1 s ago: it was put at t, ttl 5
         clock.advance(5)
         assert db.get(b"s") is None
+
+
+
+def test_ended_transactions_leave_nothing_to_the_next(tmp_path):
+    """Ended transactions' batches are reused (emptied) by the next ones: what a
+    failed, rolled back, big or abandoned transaction wrote never reaches a later
+    commit, on this DB or another one with its own clock."""
+    c1, c2 = FakeClock(1000.0), FakeClock(5000.0)
+    with lsmkv.DB(str(tmp_path / "a"), clock=c1) as a, lsmkv.DB(str(tmp_path / "b"), clock=c2) as b:
+        a.put(b"x", b"0")
+        t = a.transaction()
+        t.get_for_update(b"x")
+        t.put(b"lost", b"1")
+        a.put(b"x", b"1")
+        with pytest.raises(lsmkv.ConflictError):
+            t.commit()
+        t = b.transaction()
+        t.put(b"rolled", b"1")
+        t.rollback()
+        big = a.transaction()
+        for i in range(2000):                     # a batch too big to keep
+            big.put(b"big%04d" % i, b"v" * 20)
+        big.rollback()
+        dropped = b.transaction()
+        dropped.put(b"dropped", b"1")
+        del dropped
+        for db, clock, name in ((b, c2, b"tb"), (a, c1, b"ta"), (b, c2, b"tb2")):
+            with db.transaction() as t:
+                t.put(name, b"v", ttl=10)
+            assert db.ttl(name) == pytest.approx(10.0)    # the expiry from this DB's clock
+            clock.advance(11)
+            assert db.get(name) is None
+        for db in (a, b):
+            assert [k for k in (b"lost", b"rolled", b"big0000", b"dropped") if db.get(k) is not None] == []
+            assert db.stats()["snapshots"] == 0
+        assert list(a.keys()) == [b"x"] and list(b.keys()) == []
 
 
 # ------------------------------------------------------------------ the iterator against a model
