@@ -305,11 +305,14 @@ def client_line(srv, c, now):
     argv = c.frame.size if c.frame is not None else 0
     omem = c.tr.get_write_buffer_size() if c.tr is not None else 0
     rbs = len(c.buf) if c.buf is not None else 0
+    m = c.multi
+    multi, mmem = (-1, 0) if m is None else (len(m.cmds), m.size)
+    flags = "N" if m is None else "x"          # Redis's x: in a MULTI
     return (f"id={c.id} addr={addr} laddr={laddr} fd={fd} name={name} "
-            f"age={int(now - c.created)} idle={int(now - c.last)} flags=N db=0 sub=0 psub=0 "
-            f"ssub=0 multi=-1 qbuf={qbuf} qbuf-free={qfree} argv-mem={argv} multi-mem=0 rbs="
+            f"age={int(now - c.created)} idle={int(now - c.last)} flags={flags} db=0 sub=0 psub=0 "
+            f"ssub=0 multi={multi} qbuf={qbuf} qbuf-free={qfree} argv-mem={argv} multi-mem={mmem} rbs="
             f"{rbs} rbp={c.end if c.buf is not None else 0} obl=0 oll=0 omem={omem} "
-            f"tot-mem={rbs + argv + omem + CLIENT_BASE_MEM} events=r "
+            f"tot-mem={rbs + argv + mmem + omem + CLIENT_BASE_MEM} events=r "
             f"cmd={c.lastcmd.decode('latin-1').lower()} user=default redir=-1 resp=2")
 
 
