@@ -57,7 +57,7 @@ MAX_READ = 256 * 1024     # bytes taken by one read callback at most
 class Connection(asyncio.BufferedProtocol):
     __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
                  "paused_w", "authed", "name", "id", "created", "last",
-                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches")
+                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches", "proto")
 
     def __init__(self, srv):
         self.srv = srv
@@ -80,6 +80,7 @@ class Connection(asyncio.BufferedProtocol):
         self.reply_mode = 0        # CLIENT REPLY: 0 on, 1 off, 2 skip the next reply
         self.multi = None          # a multi.MultiState while queueing after MULTI
         self.watches = None        # WATCH's engine transactions (multi.py)
+        self.proto = 2             # RESP version, 3 after HELLO 3 (resp3.py)
 
     # -- connection
 

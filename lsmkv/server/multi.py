@@ -114,10 +114,11 @@ def c_unwatch(srv, conn, a):
 
 
 def c_reset(srv, conn, a):
-    """RESET: MULTI discarded, keys unwatched, replies on, and (with a password)
-    the connection unauthenticated."""
+    """RESET: MULTI discarded, keys unwatched, replies on, RESP2, and (with a
+    password) the connection unauthenticated."""
     release(conn)
     conn.reply_mode = 0
+    conn.proto = 2
     conn.authed = not srv.requirepass
     return b"+RESET\r\n"
 
