@@ -1,0 +1,27 @@
+"""Findings of the review of lsmkv/core/txn.pxi and snaplist.pxi, each with the
+test that failed before its fix."""
+import textwrap
+
+from conftest import lsmkv_import_path, run_child
+
+
+def test_an_interpreter_running_without_the_gil_refuses_to_load_the_core():
+    # snaplist.pxi's registry (and the engine's other GIL-atomic steps) are
+    # correct only under the GIL; a free-threaded interpreter turns it on for a
+    # module that does not declare itself compatible, unless forced off
+    # (PYTHON_GIL=0): that is simulated here (sys._is_gil_enabled() False).
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {lsmkv_import_path()!r})
+        sys._is_gil_enabled = lambda: False
+        try:
+            import lsmkv
+        except ImportError as e:
+            assert "GIL" in str(e) and "PYTHON_GIL=0" in str(e), e
+            print("refused")
+        else:
+            print("loaded")
+    """)
+    assert run_child(code).stdout.strip() == "refused"
+    code = code.replace("lambda: False", "lambda: True")
+    assert run_child(code).stdout.strip() == "loaded"
