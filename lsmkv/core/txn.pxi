@@ -617,11 +617,14 @@ class TransactionIterator:
         return self._base.upper
 
     def _check(self):
-        if self._txn.ended is not None:
+        txn = <Transaction>self._txn
+        if txn.outcome is not None:
             self.close()
-            raise ClosedError(f"the transaction is {self._txn.ended}: its iterators are closed")
+            raise ClosedError(f"the transaction is {txn.outcome}: its iterators are closed")
         if self._closed:
             raise ClosedError("the iterator is closed")
+        if txn.core.state.closed:          # as lsmkv.Iterator: nothing is read of a closed DB,
+            raise txn.core.state.error()   # not even the position it stood on
 
     def _shown(self, key, w):
         """The value the write w of key shows, or _ABSENT."""

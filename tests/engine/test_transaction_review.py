@@ -2,6 +2,9 @@
 test that failed before its fix."""
 import textwrap
 
+import pytest
+
+import lsmkv
 from conftest import lsmkv_import_path, run_child
 
 
@@ -25,3 +28,29 @@ def test_an_interpreter_running_without_the_gil_refuses_to_load_the_core():
     assert run_child(code).stdout.strip() == "refused"
     code = code.replace("lambda: False", "lambda: True")
     assert run_child(code).stdout.strip() == "loaded"
+
+
+def test_a_transaction_iterator_answers_nothing_once_the_db_is_closed(tmp_path):
+    # it answered valid(), key(), value() and item() from where it stood, where
+    # lsmkv.Iterator (and the transaction's own methods) raise ClosedError
+    db = lsmkv.DB(str(tmp_path / "db"))
+    db.put(b"a", b"1")
+    txn = db.transaction()
+    txn.put(b"b", b"2")
+    it = txn.iterator()
+    it.seek_to_first()
+    assert it.item() == (b"a", b"1")
+    plain = db.iterator()
+    plain.seek_to_first()
+    db.close()
+    for name in ("valid", "key", "value", "item", "seek_to_first", "seek_to_last", "next", "prev"):
+        with pytest.raises(lsmkv.ClosedError, match="closed"):
+            getattr(plain, name)()
+        with pytest.raises(lsmkv.ClosedError, match="database is closed"):
+            getattr(it, name)()
+    with pytest.raises(lsmkv.ClosedError):
+        next(iter(it))
+    txn.rollback()
+    with pytest.raises(lsmkv.ClosedError, match="rolled back"):
+        it.valid()
+    it.close()
