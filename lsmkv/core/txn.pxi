@@ -30,11 +30,13 @@
 #      has more than TRACKED_LIST keys.
 #   3. Nothing else of the engine is changed before commit, so a transaction
 #      dropped without ending writes nothing.
-#   4. A transaction references only its DB handle and Core (which never
-#      reference it), its SnapshotList, bytes, tuples of bytes and ints, its
-#      batch, and its iterators weakly: no reference cycle goes through it, so
-#      it is not tracked by the cyclic garbage collector (no_gc), and a cycle
-#      holding it (a list holding itself and it) frees it when collected.
+#   4. A transaction is tracked by the cyclic garbage collector: it references
+#      its DB handle and its Core, and through the Core's clock or merge
+#      operator user objects may reference it back (an object holding an open
+#      transaction and the DB it made with clock=self.now): the collector must
+#      see those edges to free such a cycle (and the DB's finalizer to close it).
+#      no_gc_clear keeps its references while the collector breaks a cycle
+#      elsewhere, so that its deallocation can release its registration.
 
 DEF TRACKED_LIST = 8          # tracked keys kept in a list (a linear `in`) up to this many
 DEF BATCH_POOL = 8            # emptied batches kept for the next transactions' writes
@@ -110,8 +112,7 @@ cdef bytes txn_key(object key):
     raise TypeError(f"key must be bytes, bytearray or memoryview, not {type(key).__name__}")
 
 
-@cython.no_gc                 # no cycle goes through one: see the invariants
-@cython.no_gc_clear
+@cython.no_gc_clear           # tracked, never cleared: see the invariants
 cdef class Transaction:
     """An optimistic transaction: made by db.transaction(); a context manager
     that commits when its block exits normally and rolls back when it raises.

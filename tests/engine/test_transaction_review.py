@@ -54,3 +54,37 @@ def test_a_transaction_iterator_answers_nothing_once_the_db_is_closed(tmp_path):
     with pytest.raises(lsmkv.ClosedError, match="rolled back"):
         it.valid()
     it.close()
+
+
+@pytest.mark.parametrize("with_txn", [False, True])
+def test_an_open_transaction_in_a_reference_cycle_is_collected_with_its_db(tmp_path, with_txn):
+    # Transactions were untracked by the cyclic collector (no_gc) on the claim that no
+    # cycle goes through one; but one does when the DB's clock (or merge operator)
+    # is a bound method of the object that holds the transaction. The collector
+    # then took the transaction's references for outside ones, and the DB was never
+    # collected: never closed, its directory locked, the snapshot held.
+    import gc
+    import weakref
+
+    class App:
+        def __init__(self, path):
+            self.db = lsmkv.DB(path, clock=self.now, merge_operator=self.concat)
+            if with_txn:
+                self.txn = self.db.transaction()
+                self.txn.put(b"k", b"v")
+                self.txn.merge(b"m", b"x")
+
+        def now(self):
+            return 1000.0
+
+        def concat(self, key, existing, operands):
+            return (existing or b"") + b"".join(operands)
+
+    path = str(tmp_path / "db")
+    app = App(path)
+    gone = weakref.ref(app)
+    del app
+    gc.collect()
+    assert gone() is None
+    with lsmkv.DB(path, merge_operator=App.concat.__get__(object())) as db:    # not locked any more
+        assert db.get(b"k") is None                    # the open transaction wrote nothing
