@@ -513,7 +513,7 @@ cdef class Transaction:
         return 0
 
     def commit(self):
-        """Write every put and delete of the transaction atomically (with the
+        """Write every put, delete and merge of the transaction atomically (with the
         sync given to db.transaction()), or raise lsmkv.ConflictError and write
         nothing if a key it wrote or read with get_for_update() was written by
         anyone else after it began. The transaction is over either way.
