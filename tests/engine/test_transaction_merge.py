@@ -254,3 +254,68 @@ def test_a_pooled_batch_carries_no_merge_into_the_next_transaction(tmp_path, end
                 with dp.transaction() as t:
                     t.put(b"p", b"v")
         assert dp.get(b"p") == b"v"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_iterator_moves_over_merged_keys_against_a_model(dbpath, seed):
+    # seek, seek_for_prev, next/prev walks changing direction, bounds and prefixes,
+    # over a snapshot (flushed in part) with the transaction's puts, deletes and merges
+    r = random.Random(seed)
+    alpha = [b"a", b"ab", b"abc", b"b", b"ba", b"bb", b"c", b"\xff", b"\xff\xff", b""]
+    with lsmkv.DB(dbpath, merge_operator=("append", b","), **SMALL) as db:
+        m = {}
+        for i in range(80):
+            k = r.choice(alpha) + r.choice(alpha)
+            c = r.random()
+            if c < 0.5:
+                db.put(k, b"v%d" % i); m[k] = b"v%d" % i
+            elif c < 0.7:
+                db.delete(k); m.pop(k, None)
+            else:
+                db.merge(k, b"d%d" % i); m[k] = fold_append(m.get(k), [b"d%d" % i])
+            if i == 40:
+                db.flush()
+        txn = db.transaction()
+        view = dict(m)
+        for i in range(40):
+            k = r.choice(alpha) + r.choice(alpha)
+            c = r.random()
+            if c < 0.3:
+                txn.put(k, b"t%d" % i); view[k] = b"t%d" % i
+            elif c < 0.5:
+                txn.delete(k); view.pop(k, None)
+            else:
+                txn.merge(k, b"m%d" % i); view[k] = fold_append(view.get(k), [b"m%d" % i])
+        db.put(b"zz", b"after begin")               # not seen by the transaction
+        for _ in range(150):
+            lo, hi = r.choice([None] + alpha), r.choice([None] + alpha)
+            pre = r.choice([None, None] + alpha)
+            exp = sorted((k, v) for k, v in view.items() if (lo is None or k >= lo)
+                         and (hi is None or k < hi) and (pre is None or k.startswith(pre)))
+            with txn.iterator(lo, hi, prefix=pre) as it:
+                assert list(it) == exp
+                it.seek_to_last()
+                back = []
+                while it.valid():
+                    back.append(it.item()); it.prev()
+                assert back == exp[::-1]
+                s = r.choice(alpha) + r.choice(alpha)
+                it.seek(s)
+                ge = [kv for kv in exp if kv[0] >= s]
+                assert (it.item() if it.valid() else None) == (ge[0] if ge else None)
+                if it.valid():
+                    idx = exp.index(it.item())
+                    for _ in range(6):
+                        if r.random() < 0.5:
+                            it.prev(); idx -= 1
+                        else:
+                            it.next(); idx += 1
+                        want = exp[idx] if 0 <= idx < len(exp) else None
+                        assert (it.item() if it.valid() else None) == want
+                        if want is None:
+                            break
+                it.seek_for_prev(s)
+                le = [kv for kv in exp if kv[0] <= s]
+                assert (it.item() if it.valid() else None) == (le[-1] if le else None)
+        txn.commit()
+        assert [kv for kv in db.items() if kv[0] != b"zz"] == sorted(view.items())
