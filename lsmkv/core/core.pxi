@@ -182,6 +182,21 @@ cdef class Core:
         self.n_deletes += 1
         return 0
 
+    cdef int _delete_range(self, start, stop, bint sync) except -1:
+        cdef Bytes kb, vb
+        get_buffer(start, &kb, "start")
+        try:
+            get_buffer(stop, &vb, "stop")
+            try:
+                if check_range(kb.p, kb.n, vb.p, vb.n, start, stop):
+                    self._write_one(KIND_RANGE_DELETE, kb.p, kb.n, vb.p, vb.n, 0, sync)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.n_deletes += 1
+        return 0
+
     cdef int _write_batch(self, WriteBatch batch, bint sync) except -1:
         cdef uint64_t seq
         cdef uint8_t* p
@@ -239,6 +254,8 @@ cdef class Core:
         cdef bytes b
         if self.closed:
             raise self.state.error()
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            return self._lookup_ranged(sv, k, kn, seq, expiry)     # range tombstones somewhere
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
@@ -274,6 +291,47 @@ cdef class Core:
         finally:
             if ik != stackbuf:
                 free(ik)
+
+    cdef RangeDelSet _range_dels(self, SuperVersion sv):
+        """A RangeDelSet of every range tombstone of sv (its memtable's as they are
+        now), or None if it has none. Cached on sv, rebuilt when the memtable has
+        gained tombstones since (a tombstone newer than a read's sequence is
+        ignored by the read, so a set with more of them serves older reads too)."""
+        cdef list mrd = sv.mem.range_dels
+        cdef Py_ssize_t n = 0 if mrd is None else len(mrd)
+        c = sv.rdel_cache
+        if c is not None and (<tuple>c)[0] == n:
+            return (<tuple>c)[1]
+        if n == 0 and sv.static_range_dels is None:
+            return None
+        rd = RangeDelSet((sv.static_range_dels or []) + (mrd[:n] if n else []))
+        sv.rdel_cache = (n, rd)
+        return rd
+
+    cdef object _lookup_ranged(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq,
+                               int64_t* expiry):
+        """_lookup when sv holds range tombstones: the newest version of k at seq,
+        found by one seek of a merging iterator over every source (the version's
+        sequence is needed), then deleted if a tombstone newer than it covers k."""
+        cdef RangeDelSet rd = self._range_dels(sv)
+        cdef MergingIterator it = self._merging(sv)
+        cdef uint8_t* ik = <uint8_t*>malloc(kn + TAG_SIZE)
+        cdef uint64_t tag
+        if ik == NULL:
+            raise MemoryError()
+        try:
+            if kn:
+                memcpy(ik, k, kn)
+            store_u64(ik + kn, make_tag(seq, KIND_MAX))
+            it.seek(ik, kn + TAG_SIZE)
+        finally:
+            free(ik)
+        if not it.valid or it.key_len != kn + TAG_SIZE or (kn and memcmp(it.key, k, kn) != 0):
+            return None
+        tag = load_u64(it.key + kn)
+        if rd is not None and rd.covers_c(k, kn, tag >> 8, seq):
+            return None
+        return self._mem_result(<int>(tag & 0xFF), it.val, it.val_len, expiry)
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
                        int64_t* now, int64_t* expiry, bint view):
@@ -385,8 +443,11 @@ cdef class Core:
             start, stop = prefix_bounds(check_bound("prefix", prefix), start, stop)
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        return DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
-                          self.state, owner)
+        it = DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
+                        self.state, owner)
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            it.range_dels = self._range_dels(sv)
+        return it
 
     cdef object _cursor(self, lower, upper, prefix, seq, owner):
         """An lsmkv.Iterator (lsmkv/core/cursor.pyx) as of seq (None: now), pinning
@@ -394,4 +455,7 @@ cdef class Core:
         cdef SuperVersion sv
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        return Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner, self.clock)
+        it = Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner, self.clock)
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            (<Iterator>it).range_dels = self._range_dels(sv)
+        return it

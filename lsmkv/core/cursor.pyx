@@ -240,7 +240,8 @@ cdef class Iterator:
                 it.next()
                 continue
             kind = tag & 0xFF
-            if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(it.val) <= self.now):
+            if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(it.val) <= self.now) or \
+                    (self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.sequence)):
                 self._save_key(it.key, ukn)      # hides its older versions
                 skipping = True
                 it.next()
@@ -285,7 +286,8 @@ cdef class Iterator:
                 kind = tag & 0xFF
                 v = it.val
                 vn = it.val_len
-                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now):
+                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now) or \
+                        (self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.sequence)):
                     live = False
                 else:
                     if kind == KIND_PUT_TTL:

@@ -79,6 +79,7 @@ class WriteBatch:
     def append(self, other: "WriteBatch") -> None: ...
     def __enter__(self) -> "WriteBatch": ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
+    def delete_range(self, start: _Buffer, stop: _Buffer) -> None: ...
     def delete(self, key: _Buffer) -> None:
         """Add a delete of key (applied in order: a later put of the same key in
         this batch wins).
@@ -124,6 +125,7 @@ class SuperVersion:
     l0: tuple[Any, ...]
     levels: tuple[tuple[tuple[Any, ...], list[bytes], list[bytes]], ...]
     version: Any
+    static_range_dels: Optional[list[tuple[bytes, bytes, int]]]
     def __init__(self, mem: MemTable, imms: tuple[MemTable, ...], l0: tuple[Any, ...],
                  levels: tuple[Any, ...], version: Any) -> None: ...
     def memtables(self) -> tuple[MemTable, ...]: ...
@@ -198,6 +200,7 @@ class CoreDB:
         TypeError: key must be bytes, bytearray or memoryview, not str
         >>> db.close()
         """
+    def delete_range(self, start: _Buffer, stop: _Buffer, *, sync: bool = ...) -> None: ...
     def delete(self, key: _Buffer, *, sync: bool = ...) -> None:
         """Remove key (a no-op if absent).
 

@@ -31,6 +31,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
 from lsmkv.core.bloom cimport bloom_hash
+from lsmkv.core.rangedel cimport RangeDelSet
 
 
 cdef class HandleState:
@@ -376,6 +377,7 @@ cdef class DBIterator:
     cdef uint8_t* skip
     cdef size_t skip_len, skip_cap
     cdef bint has_skip
+    cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
 
     def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
                   bint reverse, int mode, pin, HandleState state, owner=None):
@@ -531,6 +533,9 @@ cdef class DBIterator:
                     continue
                 v += 8
                 vn -= 8
+            if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq):
+                it.next()
+                continue
             result = self._emit(it.key, ukn, v, vn)
             self.advance = True       # step past it at the next call: a caller that stops here
             return result             # (next(iter(db.items(start=k)))) never pays for it
@@ -564,7 +569,8 @@ cdef class DBIterator:
                 vn = it.val_len
                 if skey is None:
                     skey = PyBytes_FromStringAndSize(<char*>it.key, ukn)
-                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now):
+                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now) or \
+                        (self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq)):
                     skind = -1
                 else:
                     if kind == KIND_PUT_TTL:

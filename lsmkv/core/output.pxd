@@ -12,6 +12,7 @@ ctypedef struct WriteState:
     int64_t now
     Buf kbuf                     # an expired entry's key rewritten as a deletion
     uint64_t dropped_hidden, dropped_deletes, expired
+    uint64_t dropped_range       # entries a range tombstone every snapshot sees covers
 
 
 cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,

@@ -10,7 +10,12 @@ Where entries are dropped is the LSM's rule, not the table format's:
     bottommost level (nothing older can lie below);
   * at the bottommost level, the version every snapshot sees is written with
     sequence number 0 (it is the oldest version of its key there will ever be);
-  * outputs are cut at target_file_size, only between user keys.
+  * outputs are cut at target_file_size, only between user keys;
+  * range tombstones (lsmkv.core.rangedel) of the inputs, fragmented, go to the
+    output's range-del block (all of them to one output: a compaction with
+    tombstones is not cut, so no tombstone is split between files); an entry
+    that a tombstone visible to every snapshot covers is dropped, and at the
+    bottommost level such a tombstone is dropped too (compact_fragments).
 
 Thread safety: one write_tables() call per iterator; it uses only its own
 WriteState and TableBuilders. A memtable is walked without the GIL (the memtable
@@ -34,6 +39,33 @@ from lsmkv.core.bytebuf cimport Buf, buf_set_c
 from lsmkv.core.coding cimport cmp_bytes, load_u64, store_u64, make_tag, KIND_DELETE, KIND_PUT_TTL, TAG_SIZE
 from lsmkv.core.iterator cimport InternalIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
+from lsmkv.core.iterator cimport MergingIterator
+from lsmkv.core.table cimport TableIterator, LevelIterator, TableReader
+from lsmkv.core.rangedel cimport RangeDelSet
+from lsmkv.core.rangedel import compact_fragments as _compact_fragments
+
+
+cdef list _range_dels_of(InternalIterator it):
+    """The range tombstones of the sources under it (a memtable's, tables'), or None."""
+    cdef list out = []
+    cdef TableReader t
+    if isinstance(it, MemTableIterator):
+        if (<MemTableIterator>it).mem.range_dels is not None:
+            out.extend((<MemTableIterator>it).mem.range_dels)
+    elif isinstance(it, TableIterator):
+        t = (<TableIterator>it).table
+        if t.range_dels is not None:
+            out.extend(t.range_dels)
+    elif isinstance(it, LevelIterator):
+        for t in (<LevelIterator>it).tables:
+            if t.range_dels is not None:
+                out.extend(t.range_dels)
+    elif isinstance(it, MergingIterator):
+        for child in (<MergingIterator>it).children:
+            r = _range_dels_of(child)
+            if r:
+                out.extend(r)
+    return out or None
 
 
 cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
@@ -107,11 +139,22 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
     s.bottommost = bottommost
     s.now = now
     outputs = []
+    cdef RangeDelSet rd = None
+    cdef list keep = None
+    rds = _range_dels_of(it)
+    if rds:
+        rd = RangeDelSet(rds)
+        keep = _compact_fragments(rd.fragments(), smallest_snapshot, bottommost)
+        target_file_size = <uint64_t>-1     # one output: no tombstone split across files
     try:
-        if isinstance(it, MemTableIterator):
+        if rd is None and isinstance(it, MemTableIterator):
             tb = _write_memtable(&s, (<MemTableIterator>it).mem, new_table, target_file_size, outputs)
         else:
-            tb = _write_iterator(&s, it, new_table, target_file_size, outputs)
+            tb = _write_iterator(&s, it, new_table, target_file_size, outputs, rd)
+        if keep:
+            if tb is None:
+                tb = new_table()
+            tb.add_range_dels(keep)
         if tb is not None:
             outputs.append(_finish(tb))
             tb = None
@@ -132,13 +175,18 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
         stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + s.dropped_hidden
         stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + s.dropped_deletes
         stats["ttl_dropped"] = stats.get("ttl_dropped", 0) + s.expired
+        if rd is not None:
+            stats["range_dropped"] = stats.get("range_dropped", 0) + s.dropped_range
+            stats["range_tombstones_dropped"] = stats.get("range_tombstones_dropped", 0) + \
+                sum(len(q) for _, _, q in rd.fragments()) - len(keep)
     return outputs
 
 
 cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
-                                 uint64_t target_file_size, list outputs):
+                                 uint64_t target_file_size, list outputs, RangeDelSet rd):
     """write_tables() over any iterator (a compaction's merge), with the GIL.
-    Returns the output still open (the caller finishes or abandons it)."""
+    Returns the output still open (the caller finishes or abandons it). rd: the
+    inputs' range tombstones, or None."""
     cdef TableBuilder tb = None
     cdef bint first_of_key
     cdef const uint8_t* wk
@@ -150,6 +198,10 @@ cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
             act = classify(s, it.key, it.key_len, it.val, it.val_len, &first_of_key, &wk, &wvn)
             if act < 0:
                 raise MemoryError()
+            if act and rd is not None and rd.max_covering_c(it.key, it.key_len - TAG_SIZE, s.smallest_snapshot) > \
+                    (load_u64(it.key + it.key_len - TAG_SIZE) >> 8):
+                s.dropped_range += 1        # deleted by a tombstone every snapshot sees
+                act = 0
             if first_of_key and tb is not None and tb.offset >= target_file_size:
                 outputs.append(_finish(tb))
                 tb = None

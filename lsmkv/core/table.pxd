@@ -67,6 +67,7 @@ cdef class TableReader:
     cdef SlabCache slab              # cache, when it is a SlabCache (pinned, copy-free reads)
     cdef size_t charged              # index + filter bytes reserved in the cache
     cdef bytes smallest_ukey, largest_ukey
+    cdef readonly list range_dels    # the range-del block's (start, end, seq), or None (lsmkv.core.rangedel)
     cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
     cdef int may_contain(self, uint64_t h) except -1
     cdef int _may_contain_cached(self, uint64_t h) except -1

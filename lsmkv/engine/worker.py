@@ -46,7 +46,7 @@ from lsmkv.engine.compaction import output_compression_level
 from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.table import TableBuilder, TableIterator, TableReader, write_tables
 
-_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped")
+_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped", "range_dropped", "range_tombstones_dropped")
 
 
 def numbers_needed(input_bytes, target_file_size):
