@@ -23,7 +23,7 @@ from lsmkv.engine.logformat import read_log
 from lsmkv.cli.format import Progress
 from lsmkv.engine.version import VersionEdit
 
-KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL"}
+KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL", 4: "RANGE_DELETE"}   # value of a RANGE_DELETE: its end
 
 
 class VerifyFailed(LsmkvError):
@@ -197,6 +197,8 @@ def table_layout(t):
     parts = {"data": t.properties.get("data_size", 0), "dictionary": stored(h[7]),
              "filter": h[3] + TRAILER_SIZE, "index": h[1] + TRAILER_SIZE,
              "properties": h[5] + TRAILER_SIZE, "footer": FOOTER_SIZE}
+    if "range_del_offset" in t.properties:      # format version 2: the range-del block
+        parts["range_del"] = t.properties["range_del_size"] + TRAILER_SIZE
     return parts
 
 
@@ -222,6 +224,12 @@ def _scan_table(t, out, codec):
         else:
             out.text(_entry_text(e))
         it.py_next()
+    for start, end, seq in t.range_dels or ():          # the range-del block (range tombstones)
+        e = _entry_doc(codec, start, seq, 4, end, 0)
+        if entries is not None:
+            entries.append(e)
+        else:
+            out.text(_entry_text(e))
     return entries
 
 
