@@ -233,12 +233,13 @@ cdef class Core:
     # -- reads
 
     cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL,
-                        bint view=False):
+                        bint view=False, SuperVersion at_sv=None):
         """bytes, or None if absent (deleted, expired or never written). If expiry is
         given, it receives the found value's expiry in ms (left alone if none). With
         view, a value found in a table comes as a ValueView (no copy); memtable
-        values still come as bytes."""
-        cdef SuperVersion sv = self.sv
+        values still come as bytes. at_sv: the SuperVersion to read (None: the
+        current one)."""
+        cdef SuperVersion sv = self.sv if at_sv is None else at_sv
         cdef MemTable m
         cdef const uint8_t* vp
         cdef size_t vn
@@ -254,8 +255,9 @@ cdef class Core:
         cdef bytes b
         if self.closed:
             raise self.state.error()
-        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
-            return self._lookup_ranged(sv, k, kn, seq, expiry)     # range tombstones somewhere
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
+            if self._range_dels(sv).max_covering_c(k, kn, seq):
+                return self._lookup_ranged(sv, k, kn, seq, expiry)     # one covers k
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
@@ -299,12 +301,17 @@ cdef class Core:
         ignored by the read, so a set with more of them serves older reads too)."""
         cdef list mrd = sv.mem.range_dels
         cdef Py_ssize_t n = 0 if mrd is None else len(mrd)
+        cdef RangeDelSet base = None
         c = sv.rdel_cache
         if c is not None and (<tuple>c)[0] == n:
             return (<tuple>c)[1]
         if n == 0 and sv.static_range_dels is None:
             return None
-        rd = RangeDelSet((sv.static_range_dels or []) + (mrd[:n] if n else []))
+        if sv.static_range_dels is not None:       # fragmented once per SuperVersion
+            if sv.static_rdel is None:
+                sv.static_rdel = RangeDelSet(sv.static_range_dels)
+            base = sv.static_rdel
+        rd = RangeDelSet(mrd[:n], base) if n else base
         sv.rdel_cache = (n, rd)
         return rd
 

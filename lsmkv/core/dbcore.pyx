@@ -124,6 +124,7 @@ cdef class SuperVersion:
     cdef readonly object version        # lsmkv.engine.version.Version the tables come from
     cdef readonly list static_range_dels  # range tombstones of imms and tables, or None (none there)
     cdef object rdel_cache              # (mem tombstones counted, RangeDelSet of all), see Core._range_dels
+    cdef RangeDelSet static_rdel        # static_range_dels fragmented, once (Core._range_dels)
 
     def __cinit__(self, MemTable mem, tuple imms, tuple l0, tuple levels, version):
         self.mem = mem

@@ -51,7 +51,7 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
         # range tombstones somewhere: each key as a get sees it (Core._lookup_ranged)
         results = []
         for k in ks:
-            r = c._lookup_ranged(sv, <const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), seq, NULL)
+            r = c._lookup(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), seq, NULL, False, sv)
             if r is not None:
                 hits += 1
             results.append(default if r is None else r)

@@ -1,5 +1,5 @@
 """Type stubs for lsmkv.core.rangedel (range tombstones, fragmented; see rangedel.pyx)."""
-from typing import Iterable
+from typing import Iterable, Optional
 
 _Tombstone = tuple[bytes, bytes, int]
 _Fragment = tuple[bytes, bytes, tuple[int, ...]]
@@ -16,7 +16,8 @@ class RangeDelSet:
     starts: list[bytes]
     ends: list[bytes]
     seqs: list[tuple[int, ...]]
-    def __init__(self, tombstones: Iterable[_Tombstone] = ...) -> None: ...
+    base: Optional["RangeDelSet"]
+    def __init__(self, tombstones: Iterable[_Tombstone] = ..., base: Optional["RangeDelSet"] = ...) -> None: ...
     def __len__(self) -> int: ...
     def max_covering(self, key: bytes, seq: int) -> int: ...
     def covers(self, key: bytes, eseq: int, seq: int) -> bool: ...

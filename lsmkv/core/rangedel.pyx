@@ -104,9 +104,15 @@ cdef class RangeDelSet:
     (20, 10, 0)
     >>> rd.covers(b"b", 9, 100), rd.covers(b"b", 11, 100)
     (True, False)
+
+    base: another set this one adds to (a memtable's tombstones over those of
+    the tables, so the tables' are fragmented once per SuperVersion):
+    >>> RangeDelSet([(b"a", b"c", 30)], base=rd).max_covering(b"c", 100)
+    30
     """
 
-    def __init__(self, tombstones=()):
+    def __init__(self, tombstones=(), RangeDelSet base=None):
+        self.base = base
         self.starts = []
         self.ends = []
         self.seqs = []
@@ -138,12 +144,15 @@ cdef class RangeDelSet:
         """The newest sequence <= seq of a tombstone covering k, or 0 if none."""
         cdef Py_ssize_t i = self.find(k, kn)
         cdef object q
+        cdef uint64_t r = 0
+        if self.base is not None:
+            r = self.base.max_covering_c(k, kn, seq)
         if i < 0:
-            return 0
+            return r
         for q in <tuple>self.seqs[i]:
             if <uint64_t>q <= seq:
-                return <uint64_t>q
-        return 0
+                return <uint64_t>q if <uint64_t>q > r else r
+        return r
 
     cdef bint covers_c(self, const uint8_t* k, size_t kn, uint64_t eseq, uint64_t seq) noexcept:
         """Is a version of k with sequence eseq deleted for a read at seq?"""
@@ -156,5 +165,5 @@ cdef class RangeDelSet:
         return self.covers_c(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), eseq, seq)
 
     def fragments(self):
-        """[(start, end, (seq, ...))] as fragment() gives them."""
+        """[(start, end, (seq, ...))] as fragment() gives them (of this set, not its base)."""
         return list(zip(self.starts, self.ends, self.seqs))

@@ -41,9 +41,12 @@ def test_fragments_answer_as_the_tombstones_do(seed):
         if i:
             assert frags[i - 1][1] <= s
     rd = RangeDelSet(ts)
+    half = len(ts) // 2
+    stacked = RangeDelSet(ts[half:], base=RangeDelSet(ts[:half]))    # a memtable's over the tables'
     for k in keys + [b"", b"99", b"0", b"05x"]:
         for seq in (0, 1, 30, 50, 99, 1 << 40):
-            assert rd.max_covering(k, seq) == _brute_max_covering(ts, k, seq), (ts, k, seq)
+            want = _brute_max_covering(ts, k, seq)
+            assert rd.max_covering(k, seq) == want == stacked.max_covering(k, seq), (ts, k, seq)
 
 
 def test_fragment_ignores_empty_ranges_and_joins_neighbours():
