@@ -247,3 +247,27 @@ def test_bad_ranges(tmp_path):
     with pytest.raises(ValueError):
         wb.delete_range(b"z", b"a")
     db.close()
+
+
+def test_files_a_tombstone_covers_whole_are_dropped_unread(tmp_path):
+    path = str(tmp_path / "db")
+    db = lsmkv.DB(path, compression="none", target_file_size_base=64 * 1024)
+    for i in range(20_000):
+        db.put(b"key%06d" % i, b"x" * 40)
+    db.flush()
+    db.compact_range()
+    files = [f for files in testing.level_files(db) for f in files]
+    assert len(files) > 5
+    snap = db.snapshot()
+    db.delete_range(b"key000100", b"key019900")
+    db.put(b"key000050", b"new")
+    db.flush()
+    assert testing.covered_inputs_of(db, snap.sequence) == set()      # a snapshot older than the tombstone
+    assert len(testing.covered_inputs_of(db)) >= len(files) - 3        # all but the files at the range's ends
+    snap.close()
+    db.compact_range()
+    s = db.stats()
+    assert s["range_files_dropped"] >= len(files) - 3      # all but the files at the range's ends
+    assert [k for k in db.keys()] == [b"key%06d" % i for i in list(range(100)) + list(range(19900, 20000))]
+    assert db.get(b"key000050") == b"new" and db.get(b"key010000") is None
+    db.close()
