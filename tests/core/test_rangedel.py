@@ -271,3 +271,22 @@ def test_files_a_tombstone_covers_whole_are_dropped_unread(tmp_path):
     assert [k for k in db.keys()] == [b"key%06d" % i for i in list(range(100)) + list(range(19900, 20000))]
     assert db.get(b"key000050") == b"new" and db.get(b"key010000") is None
     db.close()
+
+
+def test_a_secondary_follows_range_deletes(tmp_path):
+    d, own = str(tmp_path / "db"), str(tmp_path / "own")
+    db = lsmkv.DB(d)
+    for i in range(100):
+        db.put(b"k%03d" % i, b"v")
+    db.flush()
+    sec = lsmkv.DB(d, secondary=own)
+    db.delete_range(b"k010", b"k090")          # in the primary's log
+    sec.catch_up()
+    assert sec.get(b"k050") is None and len(list(sec.keys())) == 20
+    db.flush()
+    db.compact_range()                         # now in (and then out of) its tables
+    sec.catch_up()
+    assert sec.get(b"k050") is None and list(sec.keys(reverse=True))[0] == b"k099"
+    assert len(list(sec.keys())) == 20
+    sec.close()
+    db.close()
