@@ -98,6 +98,12 @@ def _check_bounds(t, meta):
     first = _ikey(it.py_entry())
     it.py_seek_to_last()
     last = _ikey(it.py_entry())
+    if t.range_dels:      # the range covers the tombstones too (docs/format.md, "Range-del block")
+        cands = [k for k in (first, last) if k is not None]
+        cands += [s + ((q << 8) | 4).to_bytes(8, "little") for s, _, q in t.range_dels]
+        cands += [e + b"\xff" * 8 for _, e, _ in t.range_dels]
+        order = sorted(cands, key=lambda k: (k[:-8], -int.from_bytes(k[-8:], "little")))
+        first, last = order[0], order[-1]
     if first != meta.smallest or last != meta.largest:
         raise CorruptionError(t.path, None, "key range differs from the one the manifest records")
 

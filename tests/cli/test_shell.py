@@ -247,6 +247,7 @@ def test_sst_dump_shows_range_tombstones(filled):
     doc = json.loads(ok("sst-dump", sst, "--scan", "--layout", "--json"))
     assert [(e["key"], e["kind"], e["value"]) for e in doc["entries"]] == [("b", "RANGE_DELETE", "p/3")]
     assert sum(doc["layout"].values()) == os.path.getsize(sst) and doc["layout"]["range_del"] > 5
+    assert ok(filled, "verify").splitlines()[-1].startswith("OK: 2 files")
     assert ok(filled, "scan", "--keys-only").split() == ["\\x00bin\\xff", "a", "p/3", "t", "z"]
 
 

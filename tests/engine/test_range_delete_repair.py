@@ -2,8 +2,11 @@
 its tombstones (its range-del block is found by its checksum), a lost MANIFEST
 rebuilds with them, and a tombstone only in the WAL is replayed."""
 import os
+import subprocess
+import sys
 
 import lsmkv
+from conftest import lsmkv_import_path
 from lsmkv import testing
 from lsmkv.engine import filenames
 from lsmkv.engine.repair import repair
@@ -33,6 +36,9 @@ def _check(path):
     with lsmkv.DB(path) as db:
         assert dict(db.items()) == _want()
         assert db.get(b"k0120") is None and db.get(b"k0255") is None and db.get(b"k0150") == b"back"
+    r = subprocess.run([sys.executable, "-m", "lsmkv", path, "verify"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=lsmkv_import_path()), timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr      # the shell's verify passes (key ranges included)
 
 
 def test_damaged_footer_keeps_the_tombstones(tmp_path):
