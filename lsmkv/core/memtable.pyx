@@ -20,7 +20,7 @@ Invariants:
   5. Range tombstones (KIND_RANGE_DELETE) are not in the skiplist: add() keeps
      them in range_dels, a list of (start, end, seq) (None until the first), so
      a read of a memtable without them pays one pointer test. len() counts them,
-     `entries` does not.
+     `entries` does not; arena.used counts their bytes (so write_buffer_size does).
 """
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memcmp
@@ -149,7 +149,10 @@ cdef class MemTable:
 
     cdef int _add_range_del(self, uint64_t seq, const uint8_t* k, size_t kn,
                             const uint8_t* v, size_t vn) except -1:
-        """Record the range tombstone [k, v) at seq (invariant 5)."""
+        """Record the range tombstone [k, v) at seq (invariant 5). Its size is taken
+        from the arena too (unused), so tombstones count toward write_buffer_size
+        and a memtable of many of them is flushed like one of many entries."""
+        self.arena.allocate(kn + vn + 64)
         t = (PyBytes_FromStringAndSize(<char*>k, kn), PyBytes_FromStringAndSize(<char*>v, vn), seq)
         if self.range_dels is None:
             self.range_dels = [t]

@@ -290,3 +290,18 @@ def test_a_secondary_follows_range_deletes(tmp_path):
     assert len(list(sec.keys())) == 20
     sec.close()
     db.close()
+
+
+def test_memtable_tombstones_count_toward_the_write_buffer(tmp_path):
+    from lsmkv.core.memtable import MemTable
+    m = MemTable()
+    used = m.arena_used
+    m.delete_range(5, b"a" * 100, b"b" * 100)
+    assert m.arena_used >= used + 200 and len(m) == 1 and m.entries == 0 and m.range_dels == [(b"a" * 100, b"b" * 100, 5)]
+    assert (m.first_seq, m.last_seq) == (5, 5)
+    db = lsmkv.DB(str(tmp_path / "db"), write_buffer_size=64 * 1024)
+    for i in range(2000):                       # tombstones alone fill memtables: they get flushed
+        db.delete_range(b"r%06d" % i + b"x" * 50, b"r%06d" % i + b"y" * 50)
+    db.flush()
+    assert db.stats()["flushes"] >= 2
+    db.close()
