@@ -253,15 +253,20 @@ cdef class Core:
         cdef object r
         cdef tuple lv
         cdef bytes b
+        cdef uint64_t cover = 0, fseq = 0
         if self.closed:
             raise self.state.error()
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
-            if self._range_dels(sv).max_covering_c(k, kn, seq):
-                return self._lookup_ranged(sv, k, kn, seq, expiry)     # one covers k
+            # the newest tombstone covering k at seq: a version found older than it is deleted
+            cover = self._range_dels(sv).max_covering_c(k, kn, seq)
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
+            if cover and (load_u64(vp - TAG_SIZE) >> 8) < cover:     # the tag ends the key, before the value
+                return None
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
             if m.lookup(k, kn, seq, &vp, &vn, &kind):
+                if cover and (load_u64(vp - TAG_SIZE) >> 8) < cover:
+                    return None
                 return self._mem_result(kind, vp, vn, expiry)
         if not sv.l0 and not sv.levels:
             return None
@@ -276,9 +281,9 @@ cdef class Core:
             h = bloom_hash(k, kn)
             for t in sv.l0:
                 if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    r = self._probe(t, h, ik, ikn, &now, expiry, view)
+                    r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq)
                     if r is not None:
-                        return None if r is DELETED else r
+                        return None if r is DELETED or (cover and fseq < cover) else r
             for lv in sv.levels:
                 i = find_table(<list>lv[1], ik, ikn)
                 if i == len(<list>lv[1]):
@@ -286,9 +291,9 @@ cdef class Core:
                 b = <bytes>(<list>lv[2])[i]
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
-                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view)
+                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view, &fseq)
                 if r is not None:
-                    return None if r is DELETED else r
+                    return None if r is DELETED or (cover and fseq < cover) else r
             return None
         finally:
             if ik != stackbuf:
@@ -315,33 +320,8 @@ cdef class Core:
         sv.rdel_cache = (n, rd)
         return rd
 
-    cdef object _lookup_ranged(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq,
-                               int64_t* expiry):
-        """_lookup when sv holds range tombstones: the newest version of k at seq,
-        found by one seek of a merging iterator over every source (the version's
-        sequence is needed), then deleted if a tombstone newer than it covers k."""
-        cdef RangeDelSet rd = self._range_dels(sv)
-        cdef MergingIterator it = self._merging(sv)
-        cdef uint8_t* ik = <uint8_t*>malloc(kn + TAG_SIZE)
-        cdef uint64_t tag
-        if ik == NULL:
-            raise MemoryError()
-        try:
-            if kn:
-                memcpy(ik, k, kn)
-            store_u64(ik + kn, make_tag(seq, KIND_MAX))
-            it.seek(ik, kn + TAG_SIZE)
-        finally:
-            free(ik)
-        if not it.valid or it.key_len != kn + TAG_SIZE or (kn and memcmp(it.key, k, kn) != 0):
-            return None
-        tag = load_u64(it.key + kn)
-        if rd is not None and rd.covers_c(k, kn, tag >> 8, seq):
-            return None
-        return self._mem_result(<int>(tag & 0xFF), it.val, it.val_len, expiry)
-
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
-                       int64_t* now, int64_t* expiry, bint view):
+                       int64_t* now, int64_t* expiry, bint view, uint64_t* seq_out):
         """One table's answer for ik (see TableReader.get), after its bloom filter.
         now is read from the clock the first time a table is searched."""
         self.n_bloom_checks += 1
@@ -350,7 +330,7 @@ cdef class Core:
             return None
         if now[0] < 0:
             now[0] = self._now_ms()
-        return t.get(ik, ikn, now[0], expiry, view)
+        return t.get(ik, ikn, now[0], expiry, view, seq_out)
 
     cdef int64_t _now_ms(self) except? -1:
         return clock_ms(self.clock)

@@ -48,7 +48,7 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
     sv = c.sv
     seq = c.last_seq if at is None else <uint64_t>at
     if sv.static_range_dels is not None or sv.mem.range_dels is not None:
-        # range tombstones somewhere: each key as a get sees it (Core._lookup_ranged)
+        # range tombstones somewhere: each key as a get sees it (Core._lookup)
         results = []
         for k in ks:
             r = c._lookup(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), seq, NULL, False, sv)

@@ -433,11 +433,12 @@ cdef class TableReader:
         return b
 
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL,
-                    bint view=False):
+                    bint view=False, uint64_t* seq_out=NULL):
         """The newest entry at or below ikey's sequence for ikey's user key:
         bytes (a live value; a ValueView if view), DELETED (a deletion or an
         expired value), or None (no entry in this table). The caller checks the
-        bloom filter first."""
+        bloom filter first. seq_out (if given) receives the entry's sequence
+        (range tombstones: Core._lookup)."""
         cdef BlockIter it = BlockIter()
         cdef uint64_t off, size, tag
         cdef size_t ukn = ikn - TAG_SIZE
@@ -454,6 +455,8 @@ cdef class TableReader:
             return None
         tag = load_u64(it.key + ukn)
         kind = tag & 0xFF
+        if seq_out != NULL:
+            seq_out[0] = tag >> 8
         if kind == KIND_PUT:
             if view:
                 return value_view(it, it.val, it.val_len)
