@@ -12,10 +12,12 @@ Where entries are dropped is the LSM's rule, not the table format's:
     sequence number 0 (it is the oldest version of its key there will ever be);
   * outputs are cut at target_file_size, only between user keys;
   * range tombstones (lsmkv.core.rangedel) of the inputs, fragmented, go to the
-    output's range-del block (all of them to one output: a compaction with
-    tombstones is not cut, so no tombstone is split between files); an entry
-    that a tombstone visible to every snapshot covers is dropped, and at the
-    bottommost level such a tombstone is dropped too (compact_fragments).
+    range-del blocks of the outputs (each fragment to the output its start falls
+    in; an output is cut only at a user key no fragment holds or ends at, so no
+    fragment is split and each output's key range ends below the next one's
+    start); an entry that a tombstone visible to every snapshot covers is
+    dropped, and at the bottommost level such a tombstone is dropped too
+    (compact_fragments).
 
 Thread safety: one write_tables() call per iterator; it uses only its own
 WriteState and TableBuilders. A memtable is walked without the GIL (the memtable
@@ -40,6 +42,7 @@ from lsmkv.core.coding cimport cmp_bytes, load_u64, store_u64, make_tag, KIND_DE
 from lsmkv.core.iterator cimport InternalIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
 from lsmkv.core.iterator cimport MergingIterator
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from lsmkv.core.table cimport TableIterator, LevelIterator, TableReader
 from lsmkv.core.rangedel cimport RangeDelSet
 from lsmkv.core.rangedel import compact_fragments as _compact_fragments
@@ -141,17 +144,18 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
     outputs = []
     cdef RangeDelSet rd = None
     cdef list keep = None
+    cdef Py_ssize_t nkeep = 0
     rds = _range_dels_of(it)
     if rds:
         rd = RangeDelSet(rds)
         keep = _compact_fragments(rd.fragments(), smallest_snapshot, bottommost)
-        target_file_size = <uint64_t>-1     # one output: no tombstone split across files
+        nkeep = len(keep)
     try:
         if rd is None and isinstance(it, MemTableIterator):
             tb = _write_memtable(&s, (<MemTableIterator>it).mem, new_table, target_file_size, outputs)
         else:
-            tb = _write_iterator(&s, it, new_table, target_file_size, outputs, rd)
-        if keep:
+            tb = _write_iterator(&s, it, new_table, target_file_size, outputs, rd, keep)
+        if keep:                # the fragments after the last cut
             if tb is None:
                 tb = new_table()
             tb.add_range_dels(keep)
@@ -178,15 +182,17 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
         if rd is not None:
             stats["range_dropped"] = stats.get("range_dropped", 0) + s.dropped_range
             stats["range_tombstones_dropped"] = stats.get("range_tombstones_dropped", 0) + \
-                sum(len(q) for _, _, q in rd.fragments()) - len(keep)
+                sum(len(q) for _, _, q in rd.fragments()) - nkeep
     return outputs
 
 
 cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
-                                 uint64_t target_file_size, list outputs, RangeDelSet rd):
+                                 uint64_t target_file_size, list outputs, RangeDelSet rd, list keep):
     """write_tables() over any iterator (a compaction's merge), with the GIL.
     Returns the output still open (the caller finishes or abandons it). rd: the
-    inputs' range tombstones, or None."""
+    inputs' range tombstones, or None; keep: the (start, end, seq) of them the
+    outputs get, sorted by start: each finished output takes (and removes from
+    keep) those starting before the key that starts the next."""
     cdef TableBuilder tb = None
     cdef bint first_of_key
     cdef const uint8_t* wk
@@ -202,7 +208,10 @@ cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
                     (load_u64(it.key + it.key_len - TAG_SIZE) >> 8):
                 s.dropped_range += 1        # deleted by a tombstone every snapshot sees
                 act = 0
-            if first_of_key and tb is not None and tb.offset >= target_file_size:
+            if first_of_key and tb is not None and tb.offset >= target_file_size and \
+                    (rd is None or rd.cut_ok_c(it.key, it.key_len - TAG_SIZE)):
+                if keep:
+                    _give_range_dels(tb, keep, it.key, it.key_len - TAG_SIZE)
                 outputs.append(_finish(tb))
                 tb = None
             if act:
@@ -270,6 +279,19 @@ cdef TableBuilder _write_memtable(WriteState* s, MemTable mem, new_table,
             tb.abandon()
         raise
     return tb
+
+
+cdef int _give_range_dels(TableBuilder tb, list keep, const uint8_t* k, size_t kn) except -1:
+    """Move the fragments of keep (sorted by start) that start before user key k
+    to tb, the output about to be finished."""
+    cdef Py_ssize_t j = 0, n = len(keep)
+    while j < n and cmp_bytes(<const uint8_t*>PyBytes_AS_STRING(<bytes>keep[j][0]),
+                              PyBytes_GET_SIZE(<bytes>keep[j][0]), k, kn) < 0:
+        j += 1
+    if j:
+        tb.add_range_dels(keep[:j])
+        del keep[:j]
+    return 0
 
 
 cdef dict _finish(TableBuilder tb):

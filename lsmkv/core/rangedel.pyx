@@ -140,6 +140,23 @@ cdef class RangeDelSet:
             return -1
         return lo
 
+    cdef bint cut_ok_c(self, const uint8_t* k, size_t kn) noexcept:
+        """May a compaction start a new output file at user key k? Only if no
+        fragment of this set (its base aside) holds k or ends at k: then each
+        fragment lies wholly before k or wholly after it, and the earlier file's
+        key range (up to a fragment's exclusive end) stays below k."""
+        cdef Py_ssize_t lo = 0, hi = len(self.starts), mid
+        while lo < hi:                    # first start > k
+            mid = (lo + hi) >> 1
+            if _cmpb(k, kn, <bytes>self.starts[mid]) >= 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo == 0 or _cmpb(k, kn, <bytes>self.ends[lo - 1]) > 0
+
+    def cut_ok(self, bytes key):
+        return self.cut_ok_c(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+
     cdef uint64_t max_covering_c(self, const uint8_t* k, size_t kn, uint64_t seq) noexcept:
         """The newest sequence <= seq of a tombstone covering k, or 0 if none."""
         cdef Py_ssize_t i = self.find(k, kn)
