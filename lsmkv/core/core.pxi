@@ -301,12 +301,20 @@ cdef class Core:
 
     cdef RangeDelSet _range_dels(self, SuperVersion sv):
         """A RangeDelSet of every range tombstone of sv (its memtable's as they are
-        now), or None if it has none. Cached on sv, rebuilt when the memtable has
-        gained tombstones since (a tombstone newer than a read's sequence is
-        ignored by the read, so a set with more of them serves older reads too)."""
+        now), or None if it has none. Cached on sv and extended when the memtable
+        has gained tombstones since (a tombstone newer than a read's sequence is
+        ignored by the read, so a set with more of them serves older reads too).
+
+        The tables' and immutable memtables' tombstones are fragmented once per
+        SuperVersion; the active memtable's are kept in segments stacked on them
+        (RangeDelSet.base), merged as a binary counter (a new segment of the
+        tombstones added since, then the top two merged while the lower one is
+        no larger), so a read after each of n tombstone writes costs O(log n)
+        amortized fragmenting, not O(n), and a lookup asks O(log n) segments."""
         cdef list mrd = sv.mem.range_dels
-        cdef Py_ssize_t n = 0 if mrd is None else len(mrd)
+        cdef Py_ssize_t n = 0 if mrd is None else len(mrd), have = 0
         cdef RangeDelSet base = None
+        cdef list segs
         c = sv.rdel_cache
         if c is not None and (<tuple>c)[0] == n:
             return (<tuple>c)[1]
@@ -316,8 +324,19 @@ cdef class Core:
             if sv.static_rdel is None:
                 sv.static_rdel = RangeDelSet(sv.static_range_dels)
             base = sv.static_rdel
-        rd = RangeDelSet(mrd[:n], base) if n else base
-        sv.rdel_cache = (n, rd)
+        segs = []                                   # [(tombstones, RangeDelSet over the ones below)]
+        if c is not None and (<tuple>c)[0] < n:
+            have = (<tuple>c)[0]
+            segs = list((<tuple>c)[2])
+        if n > have:
+            segs.append((mrd[have:n], None))
+            while len(segs) >= 2 and len(segs[len(segs) - 2][0]) <= len(segs[len(segs) - 1][0]):
+                top = segs.pop()
+                segs[len(segs) - 1] = (segs[len(segs) - 1][0] + top[0], None)
+            below = base if len(segs) == 1 else segs[len(segs) - 2][1]
+            segs[len(segs) - 1] = (segs[len(segs) - 1][0], RangeDelSet(segs[len(segs) - 1][0], below))
+        rd = segs[len(segs) - 1][1] if segs else base
+        sv.rdel_cache = (n, rd, tuple(segs))
         return rd
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
