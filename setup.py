@@ -10,7 +10,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSMKV_DEBUG") == "1"
-MODULES = ["coding", "fileio", "zstd", "memtable", "iterator", "bloom", "builder", "output", "table", "wal",
+MODULES = ["coding", "fileio", "zstd", "memtable", "merge", "iterator", "bloom", "builder", "output", "table", "wal",
            "cache", "cursor", "rangedel", "dbcore"]   # lsmkv/core/ (table.pyx includes its .pxi parts)
 
 SANITIZE = os.environ.get("LSMKV_SANITIZE", "")

@@ -13,9 +13,12 @@ maps the rest. lsmkv.testing holds the hooks tests use to look inside.
 """
 from lsmkv.core.cursor import Iterator
 from lsmkv.core.dbcore import WriteBatch
+from lsmkv.core.merge import AppendOperator, MaxOperator, MergeOperator, UInt64AddOperator
 from lsmkv.engine.db import DB, Snapshot
-from lsmkv.errors import (BackgroundError, ClosedError, CorruptionError, FollowerError, ForkedError,
-                          InvalidIteratorError, LockError, LsmkvError, ReadOnlyError)
+from lsmkv.engine.transaction import Transaction
+from lsmkv.errors import (BackgroundError, ClosedError, ConflictError, CorruptionError, FollowerError,
+                          ForkedError, InvalidIteratorError, LockError, LsmkvError, MergeOperatorError,
+                          ReadOnlyError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
                           NotADatabaseError, OpenError)
 from lsmkv.engine.destroy import destroy
@@ -29,7 +32,8 @@ from lsmkv.options import Options
 __version__ = "0.1.0"
 __all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "Iterator", "LsmkvError", "CorruptionError",
            "LockError", "ClosedError", "ForkedError", "BackgroundError", "InvalidIteratorError", "OpenError",
-           "ReadOnlyError", "FollowerError",
+           "MergeOperatorError", "MergeOperator", "AppendOperator", "MaxOperator", "UInt64AddOperator",
+           "ReadOnlyError", "FollowerError", "ConflictError", "Transaction",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
            "DatabasePermissionError", "set_background_threads", "background_threads", "memory_usage",
            "destroy", "repair",

@@ -262,3 +262,50 @@ class InvalidIteratorError(LsmkvError, ValueError):
     False True
     >>> db.close()
     """
+
+
+class ConflictError(LsmkvError):
+    """A transaction's commit found that a key it wrote, or read with
+    get_for_update(), was written by another commit (any write: a plain put or
+    delete too) after the transaction began; nothing of the transaction was
+    applied and it is over. Retry the work in a new transaction. Attribute: key
+    (the first conflicting key found).
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> db.put(b"n", b"1")
+    >>> txn = db.transaction()
+    >>> n = int(txn.get_for_update(b"n"))
+    >>> db.put(b"n", b"5")                 # another writer, after the transaction began
+    >>> txn.put(b"n", b"%d" % (n + 1))
+    >>> try:
+    ...     txn.commit()
+    ... except lsmkv.ConflictError as e:
+    ...     print(e.key, db.get(b"n"))
+    b'n' b'5'
+    >>> db.close()
+    """
+
+    def __init__(self, message, key=None):
+        self.key = key
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.key))
+
+
+class MergeOperatorError(LsmkvError, ValueError):
+    """A merge operator cannot fold a key's operands (uint64add given a value that
+    is not 8 bytes, a callable returning something other than bytes), a merge
+    without a merge_operator, or a DB reopened with another merge operator than
+    the one it records. A ValueError too.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> try:
+    ...     db.merge(b"k", b"x")
+    ... except lsmkv.MergeOperatorError as e:
+    ...     print(e)
+    db.merge needs a merge operator: open the database with merge_operator=... (lsmkv.DB(path, merge_operator='uint64add'))
+    >>> db.close()
+    """

@@ -112,6 +112,9 @@ class Options:
     create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
     error_if_exists: bool = False              # True: DatabaseExistsError if CURRENT exists
     clock: object = field(default=time.time)   # seconds; used for TTL
+    merge_operator: object = None              # db.merge()'s operator: 'uint64add', 'append', ('append', delim),
+                                               # 'max', an lsmkv.MergeOperator or a named callable
+                                               # f(key, existing, operands) -> bytes (lsmkv/core/merge.pyx)
 
     def __post_init__(self):
         self.validate()
@@ -217,6 +220,9 @@ class Options:
         if self.read_only and self.secondary is not None:
             raise ValueError("options read_only and secondary exclude each other (a secondary is "
                              "read-only already)")
+        if self.merge_operator is not None:
+            from lsmkv.core.merge import resolve
+            resolve(self.merge_operator)       # TypeError or ValueError naming the option
         if not callable(self.clock):
             raise TypeError("option clock must be a callable returning seconds")
 

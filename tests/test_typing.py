@@ -55,6 +55,20 @@ EXAMPLE = textwrap.dedent('''
             sm: list[Optional[bytes]] = snap.multi_get([b"k"])
             sk: list[bytes] = list(snap)
             ttl: Optional[float] = snap.ttl(b"k")
+        with db.transaction(sync=True) as txn:
+            tv: Optional[bytes] = txn.get_for_update(b"k")
+            td: bytes = txn.get(b"k", b"")
+            txn.put(b"k", b"v2", ttl=10)
+            txn.delete(b"a")
+            txn.watch(b"w1", b"w2")
+            titems: list[tuple[bytes, bytes]] = txn.items(b"a", prefix=b"k")
+            with txn.iterator(prefix=b"k") as tit:
+                tit.seek_for_prev(b"kz")
+                first: tuple[bytes, bytes] = next(tit)
+        try:
+            db.transaction().commit()
+        except lsmkv.ConflictError as conflict:
+            print(conflict.key)
         size: int = db.approximate_size(b"a", b"z")
         n: int = db.estimate_num_keys()
         tables: int = db.checkpoint(d + "-copy")
@@ -63,7 +77,7 @@ EXAMPLE = textwrap.dedent('''
         lsmkv.destroy(d + "-copy")
         report = lsmkv.repair(d)
         print(v, w, got, with_default, keys, popped, maybe, s, sm, sk, ttl, size, n, tables,
-              stats["puts"], report.lost_anything)
+              stats["puts"], report.lost_anything, tv, td, titems, first)
         reveal_type(db.get(b"k"))
         reveal_type(db.multi_get([b"k"]))
 

@@ -107,11 +107,15 @@ class Session:
             if not create and not self.exists():
                 raise LsmkvError(f"no database at {self.path}")
             import lsmkv
+            from lsmkv.engine.mergeop import builtin_recorded
+            # a DB with a built-in merge operator opens with it (a callable's cannot be known here)
+            op = builtin_recorded(self.path) if self.exists() else None
             if write:
                 # a short-lived process: compactions run in a thread, no worker process is started
-                self._db = lsmkv.DB(self.path, compaction_worker="thread", create_if_missing=create)
+                self._db = lsmkv.DB(self.path, compaction_worker="thread", create_if_missing=create,
+                                    merge_operator=op)
             else:
-                self._db = lsmkv.DB(self.path, read_only=True, create_if_missing=False)
+                self._db = lsmkv.DB(self.path, read_only=True, create_if_missing=False, merge_operator=op)
             self._writable = write
         return self._db
 

@@ -23,7 +23,7 @@ from lsmkv.engine.logformat import read_log
 from lsmkv.cli.format import Progress
 from lsmkv.engine.version import VersionEdit
 
-KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL", 4: "RANGE_DELETE"}   # value of a RANGE_DELETE: its end
+KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL", 3: "MERGE", 4: "RANGE_DELETE"}   # value of a RANGE_DELETE: its end
 
 
 class VerifyFailed(LsmkvError):

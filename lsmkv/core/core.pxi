@@ -14,6 +14,15 @@
 #   3. sv.imms is newest first; sv.l0 is newest first; each deeper level is
 #      sorted by key with non-overlapping files.
 
+DEF MAX_SEQUENCE = 0x00FFFFFFFFFFFFFF     # sequences are 56 bits (the tag's top bits)
+
+
+cdef inline bint _table_newer(TableReader t, int64_t floor):
+    """May t hold an entry with a sequence > floor (its largest_seq property)?"""
+    s = t.properties.get("largest_seq")
+    return s is None or <int64_t>s > floor
+
+
 cdef class Core:
     """The engine's state that the per-operation paths use, and those paths (cdef).
 
@@ -56,6 +65,7 @@ cdef class Core:
     cdef public object writes        # lsmkv.engine.writes.WriteController: make_room(), level0_stall()
     cdef public object logs          # lsmkv.engine.logs.LogSet: sync_retired()
     cdef public object files         # lsmkv.engine.files.Files: gc_pending, gc_soon(), pins
+    cdef public MergeOperator merge_op   # the merge_operator option's (lsmkv/core/merge.pyx), or None
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -172,6 +182,28 @@ cdef class Core:
         self.n_puts += 1
         return 0
 
+    cdef int _merge(self, key, operand, bint sync) except -1:
+        cdef Bytes kb, vb
+        if self.merge_op is None:
+            self._no_merge_operator()
+        get_buffer(key, &kb, "key")
+        try:
+            get_buffer(operand, &vb, "operand")
+            try:
+                self._write_one(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0, sync)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.n_puts += 1
+        return 0
+
+    cdef int _no_merge_operator(self) except -1:
+        if self.closed:
+            raise self.state.error()
+        raise MergeOperatorError("db.merge needs a merge operator: open the database with "
+                                 "merge_operator=... (lsmkv.DB(path, merge_operator='uint64add'))")
+
     cdef int _delete(self, key, bint sync) except -1:
         cdef Bytes kb
         get_buffer(key, &kb, "key")
@@ -197,7 +229,12 @@ cdef class Core:
         self.n_deletes += 1
         return 0
 
-    cdef int _write_batch(self, WriteBatch batch, bint sync) except -1:
+    cdef int _write_batch(self, WriteBatch batch, bint sync, list check=None,
+                          uint64_t check_seq=0) except -1:
+        """Append batch to the log and apply it. With check (a transaction's commit,
+        lsmkv/engine/transaction.py): first, under the mutex and after any stall,
+        raise ConflictError, writing nothing, if a key of check has an entry newer
+        than check_seq (_check_unchanged)."""
         cdef uint64_t seq
         cdef uint8_t* p
         if self.closed:
@@ -205,9 +242,18 @@ cdef class Core:
         if self.read_only:
             raise self.read_only_error("put, delete and write are refused")
         if batch.count == 0:
+            if check is not None:
+                with self.mutex:
+                    if self.closed:
+                        raise self.state.error()
+                    self._check_unchanged(check, check_seq)
             return 0
+        if batch.has_merge and self.merge_op is None:
+            self._no_merge_operator()
         with self.mutex:
             self._writable(batch.b.len)
+            if check is not None:      # no stall releases the mutex from here to last_seq's move
+                self._check_unchanged(check, check_seq)
             seq = self.last_seq + 1
             store_u64(batch.b.p, seq)
             store_u32(batch.b.p + 8, batch.count)
@@ -230,7 +276,105 @@ cdef class Core:
             self.n_batches += 1
         return 0
 
+    cdef int _check_unchanged(self, list keys, uint64_t seq) except -1:
+        """ConflictError naming the first key of keys whose newest entry (of any
+        kind) has a sequence > seq: another write reached it after seq (mutex held,
+        so no write is in flight and the answer stays true until the caller's own
+        write is applied)."""
+        cdef Bytes kb
+        cdef int64_t newest
+        if self.last_seq <= seq:
+            return 0          # nothing written since seq: with the mutex held no write is between
+                              # its memtable insert and last_seq's move (invariant 2), so no entry is newer
+        for key in keys:
+            get_buffer(key, &kb, "key")
+            try:
+                newest = self._newest_seq(kb.p, kb.n, <int64_t>seq)
+            finally:
+                release_buffer(&kb)
+            if newest > <int64_t>seq:
+                raise ConflictError(f"transaction conflict: key {bytes(key)!r} was written at sequence "
+                                    f"{newest}, after the transaction's snapshot (sequence {seq}); "
+                                    f"nothing was applied", bytes(key))
+        return 0
+
     # -- reads
+
+    cdef int64_t _newest_seq(self, const uint8_t* k, size_t kn, int64_t floor) except -2:
+        """The sequence of the newest entry of user key k, of any kind (a put, an
+        expired put, a deletion: every write leaves one), or -1 if no source holds
+        one. Exact whenever the answer is > floor: a source whose entries all have
+        sequences <= floor (a memtable's last_seq, a table's largest_seq) is
+        skipped, which can only hide entries <= floor (the sources are searched
+        newest first, and a key's entries in a later source are older). Call with
+        floor -1 for the exact answer (a table rewritten by compaction may have
+        only sequences 0). Compaction may rewrite a sequence to 0 at the
+        bottommost level (docs/format.md, "Sequence 0"): only for versions older
+        than every live snapshot."""
+        cdef SuperVersion sv = self.sv
+        cdef MemTable m
+        cdef Node* x
+        cdef TableReader t
+        cdef uint8_t stackbuf[128]
+        cdef uint8_t* ik = stackbuf
+        cdef size_t ikn = kn + TAG_SIZE
+        cdef uint64_t h
+        cdef int64_t r = -1
+        cdef int i
+        cdef tuple lv
+        cdef bytes b
+        if self.closed:
+            raise self.state.error()
+        if ikn > 128:
+            ik = <uint8_t*>malloc(ikn)
+            if ik == NULL:
+                raise MemoryError()
+        try:
+            if kn:
+                memcpy(ik, k, kn)
+            store_u64(ik + kn, make_tag(MAX_SEQUENCE, KIND_MAX))    # before every entry of k
+            for m in sv.memtables():
+                if m.entries == 0 or <int64_t>m.last_seq <= floor:
+                    continue
+                x = m.seek_ge(ik, ikn, NULL)
+                if x != NULL and x.klen == ikn and (kn == 0 or memcmp(node_key(x), k, kn) == 0):
+                    return <int64_t>(load_u64(node_key(x) + kn) >> 8)
+            h = bloom_hash(k, kn)
+            for t in sv.l0:
+                if t.in_range(k, kn) and _table_newer(t, floor):
+                    r = self._table_newest(t, h, ik, ikn)
+                    if r >= 0:
+                        return r
+            for lv in sv.levels:
+                i = find_table(<list>lv[1], ik, ikn)
+                if i == len(<list>lv[1]):
+                    continue
+                b = <bytes>(<list>lv[2])[i]
+                if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
+                    continue
+                t = <TableReader>(<tuple>lv[0])[i]
+                if _table_newer(t, floor):
+                    r = self._table_newest(t, h, ik, ikn)
+                    if r >= 0:
+                        return r
+            return -1
+        finally:
+            if ik != stackbuf:
+                free(ik)
+
+    cdef int64_t _table_newest(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn) except -2:
+        """The sequence of t's newest entry of ik's user key (ik: that key with the
+        largest tag), or -1 if t holds none; after t's bloom filter."""
+        cdef TableIterator ti
+        cdef size_t kn = ikn - TAG_SIZE
+        if not t.may_contain(h):
+            return -1
+        ti = TableIterator(t)
+        ti.seek(ik, ikn)
+        if ti.valid and ti.key_len == ikn and (kn == 0 or memcmp(ti.key, ik, kn) == 0):
+            return <int64_t>(load_u64(ti.key + kn) >> 8)
+        return -1
+
 
     cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL,
                         bint view=False, SuperVersion at_sv=None):
@@ -262,11 +406,15 @@ cdef class Core:
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
             if cover and (load_u64(vp - TAG_SIZE) >> 8) < cover:     # the tag ends the key, before the value
                 return None
+            if kind == KIND_MERGE:
+                return self._merge_get(sv, k, kn, seq, cover)
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
             if m.lookup(k, kn, seq, &vp, &vn, &kind):
                 if cover and (load_u64(vp - TAG_SIZE) >> 8) < cover:
                     return None
+                if kind == KIND_MERGE:
+                    return self._merge_get(sv, k, kn, seq, cover)
                 return self._mem_result(kind, vp, vn, expiry)
         if not sv.l0 and not sv.levels:
             return None
@@ -283,7 +431,11 @@ cdef class Core:
                 if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
                     r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq)
                     if r is not None:
-                        return None if r is DELETED or (cover and fseq < cover) else r
+                        if r is DELETED or (cover and fseq < cover):
+                            return None
+                        if r is MERGED:
+                            return self._merge_get(sv, k, kn, seq, cover)
+                        return r
             for lv in sv.levels:
                 i = find_table(<list>lv[1], ik, ikn)
                 if i == len(<list>lv[1]):
@@ -293,7 +445,11 @@ cdef class Core:
                     continue
                 r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view, &fseq)
                 if r is not None:
-                    return None if r is DELETED or (cover and fseq < cover) else r
+                    if r is DELETED or (cover and fseq < cover):
+                        return None
+                    if r is MERGED:
+                        return self._merge_get(sv, k, kn, seq, cover)
+                    return r
             return None
         finally:
             if ik != stackbuf:
@@ -339,6 +495,15 @@ cdef class Core:
         sv.rdel_cache = (n, rd, tuple(segs))
         return rd
 
+    cdef object _merge_get(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq,
+                           uint64_t cover=0):
+        """The value of user key k at seq when its newest visible entry is a merge
+        operand (mergeget.pxi): the slow path of a point read, taken only for a key
+        with operands on top. cover: the sequence of the newest range tombstone
+        covering k at seq (0: none); entries older than it are deleted, so the
+        operands newer than it fold over no base."""
+        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms(), cover)
+
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
                        int64_t* now, int64_t* expiry, bint view, uint64_t* seq_out):
         """One table's answer for ik (see TableReader.get), after its bloom filter.
@@ -355,6 +520,8 @@ cdef class Core:
         return clock_ms(self.clock)
 
     cdef object _mem_result(self, int kind, const uint8_t* vp, size_t vn, int64_t* expiry):
+        """A memtable entry's answer: bytes, None (a deletion or expired), or
+        MERGED (a merge operand: the caller folds)."""
         if kind == KIND_PUT:
             return PyBytes_FromStringAndSize(<char*>vp, vn)
         if kind == KIND_PUT_TTL:
@@ -363,6 +530,8 @@ cdef class Core:
             if expiry != NULL:
                 expiry[0] = <int64_t>load_u64(vp)
             return PyBytes_FromStringAndSize(<char*>vp + 8, vn - 8)
+        if kind == KIND_MERGE:
+            return MERGED
         return None
 
     cdef object _get(self, object key, uint64_t seq, int64_t* expiry=NULL, bint view=False):
@@ -453,6 +622,7 @@ cdef class Core:
                         self.state, owner)
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:
             it.range_dels = self._range_dels(sv)
+        it.merge_op = self.merge_op
         return it
 
     cdef object _cursor(self, lower, upper, prefix, seq, owner):
@@ -461,7 +631,9 @@ cdef class Core:
         cdef SuperVersion sv
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        it = Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner, self.clock)
+        cdef Iterator it = Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner,
+                                    self.clock)
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:
-            (<Iterator>it).range_dels = self._range_dels(sv)
+            it.range_dels = self._range_dels(sv)
+        it.merge_op = self.merge_op
         return it

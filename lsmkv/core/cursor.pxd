@@ -1,5 +1,6 @@
 cimport cython
 from libc.stdint cimport uint8_t, uint64_t, int64_t
+from lsmkv.core.merge cimport MergeOperator
 from lsmkv.core.iterator cimport MergingIterator, HandleState
 from lsmkv.core.rangedel cimport RangeDelSet
 
@@ -30,6 +31,8 @@ cdef class Iterator:
     cdef size_t vn
     cdef uint8_t* tbuf                # seek targets (user key + tag)
     cdef size_t tcap
+    cdef public MergeOperator merge_op   # the DB's (Core._cursor sets it), or None
+    cdef int _set_value(self, bytes v) except -1
     cdef void _release(self)
     cdef int _check(self) except -1
     cdef int _raise_closed(self) except -1

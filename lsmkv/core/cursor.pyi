@@ -1,4 +1,4 @@
-from typing import Iterator as _Iterator, Optional, Tuple
+from typing import Any, Iterator as _Iterator, Optional, Tuple
 
 from lsmkv.core.iterator import HandleState, MergingIterator
 from lsmkv.errors import ClosedError as ClosedError
@@ -16,6 +16,7 @@ def prefix_bounds(prefix: bytes, start: Optional[bytes],
 class Iterator(_Iterator[Tuple[bytes, bytes]]):
     """A seekable cursor over a DB or a snapshot (lsmkv.Iterator)."""
     range_dels: object
+    merge_op: Any
     @property
     def sequence(self) -> int: ...
     @property

@@ -20,10 +20,14 @@ HandleState is written by the DB (close, fork) and read here without a lock.
 Invariants:
   1. When valid, key() is the smallest (forward) / largest (backward) user key in
      [lower, upper) past the previous position whose newest entry with sequence
-     <= seq is a PUT (not a deletion, not expired at `now`).
+     <= seq is a PUT (not a deletion, not expired at `now`, not deleted by a range
+     tombstone of range_dels with a sequence in (its sequence, seq]) or a merge
+     operand (the value then is the fold of the visible operands over their base,
+     copied into vbuf; an entry under the newest covering tombstone is no base).
   2. `dir` is the direction the merging iterator was last moved in: 1 after a
-     forward move (it stands on the shown entry), -1 after a backward one (it
-     stands before the shown key's entries, or is invalid).
+     forward move (it stands on the shown entry), 2 after a forward move onto a
+     merged key (it stands past the entries fold_forward folded), -1 after a
+     backward one (it stands before the shown key's entries, or is invalid).
   3. `now` is the clock at the last seek (expiry is judged then), in ms.
   4. After close(), or once the DB handle is closed or inherited by fork(), every
      method but close() raises ClosedError (ForkedError); the pin and sources are
@@ -37,8 +41,9 @@ from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
-from lsmkv.core.coding cimport cmp_bytes, load_u64, KIND_DELETE, KIND_PUT_TTL, TAG_SIZE
-from lsmkv.core.iterator cimport MergingIterator, HandleState
+from lsmkv.core.coding cimport cmp_bytes, load_u64, KIND_DELETE, KIND_PUT_TTL, KIND_MERGE, TAG_SIZE
+from lsmkv.core.iterator cimport MergingIterator, HandleState, fold_forward, no_merge_operator
+from lsmkv.core.merge cimport MergeOperator
 from lsmkv.errors import ClosedError, InvalidIteratorError
 
 cdef object _time_time = _time.time
@@ -250,6 +255,11 @@ cdef class Iterator:
             if kind == KIND_PUT_TTL:
                 self.vp = it.val + 8
                 self.vn = it.val_len - 8
+            elif kind == KIND_MERGE:
+                self._set_value(fold_forward(it, self.merge_op, self.now,
+                                             0 if self.range_dels is None else
+                                             self.range_dels.max_covering_c(it.key, ukn, self.sequence)))
+                self.dir = 2            # fold_forward moved the merging iterator past what it folded
             else:
                 self.vp = it.val
                 self.vn = it.val_len
@@ -269,6 +279,8 @@ cdef class Iterator:
         cdef bytes lower = self.lo
         cdef const uint8_t* v
         cdef size_t vn
+        cdef list mops = None                 # merge operands on top, oldest first (or None)
+        cdef object mbase = None              # the base under them
         self.dir = -1
         while it.valid:
             ukn = it.key_len - TAG_SIZE
@@ -286,8 +298,21 @@ cdef class Iterator:
                 kind = tag & 0xFF
                 v = it.val
                 vn = it.val_len
-                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now) or \
-                        (self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.sequence)):
+                if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.sequence):
+                    mops = None         # deleted by a range tombstone, as is all older: a newer
+                    live = False        # operand folds over no base
+                    it.prev()
+                    continue
+                if kind == KIND_MERGE:
+                    if mops is None:
+                        mops = []
+                        mbase = PyBytes_FromStringAndSize(<char*>self.vbuf, self.vn) if live else None
+                    mops.append(PyBytes_FromStringAndSize(<char*>v, vn))
+                    live = True
+                    it.prev()
+                    continue
+                mops = None
+                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now):
                     live = False
                 else:
                     if kind == KIND_PUT_TTL:
@@ -301,6 +326,22 @@ cdef class Iterator:
                     live = True
             it.prev()
         self.valid_ = have and live
+        if self.valid_ and mops is not None:
+            key = PyBytes_FromStringAndSize(<char*>self.kbuf, self.klen)
+            if self.merge_op is None:
+                no_merge_operator(self.kbuf, self.klen)
+            self._set_value(self.merge_op.full_merge(key, mbase, mops))
+        self.vp = self.vbuf
+        return 0
+
+    cdef int _set_value(self, bytes v) except -1:
+        """The shown value becomes a copy of v (in vbuf)."""
+        cdef size_t n = PyBytes_GET_SIZE(v)
+        if n > self.vcap:
+            self._grow(&self.vbuf, &self.vcap, n)
+        if n:
+            memcpy(self.vbuf, PyBytes_AS_STRING(v), n)
+        self.vn = n
         self.vp = self.vbuf
         return 0
 
@@ -416,7 +457,8 @@ cdef class Iterator:
     cdef int _next_c(self) except -1:
         cdef int tn
         if self.dir > 0:
-            self.it.next()
+            if self.dir == 1:       # on the shown entry (2: already past a folded key's entries)
+                self.it.next()
             return self._forward(True)
         # the merging iterator stands before the shown key: go back to its first entry
         tn = self._target(self.kbuf, self.klen, False)

@@ -15,6 +15,10 @@ check_bound). It includes one part per concern:
               invariants of the write and read paths are stated there)
   multiget.pxi  core_multi_get: the batched point lookup (one pass over the
               memtables, then each table asked once about its keys in order)
+  mergeget.pxi  merge_lookup: the point read of a key with merge operands on top
+  snaplist.pxi  SnapshotList: the live snapshots' sequences and the oldest
+              (no lock: why is stated there)
+  txn.pxi     Transaction (lsmkv.Transaction) and its overlay iterator
 """
 import threading
 
@@ -27,22 +31,23 @@ from cpython.bytearray cimport PyByteArray_CheckExact
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from lsmkv.core.coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
                             make_tag, cmp_ikey, cmp_bytes, TAG_SIZE,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, KIND_RANGE_DELETE)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, KIND_RANGE_DELETE)
 from lsmkv.core.rangedel cimport RangeDelSet
+from lsmkv.core.merge cimport MergeOperator
 from lsmkv.core.memtable cimport MemTable, Node, node_key, node_val
 from lsmkv.core.table cimport TableReader
 from lsmkv.core.cache cimport ValueView
-from lsmkv.core.table import DELETED
+from lsmkv.core.table import DELETED, MERGED
 from lsmkv.core.bloom cimport bloom_hash      # one definition of the hash (lsmkv/core/bloom.pxd)
 from lsmkv.core.bloom import bloom_hash_py
 from lsmkv.core.wal cimport LogWriter
 from lsmkv.core.bytebuf cimport Buf, buf_reserve_c
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, find_table
-from lsmkv.core.iterator cimport MergingIterator, HandleState
+from lsmkv.core.iterator cimport MergingIterator, HandleState, no_merge_operator
 from lsmkv.core.iterator import DBIterator
 from lsmkv.core.cursor cimport Iterator, prefix_bounds
-from lsmkv.errors import ClosedError, BackgroundError, CorruptionError, ReadOnlyError
+from lsmkv.errors import ClosedError, BackgroundError, ConflictError, CorruptionError, ReadOnlyError, MergeOperatorError
 
 cdef extern from *:
     """
@@ -194,6 +199,7 @@ cdef class WriteBatch:
     cdef object clock              # what ttl is measured from: time.time unless given
     cdef object target             # the DB handle a `with` block writes to (db.write_batch()), or None
     cdef bint sync                 # that write's sync
+    cdef readonly bint has_merge   # a merge() was added (the DB then needs a merge operator)
 
     def __cinit__(self, clock=None):
         self.b.p = <uint8_t*>malloc(256)
@@ -256,6 +262,7 @@ cdef class WriteBatch:
         memcpy(self.b.p + self.b.len, other.b.p + BATCH_HEADER, n)
         self.b.len += n
         self.count += other.count
+        self.has_merge = self.has_merge or other.has_merge
 
     def __enter__(self):
         if self.target is None:
@@ -315,6 +322,31 @@ cdef class WriteBatch:
         finally:
             release_buffer(&kb)
 
+    def merge(self, key, operand):
+        """Add a merge operand for key (db.merge(), applied in order with the batch's
+        other operations). Writing the batch to a DB without a merge operator
+        raises MergeOperatorError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=("append", b","))
+        >>> with db.write_batch() as wb:
+        ...     wb.put(b"k", b"a"); wb.merge(b"k", b"b"); wb.merge(b"k", b"c")
+        >>> db.get(b"k")
+        b'a,b,c'
+        >>> db.close()
+        """
+        cdef Bytes kb, vb
+        get_buffer(key, &kb, "key")
+        try:
+            get_buffer(operand, &vb, "operand")
+            try:
+                self._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.has_merge = True
+
     cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
                   int64_t expiry) except -1:
         if buf_reserve_c(&self.b, record_size(kind, kn, vn)) < 0:
@@ -335,6 +367,7 @@ cdef class WriteBatch:
         """
         self.b.len = BATCH_HEADER
         self.count = 0
+        self.has_merge = False
 
     def __len__(self):
         return self.count
@@ -406,6 +439,7 @@ cpdef object check_bound(str name, object v):
         return bytes(v)
     raise TypeError(f"{name} must be bytes, bytearray, memoryview or None, not {type(v).__name__}")
 
+include "mergeget.pxi"
 include "core.pxi"
 include "multiget.pxi"
 
@@ -468,6 +502,23 @@ cdef class CoreDB:
 
     def __setitem__(self, key, value):
         self.core._put(key, value, None, False)
+
+    def merge(self, key, operand, *, bint sync=False):
+        """Add operand to key's value through the DB's merge operator (the
+        merge_operator option): a read folds the key's operands, oldest first,
+        into its base value (None when the key is absent, deleted or expired).
+        One log record, no read: as fast as put(). The result has no ttl.
+        sync=True returns only once the write is on stable storage.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator="uint64add")
+        >>> one = (1).to_bytes(8, "little")
+        >>> db.merge(b"hits", one); db.merge(b"hits", one, sync=True)
+        >>> int.from_bytes(db.get(b"hits"), "little")
+        2
+        >>> db.close()
+        """
+        self.core._merge(key, operand, sync)
 
     def delete(self, key, *, bint sync=False):
         """Remove key (a no-op if absent).
@@ -571,6 +622,92 @@ cdef class CoreDB:
         >>> db.close()
         """
         self.core._write_batch(batch, sync)
+
+    def write_if_unchanged(self, WriteBatch batch, keys, uint64_t seq, *, bint sync=False):
+        """Internal (a transaction's commit, lsmkv/engine/transaction.py; the
+        server's EXEC after WATCH): write(batch) only if no key of keys has been
+        written since sequence seq (a snapshot's, which the caller holds: the
+        check is exact only while versions newer than seq are kept). Checked and
+        written under the write lock, after any stall, so no write comes between;
+        otherwise raise lsmkv.ConflictError and write nothing. An empty batch only
+        checks. Prefer db.transaction().
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1")
+        >>> snap = db.snapshot()
+        >>> wb = db.write_batch(); wb.put(b"b", b"2")
+        >>> db.write_if_unchanged(wb, [b"a", b"b"], snap.sequence)
+        >>> db.put(b"a", b"changed")
+        >>> db.write_if_unchanged(wb, [b"a"], snap.sequence)
+        Traceback (most recent call last):
+          ...
+        lsmkv.errors.ConflictError: transaction conflict: key b'a' was written at sequence 3, ...
+        >>> snap.close(); db.close()
+        """
+        self.core._write_batch(batch, sync, list(keys), seq)
+
+    def transaction(self, *, sync=False, pessimistic=False):
+        """Begin an optimistic transaction (lsmkv.Transaction, as RocksDB's
+        OptimisticTransactionDB): it reads a snapshot taken now with its own
+        writes over it, and its commit (sync: as write()'s) writes them all
+        atomically or raises lsmkv.ConflictError, writing nothing, if a key it
+        wrote or read with get_for_update() was written by anyone else since.
+        Use it as a context manager: it commits when the block exits normally
+        and rolls back when the block raises. docs/getting-started.md,
+        "Transactions". pessimistic=True (locks taken as keys are read) is not
+        implemented: it raises NotImplementedError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"counter", b"0")
+        >>> for attempt in range(10):               # the retry loop of optimistic concurrency
+        ...     try:
+        ...         with db.transaction() as txn:
+        ...             n = int(txn.get_for_update(b"counter"))
+        ...             txn.put(b"counter", b"%d" % (n + 1))
+        ...         break
+        ...     except lsmkv.ConflictError:
+        ...         continue
+        >>> db.get(b"counter")
+        b'1'
+        >>> db.transaction(pessimistic=True)
+        Traceback (most recent call last):
+          ...
+        NotImplementedError: only optimistic transactions exist: db.transaction() checks for conflicts at commit; pessimistic=True (locks with timeouts) is not implemented
+        >>> db.close()
+        """
+        if pessimistic:
+            raise NotImplementedError("only optimistic transactions exist: db.transaction() checks for "
+                                      "conflicts at commit; pessimistic=True (locks with timeouts) is "
+                                      "not implemented")
+        return Transaction(self, sync)     # lsmkv/core/txn.pxi
+
+    def newest_sequence(self, key):
+        """Internal: the sequence number of key's newest entry of any kind (a put,
+        an expired put, a deletion), or None if the DB holds none (never written,
+        or its deletion was dropped by compaction). Compaction at the bottommost
+        level may report 0 for a version older than every live snapshot
+        (docs/format.md, "Sequence 0").
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.put(b"a", b"1"); db.put(b"b", b"2"); db.delete(b"a")
+        >>> db.newest_sequence(b"a"), db.newest_sequence(b"b"), db.newest_sequence(b"c")
+        (3, 2, None)
+        >>> db.compact_range()      # the bottommost level: b's put gets sequence 0, a's deletion goes
+        >>> db.newest_sequence(b"a"), db.newest_sequence(b"b")
+        (None, 0)
+        >>> db.close()
+        """
+        cdef Bytes kb
+        cdef int64_t r
+        get_buffer(key, &kb, "key")
+        try:
+            r = self.core._newest_seq(kb.p, kb.n, -1)
+        finally:
+            release_buffer(&kb)
+        return None if r < 0 else r
 
     def get(self, key, default=None):
         """The value stored under key, or default if it is absent or expired.
@@ -803,3 +940,7 @@ def cursor_at(CoreDB db, lower, upper, prefix, seq):
     """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator()); what
     Snapshot.iterator() returns."""
     return db.core._cursor(lower, upper, prefix, seq, db)
+
+
+include "snaplist.pxi"
+include "txn.pxi"

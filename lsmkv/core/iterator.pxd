@@ -1,3 +1,4 @@
+from lsmkv.core.merge cimport MergeOperator
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 
 cdef class InternalIterator:
@@ -52,3 +53,7 @@ cdef class HandleState:
     cdef public bint forked          # this process is a fork() child of the one that opened it
     cdef public object path          # the database directory, for messages
     cdef public long pid             # the process that opened it
+
+
+cdef object no_merge_operator(const uint8_t* k, size_t kn)
+cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now, uint64_t cover)

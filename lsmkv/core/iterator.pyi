@@ -1,7 +1,8 @@
-from typing import Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 from lsmkv.errors import ClosedError as ClosedError
 from lsmkv.errors import ForkedError as ForkedError
+from lsmkv.errors import MergeOperatorError as MergeOperatorError
 
 class HandleState:
     closed: bool
@@ -25,6 +26,7 @@ class MergingIterator(InternalIterator): ...
 
 class DBIterator(Iterator[Union[Tuple[bytes, bytes], bytes]]):
     range_dels: Any
+    merge_op: Any
     def __next__(self) -> Union[Tuple[bytes, bytes], bytes]: ...
     def close(self) -> None: ...
     def __enter__(self) -> "DBIterator": ...

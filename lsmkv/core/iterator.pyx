@@ -16,7 +16,11 @@ Invariants:
      target before it picks an entry of another user key.
   2. DBIterator yields, for each user key in [start, stop), the newest entry with
      sequence <= its snapshot, and only if that entry is a live PUT (not a
-     deletion, not expired at the iterator's creation time).
+     deletion, not expired at the iterator's creation time, not deleted by a
+     range tombstone in range_dels with a sequence in (its sequence, snapshot]),
+     or a merge operand: then the fold of the visible operands over the base
+     under them (fold_forward forward, the same fold collected oldest first
+     backward); an entry under the newest covering tombstone is no base (None).
   3. A DBIterator yields nothing once it was closed or its DB handle was closed
      (or inherited by fork()): every later call raises ClosedError (ForkedError),
      and its sources and pin are released then if they were not already.
@@ -29,9 +33,11 @@ from libc.string cimport memcpy, memcmp, memset
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE)
 from lsmkv.core.bloom cimport bloom_hash
 from lsmkv.core.rangedel cimport RangeDelSet
+from lsmkv.core.merge cimport MergeOperator
+from lsmkv.errors import MergeOperatorError
 
 
 cdef class HandleState:
@@ -356,6 +362,49 @@ cdef enum:
     MODE_VALUES = 2
 
 
+cdef object no_merge_operator(const uint8_t* k, size_t kn):
+    raise MergeOperatorError(f"key {PyBytes_FromStringAndSize(<char*>k, kn)!r} holds merge operands but "
+                             f"the database was opened without a merge_operator")
+
+
+cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now, uint64_t cover):
+    """The value of the user key `it` stands on, whose entry there is a merge
+    operand visible to the read (its newest visible entry): the operands from
+    there on, down to the first base (a put; a deletion, an expired TTL put or
+    an entry older than cover, the sequence of the newest range tombstone
+    covering the key at the read's sequence (0: none), is no base: None),
+    folded by op.full_merge, oldest first. Leaves `it` past the entries
+    consumed (on the key's entries under the base, or the next key). Errors of
+    the operator propagate to the caller."""
+    cdef uint64_t tag
+    cdef size_t ukn = it.key_len - TAG_SIZE
+    cdef bytes key = PyBytes_FromStringAndSize(<char*>it.key, ukn)
+    cdef const uint8_t* kp = <const uint8_t*>PyBytes_AS_STRING(key)
+    cdef list ops = []
+    cdef object base = None
+    cdef int kind
+    if op is None:
+        no_merge_operator(it.key, ukn)
+    while it.valid and it.key_len - TAG_SIZE == ukn and cmp_bytes(it.key, ukn, kp, ukn) == 0:
+        tag = load_u64(it.key + ukn)
+        kind = tag & 0xFF
+        if cover and (tag >> 8) < cover:        # deleted by the tombstone: no base
+            it.next()
+            break
+        if kind == KIND_MERGE:
+            ops.append(PyBytes_FromStringAndSize(<char*>it.val, it.val_len))
+            it.next()
+            continue
+        if kind == KIND_PUT:
+            base = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
+        elif kind == KIND_PUT_TTL and <int64_t>load_u64(it.val) > now:
+            base = PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+        it.next()
+        break
+    ops.reverse()
+    return op.full_merge(key, base, ops)
+
+
 cdef class DBIterator:
     """Iterator of (key, value) over [start, stop) as of one sequence number.
 
@@ -378,6 +427,7 @@ cdef class DBIterator:
     cdef size_t skip_len, skip_cap
     cdef bint has_skip
     cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
+    cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
     def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
                   bint reverse, int mode, pin, HandleState state, owner=None):
@@ -492,6 +542,21 @@ cdef class DBIterator:
         self._release()
         raise StopIteration
 
+    cdef object _emit_merged(self, MergingIterator it):
+        """Forward: the item of the key `it` stands on, a merge operand on top
+        (fold_forward moves `it` past the entries it folds; the skip key set by
+        the caller hides the rest)."""
+        cdef bytes k = PyBytes_FromStringAndSize(<char*>it.key, it.key_len - TAG_SIZE)
+        cdef uint64_t cover = 0
+        if self.range_dels is not None:
+            cover = self.range_dels.max_covering_c(it.key, it.key_len - TAG_SIZE, self.seq)
+        cdef bytes v = fold_forward(it, self.merge_op, self.now, cover)
+        if self.mode == MODE_KEYS:
+            return k
+        if self.mode == MODE_VALUES:
+            return v
+        return (k, v)
+
     def __next__(self):
         if self.closed or self.state.closed:
             self._check()
@@ -527,19 +592,26 @@ cdef class DBIterator:
             if kind == KIND_DELETE:
                 it.next()
                 continue
+            if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq):
+                it.next()             # deleted by a range tombstone, as is all under it
+                continue
             if kind == KIND_PUT_TTL:
                 if <int64_t>load_u64(v) <= self.now:
                     it.next()
                     continue
                 v += 8
                 vn -= 8
-            if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq):
-                it.next()
-                continue
+            elif kind == KIND_MERGE:
+                return self._emit_merged(it)
             result = self._emit(it.key, ukn, v, vn)
             self.advance = True       # step past it at the next call: a caller that stops here
             return result             # (next(iter(db.items(start=k)))) never pays for it
         return self._finish()
+
+    cdef bytes _fold_reverse(self, bytes key, object base, list ops):
+        if self.merge_op is None:
+            no_merge_operator(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        return self.merge_op.full_merge(key, base, ops)
 
     cdef object _next_reverse(self):
         cdef MergingIterator it = self.it
@@ -551,6 +623,8 @@ cdef class DBIterator:
         cdef bytes skey = None, sval = None   # newest visible version so far of the current user key
         cdef int skind = -1
         cdef bytes start = self.start
+        cdef list mops = None                 # merge operands on top of it, oldest first (or None)
+        cdef object mbase = None              # the base under them (None: none)
         while it.valid:
             ukn = it.key_len - TAG_SIZE
             if start is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(start),
@@ -558,6 +632,8 @@ cdef class DBIterator:
                 break
             if skey is not None and cmp_bytes(it.key, ukn, <const uint8_t*>PyBytes_AS_STRING(skey),
                                               PyBytes_GET_SIZE(skey)) != 0:
+                if mops is not None:
+                    sval = self._fold_reverse(skey, mbase, mops)
                 if skind >= 0:
                     return self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),
                                       <const uint8_t*>PyBytes_AS_STRING(sval), PyBytes_GET_SIZE(sval))
@@ -569,8 +645,21 @@ cdef class DBIterator:
                 vn = it.val_len
                 if skey is None:
                     skey = PyBytes_FromStringAndSize(<char*>it.key, ukn)
-                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now) or \
-                        (self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq)):
+                if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq):
+                    mops = None       # deleted by a range tombstone, as is all older: a newer
+                    skind = -1        # operand folds over no base
+                    it.prev()
+                    continue
+                if kind == KIND_MERGE:
+                    if mops is None:
+                        mops = []
+                        mbase = sval if skind >= 0 else None
+                    mops.append(PyBytes_FromStringAndSize(<char*>v, vn))
+                    skind = kind
+                    it.prev()
+                    continue
+                mops = None
+                if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(v) <= self.now):
                     skind = -1
                 else:
                     if kind == KIND_PUT_TTL:
@@ -579,6 +668,8 @@ cdef class DBIterator:
                     skind = kind
                     sval = PyBytes_FromStringAndSize(<char*>v, vn)
             it.prev()
+        if skey is not None and mops is not None:
+            sval = self._fold_reverse(skey, mbase, mops)
         if skey is not None and skind >= 0:
             self.done = True   # emit the last one, then finish on the following call
             result = self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),

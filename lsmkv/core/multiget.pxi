@@ -9,7 +9,8 @@
 # has kept, and show an overwritten value).
 #
 # Invariants:
-#   1. Every answer is what _lookup would give for that key at the same sequence
+#   1. Every answer is what _lookup would give (a key whose first entry found is
+#      a merge operand is answered by the same fold, Core._merge_get) for that key at the same sequence
 #      and the same `now`: memtables newest first, then L0 tables newest first,
 #      then one table per deeper level; the first entry found decides.
 #   2. Once a key is decided (a value, a deletion or an expired value) no older
@@ -113,6 +114,9 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             pending = [i for i in pending if results[i] is None]
     for i in range(n):
         r = results[i]
+        if r is MERGED:         # a merge operand on top: fold it (the slow path, as _lookup)
+            k = <bytes>ks[i]
+            r = results[i] = c._merge_get(sv, <const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), seq)
         if r is None or r is DELETED:
             results[i] = default
         else:

@@ -3,9 +3,10 @@ from typing import Any, Callable, Optional
 
 from lsmkv.core.builder import TableBuilder
 from lsmkv.core.iterator import InternalIterator
+from lsmkv.errors import MergeOperatorError as MergeOperatorError
 
 
 def write_tables(it: InternalIterator, new_table: Callable[[], TableBuilder], smallest_snapshot: int,
                  bottommost: bool, now: int, target_file_size: int,
-                 stats: Optional[dict[str, Any]] = ...) -> list[dict[str, Any]]:
+                 stats: Optional[dict[str, Any]] = ..., merge_op: Any = ...) -> list[dict[str, Any]]:
     """Stream `it` (positioned by this function) into new tables."""

@@ -436,9 +436,9 @@ cdef class TableReader:
                     bint view=False, uint64_t* seq_out=NULL):
         """The newest entry at or below ikey's sequence for ikey's user key:
         bytes (a live value; a ValueView if view), DELETED (a deletion or an
-        expired value), or None (no entry in this table). The caller checks the
-        bloom filter first. seq_out (if given) receives the entry's sequence
-        (range tombstones: Core._lookup)."""
+        expired value), MERGED (a merge operand: the caller folds), or None (no
+        entry in this table). The caller checks the bloom filter first. seq_out
+        (if given) receives the entry's sequence (range tombstones: Core._lookup)."""
         cdef BlockIter it = BlockIter()
         cdef uint64_t off, size, tag
         cdef size_t ukn = ikn - TAG_SIZE
@@ -471,6 +471,8 @@ cdef class TableReader:
             if view:
                 return value_view(it, it.val + 8, it.val_len - 8)
             return PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+        if kind == KIND_MERGE:
+            return MERGED
         return DELETED
 
     cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1:
@@ -565,6 +567,8 @@ cdef class TableReader:
                         results[i] = DELETED
                     else:
                         results[i] = PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
+                elif kind == KIND_MERGE:
+                    results[i] = MERGED
                 else:
                     results[i] = DELETED
             return 0

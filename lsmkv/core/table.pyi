@@ -13,6 +13,7 @@ _Buffer = Union[bytes, bytearray, memoryview]
 
 MAGIC: bytes
 DELETED: object
+MERGED: object
 FOOTER_SIZE: int
 TRAILER_SIZE: int
 FORMAT_VERSION: int

@@ -70,7 +70,7 @@ from lsmkv.core.bloom cimport bloom_probe
 from lsmkv.core.cache cimport SlabCache, LRUCache, Pin, MetaCounts, ValueView
 from lsmkv.core.coding cimport (crc32c, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
 from lsmkv.core.includes.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pthread_getspecific,
                                           pthread_setspecific)
@@ -100,6 +100,7 @@ cdef bint _nowait_ok = True     # cleared for good the first time preadv2(RWF_NO
 
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
 DELETED = object()
+MERGED = object()      # get()/get_many(): the entry found is a merge operand (the caller folds)
 
 include "blockio.pxi"
 include "block.pxi"

@@ -21,7 +21,7 @@ Invariants:
 """
 import os
 
-from lsmkv.engine import filenames
+from lsmkv.engine import filenames, mergeop
 from lsmkv.engine.version import VersionSet
 from lsmkv.errors import CorruptionError, LsmkvError
 
@@ -46,6 +46,7 @@ def checkpoint(db, dest):
         for n in numbers:
             filenames.link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
         manifest = copy_manifest(db.path, dest)
+        mergeop.record(dest, db.core.merge_op)      # the copy's operands need the same operator
     filenames.fsync_dir(dest)
     check_copy(dest, numbers, manifest)
     return len(numbers)

@@ -29,7 +29,8 @@ _CURRENT_TMP = re.compile(r"^CURRENT\.\d+\.tmp$")
 def owned(name: str) -> bool:
     """Whether a file of this name in a database directory belongs to the DB
     (LOCK excluded: it is removed last, after the lock is released)."""
-    return name == "CURRENT" or filenames.parse(name) is not None or bool(_CURRENT_TMP.match(name))
+    return name in ("CURRENT", "MERGE_OPERATOR") or filenames.parse(name) is not None or \
+        bool(_CURRENT_TMP.match(name))
 
 
 def destroy(path: "Union[str, os.PathLike[str]]") -> None:

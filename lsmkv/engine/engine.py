@@ -50,8 +50,9 @@ import threading
 import warnings
 
 from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
+from lsmkv.core import merge
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import lifecycle, recovery
+from lsmkv.engine import lifecycle, mergeop, recovery
 from lsmkv.engine.adaptive import AdaptiveController
 from lsmkv.engine.background import IDLE, STOP, Signal, Threads
 from lsmkv.engine.dirlock import DirLock
@@ -81,6 +82,7 @@ class Engine(Core):
         self.path = os.path.abspath(os.fspath(path))
         self.clock = opts.clock
         self.write_buffer_size = opts.write_buffer_size
+        self.merge_op = merge.resolve(opts.merge_operator)
         self.state.path = self.path
         n_compactions = opts.max_background_jobs - 1     # one job is the flush
 
@@ -116,6 +118,7 @@ class Engine(Core):
         self.l0_slowdown = max(opts.level0_slowdown_writes_trigger, opts.level0_file_num_compaction_trigger)
         self.l0_stop = max(opts.level0_stop_writes_trigger, self.l0_slowdown)
         if self.follower is not None:
+            mergeop.check(self.path, self.merge_op)
             self.follower.open()
             self.closed = False
             lifecycle.register(self)
@@ -141,7 +144,9 @@ class Engine(Core):
             self.dirlock = DirLock.acquire(self.path, "a DB")
             if wbm is not None:          # first: the engine's write_buffer_size becomes the share
                 wbm.attach(self)
+            mergeop.check(self.path, self.merge_op)
             recovery.recover(self)
+            mergeop.record(self.path, self.merge_op)
         except BaseException as e:
             if wbm is not None:
                 wbm.detach(self)

@@ -71,7 +71,7 @@ class Flusher:
         e = self.engine
         counts = {}
         metas = write_tables(MemTableIterator(mem), self.new_builder_locked,
-                             e.snapshots.oldest(), False, e.now_ms(), NO_LIMIT, counts)
+                             e.snapshots.oldest(), False, e.now_ms(), NO_LIMIT, counts, e.merge_op)
         e.stats.add_locked(**counts)
         for m in metas:
             number = number_of(m)
@@ -119,7 +119,7 @@ class Flusher:
             snapshot = e.snapshots.oldest()
         counts = {}
         metas = write_tables(MemTableIterator(imm), self.new_builder, snapshot,
-                             False, e.now_ms(), NO_LIMIT, counts)
+                             False, e.now_ms(), NO_LIMIT, counts, e.merge_op)
         numbers = [number_of(m) for m in metas]
         killpoint("flush.after_table_write")
         edit = VersionEdit()

@@ -36,7 +36,7 @@ from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, outpu
                                      output_dict_bytes, pick_auto, pick_range)
 from lsmkv.engine.version import FileMeta, VersionEdit
 from lsmkv.engine.worker import (WorkerUnavailable, interpreter_problem, make_job,
-                                 numbers_needed, run_job)
+                                 numbers_needed, run_job, runs_in_process)
 from lsmkv.errors import BackgroundError
 
 
@@ -166,8 +166,9 @@ class Compactions:
         """Run a compaction job (lsmkv.engine.worker) where options.compaction_worker says:
         in the calling pool thread's worker process (the pool's first one for a
         manual compaction). Where no worker can run (WorkerUnavailable), this engine
-        compacts in the calling thread from then on."""
-        if self.use_workers and self.worker_fallback is None:
+        compacts in the calling thread from then on; a job with a Python callable
+        merge operator always runs in the calling thread (worker.runs_in_process)."""
+        if self.use_workers and self.worker_fallback is None and not runs_in_process(job):
             w = self.engine.threads.worker()
             if w is not None:
                 try:
@@ -198,7 +199,8 @@ class Compactions:
             dict_bytes = output_dict_bytes(opts, l0_files)
             job = make_job(paths, numbers, e.path, opts, snapshot, bottommost, e.now_ms(),
                            dict_bytes=dict_bytes,
-                           compression_level=output_compression_level(opts, bottommost, l0_files))
+                           compression_level=output_compression_level(opts, bottommost, l0_files),
+                           merge_op=e.merge_op)
         try:
             result = self.run_job(job)
             edit = VersionEdit()

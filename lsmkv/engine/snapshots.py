@@ -1,59 +1,25 @@
 """Snapshots: the sequences of the live snapshots, and the oldest one compaction must keep.
 
-Thread safety: `live` is guarded by the engine mutex. A snapshot released by the
-garbage collector (Snapshot.__del__, maybe while this very thread holds the
-mutex) never blocks: its sequence goes to `released` (one deque append) and the
-next mutex holder removes it (oldest()).
+The registry is compiled: lsmkv.core.dbcore.SnapshotList (lsmkv/core/snaplist.pxi),
+so that a transaction registers and releases its snapshot in a few C steps.
 
-Invariants:
+Thread safety: no lock. Each SnapshotList call is atomic under the GIL (it calls
+no Python code and allocates no Python object while it reads and changes its
+state), so register (new), release (from any thread, from a garbage collector
+finalizer too: it never blocks) and oldest() never interleave.
+
+Invariants (snaplist.pxi proves them):
   1. oldest() is at most the sequence of every snapshot not yet released, so no
      compaction or flush drops a version a snapshot still reads.
-  2. A released sequence leaves `live` at the latest at the next oldest() call.
+  2. A snapshot registers at the engine's last_seq in the same atomic step that
+     reads it: a flush or compaction whose oldest() came first has an oldest
+     <= that sequence, so it keeps what the new snapshot reads.
+  3. A released sequence leaves the registry at once.
 """
-import collections
-
-from sortedcontainers import SortedList
+from lsmkv.core.dbcore import SnapshotList
 
 
-class Snapshots:
-    def __init__(self, engine):
-        self.engine = engine
-        # -- guarded by the engine mutex
-        self.live = SortedList()                     # sequences of live snapshots
-        # -- single atomic operations from any thread
-        self.released = collections.deque()          # drained into live under the mutex
-
-    def __len__(self):
-        return len(self.live)
-
-    def new(self):
-        """The sequence of a new snapshot, registered until released."""
-        e = self.engine
-        with e.mutex:
-            if e.closed:
-                raise e.state.error()
-            seq = e.last_seq
-            self.live.add(seq)
-        return seq
-
-    def release(self, seq, blocking=True):
-        e = self.engine
-        if not e.mutex.acquire(blocking=blocking):
-            self.released.append(seq)    # removed by the next mutex holder
-            return
-        try:
-            self.live.remove(seq)
-        except ValueError:
-            pass
-        finally:
-            e.mutex.release()
-
-    def oldest(self):
-        """The oldest sequence a reader may still need (mutex held)."""
-        s = self.live
-        while self.released:
-            try:
-                s.remove(self.released.popleft())
-            except ValueError:
-                pass
-        return s[0] if s else self.engine.last_seq
+class Snapshots(SnapshotList):
+    """The engine's registry: SnapshotList(engine); new(), release(seq), oldest(),
+    len() (stats' "snapshots"), sequences()."""
+    __slots__ = ()

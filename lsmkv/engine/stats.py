@@ -18,7 +18,7 @@ FIELDS = ("flushes", "flush_bytes", "flush_seconds", "flush_max_seconds",
           "slowdown_count", "stop_count", "memtable_stall_seconds", "stall_causes",
           "compactions_by_reason", "files_deleted", "bytes_reclaimed",
           "wal_recovery_dropped_bytes", "wal_recovery_dropped_logs", "wal_recovery_gap",
-          "recovered_records", "dropped_hidden", "dropped_deletes", "ttl_dropped",
+          "recovered_records", "dropped_hidden", "dropped_deletes", "ttl_dropped", "merges_folded",
           "logs_deleted", "file_delete_errors", "heap_trims", "heap_trim_seconds",
           "flushed_entries", "flush_output_entries", "range_dropped", "range_tombstones_dropped",
           "range_files_dropped")

@@ -44,9 +44,11 @@ import threading
 from lsmkv.engine import filenames
 from lsmkv.engine.compaction import output_compression_level
 from lsmkv.core.iterator import MergingIterator
+from lsmkv.core.merge import resolve as resolve_merge
 from lsmkv.core.table import TableBuilder, TableIterator, TableReader, write_tables
 
-_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped", "range_dropped", "range_tombstones_dropped")
+_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped", "range_dropped", "range_tombstones_dropped",
+              "merges_folded")
 
 
 def numbers_needed(input_bytes, target_file_size):
@@ -58,10 +60,13 @@ def numbers_needed(input_bytes, target_file_size):
 
 
 def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict_bytes=None,
-             compression_level=None):
+             compression_level=None, merge_op=None):
     """The job for merging `inputs` (TableReader paths, newer data first). dict_bytes:
     the outputs' zstd dictionary size (None: options.compression_dict_bytes);
-    compression_level: their zstd level (None: output_compression_level's choice)."""
+    compression_level: their zstd level (None: output_compression_level's choice);
+    merge_op: the DB's merge operator (lsmkv.core.merge), in the job as its name
+    when a built-in (a worker process makes its own), else as the object itself:
+    such a job runs in the DB's process (needs_process below)."""
     o = options
     if dict_bytes is None:
         dict_bytes = o.compression_dict_bytes
@@ -73,7 +78,19 @@ def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict
             "restart_interval": o.block_restart_interval, "dict_bytes": dict_bytes,
             "mmap_reads": True,   # merges read their inputs once, sequentially: mapped (unmapped at the end)
             "target_file_size": o.target_file_size_base,
-            "snapshot": snapshot, "bottommost": bottommost, "now_ms": now_ms}
+            "snapshot": snapshot, "bottommost": bottommost, "now_ms": now_ms,
+            "merge_operator": (merge_op.name if merge_op is not None and merge_op.builtin else merge_op)}
+
+
+def runs_in_process(job):
+    """Whether the job must run in the DB's process: its merge operator is a
+    Python callable, which a worker process cannot be sent."""
+    return job.get("merge_operator") is not None and not isinstance(job["merge_operator"], str)
+
+
+def _merge_op(spec):
+    """The job's merge operator: a built-in's recorded name resolved, else as sent."""
+    return resolve_merge(spec) if isinstance(spec, str) else spec
 
 
 def run_job(job, should_continue=None):
@@ -96,7 +113,7 @@ def run_job(job, should_continue=None):
         it = MergingIterator([TableIterator(t) for t in readers])
         stats = {}
         metas = write_tables(it, new_table, job["snapshot"], job["bottommost"], job["now_ms"],
-                             job["target_file_size"], stats)
+                             job["target_file_size"], stats, _merge_op(job.get("merge_operator")))
         it = None
     finally:
         for t in readers:

@@ -12,6 +12,7 @@ import time
 
 from lsmkv.server import resp
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
+from lsmkv.server.multi import MULTI_COMMANDS
 from lsmkv.server.commands import CommandError, dbsize_estimate, to_int
 from lsmkv.server.conn import QUIT, QUIT_OK
 
@@ -232,7 +233,7 @@ def c_info(srv, conn, a):
 # ---------------------------------------------------------------- COMMAND
 
 def command_table():
-    return {**DATA_COMMANDS, **ADMIN_COMMANDS}
+    return {**DATA_COMMANDS, **ADMIN_COMMANDS, **MULTI_COMMANDS}
 
 
 def _command_info(name, spec):
@@ -552,4 +553,4 @@ ADMIN_COMMANDS = {
     b"CONFIG": (c_config, -2, ("admin", "noscript", "loading", "stale"), 0, 0, 0),
 }
 
-NO_AUTH = {b"AUTH", b"QUIT", b"HELLO"}      # the only commands before AUTH when a password is set
+NO_AUTH = {b"AUTH", b"QUIT", b"HELLO", b"RESET"}      # the only commands before AUTH when a password is set

@@ -46,6 +46,7 @@ Invariants:
 import asyncio
 
 from lsmkv.server import resp
+from lsmkv.server.multi import release as release_multi
 QUIT = object()           # a handler's result: write what is queued, then close
 QUIT_OK = object()        # the same after one more +OK (the QUIT command)
 OUT_CHUNK = 256 * 1024    # replies written at least this often within one pipeline
@@ -56,7 +57,7 @@ MAX_READ = 256 * 1024     # bytes taken by one read callback at most
 class Connection(asyncio.BufferedProtocol):
     __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
                  "paused_w", "authed", "name", "id", "created", "last",
-                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode")
+                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches")
 
     def __init__(self, srv):
         self.srv = srv
@@ -77,6 +78,8 @@ class Connection(asyncio.BufferedProtocol):
         self.frame = None          # a resp.Frame while a request's arguments are arriving
         self.acct = 0              # query memory counted in srv.clients_mem
         self.reply_mode = 0        # CLIENT REPLY: 0 on, 1 off, 2 skip the next reply
+        self.multi = None          # a multi.MultiState while queueing after MULTI
+        self.watches = None        # WATCH's engine transactions (multi.py)
 
     # -- connection
 
@@ -104,6 +107,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc):
         self.closed = True
+        if self.multi is not None or self.watches:
+            release_multi(self)
         self.srv.conns.pop(self.id, None)
         self.frame = None
         if not self.blocked:

@@ -224,6 +224,23 @@ def delete_hash(db, wb, key):
     return True
 
 
+def copy_hash(db, wb, src, dst):
+    """Add a copy of hash src, under a new version and with src's TTL, as hash dst
+    to batch wb (RENAME and COPY); False if src is not a hash. The caller deletes
+    whatever dst held first, in the same batch."""
+    m = read_meta(db, src)
+    if m is None:
+        return False
+    version, _, ttl = m
+    fields = _fields(db, src, version)
+    new = _new_version()
+    p = field_prefix(dst, new)
+    for f, v in fields:
+        wb.put(p + f, v)
+    _put_meta(wb, dst, new, len(fields), ttl)
+    return True
+
+
 # ---------------------------------------------------------------- reads
 
 def c_hget(srv, conn, a):

@@ -1,19 +1,10 @@
 """Keyspace commands beyond DEL/EXISTS/TYPE/SCAN: RENAME, RENAMENX, COPY, KEYS,
 TOUCH, EXPIRETIME, PEXPIRETIME, OBJECT (ENCODING, REFCOUNT, IDLETIME, FREQ,
 HELP). Conventions as lsmkv/server/commands.py. RENAME and COPY carry the TTL,
-as Redis; each is one write step and one atomic write batch."""
+as Redis, and move hashes too; each is one write step and one atomic write batch."""
 from lsmkv.server import expiry, hashes, resp
 from lsmkv.server.args import SYNTAX, CommandError, to_int
 from lsmkv.server.scan import compile_match, prefix_stop
-
-NO_HASH_MOVE = "ERR RENAME and COPY of a hash are not supported by lsmkv serve"
-
-
-def no_hash(srv, *keys):
-    """RENAME/COPY refuse hashes (docs/server.md, Hashes)."""
-    if srv.hashes and any(hashes.is_hash(srv.db, k) for k in keys):
-        raise CommandError(NO_HASH_MOVE)
-
 
 
 def lookup(db, key):
@@ -22,30 +13,49 @@ def lookup(db, key):
     return (None, None) if r is None else r
 
 
+def exists(db, key, with_hashes):
+    """True if key holds a string, or (with_hashes) a hash."""
+    return db.get(key) is not None or (with_hashes and hashes.is_hash(db, key))
+
+
+def move(db, wb, src, dst, v, ttl, delete_src):
+    """Add to wb: dst replaced by a copy of src (the string v with ttl, or else
+    the hash src), and src deleted if delete_src. False if src is missing."""
+    hashes.delete_hash(db, wb, dst)
+    wb.delete(dst)
+    if v is not None:
+        wb.put(dst, v, ttl=None if ttl is None else max(ttl, 0.001))
+    elif not hashes.copy_hash(db, wb, src, dst):
+        return False
+    if delete_src:
+        if v is None:
+            hashes.delete_hash(db, wb, src)
+        wb.delete(src)
+    return True
+
+
 def c_rename(srv, conn, a):
-    no_hash(srv, a[1], a[2])
-    return srv.store.write(w_rename, srv.db, a[1], a[2], False, srv.store.sync)
+    return srv.store.write(w_rename, srv.db, a[1], a[2], False, srv.hashes, srv.store.sync)
 
 
 def c_renamenx(srv, conn, a):
-    no_hash(srv, a[1], a[2])
-    return srv.store.write(w_rename, srv.db, a[1], a[2], True, srv.store.sync)
+    return srv.store.write(w_rename, srv.db, a[1], a[2], True, srv.hashes, srv.store.sync)
 
 
-def w_rename(db, src, dst, nx, sync):
-    """RENAME/RENAMENX's write step: the value and its TTL move in one batch."""
+def w_rename(db, src, dst, nx, with_hashes, sync):
+    """RENAME/RENAMENX's write step: the value (a string or a hash) and its TTL
+    move in one batch, replacing dst (a hash's fields are copied: O(fields))."""
     v, ttl = lookup(db, src)
-    if v is None:
+    if v is None and not (with_hashes and hashes.is_hash(db, src)):
         return resp.error("ERR no such key")
     same = bytes(src) == bytes(dst)
     if nx:
-        if same or db.get(dst) is not None:
+        if same or exists(db, dst, with_hashes):
             return resp.integer(0)
     elif same:
         return resp.OK
     wb = db.write_batch()
-    wb.put(dst, v, ttl=None if ttl is None else max(ttl, 0.001))
-    wb.delete(src)
+    move(db, wb, src, dst, v, ttl, True)
     db.write(wb, sync=sync)
     return resp.integer(1) if nx else resp.OK
 
@@ -64,18 +74,22 @@ def c_copy(srv, conn, a):
             i += 2
         else:
             raise CommandError(SYNTAX)
-    no_hash(srv, a[1], a[2])
-    return srv.store.write(w_copy, srv.db, a[1], a[2], replace, srv.store.sync)
+    return srv.store.write(w_copy, srv.db, a[1], a[2], replace, srv.hashes, srv.store.sync)
 
 
-def w_copy(db, src, dst, replace, sync):
-    """COPY's write step: 1 if copied (with the TTL), 0 if src is missing or dst exists."""
+def w_copy(db, src, dst, replace, with_hashes, sync):
+    """COPY's write step: 1 if copied (with the TTL; a hash's fields under a new
+    version), 0 if src is missing or dst exists and REPLACE was not given."""
     if bytes(src) == bytes(dst):
         return resp.error("ERR source and destination objects are the same")
     v, ttl = lookup(db, src)
-    if v is None or (not replace and db.get(dst) is not None):
+    if v is None and not (with_hashes and hashes.is_hash(db, src)):
         return resp.integer(0)
-    db.put(dst, v, ttl=None if ttl is None else max(ttl, 0.001), sync=sync)
+    if not replace and exists(db, dst, with_hashes):
+        return resp.integer(0)
+    wb = db.write_batch()
+    move(db, wb, src, dst, v, ttl, False)
+    db.write(wb, sync=sync)
     return resp.integer(1)
 
 

@@ -34,6 +34,7 @@ from lsmkv.server.commands import REPLACING, STRING_TYPED, CommandError
 from lsmkv.server.hashes import any_hashes, hash_keys, type_error_keys, w_drop_hashes
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.store import FSYNC_POLICIES, Store
+from lsmkv.server.multi import CONTROL as MULTI_CONTROL, MULTI_COMMANDS, queue as queue_in_multi
 
 DEFAULT_PORT = 6380
 PROTO_MAX_BULK_LEN = 512 * 1024 * 1024      # Redis's default proto-max-bulk-len
@@ -83,7 +84,7 @@ class Server:
         self.done = loop.create_future()
         self.shutdown_reason = None
         self.hashes = any_hashes(db)           # any hash in the DB: string commands check types
-        table = {**DATA_COMMANDS, **ADMIN_COMMANDS}
+        table = {**DATA_COMMANDS, **ADMIN_COMMANDS, **MULTI_COMMANDS}
         # string commands' key positions (first, last, step), for the WRONGTYPE check
         self.string_keys = {n: table[n][3:6] for n in STRING_TYPED}
         self.replacing = {n: table[n][3:6] for n in REPLACING}
@@ -102,6 +103,8 @@ class Server:
             name = name.upper()
             spec = self.table.get(name)
             if spec is None:
+                if conn.multi is not None:
+                    conn.multi.failed = True           # EXEC will reply EXECABORT
                 return unknown_command(args)
         fn, arity, noauth = spec
         n = len(args)
@@ -110,10 +113,16 @@ class Server:
             st = self.calls[name] = [0, 0, 0, 0]    # calls, ns, failed, rejected (commandstats)
         if n != arity and (arity > 0 or n < -arity):
             st[3] += 1
+            if conn.multi is not None:
+                conn.multi.failed = True
             return resp.error(f"ERR wrong number of arguments for '{name.decode().lower()}' command")
         if not conn.authed and not noauth:
             st[3] += 1
+            if conn.multi is not None:
+                conn.multi.failed = True
             return b"-NOAUTH Authentication required.\r\n"
+        if conn.multi is not None and name not in MULTI_CONTROL:
+            return queue_in_multi(self, conn, args)
         self.commands += 1
         st[0] += 1
         conn.lastcmd = name

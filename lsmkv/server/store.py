@@ -51,7 +51,7 @@ class Store:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="lsmkv-serve-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="lsmkv-serve-reader")
         self.queued = 0               # write steps handed to the writer thread, not yet done
-        self.waiting = collections.deque()   # (future, fn, args) of steps waiting for the thread
+        self.waiting = collections.deque()   # (future, fn, args, exclusive) of steps waiting for the thread
         self.waited_writes = 0
         self.dirty = False            # writes since the last everysec sync
         self.inline_writes = 0
@@ -100,6 +100,21 @@ class Store:
             return self._wait(fn, args) if self.waiting else self.offload(fn, *args)
         return self.offload(fn, *args)
 
+    def exclusive(self, fn, *args):
+        """A write step that must run alone (EXEC, multi.py): fn(*args) on the
+        loop, which it does not yield, after every step before it; its result
+        now, or a Future when steps are queued or running (it then runs on the
+        loop as soon as the writer is idle, in order). Invariant 1 holds, and no
+        read of another client runs while it does."""
+        self.dirty = True
+        if not self.waiting and self.queued == 0:
+            self.inline_writes += 1
+            return fn(*args)
+        fut = self.loop.create_future()
+        self.waiting.append((fut, fn, args, True))
+        self.waited_writes += 1
+        return fut
+
     def put(self, key, value):
         """A plain SET (the hottest write): write() without its generic call."""
         db, c = self.db, self.core
@@ -113,7 +128,7 @@ class Store:
 
     def _wait(self, fn, args):
         fut = self.loop.create_future()
-        self.waiting.append((fut, fn, args))
+        self.waiting.append((fut, fn, args, False))
         self.waited_writes += 1
         return fut
 
@@ -121,8 +136,8 @@ class Store:
         """The writer thread is idle: run the waiting steps in order (inline while
         cheap; the first one that is not goes to the thread and the rest wait again)."""
         while self.waiting and self.queued == 0:
-            fut, fn, args = self.waiting.popleft()
-            if self.cheap() and not self.sync:
+            fut, fn, args, alone = self.waiting.popleft()
+            if alone or (self.cheap() and not self.sync):
                 try:
                     r = fn(*args)
                 except Exception as e:

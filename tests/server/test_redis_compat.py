@@ -256,6 +256,18 @@ DIFF_SCRIPT = [
     ("CLIENT", "LIST", "ID", "123456789"), ("CLIENT", "REPLY", "bad"),
     ("CONFIG", "SET", "nosuchparameter", "1"), ("ECHO", ""), ("PING", "x"),
     ("SELECT", "0"), ("GET",), ("SET", "a"), ("NOSUCH", "x", "y"),
+    # MULTI/EXEC/DISCARD/WATCH (multi.py)
+    ("MULTI",), ("SET", "d:t1", "1"), ("INCR", "d:t1"), ("GET", "d:t1"), ("HSET", "d:th", "f", "v"),
+    ("HGETALL", "d:th"), ("GET", "d:th"), ("INCR", "d:s"), ("DEL", "d:t9"), ("EXEC",), ("GET", "d:t1"),
+    ("EXEC",), ("DISCARD",), ("MULTI",), ("MULTI",), ("NOSUCH",), ("SET", "x"), ("EXEC",), ("GET", "x"),
+    ("MULTI",), ("SET", "d:t2", "a"), ("DISCARD",), ("GET", "d:t2"),
+    ("WATCH", "d:w"), ("SET", "d:w", "1"), ("MULTI",), ("SET", "d:w2", "x"), ("EXEC",), ("GET", "d:w2"),
+    ("WATCH", "d:w", "d:wnone"), ("MULTI",), ("SET", "d:w2", "y"), ("EXEC",), ("GET", "d:w2"),
+    ("WATCH", "d:wnone"), ("SET", "d:wnone", "1"), ("MULTI",), ("PING",), ("EXEC",),
+    ("WATCH", "d:th"), ("HSET", "d:th", "g", "1"), ("MULTI",), ("PING",), ("EXEC",),
+    ("WATCH", "d:w"), ("UNWATCH",), ("SET", "d:w", "2"), ("MULTI",), ("GET", "d:w"), ("EXEC",),
+    ("MULTI",), ("WATCH", "d:w"), ("SET", "d:w", "3"), ("EXEC",), ("WATCH",), ("MULTI", "x"),
+    ("MULTI",), ("EXEC",), ("MULTI",), ("RENAME", "d:t1", "d:t4"), ("TYPE", "d:t4"), ("EXEC",),
 ]
 
 RAW_DIFF = [
@@ -430,10 +442,36 @@ def test_hashes_through_redis_py(r):
     time.sleep(0.01)
     assert r.exists("hh:1") == 0 and r.hgetall("hh:1") == {} and r.hlen("hh:1") == 0
     assert r.hset("hh:1", "z", "9") == 1 and r.hgetall("hh:1") == {b"z": b"9"}   # a new version
-    with pytest.raises(redis.ResponseError, match="not supported"):
-        r.rename("hh:1", "hh:2")
     assert r.delete("hh:1", "hh:s") == 2 and r.keys("hh:*") == []
     # no internal key is ever visible
+    assert all(not k.startswith(b"\xff\x00lsmkv") for k in r.scan_iter(count=1000))
+
+
+def test_rename_and_copy_move_hashes_with_their_ttl(r):
+    r.hset("hm:a", mapping={"f1": "1", "f2": "2"})
+    r.expire("hm:a", 100)
+    r.set("hm:s", "str")
+    r.hset("hm:old", mapping={"x": "9"})
+    assert r.copy("hm:a", "hm:s") == 0                      # dst exists, no REPLACE
+    assert r.copy("hm:a", "hm:s", replace=True) == 1        # a string replaced by a hash
+    assert r.type("hm:s") == b"hash" and r.hgetall("hm:s") == {b"f1": b"1", b"f2": b"2"}
+    assert 99 <= r.ttl("hm:s") <= 100 and r.hlen("hm:s") == 2
+    r.hset("hm:s", "f1", "changed")                         # the copy is independent
+    assert r.hget("hm:a", "f1") == b"1"
+    assert r.renamenx("hm:a", "hm:old") == 0 and r.hgetall("hm:old") == {b"x": b"9"}
+    assert r.rename("hm:a", "hm:old")                       # a hash replaced by a hash
+    assert r.exists("hm:a") == 0 and r.hgetall("hm:a") == {} and r.hlen("hm:a") == 0
+    assert r.hgetall("hm:old") == {b"f1": b"1", b"f2": b"2"} and r.ttl("hm:old") >= 99
+    assert r.rename("hm:old", "hm:n")
+    r.set("hm:str2", "v2")
+    assert r.rename("hm:str2", "hm:n") and r.type("hm:n") == b"string" and r.get("hm:n") == b"v2"
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.hgetall("hm:n")                                   # the hash's fields went with it
+    assert r.copy("hm:missing", "hm:x") == 0
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        r.rename("hm:missing", "hm:x")
+    assert sorted(r.keys("hm:*")) == [b"hm:n", b"hm:s"]
+    r.delete("hm:n", "hm:s")
     assert all(not k.startswith(b"\xff\x00lsmkv") for k in r.scan_iter(count=1000))
 
 

@@ -383,9 +383,10 @@ def test_scan_whole_keyspace_and_type(r, k):
 
 
 def test_dbsize_estimate(r, k):
-    before = r.dbsize()
+    # the estimate counts versions: a compaction between two calls may lower it (the
+    # server is shared by the module's tests), so only the new keys are a lower bound
     r.mset({k + b"%d" % i: b"v" for i in range(20)})
-    assert r.dbsize() >= before + 20
+    assert r.dbsize() >= 20
 
 
 # ---------------------------------------------------------------- server and connection
