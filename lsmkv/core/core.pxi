@@ -301,8 +301,25 @@ cdef class Core:
     # -- reads
 
     cdef int64_t _newest_seq(self, const uint8_t* k, size_t kn, int64_t floor) except -2:
-        """The sequence of the newest entry of user key k, of any kind (a put, an
-        expired put, a deletion: every write leaves one), or -1 if no source holds
+        """The sequence of the newest write of user key k: its newest entry of any
+        kind (_newest_entry_seq), or the newest range tombstone covering k if that
+        is newer (a delete_range writes k too: a transaction that read k conflicts
+        with one after its snapshot), or -1 if neither exists. Exact whenever the
+        answer is > floor, as _newest_entry_seq. Without range tombstones: one
+        branch more than _newest_entry_seq."""
+        cdef SuperVersion sv = self.sv
+        cdef int64_t r = self._newest_entry_seq(sv, k, kn, floor)
+        cdef int64_t cover
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            cover = <int64_t>self._range_dels(sv).max_covering_c(k, kn, MAX_SEQUENCE)
+            if cover > r:
+                return cover
+        return r
+
+    cdef int64_t _newest_entry_seq(self, SuperVersion sv, const uint8_t* k, size_t kn,
+                                   int64_t floor) except -2:
+        """The sequence of the newest entry of user key k in sv, of any kind (a put,
+        an expired put, a deletion: every write leaves one), or -1 if no source holds
         one. Exact whenever the answer is > floor: a source whose entries all have
         sequences <= floor (a memtable's last_seq, a table's largest_seq) is
         skipped, which can only hide entries <= floor (the sources are searched
@@ -311,7 +328,6 @@ cdef class Core:
         only sequences 0). Compaction may rewrite a sequence to 0 at the
         bottommost level (docs/format.md, "Sequence 0"): only for versions older
         than every live snapshot."""
-        cdef SuperVersion sv = self.sv
         cdef MemTable m
         cdef Node* x
         cdef TableReader t

@@ -685,8 +685,9 @@ cdef class CoreDB:
 
     def newest_sequence(self, key):
         """Internal: the sequence number of key's newest entry of any kind (a put,
-        an expired put, a deletion), or None if the DB holds none (never written,
-        or its deletion was dropped by compaction). Compaction at the bottommost
+        an expired put, a deletion, a merge operand) or of the newest range
+        tombstone covering key if newer, or None if the DB holds none (never
+        written, or its deletion was dropped by compaction). Compaction at the bottommost
         level may report 0 for a version older than every live snapshot
         (docs/format.md, "Sequence 0").
 
