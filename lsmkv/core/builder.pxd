@@ -58,6 +58,7 @@ cdef class TableBuilder:
     cdef bint finished
     cdef uint64_t rd_offset, rd_size  # the range-del block's handle
     cdef list range_dels           # (start, end, seq) for the range-del block, sorted, or None
+    cdef bint has_merges           # a merge operand was added (the table is FORMAT_VERSION)
     cdef int _set_compressor(self, bytes dict_data) except -1
     cdef int _raise(self, int r) except -1
     cdef int flush_out_c(self) noexcept nogil

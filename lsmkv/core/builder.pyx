@@ -37,7 +37,7 @@ from lsmkv.core.bloom cimport bloom_hash, build_filter
 from lsmkv.core.bytebuf cimport Buf, buf_reserve_c, buf_append_c, buf_set_c, buf_append
 from lsmkv.core.coding cimport (crc32c, cmp_ikey, cmp_bytes, load_u64, load_u32, store_u64, store_u32,
                             put_varint, varint_len, make_tag, KIND_DELETE, KIND_PUT, KIND_PUT_TTL,
-                            KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
+                            KIND_MERGE, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
 from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, FORMAT_VERSION_PLAIN, BLOCK_RAW, BLOCK_ZSTD,
                                BLOCK_ZSTD_DICT, SST_MAGIC)
 from lsmkv.core.zstd cimport (ZComp, zstd_loaded, zcomp_init, zcomp_free, zcomp_compress, zstd_bound,
@@ -419,6 +419,8 @@ cdef class TableBuilder:
             self.largest_seq = seq
         if kind == KIND_DELETE:
             self.num_deletions += 1
+        elif kind == KIND_MERGE:
+            self.has_merges = True
         elif kind == KIND_PUT_TTL:
             self.num_ttl += 1
             exp = <int64_t>load_u64(v)   # length checked above
@@ -558,7 +560,8 @@ cdef class TableBuilder:
         self._write_block(self._properties_block(), &h[4], &h[5])
         for i in range(8):
             store_u64(footer + 8 * i, h[i])
-        store_u32(footer + 64, FORMAT_VERSION if self.range_dels else FORMAT_VERSION_PLAIN)
+        # version 2 only for what a reader of version 1 would misread (format.md, "Footer")
+        store_u32(footer + 64, FORMAT_VERSION if (self.range_dels or self.has_merges) else FORMAT_VERSION_PLAIN)
         store_u32(footer + 68, crc32c(footer, 68, 0))
         memcpy(footer + 72, SST_MAGIC, 8)
         buf_append(&self.out, footer, FOOTER_SIZE)
