@@ -16,7 +16,10 @@
 # allocation): each call is atomic, for threads and for finalizers
 # (Snapshot.__del__, a transaction collected while open) alike, and a release
 # never blocks. dbcore does not declare itself free-threading compatible, so a
-# free-threaded interpreter keeps the GIL on while it is loaded.
+# free-threaded interpreter turns the GIL on when it loads it, unless told to
+# keep it off (PYTHON_GIL=0, -X gil=0): then the import fails (the check below)
+# rather than run these calls, and the engine's other GIL-atomic steps (core.pxi,
+# txn.pxi's batch pool), unprotected.
 #
 # Invariants:
 #   1. seqs[head:n] ascend strictly; counts[head] > 0 and counts[n-1] > 0 when
@@ -34,6 +37,14 @@
 
 from libc.stdlib cimport realloc
 from libc.string cimport memmove
+
+import sys as _sys
+
+if not getattr(_sys, "_is_gil_enabled", lambda: True)():
+    raise ImportError("lsmkv's compiled core needs the GIL (its snapshot registry, transactions and "
+                      "lock-free reads are atomic only under it), and this free-threaded interpreter "
+                      "runs with the GIL forced off (PYTHON_GIL=0 or -X gil=0): run it without that "
+                      "setting (it then turns the GIL on for lsmkv)")
 
 
 cdef class SnapshotList:

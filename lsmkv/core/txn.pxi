@@ -19,15 +19,24 @@
 #      to the list until then, even in a garbage cycle).
 #   2. `batch` (made at the first write) holds the writes in order; writes[key]
 #      is the last write of key: (value bytes, expiry ms or 0), or None for a
-#      delete. Every written key is in `tracked`, which holds each key once (as
-#      bytes); `tracked_set` mirrors it once it has more than TRACKED_LIST keys.
+#      delete, or, when its last writes are merges, a list [base, operand, ...]:
+#      the operands in order over base, the write before them (such a tuple or
+#      None) or _SNAPSHOT (none: the snapshot's value). The transaction shows
+#      such a key as the DB's merge operator folding the operands over base's
+#      value (fold_write), what the DB shows once the batch is written
+#      (merge.pyx, invariant 2). A merge is added only with a merge operator,
+#      and then batch.has_merge is set. Every written key is in `tracked`,
+#      which holds each key once (as bytes); `tracked_set` mirrors it once it
+#      has more than TRACKED_LIST keys.
 #   3. Nothing else of the engine is changed before commit, so a transaction
 #      dropped without ending writes nothing.
-#   4. A transaction references only its DB handle and Core (which never
-#      reference it), its SnapshotList, bytes, tuples of bytes and ints, its
-#      batch, and its iterators weakly: no reference cycle goes through it, so
-#      it is not tracked by the cyclic garbage collector (no_gc), and a cycle
-#      holding it (a list holding itself and it) frees it when collected.
+#   4. A transaction is tracked by the cyclic garbage collector: it references
+#      its DB handle and its Core, and through the Core's clock or merge
+#      operator user objects may reference it back (an object holding an open
+#      transaction and the DB it made with clock=self.now): the collector must
+#      see those edges to free such a cycle (and the DB's finalizer to close it).
+#      no_gc_clear keeps its references while the collector breaks a cycle
+#      elsewhere, so that its deallocation can release its registration.
 
 DEF TRACKED_LIST = 8          # tracked keys kept in a list (a linear `in`) up to this many
 DEF BATCH_POOL = 8            # emptied batches kept for the next transactions' writes
@@ -42,6 +51,7 @@ from lsmkv.errors import InvalidIteratorError
 cdef WriteBatch _NO_WRITES = WriteBatch()     # committed by a transaction that wrote nothing (never filled)
 cdef list _NO_KEYS = []                       # checked by one that tracked nothing (never filled)
 cdef object _ABSENT = object()
+cdef object _SNAPSHOT = object()              # a merge list's base: no own write before the operands
 _DELETED = None          # the overlay's value for a key the transaction deleted
 
 # Ended transactions' batches, emptied, for the next ones (no object or buffer to
@@ -64,9 +74,33 @@ cdef int give_batch(WriteBatch b) except -1:
     if len(_batch_pool) < BATCH_POOL and b.b.cap <= POOLED_BATCH_BYTES:
         b.b.len = BATCH_HEADER
         b.count = 0
+        b.has_merge = False
         b.clock = None
         _batch_pool.append(b)
     return 0
+
+
+cdef object fold_write(Core core, uint64_t seq, bytes key, list w, int64_t now):
+    """key's value as a transaction reading at seq sees it when its last writes of
+    key are merges, w = [base, operand, ...] (invariant 2): the DB's merge
+    operator folding the operands over base's value (None: a delete, a put
+    whose expiry is <= now, or, for _SNAPSHOT, the key absent at seq); now < 0:
+    the clock's now. Errors of the operator propagate."""
+    cdef int64_t expiry
+    cdef MergeOperator op = core.merge_op
+    base = w[0]
+    if base is _SNAPSHOT:
+        existing = core._get(key, seq)
+    elif base is None:
+        existing = None
+    else:
+        expiry = (<tuple>base)[1]
+        if expiry and now < 0:
+            now = clock_ms(core.clock)
+        existing = None if expiry and expiry <= now else (<tuple>base)[0]
+    if op is None:
+        core._no_merge_operator()
+    return op.full_merge(key, existing, w[1:])
 
 
 cdef bytes txn_key(object key):
@@ -78,14 +112,13 @@ cdef bytes txn_key(object key):
     raise TypeError(f"key must be bytes, bytearray or memoryview, not {type(key).__name__}")
 
 
-@cython.no_gc                 # no cycle goes through one: see the invariants
-@cython.no_gc_clear
+@cython.no_gc_clear           # tracked, never cleared: see the invariants
 cdef class Transaction:
     """An optimistic transaction: made by db.transaction(); a context manager
     that commits when its block exits normally and rolls back when it raises.
 
     Reads see the DB as of begin (repeatable read) with the transaction's own
-    writes over it. commit() writes all of its puts and deletes atomically, or
+    writes over it. commit() writes all of its puts, deletes and merges atomically, or
     raises lsmkv.ConflictError and writes nothing if a key it wrote or read with
     get_for_update() was written by anyone else after it began. Plain get()
     reads are not checked. Either way the transaction is then over.
@@ -166,6 +199,9 @@ cdef class Transaction:
             if w is not _ABSENT:
                 if w is None:
                     return default
+                if type(w) is list:
+                    r = fold_write(self.core, self.begin_sequence, key, <list>w, -1)
+                    return default if r is None else r
                 expiry = (<tuple>w)[1]
                 if expiry and expiry <= clock_ms(self.core.clock):
                     return default
@@ -259,6 +295,8 @@ cdef class Transaction:
         cdef Bytes kb, vb
         cdef int64_t expiry = 0
         self.check()
+        if kind == KIND_MERGE and self.core.merge_op is None:
+            self.core._no_merge_operator()
         if ttl is not None:
             expiry = expiry_from_ttl(self.core.clock, ttl)
         if self.batch is None:
@@ -268,6 +306,16 @@ cdef class Transaction:
             if kind == KIND_DELETE:
                 self.batch._add(KIND_DELETE, kb.p, kb.n, NULL, 0, 0)
                 w = None
+            elif kind == KIND_MERGE:
+                get_buffer(value, &vb, "operand")
+                try:
+                    self.batch._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0)
+                    self.batch.has_merge = True
+                    v = <bytes>value if PyBytes_CheckExact(value) else \
+                        PyBytes_FromStringAndSize(<const char*>vb.p, vb.n)
+                finally:
+                    release_buffer(&vb)
+                w = v               # made into the key's merge list below
             else:
                 get_buffer(value, &vb, "value")
                 try:
@@ -282,6 +330,13 @@ cdef class Transaction:
             release_buffer(&kb)
         if self.writes is None:
             self.writes = {}
+        if kind == KIND_MERGE:
+            prev = self.writes.get(k, _SNAPSHOT)
+            if type(prev) is list:
+                (<list>prev).append(w)
+                w = prev
+            else:
+                w = [prev, w]
         self.writes[k] = w
         self.track_one(k)
         return 0
@@ -319,6 +374,26 @@ cdef class Transaction:
         """
         self.add_write(KIND_DELETE, key, None, None)
 
+    def merge(self, key, operand):
+        """Add operand to key's value through the DB's merge operator when the
+        transaction commits (as db.merge()); the transaction sees it at once: its
+        reads of key fold its merges of key, in order, over what it saw before
+        them (its own put or delete, or the snapshot's value). Checked at commit
+        like a put. MergeOperatorError, at once, if the DB has no merge operator.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=("append", b","))
+        >>> db.put(b"log", b"a")
+        >>> with db.transaction() as txn:
+        ...     txn.merge(b"log", b"b"); txn.merge(b"log", b"c")
+        ...     txn.get(b"log"), db.get(b"log")
+        (b'a,b,c', b'a')
+        >>> db.get(b"log")
+        b'a,b,c'
+        >>> db.close()
+        """
+        self.add_write(KIND_MERGE, key, operand, None)
+
     # -- scans
 
     def iterator(self, lower=None, upper=None, *, prefix=None):
@@ -346,7 +421,11 @@ cdef class Transaction:
         lo, hi = base.lower, base.upper
         writes = {} if self.writes is None else self.writes
         keys = sorted([k for k in writes if (lo is None or k >= lo) and (hi is None or k < hi)])
-        it = TransactionIterator(self, base, keys, [writes[k] for k in keys], self.core.clock)
+        vals = [writes[k] for k in keys]
+        for i, w in enumerate(vals):
+            if type(w) is list:           # later merges append to the transaction's list: copy
+                vals[i] = list(<list>w)
+        it = TransactionIterator(self, base, keys, vals, self.core.clock)
         if self.iterators is None:
             self.iterators = weakref.WeakSet()
         self.iterators.add(it)
@@ -434,7 +513,7 @@ cdef class Transaction:
         return 0
 
     def commit(self):
-        """Write every put and delete of the transaction atomically (with the
+        """Write every put, delete and merge of the transaction atomically (with the
         sync given to db.transaction()), or raise lsmkv.ConflictError and write
         nothing if a key it wrote or read with get_for_update() was written by
         anyone else after it began. The transaction is over either way.
@@ -506,7 +585,8 @@ cdef class Transaction:
 class TransactionIterator:
     """A cursor over a transaction's view: its snapshot's lsmkv.Iterator (`base`)
     merged with the transaction's writes in the iterator's bounds, a sorted copy
-    (`keys`, `vals`: (value, expiry) or _DELETED) taken when it was made.
+    (`keys`, `vals`: (value, expiry), _DELETED, or a merge list folded when
+    shown, txn.pxi invariant 2) taken when it was made.
 
     Positions: moving forward, base and the write index `oi` both stand past
     the shown key (on the next candidates); moving backward, both stand before
@@ -538,14 +618,26 @@ class TransactionIterator:
         return self._base.upper
 
     def _check(self):
-        if self._txn.ended is not None:
+        txn = <Transaction>self._txn
+        if txn.outcome is not None:
             self.close()
-            raise ClosedError(f"the transaction is {self._txn.ended}: its iterators are closed")
+            raise ClosedError(f"the transaction is {txn.outcome}: its iterators are closed")
         if self._closed:
             raise ClosedError("the iterator is closed")
+        if txn.core.state.closed:          # as lsmkv.Iterator: nothing is read of a closed DB,
+            raise txn.core.state.error()   # not even the position it stood on
 
-    def _live(self, w):
-        return w is not _DELETED and (not w[1] or w[1] > self._now)
+    def _shown(self, key, w):
+        """The value the write w of key shows, or _ABSENT."""
+        if w is _DELETED:
+            return _ABSENT
+        if type(w) is list:
+            txn = <Transaction>self._txn
+            r = fold_write(txn.core, txn.begin_sequence, key, w, self._now)
+            return _ABSENT if r is None else r
+        if w[1] and w[1] <= self._now:
+            return _ABSENT
+        return w[0]
 
     def _forward(self):
         base, keys = self._base, self._keys
@@ -559,10 +651,10 @@ class TransactionIterator:
             if ok is not None and (bk is None or ok <= bk):
                 if ok == bk:
                     base.next()             # the transaction's write hides it
-                w = self._vals[self._oi]
+                w = self._shown(ok, self._vals[self._oi])
                 self._oi += 1
-                if self._live(w):
-                    self._cur = (ok, w[0])
+                if w is not _ABSENT:
+                    self._cur = (ok, w)
                     return
                 continue
             self._cur = (bk, base.value())
@@ -581,10 +673,10 @@ class TransactionIterator:
             if ok is not None and (bk is None or ok >= bk):
                 if ok == bk:
                     base.prev()
-                w = self._vals[self._oi]
+                w = self._shown(ok, self._vals[self._oi])
                 self._oi -= 1
-                if self._live(w):
-                    self._cur = (ok, w[0])
+                if w is not _ABSENT:
+                    self._cur = (ok, w)
                     return
                 continue
             self._cur = (bk, base.value())

@@ -10,7 +10,8 @@ sequence is still the snapshot's: nothing was written since begin); if any is
 newer, lsmkv.ConflictError and nothing is written;
 otherwise the batch is written as any batch is (one log record: atomic, durable
 per `sync`). Nothing is locked before commit: plain get() reads are not
-validated (optimistic semantics), get_for_update() reads and every write are.
+validated (optimistic semantics), get_for_update() reads and every write
+(put, delete, merge) are.
 
 Transaction and its iterator are compiled (lsmkv/core/txn.pxi, part of
 lsmkv.core.dbcore; their docstrings and examples are there), so an uncontended
@@ -54,8 +55,10 @@ Invariants:
      rollback() of an ended transaction raises ClosedError. A closed DB makes its
      open transactions raise ClosedError.
   4. The transaction's own view (get, iterators): a key it wrote shows its last
-     write (None after its delete, or once its ttl has passed); other keys show
-     the snapshot.
+     write (None after its delete, or once its ttl has passed), or, when its last
+     writes of the key are merges (txn.merge), the DB's merge operator folding
+     them in order over what it showed before them; other keys show the
+     snapshot. It is what the DB shows once the commit is applied.
 """
 from lsmkv.core.dbcore import Transaction, TransactionIterator
 

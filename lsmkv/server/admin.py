@@ -54,14 +54,15 @@ def c_auth(srv, conn, a):
 
 
 def c_hello(srv, conn, a):
-    """HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only (RESP3 gets
-    Redis's NOPROTO error, and clients such as redis-py must ask for protocol 2)."""
+    """HELLO [protover [AUTH user pass] [SETNAME name]]: protover 2 or 3 (RESP3:
+    resp3.py); the reply is in the protocol asked for."""
+    ver = None
     if len(a) >= 2:
         try:
             ver = to_int(a[1])
         except CommandError:
             raise CommandError("ERR Protocol version is not an integer or out of range") from None
-        if ver != 2:                         # RESP3 is not spoken (Redis: 2 and 3)
+        if ver not in (2, 3):
             raise CommandError("NOPROTO unsupported protocol version")
     i = 2
     name = None
@@ -83,7 +84,9 @@ def c_hello(srv, conn, a):
                            "authenticate the client and select the RESP protocol version at the same time")
     if name is not None:
         conn.name = name
-    return resp.encode([b"server", b"redis", b"version", REDIS_VERSION.encode(), b"proto", 2,
+    if ver is not None:
+        conn.proto = ver                    # Server.execute sends this reply in it already
+    return resp.encode([b"server", b"redis", b"version", REDIS_VERSION.encode(), b"proto", conn.proto,
                         b"id", conn.id, b"mode", b"standalone", b"role", b"master",
                         b"modules", []])
 
@@ -305,12 +308,15 @@ def client_line(srv, c, now):
     argv = c.frame.size if c.frame is not None else 0
     omem = c.tr.get_write_buffer_size() if c.tr is not None else 0
     rbs = len(c.buf) if c.buf is not None else 0
+    m = c.multi
+    multi, mmem = (-1, 0) if m is None else (len(m.cmds), m.size)
+    flags = "N" if m is None else "x"          # Redis's x: in a MULTI
     return (f"id={c.id} addr={addr} laddr={laddr} fd={fd} name={name} "
-            f"age={int(now - c.created)} idle={int(now - c.last)} flags=N db=0 sub=0 psub=0 "
-            f"ssub=0 multi=-1 qbuf={qbuf} qbuf-free={qfree} argv-mem={argv} multi-mem=0 rbs="
+            f"age={int(now - c.created)} idle={int(now - c.last)} flags={flags} db=0 sub=0 psub=0 "
+            f"ssub=0 multi={multi} qbuf={qbuf} qbuf-free={qfree} argv-mem={argv} multi-mem={mmem} rbs="
             f"{rbs} rbp={c.end if c.buf is not None else 0} obl=0 oll=0 omem={omem} "
-            f"tot-mem={rbs + argv + omem + CLIENT_BASE_MEM} events=r "
-            f"cmd={c.lastcmd.decode('latin-1').lower()} user=default redir=-1 resp=2")
+            f"tot-mem={rbs + argv + mmem + omem + CLIENT_BASE_MEM} events=r "
+            f"cmd={c.lastcmd.decode('latin-1').lower()} user=default redir=-1 resp={c.proto}")
 
 
 CLIENT_BASE_MEM = 512       # a connection object and its transport, about (docs/server.md)

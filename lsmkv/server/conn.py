@@ -57,7 +57,7 @@ MAX_READ = 256 * 1024     # bytes taken by one read callback at most
 class Connection(asyncio.BufferedProtocol):
     __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
                  "paused_w", "authed", "name", "id", "created", "last",
-                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches")
+                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches", "proto")
 
     def __init__(self, srv):
         self.srv = srv
@@ -80,6 +80,7 @@ class Connection(asyncio.BufferedProtocol):
         self.reply_mode = 0        # CLIENT REPLY: 0 on, 1 off, 2 skip the next reply
         self.multi = None          # a multi.MultiState while queueing after MULTI
         self.watches = None        # WATCH's engine transactions (multi.py)
+        self.proto = 2             # RESP version, 3 after HELLO 3 (resp3.py)
 
     # -- connection
 
@@ -113,7 +114,7 @@ class Connection(asyncio.BufferedProtocol):
         self.frame = None
         if not self.blocked:
             self._drop_buffer()
-        self._account()
+        self.account()
         self.pending = None
         self.tr = None
 
@@ -122,16 +123,19 @@ class Connection(asyncio.BufferedProtocol):
             self.srv.pool.release(self.buf)
             self.buf = None
             self.start = self.end = self.need = 0
-            self._account()
+            self.account()
 
     def query_memory(self):
-        """Bytes this client's requests hold: its read buffer and the arguments of
-        a request still arriving (Redis's qbuf plus argv-mem)."""
+        """Bytes this client's requests hold: its read buffer, the arguments of
+        a request still arriving and the requests queued after MULTI (Redis's
+        qbuf, argv-mem and multi-mem)."""
         return ((len(self.buf) if self.buf is not None else 0)
-                + (self.frame.size if self.frame is not None else 0))
+                + (self.frame.size if self.frame is not None else 0)
+                + (self.multi.size if self.multi is not None else 0))
 
-    def _account(self):
-        """Update srv.clients_mem; over srv.maxmemory_clients, evict the largest."""
+    def account(self):
+        """Update srv.clients_mem (after the client's query memory changed); over
+        srv.maxmemory_clients, evict the largest."""
         new = 0 if self.closed and self.buf is None else self.query_memory()
         srv = self.srv
         srv.clients_mem += new - self.acct
@@ -189,7 +193,7 @@ class Connection(asyncio.BufferedProtocol):
         pool.release(old)
         self.buf = buf
         self.start, self.end = 0, n
-        self._account()
+        self.account()
         return buf
 
     def buffer_updated(self, nbytes):
@@ -206,7 +210,7 @@ class Connection(asyncio.BufferedProtocol):
         cmds = []
         pos, self.need, err = self._parse(self.buf, self.start, end, cmds)
         self.start = pos
-        self._account()
+        self.account()
         if self.closed:                         # evicted (maxmemory-clients)
             return
         if cmds:
@@ -239,7 +243,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._run(cmds, 0)
             return
         if err is None and pos == n:            # every byte went into the frame
-            self._account()
+            self.account()
             if self.closed:
                 return
         elif err is None:
@@ -248,7 +252,7 @@ class Connection(asyncio.BufferedProtocol):
             buf = self.buf = srv.pool.acquire(max(min(need, left + GROW_CHUNK), 2 * left))
             buf[:left] = memoryview(shared)[pos:n]
             self.start, self.end, self.need = 0, left, need
-            self._account()
+            self.account()
             if self.closed:
                 return
         if cmds:

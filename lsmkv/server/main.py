@@ -34,6 +34,7 @@ from lsmkv.server.commands import REPLACING, STRING_TYPED, CommandError
 from lsmkv.server.hashes import any_hashes, hash_keys, type_error_keys, w_drop_hashes
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.store import FSYNC_POLICIES, Store
+from lsmkv.server.resp3 import to_resp3
 from lsmkv.server.multi import CONTROL as MULTI_CONTROL, MULTI_COMMANDS, queue as queue_in_multi
 
 DEFAULT_PORT = 6380
@@ -142,9 +143,29 @@ class Server:
         st[1] += perf_counter_ns() - t0
         if r.__class__ is bytes and r[:1] == b"-":
             st[2] += 1
+        if conn.proto != 2:
+            r = self.as_resp3(name, args, r)
         if mode or conn.reply_mode:
             return self.quiet(conn, mode, r)
         return r
+
+    def as_resp3(self, name, args, r):
+        """r (a reply, QUIT or a Future of a reply) in RESP3 (resp3.py)."""
+        if r.__class__ is bytes or r.__class__ is list:
+            return to_resp3(name, args, r)
+        if r is QUIT or r is QUIT_OK:
+            return r
+        fut = self.loop.create_future()
+
+        def done(f):
+            e = f.exception()
+            if e is not None:
+                fut.set_exception(e)
+            else:
+                res = f.result()
+                fut.set_result(res if res is QUIT else to_resp3(name, args, res))
+        r.add_done_callback(done)
+        return fut
 
     def check_types(self, name, args):
         """With hashes in the DB: WRONGTYPE for a string command on a hash; for a

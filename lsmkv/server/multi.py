@@ -61,15 +61,20 @@ def queue(srv, conn, args):
     if m.size > srv.query_buffer_limit:
         m.failed = True
         m.cmds = []
+        m.size = 0
+        conn.account()
         return resp.error("ERR MULTI queue exceeds client-query-buffer-limit: the transaction "
                           "will be discarded")
     m.cmds.append(cmd)
+    conn.account()                      # maxmemory-clients counts the queue (query_memory)
     return QUEUED
 
 
 def release(conn):
     """End a connection's MULTI and WATCH state (EXEC, DISCARD, UNWATCH, RESET, close)."""
-    conn.multi = None
+    if conn.multi is not None:
+        conn.multi = None
+        conn.account()
     w = conn.watches
     if w:
         conn.watches = None
@@ -109,10 +114,11 @@ def c_unwatch(srv, conn, a):
 
 
 def c_reset(srv, conn, a):
-    """RESET: MULTI discarded, keys unwatched, replies on, and (with a password)
-    the connection unauthenticated."""
+    """RESET: MULTI discarded, keys unwatched, replies on, RESP2, and (with a
+    password) the connection unauthenticated."""
     release(conn)
     conn.reply_mode = 0
+    conn.proto = 2
     conn.authed = not srv.requirepass
     return b"+RESET\r\n"
 
@@ -123,6 +129,7 @@ def c_exec(srv, conn, a):
         raise CommandError("ERR EXEC without MULTI")
     watches = conn.watches
     conn.multi = conn.watches = None
+    conn.account()
     if m.failed:
         for txn in watches or ():
             txn.rollback()               # never committed: WATCH transactions end at EXEC

@@ -3,11 +3,13 @@ between clients, transfers keeping a sum, the queue's memory bound, and a kill -
 in the middle of EXECs never leaving half of one. (Byte-for-byte replies against
 redis-server: tests/server/test_redis_compat.py's differential script.)"""
 import random
+import socket
 import threading
 import time
 
 import pytest
 
+from lsmkv.server import resp
 from lsmkv.server.proc import ServerProcess
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'redis>=5')")
@@ -171,3 +173,31 @@ def test_a_kill_in_the_middle_of_execs_never_leaves_half_of_one(tmp_path):
             c.close()
         assert len(vals) == 1, (rounds, sorted(vals)[:5])
         assert vals.pop() >= acked[0] > base, (rounds, acked[0], base)
+
+
+def test_the_queue_is_client_memory(tmp_path):
+    """CLIENT LIST shows the queue (flags=x, multi=N, multi-mem), and it counts in
+    maxmemory-clients: the client with the largest queue is evicted."""
+    with ServerProcess(tmp_path / "db", "--maxmemory-clients", str(4 << 20)) as s:
+        other = client(s)
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        f = sock.makefile("rb")
+        sock.sendall(resp.command("MULTI"))
+        assert f.readline() == b"+OK\r\n"
+        for i in range(3):
+            sock.sendall(resp.command("SET", f"q:{i}", "v" * 1000))
+            assert f.readline() == b"+QUEUED\r\n"
+        line = next(x for x in other.client_list() if x["multi"] != "-1")
+        assert line["flags"] == "x" and line["multi"] == "3" and int(line["multi-mem"]) > 3000
+        try:
+            for i in range(100):                # 10 MB queued: over maxmemory-clients
+                sock.sendall(resp.command("SET", f"big:{i}", b"x" * 100_000))
+                if f.readline() != b"+QUEUED\r\n":
+                    break
+        except OSError:
+            pass
+        assert f.read() == b""                  # evicted: the server closed the connection
+        sock.close()
+        assert other.ping() and other.get("q:0") is None
+        assert all(x["multi"] == "-1" for x in other.client_list())
+        other.close()

@@ -280,26 +280,46 @@ RAW_DIFF = [
 
 
 def read_reply(f):
-    """One RESP2 reply from a socket file, as the raw bytes received."""
+    """One RESP2 or RESP3 reply from a socket file, as the raw bytes received."""
     line = f.readline()
     t = line[:1]
-    if t in (b"+", b"-", b":"):
+    if t in (b"+", b"-", b":", b"_", b",", b"#", b"("):
         return line
-    if t == b"$":
+    if t in (b"$", b"=", b"!"):
         n = int(line[1:])
         return line if n < 0 else line + f.read(n + 2)
-    if t == b"*":
-        n = int(line[1:])
+    if t in (b"*", b"~", b"%", b">"):
+        n = int(line[1:]) * (2 if t == b"%" else 1)
         return line + b"".join(read_reply(f) for _ in range(max(n, 0)))
     raise AssertionError(f"not a reply: {line!r}")
 
 
-def test_same_replies_as_redis_server(server, redis_port):
-    """The script on one connection per server, each reply compared byte for byte."""
+# after HELLO 3 (resp3.py): nulls, maps, and replies that hold them
+RESP3_SCRIPT = [
+    ("GET", "r3:none"), ("SET", "r3:a", "1"), ("GET", "r3:a"), ("MGET", "r3:a", "r3:none"),
+    ("HSET", "r3:h", "f", "v", "g", "w"), ("HGETALL", "r3:h"), ("HGETALL", "r3:none"),
+    ("HGET", "r3:h", "zz"), ("HMGET", "r3:h", "f", "zz"), ("GETDEL", "r3:none"), ("GETEX", "r3:none"),
+    ("SET", "r3:a", "2", "NX"), ("SET", "r3:a", "3", "GET"), ("GETSET", "r3:new", "x"),
+    ("CONFIG", "GET", "nosuchparameter"), ("INCR", "r3:i"), ("TTL", "r3:a"), ("EXISTS", "r3:a"),
+    ("MULTI",), ("GET", "r3:none"), ("HGETALL", "r3:h"), ("INCR", "r3:i"), ("EXEC",),
+    ("WATCH", "r3:w"), ("SET", "r3:w", "1"), ("MULTI",), ("PING",), ("EXEC",),
+    ("HELLO", "4"), ("RESET",), ("GET", "r3:none"), ("HGETALL", "r3:h"),
+]
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_same_replies_as_redis_server(server, redis_port, proto):
+    """The script on one connection per server, each reply compared byte for byte;
+    in RESP3 (after HELLO 3, whose reply names versions and ids) a script of the
+    replies RESP3 changes."""
     socks = [socket.create_connection(("127.0.0.1", p), timeout=10) for p in (server.port, redis_port)]
     files = [s.makefile("rb") for s in socks]
     try:
-        for cmd in DIFF_SCRIPT:
+        if proto == 3:
+            for s, f in zip(socks, files):
+                s.sendall(script(("HELLO", "3")))
+                assert read_reply(f).startswith(b"%7\r\n")
+        for cmd in DIFF_SCRIPT if proto == 2 else RESP3_SCRIPT:
             got = []
             for s, f in zip(socks, files):
                 s.sendall(script(cmd))
@@ -499,4 +519,23 @@ def test_flushdb(tmp_path):
             c.execute_command("FLUSHDB", "NOW")
         c.set("after", "1")
         assert c.keys("*") == [b"after"]
+        c.close()
+
+
+def test_resp3_through_redis_py(server):
+    """redis-py speaking RESP3 (HELLO 3): its RESP3 parser and callbacks get the
+    types they expect (maps as dicts, nulls as None, verbatim INFO)."""
+    c = redis.Redis(protocol=3, host="127.0.0.1", port=server.port, socket_timeout=20)
+    try:
+        assert c.set("p3:a", "1") and c.get("p3:a") == b"1" and c.get("p3:none") is None
+        assert c.mget("p3:a", "p3:none") == [b"1", None]
+        c.hset("p3:h", mapping={"f": "v", "g": "w"})
+        assert c.hgetall("p3:h") == {b"f": b"v", b"g": b"w"} and c.hgetall("p3:none") == {}
+        assert c.config_get("maxclients")["maxclients"].isdigit()
+        assert c.info("server")["redis_version"] and c.client_info()["resp"] == "3"
+        p = c.pipeline()
+        p.incr("p3:i").get("p3:none").hgetall("p3:h")
+        assert p.execute() == [1, None, {b"f": b"v", b"g": b"w"}]
+        assert c.ttl("p3:a") == -1 and c.exists("p3:a", "p3:none") == 1
+    finally:
         c.close()
