@@ -412,3 +412,20 @@ def test_range_deletes_and_merges_match_model(tmp_path, opts_id, op_id, seed):
         for s, _ in snaps:
             s.close()
         db.close()
+
+
+def test_a_transaction_merges_over_a_tombstone_and_a_later_one_conflicts(dbpath):
+    with lsmkv.DB(dbpath, merge_operator=("append", b",")) as db:
+        db.put(b"k", b"base"); db.merge(b"k", b"a")
+        db.delete_range(b"a", b"z")
+        with db.transaction() as t:
+            t.merge(b"k", b"x")
+            assert t.get(b"k") == b"x"
+            assert list(t.items()) == list(t.items(reverse=True)) == [(b"k", b"x")]
+        assert db.get(b"k") == b"x"
+        t = db.transaction()
+        t.merge(b"k", b"y")
+        db.delete_range(b"k", b"l")              # after begin: the merge's key was written
+        with pytest.raises(lsmkv.ConflictError):
+            t.commit()
+        assert db.get(b"k") is None
