@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSMKV_DEBUG") == "1"
 MODULES = ["coding", "fileio", "zstd", "memtable", "merge", "iterator", "bloom", "builder", "output", "table", "wal",
-           "cache", "cursor", "dbcore"]   # lsmkv/core/ (table.pyx includes its .pxi parts)
+           "cache", "cursor", "rangedel", "dbcore"]   # lsmkv/core/ (table.pyx includes its .pxi parts)
 
 SANITIZE = os.environ.get("LSMKV_SANITIZE", "")
 cflags = ["-O0", "-g"] if DEBUG else ["-O3"]

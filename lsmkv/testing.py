@@ -34,6 +34,16 @@ def level_files(db):
     return [list(files) for files in db.core.versions.current.levels]
 
 
+def covered_inputs_of(db, snapshot=None):
+    """The numbers of the tables a compaction of every table would drop unread
+    (lsmkv.engine.scheduler.covered_inputs), as of snapshot (None: no snapshot)."""
+    from lsmkv.engine.scheduler import covered_inputs
+    e = db.core
+    with e.mutex:
+        inputs = {lv: list(files) for lv, files in enumerate(e.versions.current.levels) if files}
+        return covered_inputs(inputs, e.tables, e.last_seq if snapshot is None else snapshot)
+
+
 def table_readers(db):
     """number -> lsmkv.core.table.TableReader of every table not yet deleted (the live dict)."""
     return db.core.tables.readers

@@ -19,7 +19,7 @@ from conftest import lsmkv_import_path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
 SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "idle_footprint",
-           "many_dbs", "disk_footprint", "followers", "merges", "transactions")   # runnable by path
+           "many_dbs", "disk_footprint", "followers", "rangedel", "merges", "transactions")   # runnable by path
 
 
 def _child_env():
@@ -235,3 +235,11 @@ def test_multireadrandom_reads_batches_with_each_engines_batched_read(tmp_path):
         assert res["found"] == res["found_expected"] and not res.get("verify_errors")
         assert how in res["how"]
     assert "multireadrandom" in r.stdout
+
+
+def test_rangedel_bench_runs_both_ways(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "bench.rangedel", "--num", "3000", "--reads", "100"],
+                       capture_output=True, text=True, env=_child_env(), cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [x.split(":")[0].strip() for x in lines] == ["delete_range", "delete"]

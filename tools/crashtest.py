@@ -75,7 +75,9 @@ def _value(rng, i, tag):
 def op(seed, i):
     """Op i of the stream for `seed` (a pure function). Forms:
     ("put", key, value, ttl, sync) with ttl None or TTL_SECONDS; ("delete", key, sync);
-    ("batch", [("put", key, value, ttl) | ("delete", key)], sync); ("flush",); ("compact",)."""
+    ("range", start, stop, sync) (db.delete_range: up to 40 keys);
+    ("batch", [("put", key, value, ttl) | ("delete", key) | ("range", start, stop)], sync);
+    ("flush",); ("compact",)."""
     if i % COMPACT_EVERY == COMPACT_EVERY - 1:
         return ("compact",)
     if i % FLUSH_EVERY == FLUSH_EVERY - 1:
@@ -87,12 +89,17 @@ def op(seed, i):
         for j in range(rng.randint(2, 8)):
             k = _key(rng.randrange(KEYS))
             s = rng.random()
-            if s < 0.25:
+            if s < 0.03:
+                a = rng.randrange(KEYS)
+                ops.append(("range", _key(a), _key(a + rng.randint(1, 40))))
+            elif s < 0.25:
                 ops.append(("delete", k))
             else:
                 ops.append(("put", k, _value(rng, i, b"b%d" % j), TTL_SECONDS if s < 0.4 else None))
         return ("batch", ops, rng.random() < 0.2)
     k = _key(rng.randrange(KEYS))
+    if r < 0.115:
+        return ("range", k, _key(int(k[1:]) + rng.randint(1, 40)), rng.random() < 0.05)
     if r < 0.25:
         return ("delete", k, rng.random() < 0.05)
     if r < 0.33:
@@ -107,12 +114,21 @@ def apply(model, seed, i):
         model[o[1]] = (o[2], o[3] is not None)
     elif o[0] == "delete":
         model.pop(o[1], None)
+    elif o[0] == "range":
+        _delete_range(model, o[1], o[2])
     elif o[0] == "batch":
         for b in o[1]:
             if b[0] == "put":
                 model[b[1]] = (b[2], b[3] is not None)
+            elif b[0] == "range":
+                _delete_range(model, b[1], b[2])
             else:
                 model.pop(b[1], None)
+
+
+def _delete_range(model, start, stop):
+    for k in [k for k in model if start <= k < stop]:
+        del model[k]
 
 
 def run_op(db, seed, i):
@@ -122,11 +138,15 @@ def run_op(db, seed, i):
         db.put(o[1], o[2], ttl=o[3], sync=o[4])
     elif kind == "delete":
         db.delete(o[1], sync=o[2])
+    elif kind == "range":
+        db.delete_range(o[1], o[2], sync=o[3])
     elif kind == "batch":
         with db.write_batch(sync=o[2]) as wb:
             for b in o[1]:
                 if b[0] == "put":
                     wb.put(b[1], b[2], ttl=b[3])
+                elif b[0] == "range":
+                    wb.delete_range(b[1], b[2])
                 else:
                     wb.delete(b[1])
     elif kind == "flush":

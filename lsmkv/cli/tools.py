@@ -23,7 +23,7 @@ from lsmkv.engine.logformat import read_log
 from lsmkv.cli.format import Progress
 from lsmkv.engine.version import VersionEdit
 
-KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL", 3: "MERGE"}
+KIND_NAMES = {0: "DELETE", 1: "PUT", 2: "PUT_TTL", 3: "MERGE", 4: "RANGE_DELETE"}   # value of a RANGE_DELETE: its end
 
 
 class VerifyFailed(LsmkvError):
@@ -98,6 +98,12 @@ def _check_bounds(t, meta):
     first = _ikey(it.py_entry())
     it.py_seek_to_last()
     last = _ikey(it.py_entry())
+    if t.range_dels:      # the range covers the tombstones too (docs/format.md, "Range-del block")
+        cands = [k for k in (first, last) if k is not None]
+        cands += [s + ((q << 8) | 4).to_bytes(8, "little") for s, _, q in t.range_dels]
+        cands += [e + b"\xff" * 8 for _, e, _ in t.range_dels]
+        order = sorted(cands, key=lambda k: (k[:-8], -int.from_bytes(k[-8:], "little")))
+        first, last = order[0], order[-1]
     if first != meta.smallest or last != meta.largest:
         raise CorruptionError(t.path, None, "key range differs from the one the manifest records")
 
@@ -197,6 +203,8 @@ def table_layout(t):
     parts = {"data": t.properties.get("data_size", 0), "dictionary": stored(h[7]),
              "filter": h[3] + TRAILER_SIZE, "index": h[1] + TRAILER_SIZE,
              "properties": h[5] + TRAILER_SIZE, "footer": FOOTER_SIZE}
+    if "range_del_offset" in t.properties:      # format version 2: the range-del block
+        parts["range_del"] = t.properties["range_del_size"] + TRAILER_SIZE
     return parts
 
 
@@ -222,6 +230,12 @@ def _scan_table(t, out, codec):
         else:
             out.text(_entry_text(e))
         it.py_next()
+    for start, end, seq in t.range_dels or ():          # the range-del block (range tombstones)
+        e = _entry_doc(codec, start, seq, 4, end, 0)
+        if entries is not None:
+            entries.append(e)
+        else:
+            out.text(_entry_text(e))
     return entries
 
 

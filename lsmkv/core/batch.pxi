@@ -64,7 +64,7 @@ cdef const uint8_t* read_batch_op(const uint8_t* p, const uint8_t* end, BatchOp*
             raise CorruptionError(path, offset, "truncated expiry in batch")
         op.expiry = <int64_t>load_u64(p)
         p += 8
-    elif op.kind != KIND_PUT and op.kind != KIND_DELETE and op.kind != KIND_MERGE:
+    elif op.kind != KIND_PUT and op.kind != KIND_DELETE and op.kind != KIND_MERGE and op.kind != KIND_RANGE_DELETE:
         raise CorruptionError(path, offset, f"unknown record kind {op.kind} in batch")
     if op.kind != KIND_DELETE:
         p = get_varint(p, end, &vn)
@@ -106,7 +106,8 @@ def replay_batch(MemTable mem, payload, path, uint64_t offset):
 def decode_batch(payload, path, uint64_t offset):
     """(first sequence, [(kind, key, value, expiry_ms)]) of one WAL record, in
     record order (tools: the shell's wal-dump). Kinds: 0 delete, 1 put, 2 put
-    with expiry, 3 merge operand. Malformed input raises CorruptionError(path, offset)."""
+    with expiry, 3 merge operand, 4 range delete (key = start, value = end). Malformed input raises
+    CorruptionError(path, offset)."""
     cdef const uint8_t[::1] v = payload
     if v.shape[0] < BATCH_HEADER:
         raise CorruptionError(path, offset, "batch shorter than its header")

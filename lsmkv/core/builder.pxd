@@ -56,6 +56,9 @@ cdef class TableBuilder:
     cdef readonly uint64_t smallest_seq, largest_seq, num_data_blocks, data_size
     cdef readonly int64_t min_expiry
     cdef bint finished
+    cdef uint64_t rd_offset, rd_size  # the range-del block's handle
+    cdef list range_dels           # (start, end, seq) for the range-del block, sorted, or None
+    cdef bint has_merges           # a merge operand was added (the table is FORMAT_VERSION)
     cdef int _set_compressor(self, bytes dict_data) except -1
     cdef int _raise(self, int r) except -1
     cdef int flush_out_c(self) noexcept nogil
@@ -74,3 +77,5 @@ cdef class TableBuilder:
     cdef int add(self, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn) except -1
     cdef bytes _filter_block(self)
     cdef bytes _properties_block(self)
+    cdef tuple _range_bounds(self)
+    cdef bytes _range_del_block(self)

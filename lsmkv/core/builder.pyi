@@ -1,6 +1,6 @@
 """Type stubs for lsmkv.core.builder (writing an SST; see builder.pyx)."""
 import os
-from typing import Any, Union
+from typing import Any, Iterable, Union
 
 _Path = Union[str, "os.PathLike[str]"]
 _Buffer = Union[bytes, bytearray, memoryview]
@@ -33,6 +33,7 @@ class TableBuilder:
                  compression_level: int = ..., bloom_bits_per_key: int = ...,
                  restart_interval: int = ..., dict_bytes: int = ...) -> None: ...
     def py_add(self, ikey: _Buffer, value: _Buffer) -> None: ...
+    def add_range_dels(self, tombstones: Iterable[tuple[bytes, bytes, int]]) -> None: ...
     def finish(self) -> dict[str, Any]:
         """Write filter, index, properties and footer; fsync; close. Returns the"""
     def abandon(self) -> None:

@@ -37,8 +37,8 @@ from lsmkv.core.bloom cimport bloom_hash, build_filter
 from lsmkv.core.bytebuf cimport Buf, buf_reserve_c, buf_append_c, buf_set_c, buf_append
 from lsmkv.core.coding cimport (crc32c, cmp_ikey, cmp_bytes, load_u64, load_u32, store_u64, store_u32,
                             put_varint, varint_len, make_tag, KIND_DELETE, KIND_PUT, KIND_PUT_TTL,
-                            KIND_MAX, TAG_SIZE)
-from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, BLOCK_RAW, BLOCK_ZSTD,
+                            KIND_MERGE, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
+from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, FORMAT_VERSION_PLAIN, BLOCK_RAW, BLOCK_ZSTD,
                                BLOCK_ZSTD_DICT, SST_MAGIC)
 from lsmkv.core.zstd cimport (ZComp, zstd_loaded, zcomp_init, zcomp_free, zcomp_compress, zstd_bound,
                           zstd_is_error, zstd_error_name)
@@ -188,6 +188,7 @@ cdef class TableBuilder:
         self.num_data_blocks = 0
         self.min_expiry = 0
         self.finished = False
+        self.range_dels = None
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
 
     def __dealloc__(self):
@@ -418,6 +419,8 @@ cdef class TableBuilder:
             self.largest_seq = seq
         if kind == KIND_DELETE:
             self.num_deletions += 1
+        elif kind == KIND_MERGE:
+            self.has_merges = True
         elif kind == KIND_PUT_TTL:
             self.num_ttl += 1
             exp = <int64_t>load_u64(v)   # length checked above
@@ -442,6 +445,43 @@ cdef class TableBuilder:
             raise ValueError("internal key shorter than 8 bytes")
         self.add(&kv[0], kv.shape[0], &vv[0] if vv.shape[0] else NULL, vv.shape[0])
 
+    def add_range_dels(self, tombstones):
+        """Give the table these range tombstones ((start, end, seq), already
+        fragmented: no two with the same start and seq), written to its range-del
+        block by finish(); the table's key range grows to cover them."""
+        ts = sorted(((bytes(s), bytes(e), int(q)) for s, e, q in tombstones), key=lambda t: (t[0], -t[2]))
+        self.range_dels = ts or None
+
+    cdef tuple _range_bounds(self):
+        """(smallest, largest) internal keys of the table: its entries' and its
+        range tombstones' (a tombstone [s, e) at q spans (s, q) .. (e, max tag):
+        the end is exclusive, and the max tag sorts before every entry of e)."""
+        sm = PyBytes_FromStringAndSize(<char*>self.first_key.p, self.first_key.len) if self.num_entries else None
+        lg = PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len) if self.num_entries else None
+        if self.range_dels:
+            s0, _, q0 = self.range_dels[0]
+            tag = PyBytes_FromStringAndSize(NULL, TAG_SIZE)
+            store_u64(<uint8_t*>PyBytes_AS_STRING(tag), make_tag(q0, KIND_RANGE_DELETE))
+            cand = s0 + tag
+            if sm is None or cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(cand), len(cand),
+                                      <const uint8_t*>PyBytes_AS_STRING(sm), len(sm)) < 0:
+                sm = cand
+            cand = max(e for _, e, _ in self.range_dels) + b"\xff" * TAG_SIZE
+            if lg is None or cmp_ikey(<const uint8_t*>PyBytes_AS_STRING(cand), len(cand),
+                                      <const uint8_t*>PyBytes_AS_STRING(lg), len(lg)) > 0:
+                lg = cand
+        return (sm if sm is not None else b""), (lg if lg is not None else b"")
+
+    cdef bytes _range_del_block(self):
+        """The range-del block: one entry per tombstone fragment, key = start +
+        tag(seq, KIND_RANGE_DELETE), value = end; in internal-key order."""
+        cdef BlockBuilder b = BlockBuilder(16)
+        for s, e, q in self.range_dels:
+            tag = PyBytes_FromStringAndSize(NULL, TAG_SIZE)
+            store_u64(<uint8_t*>PyBytes_AS_STRING(tag), make_tag(q, KIND_RANGE_DELETE))
+            b.py_add(s + tag, e)
+        return b.py_finish()
+
     cdef bytes _filter_block(self):
         """The filter block: a blocked bloom filter of the distinct user keys added
         (lsmkv.core.bloom, docs/format.md)."""
@@ -456,6 +496,9 @@ cdef class TableBuilder:
             if self.num_entries else b""
         largest = PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len - TAG_SIZE) \
             if self.num_entries else b""
+        if self.range_dels:
+            sm, lg = self._range_bounds()
+            smallest, largest = sm[:len(sm) - TAG_SIZE], lg[:len(lg) - TAG_SIZE]
         props = {
             "compression": b"zstd" if self.compress else b"none",
             "data_size": self.data_size,
@@ -469,8 +512,12 @@ cdef class TableBuilder:
             "raw_key_bytes": self.raw_key_bytes,
             "raw_value_bytes": self.raw_value_bytes,
             "smallest_key": smallest,
-            "smallest_seq": self.smallest_seq if self.num_entries else 0,
+            "smallest_seq": self.smallest_seq if (self.num_entries or self.range_dels) else 0,
         }
+        if self.range_dels:
+            props["num_range_deletions"] = len(self.range_dels)
+            props["range_del_offset"] = self.rd_offset
+            props["range_del_size"] = self.rd_size
         if self.compress:      # the zstd level, zigzag-encoded (docs/format.md)
             props["compression_level"] = (self.level << 1) if self.level >= 0 else ((-self.level) << 1) - 1
         for name in sorted(props):
@@ -498,6 +545,13 @@ cdef class TableBuilder:
         h[6] = h[7] = 0
         if self.dict_data is not None:
             self._write_block(self.dict_data, &h[6], &h[7])
+        if self.range_dels:
+            for _, _, q in self.range_dels:
+                if q < self.smallest_seq:
+                    self.smallest_seq = q
+                if q > self.largest_seq:
+                    self.largest_seq = q
+            self._write_block(self._range_del_block(), &self.rd_offset, &self.rd_size)
         self._write_block(self._filter_block(), &h[2], &h[3])
         if bb_finish(&self.index_block) < 0:
             raise MemoryError()
@@ -506,7 +560,8 @@ cdef class TableBuilder:
         self._write_block(self._properties_block(), &h[4], &h[5])
         for i in range(8):
             store_u64(footer + 8 * i, h[i])
-        store_u32(footer + 64, FORMAT_VERSION)
+        # version 2 only for what a reader of version 1 would misread (format.md, "Footer")
+        store_u32(footer + 64, FORMAT_VERSION if (self.range_dels or self.has_merges) else FORMAT_VERSION_PLAIN)
         store_u32(footer + 68, crc32c(footer, 68, 0))
         memcpy(footer + 72, SST_MAGIC, 8)
         buf_append(&self.out, footer, FOOTER_SIZE)
@@ -525,11 +580,13 @@ cdef class TableBuilder:
             raise OSError(err, f"{'write' if stage == 1 else 'fsync'} failed: {self.path}: "
                                f"{os.strerror(err)}", self.path)
         self.finished = True
+        smallest, largest = self._range_bounds()
         return {
             "file_size": self.offset,
-            "smallest": PyBytes_FromStringAndSize(<char*>self.first_key.p, self.first_key.len),
-            "largest": PyBytes_FromStringAndSize(<char*>self.last_key.p, self.last_key.len),
-            "smallest_seq": self.smallest_seq if self.num_entries else 0,
+            "smallest": smallest,
+            "largest": largest,
+            "num_range_deletions": len(self.range_dels) if self.range_dels else 0,
+            "smallest_seq": self.smallest_seq if (self.num_entries or self.range_dels) else 0,
             "largest_seq": self.largest_seq,
             "num_entries": self.num_entries,
             "num_deletions": self.num_deletions,

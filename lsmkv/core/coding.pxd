@@ -8,6 +8,7 @@ cdef enum:
     KIND_PUT = 1
     KIND_PUT_TTL = 2      # value region starts with an 8-byte LE expiry (ms)
     KIND_MERGE = 3        # a merge operand (lsmkv/core/merge.pyx): value region is the operand
+    KIND_RANGE_DELETE = 4  # a range tombstone: user key = start, value = end (exclusive)
     KIND_MAX = 0xFF       # used only in seek targets
     TAG_SIZE = 8
 

@@ -214,6 +214,21 @@ cdef class Core:
         self.n_deletes += 1
         return 0
 
+    cdef int _delete_range(self, start, stop, bint sync) except -1:
+        cdef Bytes kb, vb
+        get_buffer(start, &kb, "start")
+        try:
+            get_buffer(stop, &vb, "stop")
+            try:
+                if check_range(kb.p, kb.n, vb.p, vb.n, start, stop):
+                    self._write_one(KIND_RANGE_DELETE, kb.p, kb.n, vb.p, vb.n, 0, sync)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+        self.n_deletes += 1
+        return 0
+
     cdef int _write_batch(self, WriteBatch batch, bint sync, list check=None,
                           uint64_t check_seq=0) except -1:
         """Append batch to the log and apply it. With check (a transaction's commit,
@@ -286,8 +301,25 @@ cdef class Core:
     # -- reads
 
     cdef int64_t _newest_seq(self, const uint8_t* k, size_t kn, int64_t floor) except -2:
-        """The sequence of the newest entry of user key k, of any kind (a put, an
-        expired put, a deletion: every write leaves one), or -1 if no source holds
+        """The sequence of the newest write of user key k: its newest entry of any
+        kind (_newest_entry_seq), or the newest range tombstone covering k if that
+        is newer (a delete_range writes k too: a transaction that read k conflicts
+        with one after its snapshot), or -1 if neither exists. Exact whenever the
+        answer is > floor, as _newest_entry_seq. Without range tombstones: one
+        branch more than _newest_entry_seq."""
+        cdef SuperVersion sv = self.sv
+        cdef int64_t r = self._newest_entry_seq(sv, k, kn, floor)
+        cdef int64_t cover
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            cover = <int64_t>self._range_dels(sv).max_covering_c(k, kn, MAX_SEQUENCE)
+            if cover > r:
+                return cover
+        return r
+
+    cdef int64_t _newest_entry_seq(self, SuperVersion sv, const uint8_t* k, size_t kn,
+                                   int64_t floor) except -2:
+        """The sequence of the newest entry of user key k in sv, of any kind (a put,
+        an expired put, a deletion: every write leaves one), or -1 if no source holds
         one. Exact whenever the answer is > floor: a source whose entries all have
         sequences <= floor (a memtable's last_seq, a table's largest_seq) is
         skipped, which can only hide entries <= floor (the sources are searched
@@ -296,7 +328,6 @@ cdef class Core:
         only sequences 0). Compaction may rewrite a sequence to 0 at the
         bottommost level (docs/format.md, "Sequence 0"): only for versions older
         than every live snapshot."""
-        cdef SuperVersion sv = self.sv
         cdef MemTable m
         cdef Node* x
         cdef TableReader t
@@ -362,12 +393,13 @@ cdef class Core:
 
 
     cdef object _lookup(self, const uint8_t* k, size_t kn, uint64_t seq, int64_t* expiry=NULL,
-                        bint view=False):
+                        bint view=False, SuperVersion at_sv=None):
         """bytes, or None if absent (deleted, expired or never written). If expiry is
         given, it receives the found value's expiry in ms (left alone if none). With
         view, a value found in a table comes as a ValueView (no copy); memtable
-        values still come as bytes."""
-        cdef SuperVersion sv = self.sv
+        values still come as bytes. at_sv: the SuperVersion to read (None: the
+        current one)."""
+        cdef SuperVersion sv = self.sv if at_sv is None else at_sv
         cdef MemTable m
         cdef const uint8_t* vp
         cdef size_t vn
@@ -381,16 +413,24 @@ cdef class Core:
         cdef object r
         cdef tuple lv
         cdef bytes b
+        cdef uint64_t cover = 0, fseq = 0
         if self.closed:
             raise self.state.error()
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
+            # the newest tombstone covering k at seq: a version found older than it is deleted
+            cover = self._range_dels(sv).max_covering_c(k, kn, seq)
         if sv.mem.lookup(k, kn, seq, &vp, &vn, &kind):
+            if cover and (load_u64(vp - TAG_SIZE) >> 8) < cover:     # the tag ends the key, before the value
+                return None
             if kind == KIND_MERGE:
-                return self._merge_get(sv, k, kn, seq)
+                return self._merge_get(sv, k, kn, seq, cover)
             return self._mem_result(kind, vp, vn, expiry)
         for m in sv.imms:
             if m.lookup(k, kn, seq, &vp, &vn, &kind):
+                if cover and (load_u64(vp - TAG_SIZE) >> 8) < cover:
+                    return None
                 if kind == KIND_MERGE:
-                    return self._merge_get(sv, k, kn, seq)
+                    return self._merge_get(sv, k, kn, seq, cover)
                 return self._mem_result(kind, vp, vn, expiry)
         if not sv.l0 and not sv.levels:
             return None
@@ -405,11 +445,13 @@ cdef class Core:
             h = bloom_hash(k, kn)
             for t in sv.l0:
                 if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    r = self._probe(t, h, ik, ikn, &now, expiry, view)
+                    r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq)
                     if r is not None:
+                        if r is DELETED or (cover and fseq < cover):
+                            return None
                         if r is MERGED:
-                            return self._merge_get(sv, k, kn, seq)
-                        return None if r is DELETED else r
+                            return self._merge_get(sv, k, kn, seq, cover)
+                        return r
             for lv in sv.levels:
                 i = find_table(<list>lv[1], ik, ikn)
                 if i == len(<list>lv[1]):
@@ -417,24 +459,69 @@ cdef class Core:
                 b = <bytes>(<list>lv[2])[i]
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
-                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view)
+                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view, &fseq)
                 if r is not None:
+                    if r is DELETED or (cover and fseq < cover):
+                        return None
                     if r is MERGED:
-                        return self._merge_get(sv, k, kn, seq)
-                    return None if r is DELETED else r
+                        return self._merge_get(sv, k, kn, seq, cover)
+                    return r
             return None
         finally:
             if ik != stackbuf:
                 free(ik)
 
-    cdef object _merge_get(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq):
+    cdef RangeDelSet _range_dels(self, SuperVersion sv):
+        """A RangeDelSet of every range tombstone of sv (its memtable's as they are
+        now), or None if it has none. Cached on sv and extended when the memtable
+        has gained tombstones since (a tombstone newer than a read's sequence is
+        ignored by the read, so a set with more of them serves older reads too).
+
+        The tables' and immutable memtables' tombstones are fragmented once per
+        SuperVersion; the active memtable's are kept in segments stacked on them
+        (RangeDelSet.base), merged as a binary counter (a new segment of the
+        tombstones added since, then the top two merged while the lower one is
+        no larger), so a read after each of n tombstone writes costs O(log n)
+        amortized fragmenting, not O(n), and a lookup asks O(log n) segments."""
+        cdef list mrd = sv.mem.range_dels
+        cdef Py_ssize_t n = 0 if mrd is None else len(mrd), have = 0
+        cdef RangeDelSet base = None
+        cdef list segs
+        c = sv.rdel_cache
+        if c is not None and (<tuple>c)[0] == n:
+            return (<tuple>c)[1]
+        if n == 0 and sv.static_range_dels is None:
+            return None
+        if sv.static_range_dels is not None:       # fragmented once per SuperVersion
+            if sv.static_rdel is None:
+                sv.static_rdel = RangeDelSet(sv.static_range_dels)
+            base = sv.static_rdel
+        segs = []                                   # [(tombstones, RangeDelSet over the ones below)]
+        if c is not None and (<tuple>c)[0] < n:
+            have = (<tuple>c)[0]
+            segs = list((<tuple>c)[2])
+        if n > have:
+            segs.append((mrd[have:n], None))
+            while len(segs) >= 2 and len(segs[len(segs) - 2][0]) <= len(segs[len(segs) - 1][0]):
+                top = segs.pop()
+                segs[len(segs) - 1] = (segs[len(segs) - 1][0] + top[0], None)
+            below = base if len(segs) == 1 else segs[len(segs) - 2][1]
+            segs[len(segs) - 1] = (segs[len(segs) - 1][0], RangeDelSet(segs[len(segs) - 1][0], below))
+        rd = segs[len(segs) - 1][1] if segs else base
+        sv.rdel_cache = (n, rd, tuple(segs))
+        return rd
+
+    cdef object _merge_get(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq,
+                           uint64_t cover=0):
         """The value of user key k at seq when its newest visible entry is a merge
         operand (mergeget.pxi): the slow path of a point read, taken only for a key
-        with operands on top."""
-        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms())
+        with operands on top. cover: the sequence of the newest range tombstone
+        covering k at seq (0: none); entries older than it are deleted, so the
+        operands newer than it fold over no base."""
+        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms(), cover)
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
-                       int64_t* now, int64_t* expiry, bint view):
+                       int64_t* now, int64_t* expiry, bint view, uint64_t* seq_out):
         """One table's answer for ik (see TableReader.get), after its bloom filter.
         now is read from the clock the first time a table is searched."""
         self.n_bloom_checks += 1
@@ -443,7 +530,7 @@ cdef class Core:
             return None
         if now[0] < 0:
             now[0] = self._now_ms()
-        return t.get(ik, ikn, now[0], expiry, view)
+        return t.get(ik, ikn, now[0], expiry, view, seq_out)
 
     cdef int64_t _now_ms(self) except? -1:
         return clock_ms(self.clock)
@@ -549,6 +636,8 @@ cdef class Core:
         cdef uint64_t s = self.last_seq if seq is None else seq
         it = DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
                         self.state, owner)
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            it.range_dels = self._range_dels(sv)
         it.merge_op = self.merge_op
         return it
 
@@ -560,5 +649,7 @@ cdef class Core:
         cdef uint64_t s = self.last_seq if seq is None else seq
         cdef Iterator it = Iterator(self._merging(sv), s, lower, upper, prefix, pin, self.state, owner,
                                     self.clock)
+        if sv.static_range_dels is not None or sv.mem.range_dels is not None:
+            it.range_dels = self._range_dels(sv)
         it.merge_op = self.merge_op
         return it

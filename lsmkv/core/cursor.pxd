@@ -2,6 +2,7 @@ cimport cython
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from lsmkv.core.merge cimport MergeOperator
 from lsmkv.core.iterator cimport MergingIterator, HandleState
+from lsmkv.core.rangedel cimport RangeDelSet
 
 cpdef object prefix_successor(bytes prefix)
 cpdef tuple prefix_bounds(bytes prefix, start, stop)
@@ -17,6 +18,7 @@ cdef class Iterator:
     cdef HandleState state
     cdef object owner                 # the DB handle, kept alive while the iterator is
     cdef object clock
+    cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
     cdef bint closed
     cdef bint valid_
     cdef bint positioned              # any positioning call so far (for __next__)

@@ -15,6 +15,7 @@ def prefix_bounds(prefix: bytes, start: Optional[bytes],
 
 class Iterator(_Iterator[Tuple[bytes, bytes]]):
     """A seekable cursor over a DB or a snapshot (lsmkv.Iterator)."""
+    range_dels: object
     merge_op: Any
     @property
     def sequence(self) -> int: ...

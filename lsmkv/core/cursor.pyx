@@ -20,9 +20,10 @@ HandleState is written by the DB (close, fork) and read here without a lock.
 Invariants:
   1. When valid, key() is the smallest (forward) / largest (backward) user key in
      [lower, upper) past the previous position whose newest entry with sequence
-     <= seq is a PUT (not a deletion, not expired at `now`) or a merge operand
-     (the value then is the fold of the visible operands over their base, copied
-     into vbuf).
+     <= seq is a PUT (not a deletion, not expired at `now`, not deleted by a range
+     tombstone of range_dels with a sequence in (its sequence, seq]) or a merge
+     operand (the value then is the fold of the visible operands over their base,
+     copied into vbuf; an entry under the newest covering tombstone is no base).
   2. `dir` is the direction the merging iterator was last moved in: 1 after a
      forward move (it stands on the shown entry), 2 after a forward move onto a
      merged key (it stands past the entries fold_forward folded), -1 after a
@@ -244,7 +245,8 @@ cdef class Iterator:
                 it.next()
                 continue
             kind = tag & 0xFF
-            if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(it.val) <= self.now):
+            if kind == KIND_DELETE or (kind == KIND_PUT_TTL and <int64_t>load_u64(it.val) <= self.now) or \
+                    (self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.sequence)):
                 self._save_key(it.key, ukn)      # hides its older versions
                 skipping = True
                 it.next()
@@ -254,7 +256,9 @@ cdef class Iterator:
                 self.vp = it.val + 8
                 self.vn = it.val_len - 8
             elif kind == KIND_MERGE:
-                self._set_value(fold_forward(it, self.merge_op, self.now))
+                self._set_value(fold_forward(it, self.merge_op, self.now,
+                                             0 if self.range_dels is None else
+                                             self.range_dels.max_covering_c(it.key, ukn, self.sequence)))
                 self.dir = 2            # fold_forward moved the merging iterator past what it folded
             else:
                 self.vp = it.val
@@ -294,6 +298,11 @@ cdef class Iterator:
                 kind = tag & 0xFF
                 v = it.val
                 vn = it.val_len
+                if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.sequence):
+                    mops = None         # deleted by a range tombstone, as is all older: a newer
+                    live = False        # operand folds over no base
+                    it.prev()
+                    continue
                 if kind == KIND_MERGE:
                     if mops is None:
                         mops = []

@@ -84,6 +84,7 @@ class WriteBatch:
     def append(self, other: "WriteBatch") -> None: ...
     def __enter__(self) -> "WriteBatch": ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
+    def delete_range(self, start: _Buffer, stop: _Buffer) -> None: ...
     def delete(self, key: _Buffer) -> None:
         """Add a delete of key (applied in order: a later put of the same key in
         this batch wins).
@@ -142,6 +143,7 @@ class SuperVersion:
     l0: tuple[Any, ...]
     levels: tuple[tuple[tuple[Any, ...], list[bytes], list[bytes]], ...]
     version: Any
+    static_range_dels: Optional[list[tuple[bytes, bytes, int]]]
     def __init__(self, mem: MemTable, imms: tuple[MemTable, ...], l0: tuple[Any, ...],
                  levels: tuple[Any, ...], version: Any) -> None: ...
     def memtables(self) -> tuple[MemTable, ...]: ...
@@ -228,6 +230,7 @@ class CoreDB:
         TypeError: key must be bytes, bytearray or memoryview, not str
         >>> db.close()
         """
+    def delete_range(self, start: _Buffer, stop: _Buffer, *, sync: bool = ...) -> None: ...
     def merge(self, key: _Buffer, operand: _Buffer, *, sync: bool = ...) -> None:
         """Add operand to key's value through the DB's merge operator (the
         merge_operator option): a read folds the key's operands, oldest first,

@@ -31,7 +31,8 @@ from cpython.bytearray cimport PyByteArray_CheckExact
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from lsmkv.core.coding cimport (load_u64, store_u64, load_u32, store_u32, put_varint, get_varint, varint_len,
                             make_tag, cmp_ikey, cmp_bytes, TAG_SIZE,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, KIND_RANGE_DELETE)
+from lsmkv.core.rangedel cimport RangeDelSet
 from lsmkv.core.merge cimport MergeOperator
 from lsmkv.core.memtable cimport MemTable, Node, node_key, node_val
 from lsmkv.core.table cimport TableReader
@@ -126,6 +127,9 @@ cdef class SuperVersion:
     cdef readonly tuple l0              # TableReaders, newest first
     cdef readonly tuple levels          # per level >= 1: (tuple readers, list largest ikeys, list smallest ukeys)
     cdef readonly object version        # lsmkv.engine.version.Version the tables come from
+    cdef readonly list static_range_dels  # range tombstones of imms and tables, or None (none there)
+    cdef object rdel_cache              # (mem tombstones counted, RangeDelSet of all), see Core._range_dels
+    cdef RangeDelSet static_rdel        # static_range_dels fragmented, once (Core._range_dels)
 
     def __cinit__(self, MemTable mem, tuple imms, tuple l0, tuple levels, version):
         self.mem = mem
@@ -133,6 +137,21 @@ cdef class SuperVersion:
         self.l0 = l0
         self.levels = levels
         self.version = version
+        self.rdel_cache = None
+        cdef list rd = []
+        cdef MemTable m
+        cdef TableReader t
+        for m in imms:
+            if m.range_dels is not None:
+                rd.extend(m.range_dels)
+        for t in l0:
+            if t.range_dels is not None:
+                rd.extend(t.range_dels)
+        for lv in levels:
+            for t in lv[0]:
+                if t.range_dels is not None:
+                    rd.extend(t.range_dels)
+        self.static_range_dels = rd if rd else None
 
     def memtables(self):
         return (self.mem,) + self.imms
@@ -276,6 +295,33 @@ cdef class WriteBatch:
         finally:
             release_buffer(&kb)
 
+    def delete_range(self, start, stop):
+        """Add a deletion of every key k with start <= k < stop: one record,
+        whatever the range holds (a range tombstone). start == stop adds nothing
+        (an empty range, as RocksDB allows); start > stop raises ValueError.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"a", b"b", b"c"):
+        ...     db.put(k, b"1")
+        >>> with db.write_batch() as wb:
+        ...     wb.delete_range(b"a", b"c"); wb.put(b"b", b"2")
+        >>> list(db.keys()), db.get(b"b")
+        ([b'b', b'c'], b'2')
+        >>> db.close()
+        """
+        cdef Bytes kb, vb
+        get_buffer(start, &kb, "start")
+        try:
+            get_buffer(stop, &vb, "stop")
+            try:
+                if check_range(kb.p, kb.n, vb.p, vb.n, start, stop):
+                    self._add(KIND_RANGE_DELETE, kb.p, kb.n, vb.p, vb.n, 0)
+            finally:
+                release_buffer(&vb)
+        finally:
+            release_buffer(&kb)
+
     def merge(self, key, operand):
         """Add a merge operand for key (db.merge(), applied in order with the batch's
         other operations). Writing the batch to a DB without a merge operator
@@ -373,6 +419,16 @@ cdef class Pin:
                 self.release()
             except Exception:
                 pass
+
+
+cdef bint check_range(const uint8_t* s, size_t sn, const uint8_t* e, size_t en,
+                      object start, object stop) except -1:
+    """Is [start, stop) a range to delete? False when empty (start == stop);
+    ValueError naming both when start > stop."""
+    cdef int c = cmp_bytes(s, sn, e, en)
+    if c > 0:
+        raise ValueError(f"delete_range: start {bytes(start)!r} is after stop {bytes(stop)!r}")
+    return c < 0
 
 
 cpdef object check_bound(str name, object v):
@@ -476,6 +532,27 @@ cdef class CoreDB:
         >>> db.close()
         """
         self.core._delete(key, sync)
+
+    def delete_range(self, start, stop, *, bint sync=False):
+        """Remove every key k with start <= k < stop, with one record whatever the
+        range holds (a range tombstone, RocksDB's DeleteRange): O(1) to write;
+        reads skip the keys it covers at once, and compaction drops them and
+        reclaims their space. start == stop deletes nothing (an empty range);
+        start > stop raises ValueError. Snapshots taken before still see the keys.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> for k in (b"a", b"b", b"c", b"d"):
+        ...     db.put(k, k)
+        >>> snap = db.snapshot()
+        >>> db.delete_range(b"b", b"d")
+        >>> list(db.keys()), snap.get(b"c")
+        ([b'a', b'd'], b'c')
+        >>> db.put(b"c", b"new"); db.get(b"c")
+        b'new'
+        >>> snap.close(); db.close()
+        """
+        self.core._delete_range(start, stop, sync)
 
     def __delitem__(self, key):
         # as a dict: KeyError for an absent key, which costs a get() before the
@@ -608,8 +685,9 @@ cdef class CoreDB:
 
     def newest_sequence(self, key):
         """Internal: the sequence number of key's newest entry of any kind (a put,
-        an expired put, a deletion), or None if the DB holds none (never written,
-        or its deletion was dropped by compaction). Compaction at the bottommost
+        an expired put, a deletion, a merge operand) or of the newest range
+        tombstone covering key if newer, or None if the DB holds none (never
+        written, or its deletion was dropped by compaction). Compaction at the bottommost
         level may report 0 for a version older than every live snapshot
         (docs/format.md, "Sequence 0").
 

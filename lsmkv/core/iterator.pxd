@@ -56,4 +56,4 @@ cdef class HandleState:
 
 
 cdef object no_merge_operator(const uint8_t* k, size_t kn)
-cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now)
+cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now, uint64_t cover)

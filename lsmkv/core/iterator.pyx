@@ -16,9 +16,11 @@ Invariants:
      target before it picks an entry of another user key.
   2. DBIterator yields, for each user key in [start, stop), the newest entry with
      sequence <= its snapshot, and only if that entry is a live PUT (not a
-     deletion, not expired at the iterator's creation time), or a merge operand:
-     then the fold of the visible operands over the base under them
-     (fold_forward forward, the same fold collected oldest first backward).
+     deletion, not expired at the iterator's creation time, not deleted by a
+     range tombstone in range_dels with a sequence in (its sequence, snapshot]),
+     or a merge operand: then the fold of the visible operands over the base
+     under them (fold_forward forward, the same fold collected oldest first
+     backward); an entry under the newest covering tombstone is no base (None).
   3. A DBIterator yields nothing once it was closed or its DB handle was closed
      (or inherited by fork()): every later call raises ClosedError (ForkedError),
      and its sources and pin are released then if they were not already.
@@ -33,6 +35,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, load_u64, store_u64, make_tag,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE)
 from lsmkv.core.bloom cimport bloom_hash
+from lsmkv.core.rangedel cimport RangeDelSet
 from lsmkv.core.merge cimport MergeOperator
 from lsmkv.errors import MergeOperatorError
 
@@ -364,13 +367,16 @@ cdef object no_merge_operator(const uint8_t* k, size_t kn):
                              f"the database was opened without a merge_operator")
 
 
-cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now):
+cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now, uint64_t cover):
     """The value of the user key `it` stands on, whose entry there is a merge
     operand visible to the read (its newest visible entry): the operands from
-    there on, down to the first base (a put; a deletion or an expired TTL put
-    is no base: None), folded by op.full_merge, oldest first. Leaves `it` past
-    the entries consumed (on the key's entries under the base, or the next key).
-    Errors of the operator propagate to the caller."""
+    there on, down to the first base (a put; a deletion, an expired TTL put or
+    an entry older than cover, the sequence of the newest range tombstone
+    covering the key at the read's sequence (0: none), is no base: None),
+    folded by op.full_merge, oldest first. Leaves `it` past the entries
+    consumed (on the key's entries under the base, or the next key). Errors of
+    the operator propagate to the caller."""
+    cdef uint64_t tag
     cdef size_t ukn = it.key_len - TAG_SIZE
     cdef bytes key = PyBytes_FromStringAndSize(<char*>it.key, ukn)
     cdef const uint8_t* kp = <const uint8_t*>PyBytes_AS_STRING(key)
@@ -380,7 +386,11 @@ cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now):
     if op is None:
         no_merge_operator(it.key, ukn)
     while it.valid and it.key_len - TAG_SIZE == ukn and cmp_bytes(it.key, ukn, kp, ukn) == 0:
-        kind = load_u64(it.key + ukn) & 0xFF
+        tag = load_u64(it.key + ukn)
+        kind = tag & 0xFF
+        if cover and (tag >> 8) < cover:        # deleted by the tombstone: no base
+            it.next()
+            break
         if kind == KIND_MERGE:
             ops.append(PyBytes_FromStringAndSize(<char*>it.val, it.val_len))
             it.next()
@@ -416,6 +426,7 @@ cdef class DBIterator:
     cdef uint8_t* skip
     cdef size_t skip_len, skip_cap
     cdef bint has_skip
+    cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
     cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
     def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
@@ -536,7 +547,10 @@ cdef class DBIterator:
         (fold_forward moves `it` past the entries it folds; the skip key set by
         the caller hides the rest)."""
         cdef bytes k = PyBytes_FromStringAndSize(<char*>it.key, it.key_len - TAG_SIZE)
-        cdef bytes v = fold_forward(it, self.merge_op, self.now)
+        cdef uint64_t cover = 0
+        if self.range_dels is not None:
+            cover = self.range_dels.max_covering_c(it.key, it.key_len - TAG_SIZE, self.seq)
+        cdef bytes v = fold_forward(it, self.merge_op, self.now, cover)
         if self.mode == MODE_KEYS:
             return k
         if self.mode == MODE_VALUES:
@@ -577,6 +591,9 @@ cdef class DBIterator:
             vn = it.val_len
             if kind == KIND_DELETE:
                 it.next()
+                continue
+            if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq):
+                it.next()             # deleted by a range tombstone, as is all under it
                 continue
             if kind == KIND_PUT_TTL:
                 if <int64_t>load_u64(v) <= self.now:
@@ -628,6 +645,11 @@ cdef class DBIterator:
                 vn = it.val_len
                 if skey is None:
                     skey = PyBytes_FromStringAndSize(<char*>it.key, ukn)
+                if self.range_dels is not None and self.range_dels.covers_c(it.key, ukn, tag >> 8, self.seq):
+                    mops = None       # deleted by a range tombstone, as is all older: a newer
+                    skind = -1        # operand folds over no base
+                    it.prev()
+                    continue
                 if kind == KIND_MERGE:
                     if mops is None:
                         mops = []

@@ -38,6 +38,7 @@ cdef class MemTable:
     cdef readonly uint64_t first_seq, last_seq
     cdef readonly int64_t min_expiry
     cdef readonly object log_number
+    cdef public list range_dels    # (start, end, seq) range tombstones, or None (lsmkv.core.rangedel)
     cdef int add(self, uint64_t seq, int kind, const uint8_t* k, size_t kn,
                  const uint8_t* v, size_t vn, int64_t expiry) except -1
     cdef Node* seek_ge(self, const uint8_t* ikey, size_t n, Node** prev) noexcept
@@ -48,6 +49,8 @@ cdef class MemTable:
     cdef Node* find_last_lt(self, const uint8_t* ikey, size_t n) noexcept
     cdef Node* find_last(self) noexcept
     cdef int _random_height(self) noexcept
+    cdef int _add_range_del(self, uint64_t seq, const uint8_t* k, size_t kn,
+                            const uint8_t* v, size_t vn) except -1
 
 cdef class MemTableIterator(InternalIterator):
     cdef MemTable mem

@@ -17,13 +17,18 @@ Invariants:
      data (the chunk pointer array is counted too); arena.used <= arena.allocated.
   4. An entry's value region is the stored value, prefixed by the 8-byte LE
      expiry (ms since the clock's epoch) when its kind is KIND_PUT_TTL.
+  5. Range tombstones (KIND_RANGE_DELETE) are not in the skiplist: add() keeps
+     them in range_dels, a list of (start, end, seq) (None until the first), so
+     a read of a memtable without them pays one pointer test. len() counts them,
+     `entries` does not; arena.used counts their bytes (so write_buffer_size does).
 """
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, make_tag, store_u64, load_u64,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MAX, TAG_SIZE,
+                            KIND_RANGE_DELETE)
 
 DEF ALIGN = 8
 DEF SEEK_LANES = 8      # searches seek_ge_many interleaves
@@ -140,6 +145,24 @@ cdef class MemTable:
         self.last_seq = 0
         self.min_expiry = 0
         self.log_number = log_number
+        self.range_dels = None
+
+    cdef int _add_range_del(self, uint64_t seq, const uint8_t* k, size_t kn,
+                            const uint8_t* v, size_t vn) except -1:
+        """Record the range tombstone [k, v) at seq (invariant 5). Its size is taken
+        from the arena too (unused), so tombstones count toward write_buffer_size
+        and a memtable of many of them is flushed like one of many entries."""
+        self.arena.allocate(kn + vn + 64)
+        t = (PyBytes_FromStringAndSize(<char*>k, kn), PyBytes_FromStringAndSize(<char*>v, vn), seq)
+        if self.range_dels is None:
+            self.range_dels = [t]
+        else:
+            self.range_dels.append(t)
+        if (self.entries == 0 and len(self.range_dels) == 1) or seq < self.first_seq:
+            self.first_seq = seq
+        if seq > self.last_seq:
+            self.last_seq = seq
+        return 0
 
     cdef int _random_height(self) noexcept:
         cdef int h = 1
@@ -256,6 +279,8 @@ cdef class MemTable:
                  const uint8_t* v, size_t vn, int64_t expiry) except -1:
         """Insert (k, seq, kind) -> v. Requires seq larger than any seq already here
         for the same key with the same kind (the DB assigns increasing sequences)."""
+        if kind == KIND_RANGE_DELETE:
+            return self._add_range_del(seq, k, kn, v, vn)
         cdef Node* prev[MAX_HEIGHT]
         cdef int h = self._random_height()
         cdef int i
@@ -289,7 +314,7 @@ cdef class MemTable:
             x.next[i] = prev[i].next[i]     # set before publishing (invariant)
         for i in range(h):
             prev[i].next[i] = x
-        if self.entries == 0 or seq < self.first_seq:
+        if (self.entries == 0 and self.range_dels is None) or seq < self.first_seq:
             self.first_seq = seq
         if seq > self.last_seq:
             self.last_seq = seq
@@ -362,8 +387,15 @@ cdef class MemTable:
     def arena_used(self):
         return self.arena.used
 
+    def delete_range(self, uint64_t seq, start, stop):
+        """Add the range tombstone [start, stop) at seq (tests, tools)."""
+        cdef const uint8_t[::1] kv = start
+        cdef const uint8_t[::1] vv = stop
+        self.add(seq, KIND_RANGE_DELETE, &kv[0] if kv.shape[0] else NULL, kv.shape[0],
+                 &vv[0] if vv.shape[0] else NULL, vv.shape[0], 0)
+
     def __len__(self):
-        return self.entries
+        return self.entries + (len(self.range_dels) if self.range_dels is not None else 0)
 
     def iterator(self):
         return MemTableIterator(self)

@@ -12,16 +12,25 @@
 #   2. A table is read only if its key range holds the key and its bloom filter
 #      does not rule the key out, as _lookup does; only the key's entries at or
 #      below seq are read.
+#   3. Range tombstones: cover is the sequence of the newest tombstone covering
+#      the key at seq (0: none; the caller finds it once). Every entry older than
+#      cover is deleted, so the first one reached is the base None (as a DELETE):
+#      the operands newer than the tombstone fold over no value.
 
 cdef enum:
     MG_MORE = 0         # no base yet: ask the next source
     MG_DONE = 1         # a base was reached (or none is needed)
 
 
-cdef inline int _mg_entry(int kind, const uint8_t* v, size_t vn, int64_t now, list ops,
-                          list base) except -1:
-    """One entry of the key, newest first: an operand joins ops; anything else is
-    the base (base[0]: its value, or None for a deletion or an expired TTL put)."""
+cdef inline int _mg_entry(uint64_t tag, const uint8_t* v, size_t vn, int64_t now, uint64_t cover,
+                          list ops, list base) except -1:
+    """One entry of the key (its tag), newest first: an operand joins ops; anything
+    else, or any entry older than cover (a range tombstone deleted it), is the base
+    (base[0]: its value, or None for a deletion or an expired TTL put)."""
+    cdef int kind = <int>(tag & 0xFF)
+    if cover and (tag >> 8) < cover:
+        base.append(None)
+        return MG_DONE
     if kind == KIND_MERGE:
         ops.append(PyBytes_FromStringAndSize(<char*>v, vn))
         return MG_MORE
@@ -34,37 +43,37 @@ cdef inline int _mg_entry(int kind, const uint8_t* v, size_t vn, int64_t now, li
     return MG_DONE
 
 
-cdef int _mg_memtable(MemTable m, const uint8_t* ik, size_t ikn, int64_t now, list ops,
+cdef int _mg_memtable(MemTable m, const uint8_t* ik, size_t ikn, int64_t now, uint64_t cover, list ops,
                       list base) except -1:
     cdef Node* x = m.seek_ge(ik, ikn, NULL)
     cdef size_t ukn = ikn - TAG_SIZE
     while x != NULL and x.klen == ikn and (ukn == 0 or memcmp(node_key(x), ik, ukn) == 0):
-        if _mg_entry(<int>(load_u64(node_key(x) + ukn) & 0xFF), node_val(x), x.vlen, now,
+        if _mg_entry(load_u64(node_key(x) + ukn), node_val(x), x.vlen, now, cover,
                      ops, base) == MG_DONE:
             return MG_DONE
         x = x.next[0]
     return MG_MORE
 
 
-cdef int _mg_table(TableReader t, uint64_t h, const uint8_t* ik, size_t ikn, int64_t now, list ops,
-                   list base) except -1:
+cdef int _mg_table(TableReader t, uint64_t h, const uint8_t* ik, size_t ikn, int64_t now, uint64_t cover,
+                   list ops, list base) except -1:
     cdef size_t ukn = ikn - TAG_SIZE
     if not t.may_contain(h):
         return MG_MORE
     cdef TableIterator it = TableIterator(t)
     it.seek(ik, ikn)
     while it.valid and it.key_len == ikn and (ukn == 0 or memcmp(it.key, ik, ukn) == 0):
-        if _mg_entry(<int>(load_u64(it.key + ukn) & 0xFF), it.val, it.val_len, now, ops, base) == MG_DONE:
+        if _mg_entry(load_u64(it.key + ukn), it.val, it.val_len, now, cover, ops, base) == MG_DONE:
             return MG_DONE
         it.next()
     return MG_MORE
 
 
 cdef object merge_lookup(SuperVersion sv, MergeOperator op, const uint8_t* k, size_t kn, uint64_t seq,
-                         int64_t now):
+                         int64_t now, uint64_t cover=0):
     """The value of user key k at seq, its newest visible entry being a merge
     operand: the operands, newest first down to the base, folded by op (oldest
-    first). Errors of the operator propagate."""
+    first). cover: invariant 3. Errors of the operator propagate."""
     cdef list ops = []
     cdef list base = []
     cdef MemTable m
@@ -82,16 +91,16 @@ cdef object merge_lookup(SuperVersion sv, MergeOperator op, const uint8_t* k, si
     if op is None:
         no_merge_operator(k, kn)
     while True:             # one pass over the sources, left at the first base
-        if _mg_memtable(sv.mem, ik, ikn, now, ops, base) == MG_DONE:
+        if _mg_memtable(sv.mem, ik, ikn, now, cover, ops, base) == MG_DONE:
             break
         for m in sv.imms:
-            if _mg_memtable(m, ik, ikn, now, ops, base) == MG_DONE:
+            if _mg_memtable(m, ik, ikn, now, cover, ops, base) == MG_DONE:
                 break
         if base:
             break
         h = bloom_hash(k, kn)
         for t in sv.l0:
-            if t.in_range(k, kn) and _mg_table(t, h, ik, ikn, now, ops, base) == MG_DONE:
+            if t.in_range(k, kn) and _mg_table(t, h, ik, ikn, now, cover, ops, base) == MG_DONE:
                 break
         if base:
             break
@@ -102,7 +111,7 @@ cdef object merge_lookup(SuperVersion sv, MergeOperator op, const uint8_t* k, si
             b = <bytes>(<list>lv[2])[i]
             if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                 continue
-            if _mg_table(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, now, ops, base) == MG_DONE:
+            if _mg_table(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, now, cover, ops, base) == MG_DONE:
                 break
         break
     ops.reverse()

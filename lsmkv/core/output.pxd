@@ -12,6 +12,7 @@ ctypedef struct WriteState:
     int64_t now
     Buf kbuf                     # an expired entry's key rewritten as a deletion
     uint64_t dropped_hidden, dropped_deletes, expired
+    uint64_t dropped_range       # entries a range tombstone every snapshot sees covers
     bint can_fold                # a merge operator was given: merge operands are folded
     uint64_t merges_folded       # merge operands folded into a put or a combined operand
 

@@ -11,6 +11,13 @@ Where entries are dropped is the LSM's rule, not the table format's:
   * at the bottommost level, the version every snapshot sees is written with
     sequence number 0 (it is the oldest version of its key there will ever be);
   * outputs are cut at target_file_size, only between user keys;
+  * range tombstones (lsmkv.core.rangedel) of the inputs, fragmented, go to the
+    range-del blocks of the outputs (each fragment to the output its start falls
+    in; an output is cut only at a user key no fragment holds or ends at, so no
+    fragment is split and each output's key range ends below the next one's
+    start); an entry that a tombstone visible to every snapshot covers is
+    dropped, and at the bottommost level such a tombstone is dropped too
+    (compact_fragments).
   * merge operands (KIND_MERGE) visible to every snapshot are folded, newest
     first down to their base (fold_operands): with the base (a put; a deletion
     or an expired TTL put is a missing base), or at the bottommost level, into
@@ -22,6 +29,11 @@ Where entries are dropped is the LSM's rule, not the table format's:
     (uint64add given a value that is not 8 bytes: reads report it). A callable's
     error fails the flush or compaction (MergeOperatorError naming the key; the
     inputs stay).
+  * range tombstones and merge operands: an operand a tombstone visible to every
+    snapshot covers is dropped like a covered put; a stack of operands visible to
+    every snapshot that lies over such a tombstone stops there (the entries under
+    it are no base) and is folded into one put with no base (op.full_merge over
+    None), as over a deletion at the bottommost level.
 
 Thread safety: one write_tables() call per iterator; it uses only its own
 WriteState and TableBuilders. A memtable is walked without the GIL (the memtable
@@ -49,6 +61,34 @@ from lsmkv.core.merge cimport MergeOperator
 from lsmkv.errors import MergeOperatorError
 from lsmkv.core.iterator cimport InternalIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
+from lsmkv.core.iterator cimport MergingIterator
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from lsmkv.core.table cimport TableIterator, LevelIterator, TableReader
+from lsmkv.core.rangedel cimport RangeDelSet
+from lsmkv.core.rangedel import compact_fragments as _compact_fragments
+
+
+cdef list _range_dels_of(InternalIterator it):
+    """The range tombstones of the sources under it (a memtable's, tables'), or None."""
+    cdef list out = []
+    cdef TableReader t
+    if isinstance(it, MemTableIterator):
+        if (<MemTableIterator>it).mem.range_dels is not None:
+            out.extend((<MemTableIterator>it).mem.range_dels)
+    elif isinstance(it, TableIterator):
+        t = (<TableIterator>it).table
+        if t.range_dels is not None:
+            out.extend(t.range_dels)
+    elif isinstance(it, LevelIterator):
+        for t in (<LevelIterator>it).tables:
+            if t.range_dels is not None:
+                out.extend(t.range_dels)
+    elif isinstance(it, MergingIterator):
+        for child in (<MergingIterator>it).children:
+            r = _range_dels_of(child)
+            if r:
+                out.extend(r)
+    return out or None
 
 
 cdef int classify(WriteState* s, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
@@ -134,12 +174,24 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
     s.now = now
     s.can_fold = merge_op is not None
     outputs = []
+    cdef RangeDelSet rd = None
+    cdef list keep = None
+    cdef Py_ssize_t nkeep = 0
+    rds = _range_dels_of(it)
+    if rds:
+        rd = RangeDelSet(rds)
+        keep = _compact_fragments(rd.fragments(), smallest_snapshot, bottommost)
+        nkeep = len(keep)
     try:
-        if isinstance(it, MemTableIterator):
+        if rd is None and isinstance(it, MemTableIterator):
             tb = _write_memtable(&s, (<MemTableIterator>it).mem, new_table, target_file_size, outputs,
                                  merge_op)
         else:
-            tb = _write_iterator(&s, it, new_table, target_file_size, outputs, merge_op)
+            tb = _write_iterator(&s, it, new_table, target_file_size, outputs, rd, keep, merge_op)
+        if keep:                # the fragments after the last cut
+            if tb is None:
+                tb = new_table()
+            tb.add_range_dels(keep)
         if tb is not None:
             outputs.append(_finish(tb))
             tb = None
@@ -160,17 +212,26 @@ def write_tables(InternalIterator it, new_table, uint64_t smallest_snapshot, bin
         stats["dropped_hidden"] = stats.get("dropped_hidden", 0) + s.dropped_hidden
         stats["dropped_deletes"] = stats.get("dropped_deletes", 0) + s.dropped_deletes
         stats["ttl_dropped"] = stats.get("ttl_dropped", 0) + s.expired
+        if rd is not None:
+            stats["range_dropped"] = stats.get("range_dropped", 0) + s.dropped_range
+            stats["range_tombstones_dropped"] = stats.get("range_tombstones_dropped", 0) + \
+                sum(len(q) for _, _, q in rd.fragments()) - nkeep
         if s.merges_folded:
             stats["merges_folded"] = stats.get("merges_folded", 0) + s.merges_folded
     return outputs
 
 
-cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, TableBuilder tb) except -1:
+cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, TableBuilder tb,
+                       uint64_t cover) except -1:
     """`it` stands on a merge operand every snapshot sees, the newest such entry of
-    its key (classify returned 2). Reads the operands under it down to a base and
-    writes their fold to tb (see the module docstring); leaves `it` on the first
-    entry not consumed: a live TTL base (kept, written by the caller's loop), an
-    older entry of the key (dropped as hidden) or the next key."""
+    its key (classify returned 2), not covered by a range tombstone every snapshot
+    sees. Reads the operands under it down to a base and writes their fold to tb
+    (see the module docstring); leaves `it` on the first entry not consumed: a
+    live TTL base (kept, written by the caller's loop), an older entry of the key
+    (dropped as hidden) or the next key. cover: the sequence of the newest range
+    tombstone every snapshot sees covering the key (0: none): an entry older than
+    it is deleted, so the fold stops there with no base, and is a full one even
+    where the key's entries end (what lies below is deleted too)."""
     cdef size_t kn = it.key_len, ukn = kn - TAG_SIZE
     cdef bytes ik0 = PyBytes_FromStringAndSize(<char*>it.key, kn)
     cdef const uint8_t* kp = <const uint8_t*>PyBytes_AS_STRING(ik0)
@@ -183,6 +244,9 @@ cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, Tab
     cdef bytes key, out, nk
     cdef bytes base_ik = None, base_raw = None
     while it.valid and it.key_len == kn and cmp_bytes(it.key, ukn, kp, ukn) == 0:
+        if cover and (load_u64(it.key + ukn) >> 8) < cover:
+            state = 1               # deleted by the tombstone: no base (the caller drops it as hidden)
+            break
         kind = load_u64(it.key + ukn) & 0xFF
         if kind == KIND_MERGE:
             iks.append(PyBytes_FromStringAndSize(<char*>it.key, kn))
@@ -204,7 +268,7 @@ cdef int fold_operands(WriteState* s, InternalIterator it, MergeOperator op, Tab
         break
     key = PyBytes_FromStringAndSize(<char*>kp, ukn)
     vals.reverse()                  # oldest first
-    cdef bint full = state == 1 or (state == 0 and s.bottommost)
+    cdef bint full = state == 1 or (state == 0 and (s.bottommost or cover != 0))
     try:
         if full:
             out = op.full_merge(key, base, vals)
@@ -256,9 +320,13 @@ cdef int _write_unfolded(WriteState* s, TableBuilder tb, size_t kn, list iks, li
 
 
 cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
-                                 uint64_t target_file_size, list outputs, MergeOperator op):
+                                 uint64_t target_file_size, list outputs, RangeDelSet rd, list keep,
+                                 MergeOperator op):
     """write_tables() over any iterator (a compaction's merge), with the GIL.
-    Returns the output still open (the caller finishes or abandons it)."""
+    Returns the output still open (the caller finishes or abandons it). rd: the
+    inputs' range tombstones, or None; keep: the (start, end, seq) of them the
+    outputs get, sorted by start: each finished output takes (and removes from
+    keep) those starting before the key that starts the next."""
     cdef TableBuilder tb = None
     cdef bint first_of_key
     cdef const uint8_t* wk
@@ -270,13 +338,21 @@ cdef TableBuilder _write_iterator(WriteState* s, InternalIterator it, new_table,
             act = classify(s, it.key, it.key_len, it.val, it.val_len, &first_of_key, &wk, &wvn)
             if act < 0:
                 raise MemoryError()
-            if first_of_key and tb is not None and tb.offset >= target_file_size:
+            if act and rd is not None and rd.max_covering_c(it.key, it.key_len - TAG_SIZE, s.smallest_snapshot) > \
+                    (load_u64(it.key + it.key_len - TAG_SIZE) >> 8):
+                s.dropped_range += 1        # deleted by a tombstone every snapshot sees
+                act = 0
+            if first_of_key and tb is not None and tb.offset >= target_file_size and \
+                    (rd is None or rd.cut_ok_c(it.key, it.key_len - TAG_SIZE)):
+                if keep:
+                    _give_range_dels(tb, keep, it.key, it.key_len - TAG_SIZE)
                 outputs.append(_finish(tb))
                 tb = None
             if act == 2:
                 if tb is None:
                     tb = new_table()
-                fold_operands(s, it, op, tb)
+                fold_operands(s, it, op, tb, 0 if rd is None else
+                              rd.max_covering_c(it.key, it.key_len - TAG_SIZE, s.smallest_snapshot))
                 continue
             if act:
                 if tb is None:
@@ -341,7 +417,7 @@ cdef TableBuilder _write_memtable(WriteState* s, MemTable mem, new_table,
                 mi = MemTableIterator(mem)
                 mi.node = node
                 mi._load()
-                fold_operands(s, mi, op, tb)
+                fold_operands(s, mi, op, tb, 0)       # no range tombstones here (write_tables)
                 node = mi.node
                 continue
             if act:
@@ -352,6 +428,19 @@ cdef TableBuilder _write_memtable(WriteState* s, MemTable mem, new_table,
             tb.abandon()
         raise
     return tb
+
+
+cdef int _give_range_dels(TableBuilder tb, list keep, const uint8_t* k, size_t kn) except -1:
+    """Move the fragments of keep (sorted by start) that start before user key k
+    to tb, the output about to be finished."""
+    cdef Py_ssize_t j = 0, n = len(keep)
+    while j < n and cmp_bytes(<const uint8_t*>PyBytes_AS_STRING(<bytes>keep[j][0]),
+                              PyBytes_GET_SIZE(<bytes>keep[j][0]), k, kn) < 0:
+        j += 1
+    if j:
+        tb.add_range_dels(keep[:j])
+        del keep[:j]
+    return 0
 
 
 cdef dict _finish(TableBuilder tb):

@@ -79,9 +79,15 @@ cdef class TableReader:
             raise CorruptionError(self.path, size - 8, "bad magic number (not an lsmkv SST)")
         if crc32c(f, 68, 0) != load_u32(f + 68):
             raise CorruptionError(self.path, size - FOOTER_SIZE, "footer checksum mismatch")
-        if load_u32(f + 64) != FORMAT_VERSION:
+        cdef uint32_t version = load_u32(f + 64)
+        if version > FORMAT_VERSION:
             raise CorruptionError(self.path, size - FOOTER_SIZE + 64,
-                                  f"unsupported format version {load_u32(f + 64)}")
+                                  f"table format version {version} is newer than this lsmkv reads "
+                                  f"(up to {FORMAT_VERSION}): the table was written by a newer lsmkv; "
+                                  f"open the database with that version")
+        if version < FORMAT_VERSION_PLAIN:
+            raise CorruptionError(self.path, size - FOOTER_SIZE + 64,
+                                  f"unsupported table format version {version}")
         cdef uint64_t h[8]
         cdef int i
         for i in range(8):
@@ -106,6 +112,10 @@ cdef class TableReader:
         cdef bytes filter_data = self.read_block(h[2], h[3])
         props = self.read_block(h[4], h[5])
         self.properties = decode_properties(props, self.path, h[4])
+        self.range_dels = None
+        if "range_del_offset" in self.properties:
+            self.range_dels = self._read_range_dels(self.properties["range_del_offset"],
+                                                    self.properties.get("range_del_size", 0))
         self.smallest_ukey = self.properties.get("smallest_key", b"")
         self.largest_ukey = self.properties.get("largest_key", b"")
         BlockIter().reset(index_data, self.path, h[0])   # validates the restart array
@@ -138,6 +148,26 @@ cdef class TableReader:
             self.charged = self.memory_bytes()
             if self.charged:
                 self.cache.reserve(self.charged)
+
+    def _read_range_dels(self, uint64_t off, uint64_t size):
+        """The range-del block's tombstones (docs/format.md) as (start, end, seq)."""
+        if off + size + TRAILER_SIZE > self.file_size - FOOTER_SIZE:
+            raise CorruptionError(self.path, off, "range-del block handle out of range")
+        cdef BlockIter it = BlockIter()
+        it.reset(self.read_block(off, size), self.path, off)
+        cdef uint64_t tag
+        out = []
+        it.seek_to_first()
+        while it.valid:
+            if it.key_len < TAG_SIZE:
+                raise CorruptionError(self.path, off, "range-del block: key shorter than its tag")
+            tag = load_u64(it.key + it.key_len - TAG_SIZE)
+            if (tag & 0xFF) != KIND_RANGE_DELETE:
+                raise CorruptionError(self.path, off, f"range-del block: entry of kind {tag & 0xFF}")
+            out.append((PyBytes_FromStringAndSize(<char*>it.key, it.key_len - TAG_SIZE),
+                        PyBytes_FromStringAndSize(<char*>it.val, it.val_len), tag >> 8))
+            it.next()
+        return out or None
 
     cdef int _warm(self, uint64_t off, bytes data) except -1:
         """Put a meta block read at open into the slab cache (a failed insert is a
@@ -403,11 +433,12 @@ cdef class TableReader:
         return b
 
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL,
-                    bint view=False):
+                    bint view=False, uint64_t* seq_out=NULL):
         """The newest entry at or below ikey's sequence for ikey's user key:
         bytes (a live value; a ValueView if view), DELETED (a deletion or an
-        expired value), MERGED (a merge operand: the caller folds), or None (no entry in this table). The caller checks the
-        bloom filter first."""
+        expired value), MERGED (a merge operand: the caller folds), or None (no
+        entry in this table). The caller checks the bloom filter first. seq_out
+        (if given) receives the entry's sequence (range tombstones: Core._lookup)."""
         cdef BlockIter it = BlockIter()
         cdef uint64_t off, size, tag
         cdef size_t ukn = ikn - TAG_SIZE
@@ -424,6 +455,8 @@ cdef class TableReader:
             return None
         tag = load_u64(it.key + ukn)
         kind = tag & 0xFF
+        if seq_out != NULL:
+            seq_out[0] = tag >> 8
         if kind == KIND_PUT:
             if view:
                 return value_view(it, it.val, it.val_len)

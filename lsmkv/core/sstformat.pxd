@@ -7,7 +7,8 @@
 cdef enum:
     FOOTER_SIZE = 80
     TRAILER_SIZE = 5
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2         # the newest version this lsmkv writes and reads
+    FORMAT_VERSION_PLAIN = 1   # a table without range tombstones or merge operands (as before them)
     BLOCK_RAW = 0
     BLOCK_ZSTD = 1
     BLOCK_ZSTD_DICT = 2      # zstd with the table's own dictionary (the dictionary block)

@@ -67,6 +67,7 @@ cdef class TableReader:
     cdef SlabCache slab              # cache, when it is a SlabCache (pinned, copy-free reads)
     cdef size_t charged              # index + filter bytes reserved in the cache
     cdef bytes smallest_ukey, largest_ukey
+    cdef readonly list range_dels    # the range-del block's (start, end, seq), or None (lsmkv.core.rangedel)
     cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
     cdef int may_contain(self, uint64_t h) except -1
     cdef int _may_contain_cached(self, uint64_t h) except -1
@@ -81,7 +82,7 @@ cdef class TableReader:
     cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size, bint release_gil=*) except -1
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p, bint release_gil=*)
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
-                    bint view=*)
+                    bint view=*, uint64_t* seq_out=*)
     cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1
 
 cdef class TableIterator(InternalIterator):

@@ -17,6 +17,7 @@ MERGED: object
 FOOTER_SIZE: int
 TRAILER_SIZE: int
 FORMAT_VERSION: int
+FORMAT_VERSION_PLAIN: int
 BLOCK_RAW: int
 BLOCK_ZSTD: int
 BLOCK_ZSTD_DICT: int
@@ -44,6 +45,7 @@ class TableReader:
     file_size: int
     path: str
     properties: dict[str, Union[int, bytes, str]]
+    range_dels: Optional[list[tuple[bytes, bytes, int]]]
     touched_bytes: int
     index_offset: int
     index_size: int

@@ -70,7 +70,7 @@ from lsmkv.core.bloom cimport bloom_probe
 from lsmkv.core.cache cimport SlabCache, LRUCache, Pin, MetaCounts, ValueView
 from lsmkv.core.coding cimport (crc32c, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             store_u64, store_u32, put_varint, get_varint, varint_len, make_tag,
-                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE)
+                            KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
 from lsmkv.core.includes.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pthread_getspecific,
                                           pthread_setspecific)
@@ -78,7 +78,8 @@ from lsmkv.core.includes.uio cimport preadv2, RWF_NOWAIT
 from lsmkv.core.includes.prefetch cimport prefetch
 from lsmkv.core.iterator cimport InternalIterator, MergingIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
-from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, BLOCK_RAW, BLOCK_ZSTD,
+from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, FORMAT_VERSION_PLAIN,
+                               BLOCK_RAW, BLOCK_ZSTD,
                                BLOCK_ZSTD_DICT, SST_MAGIC)
 from lsmkv.core.zstd cimport (zstd_loaded, zstd_is_error, zstd_error_name, zdctx_new, zdctx_free,
                           zddict_new, zddict_free, zstd_content_size, zstd_decompress)
@@ -92,6 +93,7 @@ from lsmkv.core.output import write_tables
 # the format's constants (lsmkv/core/sstformat.pxd), for Python (lsmkv.engine.repair, tools)
 MAGIC = SST_MAGIC[:8]
 globals().update(FOOTER_SIZE=FOOTER_SIZE, TRAILER_SIZE=TRAILER_SIZE, FORMAT_VERSION=FORMAT_VERSION,
+                 FORMAT_VERSION_PLAIN=FORMAT_VERSION_PLAIN,
                  BLOCK_RAW=BLOCK_RAW, BLOCK_ZSTD=BLOCK_ZSTD, BLOCK_ZSTD_DICT=BLOCK_ZSTD_DICT)
 
 cdef bint _nowait_ok = True     # cleared for good the first time preadv2(RWF_NOWAIT) is refused

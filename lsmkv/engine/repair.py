@@ -60,6 +60,9 @@ from lsmkv.errors import CorruptionError, LsmkvError
 from lsmkv.engine.logformat import HEADER, is_seal, next_valid, valid_at, read_log
 from lsmkv.options import Options
 from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
+from lsmkv.core.rangedel import fragment
+
+KIND_RANGE_DELETE = 4     # lsmkv/core/coding.pxd: a range tombstone (docs/format.md)
 
 LOST_DIR = "lost"
 MAX_SEQ = (1 << 56) - 1
@@ -316,15 +319,23 @@ class _Repair:
         losses, ranges = [], []
         tb = self._new_builder()
         n = 0
+        tombstones = _salvage_range_dels(src, number)
         try:
             prev = None
             for ikey, value in _salvage_entries(src, number, err, losses, ranges):
+                tag = int.from_bytes(ikey[-8:], "little")
+                if tag & 0xFF == KIND_RANGE_DELETE:
+                    # a range-del block found by its checksum (footer or properties lost)
+                    tombstones.add((ikey[:-8], value, tag >> 8))
+                    continue
                 if prev is not None and _ikey_order(ikey) <= _ikey_order(prev):
                     continue          # out of order: only possible in a block whose checksum held
                 tb.py_add(ikey, value)
                 prev = ikey
                 n += 1
-            if n == 0:
+            if tombstones:
+                tb.add_range_dels(fragment_triples(tombstones))
+            if n == 0 and not tombstones:
                 tb.abandon()
                 meta = None
             else:
@@ -513,6 +524,24 @@ def _after(ikey):
     return ikey[:-8] + b"\0" + (2 ** 64 - 1).to_bytes(8, "little")
 
 
+def _salvage_range_dels(path, number):
+    """The range tombstones of a damaged table whose footer, properties and
+    range-del block still read (a set of (start, end, seq)), else an empty set."""
+    try:
+        t = TableReader(path, number, None, True)
+    except CorruptionError:
+        return set()
+    try:
+        return set(t.range_dels or ())
+    finally:
+        t.close()
+
+
+def fragment_triples(tombstones):
+    """(start, end, seq) fragments of tombstones, as a table's range-del block holds them."""
+    return [(s, e, q) for s, e, seqs in fragment(tombstones) for q in seqs]
+
+
 def _salvage_entries(path, number, err, losses, ranges):
     """(internal key, stored value) of every entry in a readable block of a damaged
     table, in order. Appends {offset, detail} to losses per lost block and the
@@ -609,7 +638,11 @@ def _scan_blocks(path, err, losses, ranges):
         yield from entries
         prev = entries[-1][0]
     meta = found[stop:]
-    if 2 <= len(meta) <= 4 and _is_properties(meta[-1]):
+    for boff, typ, body in meta:          # a range-del block (format version 2): its tombstones
+        entries = _data_block(body, typ, zdict, path, boff)
+        if entries and all(k[-8] == KIND_RANGE_DELETE for k, _ in entries):
+            yield from entries
+    if 2 <= len(meta) <= 5 and _is_properties(meta[-1]):
         return                  # only the footer (or what follows the blocks) was lost
     lost_at = found[stop][0] if stop < len(found) else off
     losses.append({"offset": lost_at,

@@ -189,9 +189,10 @@ class Compactions:
         opts = e.options
         with e.mutex:
             snapshot = e.snapshots.oldest()
+            covered = covered_inputs(inputs, e.tables, snapshot)
             # L0 newest first, then by level: newer data first
             paths = [(f.number, filenames.table_name(e.path, f.number))
-                     for level in sorted(inputs) for f in inputs[level]]
+                     for level in sorted(inputs) for f in inputs[level] if f.number not in covered]
             in_bytes = sum(f.file_size for files in inputs.values() for f in files)
             numbers = e.files.reserve_numbers(numbers_needed(in_bytes, opts.target_file_size_base))
             l0_files = len(e.versions.current.levels[0])
@@ -216,6 +217,7 @@ class Compactions:
                 st.compaction_bytes_read += in_bytes
                 st.compaction_bytes_written += sum(m["file_size"] for m in result["outputs"])
                 st.compactions += 1
+                st.range_files_dropped += len(covered)
                 if dict_bytes < opts.compression_dict_bytes:
                     st.compactions_without_dict += 1
                 sv = e.sv
@@ -247,3 +249,24 @@ class Compactions:
         if self.worker_fallback is not None:
             s["reason"] = self.worker_fallback
         return s
+
+
+def covered_inputs(inputs, tables, snapshot):
+    """Numbers of the compaction inputs ({level: [FileMeta]}) that a range tombstone
+    of another input deletes whole: every key of the file within the tombstone's
+    range, every entry older than it, and the tombstone visible to every snapshot
+    (sequence <= snapshot). Such a file is dropped without being read (its
+    entries would all be dropped); one holding tombstones itself is always read.
+    tables: the engine's open readers (mutex held)."""
+    readers = {f.number: tables.open(f.number, level) for level, files in inputs.items() for f in files}
+    tombstones = [(s, e, q, n) for n, t in readers.items() for s, e, q in (t.range_dels or ()) if q <= snapshot]
+    if not tombstones:
+        return set()
+    covered = set()
+    for files in inputs.values():
+        for f in files:
+            if readers[f.number].range_dels is None and any(
+                    n != f.number and s <= f.smallest_user_key and f.largest_user_key < e and f.largest_seq < q
+                    for s, e, q, n in tombstones):
+                covered.add(f.number)
+    return covered

@@ -20,7 +20,8 @@ FIELDS = ("flushes", "flush_bytes", "flush_seconds", "flush_max_seconds",
           "wal_recovery_dropped_bytes", "wal_recovery_dropped_logs", "wal_recovery_gap",
           "recovered_records", "dropped_hidden", "dropped_deletes", "ttl_dropped", "merges_folded",
           "logs_deleted", "file_delete_errors", "heap_trims", "heap_trim_seconds",
-          "flushed_entries", "flush_output_entries")
+          "flushed_entries", "flush_output_entries", "range_dropped", "range_tombstones_dropped",
+          "range_files_dropped")
 
 _FLOATS = {"flush_seconds", "flush_max_seconds", "stall_seconds", "memtable_stall_seconds",
            "heap_trim_seconds"}

@@ -47,7 +47,8 @@ from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.merge import resolve as resolve_merge
 from lsmkv.core.table import TableBuilder, TableIterator, TableReader, write_tables
 
-_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped", "merges_folded")
+_STAT_KEYS = ("dropped_hidden", "dropped_deletes", "ttl_dropped", "range_dropped", "range_tombstones_dropped",
+              "merges_folded")
 
 
 def numbers_needed(input_bytes, target_file_size):

@@ -126,6 +126,41 @@ def test_write_write_conflict_applies_nothing(db, how, where):
         txn.get(b"k")
 
 
+@pytest.mark.parametrize("where", ["memtable", "level0", "compacted"])
+def test_a_delete_range_after_begin_conflicts_and_one_before_does_not(db, where):
+    for i in range(50):
+        db.put(b"k%02d" % i, b"v")
+    db.delete_range(b"k00", b"k05")              # before begin: no conflict for k01
+    if where != "memtable":
+        db.flush()
+    txn = db.transaction()
+    txn.put(b"k01", b"txn")                      # covered by the earlier tombstone only
+    txn.get_for_update(b"k30")
+    txn.get_for_update(b"zz")                    # absent, outside every range: no conflict
+    txn.put(b"mine", b"1")
+    other = db.transaction()
+    other.put(b"k02", b"x")
+    db.delete_range(b"k10", b"k20")              # after begin, covers no key of either
+    other.commit()
+    db.delete_range(b"k25", b"k35")              # after begin, covers k30 (no entry of k30 is newer)
+    if where != "memtable":
+        db.flush()                               # the tombstone now lives in a table
+    if where == "compacted":
+        db.compact_range()                       # the txn's snapshot keeps the tombstone
+        assert db.stats()["levels"][0]["files"] == 0
+    assert db.newest_sequence(b"k30") > txn.sequence
+    assert db.newest_sequence(b"k15") > txn.sequence   # a write, even of a key nobody reads
+    with pytest.raises(lsmkv.ConflictError, match="key b'k30'") as ei:
+        txn.commit()
+    assert ei.value.key == b"k30"
+    assert db.get(b"mine") is None and db.get(b"k01") is None and db.get(b"k30") is None
+    txn = db.transaction()                       # begun after it: no conflict
+    txn.get_for_update(b"k30")
+    txn.put(b"k30", b"back")
+    txn.commit()
+    assert db.get(b"k30") == b"back" and db.get(b"k29") is None and db.get(b"k35") == b"v"
+
+
 def test_get_for_update_conflicts_and_plain_get_does_not(db):
     db.put(b"x", b"1"); db.put(b"y", b"1")
     t1 = db.transaction()
