@@ -275,8 +275,12 @@ class ExecDB:
             else:
                 self.put(op[1], op[0], ttl=op[2])
 
-    def keys(self, start=None, stop=None):
-        return _ListIter(self.txn.keys(start, stop))
+    def delete_range(self, start, stop, *, sync=False):
+        for k in self.txn.keys(start, stop):   # the transaction has no range tombstones
+            self.delete(k)
+
+    def keys(self, start=None, stop=None, *, reverse=False):
+        return _ListIter(self.txn.keys(start, stop, reverse=reverse))
 
     def items(self, start=None, stop=None):
         return _ListIter(self.txn.items(start, stop))

@@ -201,3 +201,25 @@ def test_the_queue_is_client_memory(tmp_path):
         assert other.ping() and other.get("q:0") is None
         assert all(x["multi"] == "-1" for x in other.client_list())
         other.close()
+
+
+def test_flushdb_is_one_range_tombstone_and_counts_for_watch(tmp_path):
+    with ServerProcess(tmp_path / "db") as s:
+        c, c2 = client(s), client(s)
+        c.mset({f"k:{i}": i for i in range(5000)})
+        c.hset("h", mapping={"a": 1})
+        p = c.pipeline()
+        p.watch("k:1", "never-existed")
+        c2.flushdb()                            # a write of every key, even absent ones
+        p.multi()
+        p.set("x", "1")
+        with pytest.raises(redis.WatchError):
+            p.execute()
+        assert c.keys("*") == [] and c.hgetall("h") == {} and c.type("h") == b"none"
+        c.mset({"a": 1, "b": 2})
+        p = c.pipeline()                        # FLUSHDB inside MULTI: in the EXEC's one batch
+        p.set("c", 3).flushdb().set("d", 4)
+        assert p.execute() == [True, True, True]
+        assert c.keys("*") == [b"d"]
+        c.close()
+        c2.close()
