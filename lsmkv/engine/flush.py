@@ -17,6 +17,13 @@ Invariants:
      log is obsolete only once every memtable it holds is in a table.
   3. The flushed memtable's log is handed to the janitor only after the edit is
      durable (logs.retire_flushed), and closed unsynced.
+  4. A flush whose memtable's key range meets no table (nothing_below, read
+     under the mutex with the oldest snapshot) writes as compaction does at the
+     bottommost level: merge stacks fully merged, deletions and expired puts
+     every snapshot sees dropped, sequences every snapshot sees set to 0. It
+     stays true until the output is installed: the memtable is the oldest one
+     not in a table, one thread flushes, and a compaction's outputs hold only
+     keys of its inputs, which do not meet the range either.
 """
 import os
 import time
@@ -44,6 +51,27 @@ _malloc_trim = _find_malloc_trim()
 def number_of(meta):
     """The file number of a table write_tables made."""
     return filenames.parse(os.path.basename(meta["path"]))[1]
+
+
+def nothing_below(imm, version):
+    """True if no table of version holds a key in the range of memtable imm (its
+    entries' and its range tombstones' user keys): imm's output is then at the
+    bottom for its keys, as a compaction's at the bottommost level (invariant 4).
+    False for an empty memtable."""
+    it = MemTableIterator(imm)
+    it.py_seek_to_first()
+    lo = hi = None
+    if it.py_valid():
+        lo = it.py_entry()[0]
+        it.py_seek_to_last()
+        hi = it.py_entry()[0]
+    for start, end, _ in imm.range_dels or ():
+        lo = start if lo is None or start < lo else lo
+        hi = end if hi is None or end > hi else hi        # the exclusive end: a bound all the same
+    if lo is None:
+        return False
+    return not any(f.smallest_user_key <= hi and f.largest_user_key >= lo
+                   for files in version.levels for f in files)
 
 
 class Flusher:
@@ -117,9 +145,10 @@ class Flusher:
         t0 = time.monotonic()
         with e.mutex:
             snapshot = e.snapshots.oldest()
+            bottom = nothing_below(imm, e.sv.version)
         counts = {}
         metas = write_tables(MemTableIterator(imm), self.new_builder, snapshot,
-                             False, e.now_ms(), NO_LIMIT, counts, e.merge_op)
+                             bottom, e.now_ms(), NO_LIMIT, counts, e.merge_op)
         numbers = [number_of(m) for m in metas]
         killpoint("flush.after_table_write")
         edit = VersionEdit()

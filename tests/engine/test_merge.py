@@ -263,6 +263,10 @@ def test_flush_partially_merges_where_the_operator_can(tmp_path):
 
     for spec, folds in [("append", True), (NoPartial(), False)]:
         with lsmkv.DB(str(tmp_path / str(folds)), merge_operator=spec) as db:
+            db.put(b"a", b"x")                 # a table below k's range: the flush is not at the
+            db.put(b"z", b"x")                 # bottom (where it would merge fully, flush.py)
+            db.flush()
+            db.compact_range()
             for c in b"abcd":
                 db.merge(b"k", bytes([c]))
             db.flush()
@@ -437,6 +441,10 @@ def test_an_operator_error_in_a_background_compaction_sets_the_background_error(
     db = lsmkv.DB(dbpath, merge_operator=op, level0_file_num_compaction_trigger=2,
                   compaction_worker="process")
     try:
+        db.put(b"a", b"x")                   # a table below: the flushes are not at the bottom
+        db.put(b"z", b"x")
+        db.flush()
+        db.compact_range()
         db.merge(b"bad", b"a")
         db.flush()
         db.merge(b"bad", b"b")
@@ -474,3 +482,33 @@ def test_a_secondary_folds_what_it_follows(tmp_path):
             assert sec.get(b"k") == b"a,b,c,d" and list(sec.items(reverse=True)) == [(b"k", b"a,b,c,d")]
     finally:
         primary.close()
+
+
+def test_a_flush_with_nothing_below_writes_as_the_bottommost_level(tmp_path):
+    """flush.py invariant 4: a memtable whose key range meets no table is written
+    as compaction writes the bottommost level (operands fully merged into a put,
+    deletions every snapshot sees dropped, sequences set to 0); with a table below
+    its range, or a snapshot older than the entries, it is not."""
+    with lsmkv.DB(str(tmp_path / "db"), merge_operator="uint64add") as db:
+        for _ in range(3):
+            db.merge(b"k", (1).to_bytes(8, "little"))
+        db.put(b"d", b"v")
+        db.delete(b"d")
+        db.flush()
+        assert db.get(b"k") == (3).to_bytes(8, "little")
+        assert db.newest_sequence(b"k") == 0 and db.newest_sequence(b"d") is None
+        # the table ([b"k", b"k"]: d is gone) lies below [b"j", b"l"]: a flush there keeps
+        # sequences and deletions
+        db.merge(b"j", (1).to_bytes(8, "little"))
+        db.delete(b"l")
+        seq = db.last_seq
+        db.flush()
+        assert db.newest_sequence(b"j") == seq - 1 and db.newest_sequence(b"l") == seq
+    with lsmkv.DB(str(tmp_path / "snap"), merge_operator="uint64add") as db:
+        snap = db.snapshot()                    # older than every entry: nothing is folded to 0
+        db.merge(b"k", (1).to_bytes(8, "little"))
+        db.delete(b"d")
+        db.flush()
+        assert db.newest_sequence(b"k") == 1 and db.newest_sequence(b"d") == 2
+        assert snap.get(b"k") is None
+        snap.close()
