@@ -58,9 +58,25 @@ cdef int _mg_memtable(MemTable m, const uint8_t* ik, size_t ikn, int64_t now, ui
 cdef int _mg_table(TableReader t, uint64_t h, const uint8_t* ik, size_t ikn, int64_t now, uint64_t cover,
                    list ops, list base) except -1:
     cdef size_t ukn = ikn - TAG_SIZE
+    cdef Py_ssize_t n0 = len(ops)
+    cdef BlockIter bi
+    cdef TableIterator it
     if not t.may_contain(h):
         return MG_MORE
-    cdef TableIterator it = TableIterator(t)
+    # the key's entries: in the one data block a point read reads, almost always
+    # (no TableIterator to build); only if they reach that block's end, read them
+    # again with a TableIterator, which goes on into the next block
+    bi = BlockIter()
+    if not t.seek_in_block(bi, ik, ikn):
+        return MG_MORE                         # past the table's last entry
+    while bi.valid:
+        if bi.key_len != ikn or (ukn and memcmp(bi.key, ik, ukn) != 0):
+            return MG_MORE                     # past the key's entries in this table
+        if _mg_entry(load_u64(bi.key + ukn), bi.val, bi.val_len, now, cover, ops, base) == MG_DONE:
+            return MG_DONE
+        bi.next()
+    del ops[n0:]
+    it = TableIterator(t)
     it.seek(ik, ikn)
     while it.valid and it.key_len == ikn and (ukn == 0 or memcmp(it.key, ik, ukn) == 0):
         if _mg_entry(load_u64(it.key + ukn), it.val, it.val_len, now, cover, ops, base) == MG_DONE:

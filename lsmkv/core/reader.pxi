@@ -432,6 +432,23 @@ cdef class TableReader:
             self.cache.insert(key, b)
         return b
 
+    cdef int seek_in_block(self, BlockIter it, const uint8_t* ikey, size_t ikn) except -1:
+        """Position it at the first entry >= ikey of the data block the index names
+        for ikey, as a point read does: 1 if it is valid there, 0 if ikey is past
+        the table's last entry. One block only: a key's entries may go on in the
+        next block (a TableIterator reads across blocks). A cached index stays
+        pinned by it until the data block replaces it."""
+        cdef uint64_t off, size
+        self.load_index(it)
+        it.seek(ikey, ikn)
+        if not it.valid:
+            return 0
+        if decode_handle(it.val, it.val_len, &off, &size) < 0:
+            raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
+        self.load_into(it, off, size)
+        it.seek(ikey, ikn)
+        return 1 if it.valid else 0
+
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL,
                     bint view=False, uint64_t* seq_out=NULL):
         """The newest entry at or below ikey's sequence for ikey's user key:
@@ -440,18 +457,12 @@ cdef class TableReader:
         entry in this table). The caller checks the bloom filter first. seq_out
         (if given) receives the entry's sequence (range tombstones: Core._lookup)."""
         cdef BlockIter it = BlockIter()
-        cdef uint64_t off, size, tag
+        cdef uint64_t tag
         cdef size_t ukn = ikn - TAG_SIZE
         cdef int kind
-        self.load_index(it)         # a cached index stays pinned by it until the data block replaces it
-        it.seek(ikey, ikn)
-        if not it.valid:
+        if not self.seek_in_block(it, ikey, ikn):
             return None
-        if decode_handle(it.val, it.val_len, &off, &size) < 0:
-            raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
-        self.load_into(it, off, size)
-        it.seek(ikey, ikn)
-        if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ikey, ukn) != 0):
+        if it.key_len != ikn or (ukn and memcmp(it.key, ikey, ukn) != 0):
             return None
         tag = load_u64(it.key + ukn)
         kind = tag & 0xFF
@@ -463,7 +474,7 @@ cdef class TableReader:
             return PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
         if kind == KIND_PUT_TTL:
             if it.val_len < 8:
-                raise CorruptionError(self.path, off, "TTL entry shorter than its expiry")
+                raise CorruptionError(self.path, it.block_offset, "TTL entry shorter than its expiry")
             if <int64_t>load_u64(it.val) <= now:
                 return DELETED
             if expiry != NULL:

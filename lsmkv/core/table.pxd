@@ -73,6 +73,7 @@ cdef class TableReader:
     cdef int _may_contain_cached(self, uint64_t h) except -1
     cdef object _meta_block(self, uint64_t off, uint64_t size, size_t expect, bint is_filter, Pin* p)
     cdef int load_index(self, BlockIter it) except -1
+    cdef int seek_in_block(self, BlockIter it, const uint8_t* ikey, size_t ikn) except -1
     cdef int _warm(self, uint64_t off, bytes data) except -1
     cdef int _load_index_cached(self, BlockIter it) except -1
     cdef bytes read_block(self, uint64_t off, uint64_t size)

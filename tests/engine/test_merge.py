@@ -512,3 +512,22 @@ def test_a_flush_with_nothing_below_writes_as_the_bottommost_level(tmp_path):
         assert db.newest_sequence(b"k") == 1 and db.newest_sequence(b"d") == 2
         assert snap.get(b"k") is None
         snap.close()
+
+
+def test_a_stack_of_operands_across_data_blocks_folds_whole(tmp_path):
+    """A point read takes a key's operands from the one data block the index
+    names; a stack that goes on into the next blocks is read whole all the same
+    (mergeget.pxi: the table iterator after the block's end)."""
+    one = (1).to_bytes(8, "little")
+    with lsmkv.DB(str(tmp_path / "db"), merge_operator="uint64add", block_size=256) as db:
+        db.put(b"a", b"x")
+        db.put(b"z", b"x")
+        snap = db.snapshot()                  # older than the operands: the flush keeps each one
+        db.put(b"k", (1000).to_bytes(8, "little"))
+        for _ in range(300):
+            db.merge(b"k", one)               # 300 entries of ~30 bytes: many 256-byte blocks
+        db.flush()
+        assert db.get(b"k") == (1300).to_bytes(8, "little")
+        assert db.multi_get([b"k", b"a"]) == [(1300).to_bytes(8, "little"), b"x"]
+        assert snap.get(b"k") is None
+        snap.close()
