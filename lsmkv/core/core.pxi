@@ -414,6 +414,8 @@ cdef class Core:
         cdef tuple lv
         cdef bytes b
         cdef uint64_t cover = 0, fseq = 0
+        cdef BlockIter bi
+        cdef Py_ssize_t j
         if self.closed:
             raise self.state.error()
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
@@ -443,28 +445,32 @@ cdef class Core:
                 memcpy(ik, k, kn)
             store_u64(ik + kn, make_tag(seq, KIND_MAX))
             h = bloom_hash(k, kn)
-            for t in sv.l0:
+            bi = BlockIter()               # every probe reads with it; after MERGED it stands on the operand
+            for j in range(len(sv.l0)):
+                t = <TableReader>sv.l0[j]
                 if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq)
+                    r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq, bi)
                     if r is not None:
                         if r is DELETED or (cover and fseq < cover):
                             return None
                         if r is MERGED:
-                            return self._merge_get(sv, k, kn, seq, cover)
+                            return self._merge_get(sv, k, kn, seq, cover, t, bi, j + 1, 0)
                         return r
-            for lv in sv.levels:
+            for j in range(len(sv.levels)):
+                lv = <tuple>sv.levels[j]
                 i = find_table(<list>lv[1], ik, ikn)
                 if i == len(<list>lv[1]):
                     continue
                 b = <bytes>(<list>lv[2])[i]
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
-                r = self._probe(<TableReader>(<tuple>lv[0])[i], h, ik, ikn, &now, expiry, view, &fseq)
+                t = <TableReader>(<tuple>lv[0])[i]
+                r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq, bi)
                 if r is not None:
                     if r is DELETED or (cover and fseq < cover):
                         return None
                     if r is MERGED:
-                        return self._merge_get(sv, k, kn, seq, cover)
+                        return self._merge_get(sv, k, kn, seq, cover, t, bi, len(sv.l0), j + 1)
                     return r
             return None
         finally:
@@ -512,16 +518,20 @@ cdef class Core:
         return rd
 
     cdef object _merge_get(self, SuperVersion sv, const uint8_t* k, size_t kn, uint64_t seq,
-                           uint64_t cover=0):
+                           uint64_t cover=0, TableReader found=None, BlockIter at=None,
+                           Py_ssize_t next_l0=0, Py_ssize_t next_level=0):
         """The value of user key k at seq when its newest visible entry is a merge
         operand (mergeget.pxi): the slow path of a point read, taken only for a key
         with operands on top. cover: the sequence of the newest range tombstone
         covering k at seq (0: none); entries older than it are deleted, so the
-        operands newer than it fold over no base."""
-        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms(), cover)
+        operands newer than it fold over no base. found/at/next_l0/next_level:
+        where the point read met the operand in a table (merge_lookup goes on from
+        there)."""
+        return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms(), cover, found, at,
+                            next_l0, next_level)
 
     cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
-                       int64_t* now, int64_t* expiry, bint view, uint64_t* seq_out):
+                       int64_t* now, int64_t* expiry, bint view, uint64_t* seq_out, BlockIter bi=None):
         """One table's answer for ik (see TableReader.get), after its bloom filter.
         now is read from the clock the first time a table is searched."""
         self.n_bloom_checks += 1
@@ -530,7 +540,7 @@ cdef class Core:
             return None
         if now[0] < 0:
             now[0] = self._now_ms()
-        return t.get(ik, ikn, now[0], expiry, view, seq_out)
+        return t.get(ik, ikn, now[0], expiry, view, seq_out, bi)
 
     cdef int64_t _now_ms(self) except? -1:
         return clock_ms(self.clock)

@@ -57,18 +57,24 @@ cdef int _mg_memtable(MemTable m, const uint8_t* ik, size_t ikn, int64_t now, ui
 
 cdef int _mg_table(TableReader t, uint64_t h, const uint8_t* ik, size_t ikn, int64_t now, uint64_t cover,
                    list ops, list base) except -1:
-    cdef size_t ukn = ikn - TAG_SIZE
-    cdef Py_ssize_t n0 = len(ops)
     cdef BlockIter bi
-    cdef TableIterator it
     if not t.may_contain(h):
         return MG_MORE
-    # the key's entries: in the one data block a point read reads, almost always
-    # (no TableIterator to build); only if they reach that block's end, read them
-    # again with a TableIterator, which goes on into the next block
     bi = BlockIter()
     if not t.seek_in_block(bi, ik, ikn):
         return MG_MORE                         # past the table's last entry
+    return _mg_block(t, bi, ik, ikn, now, cover, ops, base)
+
+
+cdef int _mg_block(TableReader t, BlockIter bi, const uint8_t* ik, size_t ikn, int64_t now,
+                   uint64_t cover, list ops, list base) except -1:
+    """Table t's entries of ik's key from bi on (bi stands at the first entry >=
+    ik in the data block a point read reads). They are in that block almost
+    always (no TableIterator to build); only if they reach the block's end are
+    they read again with a TableIterator, which goes on into the next block."""
+    cdef size_t ukn = ikn - TAG_SIZE
+    cdef Py_ssize_t n0 = len(ops)
+    cdef TableIterator it
     while bi.valid:
         if bi.key_len != ikn or (ukn and memcmp(bi.key, ik, ukn) != 0):
             return MG_MORE                     # past the key's entries in this table
@@ -86,16 +92,22 @@ cdef int _mg_table(TableReader t, uint64_t h, const uint8_t* ik, size_t ikn, int
 
 
 cdef object merge_lookup(SuperVersion sv, MergeOperator op, const uint8_t* k, size_t kn, uint64_t seq,
-                         int64_t now, uint64_t cover=0):
+                         int64_t now, uint64_t cover=0, TableReader found=None, BlockIter at=None,
+                         Py_ssize_t next_l0=0, Py_ssize_t next_level=0):
     """The value of user key k at seq, its newest visible entry being a merge
     operand: the operands, newest first down to the base, folded by op (oldest
-    first). cover: invariant 3. Errors of the operator propagate."""
+    first). cover: invariant 3. Errors of the operator propagate.
+
+    found/at: the point read met the operand in table found, where at stands on
+    it (TableReader.get's `use`): the read goes on from there (the memtables and
+    the tables before found hold no entry of k at seq), then with sv.l0 from
+    index next_l0 and sv.levels from index next_level."""
     cdef list ops = []
     cdef list base = []
     cdef MemTable m
     cdef TableReader t
     cdef tuple lv
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, li
     cdef bytes b
     cdef bytes ikb = PyBytes_FromStringAndSize(NULL, kn + TAG_SIZE)     # (k, seq, KIND_MAX)
     cdef const uint8_t* ik = <const uint8_t*>PyBytes_AS_STRING(ikb)
@@ -107,20 +119,25 @@ cdef object merge_lookup(SuperVersion sv, MergeOperator op, const uint8_t* k, si
     if op is None:
         no_merge_operator(k, kn)
     while True:             # one pass over the sources, left at the first base
-        if _mg_memtable(sv.mem, ik, ikn, now, cover, ops, base) == MG_DONE:
-            break
-        for m in sv.imms:
-            if _mg_memtable(m, ik, ikn, now, cover, ops, base) == MG_DONE:
+        if found is None:
+            if _mg_memtable(sv.mem, ik, ikn, now, cover, ops, base) == MG_DONE:
                 break
+            for m in sv.imms:
+                if _mg_memtable(m, ik, ikn, now, cover, ops, base) == MG_DONE:
+                    break
+        elif _mg_block(found, at, ik, ikn, now, cover, ops, base) == MG_DONE:
+            break
         if base:
             break
         h = bloom_hash(k, kn)
-        for t in sv.l0:
+        for i in range(next_l0, len(sv.l0)):
+            t = <TableReader>sv.l0[i]
             if t.in_range(k, kn) and _mg_table(t, h, ik, ikn, now, cover, ops, base) == MG_DONE:
                 break
         if base:
             break
-        for lv in sv.levels:
+        for li in range(next_level, len(sv.levels)):
+            lv = <tuple>sv.levels[li]
             i = find_table(<list>lv[1], ik, ikn)
             if i == len(<list>lv[1]):
                 continue

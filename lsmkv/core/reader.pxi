@@ -450,13 +450,15 @@ cdef class TableReader:
         return 1 if it.valid else 0
 
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=NULL,
-                    bint view=False, uint64_t* seq_out=NULL):
+                    bint view=False, uint64_t* seq_out=NULL, BlockIter use=None):
         """The newest entry at or below ikey's sequence for ikey's user key:
         bytes (a live value; a ValueView if view), DELETED (a deletion or an
         expired value), MERGED (a merge operand: the caller folds), or None (no
         entry in this table). The caller checks the bloom filter first. seq_out
-        (if given) receives the entry's sequence (range tombstones: Core._lookup)."""
-        cdef BlockIter it = BlockIter()
+        (if given) receives the entry's sequence (range tombstones: Core._lookup).
+        use: the BlockIter to read with (else a new one); after MERGED it stands
+        on the operand, where the caller goes on reading the key's entries."""
+        cdef BlockIter it = BlockIter() if use is None else use
         cdef uint64_t tag
         cdef size_t ukn = ikn - TAG_SIZE
         cdef int kind

@@ -83,7 +83,7 @@ cdef class TableReader:
     cdef int load_into(self, BlockIter it, uint64_t off, uint64_t size, bint release_gil=*) except -1
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p, bint release_gil=*)
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
-                    bint view=*, uint64_t* seq_out=*)
+                    bint view=*, uint64_t* seq_out=*, BlockIter use=*)
     cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1
 
 cdef class TableIterator(InternalIterator):
