@@ -37,7 +37,8 @@ def _check(path):
         assert dict(db.items()) == _want()
         assert db.get(b"k0120") is None and db.get(b"k0255") is None and db.get(b"k0150") == b"back"
     r = subprocess.run([sys.executable, "-m", "lsmkv", path, "verify"], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=lsmkv_import_path()), timeout=60)
+                       env=dict(os.environ, PYTHONPATH=lsmkv_import_path()), timeout=60,
+                       cwd="/")     # not the checkout: `-m` puts the cwd first on sys.path
     assert r.returncode == 0, r.stdout + r.stderr      # the shell's verify passes (key ranges included)
 
 
