@@ -687,9 +687,11 @@ cdef class CoreDB:
         """Internal: the sequence number of key's newest entry of any kind (a put,
         an expired put, a deletion, a merge operand) or of the newest range
         tombstone covering key if newer, or None if the DB holds none (never
-        written, or its deletion was dropped by compaction). Compaction at the bottommost
-        level may report 0 for a version older than every live snapshot
-        (docs/format.md, "Sequence 0").
+        written, or its deletion was dropped by compaction or a flush). Compaction at
+        the bottommost level, and a flush with no table below its key range, may
+        report 0 for a version older than every live snapshot (docs/format.md,
+        "Sequence 0"): compare sequences only while holding a snapshot older than
+        the writes to detect (as transactions do).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())

@@ -207,8 +207,9 @@ def w_hincrby(db, key, field, delta, sync):
         return resp.error(OVERFLOW)
     wb = db.write_batch()
     wb.put(fk, b"%d" % v)
-    if old is None:
-        _put_meta(wb, key, version, count + 1, ttl)
+    # the metadata key is written by every write of a hash, as HSET and HDEL do:
+    # WATCH of a hash watches it (multi.py)
+    _put_meta(wb, key, version, count + (old is None), ttl)
     db.write(wb, sync=sync)
     return resp.integer(v)
 

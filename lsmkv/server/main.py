@@ -130,11 +130,11 @@ class Server:
         mode = conn.reply_mode
         t0 = perf_counter_ns()
         try:
+            r = None
             if self.hashes:
                 r, args = self.check_types(name, args)
-                if r is not None:
-                    return r
-            r = fn(self, conn, args)
+            if r is None:
+                r = fn(self, conn, args)
         except CommandError as e:
             r = resp.error(str(e))
         except Exception as e:

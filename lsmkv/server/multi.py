@@ -56,6 +56,8 @@ def queue(srv, conn, args):
     """Queue one request of a connection in MULTI: +QUEUED, or an error (that
     marks the transaction) when the queue would pass client-query-buffer-limit."""
     m = conn.multi
+    if m.failed:
+        return QUEUED                   # EXEC will abort: nothing more is kept (as Redis)
     cmd = [bytes(x) for x in args]
     m.size += sum(map(len, cmd)) + 16 * len(cmd)
     if m.size > srv.query_buffer_limit:
@@ -101,7 +103,11 @@ def c_watch(srv, conn, a):
         raise CommandError("ERR WATCH inside MULTI is not allowed")
     txn = srv.db.transaction()
     keys = [bytes(k) for k in a[1:]]
-    txn.watch(*keys, *(hashes.meta_key(k) for k in keys))
+    try:
+        txn.watch(*keys, *(hashes.meta_key(k) for k in keys))
+    except BaseException:
+        txn.rollback()                  # its snapshot now, not at garbage collection
+        raise
     if conn.watches is None:
         conn.watches = []
     conn.watches.append(txn)
@@ -154,13 +160,19 @@ def run_exec(srv, conn, cmds, watches):
         proxy = ExecServer(srv, xdb, ExecStore(srv.store, xdb))
         execute = type(srv).execute
         out = [b"*%d\r\n" % len(cmds)]
-        for args in cmds:
-            r = execute(proxy, conn, args)
-            if r.__class__ is list:
-                r = b"".join(bytes(x) for x in r)
-            elif r.__class__ is not bytes:   # QUIT inside MULTI: queued as Redis does, ignored
-                r = resp.OK
-            out.append(r)
+        mode = conn.reply_mode             # every command in the EXEC replies (one array); a
+        conn.reply_mode = 0                # CLIENT REPLY among them takes effect after it
+        try:
+            for args in cmds:
+                r = execute(proxy, conn, args)
+                if r.__class__ is list:
+                    r = b"".join(bytes(x) for x in r)
+                elif r.__class__ is not bytes:   # QUIT inside MULTI: queued as Redis does, ignored
+                    r = resp.OK
+                out.append(r or resp.OK)         # CLIENT REPLY OFF/SKIP's own (empty) reply
+        finally:
+            if conn.reply_mode == 0:
+                conn.reply_mode = mode
         txn.commit()
     finally:
         if txn.ended is None:            # a command or the commit raised

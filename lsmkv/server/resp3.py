@@ -28,6 +28,8 @@ def to_resp3(name, args, r):
     """The RESP3 form of command `name`'s RESP2 reply r (bytes, or a list of pieces)."""
     if r.__class__ is list:
         r = b"".join(bytes(x) for x in r)
+    if not r:
+        return r                        # no reply at all (CLIENT REPLY OFF or SKIP)
     t = r[:1]
     if t in (b"+", b"-", b":"):
         return r

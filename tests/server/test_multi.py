@@ -223,3 +223,59 @@ def test_flushdb_is_one_range_tombstone_and_counts_for_watch(tmp_path):
         assert c.keys("*") == [b"d"]
         c.close()
         c2.close()
+
+
+def test_watch_sees_hincrby_of_an_existing_field(tmp_path):
+    """Every write of a hash writes its metadata key, which WATCH of the hash
+    watches: an HINCRBY of an existing field between WATCH and EXEC aborts it."""
+    with ServerProcess(tmp_path / "db") as s:
+        c1, c2 = client(s), client(s)
+        c1.hset("h", "f", 10)
+        p = c1.pipeline()
+        p.watch("h")
+        assert p.hget("h", "f") == b"10"
+        c2.hincrby("h", "f", 5)
+        p.multi()
+        p.hset("h", "f", 11)
+        with pytest.raises(redis.WatchError):
+            p.execute()
+        assert c1.hget("h", "f") == b"15"
+        c1.close()
+        c2.close()
+
+
+def test_client_reply_inside_multi_and_with_resp3(tmp_path):
+    """CLIENT REPLY inside MULTI: EXEC's array still has an element per command
+    and the mode takes effect after it; with RESP3, CLIENT REPLY OFF silences
+    replies instead of failing the connection; a type-check early reply is RESP3."""
+    with ServerProcess(tmp_path / "db") as s:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        f = sock.makefile("rb")
+        sock.sendall(b"".join(resp.command(*c) for c in
+                              [("MULTI",), ("CLIENT", "REPLY", "OFF"), ("SET", "a", "1"), ("EXEC",),
+                               ("SET", "b", "2"), ("CLIENT", "REPLY", "ON"), ("GET", "b")]))
+        want = [b"+OK\r\n", b"+QUEUED\r\n", b"+QUEUED\r\n", b"*2\r\n+OK\r\n+OK\r\n", b"+OK\r\n",
+                b"$1\r\n2\r\n"]
+        assert [read_reply(f) for _ in want] == want
+        sock.sendall(b"".join(resp.command(*c) for c in
+                              [("HELLO", "3"), ("HSET", "h", "f", "v"), ("SET", "h", "x", "NX"),
+                               ("CLIENT", "REPLY", "OFF"), ("SET", "c", "3"), ("CLIENT", "REPLY", "ON"),
+                               ("GET", "c")]))
+        hello = read_reply(f)
+        assert hello.startswith(b"%7\r\n")
+        assert [read_reply(f) for _ in range(4)] == [b":1\r\n", b"_\r\n", b"+OK\r\n", b"$1\r\n3\r\n"]
+        f.close()
+        sock.close()
+
+
+def read_reply(f):
+    """One RESP2/RESP3 reply from a socket file, as the raw bytes."""
+    line = f.readline()
+    t = line[:1]
+    if t in (b"$", b"="):
+        n = int(line[1:])
+        return line if n < 0 else line + f.read(n + 2)
+    if t in (b"*", b"%", b"~"):
+        n = int(line[1:]) * (2 if t == b"%" else 1)
+        return line + b"".join(read_reply(f) for _ in range(max(n, 0)))
+    return line
