@@ -1,12 +1,22 @@
 """The deterministic operation stream shared by the crash test's writer and checker.
 
 op(i) is a pure function of i: a put, a delete, a range delete (of up to 40
-keys), a sync put, or a 5-key batch (some with a range delete).
-apply(model, i) applies op i to a dict model; run(db, i) applies it to a DB.
+keys), a sync put, a 5-key batch (some with a range delete), a merge (uint64add)
+into one of COUNTERS counters, a batch of merges with a counter's deletion, or a
+range delete over counters. apply(model, i) applies op i to a dict model;
+run(db, i) applies it to a DB, which must be open with MERGE_OPERATOR.
 """
 import random
 
 KEYS = 3000
+COUNTERS = 200
+MERGE_OPERATOR = "uint64add"
+
+
+def _add(old, delta):
+    """uint64add: 8-byte little-endian, wrapping; a missing base is 0."""
+    n = int.from_bytes(old, "little") if old is not None else 0
+    return ((n + delta) % (1 << 64)).to_bytes(8, "little")
 
 
 def op(i):
@@ -20,10 +30,18 @@ def op(i):
     if r < 0.125:
         a = rng.randrange(KEYS)
         return ("range", b"k%05d" % a, b"k%05d" % (a + rng.randrange(1, 40)))
-    if r < 0.25:
+    if r < 0.13:              # counters' operands under a range tombstone: a missing base after
+        a = rng.randrange(COUNTERS)
+        return ("range", b"c%04d" % a, b"c%04d" % (a + rng.randrange(1, 20)))
+    if r < 0.20:
+        return ("merge", b"c%04d" % rng.randrange(COUNTERS), rng.randrange(1, 1 << 20))
+    if r < 0.21:              # merges and a counter's deletion, atomically
+        return ("mbatch", [(b"c%04d" % rng.randrange(COUNTERS), rng.randrange(1, 1 << 20)) for _ in range(4)]
+                + [(b"c%04d" % rng.randrange(COUNTERS), None)])
+    if r < 0.30:
         return ("delete", b"k%05d" % rng.randrange(KEYS))
     val = (b"%d:" % i) + rng.randbytes(20) + b"x" * rng.choice([10, 100, 1000])
-    return ("sync" if r < 0.27 else "put", b"k%05d" % rng.randrange(KEYS), val)
+    return ("sync" if r < 0.32 else "put", b"k%05d" % rng.randrange(KEYS), val)
 
 
 def _delete_range(model, start, stop):
@@ -43,6 +61,14 @@ def apply(model, i):
         _delete_range(model, o[1], o[2])
     elif o[0] == "delete":
         model.pop(o[1], None)
+    elif o[0] == "merge":
+        model[o[1]] = _add(model.get(o[1]), o[2])
+    elif o[0] == "mbatch":
+        for k, d in o[1]:
+            if d is None:
+                model.pop(k, None)
+            else:
+                model[k] = _add(model.get(k), d)
     else:
         model[o[1]] = o[2]
 
@@ -60,5 +86,14 @@ def run(db, i):
         db.delete_range(o[1], o[2])
     elif o[0] == "delete":
         db.delete(o[1])
+    elif o[0] == "merge":
+        db.merge(o[1], o[2].to_bytes(8, "little"))
+    elif o[0] == "mbatch":
+        with db.write_batch() as wb:
+            for k, d in o[1]:
+                if d is None:
+                    wb.delete(k)
+                else:
+                    wb.merge(k, d.to_bytes(8, "little"))
     else:
         db.put(o[1], o[2], sync=(o[0] == "sync"))

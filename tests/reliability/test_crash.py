@@ -5,7 +5,8 @@ start index and prints each index after the call returns (acknowledged). The
 parent kills it with SIGKILL after a random delay, reads every acknowledged
 index, reopens the DB and checks that its whole contents equal the model after
 exactly `acked` ops or `acked + 1` (the one op in flight): nothing acknowledged
-is lost, nothing deleted comes back, no batch is half-applied. The next cycle
+is lost, nothing deleted comes back, no batch is half-applied, no merge operand
+is lost or applied twice (counters are compared whole). The next cycle
 resumes the stream where the recovered state ends. Small buffers make flushes
 (and so WAL switches and SST writes) happen during the kills.
 """
@@ -23,14 +24,15 @@ import crash_workload
 from conftest import lsmkv_import_path
 
 CYCLES = int(os.environ.get("LSMKV_CRASH_CYCLES", "10"))
-OPTS = dict(write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3)
+OPTS = dict(write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3,
+            merge_operator=crash_workload.MERGE_OPERATOR)
 
 WRITER = r"""
 import sys
 sys.path[:0] = [sys.argv[3], sys.argv[4]]
 import lsmkv, crash_workload
 db = lsmkv.DB(sys.argv[1], write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3,
-              wal_mmap=(sys.argv[5] == "1"))
+              wal_mmap=(sys.argv[5] == "1"), merge_operator=crash_workload.MERGE_OPERATOR)
 i = int(sys.argv[2])
 out = sys.stdout
 out.write("open\n"); out.flush()
