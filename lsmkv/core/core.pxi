@@ -414,7 +414,7 @@ cdef class Core:
         cdef tuple lv
         cdef bytes b
         cdef uint64_t cover = 0, fseq = 0
-        cdef BlockIter bi
+        cdef BlockIter bi = None
         cdef Py_ssize_t j
         if self.closed:
             raise self.state.error()
@@ -445,11 +445,15 @@ cdef class Core:
                 memcpy(ik, k, kn)
             store_u64(ik + kn, make_tag(seq, KIND_MAX))
             h = bloom_hash(k, kn)
-            bi = BlockIter()               # every probe reads with it; after MERGED it stands on the operand
+            # made at the first table read (a miss every bloom filter rules out makes none); every
+            # probe reads with it, and after MERGED it stands on the operand
             for j in range(len(sv.l0)):
                 t = <TableReader>sv.l0[j]
-                if t.in_range(k, kn):      # L0 files overlap, but most keys miss most ranges
-                    r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq, bi)
+                # L0 files overlap, but most keys miss most ranges
+                if t.in_range(k, kn) and self._bloom(t, h):
+                    if bi is None:
+                        bi = BlockIter()
+                    r = self._probe(t, ik, ikn, &now, expiry, view, &fseq, bi)
                     if r is not None:
                         if r is DELETED or (cover and fseq < cover):
                             return None
@@ -465,7 +469,11 @@ cdef class Core:
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
                 t = <TableReader>(<tuple>lv[0])[i]
-                r = self._probe(t, h, ik, ikn, &now, expiry, view, &fseq, bi)
+                if not self._bloom(t, h):
+                    continue
+                if bi is None:
+                    bi = BlockIter()
+                r = self._probe(t, ik, ikn, &now, expiry, view, &fseq, bi)
                 if r is not None:
                     if r is DELETED or (cover and fseq < cover):
                         return None
@@ -530,14 +538,19 @@ cdef class Core:
         return merge_lookup(sv, self.merge_op, k, kn, seq, self._now_ms(), cover, found, at,
                             next_l0, next_level)
 
-    cdef object _probe(self, TableReader t, uint64_t h, const uint8_t* ik, size_t ikn,
-                       int64_t* now, int64_t* expiry, bint view, uint64_t* seq_out, BlockIter bi=None):
-        """One table's answer for ik (see TableReader.get), after its bloom filter.
-        now is read from the clock the first time a table is searched."""
+    cdef bint _bloom(self, TableReader t, uint64_t h):
+        """May table t hold the key of hash h (its bloom filter; counted in stats)?"""
         self.n_bloom_checks += 1
-        if not t.may_contain(h):
-            self.n_bloom_useful += 1
-            return None
+        if t.may_contain(h):
+            return True
+        self.n_bloom_useful += 1
+        return False
+
+    cdef object _probe(self, TableReader t, const uint8_t* ik, size_t ikn, int64_t* now,
+                       int64_t* expiry, bint view, uint64_t* seq_out, BlockIter bi):
+        """One table's answer for ik (see TableReader.get), read with bi, after its
+        bloom filter (_bloom). now is read from the clock the first time a table
+        is searched."""
         if now[0] < 0:
             now[0] = self._now_ms()
         return t.get(ik, ikn, now[0], expiry, view, seq_out, bi)

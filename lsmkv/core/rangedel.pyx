@@ -124,35 +124,31 @@ cdef class RangeDelSet:
     def __len__(self):
         return len(self.starts)
 
-    cdef Py_ssize_t find(self, const uint8_t* k, size_t kn) noexcept:
-        """Index of the fragment holding k, or -1."""
+    cdef Py_ssize_t _after(self, const uint8_t* k, size_t kn) noexcept:
+        """Index of the first fragment starting after k (len(starts) if none)."""
         cdef Py_ssize_t lo = 0, hi = len(self.starts), mid
-        while lo < hi:                    # first start > k
+        while lo < hi:
             mid = (lo + hi) >> 1
             if _cmpb(k, kn, <bytes>self.starts[mid]) >= 0:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo == 0:
-            return -1
-        lo -= 1
-        if _cmpb(k, kn, <bytes>self.ends[lo]) >= 0:
-            return -1
         return lo
+
+    cdef Py_ssize_t find(self, const uint8_t* k, size_t kn) noexcept:
+        """Index of the fragment holding k, or -1."""
+        cdef Py_ssize_t i = self._after(k, kn) - 1
+        if i < 0 or _cmpb(k, kn, <bytes>self.ends[i]) >= 0:
+            return -1
+        return i
 
     cdef bint cut_ok_c(self, const uint8_t* k, size_t kn) noexcept:
         """May a compaction start a new output file at user key k? Only if no
         fragment of this set (its base aside) holds k or ends at k: then each
         fragment lies wholly before k or wholly after it, and the earlier file's
         key range (up to a fragment's exclusive end) stays below k."""
-        cdef Py_ssize_t lo = 0, hi = len(self.starts), mid
-        while lo < hi:                    # first start > k
-            mid = (lo + hi) >> 1
-            if _cmpb(k, kn, <bytes>self.starts[mid]) >= 0:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo == 0 or _cmpb(k, kn, <bytes>self.ends[lo - 1]) > 0
+        cdef Py_ssize_t i = self._after(k, kn) - 1
+        return i < 0 or _cmpb(k, kn, <bytes>self.ends[i]) > 0
 
     def cut_ok(self, bytes key):
         return self.cut_ok_c(<const uint8_t*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))

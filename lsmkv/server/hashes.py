@@ -109,6 +109,11 @@ def _check_step(db, key):
         return None, resp.error(str(e))
 
 
+def _meta_or_new(m):
+    """(version, count, ttl) of a hash's metadata m, or of a new hash if m is None."""
+    return (_new_version(), 0, None) if m is None else m
+
+
 # ---------------------------------------------------------------- writes
 
 def c_hset(srv, conn, a):
@@ -129,10 +134,7 @@ def w_hset(db, key, pairs, nx, hmset, sync):
     m, err = _check_step(db, key)
     if err:
         return err
-    if m is None:
-        version, count, ttl = _new_version(), 0, None
-    else:
-        version, count, ttl = m
+    version, count, ttl = _meta_or_new(m)
     p = field_prefix(key, version)
     wb = db.write_batch()
     added = 0
@@ -190,10 +192,7 @@ def w_hincrby(db, key, field, delta, sync):
     m, err = _check_step(db, key)
     if err:
         return err
-    if m is None:
-        version, count, ttl = _new_version(), 0, None
-    else:
-        version, count, ttl = m
+    version, count, ttl = _meta_or_new(m)
     fk = field_prefix(key, version) + field
     old = db.get(fk) if m is not None else None
     cur = 0

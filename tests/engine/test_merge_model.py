@@ -18,6 +18,7 @@ import pytest
 import lsmkv
 from lsmkv import testing
 from conftest import FakeClock
+from model_checks import compact_some, reopen
 
 OPTION_SETS = {
     "tiny-zstd": dict(write_buffer_size=64 * 1024, block_size=256, block_cache_size=64 * 1024,
@@ -196,15 +197,9 @@ def test_merge_matches_model(tmp_path, opts_id, op_name, seed):
             elif r < 0.86:
                 db.flush()
             elif r < 0.88:
-                a, b = sorted([_key(rng), _key(rng)])
-                db.compact_range(rng.choice([None, a]), rng.choice([None, b]))
-                testing.current_version(db).check()
+                compact_some(db, rng, _key)
             elif r < 0.89:
-                for s, _ in snaps:
-                    s.close()
-                snaps.clear()
-                db.close()
-                db = lsmkv.DB(path, **opts)
+                db = reopen(db, snaps, path, opts)
             elif r < 0.93:
                 clock.advance(rng.choice([0.125, 1.0, 3.0]))
             else:
@@ -219,11 +214,7 @@ def test_merge_matches_model(tmp_path, opts_id, op_name, seed):
         for s, frozen in snaps:
             assert dict(s.items()) == live(frozen), "open snapshot after a full compaction"
         testing.current_version(db).check()
-        for s, _ in snaps:
-            s.close()
-        snaps.clear()
-        db.close()
-        db = lsmkv.DB(path, **opts)
+        db = reopen(db, snaps, path, opts)
         assert dict(db.items()) == live(data), "after final reopen"
     finally:
         for s, _ in snaps:

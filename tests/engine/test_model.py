@@ -15,6 +15,7 @@ import pytest
 import lsmkv
 from lsmkv import testing
 from conftest import FakeClock
+from model_checks import compact_some, reopen
 
 OPTION_SETS = {
     "tiny-zstd": dict(write_buffer_size=64 * 1024, block_size=256, block_cache_size=32 * 1024,
@@ -123,15 +124,9 @@ def test_engine_matches_model(tmp_path, opts_id, seed):
             elif r < 0.87:
                 db.flush()
             elif r < 0.88:
-                a, b = sorted([_key(rng), _key(rng)])
-                db.compact_range(rng.choice([None, a]), rng.choice([None, b]))
-                testing.current_version(db).check()
+                compact_some(db, rng, _key)
             elif r < 0.89:
-                for s, _ in snaps:
-                    s.close()
-                snaps.clear()
-                db.close()
-                db = lsmkv.DB(path, **opts)
+                db = reopen(db, snaps, path, opts)
             elif r < 0.92:
                 clock.advance(rng.choice([0.125, 1.0, 3.0]))   # exact in binary: no ms rounding
             else:

@@ -20,6 +20,7 @@ import lsmkv
 from lsmkv import testing
 from lsmkv.core.table import FOOTER_SIZE, FORMAT_VERSION, FORMAT_VERSION_PLAIN
 from conftest import FakeClock
+from model_checks import check_cursor, compact_some, reopen
 
 U = lambda n: n.to_bytes(8, "little")       # noqa: E731  (uint64add operands)
 
@@ -254,35 +255,6 @@ class Model:
         return m
 
 
-def _check_cursor(db_or_snap, live, rng, ctx):
-    srt = sorted(live)
-    with db_or_snap.iterator() as it:
-        for _ in range(3):
-            k = _key(rng)
-            it.seek(k)
-            after = [x for x in srt if x >= k]
-            assert (it.key() if it.valid() else None) == (after[0] if after else None), f"seek {k!r} {ctx}"
-            if it.valid():
-                assert it.value() == live[it.key()], ctx
-                it.prev()
-                before = [x for x in srt if x < k]
-                assert (it.key() if it.valid() else None) == (before[-1] if before else None), f"prev {ctx}"
-                if it.valid():
-                    assert it.value() == live[it.key()], f"prev value {ctx}"
-            it.seek_for_prev(k)
-            upto = [x for x in srt if x <= k]
-            assert (it.key() if it.valid() else None) == (upto[-1] if upto else None), f"sfp {k!r} {ctx}"
-            if it.valid():
-                assert it.value() == live[it.key()], f"sfp value {ctx}"
-                it.next()
-                nxt = [x for x in srt if x > k]
-                assert (it.key() if it.valid() else None) == (nxt[0] if nxt else None), f"next {ctx}"
-                if it.valid():
-                    assert it.value() == live[it.key()], f"next value {ctx}"
-        it.seek_to_last()
-        assert (it.key() if it.valid() else None) == (srt[-1] if srt else None), ctx
-
-
 @pytest.mark.parametrize("op_id", list(OPERATORS))
 @pytest.mark.parametrize("opts_id", list(OPTION_SETS))
 @pytest.mark.parametrize("seed", SEEDS)
@@ -364,7 +336,7 @@ def test_range_deletes_and_merges_match_model(tmp_path, opts_id, op_id, seed):
                 got = list(db.items(lo, hi, reverse=reverse))
                 assert got == (want[::-1] if reverse else want), f"items {lo!r}..{hi!r} rev={reverse} {ctx}"
             elif r < 0.74:
-                _check_cursor(db, model.live(clock()), rng, ctx)
+                check_cursor(db, model.live(clock()), rng, _key, ctx)
             elif r < 0.76:
                 snaps.append((db.snapshot(), model.copy()))
             elif r < 0.79 and snaps:
@@ -377,20 +349,14 @@ def test_range_deletes_and_merges_match_model(tmp_path, opts_id, op_id, seed):
                 assert snap.get(k) == want.get(k), f"snapshot get {ctx}"
                 ks = [_key(rng) for _ in range(6)]
                 assert snap.multi_get(ks) == [want.get(x) for x in ks], f"snapshot multi_get {ctx}"
-                _check_cursor(snap, want, rng, ctx)
+                check_cursor(snap, want, rng, _key, ctx)
                 snap.close()
             elif r < 0.83:
                 db.flush()
             elif r < 0.85:
-                a, b = sorted([_key(rng), _key(rng)])
-                db.compact_range(rng.choice([None, a]), rng.choice([None, b]))
-                testing.current_version(db).check()
+                compact_some(db, rng, _key)
             elif r < 0.86:
-                for s, _ in snaps:
-                    s.close()
-                snaps.clear()
-                db.close()
-                db = lsmkv.DB(path, **opts)
+                db = reopen(db, snaps, path, opts)
             elif r < 0.89:
                 clock.advance(rng.choice([0.125, 1.0, 3.0]))
             else:

@@ -14,6 +14,7 @@ import pytest
 import lsmkv
 from lsmkv import testing
 from conftest import FakeClock
+from model_checks import check_cursor, compact_some, reopen
 
 OPTION_SETS = {
     "tiny-zstd": dict(write_buffer_size=64 * 1024, block_size=256, block_cache_size=32 * 1024,
@@ -60,30 +61,6 @@ def _live(data, now):
 def _delete_range(data, a, b):
     for k in [k for k in data if a <= k < b]:
         del data[k]
-
-
-def _check_cursor(db_or_snap, live, rng, ctx):
-    srt = sorted(live)
-    with db_or_snap.iterator() as it:
-        for _ in range(3):
-            k = _key(rng)
-            it.seek(k)
-            after = [x for x in srt if x >= k]
-            assert (it.key() if it.valid() else None) == (after[0] if after else None), f"seek {k!r} {ctx}"
-            if it.valid():
-                assert it.value() == live[it.key()], ctx
-                it.prev()
-                before = [x for x in srt if x < k]
-                assert (it.key() if it.valid() else None) == (before[-1] if before else None), f"prev {ctx}"
-            it.seek_for_prev(k)
-            upto = [x for x in srt if x <= k]
-            assert (it.key() if it.valid() else None) == (upto[-1] if upto else None), f"sfp {k!r} {ctx}"
-            if it.valid():
-                it.next()
-                nxt = [x for x in srt if x > k]
-                assert (it.key() if it.valid() else None) == (nxt[0] if nxt else None), f"next {ctx}"
-        it.seek_to_last()
-        assert (it.key() if it.valid() else None) == (srt[-1] if srt else None), ctx
 
 
 @pytest.mark.parametrize("opts_id", list(OPTION_SETS))
@@ -145,7 +122,7 @@ def test_range_deletes_match_model(tmp_path, opts_id, seed):
                 got = list(db.items(lo, hi, reverse=reverse))
                 assert got == (want[::-1] if reverse else want), f"items {lo!r}..{hi!r} rev={reverse} {ctx}"
             elif r < 0.76:
-                _check_cursor(db, _live(data, clock()), rng, ctx)
+                check_cursor(db, _live(data, clock()), rng, _key, ctx)
             elif r < 0.78:
                 snaps.append((db.snapshot(), dict(data)))
             elif r < 0.81 and snaps:
@@ -155,20 +132,14 @@ def test_range_deletes_match_model(tmp_path, opts_id, seed):
                 assert list(snap.keys(reverse=True)) == sorted(want, reverse=True), f"snapshot reverse {ctx}"
                 k = _key(rng)
                 assert snap.get(k) == want.get(k), f"snapshot get {ctx}"
-                _check_cursor(snap, want, rng, ctx)
+                check_cursor(snap, want, rng, _key, ctx)
                 snap.close()
             elif r < 0.84:
                 db.flush()
             elif r < 0.86:
-                a, b = sorted([_key(rng), _key(rng)])
-                db.compact_range(rng.choice([None, a]), rng.choice([None, b]))
-                testing.current_version(db).check()
+                compact_some(db, rng, _key)
             elif r < 0.87:
-                for s, _ in snaps:
-                    s.close()
-                snaps.clear()
-                db.close()
-                db = lsmkv.DB(path, **opts)
+                db = reopen(db, snaps, path, opts)
             elif r < 0.90:
                 clock.advance(rng.choice([0.125, 1.0, 3.0]))
             else:
