@@ -2,7 +2,11 @@
 
 Operations: put (some with TTL), delete, write batches, get, forward and reverse
 range scans, snapshots (checked later against the model state they were taken
-at), flush, compact_range, close/reopen and clock advances. Several option sets
+at), optimistic transactions (their reads checked against the snapshot they
+began at with their own writes laid over it; a write by someone else to a key
+they track, possibly flushed before the commit, must make the commit raise
+ConflictError and apply nothing; otherwise the commit applies them all),
+flush, compact_range, close/reopen and clock advances. Several option sets
 make flushes, block splits and file switches frequent. A failure prints the
 seed and option set; replay one with
     LSMKV_MODEL_SEED=<seed> pytest tests/engine/test_model.py -k <options-id>
@@ -62,6 +66,70 @@ def _key(rng):
 def _value(rng):
     n = rng.choice([0, 1, 10, 100, 100, 100, 400, 3000])
     return rng.randbytes(n // 2) + b"v" * (n - n // 2)
+
+
+def _transaction(db, model, rng, ctx):
+    """One transaction against the model: reads checked against its view (the
+    live state at begin, its own writes over it), perhaps a write by someone
+    else (a conflict iff the transaction tracks that key) and a flush before the
+    end, then commit, a rollback or the expected ConflictError."""
+    begin = model.live()
+    own = {}                 # key -> (value, expiry) or None: the transaction's writes
+    tracked = set()          # written or read with get_for_update: validated at commit
+
+    def view():
+        v = dict(begin)
+        for k, ve in own.items():
+            if ve is None:
+                v.pop(k, None)
+            else:
+                v[k] = ve[0]
+        return v
+
+    txn = db.transaction()
+    outside = None
+    for _ in range(rng.randrange(1, 12)):
+        r = rng.random()
+        k = _key(rng)
+        if r < 0.3:
+            v, ttl = _value(rng), rng.choice([None, None, None, 5.0])
+            txn.put(k, v, ttl=ttl)
+            own[k] = (v, None if ttl is None else model.clock() + ttl)
+            tracked.add(k)
+        elif r < 0.4:
+            txn.delete(k)
+            own[k] = None
+            tracked.add(k)
+        elif r < 0.6:
+            assert txn.get(k) == view().get(k), f"txn get {k!r} {ctx}"
+        elif r < 0.75:
+            assert txn.get_for_update(k) == view().get(k), f"txn get_for_update {k!r} {ctx}"
+            tracked.add(k)
+        elif r < 0.8:
+            want = sorted(view().items())
+            assert list(txn.items()) == want, f"txn items {ctx}"
+        elif r < 0.85 and outside is None:
+            # someone else writes (a tracked key half the time); the transaction still reads its snapshot
+            outside = rng.choice(sorted(tracked)) if tracked and rng.random() < 0.5 else _key(rng)
+            v = _value(rng)
+            db.put(outside, v)
+            model.data[outside] = (v, None)
+            assert txn.get(outside) == view().get(outside), f"txn repeatable read {outside!r} {ctx}"
+        elif r < 0.9:
+            db.flush()
+    if rng.random() < 0.15:
+        txn.rollback()
+        return
+    if outside is not None and outside in tracked:
+        with pytest.raises(lsmkv.ConflictError):
+            txn.commit()
+        return
+    txn.commit()
+    for k, ve in own.items():
+        if ve is None:
+            model.data.pop(k, None)
+        else:
+            model.data[k] = ve
 
 
 @pytest.mark.parametrize("opts_id", list(OPTION_SETS))
@@ -127,6 +195,8 @@ def test_engine_matches_model(tmp_path, opts_id, seed):
                 compact_some(db, rng, _key)
             elif r < 0.89:
                 db = reopen(db, snaps, path, opts)
+            elif r < 0.905:
+                _transaction(db, model, rng, ctx)
             elif r < 0.92:
                 clock.advance(rng.choice([0.125, 1.0, 3.0]))   # exact in binary: no ms rounding
             else:

@@ -2,14 +2,17 @@
 
 op(i) is a pure function of i: a put, a delete, a range delete (of up to 40
 keys), a sync put, a 5-key batch (some with a range delete), a merge (uint64add)
-into one of COUNTERS counters, a batch of merges with a counter's deletion, or a
-range delete over counters. apply(model, i) applies op i to a dict model;
+into one of COUNTERS counters, a batch of merges with a counter's deletion, a
+range delete over counters, or a transaction moving an amount between two of
+ACCOUNTS accounts (read with get_for_update, both written at commit: the
+accounts' sum stays 0 in every state a reopen may show). apply(model, i) applies op i to a dict model;
 run(db, i) applies it to a DB, which must be open with MERGE_OPERATOR.
 """
 import random
 
 KEYS = 3000
 COUNTERS = 200
+ACCOUNTS = 50
 MERGE_OPERATOR = "uint64add"
 
 
@@ -40,8 +43,21 @@ def op(i):
                 + [(b"c%04d" % rng.randrange(COUNTERS), None)])
     if r < 0.30:
         return ("delete", b"k%05d" % rng.randrange(KEYS))
+    if r < 0.33:
+        a, b = rng.sample(range(ACCOUNTS), 2)
+        return ("txn", b"a%03d" % a, b"a%03d" % b, rng.randrange(1, 1000))
     val = (b"%d:" % i) + rng.randbytes(20) + b"x" * rng.choice([10, 100, 1000])
-    return ("sync" if r < 0.32 else "put", b"k%05d" % rng.randrange(KEYS), val)
+    return ("sync" if r < 0.35 else "put", b"k%05d" % rng.randrange(KEYS), val)
+
+
+def _moved(src, dst, amount):
+    """The two accounts' new values (decimal ASCII; a missing account is 0)."""
+    return (b"%d" % (int(src or b"0") - amount), b"%d" % (int(dst or b"0") + amount))
+
+
+def accounts_sum(state):
+    """The sum of the accounts in a dict of the DB's contents (0 in every state)."""
+    return sum(int(v) for k, v in state.items() if k.startswith(b"a") and len(k) == 4)
 
 
 def _delete_range(model, start, stop):
@@ -61,6 +77,8 @@ def apply(model, i):
         _delete_range(model, o[1], o[2])
     elif o[0] == "delete":
         model.pop(o[1], None)
+    elif o[0] == "txn":
+        model[o[1]], model[o[2]] = _moved(model.get(o[1]), model.get(o[2]), o[3])
     elif o[0] == "merge":
         model[o[1]] = _add(model.get(o[1]), o[2])
     elif o[0] == "mbatch":
@@ -86,6 +104,11 @@ def run(db, i):
         db.delete_range(o[1], o[2])
     elif o[0] == "delete":
         db.delete(o[1])
+    elif o[0] == "txn":
+        with db.transaction() as txn:
+            src, dst = _moved(txn.get_for_update(o[1]), txn.get_for_update(o[2]), o[3])
+            txn.put(o[1], src)
+            txn.put(o[2], dst)
     elif o[0] == "merge":
         db.merge(o[1], o[2].to_bytes(8, "little"))
     elif o[0] == "mbatch":

@@ -5,8 +5,9 @@ start index and prints each index after the call returns (acknowledged). The
 parent kills it with SIGKILL after a random delay, reads every acknowledged
 index, reopens the DB and checks that its whole contents equal the model after
 exactly `acked` ops or `acked + 1` (the one op in flight): nothing acknowledged
-is lost, nothing deleted comes back, no batch is half-applied, no merge operand
-is lost or applied twice (counters are compared whole). The next cycle
+is lost, nothing deleted comes back, no batch or transaction is half-applied
+(the accounts' sum stays 0), no merge operand is lost or applied twice
+(counters are compared whole). The next cycle
 resumes the stream where the recovered state ends. Small buffers make flushes
 (and so WAL switches and SST writes) happen during the kills.
 """
@@ -72,6 +73,7 @@ def test_sigkill_writer_loses_nothing_acknowledged(tmp_path, wal_mmap):
             crash_workload.apply(model, i)
         with lsmkv.DB(path, **OPTS) as db:
             got = dict(db.items())
+            assert crash_workload.accounts_sum(got) == 0, f"cycle {cycle}: a transfer was half-applied"
             if got != model:
                 nxt = dict(model)
                 crash_workload.apply(nxt, acked)   # the op in flight may have landed
