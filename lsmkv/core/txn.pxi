@@ -496,12 +496,17 @@ cdef class Transaction:
         if self.batch is None and self.tracked is None:     # nothing to write or check
             self.finish("committed")
             return 0
+        how = "failed"            # the write raised: it may or may not be in the log (as any failed write)
         try:
             self.core._write_batch(_NO_WRITES if self.batch is None else self.batch, self.sync,
                                    _NO_KEYS if self.tracked is None else self.tracked,
                                    self.begin_sequence)
+            how = "committed"
+        except ConflictError:
+            how = "conflicted"    # nothing was written
+            raise
         finally:
-            self.finish("committed")
+            self.finish(how)
         return 0
 
     cdef int rollback_c(self) except -1:
@@ -552,8 +557,10 @@ cdef class Transaction:
 
     @property
     def ended(self):
-        """None while the transaction is open; then "committed" or "rolled back"
-        (a commit that raised ConflictError counts as committed: it is over).
+        """None while the transaction is open; then how it ended: "committed",
+        "rolled back", "conflicted" (commit raised ConflictError: nothing was
+        written) or "failed" (commit raised another error, as a write can: an
+        I/O error, the DB closed).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())

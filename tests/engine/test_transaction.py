@@ -121,8 +121,8 @@ def test_write_write_conflict_applies_nothing(db, how, where):
     assert ei.value.key == b"k" and isinstance(ei.value, lsmkv.LsmkvError)
     assert "nothing was applied" in str(ei.value)
     assert db.get(b"mine") is None and db.get(b"pad00") == b"p" and db.get(b"k") == after
-    assert txn.ended == "committed" and db.stats()["snapshots"] == 0
-    with pytest.raises(lsmkv.ClosedError):
+    assert txn.ended == "conflicted" and db.stats()["snapshots"] == 0
+    with pytest.raises(lsmkv.ClosedError, match="conflicted"):
         txn.get(b"k")
 
 
@@ -648,3 +648,40 @@ def test_a_killed_child_never_leaves_half_a_commit(dbpath):
             assert count >= last
             last = count
     assert last > 0, "the child committed nothing before it was killed"
+
+
+def test_a_commit_that_raises_says_how_the_transaction_ended(dbpath):
+    class Exploding(lsmkv.MergeOperator):
+        def __init__(self):
+            self.name = "exploding"
+            self.armed = False
+
+        def full_merge(self, key, existing, operands):
+            if self.armed:
+                raise RuntimeError("operator exploded")
+            return b"".join(operands)
+
+    op = Exploding()
+    db = lsmkv.DB(dbpath, merge_operator=op)
+    try:
+        db.put(b"x", b"base")
+        db.merge(b"x", b"+1")
+        conflicted = db.transaction()
+        conflicted.put(b"a", b"1")
+        failed = db.transaction()
+        failed.put(b"b", b"2")
+        db.put(b"a", b"other")
+        with pytest.raises(lsmkv.ConflictError):
+            conflicted.commit()
+        assert conflicted.ended == "conflicted"
+        op.armed = True
+        with pytest.raises(lsmkv.BackgroundError):
+            db.flush()                       # the DB refuses writes from now on
+        with pytest.raises(lsmkv.BackgroundError):
+            failed.commit()
+        assert failed.ended == "failed" and db.get(b"b") is None
+        with pytest.raises(lsmkv.ClosedError, match="failed"):
+            failed.put(b"c", b"3")
+        assert db.stats()["snapshots"] == 0
+    finally:
+        db.close()
