@@ -9,8 +9,10 @@ the state the driver expects (docs/reliability.md).
 
 The writer (a child process, `crashtest.py --child ...`) applies a
 deterministic stream of operations, op(seed, i): puts, sync puts, deletes,
-puts with a long TTL, write batches (some synced) mixing all three, and now
-and then db.flush() or db.compact_range(); the options are tiny (64 KiB
+puts with a long TTL, range deletes, merges (uint64add) into counters, write
+batches (some synced) mixing them, transactions moving an amount between two
+accounts (get_for_update of both, two puts, one commit), and now and then
+db.flush() or db.compact_range(); the options are tiny (64 KiB
 memtables, L0 compaction at 2 files, 256 KiB L1) so background flushes and
 compactions run all the time. After each call returns, it appends the op's
 index to an "acked" file with one write(2) (a SIGKILL cannot lose or tear it).
@@ -23,7 +25,8 @@ itself there (the driver SIGKILLs it at a deadline if the point is not
 reached). Then the driver opens the DB itself and checks that its whole
 contents equal the model after exactly `acked` ops, or after `acked + 1` (the
 one op in flight when the kill came): nothing acknowledged is lost, nothing
-deleted comes back, no batch is half-applied, and every key with a TTL still
+deleted comes back, no batch or transaction is half-applied, no merge operand
+is lost or applied twice (counters compare whole), and every key with a TTL still
 has one (and every key without has none). Any difference, a failure to open,
 or a writer that dies any other way is a violation: the summary lists it and
 the exit status is 1.
@@ -43,6 +46,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 KEYS = 2000
+COUNTERS = 100                        # c0000..: merged into (uint64add), never given a TTL
+ACCOUNTS = 40                         # a000..: moved between by transactions, sum 0
+MERGE_OPERATOR = "uint64add"
 TTL_SECONDS = 30 * 24 * 3600          # long: nothing expires during a run
 FLUSH_EVERY, COMPACT_EVERY = 509, 1999
 
@@ -50,7 +56,7 @@ FLUSH_EVERY, COMPACT_EVERY = 509, 1999
 OPTIONS = dict(write_buffer_size=64 * 1024, max_write_buffer_number=3, block_size=1024,
                target_file_size_base=64 * 1024, level0_file_num_compaction_trigger=2,
                max_bytes_for_level_base=256 * 1024, max_bytes_for_level_multiplier=4,
-               block_cache_size=256 * 1024)
+               block_cache_size=256 * 1024, merge_operator=MERGE_OPERATOR)
 
 # default probabilities: frequent points fire after a few occurrences, the
 # open-time points (write_snapshot runs once per open) at once
@@ -67,6 +73,21 @@ def _key(n):
     return b"k%05d" % n
 
 
+def _counter(rng):
+    return b"c%04d" % rng.randrange(COUNTERS)
+
+
+def _add(old, delta):
+    """uint64add: 8-byte little-endian, wrapping; a missing base is 0."""
+    n = int.from_bytes(old, "little") if old is not None else 0
+    return ((n + delta) % (1 << 64)).to_bytes(8, "little")
+
+
+def _moved(src, dst, amount):
+    """Two accounts' new values (decimal ASCII; a missing account is 0)."""
+    return b"%d" % (int(src or b"0") - amount), b"%d" % (int(dst or b"0") + amount)
+
+
 def _value(rng, i, tag):
     n = rng.choice([8, 60, 400, 1500])
     return b"%d:%s:" % (i, tag) + rng.randbytes(n // 2) + b"v" * (n - n // 2)   # compresses to ~1/2
@@ -76,7 +97,10 @@ def op(seed, i):
     """Op i of the stream for `seed` (a pure function). Forms:
     ("put", key, value, ttl, sync) with ttl None or TTL_SECONDS; ("delete", key, sync);
     ("range", start, stop, sync) (db.delete_range: up to 40 keys);
-    ("batch", [("put", key, value, ttl) | ("delete", key) | ("range", start, stop)], sync);
+    ("merge", counter, delta, sync) (db.merge: uint64add of delta);
+    ("txn", account, account, amount, sync) (a transfer in one transaction);
+    ("batch", [("put", key, value, ttl) | ("delete", key) | ("range", start, stop)
+               | ("merge", counter, delta)], sync);
     ("flush",); ("compact",)."""
     if i % COMPACT_EVERY == COMPACT_EVERY - 1:
         return ("compact",)
@@ -92,19 +116,26 @@ def op(seed, i):
             if s < 0.03:
                 a = rng.randrange(KEYS)
                 ops.append(("range", _key(a), _key(a + rng.randint(1, 40))))
+            elif s < 0.10:
+                ops.append(("merge", _counter(rng), rng.randrange(1, 1 << 20)))
             elif s < 0.25:
                 ops.append(("delete", k))
             else:
                 ops.append(("put", k, _value(rng, i, b"b%d" % j), TTL_SECONDS if s < 0.4 else None))
         return ("batch", ops, rng.random() < 0.2)
+    if r < 0.16:
+        return ("merge", _counter(rng), rng.randrange(1, 1 << 20), rng.random() < 0.05)
+    if r < 0.19:
+        a, b = rng.sample(range(ACCOUNTS), 2)
+        return ("txn", b"a%03d" % a, b"a%03d" % b, rng.randrange(1, 1000), rng.random() < 0.1)
     k = _key(rng.randrange(KEYS))
-    if r < 0.115:
+    if r < 0.205:
         return ("range", k, _key(int(k[1:]) + rng.randint(1, 40)), rng.random() < 0.05)
-    if r < 0.25:
+    if r < 0.30:
         return ("delete", k, rng.random() < 0.05)
-    if r < 0.33:
+    if r < 0.37:
         return ("put", k, _value(rng, i, b"t"), TTL_SECONDS, rng.random() < 0.05)
-    return ("put", k, _value(rng, i, b"p"), None, r < 0.36)
+    return ("put", k, _value(rng, i, b"p"), None, r < 0.40)
 
 
 def apply(model, seed, i):
@@ -116,14 +147,25 @@ def apply(model, seed, i):
         model.pop(o[1], None)
     elif o[0] == "range":
         _delete_range(model, o[1], o[2])
+    elif o[0] == "merge":
+        _merge(model, o[1], o[2])
+    elif o[0] == "txn":
+        src, dst = _moved(model.get(o[1], (None,))[0], model.get(o[2], (None,))[0], o[3])
+        model[o[1]], model[o[2]] = (src, False), (dst, False)
     elif o[0] == "batch":
         for b in o[1]:
             if b[0] == "put":
                 model[b[1]] = (b[2], b[3] is not None)
             elif b[0] == "range":
                 _delete_range(model, b[1], b[2])
+            elif b[0] == "merge":
+                _merge(model, b[1], b[2])
             else:
                 model.pop(b[1], None)
+
+
+def _merge(model, key, delta):
+    model[key] = (_add(model.get(key, (None,))[0], delta), False)
 
 
 def _delete_range(model, start, stop):
@@ -140,6 +182,13 @@ def run_op(db, seed, i):
         db.delete(o[1], sync=o[2])
     elif kind == "range":
         db.delete_range(o[1], o[2], sync=o[3])
+    elif kind == "merge":
+        db.merge(o[1], o[2].to_bytes(8, "little"), sync=o[3])
+    elif kind == "txn":
+        with db.transaction(sync=o[4]) as txn:
+            src, dst = _moved(txn.get_for_update(o[1]), txn.get_for_update(o[2]), o[3])
+            txn.put(o[1], src)
+            txn.put(o[2], dst)
     elif kind == "batch":
         with db.write_batch(sync=o[2]) as wb:
             for b in o[1]:
@@ -147,6 +196,8 @@ def run_op(db, seed, i):
                     wb.put(b[1], b[2], ttl=b[3])
                 elif b[0] == "range":
                     wb.delete_range(b[1], b[2])
+                elif b[0] == "merge":
+                    wb.merge(b[1], b[2].to_bytes(8, "little"))
                 else:
                     wb.delete(b[1])
     elif kind == "flush":

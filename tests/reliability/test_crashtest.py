@@ -74,8 +74,8 @@ def test_armed_kill_point_kills_the_process(tmp_path):
 def test_checker_detects_a_lost_write(tmp_path):
     """The oracle is not vacuous: a missing key, a resurrected key, a lost TTL are caught."""
     model = {}
-    with lsmkv.DB(str(tmp_path / "db")) as db:
-        for i in range(200):
+    with lsmkv.DB(str(tmp_path / "db"), merge_operator=crashtest.MERGE_OPERATOR) as db:
+        for i in range(300):
             crashtest.run_op(db, 3, i)
             crashtest.apply(model, 3, i)
         assert crashtest.check(db, model, "ok") is None
