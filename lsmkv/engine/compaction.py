@@ -2,7 +2,8 @@
 
 pick_auto() chooses the background compactions (leveled, as LevelDB and RocksDB:
 scores per level, round-robin file choice, then garbage-driven compactions of
-files with expired TTL data or mostly deletions); pick_range() the inputs of a
+files with expired TTL data, mostly deletions, or range tombstones over more
+data below them than they weigh); pick_range() the inputs of a
 manual compaction (DB.compact_range); conflicts() whether a pick clashes with a
 running compaction. The scheduler and the merge runner are in
 lsmkv.engine.scheduler.
@@ -124,12 +125,50 @@ def _with_next_level(version, level, files):
     return inputs
 
 
-def _garbage_heavy(f, now_ms, oldest_snapshot):
+def _garbage_heavy(f, now_ms, oldest_snapshot, covered=None):
     """A file worth rewriting for its garbage alone: some of its TTL data has expired,
-    or half its entries are deletions that no snapshot still needs."""
+    half its entries are deletions that no snapshot still needs, or its range
+    tombstones cover more bytes of the data below it than the file itself holds
+    (covered: file number -> those bytes, from tombstone_coverage())."""
     if f.min_expiry and f.min_expiry <= now_ms:
         return True
+    if covered and covered.get(f.number, 0) >= max(f.file_size, 1):
+        return True
     return f.num_entries and 2 * f.num_deletions >= f.num_entries and f.largest_seq <= oldest_snapshot
+
+
+def tombstone_coverage(version, level, f, tombstones, offset):
+    """Bytes of table data that f's range tombstones delete in the tables under it
+    (deeper levels; at level 0 also the level-0 files older than f), estimated from
+    index blocks as approximate_size is. tombstones: f's fragments [(start, end,
+    seq)] that every snapshot sees; offset(g, key): table g's approximate_offset.
+    A flush or compaction that leaves a range deletion in a table over data below
+    it would otherwise leave that data on disk until writes make the levels full
+    (a large delete_range, the server's FLUSHDB): this is what lets pick_auto
+    collect it, as RocksDB counts the bytes under range tombstones in a file's
+    compensated size."""
+    if not tombstones:
+        return 0
+    spans = []                                  # the fragments' union, sorted, disjoint
+    for s, e, _ in sorted(tombstones):
+        if spans and s <= spans[-1][1]:
+            if e > spans[-1][1]:
+                spans[-1][1] = e
+        else:
+            spans.append([s, e])
+    oldest = min(q for _, _, q in tombstones)
+    under = [g for g in version.levels[0] if g.largest_seq < oldest] if level == 0 else []
+    for lv in range(level + 1, NUM_LEVELS):
+        under.extend(version.levels[lv])
+    total = 0
+    for g in under:
+        for s, e in spans:
+            if s > g.largest_user_key or e <= g.smallest_user_key:
+                continue
+            lo = 0 if s <= g.smallest_user_key else offset(g, s)
+            hi = g.file_size if e > g.largest_user_key else offset(g, e)
+            total += max(0, hi - lo)
+    return total
 
 
 class Pick:
@@ -176,16 +215,19 @@ def conflicts(inputs, output_level, running):
     return False
 
 
-def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=()):
+def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=(), covered=None):
     """The next background compaction that does not conflict with a running one
     (`running`: Running entries), or None.
 
     1. By level score, highest first, among scores >= 1: all of L0 into L1; or,
        for L1..L5, the first file from that level's compaction pointer on (round
        robin, as LevelDB does) with the files of the next level it overlaps.
-    2. Else a file holding expired TTL data or mostly deletions ("garbage"): it is
-       merged down a level (or rewritten in place at the last level), so expired
-       data leaves the disk even when nobody writes.
+    2. Else a file holding expired TTL data, mostly deletions, or range
+       tombstones over more data below than it holds (covered: file number ->
+       bytes, tombstone_coverage()) ("garbage"): it is merged down a level (or
+       rewritten in place at the last level), so expired and deleted data leaves
+       the disk even when nobody writes. A range tombstone moves down one level
+       per such compaction, and is dropped at the bottommost level.
     With nothing running this is exactly the highest-scoring level's compaction.
     """
     scores = level_scores(version, options)
@@ -206,7 +248,7 @@ def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=()):
                 return Pick(inputs, best + 1, f"level{best}-size")
     for level, files in enumerate(version.levels):
         for f in files:
-            if not _garbage_heavy(f, now_ms, oldest_snapshot):
+            if not _garbage_heavy(f, now_ms, oldest_snapshot, covered):
                 continue
             if level == 0:
                 pick = Pick(_with_next_level(version, 0, version.levels[0]), 1, "garbage")

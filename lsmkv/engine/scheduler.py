@@ -14,7 +14,7 @@ Thread safety: with max_background_jobs = N, N - 1 compaction jobs may merge
 at once (fewer if the pool's compact lane has fewer threads). A background compaction is picked and registered in `running` under
 `lock` and the engine mutex, then runs without either; a manual compaction holds
 `lock` throughout and first waits until none is running. `running`, `pointers`,
-`garbage_checked_version`, `next_expiry` and `worker_jobs` are guarded by the
+`garbage_checked_version`, `next_expiry`, `held_until` and `worker_jobs` are guarded by the
 engine mutex; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
 mutex.
 
@@ -33,7 +33,8 @@ from contextlib import contextmanager
 
 from lsmkv.engine import background, filenames
 from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_compression_level,
-                                     output_dict_bytes, pick_auto, pick_range)
+                                     output_dict_bytes, pick_auto, pick_range,
+                                     tombstone_coverage)
 from lsmkv.engine.version import FileMeta, VersionEdit
 from lsmkv.engine.worker import (WorkerUnavailable, interpreter_problem, make_job,
                                  numbers_needed, run_job, runs_in_process)
@@ -52,6 +53,7 @@ class Compactions:
         self.pointers = {}                    # level -> largest user key of its last compaction
         self.garbage_checked_version = None
         self.next_expiry = 0
+        self.held_until = 0
         self.worker_jobs = 0                  # jobs this engine ran in a worker process
         # -- one reference assignment: why compactions run in-process although
         #    compaction_worker='process' (None: they do not)
@@ -61,16 +63,50 @@ class Compactions:
 
     def garbage_check_due(self):
         """Should a compaction thread look for garbage-heavy files (mutex held)?
-        Yes after a version change, and when the clock passes the earliest expiry."""
+        Yes after a version change, when the clock passes the earliest expiry, and
+        when the snapshots that held deletions back are released."""
         e = self.engine
         if e.versions.current is not self.garbage_checked_version:
             return True
+        if self.held_until and e.snapshots.oldest() >= self.held_until:
+            return True
         return bool(self.next_expiry) and e.now_ms() >= self.next_expiry
 
-    def garbage_checked(self, version):
+    def garbage_checked(self, version, oldest):
+        """Nothing was due in version with oldest the oldest snapshot (mutex held):
+        note when to look again (next_expiry; held_until, the smallest sequence
+        above oldest of a deletion-heavy file or a range tombstone that a snapshot
+        keeps from being collected: once oldest() reaches it, it may be)."""
         self.garbage_checked_version = version
         exps = [f.min_expiry for _, f in version.files() if f.min_expiry]
         self.next_expiry = min(exps) if exps else 0
+        tables = self.engine.tables
+        held = []
+        for level, f in version.files():
+            if f.num_entries and 2 * f.num_deletions >= f.num_entries and f.largest_seq > oldest:
+                held.append(f.largest_seq)
+            held.extend(q for _, _, q in tables.open(f.number, level).range_dels or () if q > oldest)
+        self.held_until = min(held) if held else 0
+
+    def tombstone_coverage(self, version, oldest):
+        """{number: bytes} of the files whose range tombstones (those every snapshot
+        sees) delete data in the tables under them (compaction.tombstone_coverage);
+        mutex held. Only files with range tombstones are looked at, through their
+        open readers."""
+        tables = self.engine.tables
+        levels = {f.number: level for level, f in version.files()}
+
+        def offset(g, key):
+            return tables.open(g.number, levels[g.number]).approximate_offset(key)
+        covered = {}
+        for number, level in levels.items():
+            rd = tables.open(number, level).range_dels
+            if rd:
+                f = next(g for g in version.levels[level] if g.number == number)
+                n = tombstone_coverage(version, level, f, [t for t in rd if t[2] <= oldest], offset)
+                if n:
+                    covered[number] = n
+        return covered
 
     def needs_compaction(self):
         """Cheap check (mutex held) for the background thread's wait loop."""
@@ -109,10 +145,11 @@ class Compactions:
             with e.mutex:
                 version = e.versions.current
                 running = self.running
-                pick = pick_auto(version, e.options, self.pointers, e.now_ms(),
-                                 e.snapshots.oldest(), running)
+                oldest = e.snapshots.oldest()
+                pick = pick_auto(version, e.options, self.pointers, e.now_ms(), oldest, running,
+                                 self.tombstone_coverage(version, oldest))
                 if pick is None:
-                    self.garbage_checked(version)
+                    self.garbage_checked(version, oldest)
                     return None
                 src = pick.output_level - 1
                 if src > 0 and src in pick.inputs:      # round robin within levels >= 1
