@@ -271,7 +271,7 @@ DIFF_SCRIPT = [
     # numbered databases (databases.py): SELECT, MOVE, COPY DB, FLUSHDB per database, SWAPDB
     ("SELECT", "16"), ("SELECT", "-1"), ("SELECT", "x"), ("SELECT", "4294967296"), ("SELECT", "01"),
     ("SELECT", "3"), ("FLUSHDB",), ("GET", "d:s"), ("SET", "d:a", "db3"), ("GET", "d:a"),
-    ("HSET", "d:h", "only", "db3"), ("HGETALL", "d:h"), ("KEYS", "*"), ("SCAN", "0", "COUNT", "100"),
+    ("HSET", "d:h", "only", "db3"), ("HGETALL", "d:h"), ("KEYS", "d:a"), ("EXISTS", "d:a", "d:h", "d:s"),
     ("SET", "d:t", "x", "EX", "100"), ("TTL", "d:t"), ("MOVE", "d:a", "0"), ("MOVE", "d:a", "0"),
     ("MOVE", "d:t", "3"), ("MOVE", "d:t", "16"), ("MOVE", "d:t", "x"), ("MOVE", "d:t", "4294967296"),
     ("MOVE", "d:h", "0"), ("MOVE", "d:t", "4"), ("KEYS", "*"), ("EXISTS", "d:t"),
@@ -281,7 +281,7 @@ DIFF_SCRIPT = [
     ("TYPE", "d:h"), ("COPY", "d:a", "d:a"), ("COPY", "d:a", "d:a", "DB", "16"),
     ("COPY", "d:a", "d:a", "DB", "x"), ("COPY", "d:a", "d:a", "DB", "6"), ("COPY", "d:a", "d:a", "DB", "6"),
     ("COPY", "d:a", "d:a", "DB", "6", "REPLACE"), ("COPY", "d:s", "d:a2", "DB", "6"),
-    ("SELECT", "6"), ("KEYS", "d:a*"), ("GET", "d:a2"), ("DEL", "d:a", "d:a2"), ("SELECT", "5"),
+    ("SELECT", "6"), ("EXISTS", "d:a", "d:a2"), ("GET", "d:a2"), ("DEL", "d:a", "d:a2"), ("SELECT", "5"),
     ("FLUSHDB",), ("KEYS", "*"), ("SELECT", "0"), ("GET", "d:a"), ("EXISTS", "d:s"),
     ("MULTI",), ("SELECT", "6"), ("SET", "d:m", "1"), ("SELECT", "99"), ("GET", "d:m"), ("EXEC",),
     ("GET", "d:m"), ("DEL", "d:m"), ("SELECT", "0"), ("GET", "d:m"),
