@@ -13,7 +13,8 @@ import time
 from lsmkv.server import resp
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
 from lsmkv.server.multi import MULTI_COMMANDS
-from lsmkv.server.commands import CommandError, dbsize_estimate, to_int
+from lsmkv.server.commands import CommandError, to_int
+from lsmkv.server.dbsize import estimates as dbsize_estimates
 from lsmkv.server.conn import QUIT, QUIT_OK
 from lsmkv.server.databases import db_index
 
@@ -210,11 +211,8 @@ def info_sections(srv):
         for n, (c, ns, fail, rej) in sorted(srv.calls.items())]
     # DBSIZE is an estimate (docs/server.md: "DBSIZE is an estimate"): said here too
     # as Redis, a line per database that has keys (the estimate's: dbsize.py)
-    keyspace = []
-    for n, d in enumerate(srv.dbs):
-        k = dbsize_estimate(d)
-        if k:
-            keyspace.append((f"db{n}", f"keys={k},expires=0,avg_ttl=0"))
+    keyspace = [(f"db{n}", f"keys={k},expires=0,avg_ttl=0")
+                for n, k in enumerate(dbsize_estimates(srv.dbs)) if k]
     sections["keyspace"] = keyspace + [("keys_estimated", 1)]
     return sections
 

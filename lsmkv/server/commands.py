@@ -23,7 +23,7 @@ from lsmkv.server.hashes import HASH_COMMANDS
 from lsmkv.server.keys import KEY_COMMANDS
 from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
 from lsmkv.server.strings import STRING_COMMANDS
-from lsmkv.server.dbsize import estimate as dbsize_estimate
+from lsmkv.server.dbsize import WALK_INLINE_MAX, estimate as dbsize_estimate, memtable_entries
 
 SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
 HEAVY_KEYS = 10000              # a multi-key command with more keys runs on a thread (store.py)
@@ -435,7 +435,15 @@ def scan_step(db, start, count, match, typ, hashes=False):
 
 
 def c_dbsize(srv, conn, a):
-    return resp.integer(dbsize_estimate(conn.db))
+    # the estimate walks memtable entries of the other databases (dbsize.py): a long walk
+    # goes to the reader thread
+    if memtable_entries(conn.db) > WALK_INLINE_MAX:
+        return srv.store.read(dbsize_step, conn.db)
+    return dbsize_step(conn.db)
+
+
+def dbsize_step(db):
+    return resp.integer(dbsize_estimate(db))
 
 
 COMMANDS = {

@@ -210,6 +210,10 @@ def test_dbsize_and_info_keyspace_per_database(tmp_path):
         assert (c0.dbsize(), c3.dbsize(), c7.dbsize()) == (300, 120, 0)  # memtable: exact
         ks = c0.info("keyspace")
         assert ks["db0"]["keys"] == 300 and ks["db3"]["keys"] == 120 and "db7" not in ks
+        c7.mset({f"big:{i}": i for i in range(25000)})  # a long memtable walk: the reader thread
+        assert (c0.dbsize(), c3.dbsize(), c7.dbsize()) == (300, 120, 25000)
+        c7.flushdb()
+        assert c7.dbsize() == 0 and "db7" not in c0.info("keyspace")
         c3.flushdb()
         assert c3.keys("*") == [] and len(c0.keys("*")) == 300 and c0.dbsize() == 300
         c0.flushdb()
@@ -382,3 +386,44 @@ def test_a_db_written_without_databases_reads_unchanged_as_db0(tmp_path):
         c1.close()
     with lsmkv.DB(path) as db:
         assert list(db.items()) == before                 # byte for byte, nothing migrated
+
+
+def test_dbsize_estimates_per_database_in_process(tmp_path):
+    """dbsize.estimate/estimates against a model: exact while every key is in the
+    memtables, near the count once tables hold them (tables across a database's
+    edge count by their data blocks), and the same through both functions."""
+    from lsmkv.server.databases import databases
+    from lsmkv.server.dbsize import estimate, estimates
+    rnd = random.Random(3)
+    with lsmkv.DB(str(tmp_path / "db"), write_buffer_size=1 << 20) as db:
+        dbs = databases(db, 16)
+        model = [0] * 16
+        for i in range(3000):
+            n = rnd.choice((0, 1, 3, 15))
+            dbs[n].put(b"k%07d" % i, b"v" * 20)
+            model[n] += 1
+        assert estimates(dbs) == [estimate(d) for d in dbs] == model
+        for i in range(3000, 60000):
+            n = rnd.choice((0, 1, 3, 15))
+            dbs[n].put(b"k%07d" % i, b"v" * 20)
+            model[n] += 1
+        db.flush()
+        got = estimates(dbs)
+        assert got == [estimate(d) for d in dbs]
+        for n in range(16):
+            assert abs(got[n] - model[n]) <= 0.05 * model[n], (n, got, model)
+        # range tombstones: a flushed database counts 0, in the memtables and in tables
+        from lsmkv.server.databases import flush_batch
+        for n in (3, 0):
+            wb = db.write_batch()
+            flush_batch(dbs[n], wb)
+            db.write(wb)
+            model[n] = 0
+            got = estimates(dbs)
+            assert got[n] == 0 and got == [estimate(d) for d in dbs], (n, got)
+            assert all(abs(got[i] - model[i]) <= 0.05 * model[i] for i in range(16)), (got, model)
+        dbs[3].put(b"new", b"1")
+        db.put(b"new0", b"1")
+        assert estimate(dbs[3]) == 1 and estimate(dbs[0]) == 1
+        db.flush()          # one table, one data block across both databases: counted by one
+        assert estimate(dbs[3]) + estimate(dbs[0]) == 2 and estimates(dbs)[2] == 0
