@@ -2,12 +2,15 @@
 
     lsmkv serve DBPATH [--host 127.0.0.1] [--port 6380] [--unixsocket PATH]
                        [--maxclients N] [--requirepass PW] [--appendfsync everysec]
+                       [--databases 16]
 
 docs/server.md lists the commands, the memory design and the measurements.
 Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
 connection), store.py (engine calls off the loop when they could block),
 commands.py / strings.py / keys.py / admin.py (commands), args.py (argument
-parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN).
+parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN),
+databases.py (SELECT's numbered databases: each connection's commands run on
+conn.db), dbsize.py (DBSIZE per database).
 
 Thread safety: everything here runs on the event loop thread; engine calls that
 could wait run on the store's writer/reader threads (store.py).
