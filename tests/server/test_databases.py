@@ -457,3 +457,25 @@ def test_database_5_survives_a_restart(tmp_path, how):
         assert len(c5.keys("*")) == 502
         for c in (c5, c0, c6):
             c.close()
+
+
+def test_the_layout_on_disk(tmp_path):
+    """Database 3's string k is NS + b"db\\x03" + k; its hash h keeps its metadata and
+    fields under that prefix too; database 0's keys are the DB's own (docs/server.md)."""
+    from lsmkv.server.databases import prefix
+    with ServerProcess(tmp_path / "db") as s:
+        c3, c0 = client(s, 3), client(s, 0)
+        c3.set("k", "three")
+        c3.hset("h", "f", "v")
+        c0.set("k", "zero")
+        c0.hset("h", "g", "w")
+        c3.close()
+        c0.close()
+    p = prefix(3)
+    assert p == hashes.NS + b"db\x03"
+    with lsmkv.DB(str(tmp_path / "db")) as db:
+        keys = list(db.keys())
+        assert db.get(b"k") == b"zero" and db.get(p + b"k") == b"three"
+        assert db.get(p + hashes.meta_key(b"h")) is not None and db.get(hashes.meta_key(b"h")) is not None
+        assert len(keys) == 6 and sum(1 for k in keys if k.startswith(p)) == 3
+        assert [k for k in keys if k.startswith(p + hashes.FIELD)][0].endswith(b"f")
