@@ -13,8 +13,10 @@ import time
 from lsmkv.server import resp
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
 from lsmkv.server.multi import MULTI_COMMANDS
-from lsmkv.server.commands import CommandError, dbsize_estimate, to_int
+from lsmkv.server.commands import CommandError, to_int
+from lsmkv.server.dbsize import estimates as dbsize_estimates
 from lsmkv.server.conn import QUIT, QUIT_OK
+from lsmkv.server.databases import db_index
 
 SYNTAX_ERR = "ERR syntax error"
 REDIS_VERSION = "7.0.0"          # the Redis feature level the replies follow (INFO redis_version)
@@ -97,9 +99,11 @@ def c_time(srv, conn, a):
 
 
 def c_select(srv, conn, a):
-    n = to_int(a[1])
-    if n != 0:
-        raise CommandError("ERR DB index is out of range")
+    """SELECT n: this connection's commands work on database n (databases.py).
+    Inside EXEC, srv.dbs are the EXEC's views of the databases (multi.py)."""
+    n = db_index(a[1], len(srv.dbs))
+    conn.dbnum = n
+    conn.db = srv.dbs[n]
     return resp.OK
 
 
@@ -206,8 +210,10 @@ def info_sections(srv):
          f"rejected_calls={rej},failed_calls={fail}")
         for n, (c, ns, fail, rej) in sorted(srv.calls.items())]
     # DBSIZE is an estimate (docs/server.md: "DBSIZE is an estimate"): said here too
-    sections["keyspace"] = [("db0", f"keys={dbsize_estimate(db)},expires=0,avg_ttl=0"),
-                            ("keys_estimated", 1)]
+    # as Redis, a line per database that has keys (the estimate's: dbsize.py)
+    keyspace = [(f"db{n}", f"keys={k},expires=0,avg_ttl=0")
+                for n, k in enumerate(dbsize_estimates(srv.dbs)) if k]
+    sections["keyspace"] = keyspace + [("keys_estimated", 1)]
     return sections
 
 
@@ -312,7 +318,7 @@ def client_line(srv, c, now):
     multi, mmem = (-1, 0) if m is None else (len(m.cmds), m.size)
     flags = "N" if m is None else "x"          # Redis's x: in a MULTI
     return (f"id={c.id} addr={addr} laddr={laddr} fd={fd} name={name} "
-            f"age={int(now - c.created)} idle={int(now - c.last)} flags={flags} db=0 sub=0 psub=0 "
+            f"age={int(now - c.created)} idle={int(now - c.last)} flags={flags} db={c.dbnum} sub=0 psub=0 "
             f"ssub=0 multi={multi} qbuf={qbuf} qbuf-free={qfree} argv-mem={argv} multi-mem={mmem} rbs="
             f"{rbs} rbp={c.end if c.buf is not None else 0} obl=0 oll=0 omem={omem} "
             f"tot-mem={rbs + argv + mmem + omem + CLIENT_BASE_MEM} events=r "
@@ -467,7 +473,7 @@ def config_values(srv):
         "maxclients": str(srv.maxclients), "proto-max-bulk-len": str(srv.max_bulk),
         "appendonly": "yes", "appendfsync": srv.store.appendfsync, "save": "",
         "port": str(srv.port or 0), "bind": srv.host or "", "unixsocket": srv.unixsocket or "",
-        "databases": "1", "timeout": "0", "dir": srv.db.path,
+        "databases": str(len(srv.dbs)), "timeout": "0", "dir": srv.db.path,
         "client-query-buffer-limit": str(srv.query_buffer_limit),
         "maxmemory-clients": str(srv.maxmemory_clients),
     }

@@ -23,6 +23,7 @@ from lsmkv.server.hashes import HASH_COMMANDS
 from lsmkv.server.keys import KEY_COMMANDS
 from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
 from lsmkv.server.strings import STRING_COMMANDS
+from lsmkv.server.dbsize import WALK_INLINE_MAX, estimate as dbsize_estimate, memtable_entries
 
 SCAN_INLINE_MAX = 1000          # a SCAN with a larger COUNT runs on the reader thread
 HEAVY_KEYS = 10000              # a multi-key command with more keys runs on a thread (store.py)
@@ -40,7 +41,12 @@ def _lookup(db, key):
 def c_get(srv, conn, a):
     # a value in a cached block comes as a pinned view: a large one is sent
     # straight from the cache (resp.bulk), the pin going with the reply
-    return resp.bulk(srv.db.get_view(a[1]))
+    return resp.bulk(conn.db.get_view(a[1]))
+
+
+def _w_put(db, key, val, sync):
+    db.put(key, val, sync=sync)
+    return resp.OK
 
 
 def _w_put_ttl(db, key, val, at_ms, sync):
@@ -56,7 +62,9 @@ def c_set(srv, conn, a):
     store = srv.store
     n = len(a)
     if n == 3:
-        return store.put(a[1], a[2])
+        if conn.db is srv.db:               # database 0: the store's fast path
+            return store.put(a[1], a[2])
+        return store.write(_w_put, conn.db, a[1], a[2], store.sync)
     nx = xx = get = keepttl = False
     unit = targ = None
     at = None
@@ -82,8 +90,8 @@ def c_set(srv, conn, a):
         # checked in integer ms before anything changes (expiry.py): the old value stays
         at = expiry.set_expire_ms(targ, unit, expiry.now_ms(), "set")
     if at is not None and not (nx or xx or get):
-        return store.write(_w_put_ttl, srv.db, a[1], a[2], at, store.sync)
-    return store.write(_w_set, srv.db, a[1], a[2], at, nx, xx, get, keepttl, store.sync)
+        return store.write(_w_put_ttl, conn.db, a[1], a[2], at, store.sync)
+    return store.write(_w_set, conn.db, a[1], a[2], at, nx, xx, get, keepttl, store.sync)
 
 
 def _w_set(db, key, val, at, nx, xx, get, keepttl, sync):
@@ -108,7 +116,7 @@ def _w_set(db, key, val, at, nx, xx, get, keepttl, sync):
 
 
 def c_setnx(srv, conn, a):
-    return srv.store.write(_w_setnx, srv.db, a[1], a[2], srv.store.sync)
+    return srv.store.write(_w_setnx, conn.db, a[1], a[2], srv.store.sync)
 
 
 def _w_setnx(db, key, val, sync):
@@ -118,21 +126,21 @@ def _w_setnx(db, key, val, sync):
     return resp.integer(1)
 
 
-def _setex(srv, a, unit, name):
+def _setex(srv, conn, a, unit, name):
     at = expiry.set_expire_ms(a[2], unit, expiry.now_ms(), name)
-    return srv.store.write(_w_put_ttl, srv.db, a[1], a[3], at, srv.store.sync)
+    return srv.store.write(_w_put_ttl, conn.db, a[1], a[3], at, srv.store.sync)
 
 
 def c_setex(srv, conn, a):
-    return _setex(srv, a, b"EX", "setex")
+    return _setex(srv, conn, a, b"EX", "setex")
 
 
 def c_psetex(srv, conn, a):
-    return _setex(srv, a, b"PX", "psetex")
+    return _setex(srv, conn, a, b"PX", "psetex")
 
 
 def c_getdel(srv, conn, a):
-    return srv.store.write(_w_getdel, srv.db, a[1], srv.store.sync)
+    return srv.store.write(_w_getdel, conn.db, a[1], srv.store.sync)
 
 
 def _w_getdel(db, key, sync):
@@ -147,8 +155,8 @@ def c_mget(srv, conn, a):
     if len(a) > HEAVY_KEYS:
         # a snapshot taken now (the reply is the state at arrival, as one atomic MGET),
         # read on the reader thread in chunks, so the loop gets the GIL between them
-        return srv.store.read(mget_step, srv.db.snapshot(), a)
-    return resp.array(srv.db.multi_get(a[1:]))
+        return srv.store.read(mget_step, conn.db.snapshot(), a)
+    return resp.array(conn.db.multi_get(a[1:]))
 
 
 def mget_step(snap, a):
@@ -167,8 +175,8 @@ def c_mset(srv, conn, a):
     if len(a) % 2 == 0:
         raise CommandError("ERR wrong number of arguments for 'mset' command")
     if len(a) > HEAVY_KEYS:
-        return srv.store.write_heavy(_w_mset, srv.db, a, srv.store.sync)
-    return srv.store.write(_w_mset, srv.db, a, srv.store.sync)
+        return srv.store.write_heavy(_w_mset, conn.db, a, srv.store.sync)
+    return srv.store.write(_w_mset, conn.db, a, srv.store.sync)
 
 
 def _w_mset(db, a, sync):
@@ -181,8 +189,8 @@ def _w_mset(db, a, sync):
 
 def c_del(srv, conn, a):
     if len(a) > HEAVY_KEYS:
-        return srv.store.write_heavy(_w_del, srv.db, a[1:], srv.store.sync, srv.hashes)
-    return srv.store.write(_w_del, srv.db, a[1:], srv.store.sync, srv.hashes)
+        return srv.store.write_heavy(_w_del, conn.db, a[1:], srv.store.sync, srv.hashes)
+    return srv.store.write(_w_del, conn.db, a[1:], srv.store.sync, srv.hashes)
 
 
 def _w_del(db, keys, sync, hashes=False):
@@ -204,8 +212,8 @@ def _w_del(db, keys, sync, hashes=False):
 
 def c_exists(srv, conn, a):
     if len(a) > HEAVY_KEYS:
-        return srv.store.read(count_step, srv.db, a, srv.hashes)
-    return count_step(srv.db, a, srv.hashes)
+        return srv.store.read(count_step, conn.db, a, srv.hashes)
+    return count_step(conn.db, a, srv.hashes)
 
 
 def count_step(db, a, hashes=False):
@@ -217,15 +225,15 @@ def count_step(db, a, hashes=False):
 
 
 def c_type(srv, conn, a):
-    if srv.db.get(a[1]) is not None:
+    if conn.db.get(a[1]) is not None:
         return b"+string\r\n"
-    return b"+hash\r\n" if srv.hashes and hashmod.is_hash(srv.db, a[1]) else b"+none\r\n"
+    return b"+hash\r\n" if srv.hashes and hashmod.is_hash(conn.db, a[1]) else b"+none\r\n"
 
 
 # ---------------------------------------------------------------- counters
 
-def _incr(srv, a, delta):
-    return srv.store.write(_w_incr, srv.db, a[1], delta, srv.store.sync)
+def _incr(srv, conn, a, delta):
+    return srv.store.write(_w_incr, conn.db, a[1], delta, srv.store.sync)
 
 
 def _w_incr(db, key, delta, sync):
@@ -246,27 +254,27 @@ def _w_incr(db, key, delta, sync):
 
 
 def c_incr(srv, conn, a):
-    return _incr(srv, a, 1)
+    return _incr(srv, conn, a, 1)
 
 
 def c_decr(srv, conn, a):
-    return _incr(srv, a, -1)
+    return _incr(srv, conn, a, -1)
 
 
 def c_incrby(srv, conn, a):
-    return _incr(srv, a, to_int(a[2]))
+    return _incr(srv, conn, a, to_int(a[2]))
 
 
 def c_decrby(srv, conn, a):
     d = to_int(a[2])
     if d == INT64_MIN:
         raise CommandError("ERR decrement would overflow")
-    return _incr(srv, a, -d)
+    return _incr(srv, conn, a, -d)
 
 
 # ---------------------------------------------------------------- expiry
 
-def _expire(srv, a, unit, name):
+def _expire(srv, conn, a, unit, name):
     t = to_int(a[2])
     flags = set()
     for x in a[3:]:
@@ -280,7 +288,7 @@ def _expire(srv, a, unit, name):
         raise CommandError("ERR GT and LT options at the same time are not compatible")
     # Redis's checks in integer ms, before the key is looked at (expiry.py)
     at = expiry.expire_at_ms(t, unit, expiry.now_ms(), name)
-    return srv.store.write(_w_expire, srv.db, a[1], at, flags, srv.store.sync, srv.hashes)
+    return srv.store.write(_w_expire, conn.db, a[1], at, flags, srv.store.sync, srv.hashes)
 
 
 def _w_expire(db, key, at, flags, sync, hashes=False):
@@ -316,19 +324,19 @@ def _w_expire(db, key, at, flags, sync, hashes=False):
 
 
 def c_expire(srv, conn, a):
-    return _expire(srv, a, b"EX", "expire")
+    return _expire(srv, conn, a, b"EX", "expire")
 
 
 def c_pexpire(srv, conn, a):
-    return _expire(srv, a, b"PX", "pexpire")
+    return _expire(srv, conn, a, b"PX", "pexpire")
 
 
 def c_expireat(srv, conn, a):
-    return _expire(srv, a, b"EXAT", "expireat")
+    return _expire(srv, conn, a, b"EXAT", "expireat")
 
 
 def c_pexpireat(srv, conn, a):
-    return _expire(srv, a, b"PXAT", "pexpireat")
+    return _expire(srv, conn, a, b"PXAT", "pexpireat")
 
 
 def _pttl_ms(db, key, hashes=False):
@@ -344,16 +352,16 @@ def _pttl_ms(db, key, hashes=False):
 
 
 def c_ttl(srv, conn, a):
-    ms = _pttl_ms(srv.db, a[1], srv.hashes)
+    ms = _pttl_ms(conn.db, a[1], srv.hashes)
     return resp.integer(ms if ms < 0 else (ms + 500) // 1000)
 
 
 def c_pttl(srv, conn, a):
-    return resp.integer(_pttl_ms(srv.db, a[1], srv.hashes))
+    return resp.integer(_pttl_ms(conn.db, a[1], srv.hashes))
 
 
 def c_persist(srv, conn, a):
-    return srv.store.write(_w_persist, srv.db, a[1], srv.store.sync, srv.hashes)
+    return srv.store.write(_w_persist, conn.db, a[1], srv.store.sync, srv.hashes)
 
 
 def _w_persist(db, key, sync, hashes=False):
@@ -394,8 +402,8 @@ def c_scan(srv, conn, a):
             raise CommandError(SYNTAX)
         i += 2
     if count > SCAN_INLINE_MAX:
-        return srv.store.read(scan_step, srv.db, start, count, match, typ, srv.hashes)
-    return scan_step(srv.db, start, count, match, typ, srv.hashes)
+        return srv.store.read(scan_step, conn.db, start, count, match, typ, srv.hashes)
+    return scan_step(conn.db, start, count, match, typ, srv.hashes)
 
 
 def scan_step(db, start, count, match, typ, hashes=False):
@@ -426,21 +434,16 @@ def scan_step(db, start, count, match, typ, hashes=False):
     return b"*2\r\n$%d\r\n%b\r\n" % (len(cursor), cursor) + resp.array(keys)
 
 
-def dbsize_estimate(db):
-    """Entries in the memtables plus the puts recorded in the SST files: every
-    version of a key not yet compacted away counts once, so overwritten, deleted
-    and expired keys are counted until compaction drops them (an estimate, exact
-    for a database of distinct keys never overwritten or deleted)."""
-    sv = db.sv
-    n = len(sv.mem) + sum(len(m) for m in sv.imms)
-    for files in sv.version.levels:
-        for f in files:
-            n += f.num_entries - f.num_deletions
-    return max(0, n)
-
-
 def c_dbsize(srv, conn, a):
-    return resp.integer(dbsize_estimate(srv.db))
+    # the estimate walks memtable entries of the other databases (dbsize.py): a long walk
+    # goes to the reader thread
+    if memtable_entries(conn.db) > WALK_INLINE_MAX:
+        return srv.store.read(dbsize_step, conn.db)
+    return dbsize_step(conn.db)
+
+
+def dbsize_step(db):
+    return resp.integer(dbsize_estimate(db))
 
 
 COMMANDS = {

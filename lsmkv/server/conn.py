@@ -57,7 +57,7 @@ MAX_READ = 256 * 1024     # bytes taken by one read callback at most
 class Connection(asyncio.BufferedProtocol):
     __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
                  "paused_w", "authed", "name", "id", "created", "last",
-                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches", "proto")
+                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches", "proto", "db", "dbnum")
 
     def __init__(self, srv):
         self.srv = srv
@@ -81,6 +81,8 @@ class Connection(asyncio.BufferedProtocol):
         self.multi = None          # a multi.MultiState while queueing after MULTI
         self.watches = None        # WATCH's engine transactions (multi.py)
         self.proto = 2             # RESP version, 3 after HELLO 3 (resp3.py)
+        self.db = srv.db           # the database SELECTed (databases.py): the DB for number 0
+        self.dbnum = 0
 
     # -- connection
 

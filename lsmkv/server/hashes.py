@@ -121,12 +121,12 @@ def c_hset(srv, conn, a):
         raise CommandError(f"ERR wrong number of arguments for '{bytes(a[0]).decode().lower()}' command")
     srv.hashes = True
     hm = bytes(a[0]).upper() == b"HMSET"
-    return srv.store.write(w_hset, srv.db, a[1], [bytes(x) for x in a[2:]], False, hm, srv.store.sync)
+    return srv.store.write(w_hset, conn.db, a[1], [bytes(x) for x in a[2:]], False, hm, srv.store.sync)
 
 
 def c_hsetnx(srv, conn, a):
     srv.hashes = True
-    return srv.store.write(w_hset, srv.db, a[1], [bytes(a[2]), bytes(a[3])], True, False, srv.store.sync)
+    return srv.store.write(w_hset, conn.db, a[1], [bytes(a[2]), bytes(a[3])], True, False, srv.store.sync)
 
 
 def w_hset(db, key, pairs, nx, hmset, sync):
@@ -156,7 +156,7 @@ def w_hset(db, key, pairs, nx, hmset, sync):
 
 
 def c_hdel(srv, conn, a):
-    return srv.store.write(w_hdel, srv.db, a[1], [bytes(x) for x in a[2:]], srv.store.sync)
+    return srv.store.write(w_hdel, conn.db, a[1], [bytes(x) for x in a[2:]], srv.store.sync)
 
 
 def w_hdel(db, key, fields, sync):
@@ -184,7 +184,7 @@ def w_hdel(db, key, fields, sync):
 
 
 def c_hincrby(srv, conn, a):
-    return srv.store.write(w_hincrby, srv.db, a[1], bytes(a[2]), to_int(a[3]), srv.store.sync)
+    return srv.store.write(w_hincrby, conn.db, a[1], bytes(a[2]), to_int(a[3]), srv.store.sync)
 
 
 def w_hincrby(db, key, field, delta, sync):
@@ -244,51 +244,51 @@ def copy_hash(db, wb, src, dst):
 # ---------------------------------------------------------------- reads
 
 def c_hget(srv, conn, a):
-    m = _check(srv.db, a[1])
+    m = _check(conn.db, a[1])
     if m is None:
         return resp.NULL
-    return resp.bulk(srv.db.get(field_prefix(a[1], m[0]) + bytes(a[2])))
+    return resp.bulk(conn.db.get(field_prefix(a[1], m[0]) + bytes(a[2])))
 
 
 def c_hmget(srv, conn, a):
-    m = _check(srv.db, a[1])
+    m = _check(conn.db, a[1])
     if m is None:
         return resp.array([None] * (len(a) - 2))
     p = field_prefix(a[1], m[0])
-    return resp.array(srv.db.multi_get([p + bytes(f) for f in a[2:]]))
+    return resp.array(conn.db.multi_get([p + bytes(f) for f in a[2:]]))
 
 
 def c_hexists(srv, conn, a):
-    m = _check(srv.db, a[1])
-    return resp.integer(int(m is not None and srv.db.get(field_prefix(a[1], m[0]) + bytes(a[2])) is not None))
+    m = _check(conn.db, a[1])
+    return resp.integer(int(m is not None and conn.db.get(field_prefix(a[1], m[0]) + bytes(a[2])) is not None))
 
 
 def c_hstrlen(srv, conn, a):
-    m = _check(srv.db, a[1])
-    v = None if m is None else srv.db.get(field_prefix(a[1], m[0]) + bytes(a[2]))
+    m = _check(conn.db, a[1])
+    v = None if m is None else conn.db.get(field_prefix(a[1], m[0]) + bytes(a[2]))
     return resp.integer(0 if v is None else len(v))
 
 
 def c_hlen(srv, conn, a):
-    m = _check(srv.db, a[1])
+    m = _check(conn.db, a[1])
     return resp.integer(0 if m is None else m[1])
 
 
-def _all(srv, a):
-    m = _check(srv.db, a[1])
-    return [] if m is None else _fields(srv.db, a[1], m[0])
+def _all(srv, conn, a):
+    m = _check(conn.db, a[1])
+    return [] if m is None else _fields(conn.db, a[1], m[0])
 
 
 def c_hgetall(srv, conn, a):
-    return resp.array([x for fv in _all(srv, a) for x in fv])
+    return resp.array([x for fv in _all(srv, conn, a) for x in fv])
 
 
 def c_hkeys(srv, conn, a):
-    return resp.array([f for f, _ in _all(srv, a)])
+    return resp.array([f for f, _ in _all(srv, conn, a)])
 
 
 def c_hvals(srv, conn, a):
-    return resp.array([v for _, v in _all(srv, a)])
+    return resp.array([v for _, v in _all(srv, conn, a)])
 
 
 def c_hscan(srv, conn, a):
@@ -314,7 +314,7 @@ def c_hscan(srv, conn, a):
         else:
             raise CommandError(SYNTAX)
         i += 2
-    m = _check(srv.db, a[1])
+    m = _check(conn.db, a[1])
     if m is None:
         return b"*2\r\n$1\r\n0\r\n*0\r\n"
     regex = compile_match(match)[0] if match is not None else None
@@ -322,7 +322,7 @@ def c_hscan(srv, conn, a):
     n = len(p)
     out = []
     nxt = None
-    it = srv.db.items(p + (start or b""), prefix_stop(p))
+    it = conn.db.items(p + (start or b""), prefix_stop(p))
     try:
         for k, v in it:
             if count == 0:

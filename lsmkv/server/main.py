@@ -2,12 +2,15 @@
 
     lsmkv serve DBPATH [--host 127.0.0.1] [--port 6380] [--unixsocket PATH]
                        [--maxclients N] [--requirepass PW] [--appendfsync everysec]
+                       [--databases 16]
 
 docs/server.md lists the commands, the memory design and the measurements.
 Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
 connection), store.py (engine calls off the loop when they could block),
 commands.py / strings.py / keys.py / admin.py (commands), args.py (argument
-parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN).
+parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN),
+databases.py (SELECT's numbered databases: each connection's commands run on
+conn.db), dbsize.py (DBSIZE per database).
 
 Thread safety: everything here runs on the event loop thread; engine calls that
 could wait run on the store's writer/reader threads (store.py).
@@ -33,6 +36,7 @@ from lsmkv.server.args import WRONGTYPE
 from lsmkv.server.commands import REPLACING, STRING_TYPED, CommandError
 from lsmkv.server.hashes import any_hashes, hash_keys, type_error_keys, w_drop_hashes
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
+from lsmkv.server.databases import DEFAULT_DATABASES, MAX_DATABASES, databases as make_databases
 from lsmkv.server.store import FSYNC_POLICIES, Store
 from lsmkv.server.resp3 import to_resp3
 from lsmkv.server.multi import CONTROL as MULTI_CONTROL, MULTI_COMMANDS, queue as queue_in_multi
@@ -50,9 +54,11 @@ class Server:
     def __init__(self, db, loop, *, host="127.0.0.1", port=DEFAULT_PORT, unixsocket=None,
                  maxclients=10000, requirepass=None, max_bulk=PROTO_MAX_BULK_LEN,
                  appendfsync="everysec", read_size=READ_SIZE, pool_bytes=POOL_BYTES,
-                 query_buffer_limit=QUERY_BUFFER_LIMIT, maxmemory_clients=0):
+                 query_buffer_limit=QUERY_BUFFER_LIMIT, maxmemory_clients=0,
+                 databases=DEFAULT_DATABASES):
         from lsmkv import __version__
         self.db = db
+        self.dbs = make_databases(db, databases)   # SELECT's databases: [db, views] (databases.py)
         self.loop = loop
         self.loop_name = type(loop).__module__.split(".")[0]
         self.host, self.port, self.unixsocket = host, port, unixsocket
@@ -84,7 +90,8 @@ class Server:
         self.servers = []
         self.done = loop.create_future()
         self.shutdown_reason = None
-        self.hashes = any_hashes(db)           # any hash in the DB: string commands check types
+        # any hash in any database: string commands check types (one seek per database)
+        self.hashes = any(any_hashes(d) for d in self.dbs)
         table = {**DATA_COMMANDS, **ADMIN_COMMANDS, **MULTI_COMMANDS}
         # string commands' key positions (first, last, step), for the WRONGTYPE check
         self.string_keys = {n: table[n][3:6] for n in STRING_TYPED}
@@ -132,7 +139,7 @@ class Server:
         try:
             r = None
             if self.hashes:
-                r, args = self.check_types(name, args)
+                r, args = self.check_types(conn, name, args)
             if r is None:
                 r = fn(self, conn, args)
         except CommandError as e:
@@ -167,7 +174,7 @@ class Server:
         r.add_done_callback(done)
         return fut
 
-    def check_types(self, name, args):
+    def check_types(self, conn, name, args):
         """With hashes in the DB: WRONGTYPE for a string command on a hash; for a
         command that replaces a key (SET, SETEX, PSETEX, MSET), the hash is deleted
         first by a write step queued before the command's own (SET NX: nil, SET GET:
@@ -176,13 +183,13 @@ class Server:
         keys = self.string_keys.get(name)
         if keys is not None:
             if name in (b"SETNX", b"MSETNX"):  # a hash is a key that exists: 0, as Redis
-                return (resp.integer(0) if hash_keys(self.db, args, *keys) else None), args
-            type_error_keys(self.db, args, *keys)
+                return (resp.integer(0) if hash_keys(conn.db, args, *keys) else None), args
+            type_error_keys(conn.db, args, *keys)
             return None, args
         keys = self.replacing.get(name)
         if keys is None:
             return None, args
-        found = hash_keys(self.db, args, *keys)
+        found = hash_keys(conn.db, args, *keys)
         if not found:
             return None, args
         if name == b"SET":
@@ -193,7 +200,7 @@ class Server:
                 return resp.NULL, args
             if b"XX" in opts:                  # the key exists (as a hash): XX is met
                 args = args[:3] + [x for x in args[3:] if bytes(x).upper() != b"XX"]
-        self.store.write(w_drop_hashes, self.db, found, self.store.sync)
+        self.store.write(w_drop_hashes, conn.db, found, self.store.sync)
         return None, args
 
     def quiet(self, conn, mode, r):
@@ -328,6 +335,10 @@ def parser():
                         f"0 means no TCP)")
     p.add_argument("--unixsocket", metavar="PATH", help="also listen on this Unix socket")
     p.add_argument("--maxclients", type=int, default=10000, help="connections at most (default 10000)")
+    p.add_argument("--databases", type=int, default=DEFAULT_DATABASES, metavar="N",
+                   help=f"number of databases SELECT can choose, 0..N-1 (default {DEFAULT_DATABASES}, "
+                        f"at most {MAX_DATABASES}); database 0 is the DB's own keys, the others "
+                        f"are stored under reserved key prefixes")
     p.add_argument("--requirepass", metavar="PW", help="clients must AUTH with this password")
     p.add_argument("--appendfsync", choices=FSYNC_POLICIES, default="everysec",
                    help="when the write-ahead log is synced: every write, every second "
@@ -384,6 +395,10 @@ def main(argv=None):
         if v < 1:
             err.write(f"lsmkv serve: {name} must be >= 1, got {v}\n")
             return 2
+    if not 1 <= args.databases <= MAX_DATABASES:
+        err.write(f"lsmkv serve: --databases must be in [1, {MAX_DATABASES}] (a database's key "
+                  f"prefix holds its number in one byte), got {args.databases}\n")
+        return 2
     if not 0 <= args.port <= 65535:
         err.write(f"lsmkv serve: --port must be in [0, 65535], got {args.port}\n")
         return 2
@@ -415,7 +430,8 @@ def main(argv=None):
                      max_bulk=args.proto_max_bulk_len, appendfsync=args.appendfsync,
                      read_size=args.read_buffer, pool_bytes=args.buffer_pool_bytes,
                      query_buffer_limit=args.client_query_buffer_limit,
-                     maxmemory_clients=max(0, args.maxmemory_clients))
+                     maxmemory_clients=max(0, args.maxmemory_clients),
+                     databases=args.databases)
         try:
             loop.run_until_complete(srv.start())
         except OSError as e:

@@ -34,6 +34,7 @@ import types
 from lsmkv.errors import ConflictError
 from lsmkv.server import hashes, resp
 from lsmkv.server.args import CommandError
+from lsmkv.server.databases import PrefixedDB
 
 QUEUED = b"+QUEUED\r\n"
 NULL_ARRAY = b"*-1\r\n"
@@ -101,7 +102,7 @@ def c_discard(srv, conn, a):
 def c_watch(srv, conn, a):
     if conn.multi is not None:
         raise CommandError("ERR WATCH inside MULTI is not allowed")
-    txn = srv.db.transaction()
+    txn = conn.db.transaction()         # the database selected now (databases.py)
     keys = [bytes(k) for k in a[1:]]
     try:
         txn.watch(*keys, *(hashes.meta_key(k) for k in keys))
@@ -126,6 +127,8 @@ def c_reset(srv, conn, a):
     conn.reply_mode = 0
     conn.proto = 2
     conn.authed = not srv.requirepass
+    conn.dbnum = 0                      # back to database 0, as Redis
+    conn.db = srv.dbs[0]
     return b"+RESET\r\n"
 
 
@@ -157,7 +160,9 @@ def run_exec(srv, conn, cmds, watches):
     txn = srv.db.transaction(sync=srv.store.sync)
     try:
         xdb = ExecDB(srv.db, txn)
-        proxy = ExecServer(srv, xdb, ExecStore(srv.store, xdb))
+        dbs = ExecDatabases(xdb, srv.dbs)
+        proxy = ExecServer(srv, xdb, ExecStore(srv.store, xdb), dbs)
+        conn.db = dbs[conn.dbnum]          # a SELECT among the commands changes both
         execute = type(srv).execute
         out = [b"*%d\r\n" % len(cmds)]
         mode = conn.reply_mode             # every command in the EXEC replies (one array); a
@@ -173,6 +178,7 @@ def run_exec(srv, conn, cmds, watches):
         finally:
             if conn.reply_mode == 0:
                 conn.reply_mode = mode
+            conn.db = srv.dbs[conn.dbnum]  # the selection stays after EXEC, as Redis
         txn.commit()
     finally:
         if txn.ended is None:            # a command or the commit raised
@@ -184,12 +190,13 @@ class ExecServer:
     """The server as EXEC's commands see it: its db is an ExecDB and its store
     runs write steps at once; the server's methods run bound to this proxy (so
     they see both); every other attribute is the server's, read and written."""
-    __slots__ = ("_srv", "db", "store")
+    __slots__ = ("_srv", "db", "store", "dbs")
 
-    def __init__(self, srv, db, store):
+    def __init__(self, srv, db, store, dbs):
         object.__setattr__(self, "_srv", srv)
         object.__setattr__(self, "db", db)
         object.__setattr__(self, "store", store)
+        object.__setattr__(self, "dbs", dbs)
 
     def __getattr__(self, name):
         f = getattr(type(self._srv), name, None)
@@ -199,6 +206,26 @@ class ExecServer:
 
     def __setattr__(self, name, value):
         setattr(self._srv, name, value)
+
+
+class ExecDatabases:
+    """The databases as EXEC's commands see them: database 0 is the ExecDB, n >= 1
+    a PrefixedDB over it with database n's prefix (made when first selected)."""
+    __slots__ = ("xdb", "dbs", "views")
+
+    def __init__(self, xdb, dbs):
+        self.xdb = xdb
+        self.dbs = dbs
+        self.views = {0: xdb}
+
+    def __len__(self):
+        return len(self.dbs)
+
+    def __getitem__(self, n):
+        v = self.views.get(n)
+        if v is None:
+            v = self.views[n] = PrefixedDB(self.xdb, self.dbs[n].prefix)
+        return v
 
 
 class ExecStore:
@@ -284,6 +311,8 @@ class ExecDB:
         for op in wb.ops:
             if op[0] is None:
                 self.delete(op[1])
+            elif op[0] is _RANGE:
+                self.delete_range(op[1], op[2])
             else:
                 self.put(op[1], op[0], ttl=op[2])
 
@@ -312,6 +341,12 @@ class _Batch:
 
     def delete(self, key):
         self.ops.append((None, key, None))
+
+    def delete_range(self, start, stop):
+        self.ops.append((_RANGE, start, stop))
+
+
+_RANGE = object()                       # a _Batch op: delete_range
 
 
 class _View:

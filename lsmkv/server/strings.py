@@ -42,8 +42,8 @@ def c_getex(srv, conn, a):
         else:
             raise CommandError(SYNTAX)
     if at is None and not persist:
-        return resp.bulk(srv.db.get(a[1]))
-    return srv.store.write(w_getex, srv.db, a[1], at, persist, srv.store.sync)
+        return resp.bulk(conn.db.get(a[1]))
+    return srv.store.write(w_getex, conn.db, a[1], at, persist, srv.store.sync)
 
 
 def w_getex(db, key, at, persist, sync):
@@ -64,7 +64,7 @@ def w_getex(db, key, at, persist, sync):
 
 
 def c_getset(srv, conn, a):
-    return srv.store.write(w_getset, srv.db, a[1], a[2], srv.store.sync)
+    return srv.store.write(w_getset, conn.db, a[1], a[2], srv.store.sync)
 
 
 def w_getset(db, key, val, sync):
@@ -77,14 +77,14 @@ def w_getset(db, key, val, sync):
 # ---------------------------------------------------------------- ranges, lengths
 
 def c_strlen(srv, conn, a):
-    v = srv.db.get(a[1])
+    v = conn.db.get(a[1])
     return resp.integer(0 if v is None else len(v))
 
 
 def c_getrange(srv, conn, a):
     start = to_int(a[2])
     end = to_int(a[3])
-    v = srv.db.get(a[1])
+    v = conn.db.get(a[1])
     return resp.bulk(getrange(v or b"", start, end))
 
 
@@ -108,7 +108,7 @@ def c_setrange(srv, conn, a):
     off = to_int(a[2])
     if off < 0:
         raise CommandError("ERR offset is out of range")
-    return srv.store.write(w_setrange, srv.db, a[1], off, bytes(a[3]), srv.max_bulk, srv.store.sync)
+    return srv.store.write(w_setrange, conn.db, a[1], off, bytes(a[3]), srv.max_bulk, srv.store.sync)
 
 
 def w_setrange(db, key, off, val, limit, sync):
@@ -127,7 +127,7 @@ def w_setrange(db, key, off, val, limit, sync):
 
 
 def c_append(srv, conn, a):
-    return srv.store.write(w_append, srv.db, a[1], bytes(a[2]), srv.max_bulk, srv.store.sync)
+    return srv.store.write(w_append, conn.db, a[1], bytes(a[2]), srv.max_bulk, srv.store.sync)
 
 
 def w_append(db, key, val, limit, sync):
@@ -185,7 +185,7 @@ def c_incrbyfloat(srv, conn, a):
     incr = parse_long_double(a[2])
     if incr is None:
         raise CommandError(INF_NAN)
-    return srv.store.write(w_incrbyfloat, srv.db, a[1], incr, srv.store.sync)
+    return srv.store.write(w_incrbyfloat, conn.db, a[1], incr, srv.store.sync)
 
 
 def w_incrbyfloat(db, key, incr, sync):
@@ -211,7 +211,7 @@ LD_MAX = Fraction(2) ** 16384                     # past the largest long double
 def c_msetnx(srv, conn, a):
     if len(a) % 2 == 0:
         raise CommandError("ERR wrong number of arguments for 'msetnx' command")
-    return srv.store.write(w_msetnx, srv.db, a, srv.store.sync)
+    return srv.store.write(w_msetnx, conn.db, a, srv.store.sync)
 
 
 def w_msetnx(db, a, sync):

@@ -268,6 +268,28 @@ DIFF_SCRIPT = [
     ("WATCH", "d:w"), ("UNWATCH",), ("SET", "d:w", "2"), ("MULTI",), ("GET", "d:w"), ("EXEC",),
     ("MULTI",), ("WATCH", "d:w"), ("SET", "d:w", "3"), ("EXEC",), ("WATCH",), ("MULTI", "x"),
     ("MULTI",), ("EXEC",), ("MULTI",), ("RENAME", "d:t1", "d:t4"), ("TYPE", "d:t4"), ("EXEC",),
+    # numbered databases (databases.py): SELECT, MOVE, COPY DB, FLUSHDB per database, SWAPDB
+    ("SELECT", "16"), ("SELECT", "-1"), ("SELECT", "x"), ("SELECT", "4294967296"), ("SELECT", "01"),
+    ("SELECT", "3"), ("FLUSHDB",), ("GET", "d:s"), ("SET", "d:a", "db3"), ("GET", "d:a"),
+    ("HSET", "d:h", "only", "db3"), ("HGETALL", "d:h"), ("KEYS", "d:a"), ("EXISTS", "d:a", "d:h", "d:s"),
+    ("SET", "d:t", "x", "EX", "100"), ("TTL", "d:t"), ("MOVE", "d:a", "0"), ("MOVE", "d:a", "0"),
+    ("MOVE", "d:t", "3"), ("MOVE", "d:t", "16"), ("MOVE", "d:t", "x"), ("MOVE", "d:t", "4294967296"),
+    ("MOVE", "d:h", "0"), ("MOVE", "d:t", "4"), ("KEYS", "*"), ("EXISTS", "d:t"),
+    ("SELECT", "4"), ("FLUSHDB",), ("SET", "d:t", "mine"), ("SELECT", "3"), ("SET", "d:t", "x", "EX", "100"),
+    ("MOVE", "d:t", "4"), ("MOVE", "d:t", "5"), ("SELECT", "5"), ("FLUSHDB",), ("SELECT", "3"),
+    ("MOVE", "d:t", "5"), ("SELECT", "5"), ("TTL", "d:t"), ("GET", "d:t"), ("SELECT", "0"), ("GET", "d:a"),
+    ("TYPE", "d:h"), ("COPY", "d:a", "d:a"), ("COPY", "d:a", "d:a", "DB", "16"),
+    ("COPY", "d:a", "d:a", "DB", "x"), ("COPY", "d:a", "d:a", "DB", "6"), ("COPY", "d:a", "d:a", "DB", "6"),
+    ("COPY", "d:a", "d:a", "DB", "6", "REPLACE"), ("COPY", "d:s", "d:a2", "DB", "6"),
+    ("SELECT", "6"), ("EXISTS", "d:a", "d:a2"), ("GET", "d:a2"), ("DEL", "d:a", "d:a2"), ("SELECT", "5"),
+    ("FLUSHDB",), ("KEYS", "*"), ("SELECT", "0"), ("GET", "d:a"), ("EXISTS", "d:s"),
+    ("MULTI",), ("SELECT", "6"), ("SET", "d:m", "1"), ("SELECT", "99"), ("GET", "d:m"), ("EXEC",),
+    ("GET", "d:m"), ("DEL", "d:m"), ("SELECT", "0"), ("GET", "d:m"),
+    ("SELECT", "7"), ("SET", "d:r", "1"), ("RESET",), ("GET", "d:r"),
+    ("SWAPDB", "x", "0"), ("SWAPDB", "0", "x"), ("SWAPDB", "0", "16"), ("SWAPDB", "7", "7"),
+    ("SELECT", "8"), ("FLUSHDB",), ("SELECT", "9"), ("FLUSHDB",), ("SET", "d:sw", "nine"),
+    ("SWAPDB", "8", "9"), ("GET", "d:sw"), ("SELECT", "8"), ("GET", "d:sw"), ("SELECT", "7"),
+    ("FLUSHDB",), ("SELECT", "0"),
 ]
 
 RAW_DIFF = [

@@ -204,7 +204,7 @@ def test_set_options(r, k):
     (("GET",), "wrong number of arguments for 'get' command"),
     (("SET", "a"), "wrong number of arguments for 'set' command"),
     (("MSET", "a", "1", "b"), "wrong number of arguments for 'mset' command"),
-    (("SELECT", "1"), "DB index is out of range"),
+    (("SELECT", "16"), "DB index is out of range"),
     (("NOSUCH", "x", "y"), "unknown command 'NOSUCH', with args beginning with: 'x' 'y' "),
     (("CLIENT", "SETNAME", "a b"), "Client names cannot contain spaces"),
     (("CLIENT", "NOPE"), "unknown subcommand 'NOPE'. Try CLIENT HELP."),
