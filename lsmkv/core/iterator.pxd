@@ -14,6 +14,8 @@ cdef class InternalIterator:
     cdef const uint8_t* val
     cdef size_t val_len
     cdef int seek(self, const uint8_t* target, size_t n) except -1
+    cdef int seek_start(self, const uint8_t* target, size_t n) except -1
+    cdef int seek_finish(self, const uint8_t* target, size_t n) except -1
     cdef int seek_to_first(self) except -1
     cdef int seek_to_last(self) except -1
     cdef int next(self) except -1
@@ -42,6 +44,7 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1
     cdef int seek_lazy(self, const uint8_t* target, size_t n) except -1
     cdef int _position_pending(self) except -1
+    cdef int _seek_pending(self, const uint8_t* target, size_t n) except -1
     cdef void _clear_pending(self) noexcept
 
 

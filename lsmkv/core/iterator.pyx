@@ -65,6 +65,15 @@ cdef class InternalIterator:
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         raise NotImplementedError
+    cdef int seek_start(self, const uint8_t* target, size_t n) except -1:
+        """The first half of seek(target): find (and start reading) what the seek
+        will read, leaving the position undefined until seek_finish(target) with the
+        same target. A MergingIterator starts every child before it finishes any, so
+        their memory misses overlap. Here: the whole seek."""
+        return self.seek(target, n)
+    cdef int seek_finish(self, const uint8_t* target, size_t n) except -1:
+        """The second half of seek(target), after seek_start(target)."""
+        return 0
     cdef int seek_to_first(self) except -1:
         raise NotImplementedError
     cdef int seek_to_last(self) except -1:
@@ -259,7 +268,9 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         self._clear_pending()
         for c in self.children:
-            c.seek(target, n)
+            c.seek_start(target, n)
+        for c in self.children:
+            c.seek_finish(target, n)
         self._pick(1)
         return 0
 
@@ -279,11 +290,14 @@ cdef class MergingIterator(InternalIterator):
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
             if c.may_hold(target, ukn, h):
-                c.seek(target, n)
+                c.seek_start(target, n)
             else:
                 c.valid = False
                 self.pending[i] = 1
                 self.npending += 1
+        for i in range(self.n):
+            if not self.pending[i]:
+                (<InternalIterator>self.children[i]).seek_finish(target, n)
         self._pick(1)
         if self.npending:
             if self.valid and cmp_bytes(self.key, self.key_len - TAG_SIZE, target, ukn) == 0:
@@ -296,23 +310,25 @@ cdef class MergingIterator(InternalIterator):
                 memcpy(self.ptarget, target, n)
                 self.ptn = n
                 return 0
-            self.ptn = 0
-            for i in range(self.n):
-                if self.pending[i]:
-                    (<InternalIterator>self.children[i]).seek(target, n)
-            self._clear_pending()
-            self._pick(1)
+            self._seek_pending(target, n)
+        return 0
+
+    cdef int _seek_pending(self, const uint8_t* target, size_t n) except -1:
+        """Seek the children seek_lazy left alone to target, and merge them in."""
+        cdef int i
+        for i in range(self.n):
+            if self.pending[i]:
+                (<InternalIterator>self.children[i]).seek_start(target, n)
+        for i in range(self.n):
+            if self.pending[i]:
+                (<InternalIterator>self.children[i]).seek_finish(target, n)
+        self._clear_pending()
+        self._pick(1)
         return 0
 
     cdef int _position_pending(self) except -1:
         """Seek the children seek_lazy left alone to its target, and merge them in."""
-        cdef int i
-        for i in range(self.n):
-            if self.pending[i]:
-                (<InternalIterator>self.children[i]).seek(self.ptarget, self.ptn)
-        self._clear_pending()
-        self._pick(1)
-        return 0
+        return self._seek_pending(self.ptarget, self.ptn)
 
     cdef int seek_to_first(self) except -1:
         cdef InternalIterator c
@@ -335,7 +351,9 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         self._clear_pending()
         for c in self.children:
-            c.seek(target, n)
+            c.seek_start(target, n)
+        for c in self.children:
+            c.seek_finish(target, n)
             if c.valid:
                 c.prev()
             else:

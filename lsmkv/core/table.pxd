@@ -93,6 +93,8 @@ cdef class TableIterator(InternalIterator):
     cdef bint have_block
     cdef int _open_index(self) except -1
     cdef int _load_block(self) except -1
+    cdef void _prefetch_block(self) noexcept
+    cdef bint _in_block(self, const uint8_t* target, size_t n) except -1
     cdef int _skip_forward(self) except -1
     cdef int _skip_backward(self) except -1
     cdef void _copy(self) noexcept
