@@ -657,12 +657,11 @@ cdef class Core:
             start, stop = prefix_bounds(check_bound("prefix", prefix), start, stop)
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        it = DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
-                        self.state, owner)
+        cdef RangeDelSet rd = None
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:
-            it.range_dels = self._range_dels(sv)
-        it.merge_op = self.merge_op
-        return it
+            rd = self._range_dels(sv)
+        return new_db_iterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
+                               self.state, owner, rd, self.merge_op)
 
     cdef object _cursor(self, lower, upper, prefix, seq, owner):
         """An lsmkv.Iterator (lsmkv/core/cursor.pyx) as of seq (None: now), pinning

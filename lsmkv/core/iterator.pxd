@@ -1,4 +1,5 @@
 from lsmkv.core.merge cimport MergeOperator
+from lsmkv.core.rangedel cimport RangeDelSet
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 
 cdef class InternalIterator:
@@ -59,4 +60,7 @@ cdef class HandleState:
 
 
 cdef object no_merge_operator(const uint8_t* k, size_t kn)
+cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, object start, object stop,
+                            bint reverse, int mode, object pin, HandleState state, object owner,
+                            RangeDelSet range_dels, MergeOperator merge_op)
 cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now, uint64_t cover)

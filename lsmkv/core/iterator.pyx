@@ -447,25 +447,9 @@ cdef class DBIterator:
     cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
     cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
-    def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
-                  bint reverse, int mode, pin, HandleState state, owner=None):
-        self.it = it
-        self.state = state
-        self.owner = owner
-        self.closed = False
-        self.seq = seq
-        self.now = now
-        self.start = None if start is None else bytes(start)
-        self.stop = None if stop is None else bytes(stop)
-        self.reverse = reverse
-        self.mode = mode
-        self.pin = pin
-        self.started = False
-        self.done = False
-        self.advance = False
-        self.skip = NULL
-        self.skip_len = self.skip_cap = 0
-        self.has_skip = False
+    # No arguments: Core._iterate builds one per items()/keys()/values() call through
+    # new_db_iterator (C fields set directly; no argument tuple, no attribute setters).
+    # Cython zero-fills the C fields and sets the object fields to None.
 
     def __dealloc__(self):
         free(self.skip)
@@ -695,3 +679,26 @@ cdef class DBIterator:
             self._release()
             return result
         return self._finish()
+
+
+cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, object start, object stop,
+                            bint reverse, int mode, object pin, HandleState state, object owner,
+                            RangeDelSet range_dels, MergeOperator merge_op):
+    """A DBIterator of `it` over [start, stop) (bytes or None) as of seq, yielding
+    items (mode 0), keys (1) or values (2); it holds pin and owner (the DB handle)
+    and closes with state. Built in C: one per items() call, so no Python-level
+    constructor call."""
+    cdef DBIterator d = DBIterator.__new__(DBIterator)
+    d.it = it
+    d.seq = seq
+    d.now = now
+    d.start = start if start is None or type(start) is bytes else bytes(start)
+    d.stop = stop if stop is None or type(stop) is bytes else bytes(stop)
+    d.reverse = reverse
+    d.mode = mode
+    d.pin = pin
+    d.state = state
+    d.owner = owner
+    d.range_dels = range_dels
+    d.merge_op = merge_op
+    return d
