@@ -267,6 +267,7 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         cdef InternalIterator c
         self._clear_pending()
+        self.valid = False      # until _pick (a child's seek may raise)
         for c in self.children:
             c.seek_start(target, n)
         for c in self.children:
@@ -287,6 +288,7 @@ cdef class MergingIterator(InternalIterator):
         cdef int i
         cdef void* p
         self._clear_pending()
+        self.valid = False      # until _pick (a child's seek may raise)
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
             if c.may_hold(target, ukn, h):
@@ -350,6 +352,7 @@ cdef class MergingIterator(InternalIterator):
         """Position at the last entry < target (backward iteration)."""
         cdef InternalIterator c
         self._clear_pending()
+        self.valid = False      # until _pick (a child's seek may raise)
         for c in self.children:
             c.seek_start(target, n)
         for c in self.children:

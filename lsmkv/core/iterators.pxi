@@ -105,6 +105,7 @@ cdef class TableIterator(InternalIterator):
         return cmp_ikey(fk, fn, target, n) <= 0
 
     cdef int seek_start(self, const uint8_t* target, size_t n) except -1:
+        self.valid = False      # until seek_finish (a sibling's seek may raise in between)
         if self._in_block(target, n):
             return 0
         if self.index is None:
@@ -217,6 +218,7 @@ cdef class LevelIterator(InternalIterator):
             self.val_len = self.cur.val_len
 
     cdef int seek_start(self, const uint8_t* target, size_t n) except -1:
+        self.valid = False
         self._open(find_table(self.largest, target, n))
         if self.cur is not None:
             self.cur.seek_start(target, n)

@@ -123,3 +123,36 @@ def test_reseek_near_over_tables_memtable_and_compaction(tmp_path, seed):
             k = kf(rng.randrange(480, 1520))
             w.moves(w.seek(k) if rng.random() < 0.6 else w.seek_for_prev(k), rng, 3)
     db.close()
+
+
+def test_seek_that_fails_to_read_leaves_the_iterator_invalid(tmp_path):
+    """A seek whose block read fails (a corrupt block: checksum) raises, and the
+    iterator is then not valid (not still on the entry it stood on before, whose
+    block the failed seek already let go); later seeks elsewhere work."""
+    path = str(tmp_path / "db")
+    opts = dict(block_size=512, block_cache_size=64 << 10)
+    db = lsmkv.DB(path, **opts)
+    for gen in (b"a", b"b"):                    # two tables over the same keys
+        for i in range(1000):
+            db.put(kf(i), gen * 40)
+        db.flush()
+    newest = max(testing.live_table_numbers(db))
+    db.close()
+    sst = tmp_path / "db" / ("%06d.sst" % newest)
+    data = bytearray(sst.read_bytes())
+    data[100] ^= 0x40                           # inside the newest table's first data block
+    sst.write_bytes(bytes(data))
+    db = lsmkv.DB(path, **opts)
+    with db.iterator() as it:
+        it.seek(kf(900))
+        assert it.key() == kf(900) and it.value() == b"b" * 40
+        with pytest.raises(lsmkv.CorruptionError):
+            it.seek(kf(0))
+        assert not it.valid()
+        with pytest.raises(lsmkv.InvalidIteratorError):
+            it.value()
+        it.seek(kf(950))
+        assert it.key() == kf(950) and it.value() == b"b" * 40
+        it.next()
+        assert it.key() == kf(951)
+    db.close()
