@@ -633,10 +633,10 @@ cdef class Core:
         for m in sv.imms:
             children.append(MemTableIterator(m))
         for t in sv.l0:
-            children.append(TableIterator(t))
+            children.append(new_table_iterator(t))
         for lv in sv.levels:
             children.append(LevelIterator(<tuple>lv[0], lv[1]))
-        return MergingIterator(children)
+        return new_merging_iterator(children)
 
     cdef object _pin_current(self):
         """(the current SuperVersion, a Pin on its version) for a new iterator."""

@@ -47,6 +47,7 @@ cdef class MergingIterator(InternalIterator):
     cdef int _position_pending(self) except -1
     cdef int _seek_pending(self, const uint8_t* target, size_t n) except -1
     cdef void _clear_pending(self) noexcept
+    cdef int _init(self, list children) except -1
 
 
 cdef class HandleState:
@@ -60,6 +61,7 @@ cdef class HandleState:
 
 
 cdef object no_merge_operator(const uint8_t* k, size_t kn)
+cdef MergingIterator new_merging_iterator(list children)
 cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, object start, object stop,
                             bint reverse, int mode, object pin, HandleState state, object owner,
                             RangeDelSet range_dels, MergeOperator merge_op)

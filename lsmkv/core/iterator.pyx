@@ -40,6 +40,9 @@ from lsmkv.core.merge cimport MergeOperator
 from lsmkv.errors import MergeOperatorError
 
 
+cdef bint making = False    # set (GIL held) while a C factory (new_db_iterator, new_merging_iterator)
+                            # makes its object: a Python-level call without arguments is a TypeError
+
 cdef class HandleState:
     """See _iterator.pxd. error() is the exception a use of the closed handle raises."""
 
@@ -127,19 +130,18 @@ cdef class MergingIterator(InternalIterator):
     read that merges a memtable and a few tables); with more (a compaction of
     many L0 files), a binary heap of the children, O(log k)."""
 
-    def __cinit__(self, children):
-        self.children = list(children)
-        self.n = len(self.children)
+    def __cinit__(self, children=None):
         self.current = -1
         self.second = -1
-        self.heap_dir = 0
-        self.heap_n = 0
-        self.heap = NULL
-        self.hkey = NULL
-        self.hlen = NULL
-        self.npending = 0
-        self.ptarget = NULL
-        self.ptn = self.ptcap = 0
+        if children is not None:
+            self._init(list(children))
+        elif not making:                # new_merging_iterator sets them with _init
+            raise TypeError("MergingIterator(children): children is required")
+
+    cdef int _init(self, list children) except -1:
+        """Take children (a list this iterator keeps) and size the per-child arrays."""
+        self.children = children
+        self.n = len(children)
         self.pending = <char*>calloc(self.n if self.n else 1, 1)
         if self.pending == NULL:
             raise MemoryError()
@@ -149,6 +151,7 @@ cdef class MergingIterator(InternalIterator):
             self.hlen = <size_t*>malloc(self.n * sizeof(size_t))
             if self.heap == NULL or self.hkey == NULL or self.hlen == NULL:
                 raise MemoryError()
+        return 0
 
     def __dealloc__(self):
         free(self.heap)
@@ -450,9 +453,11 @@ cdef class DBIterator:
     cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
     cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
-    # No arguments: Core._iterate builds one per items()/keys()/values() call through
-    # new_db_iterator (C fields set directly; no argument tuple, no attribute setters).
-    # Cython zero-fills the C fields and sets the object fields to None.
+    def __cinit__(self):
+        # Made only by new_db_iterator (Core._iterate, per items()/keys()/values() call),
+        # which sets the fields in C: no argument parsing, no attribute setters.
+        if not making:
+            raise TypeError("DBIterator objects are made by DB.items(), keys() and values()")
 
     def __dealloc__(self):
         free(self.skip)
@@ -691,7 +696,13 @@ cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, objec
     items (mode 0), keys (1) or values (2); it holds pin and owner (the DB handle)
     and closes with state. Built in C: one per items() call, so no Python-level
     constructor call."""
-    cdef DBIterator d = DBIterator.__new__(DBIterator)
+    cdef DBIterator d
+    global making
+    making = True
+    try:
+        d = DBIterator.__new__(DBIterator)
+    finally:
+        making = False
     d.it = it
     d.seq = seq
     d.now = now
@@ -705,3 +716,17 @@ cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, objec
     d.range_dels = range_dels
     d.merge_op = merge_op
     return d
+
+
+cdef MergingIterator new_merging_iterator(list children):
+    """A MergingIterator over children (newest source first), keeping that list
+    (the caller's, not copied): built in C, one per items() or iterator() call."""
+    cdef MergingIterator m
+    global making
+    making = True
+    try:
+        m = MergingIterator.__new__(MergingIterator)
+    finally:
+        making = False
+    m._init(children)
+    return m

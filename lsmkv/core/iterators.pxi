@@ -21,13 +21,18 @@ cdef extern from *:
     """
     void prefetch_l2 "lsmkv_prefetch_l2" (const void* p) noexcept nogil
 
+cdef bint making_table_iterator = False   # set (GIL held) by new_table_iterator: TableIterator()
+                                          # without a table is a TypeError otherwise
+
 cdef enum:
     PREFETCH_BLOCK_MAX = 8192   # a data block up to this size is prefetched whole when a seek loads it
 
 cdef class TableIterator(InternalIterator):
     """Two-level iterator: the index block picks data blocks, read through the cache."""
 
-    def __cinit__(self, TableReader table):
+    def __cinit__(self, TableReader table=None):
+        if table is None and not making_table_iterator:     # new_table_iterator sets it
+            raise TypeError("TableIterator(table): table is required")
         self.table = table
         self.index = None                   # made at the first positioning (a lazy seek may never need it)
         self.data = None
@@ -35,9 +40,9 @@ cdef class TableIterator(InternalIterator):
 
     cdef int _open_index(self) except -1:
         """Load the index block; a cached index stays pinned while the iterator lives."""
-        cdef BlockIter index = BlockIter()
+        cdef BlockIter index = BlockIter.__new__(BlockIter)
         self.table.load_index(index)
-        self.data = BlockIter()
+        self.data = BlockIter.__new__(BlockIter)
         self.index = index
         return 0
 
@@ -157,6 +162,20 @@ cdef class TableIterator(InternalIterator):
         self.data.prev()
         return self._skip_backward()
 
+
+cdef TableIterator new_table_iterator(TableReader table):
+    """TableIterator(table), built in C (no Python-level call): one per table per
+    items() or iterator() call."""
+    cdef TableIterator it
+    global making_table_iterator
+    making_table_iterator = True
+    try:
+        it = TableIterator.__new__(TableIterator)
+    finally:
+        making_table_iterator = False
+    it.table = table
+    return it
+
 # ---------------------------------------------------------------- level iterator
 
 cdef int find_table(list largest, const uint8_t* target, size_t n) except -1:
@@ -206,7 +225,7 @@ cdef class LevelIterator(InternalIterator):
             return 0
         if i != self.i or self.cur is None:
             self.i = i
-            self.cur = TableIterator(self.tables[i])
+            self.cur = new_table_iterator(<TableReader>self.tables[i])
         return 0
 
     cdef void _copy(self) noexcept:

@@ -112,3 +112,4 @@ cdef class LevelIterator(InternalIterator):
     cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef int find_table(list largest, const uint8_t* target, size_t n) except -1
+cdef TableIterator new_table_iterator(TableReader table)

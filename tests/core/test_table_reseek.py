@@ -175,3 +175,15 @@ def test_level_and_merging_iterator_reseeks(tmp_path):
     check_reseeks(merged, Model(over), seed=12, backward=False)
     for t in readers + tabs:
         t.close()
+
+
+def test_iterators_made_without_their_sources_are_refused():
+    """DBIterator, MergingIterator and TableIterator are built by C factories
+    (per items() call, without a Python-level constructor call); made from Python
+    without their sources they raise TypeError instead of crashing at first use."""
+    from lsmkv.core.iterator import DBIterator
+    from lsmkv.core.table import TableIterator
+    for make in (DBIterator, MergingIterator, TableIterator):
+        with pytest.raises(TypeError):
+            make()
+    assert not MergingIterator([]).py_valid()
