@@ -633,10 +633,10 @@ cdef class Core:
         for m in sv.imms:
             children.append(MemTableIterator(m))
         for t in sv.l0:
-            children.append(TableIterator(t))
+            children.append(new_table_iterator(t))
         for lv in sv.levels:
             children.append(LevelIterator(<tuple>lv[0], lv[1]))
-        return MergingIterator(children)
+        return new_merging_iterator(children)
 
     cdef object _pin_current(self):
         """(the current SuperVersion, a Pin on its version) for a new iterator."""
@@ -657,12 +657,11 @@ cdef class Core:
             start, stop = prefix_bounds(check_bound("prefix", prefix), start, stop)
         sv, pin = self._pin_current()
         cdef uint64_t s = self.last_seq if seq is None else seq
-        it = DBIterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
-                        self.state, owner)
+        cdef RangeDelSet rd = None
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:
-            it.range_dels = self._range_dels(sv)
-        it.merge_op = self.merge_op
-        return it
+            rd = self._range_dels(sv)
+        return new_db_iterator(self._merging(sv), s, self._now_ms(), start, stop, reverse, mode, pin,
+                               self.state, owner, rd, self.merge_op)
 
     cdef object _cursor(self, lower, upper, prefix, seq, owner):
         """An lsmkv.Iterator (lsmkv/core/cursor.pyx) as of seq (None: now), pinning

@@ -32,6 +32,8 @@ Invariants:
   4. After close(), or once the DB handle is closed or inherited by fork(), every
      method but close() raises ClosedError (ForkedError); the pin and sources are
      released then.
+  5. A move that raises (a block that fails to read) leaves the iterator not
+     valid: it never shows an entry of a block the failed move let go.
 """
 import time as _time
 
@@ -349,6 +351,7 @@ cdef class Iterator:
         cdef int tn
         self._refresh_now()
         self.positioned = True
+        self.valid_ = False     # until the move completes (a source's read may raise)
         if self.lo is not None and cmp_bytes(k, n, <const uint8_t*>PyBytes_AS_STRING(self.lo),
                                                 PyBytes_GET_SIZE(self.lo)) < 0:
             k = <const uint8_t*>PyBytes_AS_STRING(self.lo)
@@ -362,6 +365,7 @@ cdef class Iterator:
         cdef int tn
         self._refresh_now()
         self.positioned = True
+        self.valid_ = False     # until the move completes (a source's read may raise)
         if self.hi is not None and cmp_bytes(k, n, <const uint8_t*>PyBytes_AS_STRING(self.hi),
                                                 PyBytes_GET_SIZE(self.hi)) >= 0:
             k = <const uint8_t*>PyBytes_AS_STRING(self.hi)
@@ -427,6 +431,7 @@ cdef class Iterator:
         self._check()
         self._refresh_now()
         self.positioned = True
+        self.valid_ = False     # until the move completes (a source's read may raise)
         if self.lo is not None:
             self._seek_c(<const uint8_t*>PyBytes_AS_STRING(self.lo), PyBytes_GET_SIZE(self.lo))
             return
@@ -447,6 +452,7 @@ cdef class Iterator:
         self._check()
         self._refresh_now()
         self.positioned = True
+        self.valid_ = False     # until the move completes (a source's read may raise)
         if self.hi is not None:
             self._seek_for_prev_c(<const uint8_t*>PyBytes_AS_STRING(self.hi),
                                   PyBytes_GET_SIZE(self.hi), False)
@@ -456,6 +462,7 @@ cdef class Iterator:
 
     cdef int _next_c(self) except -1:
         cdef int tn
+        self.valid_ = False         # until the move completes (a source's read may raise)
         if self.dir > 0:
             if self.dir == 1:       # on the shown entry (2: already past a folded key's entries)
                 self.it.next()
@@ -467,6 +474,7 @@ cdef class Iterator:
 
     cdef int _prev_c(self) except -1:
         cdef int tn
+        self.valid_ = False
         if self.dir < 0:
             return self._backward()
         # forward: the merging iterator stands on the shown key; go to the last entry before it

@@ -1,4 +1,5 @@
 from lsmkv.core.merge cimport MergeOperator
+from lsmkv.core.rangedel cimport RangeDelSet
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 
 cdef class InternalIterator:
@@ -14,6 +15,8 @@ cdef class InternalIterator:
     cdef const uint8_t* val
     cdef size_t val_len
     cdef int seek(self, const uint8_t* target, size_t n) except -1
+    cdef int seek_start(self, const uint8_t* target, size_t n) except -1
+    cdef int seek_finish(self, const uint8_t* target, size_t n) except -1
     cdef int seek_to_first(self) except -1
     cdef int seek_to_last(self) except -1
     cdef int next(self) except -1
@@ -42,7 +45,9 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek_for_prev(self, const uint8_t* target, size_t n) except -1
     cdef int seek_lazy(self, const uint8_t* target, size_t n) except -1
     cdef int _position_pending(self) except -1
+    cdef int _seek_pending(self, const uint8_t* target, size_t n) except -1
     cdef void _clear_pending(self) noexcept
+    cdef int _init(self, list children) except -1
 
 
 cdef class HandleState:
@@ -56,4 +61,8 @@ cdef class HandleState:
 
 
 cdef object no_merge_operator(const uint8_t* k, size_t kn)
+cdef MergingIterator new_merging_iterator(list children)
+cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, object start, object stop,
+                            bint reverse, int mode, object pin, HandleState state, object owner,
+                            RangeDelSet range_dels, MergeOperator merge_op)
 cdef object fold_forward(MergingIterator it, MergeOperator op, int64_t now, uint64_t cover)

@@ -40,6 +40,9 @@ from lsmkv.core.merge cimport MergeOperator
 from lsmkv.errors import MergeOperatorError
 
 
+cdef bint making = False    # set (GIL held) while a C factory (new_db_iterator, new_merging_iterator)
+                            # makes its object: a Python-level call without arguments is a TypeError
+
 cdef class HandleState:
     """See _iterator.pxd. error() is the exception a use of the closed handle raises."""
 
@@ -65,6 +68,15 @@ cdef class InternalIterator:
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         raise NotImplementedError
+    cdef int seek_start(self, const uint8_t* target, size_t n) except -1:
+        """The first half of seek(target): find (and start reading) what the seek
+        will read, leaving the position undefined until seek_finish(target) with the
+        same target. A MergingIterator starts every child before it finishes any, so
+        their memory misses overlap. Here: the whole seek."""
+        return self.seek(target, n)
+    cdef int seek_finish(self, const uint8_t* target, size_t n) except -1:
+        """The second half of seek(target), after seek_start(target)."""
+        return 0
     cdef int seek_to_first(self) except -1:
         raise NotImplementedError
     cdef int seek_to_last(self) except -1:
@@ -118,19 +130,18 @@ cdef class MergingIterator(InternalIterator):
     read that merges a memtable and a few tables); with more (a compaction of
     many L0 files), a binary heap of the children, O(log k)."""
 
-    def __cinit__(self, children):
-        self.children = list(children)
-        self.n = len(self.children)
+    def __cinit__(self, children=None):
         self.current = -1
         self.second = -1
-        self.heap_dir = 0
-        self.heap_n = 0
-        self.heap = NULL
-        self.hkey = NULL
-        self.hlen = NULL
-        self.npending = 0
-        self.ptarget = NULL
-        self.ptn = self.ptcap = 0
+        if children is not None:
+            self._init(list(children))
+        elif not making:                # new_merging_iterator sets them with _init
+            raise TypeError("MergingIterator(children): children is required")
+
+    cdef int _init(self, list children) except -1:
+        """Take children (a list this iterator keeps) and size the per-child arrays."""
+        self.children = children
+        self.n = len(children)
         self.pending = <char*>calloc(self.n if self.n else 1, 1)
         if self.pending == NULL:
             raise MemoryError()
@@ -140,6 +151,7 @@ cdef class MergingIterator(InternalIterator):
             self.hlen = <size_t*>malloc(self.n * sizeof(size_t))
             if self.heap == NULL or self.hkey == NULL or self.hlen == NULL:
                 raise MemoryError()
+        return 0
 
     def __dealloc__(self):
         free(self.heap)
@@ -258,8 +270,11 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         cdef InternalIterator c
         self._clear_pending()
+        self.valid = False      # until _pick (a child's seek may raise)
         for c in self.children:
-            c.seek(target, n)
+            c.seek_start(target, n)
+        for c in self.children:
+            c.seek_finish(target, n)
         self._pick(1)
         return 0
 
@@ -276,14 +291,18 @@ cdef class MergingIterator(InternalIterator):
         cdef int i
         cdef void* p
         self._clear_pending()
+        self.valid = False      # until _pick (a child's seek may raise)
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
             if c.may_hold(target, ukn, h):
-                c.seek(target, n)
+                c.seek_start(target, n)
             else:
                 c.valid = False
                 self.pending[i] = 1
                 self.npending += 1
+        for i in range(self.n):
+            if not self.pending[i]:
+                (<InternalIterator>self.children[i]).seek_finish(target, n)
         self._pick(1)
         if self.npending:
             if self.valid and cmp_bytes(self.key, self.key_len - TAG_SIZE, target, ukn) == 0:
@@ -296,23 +315,25 @@ cdef class MergingIterator(InternalIterator):
                 memcpy(self.ptarget, target, n)
                 self.ptn = n
                 return 0
-            self.ptn = 0
-            for i in range(self.n):
-                if self.pending[i]:
-                    (<InternalIterator>self.children[i]).seek(target, n)
-            self._clear_pending()
-            self._pick(1)
+            self._seek_pending(target, n)
+        return 0
+
+    cdef int _seek_pending(self, const uint8_t* target, size_t n) except -1:
+        """Seek the children seek_lazy left alone to target, and merge them in."""
+        cdef int i
+        for i in range(self.n):
+            if self.pending[i]:
+                (<InternalIterator>self.children[i]).seek_start(target, n)
+        for i in range(self.n):
+            if self.pending[i]:
+                (<InternalIterator>self.children[i]).seek_finish(target, n)
+        self._clear_pending()
+        self._pick(1)
         return 0
 
     cdef int _position_pending(self) except -1:
         """Seek the children seek_lazy left alone to its target, and merge them in."""
-        cdef int i
-        for i in range(self.n):
-            if self.pending[i]:
-                (<InternalIterator>self.children[i]).seek(self.ptarget, self.ptn)
-        self._clear_pending()
-        self._pick(1)
-        return 0
+        return self._seek_pending(self.ptarget, self.ptn)
 
     cdef int seek_to_first(self) except -1:
         cdef InternalIterator c
@@ -334,8 +355,11 @@ cdef class MergingIterator(InternalIterator):
         """Position at the last entry < target (backward iteration)."""
         cdef InternalIterator c
         self._clear_pending()
+        self.valid = False      # until _pick (a child's seek may raise)
         for c in self.children:
-            c.seek(target, n)
+            c.seek_start(target, n)
+        for c in self.children:
+            c.seek_finish(target, n)
             if c.valid:
                 c.prev()
             else:
@@ -429,25 +453,11 @@ cdef class DBIterator:
     cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
     cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
-    def __cinit__(self, MergingIterator it, uint64_t seq, int64_t now, start, stop,
-                  bint reverse, int mode, pin, HandleState state, owner=None):
-        self.it = it
-        self.state = state
-        self.owner = owner
-        self.closed = False
-        self.seq = seq
-        self.now = now
-        self.start = None if start is None else bytes(start)
-        self.stop = None if stop is None else bytes(stop)
-        self.reverse = reverse
-        self.mode = mode
-        self.pin = pin
-        self.started = False
-        self.done = False
-        self.advance = False
-        self.skip = NULL
-        self.skip_len = self.skip_cap = 0
-        self.has_skip = False
+    def __cinit__(self):
+        # Made only by new_db_iterator (Core._iterate, per items()/keys()/values() call),
+        # which sets the fields in C: no argument parsing, no attribute setters.
+        if not making:
+            raise TypeError("DBIterator objects are made by DB.items(), keys() and values()")
 
     def __dealloc__(self):
         free(self.skip)
@@ -677,3 +687,46 @@ cdef class DBIterator:
             self._release()
             return result
         return self._finish()
+
+
+cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, object start, object stop,
+                            bint reverse, int mode, object pin, HandleState state, object owner,
+                            RangeDelSet range_dels, MergeOperator merge_op):
+    """A DBIterator of `it` over [start, stop) (bytes or None) as of seq, yielding
+    items (mode 0), keys (1) or values (2); it holds pin and owner (the DB handle)
+    and closes with state. Built in C: one per items() call, so no Python-level
+    constructor call."""
+    cdef DBIterator d
+    global making
+    making = True
+    try:
+        d = DBIterator.__new__(DBIterator)
+    finally:
+        making = False
+    d.it = it
+    d.seq = seq
+    d.now = now
+    d.start = start if start is None or type(start) is bytes else bytes(start)
+    d.stop = stop if stop is None or type(stop) is bytes else bytes(stop)
+    d.reverse = reverse
+    d.mode = mode
+    d.pin = pin
+    d.state = state
+    d.owner = owner
+    d.range_dels = range_dels
+    d.merge_op = merge_op
+    return d
+
+
+cdef MergingIterator new_merging_iterator(list children):
+    """A MergingIterator over children (newest source first), keeping that list
+    (the caller's, not copied): built in C, one per items() or iterator() call."""
+    cdef MergingIterator m
+    global making
+    making = True
+    try:
+        m = MergingIterator.__new__(MergingIterator)
+    finally:
+        making = False
+    m._init(children)
+    return m

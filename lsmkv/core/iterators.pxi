@@ -2,11 +2,37 @@
 # sorted run of non-overlapping tables, one open at a time).
 # A part of lsmkv/core/table.pyx (included there; not compiled on its own): its
 # names are the table module's, its thread safety and invariants that module's docstring's.
+#
+# Seeks come in two halves (InternalIterator.seek_start / seek_finish): seek_start
+# finds the data block (index search and cache pin) and prefetches it, seek_finish
+# searches it. A MergingIterator starts every child before it finishes any, so the
+# cache misses of the children's blocks overlap instead of following one another.
+# A seek whose target lies inside the block the iterator stands on (first key <=
+# target <= the block's index key, the block's last key) searches that block
+# only: no index search, no cache lookup (RocksDB's IndexBlockIter reseek check).
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #  define lsmkv_prefetch_l2(p) __builtin_prefetch((const void*)(p), 0, 1)
+    #else
+    #  define lsmkv_prefetch_l2(p) ((void)(p))
+    #endif
+    """
+    void prefetch_l2 "lsmkv_prefetch_l2" (const void* p) noexcept nogil
+
+cdef bint making_table_iterator = False   # set (GIL held) by new_table_iterator: TableIterator()
+                                          # without a table is a TypeError otherwise
+
+cdef enum:
+    PREFETCH_BLOCK_MAX = 8192   # a data block up to this size is prefetched whole when a seek loads it
 
 cdef class TableIterator(InternalIterator):
     """Two-level iterator: the index block picks data blocks, read through the cache."""
 
-    def __cinit__(self, TableReader table):
+    def __cinit__(self, TableReader table=None):
+        if table is None and not making_table_iterator:     # new_table_iterator sets it
+            raise TypeError("TableIterator(table): table is required")
         self.table = table
         self.index = None                   # made at the first positioning (a lazy seek may never need it)
         self.data = None
@@ -14,9 +40,9 @@ cdef class TableIterator(InternalIterator):
 
     cdef int _open_index(self) except -1:
         """Load the index block; a cached index stays pinned while the iterator lives."""
-        cdef BlockIter index = BlockIter()
+        cdef BlockIter index = BlockIter.__new__(BlockIter)
         self.table.load_index(index)
-        self.data = BlockIter()
+        self.data = BlockIter.__new__(BlockIter)
         self.index = index
         return 0
 
@@ -34,6 +60,15 @@ cdef class TableIterator(InternalIterator):
         self.table.load_into(self.data, off, size)
         self.have_block = True
         return 0
+
+    cdef void _prefetch_block(self) noexcept:
+        """Start reading the whole data block into the cache hierarchy (a seek
+        reads its restart keys and one restart interval: several lines that would
+        otherwise miss one after another)."""
+        cdef size_t i, n = self.data.size
+        if n <= PREFETCH_BLOCK_MAX:
+            for i in range(0, n, 64):
+                prefetch_l2(self.data.base + i)
 
     cdef void _copy(self) noexcept:
         self.valid = self.have_block and self.data.valid
@@ -61,14 +96,39 @@ cdef class TableIterator(InternalIterator):
         self._copy()
         return 0
 
-    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+    cdef bint _in_block(self, const uint8_t* target, size_t n) except -1:
+        """Does the block it stands on hold target's seek position (its first key
+        <= target <= its index key, which is the block's last key)? Then the index
+        search would pick this block again."""
+        cdef const uint8_t* fk
+        cdef size_t fn
+        if not self.have_block or not self.index.valid or self.data.nrestarts == 0:
+            return False
+        if cmp_ikey(target, n, self.index.key, self.index.key_len) > 0:
+            return False
+        self.data._restart_key(0, &fk, &fn)
+        return cmp_ikey(fk, fn, target, n) <= 0
+
+    cdef int seek_start(self, const uint8_t* target, size_t n) except -1:
+        self.valid = False      # until seek_finish (a sibling's seek may raise in between)
+        if self._in_block(target, n):
+            return 0
         if self.index is None:
             self._open_index()
         self.index.seek(target, n)
         self._load_block()
         if self.have_block:
+            self._prefetch_block()
+        return 0
+
+    cdef int seek_finish(self, const uint8_t* target, size_t n) except -1:
+        if self.have_block:
             self.data.seek(target, n)
         return self._skip_forward()
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        self.seek_start(target, n)
+        return self.seek_finish(target, n)
 
     cdef int seek_to_first(self) except -1:
         if self.index is None:
@@ -101,6 +161,20 @@ cdef class TableIterator(InternalIterator):
     cdef int prev(self) except -1:
         self.data.prev()
         return self._skip_backward()
+
+
+cdef TableIterator new_table_iterator(TableReader table):
+    """TableIterator(table), built in C (no Python-level call): one per table per
+    items() or iterator() call."""
+    cdef TableIterator it
+    global making_table_iterator
+    making_table_iterator = True
+    try:
+        it = TableIterator.__new__(TableIterator)
+    finally:
+        making_table_iterator = False
+    it.table = table
+    return it
 
 # ---------------------------------------------------------------- level iterator
 
@@ -151,7 +225,7 @@ cdef class LevelIterator(InternalIterator):
             return 0
         if i != self.i or self.cur is None:
             self.i = i
-            self.cur = TableIterator(self.tables[i])
+            self.cur = new_table_iterator(<TableReader>self.tables[i])
         return 0
 
     cdef void _copy(self) noexcept:
@@ -162,15 +236,24 @@ cdef class LevelIterator(InternalIterator):
             self.val = self.cur.val
             self.val_len = self.cur.val_len
 
-    cdef int seek(self, const uint8_t* target, size_t n) except -1:
-        cdef int lo = find_table(self.largest, target, n)
-        self._open(lo)
+    cdef int seek_start(self, const uint8_t* target, size_t n) except -1:
+        self.valid = False
+        self._open(find_table(self.largest, target, n))
         if self.cur is not None:
-            self.cur.seek(target, n)
+            self.cur.seek_start(target, n)
+        return 0
+
+    cdef int seek_finish(self, const uint8_t* target, size_t n) except -1:
+        if self.cur is not None:
+            self.cur.seek_finish(target, n)
             if not self.cur.valid:
                 return self.next_table()
         self._copy()
         return 0
+
+    cdef int seek(self, const uint8_t* target, size_t n) except -1:
+        self.seek_start(target, n)
+        return self.seek_finish(target, n)
 
     cdef int next_table(self) except -1:
         while self.cur is not None and not self.cur.valid:

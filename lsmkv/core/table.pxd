@@ -93,6 +93,8 @@ cdef class TableIterator(InternalIterator):
     cdef bint have_block
     cdef int _open_index(self) except -1
     cdef int _load_block(self) except -1
+    cdef void _prefetch_block(self) noexcept
+    cdef bint _in_block(self, const uint8_t* target, size_t n) except -1
     cdef int _skip_forward(self) except -1
     cdef int _skip_backward(self) except -1
     cdef void _copy(self) noexcept
@@ -110,3 +112,4 @@ cdef class LevelIterator(InternalIterator):
     cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
 cdef int find_table(list largest, const uint8_t* target, size_t n) except -1
+cdef TableIterator new_table_iterator(TableReader table)

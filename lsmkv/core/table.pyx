@@ -48,6 +48,10 @@ Invariants:
      contents' length (and the filter's probe count) compared with what open
      read, pinned only while a lookup or an iterator uses them. A block larger
      than a slab page cannot be cached and stays resident.
+  5. An index entry's key is >= every key of its data block and < every key of
+     the next block (the builder writes the block's last key), so a TableIterator
+     standing on a block may re-seek inside it, with no index search, when the
+     block's first key <= target <= that index key: the index would pick it.
 """
 import os
 import threading
