@@ -68,9 +68,10 @@ class WriteBatch:
     count: int
     has_merge: bool
     def __init__(self, clock: Optional[Callable[[], float]] = ...) -> None: ...
-    def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ...) -> None:
+    def put(self, key: _Buffer, value: _Buffer, *, ttl: Optional[float] = ..., cf: Any = ...) -> None:
         """Add a put; ttl: seconds until it expires, from the batch's clock now
-        (None: never expires).
+        (None: never expires); cf: the column family (a handle of
+        db.create_column_family() or db.column_family(); None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
@@ -84,10 +85,10 @@ class WriteBatch:
     def append(self, other: "WriteBatch") -> None: ...
     def __enter__(self) -> "WriteBatch": ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
-    def delete_range(self, start: _Buffer, stop: _Buffer) -> None: ...
-    def delete(self, key: _Buffer) -> None:
+    def delete_range(self, start: _Buffer, stop: _Buffer, *, cf: Any = ...) -> None: ...
+    def delete(self, key: _Buffer, *, cf: Any = ...) -> None:
         """Add a delete of key (applied in order: a later put of the same key in
-        this batch wins).
+        this batch wins); cf: the column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -98,10 +99,10 @@ class WriteBatch:
         (None, b'3')
         >>> db.close()
         """
-    def merge(self, key: _Buffer, operand: _Buffer) -> None:
+    def merge(self, key: _Buffer, operand: _Buffer, *, cf: Any = ...) -> None:
         """Add a merge operand for key (db.merge(), applied in order with the batch's
-        other operations). Writing the batch to a DB without a merge operator
-        raises MergeOperatorError.
+        other operations); cf: the column family (None: the default). Writing the
+        batch raises MergeOperatorError if that family has no merge operator.
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=("append", b","))
@@ -431,10 +432,12 @@ class CoreDB:
         >>> db.close()
         """
     def iterator(self, lower: Optional[_Buffer] = ..., upper: Optional[_Buffer] = ..., *,
-                 prefix: Optional[_Buffer] = ..., snapshot: Optional[Any] = ...) -> Cursor:
+                 prefix: Optional[_Buffer] = ..., snapshot: Optional[Any] = ...,
+                 cf: Optional[Any] = ...) -> Cursor:
         """An lsmkv.Iterator: a cursor that can seek, move both ways and re-seek,
         over lower <= key < upper (None: unbounded) and, with prefix, keys starting
-        with it; as of snapshot (a Snapshot of this DB) or now. It starts
+        with it; as of snapshot (a Snapshot of this DB) or now; over column family
+        cf (a handle; None: this one). It starts
         positioned nowhere: call seek(), seek_for_prev(), seek_to_first() or
         seek_to_last(). Close it (or use it in a with block) to release the files
         it pins.
