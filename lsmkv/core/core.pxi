@@ -399,13 +399,20 @@ cdef class Core:
         write is applied)."""
         cdef Bytes kb
         cdef int64_t newest
+        cdef Core c
         if self.last_seq <= seq:
             return 0          # nothing written since seq: with the mutex held no write is between
                               # its memtable insert and last_seq's move (invariant 2), so no entry is newer
         for key in keys:
+            c = self
+            if type(key) is tuple:        # (family Core, key): a column family's key (txn.pxi)
+                c = <Core>(<tuple>key)[0]
+                key = (<tuple>key)[1]
+                if c.closed:
+                    raise c._closed_error()
             get_buffer(key, &kb, "key")
             try:
-                newest = self._newest_seq(kb.p, kb.n, <int64_t>seq)
+                newest = c._newest_seq(kb.p, kb.n, <int64_t>seq)
             finally:
                 release_buffer(&kb)
             if newest > <int64_t>seq:

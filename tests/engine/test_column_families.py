@@ -393,3 +393,53 @@ def test_family_record_refused_by_default_only_replay(tmp_path):
     assert fam_recs
     with pytest.raises(lsmkv.CorruptionError, match="column family"):
         replay_batch(MemTable(), fam_recs[0], "x.log", 0)
+
+
+def test_transactions_across_families(tmp_path):
+    db = lsmkv.DB(str(tmp_path))
+    acc = db.create_column_family("accounts")
+    log = db.create_column_family("log", merge_operator=("append", b","))
+    acc.put(b"alice", b"100"); acc.put(b"bob", b"0")
+    db.put(b"alice", b"default")
+    with db.transaction() as txn:
+        a = int(txn.get_for_update(b"alice", cf=acc))
+        txn.put(b"alice", b"%d" % (a - 30), cf=acc)
+        txn.put(b"bob", b"30", cf=acc)
+        txn.merge(b"t", b"alice->bob", cf=log)
+        txn.delete(b"alice")
+        # its own writes, per family, over one snapshot
+        assert txn.get(b"alice", cf=acc) == b"70" and txn.get(b"alice") is None
+        assert txn.get(b"t", cf=log) == b"alice->bob"
+        assert txn.items(cf=acc) == [(b"alice", b"70"), (b"bob", b"30")]
+        assert txn.keys(reverse=True, cf=acc) == [b"bob", b"alice"]
+        with txn.iterator(cf=acc) as it:
+            it.seek(b"b")
+            assert it.key() == b"bob"
+        assert acc.get(b"alice") == b"100"          # nothing written before commit
+    assert (acc.get(b"alice"), acc.get(b"bob"), log.get(b"t"), db.get(b"alice")) == \
+        (b"70", b"30", b"alice->bob", None)
+    # a conflict on a family's key: nothing of the transaction is written
+    txn = db.transaction()
+    txn.get_for_update(b"bob", cf=acc)
+    txn.put(b"x", b"1")
+    txn.put(b"y", b"1", cf=log)
+    acc.put(b"bob", b"31")                     # another writer, after the snapshot
+    with pytest.raises(lsmkv.ConflictError):
+        txn.commit()
+    assert db.get(b"x") is None and log.get(b"y") is None
+    # the same key in another family is another key
+    txn = db.transaction()
+    txn.get_for_update(b"bob", cf=acc)
+    db.put(b"bob", b"default")
+    txn.put(b"z", b"1", cf=acc)
+    txn.commit()
+    assert acc.get(b"z") == b"1"
+    # the transaction reads every family at its snapshot
+    txn = db.transaction()
+    acc.put(b"alice", b"0")
+    assert txn.get(b"alice", cf=acc) == b"70"
+    txn.rollback()
+    with pytest.raises(lsmkv.MergeOperatorError):
+        with db.transaction() as txn:
+            txn.merge(b"k", b"v", cf=acc)
+    db.close()
