@@ -207,6 +207,12 @@ class Follower:
             if self.manifest_id()[0] != before[0]:
                 raise Moved(filenames.manifest_name(e.path, before[0])) from None
             raise
+        if vs.families:
+            vs.close()
+            raise FollowerError(e.path, f"the database at {e.path} has column families "
+                                f"({', '.join(sorted(f.name for f in vs.families.values()))}): a "
+                                f"read-only or secondary open does not read them yet; open it with "
+                                f"lsmkv.DB(path)")
         old = self.manifest
         # the database was made again (destroyed and created, or restored): its file
         # numbers name other files now, so no reader or cached block is reused

@@ -443,3 +443,30 @@ def test_transactions_across_families(tmp_path):
         with db.transaction() as txn:
             txn.merge(b"k", b"v", cf=acc)
     db.close()
+
+
+def test_checkpoint_holds_every_family(tmp_path):
+    db = lsmkv.DB(str(tmp_path / "db"), write_buffer_size=64 * 1024)
+    a = db.create_column_family("a", compression="none")
+    for i in range(2000):
+        with db.write_batch() as wb:
+            wb.put(b"k%05d" % i, b"d" * 40)
+            wb.put(b"k%05d" % i, b"a" * 40, cf=a)
+    a.put(b"only-in-memtable", b"1")           # never flushed: in the logs the copy takes
+    db.checkpoint(str(tmp_path / "copy"))
+    a.put(b"after", b"1")
+    db.close()
+    cp = lsmkv.DB(str(tmp_path / "copy"))
+    ca = cp.column_family("a")
+    assert len(list(cp.keys())) == 2000 and len(list(ca.keys())) == 2001
+    assert ca.get(b"only-in-memtable") == b"1" and ca.get(b"after") is None
+    assert ca.get(b"k01999") == b"a" * 40
+    cp.close()
+
+
+def test_read_only_open_refuses_families(tmp_path):
+    db = lsmkv.DB(str(tmp_path))
+    db.create_column_family("a")
+    db.close()
+    with pytest.raises(lsmkv.FollowerError, match="column families"):
+        lsmkv.DB(str(tmp_path), read_only=True)
