@@ -50,7 +50,7 @@ import zstandard
 
 from lsmkv.engine import filenames
 from lsmkv.core.coding import crc32c_py, decode_varint
-from lsmkv.core.dbcore import decode_batch, replay_batch
+from lsmkv.core.dbcore import decode_batch, replay_batch_cf
 from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.memtable import MemTable, MemTableIterator
 from lsmkv.core.table import (BLOCK_RAW, TRAILER_SIZE, TableBuilder, TableIterator, TableReader,
@@ -90,6 +90,10 @@ class RepairReport:
     entries_salvaged  entries read from damaged tables into their replacements
     wal_replayed    {file, records, entries}
     wal_dropped     {file, offset, detail, records_dropped, bytes_dropped}
+    wal_family_records_skipped  log records of a column family the MANIFEST does not
+                    name: a dropped family's (manifest mode), or, in rebuild mode,
+                    every family's but the default's (lost: nothing says which
+                    family they were; its tables go into the default family)
     tables_written  names of the tables repair wrote that the new MANIFEST names
     moved_to_lost   names (relative to the DB directory) of the originals moved
     manifest        name of the new MANIFEST; last_sequence its last sequence
@@ -109,6 +113,7 @@ class RepairReport:
         self.entries_salvaged = 0
         self.wal_replayed = []
         self.wal_dropped = []
+        self.wal_family_records_skipped = 0
         self.tables_written = []
         self.moved_to_lost = []
         self.manifest = None
@@ -118,7 +123,8 @@ class RepairReport:
     def lost_anything(self):
         """True when some stored data could not be carried over (a rebuilt MANIFEST
         alone loses none: the tables and logs hold the data)."""
-        return bool(self.tables_dropped or self.blocks_lost or self.wal_dropped)
+        return bool(self.tables_dropped or self.blocks_lost or self.wal_dropped or
+                    (self.mode == "rebuild" and self.wal_family_records_skipped))
 
     def to_dict(self, encode=None):
         """The report as a dict; encode(bytes) -> str turns the user keys of
@@ -157,6 +163,9 @@ class RepairReport:
         for w in self.wal_dropped:
             out.append(f"{w['file']}: dropped from offset {w['offset']} ({w['detail']}): "
                        f"{w['records_dropped']} later records, {w['bytes_dropped']} bytes")
+        if self.wal_family_records_skipped:
+            out.append(f"{self.wal_family_records_skipped} log records of column families the "
+                       f"MANIFEST does not name left out")
         out += [f"moved to {n}" for n in self.moved_to_lost]
         status = "LOST DATA" if self.lost_anything else "REBUILT" if self.mode == "rebuild" else "OK"
         out.append(f"{status}: {len(self.tables_written)} "
@@ -219,15 +228,23 @@ class _Repair:
             raise LsmkvError(f"no database at {self.path}")
         self.next_number = max([n for ns in kinds.values() for n in ns], default=1) + 1
         vs, problem = self._usable_manifest(kinds["manifest"])
-        logs = kinds["log"] if vs is None else [n for n in kinds["log"] if n >= vs.log_number]
+        logs = kinds["log"] if vs is None else [n for n in kinds["log"] if n >= vs.min_log_number()]
         self.done = 0
-        self.total = len(set(kinds["sst"]) | (set() if vs is None else vs.current.numbers())) + len(logs)
+        self.total = len(set(kinds["sst"]) | (set() if vs is None else vs.live_numbers())) + len(logs)
+        self.vs = vs
         if vs is not None:
             self.report.mode = "manifest"
             self.next_number = max(self.next_number, vs.next_file_number)
             self.last_seq = vs.last_sequence
-            version = self._repair_tables(vs, set(kinds["sst"]))
-            version = version.apply(self._replay_logs(logs))
+            # column families (lsmkv/engine/family.py): each family's tables are
+            # repaired in its version, each log record replayed into its family
+            named = {0: vs.current, **{fid: f.current for fid, f in vs.families.items()}}
+            versions = self._repair_tables(named, set(kinds["sst"]))
+            for fid, edit in self._replay_logs(logs).items():
+                versions[fid] = versions[fid].apply(edit)
+            version = versions.pop(0)
+            for fid, v in versions.items():
+                vs.families[fid].current = v
         else:
             self.report.mode = "rebuild"
             self.rebuild = True
@@ -285,10 +302,21 @@ class _Repair:
 
     # -- manifest mode: tables
 
-    def _repair_tables(self, vs, on_disk):
-        edit = VersionEdit()
+    def _repair_tables(self, versions, on_disk):
+        """versions: family id -> Version; returns each family's repaired Version."""
         named = set()
-        for level, meta in vs.current.files():
+        out = {}
+        for fid, version in versions.items():
+            out[fid] = self._repair_version(version, on_disk, named)
+        for number in sorted(on_disk - named):
+            self.report.tables_not_in_manifest.append(_table_file(number))
+            self.to_lost.append(_table_file(number))
+            self._tick()
+        return out
+
+    def _repair_version(self, version, on_disk, named):
+        edit = VersionEdit()
+        for level, meta in version.files():
             named.add(meta.number)
             name = _table_file(meta.number)
             if meta.number not in on_disk:
@@ -304,11 +332,7 @@ class _Repair:
             else:
                 self.report.tables_kept.append(name)
             self._tick()
-        for number in sorted(on_disk - named):
-            self.report.tables_not_in_manifest.append(_table_file(number))
-            self.to_lost.append(_table_file(number))
-            self._tick()
-        return vs.current.apply(edit)
+        return version.apply(edit)
 
     def _salvage_table(self, number, err):
         """Rewrite the readable entries of a damaged table; [FileMeta] (empty if
@@ -362,20 +386,31 @@ class _Repair:
     # -- logs
 
     def _replay_logs(self, logs):
-        """Replay logs (oldest first) into new level-0 tables; the edit adding them."""
-        edit = VersionEdit()
-        mem = MemTable()
+        """Replay logs (oldest first) into new level-0 tables; the edit adding them
+        per column family id (0: the default). A family takes the records of logs
+        from its log_number on; records of families the MANIFEST does not name (a
+        dropped one; every family in rebuild mode) are left out, counted in
+        wal_family_records_skipped."""
+        vs = self.vs
+        floors = {0: 0 if vs is None else vs.log_number}
+        if vs is not None:
+            floors.update({fid: f.log_number for fid, f in vs.families.items()})
+        edits = {fid: VersionEdit() for fid in floors}
+        mems = {fid: MemTable() for fid in floors}
         for number in logs:
-            self._replay_log(number, mem)
-            if mem.arena_used >= self.opts.write_buffer_size:
-                self._flush(mem, edit)
-                mem = MemTable()
+            takes = {fid: m for fid, m in mems.items() if number >= floors[fid]}
+            self._replay_log(number, takes)
+            for fid, m in takes.items():
+                if m.arena_used >= self.opts.write_buffer_size:
+                    self._flush(m, edits[fid])
+                    mems[fid] = MemTable()
             self._tick()
-        if len(mem):
-            self._flush(mem, edit)
-        return edit
+        for fid, m in mems.items():
+            if len(m) or m.range_dels:
+                self._flush(m, edits[fid])
+        return edits
 
-    def _replay_log(self, number, mem):
+    def _replay_log(self, number, mems):
         path = filenames.log_name(self.path, number)
         name = os.path.basename(path)
         with open(path, "rb") as fh:
@@ -397,7 +432,10 @@ class _Repair:
                 break
             if not ops:
                 continue        # the log's seal (lsmkv.engine.logs.seal): no writes
-            replay_batch(mem, payload, path, off)
+            replay_batch_cf({fid: m for fid, m in mems.items() if fid}, mems.get(0), payload, path, off)
+            skipped = sum(1 for op in decode_batch(payload, path, off, True)[1] if op[4] not in mems)
+            if skipped:
+                self.report.wal_family_records_skipped += skipped
             records += 1
             entries += len(ops)
             if ops:
@@ -433,7 +471,7 @@ class _Repair:
             else:
                 inputs += [m.number for m in self._salvage_table(number, err)]
             self._tick()
-        inputs += [f.number for _, f in self._replay_logs(logs).added]
+        inputs += [f.number for _, f in self._replay_logs(logs)[0].added]
         readers = [TableReader(filenames.table_name(self.path, n), n, None, True) for n in inputs]
         try:
             it = MergingIterator([TableIterator(t) for t in readers])
@@ -471,6 +509,10 @@ class _Repair:
         vs = VersionSet(self.path)
         vs.current = version
         vs.log_number = self._new_number()      # above every log read (invariant 3)
+        if self.vs is not None:                 # the column families, with their repaired versions
+            vs.families = self.vs.families
+            for f in vs.families.values():
+                f.log_number = vs.log_number
         vs.next_file_number = self.next_number
         vs.last_sequence = self.last_seq
         try:
