@@ -425,6 +425,8 @@ class Engine(Core):
         with self.mutex:
             self.shutting_down = True
             self.state.closed = True        # its iterators and snapshots are closed with it
+            for fam in (self.cfs or {}).values():
+                fam.closed = True           # its column families' handles too
             self.cv.notify_all()
         self.threads.join()
         self.janitor_pass()
@@ -475,6 +477,9 @@ class Engine(Core):
         # an iterator's release cannot hang
         self.mutex = threading.Lock()
         self.stats.mutex = self.mutex
+        for fam in (self.cfs or {}).values():      # its column families are dead here too
+            fam.closed = True
+            fam.mutex = self.mutex
         self.cv = Signal(self.mutex, [])
         self.logs.fresh_locks()
         self.files.fresh_locks()

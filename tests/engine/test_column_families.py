@@ -22,8 +22,8 @@ from lsmkv import testing
 from conftest import FakeClock
 from model_checks import check_cursor
 
-SEEDS = [int(os.environ["LSMKV_CF_SEED"])] if "LSMKV_CF_SEED" in os.environ else [1, 2]
-STEPS = int(os.environ.get("LSMKV_CF_STEPS", "1500"))
+SEEDS = [int(os.environ["LSMKV_CF_SEED"])] if "LSMKV_CF_SEED" in os.environ else [1, 2, 3]
+STEPS = int(os.environ.get("LSMKV_CF_STEPS", "3000"))
 
 DB_OPTS = dict(write_buffer_size=64 * 1024, block_size=512, target_file_size_base=64 * 1024,
                max_bytes_for_level_base=128 * 1024, level0_file_num_compaction_trigger=2,
@@ -103,6 +103,7 @@ def test_model_three_families(tmp_path, seed):
     m = Model(clock)
     snaps = []
     fams = ["default", "a", "b"]
+    deep = set()            # families seen with tables below level 0
     for step in range(STEPS):
         ctx = f"(seed {seed}, step {step})"
         r = rng.random()
@@ -171,6 +172,12 @@ def test_model_three_families(tmp_path, seed):
         elif r < 0.815:
             a, b = sorted([_key(rng), _key(rng)])
             h[fam].compact_range(rng.choice([None, a]), rng.choice([None, b]))
+            if fam == "default":
+                files = [len(x) for x in testing.current_version(db).levels]
+            else:
+                files = h[fam].stats()["files_per_level"]
+            if sum(files[1:]):
+                deep.add(fam)
         elif r < 0.825:
             for s, _ in snaps:
                 s.close()
@@ -196,6 +203,8 @@ def test_model_three_families(tmp_path, seed):
             check_family(h[fam], m.live(fam), rng, f"{fam} {ctx}")
     for f in fams:
         check_family(h[f], m.live(f), rng, f"{f} end (seed {seed})")
+    # the run went through flushes and compactions of every family
+    assert deep == set(fams), f"families with no table below level 0 at any check: {set(fams) - deep}"
     for s, _ in snaps:
         s.close()
     db.close()
@@ -505,4 +514,43 @@ def test_repair_keeps_families(tmp_path):
     assert len(list(db.keys())) == 1501 and len(list(a.keys())) == 1502
     assert a.get(b"k00007") == b"a" * 30 and db.get(b"k00007") == b"d" * 30
     assert a.get(b"child") == b"1" and a.get(b"in-log") == b"1" and db.get(b"in-log") == b"d"
+    db.close()
+
+
+def test_family_compactions_in_worker_processes(tmp_path):
+    """compaction_worker='process' (the default): a family's compactions run with its
+    own options and merge operator in the worker."""
+    db = lsmkv.DB(str(tmp_path), write_buffer_size=64 * 1024, level0_file_num_compaction_trigger=2)
+    c = db.create_column_family("counters", merge_operator="uint64add", compression="none",
+                                write_buffer_size=64 * 1024)
+    one = (1).to_bytes(8, "little")
+    for r in range(6):
+        for i in range(1500):
+            c.merge(b"n%04d" % i, one)
+        c.flush()
+    c.compact_range()
+    st = c.stats()
+    assert st["files_per_level"][0] == 0 and sum(st["files_per_level"]) > 0, st
+    assert all(int.from_bytes(v, "little") == 6 for v in c.values())
+    assert len(list(c.keys())) == 1500 and list(db.keys()) == []
+    db.close()
+
+
+def test_family_is_dead_in_a_fork_child(tmp_path):
+    db = lsmkv.DB(str(tmp_path))
+    a = db.create_column_family("a")
+    a.put(b"k", b"v")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            try:
+                a.put(b"child", b"x")
+            except lsmkv.ClosedError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0, "a family write in a fork() child was not refused"
+    assert a.get(b"child") is None and a.get(b"k") == b"v"
     db.close()
