@@ -110,18 +110,12 @@ class Session:
             from lsmkv.engine.mergeop import builtin_recorded
             # a DB with a built-in merge operator opens with it (a callable's cannot be known here)
             op = builtin_recorded(self.path) if self.exists() else None
-            if not write:
-                try:
-                    self._db = lsmkv.DB(self.path, read_only=True, create_if_missing=False,
-                                        merge_operator=op)
-                except lsmkv.FollowerError as e:
-                    if "column families" not in str(e):
-                        raise
-                    write = True     # read-only opens do not read families yet: open it (with its LOCK)
             if write:
                 # a short-lived process: compactions run in a thread, no worker process is started
                 self._db = lsmkv.DB(self.path, compaction_worker="thread", create_if_missing=create,
                                     merge_operator=op)
+            else:
+                self._db = lsmkv.DB(self.path, read_only=True, create_if_missing=False, merge_operator=op)
             self._writable = write
         return self._db
 

@@ -96,9 +96,13 @@ class FamilyVersions:
     as engine.versions): its Version and log_number; file numbers and the MANIFEST
     are the engine's."""
 
-    def __init__(self, vs, fid):
-        self.vs = vs
+    def __init__(self, engine, fid):
+        self.engine = engine
         self.fid = fid
+
+    @property
+    def vs(self):
+        return self.engine.versions     # replaced whole by a read-only or secondary engine's reload
 
     @property
     def current(self):
@@ -145,7 +149,7 @@ class Family(Core):
         self.threads = engine.threads
         self.logs = engine.logs
         self.manifest_lock = engine.manifest_lock
-        self.versions = FamilyVersions(engine.versions, fid)
+        self.versions = FamilyVersions(engine, fid)
         self.writes = WriteController(self)
         self.flusher = Flusher(self)
         self.compactions = Compactions(self, engine.compactions_n)

@@ -168,7 +168,8 @@ class LogSet:
             return
         with self.lock:
             for log in list(retired):
-                if log.number == number:
+                # (below log_number: logs a dropped family's switches retired)
+                if log.number == number or log.number < e.versions.log_number:
                     retired.remove(log)
                     self.flushed.append(log)
 

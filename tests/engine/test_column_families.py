@@ -473,12 +473,41 @@ def test_checkpoint_holds_every_family(tmp_path):
     cp.close()
 
 
-def test_read_only_open_refuses_families(tmp_path):
-    db = lsmkv.DB(str(tmp_path))
-    db.create_column_family("a")
+def test_read_only_and_secondary_opens_read_families(tmp_path):
+    path = str(tmp_path / "db")
+    db = lsmkv.DB(path, write_buffer_size=64 * 1024)
+    a = db.create_column_family("a")
+    for i in range(1000):
+        with db.write_batch() as wb:
+            wb.put(b"k%04d" % i, b"d"); wb.put(b"k%04d" % i, b"a", cf=a)
+    a.flush()
+    a.put(b"in-log", b"1")
+    ro = lsmkv.DB(path, read_only=True)
+    ra = ro.column_family("a")
+    assert len(list(ra.keys())) == 1001 and ra.get(b"in-log") == b"1" and ro.get(b"in-log") is None
+    with pytest.raises(lsmkv.ReadOnlyError):
+        ra.put(b"x", b"y")
+    ro.close()
+    sec = lsmkv.DB(path, secondary=str(tmp_path / "sec"))
+    sa = sec.column_family("a")
+    assert sa.get(b"in-log") == b"1"
+    with db.write_batch() as wb:
+        wb.put(b"new", b"d"); wb.put(b"new", b"a", cf=a)
+    b = db.create_column_family("b")
+    b.put(b"kb", b"1")
+    a.flush()                      # a MANIFEST change: the secondary reloads
+    sec.catch_up()
+    assert (sec.get(b"new"), sa.get(b"new")) == (b"d", b"a")
+    assert sec.column_family("b").get(b"kb") == b"1"
+    a.put(b"tail", b"1")           # a log tail only
+    sec.catch_up()
+    assert sa.get(b"tail") == b"1"
+    db.drop_column_family("b")
+    db.flush()
+    sec.catch_up()
+    assert sec.list_column_families() == ["default", "a"]
+    sec.close()
     db.close()
-    with pytest.raises(lsmkv.FollowerError, match="column families"):
-        lsmkv.DB(str(tmp_path), read_only=True)
 
 
 def test_repair_keeps_families(tmp_path):
