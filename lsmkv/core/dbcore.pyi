@@ -178,6 +178,10 @@ class Core:
     sv: SuperVersion
     wal: LogWriter
     last_seq: int
+    db: "Core"           # the DB-wide Core (itself for the engine; column families: lsmkv/engine/family.py)
+    cf_id: int
+    cf_name: str
+    cfs: Optional[dict[int, "Core"]]
     mutex: Any
     closed: bool
     bg_error: Optional[BaseException]
@@ -462,7 +466,10 @@ def cursor_at(db: CoreDB, lower: Optional[_Buffer], upper: Optional[_Buffer], pr
 def now_ms(clock: Callable[[], float]) -> int:
     """clock() in whole ms (see clock_ms): the engine's time for expiry decisions."""
 def replay_batch(mem: Any, payload: _Buffer, path: str, offset: int) -> tuple[int, int]: ...
-def decode_batch(payload: _Buffer, path: str, offset: int) -> tuple[int, list[tuple[int, bytes, bytes, int]]]: ...
+def replay_batch_cf(mems: dict[int, Any], dflt: Any, payload: _Buffer, path: str,
+                    offset: int) -> tuple[int, int]: ...
+def decode_batch(payload: _Buffer, path: str, offset: int,
+                 families: bool = ...) -> tuple[int, list[tuple[Any, ...]]]: ...
 
 
 # core/txn.pxi (exported as lsmkv.Transaction by lsmkv/engine/transaction.py)
@@ -487,6 +494,9 @@ class TransactionIterator(Iterator[tuple[bytes, bytes]]):
     def __iter__(self) -> "TransactionIterator": ...
     def __next__(self) -> tuple[bytes, bytes]: ...
 
+
+class TxnFamily:
+    def __init__(self, core: Core) -> None: ...
 
 class Transaction:
     def __init__(self, db: Any, sync: bool = ...) -> None: ...
