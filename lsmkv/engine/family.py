@@ -274,20 +274,33 @@ class ColumnFamily(CoreDB):
         self.core.compact_range(start, stop)
 
     def stats(self):
-        """The family's counters and levels."""
+        """The family's counters, memtables and levels (the DB-wide counters,
+        flushes, compactions, stalls, are in db.stats())."""
+        from lsmkv.engine.compaction import level_scores
         c = self.core
+        c.check_open()
         with c.mutex:
-            v = c.versions.current if not c.dropped else None
             sv = c.sv
+            v = sv.version
+            scores = level_scores(v, c.options)
+            levels = [{"level": i, "files": len(files), "bytes": sum(f.file_size for f in files),
+                       "score": round(scores[i], 3)} for i, files in enumerate(v.levels)]
             return {
                 "name": c.cf_name, "id": c.cf_id,
                 "puts": c.n_puts, "deletes": c.n_deletes, "gets": c.n_gets, "get_hits": c.n_get_hits,
-                "writes": c.n_writes,
-                "memtable_entries": len(sv.mem), "immutable_memtables": len(sv.imms),
-                "files_per_level": [len(f) for f in v.levels] if v is not None else [],
+                "writes": c.n_writes, "wal_bytes": c.n_wal_bytes, "user_bytes": c.n_user_bytes,
+                "bloom_checks": c.n_bloom_checks, "bloom_useful": c.n_bloom_useful,
+                "last_sequence": c.last_seq,
+                "memtable_bytes": sv.mem.memory_usage, "memtable_entries": len(sv.mem),
+                "immutable_memtables": len(sv.imms),
+                "immutable_memtable_bytes": sum(m.memory_usage for m in sv.imms),
+                "levels": levels, "files_per_level": [lv["files"] for lv in levels],
+                "live_sst_bytes": sum(lv["bytes"] for lv in levels),
+                "compactions_running": len(c.compactions.running),
                 "write_buffer_size": c.write_buffer_size,
                 "compression": c.options.compression,
                 "bloom_bits_per_key": c.options.bloom_bits_per_key,
+                "merge_operator": None if c.merge_op is None else c.merge_op.name,
             }
 
     def write(self, batch, *, sync=False):

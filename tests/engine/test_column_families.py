@@ -583,3 +583,17 @@ def test_family_is_dead_in_a_fork_child(tmp_path):
     assert os.WEXITSTATUS(status) == 0, "a family write in a fork() child was not refused"
     assert a.get(b"child") is None and a.get(b"k") == b"v"
     db.close()
+
+
+def test_family_stats(tmp_path):
+    db = lsmkv.DB(str(tmp_path))
+    a = db.create_column_family("a", merge_operator="uint64add", bloom_bits_per_key=4)
+    a.put(b"k", b"v"); a.get(b"k"); a.flush()
+    st = a.stats()
+    assert (st["name"], st["puts"], st["gets"], st["get_hits"]) == ("a", 1, 1, 1)
+    assert st["levels"][0]["files"] == 1 and st["merge_operator"] == "uint64add"
+    assert st["bloom_bits_per_key"] == 4 and db.stats()["puts"] == 0
+    db.drop_column_family("a")
+    with pytest.raises(lsmkv.ClosedError, match="dropped"):
+        a.stats()
+    db.close()
