@@ -73,6 +73,9 @@ from lsmkv.errors import (BackgroundError, ColumnFamilyError, DatabasePermission
 from lsmkv.options import Options
 
 
+LOGS_PER_FAMILY = 4     # retired logs per column family before the oldest one's holders flush
+
+
 class Engine(Core):
     """The engine behind a DB handle (see the module docstring).
 
@@ -217,7 +220,25 @@ class Engine(Core):
         self.switch_log()
         sv = self.sv
         self.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
+        if self.cfs:
+            self.release_old_logs()
         self.cv.notify_all()
+
+    def release_old_logs(self):
+        """With column families, after a log switch (mutex held): a family written
+        rarely keeps the log its memtable started in, and every log after it, until
+        it flushes. Past LOGS_PER_FAMILY logs per family, the families whose active
+        memtable holds the oldest retired log are made to flush (their memtable
+        becomes immutable, a new one starts in the active log), as RocksDB's
+        max_total_wal_size does."""
+        if len(self.retired_logs) < LOGS_PER_FAMILY * (len(self.cfs) + 1) or not self.retired_logs:
+            return
+        oldest = min(log.number for log in self.retired_logs)
+        for f in (self,) + tuple(self.cfs.values()):
+            sv = f.sv
+            if (len(sv.mem) or sv.mem.range_dels) and sv.mem.log_number <= oldest and \
+                    len(sv.imms) < f.options.max_write_buffer_number - 1:
+                f.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
 
     def log_bound(self):
         """Logs numbered below this hold no write a memtable still needs (mutex held):

@@ -201,6 +201,7 @@ class Family(Core):
         e.switch_log()
         sv = self.sv
         self.install(MemTable(log_number=e.wal.number), (sv.mem,) + sv.imms)
+        e.release_old_logs()
         e.cv.notify_all()
 
     def log_and_apply(self, edit, installed=None):

@@ -597,3 +597,23 @@ def test_family_stats(tmp_path):
     with pytest.raises(lsmkv.ClosedError, match="dropped"):
         a.stats()
     db.close()
+
+
+def test_logs_stay_bounded_with_an_idle_family(tmp_path):
+    """A family written once and never flushed would keep every log after its write:
+    past a few logs per family, the holders of the oldest log flush (its data safe)."""
+    path = str(tmp_path)
+    db = lsmkv.DB(path, write_buffer_size=64 * 1024)
+    idle = db.create_column_family("idle")
+    idle.put(b"keep", b"me")
+    most = 0
+    for i in range(30000):
+        db.put(b"k%06d" % i, b"x" * 64)
+        if i % 500 == 0:
+            most = max(most, sum(1 for n in os.listdir(path) if n.endswith(".log")))
+    assert most <= 16, f"{most} logs"
+    assert sum(idle.stats()["files_per_level"]) == 1     # it was flushed once
+    db.close()
+    db = lsmkv.DB(path)
+    assert db.column_family("idle").get(b"keep") == b"me" and db.get(b"k029999") == b"x" * 64
+    db.close()
