@@ -11,6 +11,7 @@ files, so no file they need is deleted under them.
 Every function writes through an Output (lsmkv.cli.shell) and raises
 lsmkv.errors.LsmkvError or OSError on failure.
 """
+import contextlib
 import mmap
 import os
 import struct
@@ -58,7 +59,11 @@ def verify(db, out, codec, cf=None):
         except LsmkvError as e:
             raise LsmkvError(str(e)) from None
     files = []
-    with _no_compaction(db):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_no_compaction(db))
+        for h in handles:
+            if h is not db:                    # a column family's compactions too
+                stack.enter_context(h.core.compactions.no_background())
         per = [(h, _live_files(h)) for h in handles]
         files = [f for _, fs in per for f in fs]
         with Progress("verify", total=len(files), unit=" files") as prog:

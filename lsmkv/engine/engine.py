@@ -415,10 +415,17 @@ class Engine(Core):
             f = self.flusher.flushing
             if f is not None and all(m is not f for m in imms):
                 imms.append(f)           # installed, but the flush thread still holds it
+            fams = list((self.cfs or {}).values())
+            active = sv.mem.resident_bytes + sum(c.sv.mem.resident_bytes for c in fams)
+            for c in fams:               # the column families' memtables
+                imms += list(c.sv.imms)
+                f = c.flusher.flushing
+                if f is not None and all(m is not f for m in imms):
+                    imms.append(f)
         cache = self.tables.cache
         cs = cache.stats() if cache is not None else None
         u = {
-            "memtable_active": sv.mem.resident_bytes,
+            "memtable_active": active,
             "memtable_immutable": sum(m.resident_bytes for m in imms),
             "cache_payload": cs["usage"] if cs else 0,
             "cache_overhead": cs["overhead"] if cs else 0,
