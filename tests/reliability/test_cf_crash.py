@@ -6,8 +6,10 @@ it never flushes while the writer runs, so it holds the logs) and prints each
 index once acknowledged. After each kill the DB is reopened and every family's
 contents must equal the model after exactly `acked` or `acked + 1` ops: every
 acknowledged write is there, in its family, and a batch across families is there
-whole or not at all (its three puts or deletes land together). The next cycle
-resumes where the recovered state ends.
+whole or not at all (its three puts or deletes land together), and a
+transaction moving an amount between an account of "a" and one of "b" (get_for_update
+of both, two puts) is whole too: the accounts' sum stays 0. The next cycle resumes
+where the recovered state ends.
 """
 import os
 import random
@@ -25,7 +27,10 @@ FAMILIES = {"a": dict(write_buffer_size=64 * 1024), "b": dict(write_buffer_size=
 
 OPS = r'''
 def op(i):
-    """[(family, key, value or None for a deletion)] of op i: one batch."""
+    """[(family, key, value or None for a deletion)] of op i: one batch; or
+    ("transfer", (family, account), (family, account), amount): one transaction."""
+    if i % 7 == 6:
+        return ("transfer", ("a", b"acct%02d" % (i % 10)), ("b", b"acct%02d" % (i % 13)), i % 17 + 1)
     x = b"x%04d" % (i % 300)
     r = i % 5
     if r == 0 or r == 1:
@@ -56,7 +61,14 @@ out = sys.stdout
 out.write("open\n"); out.flush()
 while True:
     ops = op(i)
-    if len(ops) == 1:
+    if ops[0] == "transfer":
+        _, (sf, sk), (df, dk), amount = ops
+        with db.transaction() as txn:
+            s = int(txn.get_for_update(sk, b"0", cf=fams[sf]))
+            d = int(txn.get_for_update(dk, b"0", cf=fams[df]))
+            txn.put(sk, b"%d" % (s - amount), cf=fams[sf])
+            txn.put(dk, b"%d" % (d + amount), cf=fams[df])
+    elif len(ops) == 1:
         f, k, v = ops[0]
         h = db if f == "default" else fams[f]
         h.put(k, v)
@@ -76,7 +88,13 @@ while True:
 
 
 def apply(model, i):
-    for f, k, v in op(i):   # noqa: F821 - defined by exec(OPS)
+    ops = op(i)   # noqa: F821 - defined by exec(OPS)
+    if ops[0] == "transfer":
+        _, (sf, sk), (df, dk), amount = ops
+        model[sf][sk] = b"%d" % (int(model[sf].get(sk, b"0")) - amount)
+        model[df][dk] = b"%d" % (int(model[df].get(dk, b"0")) + amount)
+        return
+    for f, k, v in ops:
         if v is None:
             model[f].pop(k, None)
         else:
@@ -116,12 +134,16 @@ def test_sigkill_cross_family_batches(tmp_path):
             apply(nxt, acked)        # the op in flight may have landed, whole
             assert got == nxt, _diff(got, model, cycle, acked)
             model, acked = nxt, acked + 1
+        # a transaction is whole: the accounts' sum is 0
+        total = sum(int(v) for f in ("a", "b") for k, v in got[f].items() if k.startswith(b"acct"))
+        assert total == 0, f"cycle {cycle}: a transfer was half-applied (sum {total})"
         # a batch is whole: every x key has the same value in the three families
         for k, v in got["default"].items():
             if k.startswith(b"x"):
                 assert got["a"].get(k) == v == got["b"].get(k), f"cycle {cycle}: half a batch at {k!r}"
         applied = acked
     assert applied > 500, "the writer hardly ran"
+    assert any(k.startswith(b"acct") for k in model["b"]), "no transfer ran"
 
 
 def _diff(got, model, cycle, acked):
