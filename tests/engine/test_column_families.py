@@ -617,3 +617,47 @@ def test_logs_stay_bounded_with_an_idle_family(tmp_path):
     db = lsmkv.DB(path)
     assert db.column_family("idle").get(b"keep") == b"me" and db.get(b"k029999") == b"x" * 64
     db.close()
+
+
+def test_repair_rebuild_mode_keeps_families(tmp_path):
+    """No usable MANIFEST: repair merges each family's tables (a table names its
+    family: the column_family property) and log records into that family, named as
+    the readable MANIFEST records say; a dropped family stays dropped."""
+    import subprocess
+    import sys
+    from lsmkv.engine.logformat import read_log
+    path = str(tmp_path)
+    db = lsmkv.DB(path, write_buffer_size=64 * 1024)
+    users = db.create_column_family("users", compression="none")
+    gone = db.create_column_family("gone")
+    for i in range(1200):
+        with db.write_batch() as wb:
+            wb.put(b"k%05d" % i, b"d" * 30)
+            wb.put(b"k%05d" % i, b"u" * 30, cf=users)
+            wb.put(b"k%05d" % i, b"g", cf=gone)
+    users.flush()
+    gone.flush()
+    db.drop_column_family("gone")
+    db.close()
+    code = ("import lsmkv, os\n"
+            f"db = lsmkv.DB({path!r}, write_buffer_size=64 * 1024)\n"
+            "u = db.column_family('users')\n"
+            "u.put(b'flushed-late', b'1'); u.flush()\n"          # an edit after the snapshot records
+            "u.put(b'in-log', b'1'); db.put(b'in-log', b'd')\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+    man = [n for n in os.listdir(path) if n.startswith("MANIFEST")][0]
+    data = bytearray(open(os.path.join(path, man), "rb").read())
+    last_off = read_log(man, bytes(data), wal=False).records[-1][0]
+    data[last_off + 10] ^= 0xFF                 # damage the last edit: no usable MANIFEST
+    open(os.path.join(path, man), "wb").write(bytes(data))
+    report = lsmkv.repair(path)
+    assert report.mode == "rebuild" and not report.lost_anything, report.lines()
+    db = lsmkv.DB(path)
+    assert db.list_column_families() == ["default", "users"]
+    u = db.column_family("users")
+    assert len(list(db.keys())) == 1201 and len(list(u.keys())) == 1202
+    assert u.get(b"k00005") == b"u" * 30 and db.get(b"k00005") == b"d" * 30
+    assert u.get(b"in-log") == b"1" and db.get(b"in-log") == b"d" and u.get(b"flushed-late") == b"1"
+    assert u.stats()["compression"] == "none"          # its options, from the MANIFEST's record
+    db.close()
