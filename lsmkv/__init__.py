@@ -16,7 +16,8 @@ from lsmkv.core.dbcore import WriteBatch
 from lsmkv.core.merge import AppendOperator, MaxOperator, MergeOperator, UInt64AddOperator
 from lsmkv.engine.db import DB, Snapshot
 from lsmkv.engine.transaction import Transaction
-from lsmkv.errors import (BackgroundError, ClosedError, ConflictError, CorruptionError, FollowerError,
+from lsmkv.errors import (BackgroundError, ClosedError, ColumnFamilyError, ConflictError, CorruptionError,
+                          FollowerError,
                           ForkedError, InvalidIteratorError, LockError, LsmkvError, MergeOperatorError,
                           ReadOnlyError)
 from lsmkv.errors import (DatabaseExistsError, DatabaseNotFoundError, DatabasePermissionError,
@@ -33,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = ["DB", "Options", "Cache", "WriteBufferManager", "WriteBatch", "Snapshot", "Iterator", "LsmkvError", "CorruptionError",
            "LockError", "ClosedError", "ForkedError", "BackgroundError", "InvalidIteratorError", "OpenError",
            "MergeOperatorError", "MergeOperator", "AppendOperator", "MaxOperator", "UInt64AddOperator",
-           "ReadOnlyError", "FollowerError", "ConflictError", "Transaction",
+           "ReadOnlyError", "FollowerError", "ConflictError", "Transaction", "ColumnFamilyError",
            "DatabaseNotFoundError", "DatabaseExistsError", "NotADatabaseError",
            "DatabasePermissionError", "set_background_threads", "background_threads", "memory_usage",
            "destroy", "repair",

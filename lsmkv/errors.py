@@ -309,3 +309,18 @@ class MergeOperatorError(LsmkvError, ValueError):
     db.merge needs a merge operator: open the database with merge_operator=... (lsmkv.DB(path, merge_operator='uint64add'))
     >>> db.close()
     """
+
+
+class ColumnFamilyError(LsmkvError, ValueError):
+    """A column family that does not exist (db.column_family, drop_column_family),
+    or one created under a name already taken. A ValueError too.
+
+    >>> import lsmkv, tempfile
+    >>> db = lsmkv.DB(tempfile.mkdtemp())
+    >>> try:
+    ...     db.column_family("users")
+    ... except lsmkv.ColumnFamilyError as e:
+    ...     print(e)
+    no column family 'users' (families: 'default')
+    >>> db.close()
+    """

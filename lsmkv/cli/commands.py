@@ -125,11 +125,23 @@ class Session:
             db.close()
 
 
+    def handle(self, cf, create=False, write=None):
+        """The DB (cf None or "default") or its column family cf (--cf NAME)."""
+        db = self.db(create, write)
+        if cf is None or cf == "default":
+            return db
+        import lsmkv
+        try:
+            return db.column_family(cf)
+        except lsmkv.ColumnFamilyError as e:
+            raise UsageError(str(e)) from None
+
+
 # ---------------------------------------------------------------- commands
 
 def cmd_get(s, a, out, codec):
     key = codec.decode(a.key)
-    value = s.db().get(key)
+    value = s.handle(a.cf).get(key)
     if value is None:
         raise NotFound(f"key not found: {codec.encode(key)}")
     out.emit(codec.encode(value), {"key": codec.encode(key), "value": codec.encode(value)})
@@ -138,15 +150,15 @@ def cmd_get(s, a, out, codec):
 def cmd_put(s, a, out, codec):
     if a.ttl is not None and not a.ttl > 0:
         raise UsageError(f"--ttl must be > 0 seconds, got {a.ttl}")
-    s.db(create=True).put(codec.decode(a.key), codec.decode(a.value, "value"), ttl=a.ttl)
+    s.handle(a.cf, create=True).put(codec.decode(a.key), codec.decode(a.value, "value"), ttl=a.ttl)
 
 
 def cmd_delete(s, a, out, codec):
-    s.db(create=True).delete(codec.decode(a.key))
+    s.handle(a.cf, create=True).delete(codec.decode(a.key))
 
 
 def cmd_delete_range(s, a, out, codec):
-    db = s.db(create=True)
+    db = s.handle(a.cf, create=True)
     start, stop = codec.decode(a.start, "start"), codec.decode(a.stop, "stop")
     if start > stop:
         raise UsageError(f"START must not be after STOP ({a.start!r} > {a.stop!r})")
@@ -158,7 +170,7 @@ def cmd_delete_range(s, a, out, codec):
 def cmd_scan(s, a, out, codec):
     if a.limit is not None and a.limit < 0:
         raise UsageError(f"--limit must be >= 0, got {a.limit}")
-    for i, item in enumerate(_scan_items(s.db(), a, codec)):
+    for i, item in enumerate(_scan_items(s.handle(a.cf), a, codec)):
         if a.limit is not None and i >= a.limit:
             break
         _print_item(out, codec, item, a.keys_only)
@@ -202,21 +214,21 @@ def prefix_end(p):
 
 def cmd_count(s, a, out, codec):
     a.keys_only, a.reverse = True, False
-    n = sum(1 for _ in _scan_items(s.db(), a, codec))
+    n = sum(1 for _ in _scan_items(s.handle(a.cf), a, codec))
     out.emit(str(n), {"count": n})
 
 
 def cmd_ttl(s, a, out, codec):
     key = codec.decode(a.key)
     try:
-        t = s.db().ttl(key)
+        t = s.handle(a.cf).ttl(key)
     except KeyError:
         raise NotFound(f"key not found: {codec.encode(key)}") from None
     out.emit("none" if t is None else f"{t:.3f}", {"key": codec.encode(key), "ttl": t})
 
 
 def cmd_stats(s, a, out, codec):
-    st = s.db().stats()
+    st = s.handle(a.cf).stats()
     if out.json_mode:
         out.json(st)
         return
@@ -241,13 +253,13 @@ def format_stats(st):
 
 
 def cmd_flush(s, a, out, codec):
-    s.db(create=True).flush()
+    s.handle(a.cf, create=True).flush()
 
 
 def cmd_compact(s, a, out, codec):
     start = None if a.start is None else codec.decode(a.start, "start")
     stop = None if a.stop is None else codec.decode(a.stop, "stop")
-    db = s.db(create=True)
+    db = s.handle(a.cf, create=True)
     with Progress("compact", stream=out.stderr, spin=True):
         db.compact_range(start, stop)
 
@@ -255,12 +267,13 @@ def cmd_compact(s, a, out, codec):
 def cmd_dump(s, a, out, codec):
     enc = "hex" if codec.name == "hex" else "base64"
     if a.out is None:
-        n = write_dump(s.db(), out.stdout, enc, a.json, None)
+        n = write_dump(s.db(), out.stdout, enc, a.json, None, _cf_of(s, a))
     else:
         db, tmp = s.db(), a.out + ".tmp"
         try:
             with open(tmp, "w", encoding="ascii") as fh:
-                n = write_dump(db, fh, enc, a.json, Progress("dump", unit=" entries", stream=out.stderr))
+                n = write_dump(db, fh, enc, a.json, Progress("dump", unit=" entries", stream=out.stderr),
+                               _cf_of(s, a))
             os.replace(tmp, a.out)
         except BaseException:
             _remove_quietly(tmp)
@@ -275,15 +288,22 @@ def _remove_quietly(path):
         pass
 
 
-def write_dump(db, fh, encoding, as_json, progress):
-    """Write every live entry of db (with its remaining TTL) to fh; returns the count."""
+def _cf_of(s, a):
+    """The column family handle of --cf (None: the default)."""
+    h = s.handle(a.cf)
+    return None if h is s.db() else h
+
+
+def write_dump(db, fh, encoding, as_json, progress, cf=None):
+    """Write every live entry of db (of its column family cf; None: the default)
+    (with its remaining TTL) to fh; returns the count."""
     n = 0
     if not as_json:
         fh.write(dump_header(encoding))
     with db.snapshot() as snap:
-        for key, value in snap.items():
+        for key, value in snap.items(cf=cf):
             try:
-                ttl = snap.ttl(key)        # the expiry the snapshot holds
+                ttl = snap.ttl(key, cf=cf)        # the expiry the snapshot holds
             except KeyError:           # expired since the snapshot was read
                 continue
             fh.write(dump_json_line(key, value, ttl) if as_json else dump_line(key, value, ttl, encoding))
@@ -296,7 +316,7 @@ def write_dump(db, fh, encoding, as_json, progress):
 
 
 def cmd_load(s, a, out, codec):
-    db = s.db(create=True)
+    db = s.handle(a.cf, create=True)
     if a.file == "-":
         n = load_dump(db, sys.stdin, "<stdin>", None)
     else:
@@ -337,7 +357,25 @@ def cmd_checkpoint(s, a, out, codec):
 
 
 def cmd_verify(s, a, out, codec):
-    tools.verify(s.db(), out, codec)
+    tools.verify(s.db(), out, codec, a.cf)
+
+
+def cmd_families(s, a, out, codec):
+    names = s.db().list_column_families()
+    for n in names:
+        out.emit(n, {"name": n})
+
+
+def cmd_create_family(s, a, out, codec):
+    s.db(create=True).create_column_family(a.name)
+
+
+def cmd_drop_family(s, a, out, codec):
+    import lsmkv
+    try:
+        s.db(create=True).drop_column_family(a.name)
+    except (lsmkv.ColumnFamilyError, ValueError) as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_repair(s, a, out, codec):
@@ -377,6 +415,22 @@ def _range_args(p, what="keys"):
 
 def _json_arg(p):
     p.add_argument("--json", action="store_true", help="print JSON Lines (one object per line)")
+
+
+def _cf_arg(p):
+    p.add_argument("--cf", metavar="NAME", help="the column family (default: the default one)")
+
+
+def with_cf(add):
+    """add's arguments and --cf."""
+    def both(p):
+        add(p)
+        _cf_arg(p)
+    return both
+
+
+def _args_name(p):
+    p.add_argument("name", help="the column family's name")
 
 
 def _args_get(p):
@@ -459,22 +513,26 @@ def _no_args(p):
 
 # name -> (handler, add_arguments, one-line help)
 COMMANDS = {
-    "get": (cmd_get, _args_get, "print the value of KEY (exit 1 if absent)"),
-    "put": (cmd_put, _args_put, "set KEY to VALUE, optionally expiring after --ttl seconds"),
-    "delete": (cmd_delete, _args_key, "delete KEY"),
-    "delete-range": (cmd_delete_range, _args_delete_range,
+    "get": (cmd_get, with_cf(_args_get), "print the value of KEY (exit 1 if absent)"),
+    "put": (cmd_put, with_cf(_args_put), "set KEY to VALUE, optionally expiring after --ttl seconds"),
+    "delete": (cmd_delete, with_cf(_args_key), "delete KEY"),
+    "delete-range": (cmd_delete_range, with_cf(_args_delete_range),
                      "delete every key in [START, STOP) with one range tombstone "
                      "(one record, O(1) to write; counting the keys reads them)"),
-    "scan": (cmd_scan, _args_scan, "print the entries in key order"),
-    "count": (cmd_count, _args_count, "count the keys (in a range or with a prefix)"),
-    "ttl": (cmd_ttl, _args_ttl, "seconds until KEY expires ('none': never; exit 1 if absent)"),
-    "stats": (cmd_stats, _json_arg, "print the DB's counters and level sizes"),
-    "flush": (cmd_flush, _no_args, "write the memtable to a table"),
-    "compact": (cmd_compact, _range_args, "compact the tables overlapping [--start, --stop]"),
-    "dump": (cmd_dump, _args_dump, "print every live entry in the dump format (see load)"),
-    "load": (cmd_load, _args_load, "put every entry of a dump file"),
+    "scan": (cmd_scan, with_cf(_args_scan), "print the entries in key order"),
+    "count": (cmd_count, with_cf(_args_count), "count the keys (in a range or with a prefix)"),
+    "ttl": (cmd_ttl, with_cf(_args_ttl), "seconds until KEY expires ('none': never; exit 1 if absent)"),
+    "stats": (cmd_stats, with_cf(_json_arg), "print the DB's counters and level sizes"),
+    "flush": (cmd_flush, with_cf(_no_args), "write the memtable to a table"),
+    "compact": (cmd_compact, with_cf(_range_args), "compact the tables overlapping [--start, --stop]"),
+    "dump": (cmd_dump, with_cf(_args_dump), "print every live entry in the dump format (see load)"),
+    "load": (cmd_load, with_cf(_args_load), "put every entry of a dump file"),
     "checkpoint": (cmd_checkpoint, _args_checkpoint, "make a consistent copy of the DB in DIR"),
-    "verify": (cmd_verify, _json_arg, "check every table's checksums and key order (exit 3 on damage)"),
+    "verify": (cmd_verify, with_cf(_json_arg), "check every table's checksums and key order, of every "
+               "column family or of --cf NAME (exit 3 on damage)"),
+    "families": (cmd_families, _json_arg, "list the column families"),
+    "create-family": (cmd_create_family, _args_name, "create column family NAME"),
+    "drop-family": (cmd_drop_family, _args_name, "drop column family NAME"),
     "repair": (cmd_repair, _json_arg, "salvage what can be read from a damaged DB and report what was lost"),
     "sst-dump": (cmd_sst_dump, _args_sst_dump, "describe a table file (no DB needed)"),
     "manifest-dump": (cmd_manifest_dump, _args_log_file("MANIFEST"), "print the MANIFEST's version edits"),

@@ -11,6 +11,7 @@ files, so no file they need is deleted under them.
 Every function writes through an Output (lsmkv.cli.shell) and raises
 lsmkv.errors.LsmkvError or OSError on failure.
 """
+import contextlib
 import mmap
 import os
 import struct
@@ -37,31 +38,49 @@ def _no_compaction(db):
 
 
 def _live_files(db):
-    """(level, FileMeta) of every table in the DB's current version."""
+    """(level, FileMeta) of every table in the current version of db (a DB handle,
+    or a column family's: its own version)."""
     return list(db.core.versions.current.files())
 
 
 # ---------------------------------------------------------------- verify
 
-def verify(db, out, codec):
+def verify(db, out, codec, cf=None):
     """Check every live table (block checksums, key order, the key range the
-    MANIFEST records) and the order of the keys the DB returns. Raises
-    VerifyFailed after reporting each problem."""
+    MANIFEST records) and the order of the keys the DB returns, of every column
+    family (or of family cf only). Raises VerifyFailed after reporting each problem."""
     problems = []
     entries = 0
-    with _no_compaction(db):
-        files = _live_files(db)
+    names = db.list_column_families() if cf is None else [cf]
+    handles = []
+    for name in names:
+        try:
+            handles.append(db.column_family(name))
+        except LsmkvError as e:
+            raise LsmkvError(str(e)) from None
+    files = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_no_compaction(db))
+        for h in handles:
+            if h is not db:                    # a column family's compactions too
+                stack.enter_context(h.core.compactions.no_background())
+        per = [(h, _live_files(h)) for h in handles]
+        files = [f for _, fs in per for f in fs]
         with Progress("verify", total=len(files), unit=" files") as prog:
-            for i, (level, meta) in enumerate(files):
-                n, err = _verify_table(db.path, level, meta)
-                entries += n or 0
-                _report_table(out, level, meta, n, err)
-                if err is not None:
-                    problems.append(err)
-                prog.update(i + 1)
-        problems += _check_levels(db, files)
+            i = 0
+            for h, fs in per:
+                for level, meta in fs:
+                    n, err = _verify_table(db.path, level, meta)
+                    entries += n or 0
+                    _report_table(out, level, meta, n, err)
+                    if err is not None:
+                        problems.append(err)
+                    i += 1
+                    prog.update(i)
+                problems += _check_levels(db, fs)       # levels are per family
     if not problems:
-        problems += _check_db_order(db, codec)
+        for h in handles:
+            problems += _check_db_order(h, codec)
     for p in problems:
         out.error(p)
     out.emit(f"{'OK' if not problems else 'FAILED'}: {len(files)} files, {entries} entries, "
@@ -146,7 +165,7 @@ def _check_db_order(db, codec):
     try:
         for key in db.keys():
             if prev is not None and not prev < key:
-                return [CorruptionError(db.path, None, f"keys out of order: {codec.encode(prev)} "
+                return [CorruptionError(db.core.path, None, f"keys out of order: {codec.encode(prev)} "
                                                        f"then {codec.encode(key)}")]
             prev = key
     except CorruptionError as e:
@@ -294,6 +313,10 @@ def _current_manifest(dbpath):
 
 def _edit_doc(off, e, codec):
     return {"offset": off, "marker": bool(getattr(e, "marker", False)),
+            "family": e.family,
+            "create_family": None if e.create_family is None else
+            {"id": e.create_family[0], "name": e.create_family[1], "options": e.create_family[2]},
+            "drop_family": e.drop_family,
             "log_number": e.log_number, "next_file_number": e.next_file_number,
             "last_sequence": e.last_sequence,
             "deleted": [{"level": lv, "file": n} for lv, n in e.deleted],
@@ -309,6 +332,13 @@ def _file_doc(level, f, codec):
 
 def _edit_text(off, e, codec):
     head = [f"@{off}"] + (["marker"] if getattr(e, "marker", False) else [])
+    if e.create_family is not None:
+        head.append(f"create_family={e.create_family[1]!r} id={e.create_family[0]} "
+                    f"options={e.create_family[2]}")
+    if e.family:
+        head.append(f"family={e.family}")
+    if e.drop_family is not None:
+        head.append(f"drop_family={e.drop_family}")
     for name in ("log_number", "next_file_number", "last_sequence"):
         if getattr(e, name) is not None:
             head.append(f"{name}={getattr(e, name)}")
@@ -344,7 +374,7 @@ def _dump_log(path, out, codec):
     name = os.path.basename(path)
     out.text(f"{name}: {len(records)} records" + ("" if sealed is None else f", sealed at @{sealed}"))
     for off, payload in records:
-        seq, ops = decode_batch(payload, path, off)
+        seq, ops = decode_batch(payload, path, off, True)
         doc = {"file": name, "offset": off, "sequence": seq, "count": len(ops),
                "ops": [_op_doc(op, codec) for op in ops]}
         out.emit(_record_text(doc), doc)
@@ -369,14 +399,18 @@ def read_log_file(path):
 
 
 def _op_doc(op, codec):
-    kind, key, value, expiry = op
-    return _with_value({"op": KIND_NAMES[kind], "key": codec.encode(key)}, codec, kind, value, expiry)
+    kind, key, value, expiry, cf = op
+    doc = {"op": KIND_NAMES[kind], "key": codec.encode(key)}
+    if cf:
+        doc["family"] = cf          # a column family's record (id; 0, the default, is not shown)
+    return _with_value(doc, codec, kind, value, expiry)
 
 
 def _record_text(doc):
     lines = [f"{doc['file']} @{doc['offset']} seq={doc['sequence']} count={doc['count']}"]
     for op in doc["ops"]:
-        parts = [op["op"], op["key"]] + ([op["value"]] if "value" in op else [])
+        parts = ([f"family={op['family']}"] if "family" in op else []) + \
+            [op["op"], op["key"]] + ([op["value"]] if "value" in op else [])
         if "expiry_ms" in op:
             parts.append(f"expiry_ms={op['expiry_ms']}")
         lines.append("  " + "\t".join(parts))

@@ -5,7 +5,12 @@
 #
 # Thread safety: no state; each call works on the buffers it is given.
 # Invariants: a payload is seq u64 | count u32 | exactly `count` records;
-# decoding anything else raises CorruptionError(path, offset).
+# decoding anything else raises CorruptionError(path, offset). A record of a
+# column family other than the default has CF_FLAG set in its kind byte and the
+# family's id (a varint > 0) after it (encode_record_cf); a default-family record
+# is exactly as before families existed.
+
+DEF CF_FLAG = 0x80          # kind byte: a family id follows (docs/format.md)
 
 cdef inline size_t record_size(int kind, size_t kn, size_t vn) noexcept:
     """Bytes encode_record() writes for one record."""
@@ -15,11 +20,10 @@ cdef inline size_t record_size(int kind, size_t kn, size_t vn) noexcept:
     return n
 
 
-cdef inline uint8_t* encode_record(uint8_t* p, int kind, const uint8_t* k, size_t kn,
-                                   const uint8_t* v, size_t vn, int64_t expiry) noexcept:
-    """One batch record at p (see WriteBatch); returns the byte after it."""
-    p[0] = kind
-    p = put_varint(p + 1, kn)
+cdef inline uint8_t* encode_body(uint8_t* p, int kind, const uint8_t* k, size_t kn,
+                                 const uint8_t* v, size_t vn, int64_t expiry) noexcept:
+    """A record's bytes after its kind byte (and family id) at p; returns the byte after."""
+    p = put_varint(p, kn)
     if kn:
         memcpy(p, k, kn)
     p += kn
@@ -34,8 +38,25 @@ cdef inline uint8_t* encode_record(uint8_t* p, int kind, const uint8_t* k, size_
     return p
 
 
+cdef inline uint8_t* encode_record(uint8_t* p, int kind, const uint8_t* k, size_t kn,
+                                   const uint8_t* v, size_t vn, int64_t expiry) noexcept:
+    """One batch record at p (see WriteBatch); returns the byte after it."""
+    p[0] = kind
+    return encode_body(p + 1, kind, k, kn, v, vn, expiry)
+
+
+cdef inline uint8_t* encode_record_cf(uint8_t* p, uint32_t cf, int kind, const uint8_t* k, size_t kn,
+                                      const uint8_t* v, size_t vn, int64_t expiry) noexcept:
+    """encode_record for column family cf > 0: the kind byte with CF_FLAG, then
+    varint cf, then the record's key and value as encode_record writes them.
+    Takes record_size(kind, kn, vn) + varint_len(cf) bytes."""
+    p[0] = kind | CF_FLAG
+    return encode_body(put_varint(p + 1, cf), kind, k, kn, v, vn, expiry)
+
+
 cdef struct BatchOp:
     int kind
+    uint32_t cf                  # the record's column family (0: the default)
     const uint8_t* key
     uint64_t kn
     const uint8_t* val
@@ -48,11 +69,18 @@ cdef const uint8_t* read_batch_op(const uint8_t* p, const uint8_t* end, BatchOp*
     """Decode the batch record at p into op; returns the position after it.
     Malformed input raises CorruptionError(path, offset). The one decoder of
     batch records: recovery (apply_batch) and tools (decode_batch) use it."""
-    cdef uint64_t kn, vn = 0
+    cdef uint64_t kn, vn = 0, cf = 0
     if p >= end:
         raise CorruptionError(path, offset, "batch count larger than its records")
     op.kind = p[0]
-    p = get_varint(p + 1, end, &kn)
+    p += 1
+    if op.kind & CF_FLAG:
+        op.kind &= ~CF_FLAG
+        p = get_varint(p, end, &cf)
+        if p == NULL or cf == 0 or cf > 0xFFFFFFFF:
+            raise CorruptionError(path, offset, "bad column family id in batch")
+    op.cf = <uint32_t>cf
+    p = get_varint(p, end, &kn)
     if p == NULL or kn > <uint64_t>(end - p):
         raise CorruptionError(path, offset, "bad key length in batch")
     op.key = p
@@ -88,10 +116,52 @@ cdef int apply_batch(MemTable mem, const uint8_t* rep, size_t n, object path, ui
     cdef uint32_t i
     for i in range(count):
         p = read_batch_op(p, end, &op, path, offset)
+        if op.cf:
+            raise CorruptionError(path, offset, f"a record of column family {op.cf} where only the "
+                                  f"default family is expected (a DB with column families: open it "
+                                  f"with lsmkv.DB, which routes records to their families)")
         mem.add(seq + i, op.kind, op.key, op.kn, op.val, op.vn, op.expiry)
     if p != end:
         raise CorruptionError(path, offset, "trailing bytes after batch records")
     return count
+
+
+cdef int apply_batch_cf(dict mems, MemTable dflt, const uint8_t* rep, size_t n, object path,
+                        uint64_t offset) except -1:
+    """Insert a batch payload whose records may name column families: a default
+    record into dflt, one of family id into mems[id] (a MemTable), skipped if mems
+    has no such id or dflt is None for a default one (recovery: a dropped family,
+    or a family whose tables already hold this log). Returns the record count."""
+    if n < BATCH_HEADER:
+        raise CorruptionError(path, offset, "batch shorter than its header")
+    cdef uint64_t seq = load_u64(rep)
+    cdef uint32_t count = load_u32(rep + 8)
+    cdef const uint8_t* p = rep + BATCH_HEADER
+    cdef const uint8_t* end = rep + n
+    cdef BatchOp op
+    cdef uint32_t i
+    cdef MemTable m
+    for i in range(count):
+        p = read_batch_op(p, end, &op, path, offset)
+        if op.cf == 0:
+            m = dflt
+        else:
+            m = mems.get(op.cf)
+        if m is not None:
+            m.add(seq + i, op.kind, op.key, op.kn, op.val, op.vn, op.expiry)
+    if p != end:
+        raise CorruptionError(path, offset, "trailing bytes after batch records")
+    return count
+
+
+def replay_batch_cf(dict mems, MemTable dflt, payload, path, uint64_t offset):
+    """Recovery with column families: apply one WAL record, each of its records to
+    its family's memtable (see apply_batch_cf); returns (first_seq, count)."""
+    cdef const uint8_t[::1] v = payload
+    if v.shape[0] < BATCH_HEADER:
+        raise CorruptionError(path, offset, "batch shorter than its header")
+    cdef uint32_t count = apply_batch_cf(mems, dflt, &v[0], v.shape[0], path, offset)
+    return load_u64(&v[0]), count
 
 
 def replay_batch(MemTable mem, payload, path, uint64_t offset):
@@ -103,11 +173,12 @@ def replay_batch(MemTable mem, payload, path, uint64_t offset):
     return load_u64(&v[0]), count
 
 
-def decode_batch(payload, path, uint64_t offset):
+def decode_batch(payload, path, uint64_t offset, bint families=False):
     """(first sequence, [(kind, key, value, expiry_ms)]) of one WAL record, in
     record order (tools: the shell's wal-dump). Kinds: 0 delete, 1 put, 2 put
-    with expiry, 3 merge operand, 4 range delete (key = start, value = end). Malformed input raises
-    CorruptionError(path, offset)."""
+    with expiry, 3 merge operand, 4 range delete (key = start, value = end). With
+    families, each tuple ends with the record's column family id (0: the default).
+    Malformed input raises CorruptionError(path, offset)."""
     cdef const uint8_t[::1] v = payload
     if v.shape[0] < BATCH_HEADER:
         raise CorruptionError(path, offset, "batch shorter than its header")
@@ -119,8 +190,9 @@ def decode_batch(payload, path, uint64_t offset):
     ops = []
     for i in range(count):
         p = read_batch_op(p, end, &op, path, offset)
-        ops.append((op.kind, PyBytes_FromStringAndSize(<char*>op.key, op.kn),
-                    PyBytes_FromStringAndSize(<char*>op.val, op.vn), op.expiry))
+        t = (op.kind, PyBytes_FromStringAndSize(<char*>op.key, op.kn),
+             PyBytes_FromStringAndSize(<char*>op.val, op.vn), op.expiry)
+        ops.append(t + (op.cf,) if families else t)
     if p != end:
         raise CorruptionError(path, offset, "trailing bytes after batch records")
     return load_u64(&v[0]), ops

@@ -59,6 +59,7 @@ cdef class TableBuilder:
     cdef uint64_t rd_offset, rd_size  # the range-del block's handle
     cdef list range_dels           # (start, end, seq) for the range-del block, sorted, or None
     cdef bint has_merges           # a merge operand was added (the table is FORMAT_VERSION)
+    cdef public uint64_t column_family   # the column family's id (0: the default; property absent)
     cdef int _set_compressor(self, bytes dict_data) except -1
     cdef int _raise(self, int r) except -1
     cdef int flush_out_c(self) noexcept nogil

@@ -28,6 +28,7 @@ class TableBuilder:
     largest_seq: int
     num_data_blocks: int
     data_size: int
+    column_family: int      # the column family id the table records (0: the default; no property)
     min_expiry: int
     def __init__(self, path: _Path, block_size: int = ..., compression: str = ...,
                  compression_level: int = ..., bloom_bits_per_key: int = ...,

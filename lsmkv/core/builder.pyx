@@ -518,6 +518,8 @@ cdef class TableBuilder:
             props["num_range_deletions"] = len(self.range_dels)
             props["range_del_offset"] = self.rd_offset
             props["range_del_size"] = self.rd_size
+        if self.column_family:     # a column family's table (lsmkv/engine/family.py; repair reads it)
+            props["column_family"] = self.column_family
         if self.compress:      # the zstd level, zigzag-encoded (docs/format.md)
             props["compression_level"] = (self.level << 1) if self.level >= 0 else ((-self.level) << 1) - 1
         for name in sorted(props):

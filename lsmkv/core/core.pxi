@@ -66,6 +66,14 @@ cdef class Core:
     cdef public object logs          # lsmkv.engine.logs.LogSet: sync_retired()
     cdef public object files         # lsmkv.engine.files.Files: gc_pending, gc_soon(), pins
     cdef public MergeOperator merge_op   # the merge_operator option's (lsmkv/core/merge.pyx), or None
+    # column families (lsmkv/engine/family.py): the engine is the DB and its default
+    # family; another family is a Core of its own (its sv, merge_op, write_buffer_size,
+    # l0_files, counters, last_seq: the last sequence written to it) that writes
+    # through `db`'s log, sequence and mutex
+    cdef public Core db              # the DB-wide Core: self for the engine (the default family)
+    cdef public uint32_t cf_id       # 0: the default family
+    cdef public str cf_name
+    cdef public dict cfs             # on the engine: id -> family Core, or None while it has none
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -82,14 +90,24 @@ cdef class Core:
         self.l0_slowdown = self.l0_stop = 1 << 30
         self.retired_logs = []
         self.state = HandleState()
+        self.db = self
+        self.cf_id = 0
+        self.cf_name = "default"
+        self.cfs = None
+
+    cdef object _closed_error(self):
+        """The error a use of a closed Core raises: a dropped family's, or the handle's."""
+        if self.cf_id and not self.db.closed:
+            return ClosedError(f"column family {self.cf_name!r} was dropped")
+        return self.state.error()
 
     cdef int _writable(self, size_t nbytes) except -1:
         if self.closed:
-            raise self.state.error()
+            raise self._closed_error()
         if self.read_only:
             raise self.read_only_error("put, delete and write are refused")
-        if self.bg_error is not None:
-            raise BackgroundError(f"the database is read-only after a background error: {self.bg_error}")
+        if self.db.bg_error is not None:
+            raise BackgroundError(f"the database is read-only after a background error: {self.db.bg_error}")
         if self.l0_files >= self.l0_slowdown:
             self.writes.level0_stall(nbytes)
         if self.sv.mem.arena.used >= self.write_buffer_size:
@@ -100,10 +118,12 @@ cdef class Core:
 
     cdef int _sync_logs(self) except -1:
         """Make every record written so far durable (mutex held): older logs not yet
-        synced first, so a synced write never outlives an unsynced older one."""
-        if self.retired_logs:
-            self.logs.sync_retired()
-        self.wal.sync_c()
+        synced first, so a synced write never outlives an unsynced older one. A
+        family's write syncs the DB's logs."""
+        cdef Core d = self.db
+        if d.retired_logs:
+            d.logs.sync_retired()
+        d.wal.sync_c()
         self.n_syncs += 1
         return 0
 
@@ -141,6 +161,8 @@ cdef class Core:
         cdef size_t n = BATCH_HEADER + record_size(kind, kn, vn)
         cdef uint64_t seq
         cdef uint8_t* p
+        if self.cf_id:
+            return self._write_one_cf(kind, k, kn, v, vn, expiry, sync)
         with self.mutex:
             self._writable(n)
             seq = self.last_seq + 1
@@ -159,6 +181,38 @@ cdef class Core:
                     raise
             self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
             self.last_seq = seq
+            self.n_wal_bytes += n + 8
+            self.n_user_bytes += kn + vn
+            self.n_writes += 1
+        return 0
+
+    cdef int _write_one_cf(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
+                           int64_t expiry, bint sync) except -1:
+        """_write_one of a column family other than the default: the record names
+        the family, and goes to the DB's log at the DB's next sequence."""
+        cdef size_t n = BATCH_HEADER + record_size(kind, kn, vn) + varint_len(self.cf_id)
+        cdef uint64_t seq
+        cdef uint8_t* p
+        cdef Core d = self.db
+        with self.mutex:
+            self._writable(n)
+            seq = d.last_seq + 1
+            p = d.wal.begin(n)
+            store_u64(p, seq)
+            store_u32(p + 8, 1)
+            encode_record_cf(p + BATCH_HEADER, self.cf_id, kind, k, kn, v, vn, expiry)
+            d.wal.commit(n)
+            if sync:
+                try:
+                    self._sync_logs()
+                except OSError as e:
+                    self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
+                    self.last_seq = d.last_seq = seq
+                    d._sync_failed(e)
+                    raise
+            self.sv.mem.add(seq, kind, k, kn, v, vn, expiry)
+            self.last_seq = seq
+            d.last_seq = seq
             self.n_wal_bytes += n + 8
             self.n_user_bytes += kn + vn
             self.n_writes += 1
@@ -250,6 +304,8 @@ cdef class Core:
             return 0
         if batch.has_merge and self.merge_op is None:
             self._no_merge_operator()
+        if batch.cfs is not None or self.cf_id:
+            return self._write_batch_cf(batch, sync, check, check_seq)
         with self.mutex:
             self._writable(batch.b.len)
             if check is not None:      # no stall releases the mutex from here to last_seq's move
@@ -276,6 +332,66 @@ cdef class Core:
             self.n_batches += 1
         return 0
 
+    cdef int _write_batch_cf(self, WriteBatch batch, bint sync, list check, uint64_t check_seq) except -1:
+        """_write_batch of a batch whose records name column families (self is the
+        DB's Core): one log record, applied to each family's memtable, visible in
+        every family at once (each family's last_seq moves with the DB's in one
+        hold of the mutex and the GIL)."""
+        cdef uint64_t seq, last
+        cdef uint8_t* p
+        cdef Core fam
+        if self.cf_id:
+            raise TypeError("write a batch with the DB's write() (its records name their families)")
+        for fam in batch.cfs.values():
+            if fam.db is not self:
+                raise ValueError(f"the batch names column family {fam.cf_name!r} of another database")
+        with self.mutex:
+            self._writable(batch.b.len)
+            for fam in batch.cfs.values():
+                if fam.closed:
+                    raise fam._closed_error()
+                fam._writable(0)        # room in its memtable, its level-0 stall
+            if self.closed:             # a stall released the mutex: check again
+                raise self._closed_error()
+            for fam in batch.cfs.values():
+                if fam.closed:
+                    raise fam._closed_error()
+            if check is not None:
+                self._check_unchanged(check, check_seq)
+            seq = self.last_seq + 1
+            last = seq + batch.count - 1
+            store_u64(batch.b.p, seq)
+            store_u32(batch.b.p + 8, batch.count)
+            p = self.wal.begin(batch.b.len)
+            memcpy(p, batch.b.p, batch.b.len)
+            self.wal.commit(batch.b.len)
+            if sync:
+                try:
+                    self._sync_logs()
+                except OSError as e:
+                    self._apply_cf(batch, last)
+                    self._sync_failed(e)
+                    raise
+            self._apply_cf(batch, last)
+            self.n_wal_bytes += batch.b.len + 8
+            self.n_user_bytes += batch.b.len - BATCH_HEADER
+            self.n_writes += 1
+            self.n_batches += 1
+        return 0
+
+    cdef int _apply_cf(self, WriteBatch batch, uint64_t last) except -1:
+        """Insert a family-naming batch (mutex held), then move last_seq of the DB
+        and of each family it names."""
+        cdef dict mems = {}
+        cdef Core fam
+        for fam in batch.cfs.values():
+            mems[fam.cf_id] = fam.sv.mem
+        apply_batch_cf(mems, self.sv.mem, batch.b.p, batch.b.len, "<batch>", 0)
+        self.last_seq = last
+        for fam in batch.cfs.values():
+            fam.last_seq = last
+        return 0
+
     cdef int _check_unchanged(self, list keys, uint64_t seq) except -1:
         """ConflictError naming the first key of keys whose newest entry (of any
         kind) has a sequence > seq: another write reached it after seq (mutex held,
@@ -283,13 +399,20 @@ cdef class Core:
         write is applied)."""
         cdef Bytes kb
         cdef int64_t newest
+        cdef Core c
         if self.last_seq <= seq:
             return 0          # nothing written since seq: with the mutex held no write is between
                               # its memtable insert and last_seq's move (invariant 2), so no entry is newer
         for key in keys:
+            c = self
+            if type(key) is tuple:        # (family Core, key): a column family's key (txn.pxi)
+                c = <Core>(<tuple>key)[0]
+                key = (<tuple>key)[1]
+                if c.closed:
+                    raise c._closed_error()
             get_buffer(key, &kb, "key")
             try:
-                newest = self._newest_seq(kb.p, kb.n, <int64_t>seq)
+                newest = c._newest_seq(kb.p, kb.n, <int64_t>seq)
             finally:
                 release_buffer(&kb)
             if newest > <int64_t>seq:
@@ -417,7 +540,7 @@ cdef class Core:
         cdef BlockIter bi = None
         cdef Py_ssize_t j
         if self.closed:
-            raise self.state.error()
+            raise self._closed_error()
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
             # the newest tombstone covering k at seq: a version found older than it is deleted
             cover = self._range_dels(sv).max_covering_c(k, kn, seq)

@@ -159,6 +159,9 @@ cdef class SuperVersion:
 
 include "batch.pxi"
 
+cdef class Core          # core.pxi
+cdef class CoreDB        # below
+
 
 # ------------------------------------------------------------------ write batch
 # Thread safety: a WriteBatch belongs to one thread while it is built; Core reads it
@@ -201,6 +204,7 @@ cdef class WriteBatch:
     cdef object target             # the DB handle a `with` block writes to (db.write_batch()), or None
     cdef bint sync                 # that write's sync
     cdef readonly bint has_merge   # a merge() was added (the DB then needs a merge operator)
+    cdef dict cfs                  # column families its records name: id -> family Core; None if none
 
     def __cinit__(self, clock=None):
         self.b.p = <uint8_t*>malloc(256)
@@ -212,13 +216,15 @@ cdef class WriteBatch:
         self.clock = _time_time if clock is None else clock
         self.target = None
         self.sync = False
+        self.cfs = None
 
     def __dealloc__(self):
         free(self.b.p)
 
-    def put(self, key, value, *, ttl=None):
+    def put(self, key, value, *, ttl=None, cf=None):
         """Add a put; ttl: seconds until it expires, from the batch's clock now
-        (None: never expires).
+        (None: never expires); cf: the column family (a handle of
+        db.create_column_family() or db.column_family(); None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
@@ -231,6 +237,7 @@ cdef class WriteBatch:
         """
         cdef Bytes kb, vb
         cdef int64_t expiry = 0
+        cdef Core fam = None if cf is None else self._family(cf)
         if ttl is not None:
             expiry = expiry_from_ttl(self.clock, ttl)
         get_buffer(key, &kb, "key")
@@ -238,7 +245,7 @@ cdef class WriteBatch:
             get_buffer(value, &vb, "value")
             try:
                 self._add(KIND_PUT_TTL if expiry else KIND_PUT, kb.p, kb.n,
-                          vb.p, vb.n, expiry)
+                          vb.p, vb.n, expiry, fam)
             finally:
                 release_buffer(&vb)
         finally:
@@ -264,6 +271,10 @@ cdef class WriteBatch:
         self.b.len += n
         self.count += other.count
         self.has_merge = self.has_merge or other.has_merge
+        if other.cfs is not None:
+            if self.cfs is None:
+                self.cfs = {}
+            self.cfs.update(other.cfs)
 
     def __enter__(self):
         if self.target is None:
@@ -276,9 +287,9 @@ cdef class WriteBatch:
             self.target.write(self, sync=self.sync)
         return False
 
-    def delete(self, key):
+    def delete(self, key, *, cf=None):
         """Add a delete of key (applied in order: a later put of the same key in
-        this batch wins).
+        this batch wins); cf: the column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -290,16 +301,18 @@ cdef class WriteBatch:
         >>> db.close()
         """
         cdef Bytes kb
+        cdef Core fam = None if cf is None else self._family(cf)
         get_buffer(key, &kb, "key")
         try:
-            self._add(KIND_DELETE, kb.p, kb.n, NULL, 0, 0)
+            self._add(KIND_DELETE, kb.p, kb.n, NULL, 0, 0, fam)
         finally:
             release_buffer(&kb)
 
-    def delete_range(self, start, stop):
+    def delete_range(self, start, stop, *, cf=None):
         """Add a deletion of every key k with start <= k < stop: one record,
         whatever the range holds (a range tombstone). start == stop adds nothing
         (an empty range, as RocksDB allows); start > stop raises ValueError.
+        cf: the column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -312,21 +325,22 @@ cdef class WriteBatch:
         >>> db.close()
         """
         cdef Bytes kb, vb
+        cdef Core fam = None if cf is None else self._family(cf)
         get_buffer(start, &kb, "start")
         try:
             get_buffer(stop, &vb, "stop")
             try:
                 if check_range(kb.p, kb.n, vb.p, vb.n, start, stop):
-                    self._add(KIND_RANGE_DELETE, kb.p, kb.n, vb.p, vb.n, 0)
+                    self._add(KIND_RANGE_DELETE, kb.p, kb.n, vb.p, vb.n, 0, fam)
             finally:
                 release_buffer(&vb)
         finally:
             release_buffer(&kb)
 
-    def merge(self, key, operand):
+    def merge(self, key, operand, *, cf=None):
         """Add a merge operand for key (db.merge(), applied in order with the batch's
-        other operations). Writing the batch to a DB without a merge operator
-        raises MergeOperatorError.
+        other operations); cf: the column family (None: the default). Writing the
+        batch raises MergeOperatorError if that family has no merge operator.
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp(), merge_operator=("append", b","))
@@ -337,22 +351,49 @@ cdef class WriteBatch:
         >>> db.close()
         """
         cdef Bytes kb, vb
+        cdef Core fam = None if cf is None else self._family(cf)
+        if fam is not None and fam.merge_op is None:
+            fam._no_merge_operator()
         get_buffer(key, &kb, "key")
         try:
             get_buffer(operand, &vb, "operand")
             try:
-                self._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0)
+                self._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0, fam)
             finally:
                 release_buffer(&vb)
         finally:
             release_buffer(&kb)
-        self.has_merge = True
+        if fam is None:
+            self.has_merge = True
+
+    cdef Core _family(self, object cf):
+        """The family Core of a cf= argument: a column family handle, or None for the
+        default (a DB handle is the default family too)."""
+        if not isinstance(cf, CoreDB):
+            raise TypeError(f"cf must be a column family handle (db.column_family(name)), "
+                            f"not {type(cf).__name__}")
+        cdef Core c = (<CoreDB>cf).core
+        if c.cf_id == 0:
+            return None
+        if c.closed:
+            raise c._closed_error()
+        return c
 
     cdef int _add(self, int kind, const uint8_t* k, size_t kn, const uint8_t* v, size_t vn,
-                  int64_t expiry) except -1:
-        if buf_reserve_c(&self.b, record_size(kind, kn, vn)) < 0:
-            raise MemoryError()
-        self.b.len = encode_record(self.b.p + self.b.len, kind, k, kn, v, vn, expiry) - self.b.p
+                  int64_t expiry, Core fam=None) except -1:
+        cdef size_t rn = record_size(kind, kn, vn)
+        if fam is None:
+            if buf_reserve_c(&self.b, rn) < 0:
+                raise MemoryError()
+            self.b.len = encode_record(self.b.p + self.b.len, kind, k, kn, v, vn, expiry) - self.b.p
+        else:
+            if buf_reserve_c(&self.b, rn + varint_len(fam.cf_id)) < 0:
+                raise MemoryError()
+            self.b.len = encode_record_cf(self.b.p + self.b.len, fam.cf_id, kind, k, kn, v, vn,
+                                          expiry) - self.b.p
+            if self.cfs is None:
+                self.cfs = {}
+            self.cfs[fam.cf_id] = fam
         self.count += 1
         return 0
 
@@ -369,6 +410,7 @@ cdef class WriteBatch:
         self.b.len = BATCH_HEADER
         self.count = 0
         self.has_merge = False
+        self.cfs = None
 
     def __len__(self):
         return self.count
@@ -909,10 +951,11 @@ cdef class CoreDB:
         """
         return self.core._iterate(start, stop, reverse, 2, None, self, prefix)
 
-    def iterator(self, lower=None, upper=None, *, prefix=None, snapshot=None):
+    def iterator(self, lower=None, upper=None, *, prefix=None, snapshot=None, cf=None):
         """An lsmkv.Iterator: a cursor that can seek, move both ways and re-seek,
         over lower <= key < upper (None: unbounded) and, with prefix, keys starting
-        with it; as of snapshot (a Snapshot of this DB) or now. It starts
+        with it; as of snapshot (a Snapshot of this DB) or now; over column family
+        cf (a handle; None: this one). It starts
         positioned nowhere: call seek(), seek_for_prev(), seek_to_first() or
         seek_to_last(). Close it (or use it in a with block) to release the files
         it pins.
@@ -928,8 +971,12 @@ cdef class CoreDB:
         [(b'user:2', b'v2')]
         >>> db.close()
         """
+        if cf is not None and cf is not self:
+            if not isinstance(cf, CoreDB) or (<CoreDB>cf).core.db is not self.core.db:
+                raise TypeError("cf must be a column family handle of this database")
+            return cf.iterator(lower, upper, prefix=prefix, snapshot=snapshot)
         if snapshot is not None:
-            return snapshot.iterator(lower, upper, prefix=prefix)
+            return snapshot.iterator(lower, upper, prefix=prefix, cf=self if self.core.cf_id else None)
         return self.core._cursor(lower, upper, prefix, None, self)
 
 

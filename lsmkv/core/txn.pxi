@@ -27,7 +27,10 @@
 #      (merge.pyx, invariant 2). A merge is added only with a merge operator,
 #      and then batch.has_merge is set. Every written key is in `tracked`,
 #      which holds each key once (as bytes); `tracked_set` mirrors it once it
-#      has more than TRACKED_LIST keys.
+#      has more than TRACKED_LIST keys. Column families (cf=): a family's writes
+#      are in fams[id].writes (the same forms), its tracked keys in `tracked` as
+#      (family Core, key) tuples (Core._check_unchanged asks that family), its
+#      records in the one batch (naming their family).
 #   3. Nothing else of the engine is changed before commit, so a transaction
 #      dropped without ending writes nothing.
 #   4. A transaction is tracked by the cyclic garbage collector: it references
@@ -76,6 +79,7 @@ cdef int give_batch(WriteBatch b) except -1:
         b.count = 0
         b.has_merge = False
         b.clock = None
+        b.cfs = None
         _batch_pool.append(b)
     return 0
 
@@ -101,6 +105,16 @@ cdef object fold_write(Core core, uint64_t seq, bytes key, list w, int64_t now):
     if op is None:
         core._no_merge_operator()
     return op.full_merge(key, existing, w[1:])
+
+
+cdef class TxnFamily:
+    """A transaction's writes to one column family (its overlay)."""
+    cdef Core core
+    cdef dict writes
+
+    def __cinit__(self, Core core):
+        self.core = core
+        self.writes = {}
 
 
 cdef bytes txn_key(object key):
@@ -146,6 +160,7 @@ cdef class Transaction:
     cdef list tracked
     cdef set tracked_set
     cdef object iterators                 # a WeakSet of its open iterators, made by the first
+    cdef dict fams                        # column family id -> TxnFamily, made by the first cf= write
     cdef bint sync
     cdef bint registered
     cdef object __weakref__
@@ -193,23 +208,51 @@ cdef class Transaction:
     # -- reads
 
     cdef object lookup(self, bytes key, object default):
+        return self.lookup_in(self.core, self.writes, key, default)
+
+    cdef object lookup_in(self, Core core, dict writes, bytes key, object default):
         cdef int64_t expiry
-        if self.writes is not None:
-            w = self.writes.get(key, _ABSENT)
+        if writes is not None:
+            w = writes.get(key, _ABSENT)
             if w is not _ABSENT:
                 if w is None:
                     return default
                 if type(w) is list:
-                    r = fold_write(self.core, self.begin_sequence, key, <list>w, -1)
+                    r = fold_write(core, self.begin_sequence, key, <list>w, -1)
                     return default if r is None else r
                 expiry = (<tuple>w)[1]
-                if expiry and expiry <= clock_ms(self.core.clock):
+                if expiry and expiry <= clock_ms(core.clock):
                     return default
                 return (<tuple>w)[0]
-        r = self.core._get(key, self.begin_sequence)
+        r = core._get(key, self.begin_sequence)
         return default if r is None else r
 
-    cdef int track_one(self, bytes key) except -1:
+    cdef Core family(self, object cf):
+        """The family Core of a cf= argument (None: the default's, returned as None)."""
+        if cf is None:
+            return None
+        if not isinstance(cf, CoreDB):
+            raise TypeError(f"cf must be a column family handle, not {type(cf).__name__}")
+        cdef Core c = (<CoreDB>cf).core
+        if c.db is not self.core:
+            raise ValueError("cf is a column family of another database")
+        if c.cf_id == 0:
+            return None
+        if c.closed:
+            raise c._closed_error()
+        return c
+
+    cdef dict family_writes(self, Core fam):
+        """fam's overlay of writes, or None if the transaction wrote none to it."""
+        if self.fams is None:
+            return None
+        tf = self.fams.get(fam.cf_id)
+        return None if tf is None else (<TxnFamily>tf).writes
+
+    cdef object lookup_cf(self, Core fam, bytes key, object default):
+        return self.lookup_in(fam, self.family_writes(fam), key, default)
+
+    cdef int track_one(self, object key) except -1:
         if self.tracked is None:
             self.tracked = [key]
         elif self.tracked_set is not None:
@@ -222,10 +265,11 @@ cdef class Transaction:
                 self.tracked_set = set(self.tracked)
         return 0
 
-    def get(self, key, default=None):
+    def get(self, key, default=None, *, cf=None):
         """key's value as the transaction sees it: its own last write of key, or
         the DB as of begin; default if absent (deleted, expired). Not validated
-        at commit (use get_for_update for that).
+        at commit (use get_for_update for that). cf: a column family (None: the
+        default); every family is read at the transaction's one sequence.
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -241,11 +285,16 @@ cdef class Transaction:
         >>> db.close()
         """
         self.check()
+        if cf is not None:
+            fam = self.family(cf)
+            if fam is not None:
+                return self.lookup_cf(fam, txn_key(key), default)
         return self.lookup(txn_key(key), default)
 
-    def get_for_update(self, key, default=None):
+    def get_for_update(self, key, default=None, *, cf=None):
         """get(), and the commit will fail with ConflictError if anyone else writes
-        key after the transaction began (RocksDB's GetForUpdate, optimistic).
+        key after the transaction began (RocksDB's GetForUpdate, optimistic); cf: a
+        column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -265,6 +314,11 @@ cdef class Transaction:
         """
         self.check()
         k = txn_key(key)
+        if cf is not None:
+            fam = self.family(cf)
+            if fam is not None:
+                self.track_one((fam, k))
+                return self.lookup_cf(fam, k, default)
         self.track_one(k)
         return self.lookup(k, default)
 
@@ -291,12 +345,16 @@ cdef class Transaction:
 
     # -- writes
 
-    cdef int add_write(self, int kind, key, value, ttl) except -1:
+    cdef int add_write(self, int kind, key, value, ttl, object cf=None) except -1:
         cdef Bytes kb, vb
         cdef int64_t expiry = 0
+        cdef Core fam = None
+        cdef dict writes
         self.check()
-        if kind == KIND_MERGE and self.core.merge_op is None:
-            self.core._no_merge_operator()
+        if cf is not None:
+            fam = self.family(cf)
+        if kind == KIND_MERGE and (self.core if fam is None else fam).merge_op is None:
+            (self.core if fam is None else fam)._no_merge_operator()
         if ttl is not None:
             expiry = expiry_from_ttl(self.core.clock, ttl)
         if self.batch is None:
@@ -304,13 +362,14 @@ cdef class Transaction:
         get_buffer(key, &kb, "key")
         try:
             if kind == KIND_DELETE:
-                self.batch._add(KIND_DELETE, kb.p, kb.n, NULL, 0, 0)
+                self.batch._add(KIND_DELETE, kb.p, kb.n, NULL, 0, 0, fam)
                 w = None
             elif kind == KIND_MERGE:
                 get_buffer(value, &vb, "operand")
                 try:
-                    self.batch._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0)
-                    self.batch.has_merge = True
+                    self.batch._add(KIND_MERGE, kb.p, kb.n, vb.p, vb.n, 0, fam)
+                    if fam is None:
+                        self.batch.has_merge = True
                     v = <bytes>value if PyBytes_CheckExact(value) else \
                         PyBytes_FromStringAndSize(<const char*>vb.p, vb.n)
                 finally:
@@ -319,7 +378,7 @@ cdef class Transaction:
             else:
                 get_buffer(value, &vb, "value")
                 try:
-                    self.batch._add(KIND_PUT_TTL if expiry else KIND_PUT, kb.p, kb.n, vb.p, vb.n, expiry)
+                    self.batch._add(KIND_PUT_TTL if expiry else KIND_PUT, kb.p, kb.n, vb.p, vb.n, expiry, fam)
                     v = <bytes>value if PyBytes_CheckExact(value) else \
                         PyBytes_FromStringAndSize(<const char*>vb.p, vb.n)
                 finally:
@@ -328,22 +387,32 @@ cdef class Transaction:
             k = <bytes>key if PyBytes_CheckExact(key) else PyBytes_FromStringAndSize(<const char*>kb.p, kb.n)
         finally:
             release_buffer(&kb)
-        if self.writes is None:
-            self.writes = {}
+        if fam is None:
+            if self.writes is None:
+                self.writes = {}
+            writes = self.writes
+        else:
+            if self.fams is None:
+                self.fams = {}
+            tf = self.fams.get(fam.cf_id)
+            if tf is None:
+                tf = self.fams[fam.cf_id] = TxnFamily(fam)
+            writes = (<TxnFamily>tf).writes
         if kind == KIND_MERGE:
-            prev = self.writes.get(k, _SNAPSHOT)
+            prev = writes.get(k, _SNAPSHOT)
             if type(prev) is list:
                 (<list>prev).append(w)
                 w = prev
             else:
                 w = [prev, w]
-        self.writes[k] = w
-        self.track_one(k)
+        writes[k] = w
+        self.track_one(k if fam is None else (fam, k))
         return 0
 
-    def put(self, key, value, *, ttl=None):
+    def put(self, key, value, *, ttl=None, cf=None):
         """Store value under key when the transaction commits (ttl: seconds from
         now until it expires; None: never). The transaction sees it at once.
+        cf: a column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp(), clock=lambda: 1000.0)
@@ -355,11 +424,11 @@ cdef class Transaction:
         (b'token', 30.0)
         >>> db.close()
         """
-        self.add_write(KIND_PUT, key, value, ttl)
+        self.add_write(KIND_PUT, key, value, ttl, cf)
 
-    def delete(self, key):
+    def delete(self, key, *, cf=None):
         """Remove key when the transaction commits; the transaction sees it gone
-        at once.
+        at once. cf: a column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -372,10 +441,11 @@ cdef class Transaction:
         True
         >>> db.close()
         """
-        self.add_write(KIND_DELETE, key, None, None)
+        self.add_write(KIND_DELETE, key, None, None, cf)
 
-    def merge(self, key, operand):
-        """Add operand to key's value through the DB's merge operator when the
+    def merge(self, key, operand, *, cf=None):
+        """Add operand to key's value through the DB's merge operator (cf: a column
+        family's; None: the default) when the
         transaction commits (as db.merge()); the transaction sees it at once: its
         reads of key fold its merges of key, in order, over what it saw before
         them (its own put or delete, or the snapshot's value). Checked at commit
@@ -392,17 +462,18 @@ cdef class Transaction:
         b'a,b,c'
         >>> db.close()
         """
-        self.add_write(KIND_MERGE, key, operand, None)
+        self.add_write(KIND_MERGE, key, operand, None, cf)
 
     # -- scans
 
-    def iterator(self, lower=None, upper=None, *, prefix=None):
+    def iterator(self, lower=None, upper=None, *, prefix=None, cf=None):
         """A cursor (the lsmkv.Iterator methods: seek, seek_for_prev,
         seek_to_first, seek_to_last, next, prev, valid, key, value, item, close,
         `for k, v in it`) over lower <= key < upper (and keys starting with
         prefix) as the transaction sees them: the snapshot with the writes the
         transaction made before the iterator was made laid over it (RocksDB's
         WriteBatchWithIndex::NewIteratorWithBase). It starts positioned nowhere.
+        cf: a column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -417,23 +488,27 @@ cdef class Transaction:
         >>> db.close()
         """
         self.check()
-        base = self.core._cursor(lower, upper, prefix, self.begin_sequence, self.db)
+        cdef Core fam = self.family(cf) if cf is not None else None
+        cdef Core core = self.core if fam is None else fam
+        cdef dict writes = self.writes if fam is None else self.family_writes(fam)
+        base = core._cursor(lower, upper, prefix, self.begin_sequence, self.db if fam is None else cf)
         lo, hi = base.lower, base.upper
-        writes = {} if self.writes is None else self.writes
+        writes = {} if writes is None else writes
         keys = sorted([k for k in writes if (lo is None or k >= lo) and (hi is None or k < hi)])
         vals = [writes[k] for k in keys]
         for i, w in enumerate(vals):
             if type(w) is list:           # later merges append to the transaction's list: copy
                 vals[i] = list(<list>w)
-        it = TransactionIterator(self, base, keys, vals, self.core.clock)
+        it = TransactionIterator(self, base, keys, vals, self.core.clock, core)
         if self.iterators is None:
             self.iterators = weakref.WeakSet()
         self.iterators.add(it)
         return it
 
-    def items(self, start=None, stop=None, *, reverse=False, prefix=None):
+    def items(self, start=None, stop=None, *, reverse=False, prefix=None, cf=None):
         """(key, value) for start <= key < stop (and starting with prefix) as the
-        transaction sees them, in key order (or reverse): a list.
+        transaction sees them, in key order (or reverse): a list; cf: a column
+        family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -444,7 +519,8 @@ cdef class Transaction:
         ([(b'a', b'1'), (b'b', b'2')], [(b'a', b'1')])
         >>> db.close()
         """
-        with self.iterator(check_bound("start", start), check_bound("stop", stop), prefix=prefix) as it:
+        with self.iterator(check_bound("start", start), check_bound("stop", stop), prefix=prefix,
+                           cf=cf) as it:
             out = []
             if reverse:
                 it.seek_to_last()
@@ -458,7 +534,7 @@ cdef class Transaction:
                     it.next()
             return out
 
-    def keys(self, start=None, stop=None, *, reverse=False, prefix=None):
+    def keys(self, start=None, stop=None, *, reverse=False, prefix=None, cf=None):
         """Like items(), the keys only.
 
         >>> import lsmkv, tempfile
@@ -470,7 +546,7 @@ cdef class Transaction:
         ([b'a', b'b'], [b'b', b'a'])
         >>> db.close()
         """
-        return [k for k, _ in self.items(start, stop, reverse=reverse, prefix=prefix)]
+        return [k for k, _ in self.items(start, stop, reverse=reverse, prefix=prefix, cf=cf)]
 
     # -- the end
 
@@ -480,6 +556,7 @@ cdef class Transaction:
             self.registered = False
             self.snaps.unregister(self.begin_sequence)
         self.writes = None
+        self.fams = None
         self.tracked = None
         self.tracked_set = None
         if self.batch is not None:
@@ -601,9 +678,10 @@ class TransactionIterator:
     transaction wrote hides the base's entry of that key.
     """
 
-    def __init__(self, txn, base, keys, vals, clock):
+    def __init__(self, txn, base, keys, vals, clock, core=None):
         self._txn = txn
         self._clock = clock
+        self._core = core          # the Core it reads: the DB's or a column family's
         self._base = base
         self._keys = keys
         self._vals = vals
@@ -640,7 +718,7 @@ class TransactionIterator:
             return _ABSENT
         if type(w) is list:
             txn = <Transaction>self._txn
-            r = fold_write(txn.core, txn.begin_sequence, key, w, self._now)
+            r = fold_write(self._core, txn.begin_sequence, key, w, self._now)
             return _ABSENT if r is None else r
         if w[1] and w[1] <= self._now:
             return _ABSENT

@@ -13,6 +13,11 @@ later flush installed before the copy), always whole batches and a prefix of
 the writes (a flush writes the oldest memtable, whose writes all come before
 the newer ones'). A flush finishing meanwhile waits for the copy.
 
+With column families (lsmkv/engine/family.py) the families' flushes are separate
+MANIFEST edits, so flushed tables alone could hold one family's part of a batch
+and not another's: the live logs are copied too, under the engine mutex (no write
+in flight), and the copy's open replays them into each family, every batch whole.
+
 Invariants:
   1. The copied MANIFEST names exactly the tables linked (both are read under
      manifest_lock; checked by reading the copy back: a difference raises
@@ -42,11 +47,13 @@ def checkpoint(db, dest):
     # copied, so the copy names exactly the linked tables; a table leaves the disk
     # only after an edit drops it, so none of them goes meanwhile
     with db.no_background_compactions(), db.core.manifest_lock:
-        numbers = sorted(db.core.versions.current.numbers())
+        numbers = sorted(db.core.versions.live_numbers())
         for n in numbers:
             filenames.link_or_copy(filenames.table_name(db.path, n), filenames.table_name(dest, n))
         manifest = copy_manifest(db.path, dest)
         mergeop.record(dest, db.core.merge_op)      # the copy's operands need the same operator
+        if db.core.versions.families:
+            copy_logs(db.core, dest)
     filenames.fsync_dir(dest)
     check_copy(dest, numbers, manifest)
     return len(numbers)
@@ -73,6 +80,19 @@ def copy_manifest(src, dest):
     return name
 
 
+def copy_logs(engine, dest):
+    """Copy every log a family may still need (numbered from the smallest family
+    log_number on), under the engine mutex: no write is half in them."""
+    with engine.mutex:
+        floor = engine.versions.min_log_number()
+        for name in sorted(os.listdir(engine.path)):
+            p = filenames.parse(name)
+            if p and p[0] == "log" and p[1] >= floor:
+                with open(os.path.join(engine.path, name), "rb") as fh:
+                    data = fh.read()
+                write_synced(os.path.join(dest, name), data)
+
+
 def write_synced(path, data):
     """Write data to a new file at path and fsync it."""
     with open(path, "wb") as fh:
@@ -84,7 +104,8 @@ def write_synced(path, data):
 def check_copy(dest, numbers, manifest):
     """The copied MANIFEST names exactly the tables that were linked."""
     vs = VersionSet(dest)
-    named = vs.recover().numbers()
+    vs.recover()
+    named = vs.live_numbers()
     vs.close()
     if named != set(numbers):
         raise CorruptionError(os.path.join(dest, manifest), None,

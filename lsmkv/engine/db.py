@@ -24,6 +24,7 @@ from lsmkv.engine import estimates as _estimates
 from lsmkv.engine import stats as _stats
 from lsmkv.engine.mapping import MappingMethods
 from lsmkv.engine.engine import Engine
+from lsmkv.engine.family import ColumnFamily
 from lsmkv.errors import ClosedError, FollowerError
 
 MODE_ITEMS, MODE_KEYS, MODE_VALUES = 0, 1, 2
@@ -64,9 +65,21 @@ class Snapshot:
         if self._state.closed:        # its DB was closed (or this is a fork() child)
             raise self._state.error()
 
-    def get(self, key, default=None):
+    def _on(self, cf):
+        """The handle a read with cf= reads: the DB (None) or that column family's
+        (a snapshot reads every family at its one sequence)."""
+        self._check()
+        if cf is None:
+            return self._db
+        if not isinstance(cf, ColumnFamily) and cf is not self._db:
+            raise TypeError(f"cf must be a column family handle, not {type(cf).__name__}")
+        if cf.core.db is not self._db.core:
+            raise ValueError("cf is a column family of another database")
+        return cf
+
+    def get(self, key, default=None, *, cf=None):
         """The value key had when the snapshot was taken, or default if it was
-        absent then (or has expired since).
+        absent then (or has expired since); cf: a column family (None: the default).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())
@@ -77,8 +90,8 @@ class Snapshot:
         (b'old', b'-', b'old')
         >>> snap.close(); db.close()
         """
-        self._check()
-        return self._db.get_at(key, self.sequence, default)
+        db = self._on(cf)
+        return db.get_at(key, self.sequence, default)
 
     def __getitem__(self, key):
         v = self.get(key)
@@ -95,7 +108,7 @@ class Snapshot:
     def __reversed__(self):
         return self.keys(reverse=True)
 
-    def multi_get(self, keys, default=None):
+    def multi_get(self, keys, default=None, *, cf=None):
         """The values keys had when the snapshot was taken, as a list in the order
         given (default where absent then, or expired since); see DB.multi_get().
 
@@ -108,10 +121,10 @@ class Snapshot:
         ([None, b'1'], [b'a'], [b'b', b'a'])
         >>> db.close()
         """
-        self._check()
-        return self._db.multi_get_at(keys, self.sequence, default)
+        db = self._on(cf)
+        return db.multi_get_at(keys, self.sequence, default)
 
-    def ttl(self, key):
+    def ttl(self, key, *, cf=None):
         """Seconds until key expires as this snapshot sees it (the expiry it had
         then, measured against the clock now), None if it never expires; KeyError
         if absent in the snapshot or expired.
@@ -131,10 +144,10 @@ class Snapshot:
         KeyError: b'missing'
         >>> snap.close(); db.close()
         """
-        self._check()
-        return self._db.ttl_at(key, self.sequence)
+        db = self._on(cf)
+        return db.ttl_at(key, self.sequence)
 
-    def items(self, start=None, stop=None, *, reverse=False, prefix=None):
+    def items(self, start=None, stop=None, *, reverse=False, prefix=None, cf=None):
         """(key, value) pairs for start <= key < stop (and starting with prefix)
         as of the snapshot, in key order (or reverse); see DB.items().
 
@@ -147,10 +160,9 @@ class Snapshot:
         ([(b'a', b'1'), (b'b', b'2')], [(b'b', b'2')])
         >>> db.close()
         """
-        self._check()
-        return iterate_at(self._db, start, stop, reverse, MODE_ITEMS, self.sequence, prefix)
+        return iterate_at(self._on(cf), start, stop, reverse, MODE_ITEMS, self.sequence, prefix)
 
-    def keys(self, start=None, stop=None, *, reverse=False, prefix=None):
+    def keys(self, start=None, stop=None, *, reverse=False, prefix=None, cf=None):
         """Like items(), yielding keys only.
 
         >>> import lsmkv, tempfile
@@ -162,10 +174,9 @@ class Snapshot:
         ([b'a'], [b'a', b'ab'])
         >>> db.close()
         """
-        self._check()
-        return iterate_at(self._db, start, stop, reverse, MODE_KEYS, self.sequence, prefix)
+        return iterate_at(self._on(cf), start, stop, reverse, MODE_KEYS, self.sequence, prefix)
 
-    def values(self, start=None, stop=None, *, reverse=False, prefix=None):
+    def values(self, start=None, stop=None, *, reverse=False, prefix=None, cf=None):
         """Like items(), yielding values only.
 
         >>> import lsmkv, tempfile
@@ -177,11 +188,11 @@ class Snapshot:
         [b'2', b'1']
         >>> db.close()
         """
-        self._check()
-        return iterate_at(self._db, start, stop, reverse, MODE_VALUES, self.sequence, prefix)
+        return iterate_at(self._on(cf), start, stop, reverse, MODE_VALUES, self.sequence, prefix)
 
-    def iterator(self, lower=None, upper=None, *, prefix=None):
-        """An lsmkv.Iterator over the snapshot (see DB.iterator()). It stays
+    def iterator(self, lower=None, upper=None, *, prefix=None, cf=None):
+        """An lsmkv.Iterator over the snapshot (see DB.iterator()); cf: a column
+        family (None: the default). It stays
         usable after the snapshot is closed: it holds its own sequence number and
         pins its own files, as RocksDB's iterators do.
 
@@ -195,8 +206,7 @@ class Snapshot:
         b'a'
         >>> db.close()
         """
-        self._check()
-        return cursor_at(self._db, lower, upper, prefix, self.sequence)
+        return cursor_at(self._on(cf), lower, upper, prefix, self.sequence)
 
     def close(self):
         """Release the snapshot (idempotent): compaction may then drop the versions
@@ -293,6 +303,80 @@ class DB(CoreDB, MappingMethods):
                                 "state, and the primary's compactions drop what a snapshot of it "
                                 "would need; an iterator keeps the state it started with")
         return Snapshot(self, core.snapshots.new())
+
+    # -- column families (lsmkv/engine/family.py)
+
+    def create_column_family(self, name, **options):
+        """Create a column family: a key space of this DB with its own memtables,
+        tables and options (write_buffer_size, compression, compression_level,
+        bloom_bits_per_key, merge_operator (a built-in one's name), block_size,
+        level-0 triggers, target_file_size_base, max_bytes_for_level_base, ...;
+        the rest are the DB's). It shares the DB's log and sequence numbers, so a
+        batch spanning families is atomic, also across a crash. Returns its handle
+        (lsmkv.engine.family.ColumnFamily), which has the DB's read and write API.
+
+        >>> import lsmkv, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> db = lsmkv.DB(d)
+        >>> users = db.create_column_family("users", bloom_bits_per_key=16)
+        >>> users.put(b"k", b"u"); db.put(b"k", b"d")
+        >>> users.get(b"k"), db.get(b"k")
+        (b'u', b'd')
+        >>> with db.write_batch() as wb:
+        ...     wb.put(b"a", b"1", cf=users); wb.put(b"a", b"2")
+        >>> db.close()
+        >>> db = lsmkv.DB(d)
+        >>> db.list_column_families(), db.column_family("users").get(b"a")
+        (['default', 'users'], b'1')
+        >>> db.close()
+        """
+        return ColumnFamily(self.core.create_family(name, options))
+
+    def column_family(self, name):
+        """The handle of column family name (ColumnFamilyError if there is none;
+        "default" is this DB).
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.create_column_family("logs").put(b"k", b"v")
+        >>> db.column_family("logs").get(b"k"), db.column_family("default") is db
+        (b'v', True)
+        >>> db.close()
+        """
+        if name == "default":
+            return self
+        self.core.check_open()
+        return ColumnFamily(self.core.family(name))
+
+    def list_column_families(self):
+        """The names of the DB's column families, "default" first.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> _ = db.create_column_family("a"); _ = db.create_column_family("b")
+        >>> db.list_column_families()
+        ['default', 'a', 'b']
+        >>> db.close()
+        """
+        self.core.check_open()
+        return ["default"] + self.core.column_families()
+
+    def drop_column_family(self, name):
+        """Drop column family name: its data is gone for every later read and its
+        handles raise ClosedError; its files are deleted once no iterator pins
+        them. Its name can then be reused by create_column_family.
+
+        >>> import lsmkv, tempfile
+        >>> db = lsmkv.DB(tempfile.mkdtemp())
+        >>> db.create_column_family("tmp").put(b"k", b"v")
+        >>> db.drop_column_family("tmp")
+        >>> db.list_column_families(), db.create_column_family("tmp").get(b"k")
+        (['default'], None)
+        >>> db.close()
+        """
+        if name == "default":
+            raise ValueError("the default column family cannot be dropped")
+        self.core.drop_family(name)
 
     def catch_up(self):
         """On a DB opened with secondary=<directory>: make visible what the primary

@@ -15,6 +15,8 @@ only on cold paths, through the components it holds: writes, logs, files.
   flusher      lsmkv.engine.flush.Flusher            the flush job
   compactions  lsmkv.engine.scheduler.Compactions    compaction jobs, manual compactions
   adaptive     lsmkv.engine.adaptive.AdaptiveController, with adaptive_memory
+  cfs          id -> lsmkv.engine.family.Family: the column families other than
+               the default (the engine is the default), None while there are none
 Recovery (lsmkv.engine.recovery) runs at open; lsmkv.engine.lifecycle holds the
 open engines for the fork and exit hooks.
 
@@ -52,7 +54,7 @@ import warnings
 from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
 from lsmkv.core import merge
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import lifecycle, mergeop, recovery
+from lsmkv.engine import family, lifecycle, mergeop, recovery
 from lsmkv.engine.adaptive import AdaptiveController
 from lsmkv.engine.background import IDLE, STOP, Signal, Threads
 from lsmkv.engine.dirlock import DirLock
@@ -66,8 +68,12 @@ from lsmkv.engine.stats import Stats
 from lsmkv.engine.tables import Tables
 from lsmkv.engine.writes import WriteController
 from lsmkv.engine.follower import Follower
-from lsmkv.errors import BackgroundError, DatabasePermissionError, OpenError, ReadOnlyError
+from lsmkv.errors import (BackgroundError, ColumnFamilyError, DatabasePermissionError, OpenError,
+                          ReadOnlyError)
 from lsmkv.options import Options
+
+
+LOGS_PER_FAMILY = 4     # retired logs per column family before the oldest one's holders flush
 
 
 class Engine(Core):
@@ -101,6 +107,7 @@ class Engine(Core):
         self.writes = WriteController(self)
         self.flusher = Flusher(self)
         self.compactions = Compactions(self, n_compactions)
+        self.compactions_n = n_compactions
         self.adaptive = AdaptiveController(self) if opts.adaptive_memory else None
         if self.adaptive is not None:
             self.write_buffer_size = self.adaptive.policy.size
@@ -175,9 +182,8 @@ class Engine(Core):
     def now_ms(self):
         return now_ms(self.clock)
 
-    def install(self, mem, imms):
-        """Publish a new SuperVersion from the current version (mutex held)."""
-        v = self.versions.current
+    def super_version(self, mem, imms, v):
+        """A SuperVersion of memtables mem and imms over version v's tables (mutex held)."""
         tables = self.tables
         l0 = tuple(tables.open(f.number, 0) for f in v.levels[0])
         levels = []
@@ -186,26 +192,141 @@ class Engine(Core):
                 levels.append((tuple(tables.open(f.number, level) for f in files),
                                [f.largest for f in files],
                                [f.smallest_user_key for f in files]))
-        self.sv = SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
-        self.l0_files = len(l0)
+        return SuperVersion(mem, tuple(imms), l0, tuple(levels), v)
+
+    def install(self, mem, imms):
+        """Publish a new SuperVersion from the current version (mutex held)."""
+        self.sv = self.super_version(mem, imms, self.versions.current)
+        self.l0_files = len(self.sv.l0)
         if self.options.memory_budget:
             self.writes.apply_budget()
 
-    def switch_memtable(self):
-        """Make the active memtable immutable and start a new one with a new log
-        (mutex held). The new log is usually the spare the janitor thread created
-        ahead, so the writer pays neither its preallocation nor a directory fsync;
-        taking it wakes the janitor to make the next one. The old log is closed by
-        the janitor once its memtable is flushed (synced first by a sync write)."""
+    def switch_log(self):
+        """Seal the active log and make the next one active (mutex held). The new log
+        is usually the spare the janitor thread created ahead, so the writer pays
+        neither its preallocation nor a directory fsync; taking it wakes the janitor
+        to make the next one. The old log is closed by the janitor once every
+        memtable with writes in it is flushed (synced first by a sync write)."""
         seal(self.wal, self.last_seq + 1)     # done being written (a failure leaves it as it was)
         wal = self.logs.take_next()
         self.retired_logs.append(self.wal)
         self.wal = wal
         killpoint("wal.switch")
-        sv = self.sv
-        self.install(MemTable(log_number=wal.number), (sv.mem,) + sv.imms)
-        self.cv.notify_all()
         self.threads.janitor_wake.set()
+
+    def switch_memtable(self):
+        """Make the active memtable immutable and start a new one with a new log
+        (mutex held; switch_log)."""
+        self.switch_log()
+        sv = self.sv
+        self.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
+        if self.cfs:
+            self.release_old_logs()
+        self.cv.notify_all()
+
+    def release_old_logs(self):
+        """With column families, after a log switch (mutex held): a family written
+        rarely keeps the log its memtable started in, and every log after it, until
+        it flushes. Past LOGS_PER_FAMILY logs per family, the families whose active
+        memtable holds the oldest retired log are made to flush (their memtable
+        becomes immutable, a new one starts in the active log), as RocksDB's
+        max_total_wal_size does."""
+        if len(self.retired_logs) < LOGS_PER_FAMILY * (len(self.cfs) + 1) or not self.retired_logs:
+            return
+        oldest = min(log.number for log in self.retired_logs)
+        for f in (self,) + tuple(self.cfs.values()):
+            sv = f.sv
+            if (len(sv.mem) or sv.mem.range_dels) and sv.mem.log_number <= oldest and \
+                    len(sv.imms) < f.options.max_write_buffer_number - 1:
+                f.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
+
+    def log_bound(self):
+        """Logs numbered below this hold no write a memtable still needs (mutex held):
+        the MANIFEST's log_number without column families; with them, the oldest
+        log any family's memtables with data need (every family has flushed past
+        the logs below it), or the active log if none holds data."""
+        if not self.cfs:
+            return self.versions.log_number
+        need = [n for n in (family.holds_data(self),) + tuple(f.holds_data() for f in self.cfs.values())
+                if n is not None]
+        return min(need) if need else self.wal.number
+
+    # ------------------------------------------------------------------ column families
+
+    def column_families(self):
+        """Names of the families other than the default, in creation order (mutex not needed)."""
+        return [f.cf_name for f in sorted((self.cfs or {}).values(), key=lambda f: f.cf_id)]
+
+    def family(self, name):
+        """The Family named name (ColumnFamilyError if none)."""
+        for f in list((self.cfs or {}).values()):
+            if f.cf_name == name:
+                return f
+        names = ", ".join(repr(n) for n in ["default"] + self.column_families())
+        raise ColumnFamilyError(f"no column family {name!r} (families: {names})")
+
+    def open_family(self, fid, name, recorded):
+        """A Family object for a family of the MANIFEST (mutex held or at open)."""
+        fam = family.Family(self, fid, name, family.build_options(self.options, recorded))
+        cfs = dict(self.cfs or {})
+        cfs[fid] = fam
+        self.cfs = cfs             # replaced whole: the background steps walk it without the mutex
+        return fam
+
+    def create_family(self, name, options):
+        """Create column family name (DB.create_column_family): a durable MANIFEST
+        edit, then the family, with an empty memtable, in the current log."""
+        recorded = family.check_options(name, options)
+        build = family.build_options(self.options, recorded)        # validates the values
+        merge.resolve(build.merge_operator)
+        if self.read_only:
+            self.check_open()
+            raise self.read_only_error("create_column_family() writes the MANIFEST")
+        with self.manifest_lock:
+            with self.mutex:
+                self.check_open()
+                if name in self.column_families():
+                    raise ColumnFamilyError(f"column family {name!r} exists")
+                vs = self.versions
+                fid = vs.next_family_id
+                vs.next_family_id += 1
+                edit = family.create_edit(fid, name, recorded, self.wal.number)
+                edit.last_sequence = self.last_seq
+            vs.log(edit)
+            with self.mutex:
+                vs.apply(edit)
+                fam = self.open_family(fid, name, recorded)
+                fam.last_seq = self.last_seq
+                fam.install(MemTable(log_number=self.wal.number), ())
+        return fam
+
+    def drop_family(self, name):
+        """Drop column family name (DB.drop_column_family): writes to it stop, its
+        running flush and compactions end, a durable MANIFEST edit drops it; its
+        tables are deleted once no iterator pins them."""
+        if self.read_only:
+            self.check_open()
+            raise self.read_only_error("drop_column_family() writes the MANIFEST")
+        with self.mutex:
+            self.check_open()
+            fam = self.family(name)
+            fam.dropped = True          # no flush or compaction of it starts from now on
+            fam.closed = True           # its writes and reads raise ClosedError
+        with fam.compactions.no_background():       # the ones running end first
+            with self.mutex:
+                while fam.flusher.flushing is not None:
+                    self.cv.wait(0.05)
+            with self.manifest_lock:
+                edit = family.drop_edit(fam.cf_id)
+                edit.last_sequence = self.last_seq
+                self.versions.log(edit)
+                with self.mutex:
+                    self.versions.apply(edit)
+                    cfs = dict(self.cfs)
+                    del cfs[fam.cf_id]
+                    self.cfs = cfs or None
+                    self.files.collect()
+        self.janitor_pass()
 
     def log_and_apply(self, edit, installed=None):
         """Record edit durably in the MANIFEST, then make it current and call
@@ -294,10 +415,17 @@ class Engine(Core):
             f = self.flusher.flushing
             if f is not None and all(m is not f for m in imms):
                 imms.append(f)           # installed, but the flush thread still holds it
+            fams = list((self.cfs or {}).values())
+            active = sv.mem.resident_bytes + sum(c.sv.mem.resident_bytes for c in fams)
+            for c in fams:               # the column families' memtables
+                imms += list(c.sv.imms)
+                f = c.flusher.flushing
+                if f is not None and all(m is not f for m in imms):
+                    imms.append(f)
         cache = self.tables.cache
         cs = cache.stats() if cache is not None else None
         u = {
-            "memtable_active": sv.mem.resident_bytes,
+            "memtable_active": active,
             "memtable_immutable": sum(m.resident_bytes for m in imms),
             "cache_payload": cs["usage"] if cs else 0,
             "cache_overhead": cs["overhead"] if cs else 0,
@@ -325,12 +453,16 @@ class Engine(Core):
         with self.mutex:
             self.shutting_down = True
             self.state.closed = True        # its iterators and snapshots are closed with it
+            for fam in (self.cfs or {}).values():
+                fam.closed = True           # its column families' handles too
             self.cv.notify_all()
         self.threads.join()
         self.janitor_pass()
         if self.options.write_buffer_manager is not None:
             self.options.write_buffer_manager.detach(self)      # the others get its share
         with self.mutex:
+            for fam in (self.cfs or {}).values():
+                fam.closed = True
             try:
                 self.tables.close()
                 self.logs.close()
@@ -373,6 +505,9 @@ class Engine(Core):
         # an iterator's release cannot hang
         self.mutex = threading.Lock()
         self.stats.mutex = self.mutex
+        for fam in (self.cfs or {}).values():      # its column families are dead here too
+            fam.closed = True
+            fam.mutex = self.mutex
         self.cv = Signal(self.mutex, [])
         self.logs.fresh_locks()
         self.files.fresh_locks()
@@ -394,11 +529,19 @@ class Engine(Core):
 # The background jobs' steps: unbound, so that no job or pool thread references an engine.
 
 def _flush_step(engine):
-    return engine.flusher.step()
+    r = engine.flusher.step()
+    if engine.cfs is None or r is STOP:
+        return r
+    f = family.flush_step(engine)
+    return f if f is not IDLE else r
 
 
 def _compaction_step(engine, i):
-    return engine.compactions.step(i)
+    r = engine.compactions.step(i)
+    if engine.cfs is None or r is STOP:
+        return r
+    f = family.compaction_step(engine, i)
+    return f if f is not IDLE else r
 
 
 def _adaptive_step(engine):

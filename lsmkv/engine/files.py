@@ -15,7 +15,8 @@ Invariants:
   1. A table is queued for deletion only when neither the current version, a
      pinned version nor a pending output names it.
   2. A log is queued only when its number is below the MANIFEST's log_number
-     (its memtable is in an SST, durably).
+     (its memtable is in an SST, durably); with column families, below the
+     oldest log a memtable with data of any family needs (Engine.log_bound).
   3. Nothing is collected or unlinked in a fork() child (the files are the
      parent's) nor after close; a read-only or secondary engine only lets go of
      its readers (the files are the primary's, lsmkv.engine.follower).
@@ -73,7 +74,7 @@ class Files:
 
     def live_tables(self):
         """Numbers of every table a live version or a pending output claims (mutex held)."""
-        live = self.engine.versions.current.numbers()
+        live = self.engine.versions.live_numbers()       # every column family's
         for v in list(self.pins.values()):
             live |= v.numbers()
         return live | self.pending_outputs
@@ -90,7 +91,7 @@ class Files:
             return          # a read-only or secondary engine's files are the primary's
         for number, size in dropped:
             self.obsolete.append((filenames.table_name(e.path, number), size))
-        for number in e.logs.take_obsolete(e.versions.log_number):
+        for number in e.logs.take_obsolete(e.log_bound()):
             self.obsolete.append((filenames.log_name(e.path, number), None))
 
     def purge(self, blocking=True):

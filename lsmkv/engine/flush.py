@@ -87,8 +87,10 @@ class Flusher:
         e = self.engine
         (number,) = e.files.reserve_numbers(1)
         o = e.options
-        return TableBuilder(filenames.table_name(e.path, number), o.block_size, o.compression,
-                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval, 0)
+        b = TableBuilder(filenames.table_name(e.path, number), o.block_size, o.compression,
+                         o.compression_level, o.bloom_bits_per_key, o.block_restart_interval, 0)
+        b.column_family = e.cf_id          # a column family's tables say whose they are
+        return b
 
     def new_builder(self):
         with self.engine.mutex:

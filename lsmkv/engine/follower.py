@@ -40,9 +40,9 @@ import os
 import threading
 import time
 
-from lsmkv.core.dbcore import replay_batch
+from lsmkv.core.dbcore import replay_batch, replay_batch_cf
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import filenames, lifecycle, recovery
+from lsmkv.engine import family, filenames, lifecycle, recovery
 from lsmkv.engine.dirlock import DirLock
 from lsmkv.engine.logformat import HEADER, batch_header, read_log
 from lsmkv.engine.version import VersionSet
@@ -220,12 +220,15 @@ class Follower:
                 raise e.state.error()
             if replaced:
                 e.tables.forget_all()
-            for level, f in vs.current.files():
-                try:
-                    opened[f.number] = e.tables.open(f.number, level)
-                except FileNotFoundError:
-                    raise Moved(filenames.table_name(e.path, f.number)) from None
-        if old is not None and not replaced and vs.log_number == e.versions.log_number:
+            for v in [vs.current] + [f.current for f in vs.families.values()]:
+                for level, f in v.files():
+                    try:
+                        opened[f.number] = e.tables.open(f.number, level)
+                    except FileNotFoundError:
+                        raise Moved(filenames.table_name(e.path, f.number)) from None
+        fmems = {fid: MemTable() for fid in vs.families}      # column families' memtables
+        if old is not None and not replaced and vs.log_number == e.versions.log_number \
+                and not vs.families and not e.cfs:
             # no flush since (a compaction, say): the same logs hold what no table
             # does, and the memtable already has it; only the version changes (new
             # tables hold nothing newer than the tables they replace)
@@ -237,9 +240,10 @@ class Follower:
             # last_sequence counts writes still only in a log), in sequence from
             # the first one on
             last = None
-            for number in self.live_logs(vs.log_number):
+            for number in self.live_logs(vs.min_log_number()):
                 records, end = self.read_log_from(number, 0)
-                last, applied, complete = self.apply(mem, records, last, number, 0)
+                last, applied, complete = self.apply(self.takes(vs, number, mem, fmems), records, last,
+                                                     number, 0)
                 offsets[number] = end if complete else applied
                 if not complete:
                     break          # a gap: later logs wait for it
@@ -258,12 +262,42 @@ class Follower:
             if last_seq >= e.last_seq:
                 e.last_seq = last_seq
             e.versions = vs
+            self.families(vs, fmems, last_seq)
             e.install(mem, ())
             e.last_seq = last_seq
             e.files.collect()             # readers of tables no version needs now
         self.manifest = before
         self.offsets = offsets
         self.reloads += 1
+
+    def families(self, vs, fmems, last_seq):
+        """The engine's column families made those of vs, each on its replayed
+        memtable (mutex held): a family kept by the primary keeps its object (its
+        handles go on), a dropped one is closed."""
+        e = self.engine
+        old = e.cfs or {}
+        cfs = {}
+        for fid, fs in vs.families.items():
+            fam = old.get(fid)
+            if fam is None or fam.cf_name != fs.name:
+                fam = family.Family(e, fid, fs.name, family.build_options(e.options, fs.options))
+            cfs[fid] = fam
+        for fid, fam in old.items():
+            if cfs.get(fid) is not fam:
+                fam.dropped = fam.closed = True
+        e.cfs = cfs or None
+        for fid, fam in cfs.items():
+            fam.install(fmems[fid], ())
+            fam.last_seq = last_seq
+
+    @staticmethod
+    def takes(vs, number, mem, fmems):
+        """The memtables log `number`'s records go to: the default's (mem, None if
+        its tables hold that log) and each family's whose log_number is at most number."""
+        if not fmems:
+            return mem
+        return (mem if number >= vs.log_number else None,
+                {fid: m for fid, m in fmems.items() if number >= vs.families[fid].log_number})
 
     def apply(self, mem, records, last, number, start):
         """Apply the batches of log `number` (read from offset start) that continue
@@ -280,7 +314,10 @@ class Follower:
                 continue
             if count and last is not None and first != last + 1:
                 return last, applied, False          # a gap: wait for the earlier log
-            replay_batch(mem, payload, path, off)
+            if type(mem) is tuple:        # with column families (takes())
+                replay_batch_cf(mem[1], mem[0], payload, path, off)
+            else:
+                replay_batch(mem, payload, path, off)
             if count:
                 last = first + count - 1
                 self.applied_batches += 1
@@ -307,8 +344,11 @@ class Follower:
     def tail(self):
         """Read the live logs on from their offsets into the active memtable."""
         e = self.engine
-        log_number = e.versions.log_number
+        vs = e.versions
+        log_number = vs.min_log_number()
         mem = e.sv.mem
+        cfs = e.cfs or {}
+        fmems = {fid: f.sv.mem for fid, f in cfs.items()}
         last_seq = e.last_seq
         for number in self.live_logs(log_number):
             start = self.offsets.get(number, 0)
@@ -317,7 +357,10 @@ class Follower:
                 if e.shutting_down:
                     raise e.state.error()
                 # entries first, last_seq after: a reader sees whole batches
-                last_seq, applied, complete = self.apply(mem, records, last_seq, number, start)
+                last_seq, applied, complete = self.apply(self.takes(vs, number, mem, fmems), records,
+                                                         last_seq, number, start)
+                for f in cfs.values():
+                    f.last_seq = last_seq
                 e.last_seq = last_seq
             self.offsets[number] = end if complete else applied
             if not complete:
@@ -343,7 +386,7 @@ class Follower:
         if self.mode == "secondary":
             pending_bytes, pending_seq = 0, self.engine.last_seq
             try:
-                for number in self.live_logs(self.engine.versions.log_number):
+                for number in self.live_logs(self.engine.versions.min_log_number()):
                     records, _ = self.read_log_from(number, self.offsets.get(number, 0))
                     path = filenames.log_name(self.engine.path, number)
                     for off, payload in records:

@@ -152,11 +152,24 @@ class LogSet:
 
     def retire_flushed(self, number):
         """Flush thread, once the flush's MANIFEST edit is durable: hand the log of
-        the flushed memtable to the janitor, which closes it unsynced."""
-        retired = self.engine.retired_logs
+        the flushed memtable to the janitor, which closes it unsynced. With column
+        families, the logs every family has flushed past (Engine.log_bound): a log
+        another family still needs stays retired (a sync write syncs it)."""
+        e = self.engine
+        retired = e.retired_logs
+        if e.cfs:
+            with e.mutex:
+                bound = e.log_bound()
+            with self.lock:
+                for log in list(retired):
+                    if log.number < bound:
+                        retired.remove(log)
+                        self.flushed.append(log)
+            return
         with self.lock:
             for log in list(retired):
-                if log.number == number:
+                # (below log_number: logs a dropped family's switches retired)
+                if log.number == number or log.number < e.versions.log_number:
                     retired.remove(log)
                     self.flushed.append(log)
 

@@ -13,14 +13,17 @@ Invariants:
      run on from one log to the next, and replay stops at the first gap, so the
      writes that survive are a prefix of the write order (point-in-time
      recovery). A sequence that goes back is corruption.
-  4. After recovery the MANIFEST is fresh (the whole state in one snapshot edit),
+  4. With column families, one replay routes each record to its family's memtable
+     (lsmkv.core.dbcore.replay_batch_cf); a family takes records only from logs
+     at or after its log_number, and records of a dropped family are skipped.
+  5. After recovery the MANIFEST is fresh (the whole state in one snapshot edit),
      one new log takes new writes, and every file no version, log or MANIFEST
      claims is removed (invariant 3 of lsmkv.engine.engine).
 """
 import os
 import stat
 
-from lsmkv.core.dbcore import replay_batch
+from lsmkv.core.dbcore import replay_batch_cf
 from lsmkv.core.memtable import MemTable
 from lsmkv.engine import filenames
 from lsmkv.engine.logformat import read_log
@@ -83,19 +86,25 @@ def recover(engine):
     elif not opts.create_if_missing:
         raise not_found(path)         # removed since check_directory looked
     # open every table the version names (verifies footers and meta blocks)
-    for level, f in vs.current.files():
-        tpath = filenames.table_name(path, f.number)
-        if not os.path.exists(tpath):
-            raise CorruptionError(tpath, None, "table named by the manifest is missing")
-        e.tables.open(f.number, level)
+    fams = {}
+    for fid, fs in sorted(vs.families.items()):
+        fams[fid] = e.open_family(fid, fs.name, fs.options)
+    for v in [vs.current] + [fs.current for fs in vs.families.values()]:
+        for level, f in v.files():
+            tpath = filenames.table_name(path, f.number)
+            if not os.path.exists(tpath):
+                raise CorruptionError(tpath, None, "table named by the manifest is missing")
+            e.tables.open(f.number, level)
     # replay the logs the manifest does not cover, oldest first
-    logs = sorted(p[1] for p in parsed.values() if p and p[0] == "log" and p[1] >= vs.log_number)
+    logs = sorted(p[1] for p in parsed.values() if p and p[0] == "log" and p[1] >= vs.min_log_number())
     for p in parsed.values():
         if p and p[1] >= vs.next_file_number:
             vs.next_file_number = p[1] + 1
     edit = VersionEdit()
     last_seq = vs.last_sequence
     mem = MemTable()
+    fmems = {fid: MemTable() for fid in fams}
+    fedits = {fid: VersionEdit() for fid in fams}
     # Sequence numbers run on from one log to the next. A log whose first record
     # does not follow the previous log's last one means the end of that log was
     # lost (a power loss wrote the newer log's pages back but not the older's
@@ -120,30 +129,48 @@ def recover(engine):
             st.wal_recovery_dropped_bytes += sum(len(p) for _, p in res.records)
             st.wal_recovery_dropped_logs += 1
             continue
+        # the families that take this log's records (the others' tables hold them)
+        dflt = mem if number >= vs.log_number else None
+        takes = {fid: fmems[fid] for fid in fams if number >= vs.families[fid].log_number}
         for off, payload in res.records:
             if expected is not None and len(payload) >= 8 and \
                     int.from_bytes(payload[:8], "little") < expected:
                 raise CorruptionError(lpath, off, f"sequence number goes back (expected "
                                                   f"{expected} or more)")
-            first, count = replay_batch(mem, payload, lpath, off)
+            first, count = replay_batch_cf(takes, dflt, payload, lpath, off)
             if count:                   # (an empty batch is a log's seal: nothing to count)
                 st.recovered_records += 1
                 last_seq = max(last_seq, first + count - 1)
                 expected = first + count
             if mem.arena_used >= opts.write_buffer_size:
                 e.flusher.flush_at_open(mem, edit)
-                mem = MemTable()
-    if len(mem):
+                mem = dflt = MemTable()
+            for fid, fm in list(takes.items()):
+                if fm.arena_used >= fams[fid].write_buffer_size:
+                    fams[fid].flusher.flush_at_open(fm, fedits[fid])
+                    takes[fid] = fmems[fid] = MemTable()
+    if len(mem) or mem.range_dels:
         e.flusher.flush_at_open(mem, edit)
+    for fid, fm in fmems.items():
+        if len(fm) or fm.range_dels:
+            fams[fid].flusher.flush_at_open(fm, fedits[fid])
     # a new log for new writes; a fresh MANIFEST with the whole state
     wal_number = vs.new_file_number()
     e.wal = e.logs.open_first(wal_number)
     edit.log_number = wal_number
     edit.last_sequence = last_seq
+    for fid, fe in fedits.items():
+        fe.family = fid
+        fe.log_number = wal_number
+        fe.last_sequence = last_seq
+        vs.apply(fe)
     vs.write_snapshot(edit)        # the old manifest goes with the orphans below
     e.last_seq = last_seq
     e.sv = None
     e.install(MemTable(log_number=wal_number), ())
+    for fam in fams.values():
+        fam.last_seq = last_seq
+        fam.install(MemTable(log_number=wal_number), ())
     # remove what no version, live log or manifest claims (leftovers of a crash)
     for name in os.listdir(path):
         p = filenames.parse(name)

@@ -50,7 +50,7 @@ import zstandard
 
 from lsmkv.engine import filenames
 from lsmkv.core.coding import crc32c_py, decode_varint
-from lsmkv.core.dbcore import decode_batch, replay_batch
+from lsmkv.core.dbcore import decode_batch, replay_batch_cf
 from lsmkv.core.iterator import MergingIterator
 from lsmkv.core.memtable import MemTable, MemTableIterator
 from lsmkv.core.table import (BLOCK_RAW, TRAILER_SIZE, TableBuilder, TableIterator, TableReader,
@@ -59,7 +59,7 @@ from lsmkv.engine.dirlock import DirLock
 from lsmkv.errors import CorruptionError, LsmkvError
 from lsmkv.engine.logformat import HEADER, is_seal, next_valid, valid_at, read_log
 from lsmkv.options import Options
-from lsmkv.engine.version import NUM_LEVELS, FileMeta, Version, VersionEdit, VersionSet
+from lsmkv.engine.version import NUM_LEVELS, FamilyState, FileMeta, Version, VersionEdit, VersionSet
 from lsmkv.core.rangedel import fragment
 
 KIND_RANGE_DELETE = 4     # lsmkv/core/coding.pxd: a range tombstone (docs/format.md)
@@ -90,6 +90,9 @@ class RepairReport:
     entries_salvaged  entries read from damaged tables into their replacements
     wal_replayed    {file, records, entries}
     wal_dropped     {file, offset, detail, records_dropped, bytes_dropped}
+    wal_family_records_skipped  log records of a dropped column family, left out
+                    (rebuild mode: a family a readable MANIFEST record drops; its
+                    tables go to lost/)
     tables_written  names of the tables repair wrote that the new MANIFEST names
     moved_to_lost   names (relative to the DB directory) of the originals moved
     manifest        name of the new MANIFEST; last_sequence its last sequence
@@ -109,6 +112,7 @@ class RepairReport:
         self.entries_salvaged = 0
         self.wal_replayed = []
         self.wal_dropped = []
+        self.wal_family_records_skipped = 0
         self.tables_written = []
         self.moved_to_lost = []
         self.manifest = None
@@ -157,6 +161,9 @@ class RepairReport:
         for w in self.wal_dropped:
             out.append(f"{w['file']}: dropped from offset {w['offset']} ({w['detail']}): "
                        f"{w['records_dropped']} later records, {w['bytes_dropped']} bytes")
+        if self.wal_family_records_skipped:
+            out.append(f"{self.wal_family_records_skipped} log records of column families the "
+                       f"MANIFEST does not name left out")
         out += [f"moved to {n}" for n in self.moved_to_lost]
         status = "LOST DATA" if self.lost_anything else "REBUILT" if self.mode == "rebuild" else "OK"
         out.append(f"{status}: {len(self.tables_written)} "
@@ -207,6 +214,9 @@ class _Repair:
         self.to_lost = []          # names to move into lost/ once the new state is durable
         self.to_delete = []        # table numbers to unlink once it is (merged, or merge inputs)
         self.rebuild = False
+        self.vs = None
+        self.known_families = ({}, set())      # rebuild mode: (id -> (name, options), dropped ids)
+        self.rebuilt_families = {}             # rebuild mode: id -> Version of each family but the default
 
     # -- plan
 
@@ -219,21 +229,33 @@ class _Repair:
             raise LsmkvError(f"no database at {self.path}")
         self.next_number = max([n for ns in kinds.values() for n in ns], default=1) + 1
         vs, problem = self._usable_manifest(kinds["manifest"])
-        logs = kinds["log"] if vs is None else [n for n in kinds["log"] if n >= vs.log_number]
+        logs = kinds["log"] if vs is None else [n for n in kinds["log"] if n >= vs.min_log_number()]
         self.done = 0
-        self.total = len(set(kinds["sst"]) | (set() if vs is None else vs.current.numbers())) + len(logs)
+        self.total = len(set(kinds["sst"]) | (set() if vs is None else vs.live_numbers())) + len(logs)
+        self.vs = vs
         if vs is not None:
             self.report.mode = "manifest"
             self.next_number = max(self.next_number, vs.next_file_number)
             self.last_seq = vs.last_sequence
-            version = self._repair_tables(vs, set(kinds["sst"]))
-            version = version.apply(self._replay_logs(logs))
+            # column families (lsmkv/engine/family.py): each family's tables are
+            # repaired in its version, each log record replayed into its family
+            named = {0: vs.current, **{fid: f.current for fid, f in vs.families.items()}}
+            self.family_of = {f.number: fid for fid, v in named.items() for _, f in v.files()}
+            versions = self._repair_tables(named, set(kinds["sst"]))
+            for fid, edit in self._replay_logs(logs).items():
+                versions[fid] = versions[fid].apply(edit)
+            version = versions.pop(0)
+            for fid, v in versions.items():
+                vs.families[fid].current = v
         else:
             self.report.mode = "rebuild"
             self.rebuild = True
             self.report.manifest_problem = problem
             self.to_lost += [os.path.basename(filenames.manifest_name("", n)) for n in kinds["manifest"]]
-            version = self._rebuild(kinds["sst"], logs)
+            self.known_families = _families_in_manifests(self.path, kinds["manifest"])
+            versions = self._rebuild(kinds["sst"], logs)
+            version = versions.pop(0, None) or Version()
+            self.rebuilt_families = versions
         self._install(version)
         return self.report
 
@@ -247,11 +269,13 @@ class _Repair:
         self.next_number += 1
         return n
 
-    def _new_builder(self):
+    def _new_builder(self, cf=0):
         number = self._new_number()
         o = self.opts
-        return TableBuilder(filenames.table_name(self.path, number), o.block_size, o.compression,
-                            o.compression_level, o.bloom_bits_per_key, o.block_restart_interval, 0)
+        b = TableBuilder(filenames.table_name(self.path, number), o.block_size, o.compression,
+                         o.compression_level, o.bloom_bits_per_key, o.block_restart_interval, 0)
+        b.column_family = cf           # a column family's tables say whose they are
+        return b
 
     # -- the manifest
 
@@ -285,10 +309,21 @@ class _Repair:
 
     # -- manifest mode: tables
 
-    def _repair_tables(self, vs, on_disk):
-        edit = VersionEdit()
+    def _repair_tables(self, versions, on_disk):
+        """versions: family id -> Version; returns each family's repaired Version."""
         named = set()
-        for level, meta in vs.current.files():
+        out = {}
+        for fid, version in versions.items():
+            out[fid] = self._repair_version(version, on_disk, named)
+        for number in sorted(on_disk - named):
+            self.report.tables_not_in_manifest.append(_table_file(number))
+            self.to_lost.append(_table_file(number))
+            self._tick()
+        return out
+
+    def _repair_version(self, version, on_disk, named):
+        edit = VersionEdit()
+        for level, meta in version.files():
             named.add(meta.number)
             name = _table_file(meta.number)
             if meta.number not in on_disk:
@@ -304,20 +339,17 @@ class _Repair:
             else:
                 self.report.tables_kept.append(name)
             self._tick()
-        for number in sorted(on_disk - named):
-            self.report.tables_not_in_manifest.append(_table_file(number))
-            self.to_lost.append(_table_file(number))
-            self._tick()
-        return vs.current.apply(edit)
+        return version.apply(edit)
 
-    def _salvage_table(self, number, err):
-        """Rewrite the readable entries of a damaged table; [FileMeta] (empty if
-        nothing could be read). The original goes to lost/."""
+    def _salvage_table(self, number, err, cf=None):
+        """Rewrite the readable entries of a damaged table (of column family cf;
+        None: the one the MANIFEST says); [FileMeta] (empty if nothing could be
+        read). The original goes to lost/."""
         src = filenames.table_name(self.path, number)
         name = _table_file(number)
         self.to_lost.append(name)
         losses, ranges = [], []
-        tb = self._new_builder()
+        tb = self._new_builder(getattr(self, "family_of", {}).get(number, 0) if cf is None else cf)
         n = 0
         tombstones = _salvage_range_dels(src, number)
         try:
@@ -362,20 +394,35 @@ class _Repair:
     # -- logs
 
     def _replay_logs(self, logs):
-        """Replay logs (oldest first) into new level-0 tables; the edit adding them."""
-        edit = VersionEdit()
-        mem = MemTable()
+        """Replay logs (oldest first) into new level-0 tables; the edit adding them
+        per column family id (0: the default). A family takes the records of logs
+        from its log_number on; records of families the MANIFEST does not name (a
+        dropped one; every family in rebuild mode) are left out, counted in
+        wal_family_records_skipped."""
+        vs = self.vs
+        floors = {0: 0 if vs is None else vs.log_number}
+        if vs is not None:
+            floors.update({fid: f.log_number for fid, f in vs.families.items()})
+        else:
+            # rebuild mode: every family the logs name and no readable MANIFEST record dropped
+            named, dropped = self.known_families
+            floors.update({fid: 0 for fid in _families_in_logs(self.path, logs) if fid not in dropped})
+        edits = {fid: VersionEdit() for fid in floors}
+        mems = {fid: MemTable() for fid in floors}
         for number in logs:
-            self._replay_log(number, mem)
-            if mem.arena_used >= self.opts.write_buffer_size:
-                self._flush(mem, edit)
-                mem = MemTable()
+            takes = {fid: m for fid, m in mems.items() if number >= floors[fid]}
+            self._replay_log(number, takes)
+            for fid, m in takes.items():
+                if m.arena_used >= self.opts.write_buffer_size:
+                    self._flush(m, edits[fid], fid)
+                    mems[fid] = MemTable()
             self._tick()
-        if len(mem):
-            self._flush(mem, edit)
-        return edit
+        for fid, m in mems.items():
+            if len(m) or m.range_dels:
+                self._flush(m, edits[fid], fid)
+        return edits
 
-    def _replay_log(self, number, mem):
+    def _replay_log(self, number, mems):
         path = filenames.log_name(self.path, number)
         name = os.path.basename(path)
         with open(path, "rb") as fh:
@@ -397,7 +444,10 @@ class _Repair:
                 break
             if not ops:
                 continue        # the log's seal (lsmkv.engine.logs.seal): no writes
-            replay_batch(mem, payload, path, off)
+            replay_batch_cf({fid: m for fid, m in mems.items() if fid}, mems.get(0), payload, path, off)
+            skipped = sum(1 for op in decode_batch(payload, path, off, True)[1] if op[4] not in mems)
+            if skipped:
+                self.report.wal_family_records_skipped += skipped
             records += 1
             entries += len(ops)
             if ops:
@@ -410,8 +460,9 @@ class _Repair:
                                             "bytes_dropped": _nonzero(data, off)})
             self.to_lost.append(name)
 
-    def _flush(self, mem, edit):
-        metas = write_tables(MemTableIterator(mem), self._new_builder, MAX_SEQ, False, 0, _NO_LIMIT)
+    def _flush(self, mem, edit, cf=0):
+        metas = write_tables(MemTableIterator(mem), lambda: self._new_builder(cf), MAX_SEQ, False, 0,
+                             _NO_LIMIT)
         for m in metas:
             number = filenames.parse(os.path.basename(m["path"]))[1]
             edit.add_file(0, FileMeta.from_meta(number, m))
@@ -423,31 +474,44 @@ class _Repair:
     # -- rebuild mode
 
     def _rebuild(self, tables, logs):
-        inputs = []            # numbers of the tables to merge
+        """Every readable table and log merged into one sorted run per column family
+        (a table's family is its column_family property: docs/format.md); returns
+        id -> Version. A dropped family's tables (a readable MANIFEST record says
+        so) go to lost/."""
+        named, dropped = self.known_families
+        inputs = {}            # family id -> numbers of the tables to merge
         for number in tables:
-            err = _table_error(filenames.table_name(self.path, number), number)
-            if err is None:
-                inputs.append(number)
+            path = filenames.table_name(self.path, number)
+            cf = _table_family(path, number)
+            err = _table_error(path, number)
+            if cf in dropped:
+                self.to_lost.append(_table_file(number))
+            elif err is None:
+                inputs.setdefault(cf, []).append(number)
                 self.report.tables_merged.append(_table_file(number))
                 self.to_delete.append(number)     # its entries are all in the merged tables
             else:
-                inputs += [m.number for m in self._salvage_table(number, err)]
+                inputs.setdefault(cf, []).extend(m.number for m in self._salvage_table(number, err, cf))
             self._tick()
-        inputs += [f.number for _, f in self._replay_logs(logs).added]
-        readers = [TableReader(filenames.table_name(self.path, n), n, None, True) for n in inputs]
-        try:
-            it = MergingIterator([TableIterator(t) for t in readers])
-            metas = write_tables(it, self._new_builder, MAX_SEQ, False, 0,
-                                 self.opts.target_file_size_base)
-        finally:
-            for t in readers:
-                t.close()
-        edit = VersionEdit()
-        for m in metas:
-            number = filenames.parse(os.path.basename(m["path"]))[1]
-            edit.add_file(NUM_LEVELS - 1, FileMeta.from_meta(number, m))
-            self.report.tables_written.append(_table_file(number))
-        return Version().apply(edit)
+        for cf, edit in self._replay_logs(logs).items():
+            inputs.setdefault(cf, []).extend(f.number for _, f in edit.added)
+        out = {0: Version()}
+        for cf, numbers in inputs.items():
+            readers = [TableReader(filenames.table_name(self.path, n), n, None, True) for n in numbers]
+            try:
+                it = MergingIterator([TableIterator(t) for t in readers])
+                metas = write_tables(it, lambda: self._new_builder(cf), MAX_SEQ, False, 0,
+                                     self.opts.target_file_size_base)
+            finally:
+                for t in readers:
+                    t.close()
+            edit = VersionEdit()
+            for m in metas:
+                number = filenames.parse(os.path.basename(m["path"]))[1]
+                edit.add_file(NUM_LEVELS - 1, FileMeta.from_meta(number, m))
+                self.report.tables_written.append(_table_file(number))
+            out[cf] = Version().apply(edit)
+        return out
 
     # -- install
 
@@ -471,6 +535,16 @@ class _Repair:
         vs = VersionSet(self.path)
         vs.current = version
         vs.log_number = self._new_number()      # above every log read (invariant 3)
+        if self.vs is not None:                 # the column families, with their repaired versions
+            vs.families = self.vs.families
+            for f in vs.families.values():
+                f.log_number = vs.log_number
+        named, _ = self.known_families
+        for fid, v in self.rebuilt_families.items():   # rebuild mode: named as a MANIFEST record says
+            name, opts = named.get(fid, (f"recovered-{fid}", {}))
+            fs = vs.families[fid] = FamilyState(fid, name, opts, vs.log_number)
+            fs.current = v
+            vs.next_family_id = max(vs.next_family_id, fid + 1)
         vs.next_file_number = self.next_number
         vs.last_sequence = self.last_seq
         try:
@@ -488,6 +562,70 @@ class _Repair:
             except FileNotFoundError:
                 pass
         filenames.fsync_dir(self.path)
+
+
+# ---------------------------------------------------------------- column families
+
+def _table_family(path, number):
+    """A table's column family id (its column_family property; 0: the default's,
+    or a table whose properties cannot be read)."""
+    try:
+        t = TableReader(path, number, None, True)
+    except CorruptionError:
+        return 0
+    try:
+        return t.properties.get("column_family", 0)
+    finally:
+        t.close()
+
+
+def _families_in_logs(dbpath, logs):
+    """Ids of the column families the records of logs name."""
+    ids = set()
+    for number in logs:
+        path = filenames.log_name(dbpath, number)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        try:
+            res = read_log(path, data)
+        except CorruptionError as e:
+            res = read_log(path, data[:e.offset])
+        for off, payload in res.records:
+            try:
+                ids.update(op[4] for op in decode_batch(payload, path, off, True)[1])
+            except CorruptionError:
+                break
+    ids.discard(0)
+    return ids
+
+
+def _families_in_manifests(dbpath, numbers):
+    """What the readable records of every MANIFEST say of column families:
+    (id -> (name, options) of the families created, ids of those dropped)."""
+    created, dropped = {}, set()
+    for number in numbers:
+        path = filenames.manifest_name(dbpath, number)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            try:
+                res = read_log(path, data, wal=False)
+            except CorruptionError as e:
+                res = read_log(path, data[:e.offset], wal=False)
+        except (OSError, CorruptionError):
+            continue
+        for off, payload in res.records:
+            try:
+                e = VersionEdit.decode(payload, path, off)
+            except CorruptionError:
+                continue
+            if e.create_family is not None:
+                fid, name, opts = e.create_family
+                created[fid] = (name, opts)
+                dropped.discard(fid)
+            if e.drop_family is not None:
+                dropped.add(e.drop_family)
+    return created, dropped
 
 
 # ---------------------------------------------------------------- tables

@@ -237,7 +237,7 @@ class Compactions:
             job = make_job(paths, numbers, e.path, opts, snapshot, bottommost, e.now_ms(),
                            dict_bytes=dict_bytes,
                            compression_level=output_compression_level(opts, bottommost, l0_files),
-                           merge_op=e.merge_op)
+                           merge_op=e.merge_op, column_family=e.cf_id)
         try:
             result = self.run_job(job)
             edit = VersionEdit()

@@ -12,6 +12,13 @@ tag followed by its data:
       num_entries, num_deletions, min_expiry (varints),
       smallest (varint length + internal key), largest (likewise)
     6 format marker: varint length + b"lsmkv-manifest-1" (first record only)
+    7 family: varint id (the column family the edit's fields 1, 4, 5 are about;
+      absent: the default family, id 0)
+    8 create family: varint id, varint length + name (UTF-8), varint length +
+      its options (JSON object, UTF-8)
+    9 drop family: varint id
+Fields 7-9 appear only in a DB that has had column families; a reader from
+before them refuses such a MANIFEST ("unknown field tag").
 
 Thread safety: VersionSet methods are called with the DB mutex held.
 
@@ -22,6 +29,7 @@ Invariants:
   2. current is the state the MANIFEST on disk describes (after replay).
   3. next_file_number is larger than every file number in use or on disk.
 """
+import json
 import os
 
 from lsmkv.engine import filenames
@@ -56,6 +64,7 @@ def torn_append(data, off):
 MARKER = b"lsmkv-manifest-1"
 
 TAG_LOG, TAG_NEXT_FILE, TAG_LAST_SEQ, TAG_DELETED, TAG_NEW_FILE, TAG_MARKER = 1, 2, 3, 4, 5, 6
+TAG_FAMILY, TAG_CREATE_FAMILY, TAG_DROP_FAMILY = 7, 8, 9
 
 
 class FileMeta:
@@ -99,6 +108,9 @@ class VersionEdit:
         self.last_sequence = None
         self.deleted = []        # (level, number)
         self.added = []          # (level, FileMeta)
+        self.family = 0          # the column family of log_number, deleted and added
+        self.create_family = None    # (id, name, options dict): a new family (its id is `family`)
+        self.drop_family = None      # id of a family dropped
 
     def delete_file(self, level, number):
         self.deleted.append((level, number))
@@ -111,6 +123,15 @@ class VersionEdit:
         v = encode_varint
         if marker:
             out += v(TAG_MARKER) + v(len(MARKER)) + MARKER
+        if self.create_family is not None:
+            fid, name, opts = self.create_family
+            nb = name.encode("utf-8")
+            ob = json.dumps(opts, sort_keys=True).encode("utf-8")
+            out += v(TAG_CREATE_FAMILY) + v(fid) + v(len(nb)) + nb + v(len(ob)) + ob
+        if self.family:
+            out += v(TAG_FAMILY) + v(self.family)
+        if self.drop_family is not None:
+            out += v(TAG_DROP_FAMILY) + v(self.drop_family)
         if self.log_number is not None:
             out += v(TAG_LOG) + v(self.log_number)
         if self.next_file_number is not None:
@@ -175,8 +196,24 @@ class VersionEdit:
                 if blob() != MARKER:
                     raise CorruptionError(path, offset, "not an lsmkv manifest (bad marker)")
                 e.marker = True
+            elif tag == TAG_FAMILY:
+                e.family = num()
+            elif tag == TAG_CREATE_FAMILY:
+                fid = num()
+                try:
+                    name = blob().decode("utf-8")
+                    opts = json.loads(blob().decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    raise CorruptionError(path, offset, "manifest record: bad column family") from None
+                if fid == 0 or not isinstance(opts, dict):
+                    raise CorruptionError(path, offset, "manifest record: bad column family")
+                e.create_family = (fid, name, opts)
+            elif tag == TAG_DROP_FAMILY:
+                e.drop_family = num()
             else:
                 raise CorruptionError(path, offset, f"manifest record: unknown field tag {tag}")
+        if e.create_family is not None:
+            e.family = e.create_family[0]
         return e
 
 
@@ -214,7 +251,24 @@ class Version:
         return True
 
 
+class FamilyState:
+    """A column family's part of the MANIFEST's state: its name, the options it was
+    created with, its Version and log_number (logs below it hold none of its unflushed writes)."""
+    __slots__ = ("id", "name", "options", "current", "log_number")
+
+    def __init__(self, fid, name, options, log_number):
+        self.id = fid
+        self.name = name
+        self.options = options
+        self.current = Version()
+        self.log_number = log_number
+
+
 class VersionSet:
+    """The MANIFEST's state. The default family's Version and log_number are
+    `current` and `log_number` (as before families); the other families' are in
+    `families` (id -> FamilyState)."""
+
     def __init__(self, dbpath):
         self.dbpath = dbpath
         self.current = Version()
@@ -223,6 +277,52 @@ class VersionSet:
         self.log_number = 0
         self.manifest_number = 0
         self._manifest_fd = None
+        self.families = {}           # id -> FamilyState (the default family is not in it)
+        self.next_family_id = 1
+
+    def version_of(self, fid):
+        return self.current if fid == 0 else self.families[fid].current
+
+    def log_number_of(self, fid):
+        return self.log_number if fid == 0 else self.families[fid].log_number
+
+    def live_numbers(self):
+        """Numbers of every table a family's current version names."""
+        live = self.current.numbers()
+        for f in self.families.values():
+            live |= f.current.numbers()
+        return live
+
+    def min_log_number(self):
+        """The smallest log_number of any family: replay starts there."""
+        return min([self.log_number] + [f.log_number for f in self.families.values()])
+
+    def _apply_state(self, edit, path=None, off=None):
+        """Apply edit to the family state it names (recovery and apply)."""
+        if edit.create_family is not None:
+            fid, name, opts = edit.create_family
+            if fid in self.families or any(f.name == name for f in self.families.values()):
+                raise CorruptionError(path, off, f"manifest record: column family {name!r} (id {fid}) "
+                                      f"created twice")
+            self.families[fid] = FamilyState(fid, name, opts, edit.log_number or 0)
+            self.next_family_id = max(self.next_family_id, fid + 1)
+        if edit.drop_family is not None:
+            if self.families.pop(edit.drop_family, None) is None:
+                raise CorruptionError(path, off, f"manifest record: drops unknown column family "
+                                      f"{edit.drop_family}")
+            return
+        fid = edit.family
+        if fid == 0:
+            self.current = self.current.apply(edit)
+            if edit.log_number is not None:
+                self.log_number = edit.log_number
+            return
+        f = self.families.get(fid)
+        if f is None:
+            raise CorruptionError(path, off, f"manifest record: edit of unknown column family {fid}")
+        f.current = f.current.apply(edit)
+        if edit.log_number is not None:
+            f.log_number = edit.log_number
 
     def new_file_number(self):
         n = self.next_file_number
@@ -253,32 +353,38 @@ class VersionSet:
             raise CorruptionError(path, res.dropped_at, "manifest record checksum mismatch")
         if not res.records:
             raise CorruptionError(path, 0, "manifest has no valid record")
-        version = Version()
+        self.current = Version()
+        self.families = {}
         have = {"log": False, "next": False, "seq": False}
         for i, (off, payload) in enumerate(res.records):
             e = VersionEdit.decode(payload, path, off)
             if i == 0 and not e.marker:
                 raise CorruptionError(path, off, "not an lsmkv manifest (missing marker)")
-            live = version.numbers()
-            for level, number in e.deleted:
-                if number not in live:
-                    raise CorruptionError(path, off, f"edit deletes unknown file {number}")
-            version = version.apply(e)
-            if e.log_number is not None:
-                self.log_number = e.log_number
+            if e.deleted:
+                if e.family and e.family not in self.families:
+                    raise CorruptionError(path, off, f"manifest record: edit of unknown column family "
+                                          f"{e.family}")
+                live = self.version_of(e.family).numbers()
+                for level, number in e.deleted:
+                    if number not in live:
+                        raise CorruptionError(path, off, f"edit deletes unknown file {number}")
+            self._apply_state(e, path, off)
+            if e.log_number is not None and e.family == 0 and e.create_family is None:
                 have["log"] = True
             if e.next_file_number is not None:
                 self.next_file_number = e.next_file_number
                 have["next"] = True
             if e.last_sequence is not None:
-                self.last_sequence = e.last_sequence
+                # the largest: a family's edit may carry an older one than the default's
+                self.last_sequence = max(self.last_sequence, e.last_sequence) if have["seq"] \
+                    else e.last_sequence
                 have["seq"] = True
         missing = [k for k, v in have.items() if not v]
         if missing:
             raise CorruptionError(path, None, f"manifest lacks {', '.join(missing)}")
-        if any(f.number >= self.next_file_number for _, f in version.files()):
+        if any(n >= self.next_file_number for n in self.live_numbers()):
             raise CorruptionError(path, None, "file number beyond next_file_number")
-        self.current = version
+        version = self.current
         self.manifest_number = parsed[1]
         self.recovered_manifest_dropped = res.dropped_bytes
         return version
@@ -287,9 +393,7 @@ class VersionSet:
         """Start a new MANIFEST holding the whole current state (plus `edit`, applied
         first), then switch CURRENT to it. Returns the old manifest number."""
         if edit is not None:
-            self.current = self.current.apply(edit)
-            if edit.log_number is not None:
-                self.log_number = edit.log_number
+            self._apply_state(edit)
             if edit.last_sequence is not None:
                 self.last_sequence = edit.last_sequence
         old = self.manifest_number
@@ -300,10 +404,20 @@ class VersionSet:
         snap.last_sequence = self.last_sequence
         for level, f in self.current.files():
             snap.add_file(level, f)
+        data = frame(snap.encode(marker=True))
+        for fam in sorted(self.families.values(), key=lambda f: f.id):
+            # one record per family: created (with its log_number) and its files
+            fe = VersionEdit()
+            fe.create_family = (fam.id, fam.name, fam.options)
+            fe.family = fam.id
+            fe.log_number = fam.log_number
+            for level, f in fam.current.files():
+                fe.add_file(level, f)
+            data += frame(fe.encode())
         path = filenames.manifest_name(self.dbpath, number)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
-            os.write(fd, frame(snap.encode(marker=True)))
+            os.write(fd, data)
             killpoint("manifest.snapshot_before_sync")
             os.fsync(fd)
         except BaseException:
@@ -340,9 +454,7 @@ class VersionSet:
 
     def apply(self, edit):
         """Make a logged edit current."""
-        self.current = self.current.apply(edit)
-        if edit.log_number is not None:
-            self.log_number = edit.log_number
+        self._apply_state(edit)
         self.last_sequence = max(self.last_sequence, edit.last_sequence)
 
     def close(self):

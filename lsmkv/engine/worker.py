@@ -60,13 +60,14 @@ def numbers_needed(input_bytes, target_file_size):
 
 
 def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict_bytes=None,
-             compression_level=None, merge_op=None):
+             compression_level=None, merge_op=None, column_family=0):
     """The job for merging `inputs` (TableReader paths, newer data first). dict_bytes:
     the outputs' zstd dictionary size (None: options.compression_dict_bytes);
     compression_level: their zstd level (None: output_compression_level's choice);
     merge_op: the DB's merge operator (lsmkv.core.merge), in the job as its name
     when a built-in (a worker process makes its own), else as the object itself:
-    such a job runs in the DB's process (needs_process below)."""
+    such a job runs in the DB's process (needs_process below); column_family: the
+    id the outputs record (0: the default family's)."""
     o = options
     if dict_bytes is None:
         dict_bytes = o.compression_dict_bytes
@@ -79,7 +80,8 @@ def make_job(inputs, numbers, dbdir, options, snapshot, bottommost, now_ms, dict
             "mmap_reads": True,   # merges read their inputs once, sequentially: mapped (unmapped at the end)
             "target_file_size": o.target_file_size_base,
             "snapshot": snapshot, "bottommost": bottommost, "now_ms": now_ms,
-            "merge_operator": (merge_op.name if merge_op is not None and merge_op.builtin else merge_op)}
+            "merge_operator": (merge_op.name if merge_op is not None and merge_op.builtin else merge_op),
+            "column_family": column_family}
 
 
 def runs_in_process(job):
@@ -104,9 +106,11 @@ def run_job(job, should_continue=None):
         if not numbers:
             raise RuntimeError(f"compaction job ran out of its {len(job['numbers'])} reserved file numbers")
         number = numbers.pop()
-        return TableBuilder(filenames.table_name(job["dir"], number), job["block_size"],
-                            job["compression"], job["compression_level"], job["bloom_bits"],
-                            job["restart_interval"], job["dict_bytes"])
+        b = TableBuilder(filenames.table_name(job["dir"], number), job["block_size"],
+                         job["compression"], job["compression_level"], job["bloom_bits"],
+                         job["restart_interval"], job["dict_bytes"])
+        b.column_family = job.get("column_family", 0)
+        return b
 
     readers = [TableReader(path, number, None, job["mmap_reads"]) for number, path in job["inputs"]]
     try:
