@@ -19,7 +19,8 @@ from conftest import lsmkv_import_path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "db_bench.py")
 SCRIPTS = ("db_bench", "phaseshift", "server_bench", "index_cache", "gc_check", "idle_footprint",
-           "many_dbs", "disk_footprint", "followers", "rangedel", "merges", "transactions")   # runnable by path
+           "many_dbs", "disk_footprint", "followers", "rangedel", "merges", "transactions",
+           "families")   # runnable by path
 
 
 def _child_env():

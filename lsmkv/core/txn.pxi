@@ -154,7 +154,8 @@ cdef class Transaction:
     cdef CoreDB db
     cdef SnapshotList snaps
     cdef uint64_t begin_sequence
-    cdef object outcome                   # None while open; "committed" / "rolled back"
+    cdef object outcome                   # None while open; then "committed", "rolled back",
+                                          # "conflicted" or "failed" (see ended)
     cdef WriteBatch batch
     cdef dict writes
     cdef list tracked

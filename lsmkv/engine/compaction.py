@@ -20,6 +20,8 @@ Invariants:
   3. With nothing running, pick_auto() is exactly the highest-scoring level's
      compaction; the last level is never a source of a size compaction.
 """
+from bisect import bisect_left
+
 from lsmkv.engine.version import NUM_LEVELS
 
 
@@ -125,28 +127,35 @@ def _with_next_level(version, level, files):
     return inputs
 
 
-def _garbage_heavy(f, now_ms, oldest_snapshot, covered=None):
+def _garbage_heavy(f, now_ms, oldest_snapshot):
     """A file worth rewriting for its garbage alone: some of its TTL data has expired,
-    half its entries are deletions that no snapshot still needs, or its range
-    tombstones cover more bytes of the data below it than the file itself holds
-    (covered: file number -> those bytes, from tombstone_coverage())."""
+    or half its entries are deletions that no snapshot still needs. (Range
+    tombstones: _worth_for_tombstones.)"""
     if f.min_expiry and f.min_expiry <= now_ms:
-        return True
-    if covered and covered.get(f.number, 0) >= max(f.file_size, 1):
         return True
     return f.num_entries and 2 * f.num_deletions >= f.num_entries and f.largest_seq <= oldest_snapshot
 
 
-def tombstone_coverage(version, level, f, tombstones, offset):
+def _worth_for_tombstones(f, covered, inputs):
+    """Is rewriting inputs (a pick that merges f down) worth it for the bytes f's
+    range tombstones cover below it (covered)? They must outweigh f itself and
+    half of what the compaction rewrites: a tombstone over a few keys of a large
+    table below is left for the size-driven compactions."""
+    return covered >= max(f.file_size, 1) and 2 * covered >= sum(g.file_size for fs in inputs.values() for g in fs)
+
+
+def tombstone_coverage(version, level, f, tombstones, table_bytes):
     """Bytes of table data that f's range tombstones delete in the tables under it
     (deeper levels; at level 0 also the level-0 files older than f), estimated from
     index blocks as approximate_size is. tombstones: f's fragments [(start, end,
-    seq)] that every snapshot sees; offset(g, key): table g's approximate_offset.
-    A flush or compaction that leaves a range deletion in a table over data below
-    it would otherwise leave that data on disk until writes make the levels full
-    (a large delete_range, the server's FLUSHDB): this is what lets pick_auto
-    collect it, as RocksDB counts the bytes under range tombstones in a file's
-    compensated size."""
+    seq)] that every snapshot sees; table_bytes(g, start, stop): the bytes of
+    table g's data blocks holding keys in [start, stop) (None: unbounded;
+    lsmkv.engine.estimates.table_bytes). A flush or compaction that leaves a range
+    deletion in a table over data below it would otherwise leave that data on disk
+    until writes make the levels full (a large delete_range, the server's
+    FLUSHDB): this is what lets pick_auto collect it, as RocksDB counts the bytes
+    under range tombstones in a file's compensated size. Levels >= 1 are sorted
+    and disjoint: each span finds its first file there by bisection."""
     if not tombstones:
         return 0
     spans = []                                  # the fragments' union, sorted, disjoint
@@ -156,18 +165,27 @@ def tombstone_coverage(version, level, f, tombstones, offset):
                 spans[-1][1] = e
         else:
             spans.append([s, e])
-    oldest = min(q for _, _, q in tombstones)
-    under = [g for g in version.levels[0] if g.largest_seq < oldest] if level == 0 else []
-    for lv in range(level + 1, NUM_LEVELS):
-        under.extend(version.levels[lv])
+
+    def part(g, s, e):
+        return table_bytes(g, None if s <= g.smallest_user_key else s, None if e > g.largest_user_key else e)
+
     total = 0
-    for g in under:
+    if level == 0:
+        oldest = min(q for _, _, q in tombstones)
+        for g in version.levels[0]:
+            if g.largest_seq < oldest:
+                total += sum(part(g, s, e) for s, e in spans
+                             if s <= g.largest_user_key and e > g.smallest_user_key)
+    for lv in range(level + 1, NUM_LEVELS):
+        files = version.levels[lv]
+        if not files:
+            continue
+        largest = [g.largest_user_key for g in files]
         for s, e in spans:
-            if s > g.largest_user_key or e <= g.smallest_user_key:
-                continue
-            lo = 0 if s <= g.smallest_user_key else offset(g, s)
-            hi = g.file_size if e > g.largest_user_key else offset(g, e)
-            total += max(0, hi - lo)
+            i = bisect_left(largest, s)         # the first file whose keys reach s
+            while i < len(files) and files[i].smallest_user_key < e:
+                total += part(files[i], s, e)
+                i += 1
     return total
 
 
@@ -215,7 +233,7 @@ def conflicts(inputs, output_level, running):
     return False
 
 
-def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=(), covered=None):
+def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=(), coverage=None):
     """The next background compaction that does not conflict with a running one
     (`running`: Running entries), or None.
 
@@ -223,8 +241,9 @@ def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=(), c
        for L1..L5, the first file from that level's compaction pointer on (round
        robin, as LevelDB does) with the files of the next level it overlaps.
     2. Else a file holding expired TTL data, mostly deletions, or range
-       tombstones over more data below than it holds (covered: file number ->
-       bytes, tombstone_coverage()) ("garbage"): it is merged down a level (or
+       tombstones over more data below than it holds and than half of what the
+       compaction would rewrite (coverage(level, f): those bytes, asked only
+       here; tombstone_coverage()) ("garbage"): it is merged down a level (or
        rewritten in place at the last level), so expired and deleted data leaves
        the disk even when nobody writes. A range tombstone moves down one level
        per such compaction, and is dropped at the bottommost level.
@@ -248,7 +267,9 @@ def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=(), c
                 return Pick(inputs, best + 1, f"level{best}-size")
     for level, files in enumerate(version.levels):
         for f in files:
-            if not _garbage_heavy(f, now_ms, oldest_snapshot, covered):
+            heavy = _garbage_heavy(f, now_ms, oldest_snapshot)
+            covered = 0 if heavy or coverage is None else coverage(level, f)
+            if not heavy and not covered:
                 continue
             if level == 0:
                 pick = Pick(_with_next_level(version, 0, version.levels[0]), 1, "garbage")
@@ -256,6 +277,8 @@ def pick_auto(version, options, pointers, now_ms, oldest_snapshot, running=(), c
                 pick = Pick({level: [f]}, level, "garbage")
             else:
                 pick = Pick(_with_next_level(version, level, [f]), level + 1, "garbage")
+            if not heavy and not _worth_for_tombstones(f, covered, pick.inputs):
+                continue
             if not conflicts(pick.inputs, pick.output_level, running):
                 return pick
     return None

@@ -21,6 +21,20 @@ Invariants:
 from lsmkv.core.dbcore import Pin, check_bound
 
 
+def table_bytes(t, start=None, stop=None):
+    """Bytes of table t's data blocks that hold keys in [start, stop) (None:
+    unbounded), from its index block: where stop would be minus where start
+    would be (invariant 1: blocks are the unit; the filter, index and footer never
+    count)."""
+    lo = 0 if start is None else t.approximate_offset(start)
+    if stop is None:              # past the largest key: where approximate_offset puts the end
+        large = t.properties.get("largest_key")
+        if large is None:
+            return max(0, t.index_offset - lo)
+        stop = large + b"\x00"
+    return max(0, t.approximate_offset(stop) - lo)
+
+
 def live_tables(sv):
     """Every TableReader a SuperVersion reads: level 0, then each deeper level."""
     tables = list(sv.l0)
@@ -39,13 +53,7 @@ def approximate_size(core, start=None, stop=None):
     sv = core.sv
     pin = Pin(core.files, sv.version)
     try:
-        total = 0
-        for t in live_tables(sv):
-            lo = 0 if start is None else t.approximate_offset(start)
-            hi = t.file_size if stop is None else t.approximate_offset(stop)
-            if hi > lo:
-                total += hi - lo
-        return total
+        return sum(table_bytes(t, start, stop) for t in live_tables(sv))
     finally:
         pin.release()
 

@@ -35,6 +35,7 @@ from lsmkv.engine import background, filenames
 from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_compression_level,
                                      output_dict_bytes, pick_auto, pick_range,
                                      tombstone_coverage)
+from lsmkv.engine.estimates import table_bytes
 from lsmkv.engine.version import FileMeta, VersionEdit
 from lsmkv.engine.worker import (WorkerUnavailable, interpreter_problem, make_job,
                                  numbers_needed, run_job, runs_in_process)
@@ -89,24 +90,26 @@ class Compactions:
         self.held_until = min(held) if held else 0
 
     def tombstone_coverage(self, version, oldest):
-        """{number: bytes} of the files whose range tombstones (those every snapshot
-        sees) delete data in the tables under them (compaction.tombstone_coverage);
-        mutex held. Only files with range tombstones are looked at, through their
-        open readers."""
+        """coverage(level, f) for pick_auto: the bytes f's range tombstones (those
+        every snapshot sees) delete in the tables under it
+        (compaction.tombstone_coverage), 0 for a file without range tombstones
+        (one dict lookup: its reader is open). Mutex held; computed only when the
+        garbage pass asks, once per file."""
         tables = self.engine.tables
-        levels = {f.number: level for level, f in version.files()}
+        levels = {}
 
-        def offset(g, key):
-            return tables.open(g.number, levels[g.number]).approximate_offset(key)
-        covered = {}
-        for number, level in levels.items():
-            rd = tables.open(number, level).range_dels
-            if rd:
-                f = next(g for g in version.levels[level] if g.number == number)
-                n = tombstone_coverage(version, level, f, [t for t in rd if t[2] <= oldest], offset)
-                if n:
-                    covered[number] = n
-        return covered
+        def table_bytes_of(g, start, stop):
+            return table_bytes(tables.open(g.number, levels[g.number]), start, stop)
+
+        def coverage(level, f):
+            rd = tables.open(f.number, level).range_dels
+            visible = [t for t in rd or () if t[2] <= oldest]
+            if not visible:
+                return 0
+            if not levels:
+                levels.update((g.number, lv) for lv, g in version.files())
+            return tombstone_coverage(version, level, f, visible, table_bytes_of)
+        return coverage
 
     def needs_compaction(self):
         """Cheap check (mutex held) for the background thread's wait loop."""

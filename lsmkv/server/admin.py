@@ -134,8 +134,9 @@ def _rss_bytes():
     return 0
 
 
-def info_sections(srv):
-    """{section: [(field, value)]} for INFO (docs/server.md lists the fields)."""
+def info_sections(srv, keyspace=True):
+    """{section: [(field, value)]} for INFO (docs/server.md lists the fields); the
+    keyspace section only if asked for."""
     db = srv.db
     st = db.stats()
     mu = db.memory_usage()
@@ -209,20 +210,23 @@ def info_sections(srv):
          f"calls={c},usec={ns // 1000},usec_per_call={ns / 1000 / c if c else 0:.2f},"
          f"rejected_calls={rej},failed_calls={fail}")
         for n, (c, ns, fail, rej) in sorted(srv.calls.items())]
-    # DBSIZE is an estimate (docs/server.md: "DBSIZE is an estimate"): said here too
-    # as Redis, a line per database that has keys (the estimate's: dbsize.py)
-    keyspace = [(f"db{n}", f"keys={k},expires=0,avg_ttl=0")
-                for n, k in enumerate(dbsize_estimates(srv.dbs)) if k]
-    sections["keyspace"] = keyspace + [("keys_estimated", 1)]
+    if keyspace:
+        # DBSIZE is an estimate (docs/server.md: "DBSIZE is an estimate"): said here too
+        # as Redis, a line per database that has keys (the estimate's: dbsize.py; it walks
+        # the memtables' entries of databases 1..N-1, so only an INFO that shows it pays)
+        sections["keyspace"] = [(f"db{n}", f"keys={k},expires=0,avg_ttl=0")
+                                for n, k in enumerate(dbsize_estimates(srv.dbs)) if k] + [("keys_estimated", 1)]
     return sections
 
 
 def info_text(srv, names):
-    sections = info_sections(srv)
     want = [n.lower() for n in names]
-    if any(n in ("all", "everything") for n in want):
+    every = any(n in ("all", "everything") for n in want)
+    default = not want or "default" in want
+    sections = info_sections(srv, keyspace=every or default or "keyspace" in want)
+    if every:
         want = list(sections)
-    elif not want or "default" in want:
+    elif default:
         want = [n for n in sections if n != "commandstats"]
     out = []
     for name in want:

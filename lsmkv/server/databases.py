@@ -19,7 +19,7 @@ Invariants:
      overlaps database 0's keys: user keys may not start with NS, and database
      0's own internal keys (NS + b"M", NS + b"F", hashes.py) sort below
      DB_NS = NS + b"db" ("M" and "F" < "d").
-  2. Database 0's keyspace (hashes.keyspace: SCAN, KEYS, RANDOMKEY) skips the
+  2. Database 0's keyspace (hashes.keyspace: SCAN, KEYS) skips the
      whole NS range, so it never shows another database's keys; a view's keys
      are its own range with the prefix stripped.
   3. Database 0's path has no wrapper: conn.db is the DB itself, and a command
@@ -292,9 +292,17 @@ def flush_batch(db, batch):
     return added
 
 
-def database_rows(db):
+SWAPDB_MAX_BYTES = 64 << 20      # keys + values SWAPDB copies at most (it holds them all at once)
+
+
+class TooLarge(Exception):
+    """database_rows went past its byte budget."""
+
+
+def database_rows(db, budget):
     """[(key, value, seconds left or None)] of every key of database db (its
-    hashes' internal keys included), in key order: O(keys), for SWAPDB."""
+    hashes' internal keys included), in key order: O(keys), for SWAPDB. Raises
+    TooLarge once the keys and values read pass budget bytes."""
     out = []
     for lo, hi in ([(None, None)] if db.__class__ is PrefixedDB else key_ranges(db)):
         it = db.keys(lo, hi)
@@ -302,6 +310,9 @@ def database_rows(db):
             for k in it:
                 r = db.get_with_ttl(k)
                 if r is not None:
+                    budget -= len(k) + len(r[0])
+                    if budget < 0:
+                        raise TooLarge()
                     out.append((k, r[0], r[1]))
         finally:
             it.close()

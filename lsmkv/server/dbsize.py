@@ -5,7 +5,7 @@ database's key ranges (databases.key_ranges): the memtables' entries in them
 plus, per table file, the puts it records (num_entries - num_deletions). A
 table wholly inside a range counts all of them; a table across a range's edge
 counts the share of its data blocks the range covers
-(TableReader.approximate_offset, index blocks only: a data block across an
+(lsmkv.engine.estimates.table_bytes, index blocks only: a data block across an
 edge counts for the range above the edge, so an estimate may be off by a data
 block's entries at each edge); a table outside counts nothing. Entries under a newer range tombstone do not count: a memtable entry
 whose key a newer tombstone covers, a table whose part in the range one newer
@@ -28,7 +28,7 @@ key compaction has not merged yet counts (docs/server.md, "DBSIZE is an
 estimate").
 """
 from lsmkv.core.dbcore import Pin
-from lsmkv.engine.estimates import live_tables
+from lsmkv.engine.estimates import live_tables, table_bytes
 from lsmkv.server.databases import DB_NS, DB_NS_STOP, PrefixedDB, base_of
 
 WALK_INLINE_MAX = 20000          # more memtable entries: DBSIZE on the reader thread
@@ -79,11 +79,10 @@ def _table_count(t, lo, hi, dels, largest_seq):
             return 0
     if lo <= small and (hi is None or large < hi):
         return e
-    end = t.approximate_offset(large + b"\x00")
+    end = table_bytes(t)
     if end <= 0:
         return 0
-    share = (end if hi is None else t.approximate_offset(hi)) - t.approximate_offset(lo)
-    return round(e * max(0, share) / end)
+    return round(e * table_bytes(t, lo, hi) / end)
 
 
 def memtable_entries(db):

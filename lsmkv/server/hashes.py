@@ -184,6 +184,7 @@ def w_hdel(db, key, fields, sync):
 
 
 def c_hincrby(srv, conn, a):
+    srv.hashes = True                    # it may make the first hash: TYPE, EXISTS, DEL, KEYS look then
     return srv.store.write(w_hincrby, conn.db, a[1], bytes(a[2]), to_int(a[3]), srv.store.sync)
 
 

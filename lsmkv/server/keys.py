@@ -4,7 +4,8 @@ HELP). Conventions as lsmkv/server/commands.py. RENAME and COPY carry the TTL,
 as Redis, and move hashes too; each is one write step and one atomic write batch."""
 from lsmkv.server import expiry, hashes, resp
 from lsmkv.server.args import SYNTAX, CommandError, to_int
-from lsmkv.server.databases import base_of, batch_for, database_rows, db_index, flush_batch
+from lsmkv.server.databases import (SWAPDB_MAX_BYTES, TooLarge, base_of, batch_for, database_rows, db_index,
+                                    flush_batch)
 from lsmkv.server.scan import compile_match, prefix_stop
 
 
@@ -273,10 +274,17 @@ def w_swapdb(a, b, sync):
     """SWAPDB's write step (on the writer thread: O(keys of both databases)):
     every key of each database, hashes' internal keys included, read with its
     TTL and written into the other, after range tombstones over both, all in
-    one write batch (atomic; it holds both databases' data in memory)."""
+    one write batch (atomic; it holds both databases' data in memory, so at most
+    SWAPDB_MAX_BYTES of keys and values: past that it refuses, changing nothing)."""
     base = base_of(a)
     wb = base.write_batch()
-    rows_a, rows_b = database_rows(a), database_rows(b)
+    try:
+        rows_a = database_rows(a, SWAPDB_MAX_BYTES)
+        rows_b = database_rows(b, SWAPDB_MAX_BYTES - sum(len(k) + len(v) for k, v, _ in rows_a))
+    except TooLarge:
+        return resp.error(f"ERR SWAPDB copies both databases here (they are key ranges of one store, "
+                          f"not tables to swap) and they hold over {SWAPDB_MAX_BYTES >> 20} MiB: "
+                          f"refused, nothing changed")
     flush_batch(a, wb)
     flush_batch(b, wb)
     for rows, dst in ((rows_a, b), (rows_b, a)):
@@ -291,7 +299,7 @@ KEY_COMMANDS = {
     b"FLUSHDB": (c_flushdb, -1, ("write",), 0, 0, 0),
     b"FLUSHALL": (c_flushdb, -1, ("write",), 0, 0, 0),
     b"MOVE": (c_move, 3, ("write", "fast"), 1, 1, 1),
-    b"SWAPDB": (c_swapdb, 3, ("write", "fast"), 0, 0, 0),
+    b"SWAPDB": (c_swapdb, 3, ("write",), 0, 0, 0),       # O(keys) here: not "fast"
     b"RENAME": (c_rename, 3, ("write",), 1, 2, 1),
     b"RENAMENX": (c_renamenx, 3, ("write", "fast"), 1, 2, 1),
     b"COPY": (c_copy, -3, ("write", "denyoom"), 1, 2, 1),

@@ -34,7 +34,7 @@ from lsmkv.server.admin import ADMIN_COMMANDS, NO_AUTH
 from lsmkv.server.commands import COMMANDS as DATA_COMMANDS
 from lsmkv.server.args import WRONGTYPE
 from lsmkv.server.commands import REPLACING, STRING_TYPED, CommandError
-from lsmkv.server.hashes import any_hashes, hash_keys, type_error_keys, w_drop_hashes
+from lsmkv.server.hashes import NS, any_hashes, hash_keys, type_error_keys, w_drop_hashes
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.databases import DEFAULT_DATABASES, MAX_DATABASES, databases as make_databases
 from lsmkv.server.store import FSYNC_POLICIES, Store
@@ -46,6 +46,22 @@ PROTO_MAX_BULK_LEN = 512 * 1024 * 1024      # Redis's default proto-max-bulk-len
 QUERY_BUFFER_LIMIT = 1024 * 1024 * 1024     # Redis's client-query-buffer-limit
 READ_SIZE = 16 * 1024                       # a read buffer borrowed for a socket with data
 POOL_BYTES = 4 * 1024 * 1024                # idle read buffers the pool may keep
+
+
+RESERVED_KEY = resp.error(f"ERR keys starting with {str(NS)[2:-1]} are reserved: lsmkv keeps its "
+                          "own keys there (hashes' fields and metadata, databases 1 and up)")
+
+
+def reserved_key(args, first, last, step):
+    """Does a key argument of a command (its first, last (< 0: from the end) and step
+    key positions) start with the server's reserved prefix NS? A client writing
+    there would write into another database's or a hash's internal keys."""
+    end = len(args) + last if last < 0 else min(last, len(args) - 1)
+    for i in range(first, end + 1, step):
+        k = args[i]
+        if k[:1] == b"\xff" and bytes(k[:len(NS)]) == NS:
+            return True
+    return False
 
 
 class Server:
@@ -96,8 +112,8 @@ class Server:
         # string commands' key positions (first, last, step), for the WRONGTYPE check
         self.string_keys = {n: table[n][3:6] for n in STRING_TYPED}
         self.replacing = {n: table[n][3:6] for n in REPLACING}
-        # name -> (handler, arity, allowed before AUTH)
-        self.table = {n: (s[0], s[1], n in NO_AUTH) for n, s in table.items()}
+        # name -> (handler, arity, allowed before AUTH, first key, last key, key step)
+        self.table = {n: (s[0], s[1], n in NO_AUTH) + tuple(s[3:6]) for n, s in table.items()}
 
     # -- the command path
 
@@ -114,7 +130,7 @@ class Server:
                 if conn.multi is not None:
                     conn.multi.failed = True           # EXEC will reply EXECABORT
                 return unknown_command(args)
-        fn, arity, noauth = spec
+        fn, arity, noauth, first, last, step = spec
         n = len(args)
         st = self.calls.get(name)
         if st is None:
@@ -129,6 +145,11 @@ class Server:
             if conn.multi is not None:
                 conn.multi.failed = True
             return b"-NOAUTH Authentication required.\r\n"
+        if first and (last != first or args[first][:1] == b"\xff") and reserved_key(args, first, last, step):
+            st[3] += 1
+            if conn.multi is not None:
+                conn.multi.failed = True
+            return RESERVED_KEY
         if conn.multi is not None and name not in MULTI_CONTROL:
             return queue_in_multi(self, conn, args)
         self.commands += 1

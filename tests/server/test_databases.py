@@ -479,3 +479,50 @@ def test_the_layout_on_disk(tmp_path):
         assert db.get(p + hashes.meta_key(b"h")) is not None and db.get(hashes.meta_key(b"h")) is not None
         assert len(keys) == 6 and sum(1 for k in keys if k.startswith(p)) == 3
         assert [k for k in keys if k.startswith(p + hashes.FIELD)][0].endswith(b"f")
+
+
+def test_keys_in_the_reserved_prefix_are_refused(server):
+    """A client on database 0 could otherwise write into database 3's (or a hash's)
+    internal keys: hidden from database 0's KEYS and DBSIZE, not cleared by its FLUSHDB."""
+    c = Raw(server)
+    try:
+        forged = hashes.NS + b"db\x03secret"
+        for cmd in (("SET", forged, "x"), ("GET", forged), ("MSET", "a", "1", forged, "2"),
+                    ("DEL", "a", forged), ("HSET", forged, "f", "v"), ("RENAME", "a", forged)):
+            assert c(*cmd).startswith(b"-ERR keys starting with \\xff\\x00lsmkv\\x00 are reserved"), cmd
+        assert c("EXISTS", "a") == b":0\r\n"                  # the MSET above wrote nothing
+        assert c("SELECT", "3") == b"+OK\r\n" and c("EXISTS", "secret") == b":0\r\n"
+        assert c("MULTI") == b"+OK\r\n" and c("SET", forged, "x").startswith(b"-ERR keys")
+        assert c("EXEC").startswith(b"-EXECABORT")
+        assert c("SET", b"\xffplain", "ok") == b"+OK\r\n"      # other keys starting with 0xff are fine
+    finally:
+        c.close()
+
+
+def test_a_hash_made_by_hincrby_is_a_key(tmp_path):
+    """HINCRBY alone may make the server's first hash: TYPE, EXISTS, KEYS and DEL see it."""
+    with ServerProcess(tmp_path / "db") as s:
+        r = client(s, db=3)
+        try:
+            assert r.hincrby("h", "f", 5) == 5
+            assert r.type("h") == b"hash" and r.exists("h") == 1 and r.keys("*") == [b"h"]
+            assert r.delete("h") == 1 and r.hget("h", "f") is None
+        finally:
+            r.close()
+
+
+def test_swapdb_past_its_byte_budget_refuses_and_changes_nothing(tmp_path, monkeypatch):
+    from lsmkv.server import keys
+    from lsmkv.server.databases import databases
+    with lsmkv.DB(str(tmp_path / "db")) as db:
+        dbs = databases(db, 4)
+        for i in range(3):
+            dbs[1].put(b"a%d" % i, b"x" * 400)
+        dbs[2].put(b"b", b"y")
+        monkeypatch.setattr(keys, "SWAPDB_MAX_BYTES", 1000)
+        r = keys.w_swapdb(dbs[1], dbs[2], False)
+        assert r.startswith(b"-ERR SWAPDB copies both databases") and b"nothing changed" in r
+        assert [k for k, _ in dbs[1].items()] == [b"a0", b"a1", b"a2"] and dbs[2].get(b"b") == b"y"
+        monkeypatch.setattr(keys, "SWAPDB_MAX_BYTES", 2000)
+        assert keys.w_swapdb(dbs[1], dbs[2], False) == resp.OK
+        assert dbs[1].get(b"b") == b"y" and dbs[2].get(b"a1") == b"x" * 400
