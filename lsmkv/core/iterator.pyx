@@ -574,6 +574,9 @@ cdef class DBIterator:
             raise StopIteration
         if not self.started:
             self._start()
+        # finished until this call returns an item: a move that raises (a damaged
+        # block) ends the iteration instead of leaving a stale position to resume from
+        self.done = True
         if self.reverse:
             return self._next_reverse()
         cdef MergingIterator it = self.it
@@ -612,10 +615,13 @@ cdef class DBIterator:
                 v += 8
                 vn -= 8
             elif kind == KIND_MERGE:
-                return self._emit_merged(it)
+                result = self._emit_merged(it)
+                self.done = False
+                return result
             result = self._emit(it.key, ukn, v, vn)
             self.advance = True       # step past it at the next call: a caller that stops here
-            return result             # (next(iter(db.items(start=k)))) never pays for it
+            self.done = False         # (next(iter(db.items(start=k)))) never pays for it
+            return result
         return self._finish()
 
     cdef bytes _fold_reverse(self, bytes key, object base, list ops):
@@ -645,6 +651,7 @@ cdef class DBIterator:
                 if mops is not None:
                     sval = self._fold_reverse(skey, mbase, mops)
                 if skind >= 0:
+                    self.done = False
                     return self._emit(<const uint8_t*>PyBytes_AS_STRING(skey), PyBytes_GET_SIZE(skey),
                                       <const uint8_t*>PyBytes_AS_STRING(sval), PyBytes_GET_SIZE(sval))
                 skey = None

@@ -455,3 +455,31 @@ def test_log_retired_at_a_switch_is_sealed_and_a_flip_in_its_last_record_is_dete
     with lsmkv.DB(base, compaction_worker="thread") as db:     # undamaged, it replays whole
         n = last_seq
         assert db.get(b"key%06d" % (n - 1)) == b"value-%06d" % (n - 1) * 8
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_a_scan_that_meets_a_damaged_block_ends_there(tmp_path, reverse):
+    """items() raises CorruptionError at the damaged block, and then is finished: it
+    never goes on from a stale position (a caller that catches the error must not
+    get the rest of the scan as if the block were not there)."""
+    from lsmkv import testing
+    path = str(tmp_path / "db")
+    opts = dict(block_size=512, block_cache_size=64 << 10)
+    with lsmkv.DB(path, **opts) as db:
+        for i in range(1000):
+            db.put(b"key%06d" % i, b"v%05d" % i + b"x" * 30)
+        db.flush()
+        number = max(testing.live_table_numbers(db))
+    sst = os.path.join(path, "%06d.sst" % number)
+    with open(sst, "r+b") as f:
+        f.seek(2000)                        # inside a data block, away from either end of the table
+        b = f.read(1)
+        f.seek(2000)
+        f.write(bytes([b[0] ^ 0x40]))
+    with lsmkv.DB(path, **opts) as db:
+        it = db.items(reverse=reverse)
+        got = []
+        with pytest.raises(CorruptionError, match="checksum"):
+            for kv in it:
+                got.append(kv)
+        assert got and next(it, None) is None and next(it, None) is None
