@@ -488,23 +488,25 @@ cdef class TableReader:
             return MERGED
         return DELETED
 
-    cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1:
-        """get() for several internal keys at once (multi_get): ikeys[i] for each i of
-        order, which lists them by ascending key (one sequence for all). Sets
-        results[i] to bytes (a live value) or DELETED (a deletion or an expired
-        value) where this table has an entry, and leaves it alone where it has
+    cdef int get_many(self, const KeyRef* keys, Py_ssize_t n, list results, int64_t now) except -1:
+        """get() for several internal keys at once (multi_get): keys[0..n), by
+        ascending key (one sequence for all). Sets results[keys[j].i] to bytes (a
+        live value), DELETED (a deletion or an expired value) or MERGED (a merge
+        operand) where this table has an entry, and leaves it alone where it has
         none. The caller checks the bloom filter first.
 
         In stages, so that the memory accesses of different keys overlap: (1) the
         index block, pinned once, gives each key's data block; (2) every block
         found in the slab cache is pinned and prefetched whole (a block is a few
         cache lines of a large cache: a lookup would otherwise wait for each of its
-        misses in turn); (3) each key is sought in its block, a block missing from
-        the cache read (and decompressed without the GIL) once for the consecutive
-        keys it holds."""
+        misses in turn); (2b) the blocks not in the cache are read, verified and
+        decompressed together, without the GIL and on helper threads too
+        (fetch.pxi), and cached; (3) each key is sought in its block (a block the
+        batch could not fetch or cache is read as a get reads it, which raises the
+        error of a damaged block, in key order)."""
         cdef BlockIter ix = BlockIter()
         cdef BlockIter it = BlockIter()
-        cdef Py_ssize_t n = len(order), m = 0, j, nb = 0, b
+        cdef Py_ssize_t m = 0, j, nb = 0, b
         cdef uint64_t off, size
         cdef uint64_t* offs
         cdef uint64_t* sizes
@@ -515,11 +517,10 @@ cdef class TableReader:
         cdef size_t ikn, ukn, q
         cdef int kind
         cdef Py_ssize_t i
-        cdef bytes kb
         if n == 0:
             return 0
-        offs = <uint64_t*>malloc(n * sizeof(uint64_t))
-        sizes = <uint64_t*>malloc(n * sizeof(uint64_t))
+        offs = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
+        sizes = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
         blk = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
         pins = <Pin*>calloc(n, sizeof(Pin))
         try:
@@ -528,8 +529,7 @@ cdef class TableReader:
             # (1) the index
             self.load_index(ix)
             for j in range(n):
-                kb = <bytes>ikeys[<Py_ssize_t>order[j]]
-                ix.seek(<const uint8_t*>PyBytes_AS_STRING(kb), PyBytes_GET_SIZE(kb))
+                ix.seek(keys[j].p, keys[j].n)
                 if not ix.valid:
                     break           # past the last block: so are the keys after this one
                 if decode_handle(ix.val, ix.val_len, &offs[m], &sizes[m]) < 0:
@@ -550,7 +550,12 @@ cdef class TableReader:
                         q += 64
                 else:
                     pins[nb].data = NULL
+                    offs[nb + n] = offs[j]      # (the second halves: each block's handle)
+                    sizes[nb + n] = sizes[j]
                 nb += 1
+            # (2b) the blocks not cached: read, verified and decompressed together (fetch.pxi)
+            if self.slab is not None and zstd_loaded():
+                self._fetch_missing(pins, offs + n, sizes + n, nb)
             # (3) each key in its block
             b = -1
             for j in range(m):
@@ -562,10 +567,9 @@ cdef class TableReader:
                         it.reset_pinned(self.slab, &held, self.path, offs[j])   # this raises)
                     else:
                         self.load_into(it, offs[j], sizes[j], True)
-                i = order[j]
-                kb = <bytes>ikeys[i]
-                ik = <const uint8_t*>PyBytes_AS_STRING(kb)
-                ikn = PyBytes_GET_SIZE(kb)
+                i = keys[j].i
+                ik = keys[j].p
+                ikn = keys[j].n
                 ukn = ikn - TAG_SIZE
                 it.seek(ik, ikn)
                 if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ik, ukn) != 0):
@@ -594,6 +598,68 @@ cdef class TableReader:
             free(sizes)
             free(blk)
             free(pins)
+
+    cdef int _fetch_missing(self, Pin* pins, uint64_t* offs, uint64_t* sizes, Py_ssize_t nb) except -1:
+        """get_many's stage (2b): fetch the blocks b < nb with pins[b].data NULL (not
+        cached; their handles in offs[b], sizes[b]) in one batch (fetch_blocks) and
+        cache each, pinned in pins[b]. A block the batch could not fetch, or the
+        cache cannot take, keeps data NULL (read later the ordinary way)."""
+        cdef Py_ssize_t b, m = 0, k
+        cdef size_t rd = 0, n
+        cdef FetchJob* jobs
+        cdef Py_ssize_t* which
+        cdef char* arena = NULL
+        for b in range(nb):
+            if pins[b].data == NULL:
+                m += 1
+        if m == 0:
+            return 0
+        jobs = <FetchJob*>calloc(m, sizeof(FetchJob))
+        which = <Py_ssize_t*>malloc(m * sizeof(Py_ssize_t))
+        try:
+            if jobs == NULL or which == NULL:
+                raise MemoryError()
+            m = 0
+            for b in range(nb):
+                if pins[b].data != NULL or self.fd < 0 or offs[b] > self.file_size or \
+                        sizes[b] + TRAILER_SIZE > self.file_size - offs[b]:
+                    continue    # cached, or a bad handle (the ordinary read raises it)
+                n = sizes[b] + TRAILER_SIZE
+                jobs[m].fd = self.fd
+                jobs[m].off = offs[b]
+                jobs[m].n = n
+                jobs[m].ddict = self.ddict
+                jobs[m].has_dict = self.zdict is not None
+                if self.map != NULL:
+                    self._touch(offs[b], n)
+                    jobs[m].src = self.map + offs[b]
+                else:
+                    rd += n
+                which[m] = b
+                m += 1
+            if rd:
+                arena = <char*>malloc(rd)
+                if arena == NULL:
+                    raise MemoryError()
+                rd = 0
+                for k in range(m):
+                    if jobs[k].src == NULL:
+                        jobs[k].buf = arena + rd
+                        rd += jobs[k].n
+            fetch_blocks(jobs, m)
+            for k in range(m):
+                if jobs[k].ok and self.slab.alloc_pin((self.number << 40) | jobs[k].off,
+                                                      jobs[k].out_len, &pins[which[k]]):
+                    memcpy(<void*>pins[which[k]].data, jobs[k].out, jobs[k].out_len)
+                    self.slab.publish(&pins[which[k]])
+            return 0
+        finally:
+            if jobs != NULL:
+                for k in range(m):
+                    free(jobs[k].out)
+            free(jobs)
+            free(which)
+            free(arena)
 
     def approximate_offset(self, key):
         """Bytes of this file before the entries of user key `key` (LevelDB's

@@ -3,6 +3,15 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from lsmkv.core.iterator cimport InternalIterator
 from lsmkv.core.cache cimport SlabCache, Pin, MetaCounts
 
+# One key of a batched point lookup (TableReader.get_many, db.multi_get): its
+# internal key (user key + the read's tag) in the caller's memory, its index in
+# the caller's results, its bloom hash.
+ctypedef struct KeyRef:
+    const uint8_t* p
+    size_t n
+    Py_ssize_t i
+    uint64_t h
+
 # A block iterator's current key. p points at inl (no allocation) until a key
 # longer than inl arrives; then at a malloc'd buffer, freed with the iterator.
 ctypedef struct KeyBuf:
@@ -84,7 +93,8 @@ cdef class TableReader:
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p, bint release_gil=*)
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
                     bint view=*, uint64_t* seq_out=*, BlockIter use=*)
-    cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1
+    cdef int get_many(self, const KeyRef* keys, Py_ssize_t n, list results, int64_t now) except -1
+    cdef int _fetch_missing(self, Pin* pins, uint64_t* offs, uint64_t* sizes, Py_ssize_t nb) except -1
 
 cdef class TableIterator(InternalIterator):
     cdef TableReader table

@@ -4,6 +4,8 @@
 The module is in parts, each one concern, included here (uvloop's layout):
   blockio.pxi    reading a stored block: pread and pooled buffers, trailer check,
                  decompression, block handles
+  fetch.pxi      reading a batch of blocks (multi_get) without the GIL, on helper
+                 threads too
   block.pxi      iterating over one block's entries (BlockIter, block_entries)
   reader.pxi     TableReader: open, point lookups, block reads, verify
   iterators.pxi  TableIterator and LevelIterator
@@ -73,7 +75,10 @@ from lsmkv.core.coding cimport (crc32c, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
 from lsmkv.core.includes.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pthread_getspecific,
-                                          pthread_setspecific)
+                                          pthread_setspecific, pthread_t, pthread_create, pthread_detach,
+                                          pthread_mutex_t, pthread_mutex_init, pthread_mutex_lock,
+                                          pthread_mutex_unlock, pthread_cond_t, pthread_cond_init,
+                                          pthread_cond_wait, pthread_cond_broadcast)
 from lsmkv.core.includes.uio cimport preadv2, RWF_NOWAIT
 from lsmkv.core.includes.prefetch cimport prefetch
 from lsmkv.core.iterator cimport InternalIterator, MergingIterator
@@ -103,6 +108,7 @@ DELETED = object()
 MERGED = object()      # get()/get_many(): the entry found is a merge operand (the caller folds)
 
 include "blockio.pxi"
+include "fetch.pxi"
 include "block.pxi"
 include "reader.pxi"
 include "iterators.pxi"
