@@ -25,15 +25,55 @@
 #      the keys it holds, and the blocks it lacks in the cache are read and
 #      decompressed together without the GIL (lsmkv/core/fetch.pxi).
 
-from libc.stdlib cimport qsort
 from lsmkv.core.table cimport KeyRef
 
 
-cdef int _keyref_cmp(const void* a, const void* b) noexcept nogil:
+cdef inline int _kcmp(const KeyRef* x, const KeyRef* y) noexcept nogil:
     """Order of KeyRefs by user key (their tags are the same)."""
-    cdef const KeyRef* x = <const KeyRef*>a
-    cdef const KeyRef* y = <const KeyRef*>b
     return cmp_bytes(x.p, x.n - TAG_SIZE, y.p, y.n - TAG_SIZE)
+
+
+cdef void _sort_keys(KeyRef* a, Py_ssize_t n) noexcept nogil:
+    """Sort a[0..n) by user key: quicksort (median of three) down to insertion
+    sort of short runs; the comparison inlined (libc's qsort calls it through a
+    pointer, and sorted a batch in twice the time)."""
+    cdef Py_ssize_t i, j, mid
+    cdef KeyRef t, pv
+    while n > 12:
+        mid = n // 2
+        if _kcmp(&a[mid], &a[0]) < 0:
+            t = a[mid]; a[mid] = a[0]; a[0] = t
+        if _kcmp(&a[n - 1], &a[0]) < 0:
+            t = a[n - 1]; a[n - 1] = a[0]; a[0] = t
+        if _kcmp(&a[n - 1], &a[mid]) < 0:
+            t = a[n - 1]; a[n - 1] = a[mid]; a[mid] = t
+        pv = a[mid]
+        i = 0
+        j = n - 1
+        while i <= j:
+            while _kcmp(&a[i], &pv) < 0:
+                i += 1
+            while _kcmp(&pv, &a[j]) < 0:
+                j -= 1
+            if i <= j:
+                t = a[i]; a[i] = a[j]; a[j] = t
+                i += 1
+                j -= 1
+        # recurse into the shorter side, loop on the longer (stack depth O(log n))
+        if j + 1 < n - i:
+            _sort_keys(a, j + 1)
+            a += i
+            n -= i
+        else:
+            _sort_keys(a + i, n - i)
+            n = j + 1
+    for i in range(1, n):
+        t = a[i]
+        j = i - 1
+        while j >= 0 and _kcmp(&t, &a[j]) < 0:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = t
 
 
 cdef list core_multi_get(Core c, object keys, object at, object default):
@@ -55,6 +95,7 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
     cdef uint8_t* buf = NULL    # the internal keys, one after another
     cdef KeyRef* pend = NULL    # the undecided keys (after the memtables: by ascending key)
     cdef KeyRef* sub = NULL     # the keys one table is asked about
+    cdef BlockIter ix, it       # every table's reads: its index, its data blocks
     cdef uint8_t* p
     for key in keys:
         ks.append(_as_key(key))
@@ -98,10 +139,12 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             p += q + TAG_SIZE
         m = _memtables_pass(c, sv, pend, n, results)
         if m and (sv.l0 or sv.levels):
-            qsort(pend, m, sizeof(KeyRef), _keyref_cmp)
+            _sort_keys(pend, m)
             for j in range(m):
                 pend[j].h = bloom_hash(pend[j].p, pend[j].n - TAG_SIZE)
             now = c._now_ms()
+            ix = BlockIter()
+            it = BlockIter()
             for t in sv.l0:
                 q = 0
                 for j in range(m):
@@ -109,7 +152,7 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
                         sub[q] = pend[j]
                         q += 1
                 if q:
-                    t.get_many(sub, q, results, now)
+                    t.get_many(sub, q, results, now, ix, it)
                     m = _undecided(pend, m, results)
                     if m == 0:
                         break
@@ -131,14 +174,14 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
                         continue        # in the gap before table i
                     if i != cur:
                         if q:
-                            (<TableReader>tables[cur]).get_many(sub, q, results, now)
+                            (<TableReader>tables[cur]).get_many(sub, q, results, now, ix, it)
                         cur = i
                         q = 0
                     if _bloom_passes(c, <TableReader>tables[i], pend[j].h):
                         sub[q] = pend[j]
                         q += 1
                 if q:
-                    (<TableReader>tables[cur]).get_many(sub, q, results, now)
+                    (<TableReader>tables[cur]).get_many(sub, q, results, now, ix, it)
                 m = _undecided(pend, m, results)
     finally:
         free(buf)

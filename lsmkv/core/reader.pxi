@@ -488,12 +488,14 @@ cdef class TableReader:
             return MERGED
         return DELETED
 
-    cdef int get_many(self, const KeyRef* keys, Py_ssize_t n, list results, int64_t now) except -1:
+    cdef int get_many(self, const KeyRef* keys, Py_ssize_t n, list results, int64_t now,
+                      BlockIter ix, BlockIter it) except -1:
         """get() for several internal keys at once (multi_get): keys[0..n), by
         ascending key (one sequence for all). Sets results[keys[j].i] to bytes (a
         live value), DELETED (a deletion or an expired value) or MERGED (a merge
         operand) where this table has an entry, and leaves it alone where it has
-        none. The caller checks the bloom filter first.
+        none. The caller checks the bloom filter first. ix and it: the BlockIters
+        to read the index and the data blocks with (left on no block).
 
         In stages, so that the memory accesses of different keys overlap: (1) the
         index block, pinned once, gives each key's data block; (2) every block
@@ -504,8 +506,6 @@ cdef class TableReader:
         (fetch.pxi), and cached; (3) each key is sought in its block (a block the
         batch could not fetch or cache is read as a get reads it, which raises the
         error of a damaged block, in key order)."""
-        cdef BlockIter ix = BlockIter()
-        cdef BlockIter it = BlockIter()
         cdef Py_ssize_t m = 0, j, nb = 0, b
         cdef uint64_t off, size
         cdef uint64_t* offs
@@ -517,6 +517,7 @@ cdef class TableReader:
         cdef size_t ikn, ukn, q
         cdef int kind
         cdef Py_ssize_t i
+        cdef list spill = None        # per block: its contents, fetched but not cached (or None)
         if n == 0:
             return 0
         offs = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
@@ -555,7 +556,7 @@ cdef class TableReader:
                 nb += 1
             # (2b) the blocks not cached: read, verified and decompressed together (fetch.pxi)
             if self.slab is not None and zstd_loaded():
-                self._fetch_missing(pins, offs + n, sizes + n, nb)
+                spill = self._fetch_missing(pins, offs + n, sizes + n, nb)
             # (3) each key in its block
             b = -1
             for j in range(m):
@@ -565,6 +566,8 @@ cdef class TableReader:
                         held = pins[b]
                         pins[b].data = NULL          # the iterator owns the pin now (even if
                         it.reset_pinned(self.slab, &held, self.path, offs[j])   # this raises)
+                    elif spill is not None and spill[b] is not None:   # fetched, the cache full
+                        it.reset(<bytes>spill[b], self.path, offs[j])
                     else:
                         self.load_into(it, offs[j], sizes[j], True)
                 i = keys[j].i
@@ -590,6 +593,9 @@ cdef class TableReader:
                     results[i] = DELETED
             return 0
         finally:
+            ix.release_pin()
+            it.release_pin()
+            ix.data = it.data = None
             if pins != NULL:
                 for b in range(nb):
                     if pins[b].data != NULL:         # pinned in (2), not handed to the iterator
@@ -599,11 +605,13 @@ cdef class TableReader:
             free(blk)
             free(pins)
 
-    cdef int _fetch_missing(self, Pin* pins, uint64_t* offs, uint64_t* sizes, Py_ssize_t nb) except -1:
+    cdef list _fetch_missing(self, Pin* pins, uint64_t* offs, uint64_t* sizes, Py_ssize_t nb):
         """get_many's stage (2b): fetch the blocks b < nb with pins[b].data NULL (not
         cached; their handles in offs[b], sizes[b]) in one batch (fetch_blocks) and
-        cache each, pinned in pins[b]. A block the batch could not fetch, or the
-        cache cannot take, keeps data NULL (read later the ordinary way)."""
+        cache each, pinned in pins[b]. Returns None, or a list with, at b, the
+        contents of a block fetched that the cache could not take (too large, or
+        every slot pinned). A block the batch could not fetch keeps data NULL
+        (read later the ordinary way, which reports what was wrong)."""
         cdef Py_ssize_t b, m = 0, k
         cdef size_t rd = 0, n
         cdef FetchJob* jobs
@@ -612,8 +620,9 @@ cdef class TableReader:
         for b in range(nb):
             if pins[b].data == NULL:
                 m += 1
+        cdef list spill = None
         if m == 0:
-            return 0
+            return None
         jobs = <FetchJob*>calloc(m, sizeof(FetchJob))
         which = <Py_ssize_t*>malloc(m * sizeof(Py_ssize_t))
         try:
@@ -648,11 +657,16 @@ cdef class TableReader:
                         rd += jobs[k].n
             fetch_blocks(jobs, m)
             for k in range(m):
-                if jobs[k].ok and self.slab.alloc_pin((self.number << 40) | jobs[k].off,
-                                                      jobs[k].out_len, &pins[which[k]]):
+                if not jobs[k].ok:
+                    continue
+                if self.slab.alloc_pin((self.number << 40) | jobs[k].off, jobs[k].out_len, &pins[which[k]]):
                     memcpy(<void*>pins[which[k]].data, jobs[k].out, jobs[k].out_len)
                     self.slab.publish(&pins[which[k]])
-            return 0
+                else:
+                    if spill is None:
+                        spill = [None] * nb
+                    spill[which[k]] = PyBytes_FromStringAndSize(<char*>jobs[k].out, jobs[k].out_len)
+            return spill
         finally:
             if jobs != NULL:
                 for k in range(m):

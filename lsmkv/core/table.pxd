@@ -93,8 +93,9 @@ cdef class TableReader:
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p, bint release_gil=*)
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
                     bint view=*, uint64_t* seq_out=*, BlockIter use=*)
-    cdef int get_many(self, const KeyRef* keys, Py_ssize_t n, list results, int64_t now) except -1
-    cdef int _fetch_missing(self, Pin* pins, uint64_t* offs, uint64_t* sizes, Py_ssize_t nb) except -1
+    cdef int get_many(self, const KeyRef* keys, Py_ssize_t n, list results, int64_t now,
+                      BlockIter ix, BlockIter it) except -1
+    cdef list _fetch_missing(self, Pin* pins, uint64_t* offs, uint64_t* sizes, Py_ssize_t nb)
 
 cdef class TableIterator(InternalIterator):
     cdef TableReader table
