@@ -446,6 +446,8 @@ cdef class Core:
                 memcpy(ik, k, kn)
             store_u64(ik + kn, make_tag(seq, KIND_MAX))
             h = bloom_hash(k, kn)
+            for j in range(len(sv.l0)):     # the level-0 filters' lines, loaded together
+                (<TableReader>sv.l0[j]).prefetch_filter(h)
             # taken at the first table read (a miss every bloom filter rules out takes none); every
             # probe reads with it, and after MERGED it stands on the operand
             for j in range(len(sv.l0)):

@@ -75,7 +75,7 @@ cdef extern from *:
     Py_ssize_t lsmkv_fp_load(Py_ssize_t* p) nogil
     void lsmkv_fp_pause() nogil
 
-DEF FP_SPIN = 20000       # pause loops (~ tens of microseconds) the caller waits for a helper's last job before sleeping
+DEF FP_SPIN = 256         # pause loops (~2-15 us) the caller waits for a helper's last job before sleeping
 
 cdef pthread_mutex_t _fp_mu
 cdef pthread_cond_t _fp_work         # a batch was posted

@@ -147,6 +147,8 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             it = BlockIter()
             for t in sv.l0:
                 q = 0
+                for j in range(m):      # the filter lines, loaded together
+                    t.prefetch_filter(pend[j].h)
                 for j in range(m):
                     if t.in_range(pend[j].p, pend[j].n - TAG_SIZE) and _bloom_passes(c, t, pend[j].h):
                         sub[q] = pend[j]

@@ -227,6 +227,12 @@ cdef class TableReader:
             return 1
         return self._may_contain_cached(h)
 
+    cdef void prefetch_filter(self, uint64_t h) noexcept:
+        """Start loading the filter line may_contain(h) will read (a resident filter
+        only), so that the probes of several tables wait for their misses at once."""
+        if self.fbits != NULL:
+            prefetch(self.fbits + ((h & 0xFFFFFFFFU) * self.fnlines >> 32) * 64)
+
     cdef int _may_contain_cached(self, uint64_t h) except -1:
         cdef Pin p
         cdef int r

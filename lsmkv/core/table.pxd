@@ -79,6 +79,7 @@ cdef class TableReader:
     cdef readonly list range_dels    # the range-del block's (start, end, seq), or None (lsmkv.core.rangedel)
     cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
     cdef int may_contain(self, uint64_t h) except -1
+    cdef void prefetch_filter(self, uint64_t h) noexcept
     cdef int _may_contain_cached(self, uint64_t h) except -1
     cdef object _meta_block(self, uint64_t off, uint64_t size, size_t expect, bint is_filter, Pin* p)
     cdef int load_index(self, BlockIter it) except -1
