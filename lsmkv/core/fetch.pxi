@@ -33,17 +33,7 @@
 #   4. After fork() the child has no helpers: the pool is reset in the child
 #      (os.register_at_fork) and starts new helpers when next used.
 
-ctypedef struct FetchJob:
-    int fd
-    const uint8_t* src      # the stored block in the table's mapping, or NULL: read into buf
-    char* buf               # n bytes for the read when src is NULL
-    uint64_t off
-    size_t n                # bytes stored, trailer included
-    const void* ddict       # the table's digested dictionary, or NULL
-    bint has_dict           # the table has a dictionary (BLOCK_ZSTD_DICT blocks decode)
-    bint ok                 # out holds the block's contents
-    uint8_t* out            # malloc'd contents (ok), freed by the caller
-    size_t out_len
+# FetchJob: lsmkv/core/table.pxd
 
 ctypedef struct FetchBatch:
     FetchJob* jobs

@@ -20,12 +20,18 @@
 #      each source.
 #   3. Each memtable is searched once per call for all its undecided keys, the
 #      searches interleaved (MemTable.seek_ge_many).
-#   4. Each table is asked once per call, about its keys in ascending order
-#      (TableReader.get_many), so a data block is found and decoded once for all
-#      the keys it holds, and the blocks it lacks in the cache are read and
-#      decompressed together without the GIL (lsmkv/core/fetch.pxi).
+#   4. The tables are read in rounds: in each, every undecided key asks the
+#      first table, from the source after the one it asked last, whose key range
+#      and bloom filter (one hash per key for every table) may hold it; a table
+#      answers all of its keys of the round in ascending key order, so a data
+#      block is found and decoded once for all the keys it holds, and the blocks
+#      every table of the round lacks in the cache are read and decompressed as
+#      one batch, without the GIL and on helper threads too (readmany.pxi,
+#      fetch.pxi). A key found in no table is absent. (Most keys are decided in
+#      the first round: a bloom filter passes a key it lacks 1% of the time.)
 
-from lsmkv.core.table cimport KeyRef
+from lsmkv.core.table cimport KeyRef, MgTable, FetchJob, mg_prepare, mg_jobs, mg_fetch, mg_finish, mg_release
+from libc.stdlib cimport calloc
 
 
 cdef inline int _kcmp(const KeyRef* x, const KeyRef* y) noexcept nogil:
@@ -84,13 +90,10 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
     cdef SuperVersion sv
     cdef list ks = []           # the keys as bytes
     cdef list results
-    cdef Py_ssize_t i, n, j, m, cur, q, total = 0
+    cdef Py_ssize_t i, n, j, m, q, total = 0, nl0, nsrc
     cdef TableReader t
-    cdef tuple lv
-    cdef list largest, smallest
-    cdef tuple tables
     cdef int64_t now
-    cdef bytes k, b
+    cdef bytes k
     cdef unsigned long long hits = 0
     cdef uint8_t* buf = NULL    # the internal keys, one after another
     cdef KeyRef* pend = NULL    # the undecided keys (after the memtables: by ascending key)
@@ -145,45 +148,18 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             now = c._now_ms()
             ix = BlockIter()
             it = BlockIter()
-            for t in sv.l0:
-                q = 0
-                for j in range(m):      # the filter lines, loaded together
-                    t.prefetch_filter(pend[j].h)
+            nl0 = len(sv.l0)
+            nsrc = nl0 + len(sv.levels)
+            for t in sv.l0:             # every level-0 filter line of every key, loaded together
                 for j in range(m):
-                    if t.in_range(pend[j].p, pend[j].n - TAG_SIZE) and _bloom_passes(c, t, pend[j].h):
-                        sub[q] = pend[j]
-                        q += 1
-                if q:
-                    t.get_many(sub, q, results, now, ix, it)
-                    m = _undecided(pend, m, results)
-                    if m == 0:
-                        break
-            for lv in sv.levels:
+                    t.prefetch_filter(pend[j].h)
+            for j in range(m):
+                pend[j].src = 0
+            while m:
+                m = _next_tables(c, sv, pend, m, nl0, nsrc)
                 if m == 0:
                     break
-                tables = <tuple>lv[0]
-                largest = <list>lv[1]
-                smallest = <list>lv[2]
-                cur = -1
-                q = 0
-                for j in range(m):      # ascending keys: their tables come in ascending order
-                    i = find_table(largest, pend[j].p, pend[j].n)
-                    if i == len(largest):
-                        break           # past the level's last table, as are the keys after it
-                    b = <bytes>smallest[i]
-                    if cmp_bytes(pend[j].p, pend[j].n - TAG_SIZE,
-                                 <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
-                        continue        # in the gap before table i
-                    if i != cur:
-                        if q:
-                            (<TableReader>tables[cur]).get_many(sub, q, results, now, ix, it)
-                        cur = i
-                        q = 0
-                    if _bloom_passes(c, <TableReader>tables[i], pend[j].h):
-                        sub[q] = pend[j]
-                        q += 1
-                if q:
-                    (<TableReader>tables[cur]).get_many(sub, q, results, now, ix, it)
+                _read_round(pend, m, sub, nsrc, results, now, ix, it)
                 m = _undecided(pend, m, results)
     finally:
         free(buf)
@@ -204,13 +180,104 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
 
 
 cdef Py_ssize_t _undecided(KeyRef* pend, Py_ssize_t m, list results):
-    """Keep the keys of pend[0..m) whose result is still None, in order; their count."""
+    """Keep the keys of pend[0..m) whose result is still None, in order, each to
+    ask the source after the one it asked; their count."""
     cdef Py_ssize_t j, q = 0
     for j in range(m):
         if results[pend[j].i] is None:
             pend[q] = pend[j]
+            pend[q].src += 1
             q += 1
     return q
+
+
+cdef Py_ssize_t _next_tables(Core c, SuperVersion sv, KeyRef* pend, Py_ssize_t m,
+                             Py_ssize_t nl0, Py_ssize_t nsrc) except -1:
+    """For each key of pend[0..m), the first table from its source src on (the
+    level-0 tables newest first, then each level's one table for the key) whose
+    key range and bloom filter may hold it: its src and table are set. Keys
+    with none are dropped (absent); the others stay in order. Their count."""
+    cdef Py_ssize_t j, q = 0, s, i
+    cdef TableReader t
+    cdef tuple lv
+    cdef list largest
+    cdef bytes b
+    for j in range(m):
+        s = pend[j].src
+        t = None
+        while s < nsrc:
+            if s < nl0:
+                t = <TableReader>sv.l0[s]
+                if t.in_range(pend[j].p, pend[j].n - TAG_SIZE) and _bloom_passes(c, t, pend[j].h):
+                    break
+            else:
+                lv = <tuple>sv.levels[s - nl0]
+                largest = <list>lv[1]
+                i = find_table(largest, pend[j].p, pend[j].n)
+                if i < len(largest):
+                    b = <bytes>(<list>lv[2])[i]
+                    if cmp_bytes(pend[j].p, pend[j].n - TAG_SIZE,
+                                 <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) >= 0:
+                        t = <TableReader>(<tuple>lv[0])[i]
+                        if _bloom_passes(c, t, pend[j].h):
+                            break
+            t = None
+            s += 1
+        if t is None:
+            continue
+        pend[q] = pend[j]
+        pend[q].src = s
+        pend[q].table = <void*>t
+        q += 1
+    return q
+
+
+cdef int _read_round(KeyRef* pend, Py_ssize_t m, KeyRef* sub, Py_ssize_t nsrc, list results,
+                     int64_t now, BlockIter ix, BlockIter it) except -1:
+    """Ask each key of pend[0..m) its table (set by _next_tables): the keys grouped
+    by table (sub: by source, then by key), every table's index and cached blocks
+    first, then the blocks any of them lacks in the cache fetched as one batch,
+    then every table's keys in their blocks (lsmkv/core/readmany.pxi)."""
+    cdef Py_ssize_t s, j, q = 0, g, ng = 0, start, total = 0, nj = 0
+    cdef MgTable* st
+    cdef FetchJob* jobs = NULL
+    for s in range(nsrc):
+        for j in range(m):
+            if pend[j].src == s:
+                sub[q] = pend[j]
+                q += 1
+    st = <MgTable*>calloc(m, sizeof(MgTable))
+    if st == NULL:
+        raise MemoryError()
+    start = 0
+    for j in range(1, m + 1):
+        if j == m or sub[j].table != sub[start].table:
+            st[ng].table = sub[start].table
+            st[ng].keys = sub + start
+            st[ng].n = j - start
+            ng += 1
+            start = j
+    try:
+        for g in range(ng):
+            mg_prepare(<TableReader>st[g].table, &st[g], ix)
+            total += st[g].nmiss
+        if total:
+            jobs = <FetchJob*>calloc(total, sizeof(FetchJob))
+            if jobs == NULL:
+                raise MemoryError()
+            for g in range(ng):
+                nj += mg_jobs(<TableReader>st[g].table, &st[g], jobs + nj)
+            mg_fetch(jobs, nj)
+        for g in range(ng):
+            mg_finish(<TableReader>st[g].table, &st[g], results, now, it)
+        return 0
+    finally:
+        for g in range(ng):
+            mg_release(<TableReader>st[g].table, &st[g])
+        for j in range(nj):
+            free(jobs[j].out)
+        free(jobs)
+        free(st)
 
 
 cdef Py_ssize_t _memtables_pass(Core c, SuperVersion sv, KeyRef* pend, Py_ssize_t n, list results) except -1:

@@ -8,6 +8,7 @@ The module is in parts, each one concern, included here (uvloop's layout):
                  threads too
   block.pxi      iterating over one block's entries (BlockIter, block_entries)
   reader.pxi     TableReader: open, point lookups, block reads, verify
+  readmany.pxi   batched point lookups over several tables (multi_get), in stages
   iterators.pxi  TableIterator and LevelIterator
 The writer, the flush/compaction output rules and the bloom filter are modules
 of their own, re-exported here under their old names: lsmkv.core.builder
@@ -111,4 +112,5 @@ include "blockio.pxi"
 include "fetch.pxi"
 include "block.pxi"
 include "reader.pxi"
+include "readmany.pxi"
 include "iterators.pxi"
