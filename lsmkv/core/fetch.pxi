@@ -1,4 +1,4 @@
-# fetch.pxi: reading several data blocks at once (TableReader.get_many, for
+# fetch.pxi: reading several data blocks at once (readmany.pxi's mg_fetch, for
 # multi_get): the reads, checksums and decompressions of a batch of blocks run
 # without the GIL, shared between the calling thread and helper threads, as
 # RocksDB's MultiGet reads a batch's blocks in parallel.

@@ -3,7 +3,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from lsmkv.core.iterator cimport InternalIterator
 from lsmkv.core.cache cimport SlabCache, Pin, MetaCounts
 
-# One key of a batched point lookup (TableReader.get_many, db.multi_get): its
+# One key of a batched point lookup (readmany.pxi, db.multi_get): its
 # internal key (user key + the read's tag) in the caller's memory, its index in
 # the caller's results, its bloom hash.
 ctypedef struct KeyRef:

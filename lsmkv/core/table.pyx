@@ -106,7 +106,7 @@ cdef bint _nowait_ok = True     # cleared for good the first time preadv2(RWF_NO
 
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
 DELETED = object()
-MERGED = object()      # get()/get_many(): the entry found is a merge operand (the caller folds)
+MERGED = object()      # get(), mg_finish(): the entry found is a merge operand (the caller folds)
 
 include "blockio.pxi"
 include "fetch.pxi"

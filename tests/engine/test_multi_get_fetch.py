@@ -1,6 +1,7 @@
-"""multi_get's batched block fetch (lsmkv/core/fetch.pxi): the blocks a table lacks
-in the cache are read, verified and decompressed together without the GIL, on
-helper threads too (parallel_reads). Every answer must be what get() gives, with
+"""multi_get's batched block fetch (lsmkv/core/fetch.pxi, readmany.pxi): the blocks
+the tables of a round lack in the cache are read, verified and decompressed
+together without the GIL, on helper threads too (parallel_reads). Without bloom
+filters every key asks every table that may hold it by range, in several rounds. Every answer must be what get() gives, with
 any number of helpers, through the mapping or pread, with a compression
 dictionary, across flushes and compactions; a damaged block must be reported as
 get() reports it (file and offset) and leave no pin; a forked child must read
@@ -40,8 +41,8 @@ def _key(rng):
 @pytest.mark.parametrize("nhelpers", [0, 1, 3])
 @pytest.mark.parametrize("extra", [dict(mmap_reads=False), dict(mmap_reads=True),
                                    dict(compression_dict_bytes=2048), dict(compression="none"),
-                                   dict(block_cache_size=48 * 1024)],
-                         ids=["pread", "mmap", "dict", "raw", "cache-takes-none"])
+                                   dict(block_cache_size=48 * 1024), dict(bloom_bits_per_key=0)],
+                         ids=["pread", "mmap", "dict", "raw", "cache-takes-none", "nobloom"])
 def test_fetch_matches_get_and_model(tmp_path, helpers, nhelpers, extra):
     helpers(nhelpers)
     rng = random.Random(nhelpers * 7 + len(extra))
