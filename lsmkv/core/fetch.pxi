@@ -19,6 +19,7 @@
 # Thread safety and invariants:
 #   1. Helper threads touch no Python object and never take the GIL: a job is C
 #      memory the caller owns until every helper that joined its batch is done.
+#      They block every signal (a signal goes to a Python thread).
 #   2. The pool's state (the posted batch, the helpers on it, the idle count)
 #      changes only under _fp_mu; jobs are claimed with an atomic counter. A
 #      helper joins a batch only under _fp_mu while it is posted, and the caller
@@ -93,6 +94,8 @@ def _fp_after_fork():
 
 _fp_init()
 _fp_want = max(0, min(3, (os.cpu_count() or 1) - 1))
+if os.environ.get("LSMKV_PARALLEL_READS", "").strip().isdigit():
+    _fp_want = min(64, int(os.environ["LSMKV_PARALLEL_READS"]))
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fp_after_fork)
 
@@ -162,6 +165,9 @@ cdef void* _fp_main(void* arg) noexcept nogil:
     cdef void* dctx = zdctx_new()       # NULL (no memory): its zstd jobs fail, and are redone
     cdef FetchBatch* b
     cdef Py_ssize_t k
+    cdef sigset_t every
+    sigfillset(&every)                  # signals go to Python's threads, never to a helper
+    pthread_sigmask(SIG_BLOCK, &every, NULL)
     pthread_mutex_lock(&_fp_mu)
     while True:
         b = _fp_batch
@@ -244,7 +250,8 @@ cdef int fetch_blocks(FetchJob* jobs, Py_ssize_t n) except -1:
 
 def parallel_reads(n=None):
     """Helper threads a multi_get's batch of block reads may use besides the
-    calling thread (default: the CPU count - 1, at most 3); with n given, set it
+    calling thread (default: the CPU count - 1, at most 3, or the environment
+    variable LSMKV_PARALLEL_READS at import); with n given, set it
     (0: the calling thread reads alone, still without the GIL) and return the
     previous value. Helpers already started stay, idle, when it is lowered."""
     global _fp_want

@@ -172,3 +172,12 @@ def test_parallel_reads_bounds(helpers):
     prev = parallel_reads(2)
     assert parallel_reads() == 2
     parallel_reads(prev)
+
+
+def test_parallel_reads_from_the_environment():
+    import subprocess
+    import sys
+    env = dict(os.environ, LSMKV_PARALLEL_READS="0")
+    out = subprocess.run([sys.executable, "-c", "from lsmkv.core.table import parallel_reads; "
+                          "print(parallel_reads())"], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
