@@ -179,5 +179,6 @@ def test_parallel_reads_from_the_environment():
     import sys
     env = dict(os.environ, LSMKV_PARALLEL_READS="0")
     out = subprocess.run([sys.executable, "-c", "from lsmkv.core.table import parallel_reads; "
-                          "print(parallel_reads())"], env=env, capture_output=True, text=True, check=True)
+                          "print(parallel_reads())"], env=env, capture_output=True, text=True, check=True,
+                         cwd="/")      # not the checkout: an uncompiled source tree there would shadow lsmkv
     assert out.stdout.strip() == "0"
