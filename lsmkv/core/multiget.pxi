@@ -33,6 +33,8 @@
 from lsmkv.core.table cimport KeyRef, MgTable, FetchJob, mg_prepare, mg_jobs, mg_fetch, mg_finish, mg_release
 from libc.stdlib cimport calloc
 
+DEF ROUND_KEYS = 512    # keys read together (their blocks pinned, the missing ones fetched as one batch)
+
 
 cdef inline int _kcmp(const KeyRef* x, const KeyRef* y) noexcept nogil:
     """Order of KeyRefs by user key (their tags are the same)."""
@@ -150,16 +152,16 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             it = BlockIter()
             nl0 = len(sv.l0)
             nsrc = nl0 + len(sv.levels)
-            for t in sv.l0:             # every level-0 filter line of every key, loaded together
-                for j in range(m):
-                    t.prefetch_filter(pend[j].h)
+            if m <= ROUND_KEYS:
+                for t in sv.l0:         # every level-0 filter line of every key, loaded together
+                    for j in range(m):
+                        t.prefetch_filter(pend[j].h)
             for j in range(m):
                 pend[j].src = 0
             while m:
                 m = _next_tables(c, sv, pend, m, nl0, nsrc)
-                if m == 0:
-                    break
-                _read_round(pend, m, sub, nsrc, results, now, ix, it)
+                for j in range(0, m, ROUND_KEYS):   # a round's pins and buffers stay bounded
+                    _read_round(pend + j, min(ROUND_KEYS, m - j), sub, nsrc, results, now, ix, it)
                 m = _undecided(pend, m, results)
     finally:
         free(buf)
