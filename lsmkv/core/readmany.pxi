@@ -36,7 +36,6 @@ cdef int mg_prepare(TableReader t, MgTable* st, BlockIter ix) except -1:
     """Stages (1) and (2) for st.keys[0..n) (st.table, keys and n set, the rest
     zeroed by the caller); ix is left on no block."""
     cdef Py_ssize_t n = st.n, j, m = 0, nb = 0
-    cdef size_t q
     st.offs = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
     st.sizes = <uint64_t*>malloc(2 * n * sizeof(uint64_t))
     st.blk = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
@@ -67,10 +66,7 @@ cdef int mg_prepare(TableReader t, MgTable* st, BlockIter ix) except -1:
         st.offs[n + nb] = st.offs[j]
         st.sizes[n + nb] = st.sizes[j]
         if t.slab is not None and t.slab.lookup_pin((t.number << 40) | st.offs[j], &st.pins[nb]):
-            q = 0
-            while q < st.pins[nb].len:
-                prefetch(st.pins[nb].data + q)
-                q += 64
+            _prefetch_block(st.pins[nb].data, st.pins[nb].len)
         else:
             st.pins[nb].data = NULL
             st.nmiss += 1
