@@ -793,7 +793,8 @@ cdef class CoreDB:
         from one consistent view). Faster than a get() per key: the memtables are
         searched once per key, then each table is asked once about all its keys
         in key order, so a data block is found and decompressed once for every
-        key it holds (decompression runs without the GIL).
+        key it holds; the blocks missing from the cache are read and decompressed
+        together, without the GIL and on helper threads too (lsmkv/core/fetch.pxi).
 
         >>> import lsmkv, tempfile
         >>> db = lsmkv.DB(tempfile.mkdtemp())

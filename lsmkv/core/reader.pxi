@@ -227,6 +227,12 @@ cdef class TableReader:
             return 1
         return self._may_contain_cached(h)
 
+    cdef void prefetch_filter(self, uint64_t h) noexcept:
+        """Start loading the filter line may_contain(h) will read (a resident filter
+        only), so that the probes of several tables wait for their misses at once."""
+        if self.fbits != NULL:
+            prefetch(self.fbits + ((h & 0xFFFFFFFFU) * self.fnlines >> 32) * 64)
+
     cdef int _may_contain_cached(self, uint64_t h) except -1:
         cdef Pin p
         cdef int r
@@ -406,6 +412,7 @@ cdef class TableReader:
             return it.reset(self.block(off, size), self.path, off)
         key = (self.number << 40) | off
         if self.slab.lookup_pin(key, &p):
+            _prefetch_block(p.data, p.len)
             return it.reset_pinned(self.slab, &p, self.path, off)
         b = self._fill_slab(key, off, size, &p, release_gil)
         if b is None:
@@ -488,113 +495,6 @@ cdef class TableReader:
             return MERGED
         return DELETED
 
-    cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1:
-        """get() for several internal keys at once (multi_get): ikeys[i] for each i of
-        order, which lists them by ascending key (one sequence for all). Sets
-        results[i] to bytes (a live value) or DELETED (a deletion or an expired
-        value) where this table has an entry, and leaves it alone where it has
-        none. The caller checks the bloom filter first.
-
-        In stages, so that the memory accesses of different keys overlap: (1) the
-        index block, pinned once, gives each key's data block; (2) every block
-        found in the slab cache is pinned and prefetched whole (a block is a few
-        cache lines of a large cache: a lookup would otherwise wait for each of its
-        misses in turn); (3) each key is sought in its block, a block missing from
-        the cache read (and decompressed without the GIL) once for the consecutive
-        keys it holds."""
-        cdef BlockIter ix = BlockIter()
-        cdef BlockIter it = BlockIter()
-        cdef Py_ssize_t n = len(order), m = 0, j, nb = 0, b
-        cdef uint64_t off, size
-        cdef uint64_t* offs
-        cdef uint64_t* sizes
-        cdef Py_ssize_t* blk          # per key: its block's index in pins (or -1)
-        cdef Pin* pins                # per distinct block: its pin (data NULL: not cached, or handed on)
-        cdef Pin held
-        cdef const uint8_t* ik
-        cdef size_t ikn, ukn, q
-        cdef int kind
-        cdef Py_ssize_t i
-        cdef bytes kb
-        if n == 0:
-            return 0
-        offs = <uint64_t*>malloc(n * sizeof(uint64_t))
-        sizes = <uint64_t*>malloc(n * sizeof(uint64_t))
-        blk = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
-        pins = <Pin*>calloc(n, sizeof(Pin))
-        try:
-            if offs == NULL or sizes == NULL or blk == NULL or pins == NULL:
-                raise MemoryError()
-            # (1) the index
-            self.load_index(ix)
-            for j in range(n):
-                kb = <bytes>ikeys[<Py_ssize_t>order[j]]
-                ix.seek(<const uint8_t*>PyBytes_AS_STRING(kb), PyBytes_GET_SIZE(kb))
-                if not ix.valid:
-                    break           # past the last block: so are the keys after this one
-                if decode_handle(ix.val, ix.val_len, &offs[m], &sizes[m]) < 0:
-                    raise CorruptionError(self.path, self.index_offset, "bad block handle in index")
-                m += 1
-            ix.release_pin()
-            # (2) pin and prefetch the cached blocks
-            for j in range(m):
-                if j > 0 and offs[j] == offs[j - 1]:
-                    blk[j] = blk[j - 1]
-                    continue
-                blk[j] = nb
-                if self.slab is not None and \
-                        self.slab.lookup_pin((self.number << 40) | offs[j], &pins[nb]):
-                    q = 0
-                    while q < pins[nb].len:
-                        prefetch(pins[nb].data + q)
-                        q += 64
-                else:
-                    pins[nb].data = NULL
-                nb += 1
-            # (3) each key in its block
-            b = -1
-            for j in range(m):
-                if blk[j] != b:
-                    b = blk[j]
-                    if pins[b].data != NULL:
-                        held = pins[b]
-                        pins[b].data = NULL          # the iterator owns the pin now (even if
-                        it.reset_pinned(self.slab, &held, self.path, offs[j])   # this raises)
-                    else:
-                        self.load_into(it, offs[j], sizes[j], True)
-                i = order[j]
-                kb = <bytes>ikeys[i]
-                ik = <const uint8_t*>PyBytes_AS_STRING(kb)
-                ikn = PyBytes_GET_SIZE(kb)
-                ukn = ikn - TAG_SIZE
-                it.seek(ik, ikn)
-                if not it.valid or it.key_len != ikn or (ukn and memcmp(it.key, ik, ukn) != 0):
-                    continue
-                kind = load_u64(it.key + ukn) & 0xFF
-                if kind == KIND_PUT:
-                    results[i] = PyBytes_FromStringAndSize(<char*>it.val, it.val_len)
-                elif kind == KIND_PUT_TTL:
-                    if it.val_len < 8:
-                        raise CorruptionError(self.path, offs[j], "TTL entry shorter than its expiry")
-                    if <int64_t>load_u64(it.val) <= now:
-                        results[i] = DELETED
-                    else:
-                        results[i] = PyBytes_FromStringAndSize(<char*>it.val + 8, it.val_len - 8)
-                elif kind == KIND_MERGE:
-                    results[i] = MERGED
-                else:
-                    results[i] = DELETED
-            return 0
-        finally:
-            if pins != NULL:
-                for b in range(nb):
-                    if pins[b].data != NULL:         # pinned in (2), not handed to the iterator
-                        self.slab.unpin(pins[b].slot)
-            free(offs)
-            free(sizes)
-            free(blk)
-            free(pins)
-
     def approximate_offset(self, key):
         """Bytes of this file before the entries of user key `key` (LevelDB's
         ApproximateOffsetOf): the offset of the data block the first entry >= key
@@ -648,6 +548,20 @@ cdef class TableReader:
             n += 1
             it.next()
         return n
+
+
+DEF PREFETCH_BLOCK_MAX = 16384    # larger blocks: only their restart array's last line
+
+cdef inline void _prefetch_block(const uint8_t* p, size_t n) noexcept:
+    """Start loading a cached block's cache lines, its restart array first: a
+    seek's binary search and scan would otherwise wait for each miss in turn (a
+    large cache's blocks are mostly out of the CPU caches; measured: all-cached
+    gets +40%, multi_gets +50%). A block larger than PREFETCH_BLOCK_MAX gets its
+    last line only."""
+    if n >= 64:
+        prefetch(p + n - 64)
+    if n <= PREFETCH_BLOCK_MAX:
+        prefetch_range(p, n)
 
 
 cdef ValueView value_view(BlockIter it, const uint8_t* p, size_t n):

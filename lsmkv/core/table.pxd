@@ -3,6 +3,45 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from lsmkv.core.iterator cimport InternalIterator
 from lsmkv.core.cache cimport SlabCache, Pin, MetaCounts
 
+# One key of a batched point lookup (readmany.pxi, db.multi_get): its
+# internal key (user key + the read's tag) in the caller's memory, its index in
+# the caller's results, its bloom hash.
+ctypedef struct KeyRef:
+    const uint8_t* p
+    size_t n
+    Py_ssize_t i
+    uint64_t h
+    Py_ssize_t src      # the caller's: the next source to ask (multi_get)
+    void* table         # the caller's: the table it asks next (a TableReader the caller holds)
+
+# A block read of a batch (lsmkv/core/fetch.pxi): filled in by the caller, done
+# without the GIL by any thread.
+ctypedef struct FetchJob:
+    int fd
+    const uint8_t* src      # the stored block in the table's mapping, or NULL: read into buf
+    char* buf               # n bytes for the read when src is NULL
+    uint64_t off
+    size_t n                # bytes stored, trailer included
+    const void* ddict       # the table's digested dictionary, or NULL
+    bint has_dict           # the table has a dictionary (BLOCK_ZSTD_DICT blocks decode)
+    bint ok                 # out holds the block's contents
+    uint8_t* out            # malloc'd contents (ok), freed by the caller
+    size_t out_len
+
+# One table's part of a batched point lookup (lsmkv/core/readmany.pxi).
+ctypedef struct MgTable:
+    void* table             # the TableReader (the caller holds it)
+    const KeyRef* keys      # its keys, by ascending key
+    Py_ssize_t n
+    Py_ssize_t m            # the first m keys have a block (the others are past the table's end)
+    Py_ssize_t nb           # distinct blocks
+    Py_ssize_t nmiss        # blocks not in the cache
+    uint64_t* offs          # [0, m): each key's block handle; [n, n + nb): each block's
+    uint64_t* sizes
+    Py_ssize_t* blk         # per key: its block
+    Pin* pins               # per block: its pin (data NULL: none, or handed to an iterator)
+    FetchJob** job          # per block: its job in the batch's fetch, or NULL
+
 # A block iterator's current key. p points at inl (no allocation) until a key
 # longer than inl arrives; then at a malloc'd buffer, freed with the iterator.
 ctypedef struct KeyBuf:
@@ -70,6 +109,7 @@ cdef class TableReader:
     cdef readonly list range_dels    # the range-del block's (start, end, seq), or None (lsmkv.core.rangedel)
     cdef bint in_range(self, const uint8_t* k, size_t kn) noexcept
     cdef int may_contain(self, uint64_t h) except -1
+    cdef void prefetch_filter(self, uint64_t h) noexcept
     cdef int _may_contain_cached(self, uint64_t h) except -1
     cdef object _meta_block(self, uint64_t off, uint64_t size, size_t expect, bint is_filter, Pin* p)
     cdef int load_index(self, BlockIter it) except -1
@@ -84,7 +124,6 @@ cdef class TableReader:
     cdef object _fill_slab(self, uint64_t key, uint64_t off, uint64_t size, Pin* p, bint release_gil=*)
     cdef object get(self, const uint8_t* ikey, size_t ikn, int64_t now, int64_t* expiry=*,
                     bint view=*, uint64_t* seq_out=*, BlockIter use=*)
-    cdef int get_many(self, list ikeys, list order, list results, int64_t now) except -1
 
 cdef class TableIterator(InternalIterator):
     cdef TableReader table
@@ -113,3 +152,9 @@ cdef class LevelIterator(InternalIterator):
 
 cdef int find_table(list largest, const uint8_t* target, size_t n) except -1
 cdef TableIterator new_table_iterator(TableReader table)
+
+cdef int mg_prepare(TableReader t, MgTable* st, BlockIter ix) except -1
+cdef Py_ssize_t mg_jobs(TableReader t, MgTable* st, FetchJob* jobs) except -1
+cdef int mg_fetch(FetchJob* jobs, Py_ssize_t n) except -1
+cdef int mg_finish(TableReader t, MgTable* st, list results, int64_t now, BlockIter it) except -1
+cdef void mg_release(TableReader t, MgTable* st) noexcept

@@ -33,6 +33,14 @@ def make_tag_py(seq: int, kind: int) -> int: ...
 def decompress_block(body: _Buffer, btype: int, zdict: Any = ..., path: str = ..., off: int = ...) -> bytes:
     """The contents of a block stored as `body` (bytes-like, without its trailer)"""
 
+def parallel_reads(n: Optional[int] = ...) -> int:
+    """Helper threads a multi_get's batch of block reads may use; with n, set it."""
+    ...
+
+def fetch_stats() -> dict[str, int]:
+    """Batched block fetches: batches, blocks, helper_blocks, helpers."""
+    ...
+
 
 class BlockIter(InternalIterator):
     """Iterator over one block's entries (data, index or properties block)."""

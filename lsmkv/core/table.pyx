@@ -4,8 +4,11 @@
 The module is in parts, each one concern, included here (uvloop's layout):
   blockio.pxi    reading a stored block: pread and pooled buffers, trailer check,
                  decompression, block handles
+  fetch.pxi      reading a batch of blocks (multi_get) without the GIL, on helper
+                 threads too
   block.pxi      iterating over one block's entries (BlockIter, block_entries)
   reader.pxi     TableReader: open, point lookups, block reads, verify
+  readmany.pxi   batched point lookups over several tables (multi_get), in stages
   iterators.pxi  TableIterator and LevelIterator
 The writer, the flush/compaction output rules and the bloom filter are modules
 of their own, re-exported here under their old names: lsmkv.core.builder
@@ -77,9 +80,13 @@ from lsmkv.core.coding cimport (crc32c, cmp_ikey, cmp_bytes, load_u64, load_u32,
                             KIND_DELETE, KIND_PUT, KIND_PUT_TTL, KIND_MERGE, KIND_MAX, TAG_SIZE, KIND_RANGE_DELETE)
 from lsmkv.core.includes.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pthread_getspecific,
-                                          pthread_setspecific)
+                                          pthread_setspecific, pthread_t, pthread_create, pthread_detach,
+                                          pthread_mutex_t, pthread_mutex_init, pthread_mutex_lock,
+                                          pthread_mutex_unlock, pthread_cond_t, pthread_cond_init,
+                                          pthread_cond_wait, pthread_cond_broadcast, sigset_t, sigfillset,
+                                          pthread_sigmask, SIG_BLOCK)
 from lsmkv.core.includes.uio cimport preadv2, RWF_NOWAIT
-from lsmkv.core.includes.prefetch cimport prefetch
+from lsmkv.core.includes.prefetch cimport prefetch, prefetch_range
 from lsmkv.core.iterator cimport InternalIterator, MergingIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
 from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, FORMAT_VERSION_PLAIN,
@@ -104,9 +111,11 @@ cdef bint _nowait_ok = True     # cleared for good the first time preadv2(RWF_NO
 
 # Sentinel returned by TableReader.get for a deletion or an expired entry.
 DELETED = object()
-MERGED = object()      # get()/get_many(): the entry found is a merge operand (the caller folds)
+MERGED = object()      # get(), mg_finish(): the entry found is a merge operand (the caller folds)
 
 include "blockio.pxi"
+include "fetch.pxi"
 include "block.pxi"
 include "reader.pxi"
+include "readmany.pxi"
 include "iterators.pxi"

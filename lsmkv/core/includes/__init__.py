@@ -6,7 +6,7 @@ shims where a platform lacks a call), cimported as lsmkv.core.includes.<name>:
     mman     mmap, munmap, mremap, msync, madvise and their flags (sys/mman.h)
     uio      preadv2 and RWF_NOWAIT, with a shim returning ENOSYS where glibc lacks them
     fcntl    posix_fallocate (fcntl.h)
-    pthread  thread-specific keys (pthread.h)
+    pthread  thread-specific keys, threads, mutexes, condition variables (pthread.h)
     unistd   SEEK_END (unistd.h)
     dlfcn    dlopen, dlsym, dlerror (dlfcn.h)
 

@@ -1,0 +1,270 @@
+# fetch.pxi: reading several data blocks at once (readmany.pxi's mg_fetch, for
+# multi_get): the reads, checksums and decompressions of a batch of blocks run
+# without the GIL, shared between the calling thread and helper threads, as
+# RocksDB's MultiGet reads a batch's blocks in parallel.
+# A part of lsmkv/core/table.pyx (included there; not compiled on its own): its
+# names are the table module's.
+#
+# How: the caller describes each block (FetchJob: file, offset, length, the
+# table's mapping or a read buffer), releases the GIL and posts the batch to the
+# helpers; it and every helper that wakes in time claim jobs one at a time
+# (an atomic counter) until none is left, and the caller waits for the
+# helpers still working on a job they claimed. A helper that wakes late finds
+# nothing left: a busy machine costs the batch nothing but the wake-up. Each
+# job reads the stored block (pread; the mapping needs none), verifies its
+# CRC32C and decompresses it with the thread's own libzstd context into a
+# malloc'd buffer; the caller then, with the GIL, copies each into a new slab
+# cache slot and publishes it.
+#
+# Thread safety and invariants:
+#   1. Helper threads touch no Python object and never take the GIL: a job is C
+#      memory the caller owns until every helper that joined its batch is done.
+#      They block every signal (a signal goes to a Python thread).
+#   2. The pool's state (the posted batch, the helpers on it, the idle count)
+#      changes only under _fp_mu; jobs are claimed with an atomic counter. A
+#      helper joins a batch only under _fp_mu while it is posted, and the caller
+#      unposts it and waits, under _fp_mu, until every helper that joined has
+#      left before it reads the results. One batch is posted at a time; a caller
+#      that finds another's batch posted works through its own alone.
+#   3. A job that fails in any way (read error, short file, checksum, zstd
+#      error, a block type or size it does not handle) only leaves ok = 0: the
+#      caller then reads that block again the ordinary way (load_into), which
+#      raises the precise CorruptionError or OSError naming the file and the
+#      offset, in key order as before.
+#   4. After fork() the child has no helpers: the pool is reset in the child
+#      (os.register_at_fork) and starts new helpers when next used.
+
+# FetchJob: lsmkv/core/table.pxd
+
+ctypedef struct FetchBatch:
+    FetchJob* jobs
+    Py_ssize_t n
+    Py_ssize_t next         # the next job to claim (atomic)
+    Py_ssize_t done         # jobs finished (atomic)
+    int helpers             # helpers that joined it and have not left (under _fp_mu)
+    bint waiting            # the caller waits for them on _fp_done (under _fp_mu)
+
+cdef extern from *:
+    """
+    static inline Py_ssize_t lsmkv_fp_claim(Py_ssize_t* p) {
+        return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED);
+    }
+    static inline void lsmkv_fp_finish(Py_ssize_t* p) {
+        __atomic_fetch_add(p, 1, __ATOMIC_RELEASE);
+    }
+    static inline Py_ssize_t lsmkv_fp_load(Py_ssize_t* p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    static inline void lsmkv_fp_pause(void) {
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #endif
+    }
+    """
+    Py_ssize_t lsmkv_fp_claim(Py_ssize_t* p) nogil
+    void lsmkv_fp_finish(Py_ssize_t* p) nogil
+    Py_ssize_t lsmkv_fp_load(Py_ssize_t* p) nogil
+    void lsmkv_fp_pause() nogil
+
+DEF FP_SPIN = 256         # pause loops (~2-15 us) the caller waits for a helper's last job before sleeping
+
+cdef pthread_mutex_t _fp_mu
+cdef pthread_cond_t _fp_work         # a batch was posted
+cdef pthread_cond_t _fp_done         # a helper left a batch
+cdef FetchBatch* _fp_batch = NULL    # the posted batch, or NULL
+cdef int _fp_started = 0             # helper threads running
+cdef int _fp_want = 0                # helper threads wanted (parallel_reads)
+cdef int _fp_idle = 0                # helpers waiting on _fp_work
+cdef unsigned long long _fp_batches = 0, _fp_jobs = 0, _fp_helper_jobs = 0
+
+
+cdef void _fp_init() noexcept:
+    global _fp_batch, _fp_started, _fp_idle
+    pthread_mutex_init(&_fp_mu, NULL)
+    pthread_cond_init(&_fp_work, NULL)
+    pthread_cond_init(&_fp_done, NULL)
+    _fp_batch = NULL
+    _fp_started = 0
+    _fp_idle = 0
+
+
+def _fp_after_fork():
+    _fp_init()
+
+
+_fp_init()
+_fp_want = max(0, min(3, (os.cpu_count() or 1) - 1))
+if os.environ.get("LSMKV_PARALLEL_READS", "").strip().isdigit():
+    _fp_want = min(64, int(os.environ["LSMKV_PARALLEL_READS"]))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fp_after_fork)
+
+
+cdef void _fetch_one(FetchJob* j, void* dctx) noexcept nogil:
+    """Read, verify and decompress one block (invariant 3: any failure leaves ok 0)."""
+    cdef const uint8_t* src = j.src
+    cdef size_t done = 0, body
+    cdef ssize_t got
+    cdef int btype
+    cdef long long csize
+    cdef size_t r
+    if src == NULL:
+        while done < j.n:
+            got = pread(j.fd, j.buf + done, j.n - done, j.off + done)
+            if got < 0 and errno == EINTR:
+                continue
+            if got <= 0:
+                return
+            done += got
+        src = <const uint8_t*>j.buf
+    body = j.n - TRAILER_SIZE
+    if crc32c(src, body + 1, 0) != load_u32(src + body + 1):
+        return
+    btype = src[body]
+    if btype == BLOCK_RAW:
+        j.out = <uint8_t*>malloc(body + 1)
+        if j.out == NULL:
+            return
+        memcpy(j.out, src, body)
+        j.out_len = body
+        j.ok = True
+        return
+    if dctx == NULL or not (btype == BLOCK_ZSTD or (btype == BLOCK_ZSTD_DICT and j.has_dict)):
+        return
+    csize = zstd_content_size(src, body)
+    if csize < 0 or csize > MAX_BLOCK_CONTENT:
+        return
+    j.out = <uint8_t*>malloc(<size_t>csize + 1)
+    if j.out == NULL:
+        return
+    r = zstd_decompress(dctx, j.out, <size_t>csize, src, body,
+                        j.ddict if btype == BLOCK_ZSTD_DICT else NULL)
+    if zstd_is_error(r) or r != <size_t>csize:
+        free(j.out)
+        j.out = NULL
+        return
+    j.out_len = <size_t>csize
+    j.ok = True
+
+
+cdef Py_ssize_t _fp_work_on(FetchBatch* b, void* dctx) noexcept nogil:
+    """Claim and do b's jobs until none is left (without _fp_mu); returns how many it did."""
+    cdef Py_ssize_t i, k = 0
+    while True:
+        i = lsmkv_fp_claim(&b.next)
+        if i >= b.n:
+            return k
+        _fetch_one(&b.jobs[i], dctx)
+        lsmkv_fp_finish(&b.done)
+        k += 1
+
+
+cdef void* _fp_main(void* arg) noexcept nogil:
+    """A helper thread: works on posted batches, for the life of the process."""
+    global _fp_idle, _fp_helper_jobs
+    cdef void* dctx = zdctx_new()       # NULL (no memory): its zstd jobs fail, and are redone
+    cdef FetchBatch* b
+    cdef Py_ssize_t k
+    cdef sigset_t every
+    sigfillset(&every)                  # signals go to Python's threads, never to a helper
+    pthread_sigmask(SIG_BLOCK, &every, NULL)
+    pthread_mutex_lock(&_fp_mu)
+    while True:
+        b = _fp_batch
+        if b == NULL or lsmkv_fp_load(&b.next) >= b.n:
+            _fp_idle += 1
+            pthread_cond_wait(&_fp_work, &_fp_mu)
+            _fp_idle -= 1
+            continue
+        b.helpers += 1
+        pthread_mutex_unlock(&_fp_mu)
+        k = _fp_work_on(b, dctx)
+        pthread_mutex_lock(&_fp_mu)
+        _fp_helper_jobs += k
+        b.helpers -= 1
+        if b.helpers == 0 and b.waiting:
+            pthread_cond_broadcast(&_fp_done)
+    return NULL
+
+
+cdef int _fp_start() except -1:
+    """Start helpers up to _fp_want (with the GIL: one caller at a time)."""
+    global _fp_started, _fp_want
+    cdef pthread_t t
+    while _fp_started < _fp_want:
+        if pthread_create(&t, NULL, _fp_main, NULL) != 0:
+            _fp_want = _fp_started          # no more threads: work with those there are
+            break
+        pthread_detach(t)
+        _fp_started += 1
+    return 0
+
+
+cdef void _fetch_all(FetchBatch* b, void* dctx, bint post) noexcept nogil:
+    """Do every job of b (without the GIL), with the helpers if post and none is busy."""
+    global _fp_batch, _fp_batches, _fp_jobs
+    cdef bint posted = False
+    cdef int spin = 0
+    pthread_mutex_lock(&_fp_mu)
+    _fp_batches += 1
+    _fp_jobs += b.n
+    if post and _fp_batch == NULL:
+        _fp_batch = b
+        posted = True
+        if _fp_idle:
+            pthread_cond_broadcast(&_fp_work)
+    pthread_mutex_unlock(&_fp_mu)
+    _fp_work_on(b, dctx)
+    if not posted:
+        return
+    while lsmkv_fp_load(&b.done) < b.n and spin < FP_SPIN:     # a helper's last job: briefly
+        lsmkv_fp_pause()
+        spin += 1
+    pthread_mutex_lock(&_fp_mu)
+    _fp_batch = NULL
+    b.waiting = True
+    while b.helpers > 0:
+        pthread_cond_wait(&_fp_done, &_fp_mu)
+    pthread_mutex_unlock(&_fp_mu)
+
+
+cdef int fetch_blocks(FetchJob* jobs, Py_ssize_t n) except -1:
+    """Do the n jobs (filled in by the caller: fd, src or buf, off, n, ddict,
+    has_dict; ok and out zeroed), the GIL released, on helper threads too when
+    there are several and parallel_reads() allows."""
+    cdef FetchBatch b
+    cdef void* dctx = _dctx()
+    cdef bint post = n >= 2 and _fp_want > 0
+    if post and _fp_started < _fp_want:
+        _fp_start()
+    b.jobs = jobs
+    b.n = n
+    b.next = 0
+    b.done = 0
+    b.helpers = 0
+    b.waiting = False
+    with nogil:
+        _fetch_all(&b, dctx, post and _fp_started > 0)
+    return 0
+
+
+def parallel_reads(n=None):
+    """Helper threads a multi_get's batch of block reads may use besides the
+    calling thread (default: the CPU count - 1, at most 3, or the environment
+    variable LSMKV_PARALLEL_READS at import); with n given, set it
+    (0: the calling thread reads alone, still without the GIL) and return the
+    previous value. Helpers already started stay, idle, when it is lowered."""
+    global _fp_want
+    cdef int prev = _fp_want
+    if n is not None:
+        if not 0 <= n <= 64:
+            raise ValueError(f"parallel_reads must be in [0, 64], got {n}")
+        _fp_want = n
+    return prev
+
+
+def fetch_stats():
+    """Batched block fetches: batches, blocks, blocks a helper thread fetched,
+    helper threads started."""
+    return {"batches": _fp_batches, "blocks": _fp_jobs, "helper_blocks": _fp_helper_jobs,
+            "helpers": _fp_started}
