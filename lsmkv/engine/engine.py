@@ -59,7 +59,7 @@ from lsmkv.engine.adaptive import AdaptiveController
 from lsmkv.engine.background import IDLE, STOP, Signal, Threads
 from lsmkv.engine.dirlock import DirLock
 from lsmkv.engine.files import Files
-from lsmkv.engine.flush import Flusher
+from lsmkv.engine.flush import Flusher, flush_and_wait
 from lsmkv.engine.killpoint import killpoint
 from lsmkv.engine.logs import LogSet, seal
 from lsmkv.engine.scheduler import Compactions
@@ -377,18 +377,7 @@ class Engine(Core):
 
     def flush(self):
         """Write the memtable to a level-0 SST and wait (DB.flush)."""
-        if self.read_only:
-            self.check_open()
-            raise self.read_only_error("flush() writes a table")
-        with self.mutex:
-            self.check_open()
-            if len(self.sv.mem):
-                while len(self.sv.imms) >= self.options.max_write_buffer_number - 1:
-                    self.wait_bg()
-                self.switch_memtable()
-            while self.sv.imms:
-                self.wait_bg()
-        self.janitor_pass()       # the flushed logs are gone when flush() returns
+        flush_and_wait(self, self.janitor_pass)
 
     def compact_range(self, start=None, stop=None):
         """Compact [start, stop] below level 0 (DB.compact_range)."""

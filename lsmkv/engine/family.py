@@ -37,7 +37,7 @@ from lsmkv.core import merge
 from lsmkv.core.dbcore import Core, CoreDB, check_bound
 from lsmkv.core.memtable import MemTable
 from lsmkv.engine import background
-from lsmkv.engine.flush import Flusher
+from lsmkv.engine.flush import Flusher, flush_and_wait
 from lsmkv.engine.scheduler import Compactions
 from lsmkv.engine.version import VersionEdit
 from lsmkv.engine.writes import WriteController
@@ -221,18 +221,7 @@ class Family(Core):
 
     def flush(self):
         """Write the family's memtable to a level-0 table and wait."""
-        if self.read_only:
-            self.check_open()
-            raise self.read_only_error("flush() writes a table")
-        with self.mutex:
-            self.check_open()
-            if len(self.sv.mem) or self.sv.mem.range_dels:
-                while len(self.sv.imms) >= self.options.max_write_buffer_number - 1:
-                    self.wait_bg()
-                self.switch_memtable()
-            while self.sv.imms:
-                self.wait_bg()
-        self.engine.janitor_pass()
+        flush_and_wait(self, self.engine.janitor_pass)
 
     def compact_range(self, start=None, stop=None):
         start = check_bound("start", start)

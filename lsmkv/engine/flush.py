@@ -183,3 +183,23 @@ class Flusher:
         e.log_and_apply(edit, installed)
         e.logs.retire_flushed(imm.log_number)
         e.threads.janitor_wake.set()
+
+
+def flush_and_wait(f, janitor_pass):
+    """DB.flush and a column family's flush: f's (the engine's or a Family's) active
+    memtable made immutable (waiting while max_write_buffer_number are) and every
+    immutable one written to a level-0 table, waited for; then janitor_pass(), so
+    the flushed logs are gone when it returns. A memtable holding only range
+    tombstones counts (len() counts them)."""
+    if f.read_only:
+        f.check_open()
+        raise f.read_only_error("flush() writes a table")
+    with f.mutex:
+        f.check_open()
+        if len(f.sv.mem):
+            while len(f.sv.imms) >= f.options.max_write_buffer_number - 1:
+                f.wait_bg()
+            f.switch_memtable()
+        while f.sv.imms:
+            f.wait_bg()
+    janitor_pass()
