@@ -93,6 +93,9 @@ class Options:
     wal_mmap: bool = True                      # False: one write() per record instead of a memcpy
     mmap_reads: bool = False                   # True: read tables through a mapping (RSS then holds
                                                # the touched file pages); False: pread into pooled buffers
+    db_write_buffer_size: int = 0              # with column families: bytes every family's active memtable
+                                               # holds together before the largest is flushed (RocksDB's
+                                               # db_write_buffer_size); 0: write_buffer_size
     memory_budget: int = 0                     # >0: memtables + block cache share this many bytes
     adaptive_memory: bool = False              # with memory_budget: move budget between memtables and
                                                # the cache by the load (lsmkv/engine/adaptive.py); the write
@@ -132,6 +135,7 @@ class Options:
         """
         _int("write_buffer_size", self.write_buffer_size, 64 * KiB)
         _int("max_write_buffer_number", self.max_write_buffer_number, 2, 64)
+        _int("db_write_buffer_size", self.db_write_buffer_size, 0)
         _int("block_size", self.block_size, 256, 64 * MiB)
         _int("block_restart_interval", self.block_restart_interval, 1, 1024)
         if self.compression not in ("zstd", "none"):

@@ -74,6 +74,8 @@ cdef class Core:
     cdef public uint32_t cf_id       # 0: the default family
     cdef public str cf_name
     cdef public dict cfs             # on the engine: id -> family Core, or None while it has none
+    cdef public size_t cf_total_limit  # on the engine: db_write_buffer_size (what every family's
+                                       # active memtable may hold together)
     cdef BlockIter spare_bi          # a point read's BlockIter, kept between reads (_lookup), or None
 
     def __cinit__(self, *args, **kwargs):
@@ -113,7 +115,18 @@ cdef class Core:
             self.writes.level0_stall(nbytes)
         if self.sv.mem.arena.used >= self.write_buffer_size:
             self.writes.make_room()
+        if self.db.cfs is not None and self._families_memtables() >= self.db.cf_total_limit:
+            self.db.switch_largest_memtable()
         return 0
+
+    cdef size_t _families_memtables(self):
+        """Bytes the active memtables of every column family hold together (mutex held)."""
+        cdef Core d = self.db
+        cdef Core c
+        cdef size_t n = d.sv.mem.arena.used
+        for c in d.cfs.values():
+            n += c.sv.mem.arena.used
+        return n
 
     # -- writes
 

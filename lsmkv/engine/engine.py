@@ -88,6 +88,7 @@ class Engine(Core):
         self.path = os.path.abspath(os.fspath(path))
         self.clock = opts.clock
         self.write_buffer_size = opts.write_buffer_size
+        self.cf_total_limit = opts.db_write_buffer_size or opts.write_buffer_size
         self.merge_op = merge.resolve(opts.merge_operator)
         self.state.path = self.path
         n_compactions = opts.max_background_jobs - 1     # one job is the flush
@@ -239,6 +240,24 @@ class Engine(Core):
             if (len(sv.mem) or sv.mem.range_dels) and sv.mem.log_number <= oldest and \
                     len(sv.imms) < f.options.max_write_buffer_number - 1:
                 f.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
+
+    def switch_largest_memtable(self):
+        """The active memtables of every column family hold db_write_buffer_size
+        bytes together (mutex held; Core._writable): make the largest one that may
+        switch immutable, so that its flush brings the total down (RocksDB's
+        db_write_buffer_size), else 8 families written in turn would hold 8 write
+        buffers. A memtable under 1/16 of the limit is left as it is: with many
+        families the total may then pass the limit, by at most that much each,
+        rather than switch logs for a few writes each."""
+        limit = self.cf_total_limit
+        best, most = None, 0
+        for f in (self,) + tuple(self.cfs.values()):
+            used = f.sv.mem.arena_used
+            if used > most and used * 16 >= limit and len(f.sv.imms) < f.options.max_write_buffer_number - 1:
+                best, most = f, used
+        if best is not None:
+            self.stats.family_memtable_switches += 1
+            best.switch_memtable()
 
     def log_bound(self):
         """Logs numbered below this hold no write a memtable still needs (mutex held):

@@ -21,7 +21,7 @@ FIELDS = ("flushes", "flush_bytes", "flush_seconds", "flush_max_seconds",
           "recovered_records", "dropped_hidden", "dropped_deletes", "ttl_dropped", "merges_folded",
           "logs_deleted", "file_delete_errors", "heap_trims", "heap_trim_seconds",
           "flushed_entries", "flush_output_entries", "range_dropped", "range_tombstones_dropped",
-          "range_files_dropped")
+          "range_files_dropped", "family_memtable_switches")
 
 _FLOATS = {"flush_seconds", "flush_max_seconds", "stall_seconds", "memtable_stall_seconds",
            "heap_trim_seconds"}

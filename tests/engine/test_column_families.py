@@ -661,3 +661,27 @@ def test_repair_rebuild_mode_keeps_families(tmp_path):
     assert u.get(b"in-log") == b"1" and db.get(b"in-log") == b"d" and u.get(b"flushed-late") == b"1"
     assert u.stats()["compression"] == "none"          # its options, from the MANIFEST's record
     db.close()
+
+
+def test_families_share_one_memtable_budget(tmp_path):
+    """db_write_buffer_size bounds what every family's active memtable holds together:
+    8 families written in turn flush the largest one when the total reaches it,
+    instead of holding 8 write buffers; every write stays readable."""
+    limit = 1 << 20
+    with lsmkv.DB(str(tmp_path / "db"), write_buffer_size=4 << 20, db_write_buffer_size=limit) as db:
+        hs = [db] + [db.create_column_family("c%d" % i) for i in range(7)]
+        peak = 0
+        for i in range(40000):
+            hs[i % 8].put(b"k%07d" % i, b"v" * 100)
+            if i % 500 == 0:
+                peak = max(peak, db.memory_usage()["memtable_active"])
+        st = db.stats()
+        assert st["family_memtable_switches"] >= 8, st["family_memtable_switches"]
+        assert peak < 2 * limit, peak           # each family's own limit (4 MiB) was never reached
+        for i in range(0, 40000, 97):
+            assert hs[i % 8].get(b"k%07d" % i) == b"v" * 100
+    with lsmkv.DB(str(tmp_path / "db")) as db:
+        hs = [db] + [db.column_family("c%d" % i) for i in range(7)]
+        assert all(hs[i % 8].get(b"k%07d" % i) == b"v" * 100 for i in range(0, 40000, 89))
+    with pytest.raises(ValueError, match="db_write_buffer_size"):
+        lsmkv.DB(str(tmp_path / "db2"), db_write_buffer_size=-1)
