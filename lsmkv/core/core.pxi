@@ -115,7 +115,11 @@ cdef class Core:
             self.writes.level0_stall(nbytes)
         if self.sv.mem.arena.used >= self.write_buffer_size:
             self.writes.make_room()
-        if self.db.cfs is not None and self._families_memtables() >= self.db.cf_total_limit:
+        # the sum is only looked at once this memtable holds its share of the limit (the
+        # total may pass it by one share): a write pays a multiply, not a walk of the families
+        if (self.db.cfs is not None
+                and self.sv.mem.arena.used * (len(self.db.cfs) + 1) >= self.db.cf_total_limit
+                and self._families_memtables() >= self.db.cf_total_limit):
             self.db.switch_largest_memtable()
         return 0
 
