@@ -182,6 +182,7 @@ class Core:
     cf_id: int
     cf_name: str
     cfs: Optional[dict[int, "Core"]]
+    cf_total_limit: int         # db_write_buffer_size: what every family's active memtable may hold together
     mutex: Any
     closed: bool
     bg_error: Optional[BaseException]
