@@ -274,7 +274,7 @@ def test_a_family_that_never_flushes_holds_the_log(tmp_path):
     db.close()
 
 
-def test_kill_without_close_replays_into_each_family(tmp_path):
+def test_exit_without_close_replays_into_each_family(tmp_path):
     """A DB never closed (its logs unsealed, no flush): reopen routes each record."""
     import subprocess
     import sys
