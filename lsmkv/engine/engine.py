@@ -280,6 +280,8 @@ class Engine(Core):
         """The Family named name (ColumnFamilyError if none)."""
         for f in list((self.cfs or {}).values()):
             if f.cf_name == name:
+                if f.dropped:
+                    raise ColumnFamilyError(f"column family {name!r} is being dropped")
                 return f
         names = ", ".join(repr(n) for n in ["default"] + self.column_families())
         raise ColumnFamilyError(f"no column family {name!r} (families: {names})")
@@ -328,12 +330,14 @@ class Engine(Core):
             raise self.read_only_error("drop_column_family() writes the MANIFEST")
         with self.mutex:
             self.check_open()
-            fam = self.family(name)
+            fam = self.family(name)     # a family being dropped is not found: one drop goes on
             fam.dropped = True          # no flush or compaction of it starts from now on
             fam.closed = True           # its writes and reads raise ClosedError
         with fam.compactions.no_background():       # the ones running end first
             with self.mutex:
                 while fam.flusher.flushing is not None:
+                    if self.bg_error is not None:   # a failed flush: the DB is read-only anyway
+                        raise BackgroundError(f"background work failed: {self.bg_error}")
                     self.cv.wait(0.05)
             with self.manifest_lock:
                 edit = family.drop_edit(fam.cf_id)
@@ -344,6 +348,9 @@ class Engine(Core):
                     cfs = dict(self.cfs)
                     del cfs[fam.cf_id]
                     self.cfs = cfs or None
+                    # a handle kept after the drop must not keep its memtables and open
+                    # tables (deleted files' disk space): it reads nothing now
+                    fam.release_all()
                     self.files.collect()
         self.janitor_pass()
 

@@ -39,7 +39,7 @@ from lsmkv.core.memtable import MemTable
 from lsmkv.engine import background
 from lsmkv.engine.flush import Flusher, flush_and_wait
 from lsmkv.engine.scheduler import Compactions
-from lsmkv.engine.version import VersionEdit
+from lsmkv.engine.version import Version, VersionEdit
 from lsmkv.engine.writes import WriteController
 from lsmkv.errors import ClosedError, ColumnFamilyError
 from lsmkv.options import Options
@@ -192,6 +192,13 @@ class Family(Core):
         """Publish a new SuperVersion from the family's current version (mutex held)."""
         self.sv = self.engine.super_version(mem, imms, self.versions.current)
         self.l0_files = len(self.sv.l0)
+
+    def release_all(self):
+        """Once dropped (mutex held): an empty SuperVersion, so that a handle the user
+        keeps holds no memtable and no open table (the deleted files' disk space);
+        reads already running hold the SuperVersion they took."""
+        self.sv = self.engine.super_version(MemTable(log_number=self.engine.wal.number), (), Version())
+        self.l0_files = 0
 
     def switch_memtable(self):
         """Make the family's memtable immutable (mutex held): the DB's log is switched

@@ -123,6 +123,8 @@ class Flusher:
         try:
             self.flush_memtable(imm)
         except BaseException as ex:   # noqa: BLE001 - surfaced to writers via bg_error
+            with e.mutex:
+                self.flushing = None  # nothing is being flushed (a drop waits on this)
             e.fail_background(ex)
             return background.STOP
         # drop the flushed memtable now: a reference kept here would keep its whole
@@ -180,6 +182,12 @@ class Flusher:
             e.files.collect()
             e.cv.notify_all()
 
+        if e.db.cfs:
+            # with column families the flushed memtable's batches may hold other
+            # families' writes, which live only in these logs: make them durable before
+            # the edit that makes this family's part durable, or a power loss could
+            # keep one family's half of a batch (RocksDB syncs closed logs likewise)
+            e.db.logs.sync_retired()
         e.log_and_apply(edit, installed)
         e.logs.retire_flushed(imm.log_number)
         e.threads.janitor_wake.set()

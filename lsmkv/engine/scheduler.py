@@ -146,6 +146,8 @@ class Compactions:
         e = self.engine
         with self.lock:            # not while a manual compaction holds it
             with e.mutex:
+                if e.shutting_down:    # closing, or a column family dropped since step() looked
+                    return None
                 version = e.versions.current
                 running = self.running
                 oldest = e.snapshots.oldest()
@@ -190,6 +192,7 @@ class Compactions:
         """Compact [start, stop] below level 0 (lock held, nothing running)."""
         e = self.engine
         with e.mutex:
+            e.check_open()             # a column family dropped meanwhile: ClosedError naming it
             version = e.versions.current
             inputs, output_level = pick_range(version, start, stop)
         nfiles = sum(len(v) for v in inputs.values())

@@ -64,7 +64,7 @@ def torn_append(data, off):
 MARKER = b"lsmkv-manifest-1"
 
 TAG_LOG, TAG_NEXT_FILE, TAG_LAST_SEQ, TAG_DELETED, TAG_NEW_FILE, TAG_MARKER = 1, 2, 3, 4, 5, 6
-TAG_FAMILY, TAG_CREATE_FAMILY, TAG_DROP_FAMILY = 7, 8, 9
+TAG_FAMILY, TAG_CREATE_FAMILY, TAG_DROP_FAMILY, TAG_NEXT_FAMILY = 7, 8, 9, 10
 
 
 class FileMeta:
@@ -111,6 +111,7 @@ class VersionEdit:
         self.family = 0          # the column family of log_number, deleted and added
         self.create_family = None    # (id, name, options dict): a new family (its id is `family`)
         self.drop_family = None      # id of a family dropped
+        self.next_family_id = None   # the id the next family created gets (a new MANIFEST's first record)
 
     def delete_file(self, level, number):
         self.deleted.append((level, number))
@@ -132,6 +133,8 @@ class VersionEdit:
             out += v(TAG_FAMILY) + v(self.family)
         if self.drop_family is not None:
             out += v(TAG_DROP_FAMILY) + v(self.drop_family)
+        if self.next_family_id is not None:
+            out += v(TAG_NEXT_FAMILY) + v(self.next_family_id)
         if self.log_number is not None:
             out += v(TAG_LOG) + v(self.log_number)
         if self.next_file_number is not None:
@@ -210,6 +213,8 @@ class VersionEdit:
                 e.create_family = (fid, name, opts)
             elif tag == TAG_DROP_FAMILY:
                 e.drop_family = num()
+            elif tag == TAG_NEXT_FAMILY:
+                e.next_family_id = num()
             else:
                 raise CorruptionError(path, offset, f"manifest record: unknown field tag {tag}")
         if e.create_family is not None:
@@ -299,6 +304,8 @@ class VersionSet:
 
     def _apply_state(self, edit, path=None, off=None):
         """Apply edit to the family state it names (recovery and apply)."""
+        if edit.next_family_id is not None:
+            self.next_family_id = max(self.next_family_id, edit.next_family_id)
         if edit.create_family is not None:
             fid, name, opts = edit.create_family
             if fid in self.families or any(f.name == name for f in self.families.values()):
@@ -402,6 +409,8 @@ class VersionSet:
         snap.log_number = self.log_number
         snap.next_file_number = self.next_file_number
         snap.last_sequence = self.last_sequence
+        if self.next_family_id > 1:     # ids of dropped families are never given again
+            snap.next_family_id = self.next_family_id
         for level, f in self.current.files():
             snap.add_file(level, f)
         data = frame(snap.encode(marker=True))
