@@ -149,7 +149,7 @@ cdef class Core:
         """See CoreDB.sync_wal."""
         with self.mutex:
             if self.closed:
-                raise self.state.error()
+                raise self._closed_error()
             if self.read_only:
                 raise self.read_only_error("it has no log to sync")
             try:
@@ -272,7 +272,7 @@ cdef class Core:
 
     cdef int _no_merge_operator(self) except -1:
         if self.closed:
-            raise self.state.error()
+            raise self._closed_error()
         raise MergeOperatorError("db.merge needs a merge operator: open the database with "
                                  "merge_operator=... (lsmkv.DB(path, merge_operator='uint64add'))")
 
@@ -310,14 +310,14 @@ cdef class Core:
         cdef uint64_t seq
         cdef uint8_t* p
         if self.closed:
-            raise self.state.error()
+            raise self._closed_error()
         if self.read_only:
             raise self.read_only_error("put, delete and write are refused")
         if batch.count == 0:
             if check is not None:
                 with self.mutex:
                     if self.closed:
-                        raise self.state.error()
+                        raise self._closed_error()
                     self._check_unchanged(check, check_seq)
             return 0
         if batch.has_merge and self.merge_op is None:
@@ -481,7 +481,7 @@ cdef class Core:
         cdef tuple lv
         cdef bytes b
         if self.closed:
-            raise self.state.error()
+            raise self._closed_error()
         if ikn > 128:
             ik = <uint8_t*>malloc(ikn)
             if ik == NULL:
@@ -799,7 +799,7 @@ cdef class Core:
     cdef object _pin_current(self):
         """(the current SuperVersion, a Pin on its version) for a new iterator."""
         if self.closed:
-            raise self.state.error()
+            raise self._closed_error()
         if self.files.gc_pending:   # a pin was released while the mutex was busy
             self.files.gc_soon()
         sv = self.sv

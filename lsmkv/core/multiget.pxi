@@ -105,7 +105,7 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
     for key in keys:
         ks.append(_as_key(key))
     if c.closed:
-        raise c.state.error()
+        raise c._closed_error()
     sv = c.sv
     seq = c.last_seq if at is None else <uint64_t>at
     n = len(ks)

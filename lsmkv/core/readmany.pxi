@@ -89,7 +89,7 @@ cdef Py_ssize_t mg_jobs(TableReader t, MgTable* st, FetchJob* jobs) except -1:
             continue
         off = st.offs[st.n + b]
         size = st.sizes[st.n + b]
-        if off > t.file_size or size + TRAILER_SIZE > t.file_size - off:
+        if off > t.file_size or t.file_size - off < TRAILER_SIZE or size > t.file_size - off - TRAILER_SIZE:
             continue
         jobs[k].fd = t.fd
         jobs[k].off = off

@@ -483,8 +483,14 @@ class _Repair:
         for number in tables:
             path = filenames.table_name(self.path, number)
             cf = _table_family(path, number)
+            if cf is None:      # its properties are unreadable: the default's, unless families exist
+                cf = None if named else 0
             err = _table_error(path, number)
-            if cf in dropped:
+            if cf is None:      # its family unknown: not guessed (lost/, not the default), and lost
+                self.to_lost.append(_table_file(number))
+                self.report.tables_dropped.append({"file": _table_file(number),
+                                                   "reason": "unreadable: its column family is unknown"})
+            elif cf in dropped:
                 self.to_lost.append(_table_file(number))
             elif err is None:
                 inputs.setdefault(cf, []).append(number)
@@ -567,12 +573,12 @@ class _Repair:
 # ---------------------------------------------------------------- column families
 
 def _table_family(path, number):
-    """A table's column family id (its column_family property; 0: the default's,
-    or a table whose properties cannot be read)."""
+    """A table's column family id (its column_family property; 0: the default's),
+    or None if its properties cannot be read."""
     try:
         t = TableReader(path, number, None, True)
     except CorruptionError:
-        return 0
+        return None
     try:
         return t.properties.get("column_family", 0)
     finally:

@@ -72,6 +72,7 @@ class WriteController:
                 if e.bg_error is not None:
                     raise BackgroundError(f"background work failed: {e.bg_error}")
                 if e.shutting_down or e.closed:
+                    e.check_open()                  # a dropped column family's error names it
                     raise e.state.error()
                 if e.sv.mem.arena_used < e.write_buffer_size:
                     return

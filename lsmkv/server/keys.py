@@ -3,7 +3,7 @@ TOUCH, EXPIRETIME, PEXPIRETIME, OBJECT (ENCODING, REFCOUNT, IDLETIME, FREQ,
 HELP). Conventions as lsmkv/server/commands.py. RENAME and COPY carry the TTL,
 as Redis, and move hashes too; each is one write step and one atomic write batch."""
 from lsmkv.server import expiry, hashes, resp
-from lsmkv.server.args import SYNTAX, CommandError, to_int
+from lsmkv.server.args import SYNTAX, CommandError
 from lsmkv.server.databases import (SWAPDB_MAX_BYTES, TooLarge, base_of, batch_for, database_rows, db_index,
                                     flush_batch)
 from lsmkv.server.scan import compile_match, prefix_stop

@@ -800,6 +800,9 @@ def test_a_handle_kept_after_the_drop_holds_no_table_or_memtable(tmp_path):
         assert len(a.core.sv.mem) == 0
         with pytest.raises(lsmkv.ClosedError, match="dropped"):
             a.get(b"unflushed")
+        for use in (lambda: list(a.items()), a.iterator, lambda: a.multi_get([b"k000001"])):
+            with pytest.raises(lsmkv.ClosedError, match="column family 'a' was dropped"):
+                use()
     finally:
         db.close()
 
@@ -819,3 +822,44 @@ def test_a_dropped_familys_id_is_never_given_again_across_reopens(tmp_path):
         assert db.create_column_family("b", merge_operator="max").id == 3
     with lsmkv.DB(path) as db:
         assert db.column_family("b").id == 3 and db.create_column_family("c").id == 4
+
+
+def test_repair_rebuild_does_not_guess_the_family_of_an_unreadable_table(tmp_path):
+    """Rebuild mode with families: a table whose footer (so its column_family
+    property) cannot be read goes to lost/, not into the default family."""
+    from lsmkv.core.table import TableReader
+    from lsmkv.engine.logformat import read_log
+    path = str(tmp_path)
+    db = lsmkv.DB(path, write_buffer_size=64 * 1024)
+    users = db.create_column_family("users")
+    for i in range(1000):
+        with db.write_batch() as wb:
+            wb.put(b"k%05d" % i, b"d" * 30)
+            wb.put(b"k%05d" % i, b"u" * 30, cf=users)
+    db.flush()
+    users.flush()
+    uid = users.id
+    db.close()
+    damaged = []
+    for name in sorted(n for n in os.listdir(path) if n.endswith(".sst")):
+        p = os.path.join(path, name)
+        t = TableReader(p, int(name[:-4]), None, True)
+        cf = t.properties.get("column_family", 0)
+        t.close()
+        if cf == uid:
+            with open(p, "r+b") as f:
+                f.seek(-16, os.SEEK_END)
+                f.write(b"\xff" * 16)             # the footer: nothing of the table can be read
+            damaged.append(name)
+    assert damaged
+    man = [n for n in os.listdir(path) if n.startswith("MANIFEST")][0]
+    data = bytearray(open(os.path.join(path, man), "rb").read())
+    last_off = read_log(man, bytes(data), wal=False).records[-1][0]
+    data[last_off + 10] ^= 0xFF                   # no usable MANIFEST: rebuild mode
+    open(os.path.join(path, man), "wb").write(bytes(data))
+    report = lsmkv.repair(path)
+    assert report.mode == "rebuild" and report.lost_anything, report.lines()
+    assert set(damaged) <= set(os.listdir(os.path.join(path, "lost")))
+    with lsmkv.DB(path) as db:
+        assert all(v == b"d" * 30 for _, v in db.items())    # no value of users' in the default
+        assert len(list(db.keys())) == 1000
