@@ -191,12 +191,23 @@ cdef int _fp_start() except -1:
     """Start helpers up to _fp_want (with the GIL: one caller at a time)."""
     global _fp_started, _fp_want
     cdef pthread_t t
-    while _fp_started < _fp_want:
-        if pthread_create(&t, NULL, _fp_main, NULL) != 0:
-            _fp_want = _fp_started          # no more threads: work with those there are
-            break
-        pthread_detach(t)
-        _fp_started += 1
+    cdef sigset_t every, old
+    if _fp_started >= _fp_want:
+        return 0
+    # a new thread inherits the creator's mask: created with every signal blocked, a
+    # helper can never be the thread a signal is delivered to (not even before its
+    # own pthread_sigmask); the caller's mask is put back at once
+    sigfillset(&every)
+    pthread_sigmask(SIG_BLOCK, &every, &old)
+    try:
+        while _fp_started < _fp_want:
+            if pthread_create(&t, NULL, _fp_main, NULL) != 0:
+                _fp_want = _fp_started          # no more threads: work with those there are
+                break
+            pthread_detach(t)
+            _fp_started += 1
+    finally:
+        pthread_sigmask(SIG_SETMASK, &old, NULL)
     return 0
 
 

@@ -84,7 +84,7 @@ from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pth
                                           pthread_mutex_t, pthread_mutex_init, pthread_mutex_lock,
                                           pthread_mutex_unlock, pthread_cond_t, pthread_cond_init,
                                           pthread_cond_wait, pthread_cond_broadcast, sigset_t, sigfillset,
-                                          pthread_sigmask, SIG_BLOCK)
+                                          pthread_sigmask, SIG_BLOCK, SIG_SETMASK)
 from lsmkv.core.includes.uio cimport preadv2, RWF_NOWAIT
 from lsmkv.core.includes.prefetch cimport prefetch, prefetch_range
 from lsmkv.core.iterator cimport InternalIterator, MergingIterator

@@ -34,3 +34,4 @@ cdef extern from "signal.h" nogil:
     int sigfillset(sigset_t* s)
     int pthread_sigmask(int how, const sigset_t* s, sigset_t* old)
     enum: SIG_BLOCK
+    enum: SIG_SETMASK
