@@ -41,7 +41,8 @@ def test_shell_column_families(dbpath):
             f"db = lsmkv.DB({dbpath!r})\n"
             "db.column_family('users').put(b'in-log', b'1')\n"
             "os._exit(0)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/",
+                   env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
     r = run(dbpath, "wal-dump", "--json")
     ops = [op for rec in map(json.loads, r.stdout.splitlines()) for op in rec.get("ops", [])]
     assert {"op": "PUT", "key": "in-log", "value": "1", "family": 1} in ops, r.stdout

@@ -19,7 +19,7 @@ import pytest
 
 import lsmkv
 from lsmkv import testing
-from conftest import FakeClock
+from conftest import FakeClock, lsmkv_import_path
 from model_checks import check_cursor
 
 SEEDS = [int(os.environ["LSMKV_CF_SEED"])] if "LSMKV_CF_SEED" in os.environ else [1, 2, 3]
@@ -290,7 +290,8 @@ def test_exit_without_close_replays_into_each_family(tmp_path):
         "a.flush()\n"
         "a.put(b'late', b'1')\n"
         "os._exit(0)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/",   # "/": the installed lsmkv
+                   env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
     db = lsmkv.DB(path)
     a, b = db.column_family("a"), db.column_family("b")
     assert len(list(db.keys())) == 500 and len(list(a.keys())) == 501
@@ -534,7 +535,8 @@ def test_repair_keeps_families(tmp_path):
             "db.column_family('a').put(b'child', b'1')\n"
             "os._exit(0)\n")
     db.close()
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/",   # "/": the installed lsmkv
+                   env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
     report = lsmkv.repair(path)
     assert report.mode == "manifest" and not report.lost_anything, report.lines()
     db = lsmkv.DB(path)
@@ -645,7 +647,8 @@ def test_repair_rebuild_mode_keeps_families(tmp_path):
             "u.put(b'flushed-late', b'1'); u.flush()\n"          # an edit after the snapshot records
             "u.put(b'in-log', b'1'); db.put(b'in-log', b'd')\n"
             "os._exit(0)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/",   # "/": the installed lsmkv
+                   env=dict(os.environ, PYTHONPATH=lsmkv_import_path()))
     man = [n for n in os.listdir(path) if n.startswith("MANIFEST")][0]
     data = bytearray(open(os.path.join(path, man), "rb").read())
     last_off = read_log(man, bytes(data), wal=False).records[-1][0]
