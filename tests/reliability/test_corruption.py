@@ -31,7 +31,6 @@ import sys
 import pytest
 
 import lsmkv
-from lsmkv.engine import filenames
 from lsmkv.errors import CorruptionError
 from lsmkv.engine.logformat import read_log
 from conftest import lsmkv_import_path

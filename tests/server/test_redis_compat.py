@@ -2,7 +2,6 @@
 edge cases and commands, driven by raw sockets and redis-py; and a differential
 test that sends the same script to redis-server (when it is on PATH) and to lsmkv
 serve and compares the replies byte for byte."""
-import os
 import random
 import shutil
 import socket
