@@ -40,9 +40,6 @@ from lsmkv.core.merge cimport MergeOperator
 from lsmkv.errors import MergeOperatorError
 
 
-cdef bint making = False    # set (GIL held) while a C factory (new_db_iterator, new_merging_iterator)
-                            # makes its object: a Python-level call without arguments is a TypeError
-
 cdef class HandleState:
     """See _iterator.pxd. error() is the exception a use of the closed handle raises."""
 
@@ -135,7 +132,11 @@ cdef class MergingIterator(InternalIterator):
         self.second = -1
         if children is not None:
             self._init(list(children))
-        elif not making:                # new_merging_iterator sets them with _init
+
+    def __init__(self, children=None):
+        # Only a Python-level call runs __init__; new_merging_iterator's __new__ does not
+        # (and then sets the children with _init).
+        if children is None:
             raise TypeError("MergingIterator(children): children is required")
 
     cdef int _init(self, list children) except -1:
@@ -453,11 +454,10 @@ cdef class DBIterator:
     cdef public RangeDelSet range_dels   # the read's range tombstones (Core sets it), or None
     cdef public MergeOperator merge_op   # the DB's (Core._iterate sets it), or None
 
-    def __cinit__(self):
+    def __init__(self, *args, **kwargs):
         # Made only by new_db_iterator (Core._iterate, per items()/keys()/values() call),
-        # which sets the fields in C: no argument parsing, no attribute setters.
-        if not making:
-            raise TypeError("DBIterator objects are made by DB.items(), keys() and values()")
+        # which sets the fields in C (its __new__ does not run __init__).
+        raise TypeError("DBIterator objects are made by DB.items(), keys() and values()")
 
     def __dealloc__(self):
         free(self.skip)
@@ -703,13 +703,7 @@ cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, objec
     items (mode 0), keys (1) or values (2); it holds pin and owner (the DB handle)
     and closes with state. Built in C: one per items() call, so no Python-level
     constructor call."""
-    cdef DBIterator d
-    global making
-    making = True
-    try:
-        d = DBIterator.__new__(DBIterator)
-    finally:
-        making = False
+    cdef DBIterator d = DBIterator.__new__(DBIterator)
     d.it = it
     d.seq = seq
     d.now = now
@@ -728,12 +722,6 @@ cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, objec
 cdef MergingIterator new_merging_iterator(list children):
     """A MergingIterator over children (newest source first), keeping that list
     (the caller's, not copied): built in C, one per items() or iterator() call."""
-    cdef MergingIterator m
-    global making
-    making = True
-    try:
-        m = MergingIterator.__new__(MergingIterator)
-    finally:
-        making = False
+    cdef MergingIterator m = MergingIterator.__new__(MergingIterator)
     m._init(children)
     return m

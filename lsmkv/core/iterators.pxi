@@ -21,9 +21,6 @@ cdef extern from *:
     """
     void prefetch_l2 "lsmkv_prefetch_l2" (const void* p) noexcept nogil
 
-cdef bint making_table_iterator = False   # set (GIL held) by new_table_iterator: TableIterator()
-                                          # without a table is a TypeError otherwise
-
 cdef enum:
     PREFETCH_BLOCK_MAX = 8192   # a data block up to this size is prefetched whole when a seek loads it
 
@@ -31,12 +28,17 @@ cdef class TableIterator(InternalIterator):
     """Two-level iterator: the index block picks data blocks, read through the cache."""
 
     def __cinit__(self, TableReader table=None):
-        if table is None and not making_table_iterator:     # new_table_iterator sets it
-            raise TypeError("TableIterator(table): table is required")
         self.table = table
         self.index = None                   # made at the first positioning (a lazy seek may never need it)
         self.data = None
         self.have_block = False
+
+    def __init__(self, TableReader table=None):
+        # Only a Python-level call runs __init__ (new_table_iterator's __new__ does not), so
+        # the check needs no shared flag: a module flag set around __new__ was not safe, as a
+        # garbage collection inside the allocation can run finalizers that switch threads.
+        if table is None:
+            raise TypeError("TableIterator(table): table is required")
 
     cdef int _open_index(self) except -1:
         """Load the index block; a cached index stays pinned while the iterator lives."""
@@ -166,13 +168,7 @@ cdef class TableIterator(InternalIterator):
 cdef TableIterator new_table_iterator(TableReader table):
     """TableIterator(table), built in C (no Python-level call): one per table per
     items() or iterator() call."""
-    cdef TableIterator it
-    global making_table_iterator
-    making_table_iterator = True
-    try:
-        it = TableIterator.__new__(TableIterator)
-    finally:
-        making_table_iterator = False
+    cdef TableIterator it = TableIterator.__new__(TableIterator)
     it.table = table
     return it
 

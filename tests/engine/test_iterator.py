@@ -266,3 +266,50 @@ def test_lazy_seek_over_many_tables_matches_a_model(dbpath, bloom, tables):
                     it.prev()
                     assert it.key() == srt[i - 1], k
             it.close()
+
+
+def test_iterators_made_inside_a_collection_during_another_iterators_construction(tmp_path, small_opts):
+    """A garbage collection can start inside the allocation of an iterator that a C
+    factory is making, and its callbacks (or finalizers, which can also switch threads)
+    can make iterators of their own. The construction in progress must not notice: it
+    once relied on a module flag that the nested construction cleared, and raised
+    "TableIterator(table): table is required" mid-scan (seen under thread load in CI)."""
+    dbs = []
+    for name in ("a", "b"):
+        db = lsmkv.DB(str(tmp_path / name), **small_opts)
+        rng = random.Random(name)
+        for i in range(3000):
+            db.put(b"%06d" % i, rng.randbytes(60))      # incompressible: several tables
+        db.flush()
+        assert db.stats()["levels"][0]["files"] >= 3   # a table iterator for each
+        dbs.append(db)
+    a, b = dbs
+    nested = []
+
+    def on_gc(phase, info):
+        if phase == "start":
+            nested.append(sum(1 for _ in itertools.islice(b.items(), 3)))
+
+    old = gc.get_threshold()
+    gc.callbacks.append(on_gc)
+    gc.set_threshold(1, 1, 1)           # a collection at nearly every container allocation
+    try:
+        for _ in range(3):
+            assert sum(1 for _ in a.items()) == 3000
+            assert sum(1 for _ in a.items(reverse=True)) == 3000
+            it = a.iterator()
+            it.seek(b"001500")
+            assert it.key() == b"001500"
+            it.close()
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.set_threshold(*old)
+    assert nested and set(nested) == {3}
+    for db in dbs:
+        db.close()
+    with pytest.raises(TypeError, match="table is required"):
+        lsmkv.core.table.TableIterator()
+    with pytest.raises(TypeError, match="children is required"):
+        lsmkv.core.iterator.MergingIterator()
+    with pytest.raises(TypeError, match="are made by"):
+        lsmkv.core.iterator.DBIterator()
