@@ -24,7 +24,7 @@ import threading
 
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memcmp
-from libc.math cimport ceil
+from libc.math cimport ceil, INFINITY
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.bytearray cimport PyByteArray_CheckExact
@@ -108,6 +108,9 @@ def now_ms(clock):
     return clock_ms(clock)
 
 
+cdef double EXPIRY_LIMIT_MS = 9223372036854775808.0    # 2**63: an expiry in ms is an int64
+
+
 cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
     if ttl is None:
         return 0
@@ -115,9 +118,20 @@ cdef int64_t expiry_from_ttl(object clock, object ttl) except -2:
         raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
     if not ttl > 0:
         raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+    cdef double t
+    try:
+        t = ttl
+    except OverflowError:
+        t = INFINITY
     # rounded up: a key never expires before its ttl has passed (at most 1 ms after)
-    cdef int64_t e = <int64_t>ceil((clock() + ttl) * 1000.0)
-    return e if e > 0 else 1
+    cdef double e = ceil((<double>clock() + t) * 1000.0)
+    if not e < EXPIRY_LIMIT_MS:
+        # the cast below would be undefined, and gave a past expiry: the put said yes
+        # and the key (and the value it replaced) was gone
+        r = repr(ttl)
+        raise ValueError(f"ttl {r if len(r) <= 40 else r[:37] + '...'} s is too large: the expiry must come before "
+                         f"2**63 ms after the epoch (about 292 million years)")
+    return <int64_t>e if e > 0 else 1
 
 # ------------------------------------------------------------------ super version
 

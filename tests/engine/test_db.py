@@ -555,6 +555,28 @@ def test_ttl_reports_remaining_seconds(dbpath, clock, small_opts):
             db.ttl("t")
 
 
+@pytest.mark.parametrize("ttl", [float("inf"), 1e300, 9.3e15, 2 ** 62, 2 ** 2000])
+def test_a_ttl_past_the_largest_expiry_is_refused_and_keeps_the_old_value(dbpath, ttl):
+    """An expiry is an int64 of ms: a ttl that leaves it was once cast to a past time,
+    so the put was acknowledged and the key (and the value it replaced) vanished."""
+    with lsmkv.DB(dbpath) as db:
+        db.put(b"k", b"old")
+        with pytest.raises(ValueError, match="ttl .* is too large"):
+            db.put(b"k", b"new", ttl=ttl)
+        wb = db.write_batch()
+        with pytest.raises(ValueError, match="too large"):
+            wb.put(b"k", b"new", ttl=ttl)
+        assert len(wb) == 0
+        with pytest.raises(ValueError, match="too large"):
+            with db.transaction() as txn:
+                txn.put(b"k", b"new", ttl=ttl)
+        db.put(b"far", b"v", ttl=9.2e15)             # ~291 million years: still fits
+        assert db.get(b"k") == b"old" and db.get(b"far") == b"v"
+    with lsmkv.DB(dbpath) as db:
+        assert db.get(b"k") == b"old" and db.ttl(b"k") is None
+        assert db.ttl(b"far") > 9e15
+
+
 def _wait(pred, timeout=60):
     import time
     deadline = time.monotonic() + timeout
