@@ -49,6 +49,7 @@ Invariants:
 """
 import os
 import threading
+import time
 import warnings
 
 from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
@@ -90,6 +91,7 @@ class Engine(Core):
         self.write_buffer_size = opts.write_buffer_size
         self.cf_total_limit = opts.db_write_buffer_size or opts.write_buffer_size
         self.merge_op = merge.resolve(opts.merge_operator)
+        self.default_ttl = opts.default_ttl
         self.state.path = self.path
         n_compactions = opts.max_background_jobs - 1     # one job is the flush
 
@@ -248,16 +250,46 @@ class Engine(Core):
         db_write_buffer_size), else 8 families written in turn would hold 8 write
         buffers. A memtable under 1/16 of the limit is left as it is: with many
         families the total may then pass the limit, by at most that much each,
-        rather than switch logs for a few writes each."""
+        rather than switch logs for a few writes each. When every memtable that
+        could switch still waits for its previous one's flush (flushes behind the
+        writes), the writer waits for a flush, as make_room does for one family:
+        the total stays bounded by the limit rather than by the families' write
+        buffers."""
         limit = self.cf_total_limit
-        best, most = None, 0
-        for f in (self,) + tuple(self.cfs.values()):
-            used = f.sv.mem.arena_used
-            if used > most and used * 16 >= limit and len(f.sv.imms) < f.options.max_write_buffer_number - 1:
-                best, most = f, used
-        if best is not None:
-            self.stats.family_memtable_switches += 1
-            best.switch_memtable()
+        stalled_at = None
+        try:
+            while True:
+                best, most, total, blocked = None, 0, 0, False
+                for f in (self,) + tuple(self.cfs.values()):
+                    used = f.sv.mem.arena_used
+                    total += used
+                    if used * 16 < limit:
+                        continue
+                    if len(f.sv.imms) >= f.options.max_write_buffer_number - 1:
+                        blocked = True
+                    elif used > most:
+                        best, most = f, used
+                if best is not None:
+                    self.stats.family_memtable_switches += 1
+                    best.switch_memtable()
+                    return
+                if not blocked or total < limit:
+                    return
+                if stalled_at is None:
+                    stalled_at = time.monotonic()
+                    self.stats.stall_count += 1
+                    self.stats.stall_causes["memtables"] += 1
+                if self.bg_error is not None:
+                    raise BackgroundError(f"background work failed: {self.bg_error}")
+                if self.shutting_down or self.closed:
+                    raise self.state.error()
+                self.cv.notify_all()
+                self.cv.wait(1.0)
+        finally:
+            if stalled_at is not None:
+                dt = time.monotonic() - stalled_at
+                self.stats.stall_seconds += dt
+                self.stats.memtable_stall_seconds += dt
 
     def log_bound(self):
         """Logs numbered below this hold no write a memtable still needs (mutex held):

@@ -666,6 +666,46 @@ def test_repair_rebuild_mode_keeps_families(tmp_path):
     db.close()
 
 
+def test_the_memtable_budget_holds_while_flushes_lag(tmp_path):
+    """With the flush thread busy, no family can switch (each already has an immutable
+    memtable waiting): writers wait for a flush instead of filling every family's own
+    write buffer (the total once reached ~10 MB of a 4 MB limit under load)."""
+    import threading
+    limit = 4 << 20
+    n = 120000
+    gate = threading.Event()
+    with lsmkv.DB(str(tmp_path / "db"), write_buffer_size=32 << 20, db_write_buffer_size=limit) as db:
+        hs = [db] + [db.create_column_family("c%d" % i) for i in range(7)]
+        blocked = testing.run_in_pool(db, gate.wait, lane="flush")
+        errors = []
+
+        def writer():
+            try:
+                for i in range(n):
+                    hs[i % 8].put(b"k%07d" % i, b"v" * 100)
+            except BaseException as e:          # noqa: BLE001 - reported below
+                errors.append(e)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            peak = 0
+            while t.is_alive() and db.stats()["stall_causes"]["memtables"] == 0:
+                peak = max(peak, db.memory_usage()["memtable_active"])
+                t.join(0.01)
+            assert t.is_alive(), "the writer never waited for a flush"
+            for _ in range(20):
+                peak = max(peak, db.memory_usage()["memtable_active"])
+                t.join(0.01)
+            assert t.is_alive() and peak < 2 * limit, peak
+        finally:
+            gate.set()
+            t.join(120)
+        assert blocked.is_set() and not errors and not t.is_alive()
+        for i in range(0, n, 97):
+            assert hs[i % 8].get(b"k%07d" % i) == b"v" * 100
+
+
 def test_families_share_one_memtable_budget(tmp_path):
     """db_write_buffer_size bounds what every family's active memtable holds together:
     8 families written in turn flush the largest one when the total reaches it,
