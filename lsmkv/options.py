@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 
 KiB = 1024
 MiB = 1024 * KiB
+MAX_DEFAULT_TTL = 1e12     # seconds (~31,700 years): now + it stays far inside an expiry's int64 of ms
 
 
 def _int(name, v, lo, hi=None):
@@ -115,6 +116,9 @@ class Options:
     create_if_missing: bool = True             # False: DatabaseNotFoundError unless CURRENT exists
     error_if_exists: bool = False              # True: DatabaseExistsError if CURRENT exists
     clock: object = field(default=time.time)   # seconds; used for TTL
+    default_ttl: object = None                 # seconds: a put given no ttl expires this long after it
+                                               # is written (per column family too, as RocksDB's TTL
+                                               # column families); None: such a put never expires
     merge_operator: object = None              # db.merge()'s operator: 'uint64add', 'append', ('append', delim),
                                                # 'max', an lsmkv.MergeOperator or a named callable
                                                # f(key, existing, operands) -> bytes (lsmkv/core/merge.pyx)
@@ -224,6 +228,12 @@ class Options:
         if self.read_only and self.secondary is not None:
             raise ValueError("options read_only and secondary exclude each other (a secondary is "
                              "read-only already)")
+        if self.default_ttl is not None:
+            if isinstance(self.default_ttl, bool) or not isinstance(self.default_ttl, (int, float)):
+                raise TypeError("option default_ttl must be a number of seconds or None")
+            if not 0 < self.default_ttl <= MAX_DEFAULT_TTL:
+                raise ValueError(f"option default_ttl must be seconds in (0, {MAX_DEFAULT_TTL:.0e}] "
+                                 f"or None, got {self.default_ttl!r}")
         if self.merge_operator is not None:
             from lsmkv.core.merge import resolve
             resolve(self.merge_operator)       # TypeError or ValueError naming the option

@@ -69,6 +69,12 @@ EXAMPLE = textwrap.dedent('''
             db.transaction().commit()
         except lsmkv.ConflictError as conflict:
             print(conflict.key)
+        users = db.create_column_family("users", default_ttl=3600.0)
+        users.put(b"u", b"1", ttl=None)
+        users.update({b"v": b"2"})
+        fam_keys: int = users.estimate_num_keys() + users.approximate_size()
+        uv: Optional[bytes] = users.get(b"u")
+        print(users.name, users.stats()["default_ttl"], fam_keys, uv, db.list_column_families())
         size: int = db.approximate_size(b"a", b"z")
         n: int = db.estimate_num_keys()
         tables: int = db.checkpoint(d + "-copy")

@@ -66,6 +66,8 @@ cdef class Core:
     cdef public object logs          # lsmkv.engine.logs.LogSet: sync_retired()
     cdef public object files         # lsmkv.engine.files.Files: gc_pending, gc_soon(), pins
     cdef public MergeOperator merge_op   # the merge_operator option's (lsmkv/core/merge.pyx), or None
+    cdef public object default_ttl   # the default_ttl option's seconds, or None: what a put given
+                                     # no ttl gets (_put; _write_batch through with_default_ttl)
     # column families (lsmkv/engine/family.py): the engine is the DB and its default
     # family; another family is a Core of its own (its sv, merge_op, write_buffer_size,
     # l0_files, counters, last_seq: the last sequence written to it) that writes
@@ -97,6 +99,7 @@ cdef class Core:
         self.cf_id = 0
         self.cf_name = "default"
         self.cfs = None
+        self.default_ttl = None
 
     cdef object _closed_error(self):
         """The error a use of a closed Core raises: a dropped family's, or the handle's."""
@@ -158,6 +161,11 @@ cdef class Core:
                 self._sync_failed(e)
                 raise
         return 0
+
+    def write_through_db(self, WriteBatch batch, bint sync=False):
+        """Write batch with the DB's write (its records name their families): how a
+        family's handle writes a batch of its own (ColumnFamily.update)."""
+        self.db._write_batch(batch, sync)
 
     def read_only_error(self, what):
         """The ReadOnlyError a write to a read-only or secondary engine raises."""
@@ -241,6 +249,8 @@ cdef class Core:
         cdef int64_t expiry = 0
         if ttl is not None:
             expiry = expiry_from_ttl(self.clock, ttl)
+        elif self.default_ttl is not None:
+            expiry = expiry_from_ttl(self.clock, self.default_ttl)
         get_buffer(key, &kb, "key")
         try:
             get_buffer(value, &vb, "value")
@@ -322,6 +332,8 @@ cdef class Core:
             return 0
         if batch.has_merge and self.merge_op is None:
             self._no_merge_operator()
+        if self.default_ttl is not None or (batch.cfs is not None and self._names_default_ttl(batch)):
+            batch = with_default_ttl(batch, self)
         if batch.cfs is not None or self.cf_id:
             return self._write_batch_cf(batch, sync, check, check_seq)
         with self.mutex:
@@ -349,6 +361,14 @@ cdef class Core:
             self.n_writes += 1
             self.n_batches += 1
         return 0
+
+    cdef bint _names_default_ttl(self, WriteBatch batch):
+        """Whether a family that batch names has a default_ttl."""
+        cdef Core fam
+        for fam in batch.cfs.values():
+            if fam.default_ttl is not None:
+                return True
+        return False
 
     cdef int _write_batch_cf(self, WriteBatch batch, bint sync, list check, uint64_t check_seq) except -1:
         """_write_batch of a batch whose records name column families (self is the

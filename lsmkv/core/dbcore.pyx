@@ -444,6 +444,35 @@ cdef class WriteBatch:
         """
         return self.b.len
 
+
+cdef WriteBatch with_default_ttl(WriteBatch batch, Core db):
+    """A copy of batch in which each put given no ttl, to a family (db, the DB's
+    Core, for the default one) with a default_ttl, expires that long from now: the
+    default applies when the batch is written, as a put's does (Core._put). Other
+    records are copied as they are; batch itself is unchanged."""
+    cdef WriteBatch out = WriteBatch.__new__(WriteBatch, batch.clock)
+    cdef const uint8_t* p = batch.b.p + BATCH_HEADER
+    cdef const uint8_t* end = batch.b.p + batch.b.len
+    cdef BatchOp op
+    cdef Core fam
+    cdef int kind
+    cdef int64_t expiry
+    cdef dict expiries = {}         # family id -> the expiry its puts get (computed once)
+    cdef uint32_t i
+    for i in range(batch.count):
+        p = read_batch_op(p, end, &op, "<batch>", 0)
+        fam = db if op.cf == 0 else <Core>batch.cfs[op.cf]
+        kind = op.kind
+        expiry = op.expiry
+        if kind == KIND_PUT and fam.default_ttl is not None:
+            if op.cf not in expiries:
+                expiries[op.cf] = expiry_from_ttl(db.clock, fam.default_ttl)
+            kind = KIND_PUT_TTL
+            expiry = expiries[op.cf]
+        out._add(kind, op.key, op.kn, op.val, op.vn, expiry, None if op.cf == 0 else fam)
+    out.has_merge = batch.has_merge
+    return out
+
 # ------------------------------------------------------------------ version pins
 
 cdef class Pin:

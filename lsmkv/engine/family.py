@@ -33,10 +33,13 @@ Invariants:
   4. A dropped family's tables are deleted once no iterator pins its version
      (lsmkv.engine.files: only live families' versions and pins are live).
 """
+from collections.abc import Mapping
+
 from lsmkv.core import merge
-from lsmkv.core.dbcore import Core, CoreDB, check_bound
+from lsmkv.core.dbcore import Core, CoreDB, WriteBatch, check_bound
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import background
+from lsmkv.engine import background, estimates
+from lsmkv.engine.mapping import MappingMethods
 from lsmkv.engine.flush import Flusher, flush_and_wait
 from lsmkv.engine.scheduler import Compactions
 from lsmkv.engine.version import Version, VersionEdit
@@ -50,7 +53,7 @@ FAMILY_OPTIONS = frozenset((
     "compression", "compression_level", "compression_dict_bytes", "bottommost_compression_level",
     "bloom_bits_per_key", "target_file_size_base", "level0_file_num_compaction_trigger",
     "level0_slowdown_writes_trigger", "level0_stop_writes_trigger", "max_bytes_for_level_base",
-    "max_bytes_for_level_multiplier", "merge_operator"))
+    "max_bytes_for_level_multiplier", "merge_operator", "default_ttl"))
 
 
 def check_options(name, options):
@@ -139,6 +142,7 @@ class Family(Core):
         self.read_only = engine.read_only
         self.write_buffer_size = options.write_buffer_size
         self.merge_op = merge.resolve(options.merge_operator)
+        self.default_ttl = options.default_ttl
         self.l0_slowdown = max(options.level0_slowdown_writes_trigger,
                                options.level0_file_num_compaction_trigger)
         self.l0_stop = max(options.level0_stop_writes_trigger, self.l0_slowdown)
@@ -242,12 +246,13 @@ class Family(Core):
         return holds_data(self)
 
 
-class ColumnFamily(CoreDB):
+class ColumnFamily(MappingMethods, CoreDB):
     """A column family's handle: the DB's read and write API over the family's key
     space (get, put(ttl=), delete, delete_range, merge, multi_get, items, keys,
-    values, iterator, ...: CoreDB's compiled methods), plus flush(),
-    compact_range() and stats(). Batches across families are written with the
-    DB's write() (wb.put(k, v, cf=handle))."""
+    values, iterator, ...: CoreDB's compiled methods; pop, setdefault, update,
+    reversed(): the DB's mapping methods), plus flush(), compact_range(),
+    approximate_size(), estimate_num_keys() and stats(). Batches across families
+    are written with the DB's write() (wb.put(k, v, cf=handle))."""
 
     def __init__(self, family):
         CoreDB.__init__(self, family)
@@ -269,6 +274,22 @@ class ColumnFamily(CoreDB):
 
     def compact_range(self, start=None, stop=None):
         self.core.compact_range(start, stop)
+
+    def approximate_size(self, start=None, stop=None):
+        """Bytes of the family's table files holding keys in [start, stop) (DB.approximate_size)."""
+        return estimates.approximate_size(self.core, start, stop)
+
+    def estimate_num_keys(self):
+        """An estimate of the family's live keys (DB.estimate_num_keys)."""
+        return estimates.estimate_num_keys(self.core)
+
+    def update(self, other=(), /):
+        """Store every (key, value) of other (a mapping, or an iterable of pairs)
+        in the family, in one atomic batch (DB.update)."""
+        wb = WriteBatch(clock=self.core.clock)
+        for k, v in (other.items() if isinstance(other, Mapping) else other):
+            wb.put(k, v, cf=self)
+        self.core.write_through_db(wb)
 
     def stats(self):
         """The family's counters, memtables and levels (the DB-wide counters,
@@ -298,6 +319,7 @@ class ColumnFamily(CoreDB):
                 "compression": c.options.compression,
                 "bloom_bits_per_key": c.options.bloom_bits_per_key,
                 "merge_operator": None if c.merge_op is None else c.merge_op.name,
+                "default_ttl": c.default_ttl,
             }
 
     def write(self, batch, *, sync=False):

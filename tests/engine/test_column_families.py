@@ -906,3 +906,26 @@ def test_repair_rebuild_does_not_guess_the_family_of_an_unreadable_table(tmp_pat
     with lsmkv.DB(path) as db:
         assert all(v == b"d" * 30 for _, v in db.items())    # no value of users' in the default
         assert len(list(db.keys())) == 1000
+
+
+def test_a_family_handle_has_the_dbs_mapping_and_estimates(tmp_path):
+    """pop, setdefault, update (one atomic batch), reversed(), approximate_size and
+    estimate_num_keys work on a family's key space, as on the DB's."""
+    with lsmkv.DB(str(tmp_path / "db")) as db:
+        fam = db.create_column_family("f", compression="none")
+        fam.update({b"a": b"1", b"b": b"2"})
+        fam.update([(b"c", b"3")])
+        assert fam.setdefault(b"a", b"x") == b"1" and fam.setdefault(b"d", b"4") == b"4"
+        assert fam.pop(b"d") == b"4" and fam.pop(b"d", None) is None
+        with pytest.raises(KeyError):
+            fam.pop(b"d")
+        assert list(reversed(fam)) == [b"c", b"b", b"a"]
+        assert list(db.keys()) == []                # none of it went to the default family
+        for i in range(2000):
+            fam.put(b"k%05d" % i, b"v" * 100)
+        fam.flush()
+        whole = fam.approximate_size()
+        assert whole > 150_000 and db.approximate_size() == 0
+        assert 0.3 < fam.approximate_size(b"k00000", b"k01000") / whole < 0.7
+        assert 1900 <= fam.estimate_num_keys() <= 2100 and db.estimate_num_keys() == 0
+        assert db.stats()["batches"] == 2           # each update() was one batch
