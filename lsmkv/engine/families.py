@@ -4,7 +4,8 @@ The engine (lsmkv.engine.engine.Engine) is the DB and its default family; every
 other family is an lsmkv.engine.family.Family. The engine owns one Families, which
 keeps which families exist and what the DB does across them:
 
-  registry     engine.cfs: id -> Family; names(), get(), open(), create(), drop()
+  registry     engine.cfs: id -> Family; names(), get(), open(), create(), drop(),
+               reload() (a read-only or secondary engine's, from the MANIFEST)
   logs         release_old_logs(): a family written rarely does not keep every
                log after its memtable's; log_bound(): the logs no memtable needs
   memory       switch_largest_memtable(): every family's active memtable together
@@ -29,7 +30,8 @@ open, or at close.
 
 Invariants:
   1. engine.cfs holds every family whose create edit is applied and whose drop edit
-     is not, and nothing else; it is None, not empty, while there is none, so the write
+     is not (in a read-only or secondary engine: of the MANIFEST it last loaded),
+     and nothing else; it is None, not empty, while there is none, so the write
      path of a DB without families tests one pointer.
   2. A family is in the registry only once its create edit is durable in the
      MANIFEST, and leaves it only once its drop edit is. From drop()'s start it is
@@ -153,6 +155,26 @@ class Families:
                     fam.release_all()
                     e.files.collect()
         e.janitor_pass()
+
+    def reload(self, vs, fmems, last_seq):
+        """A read-only or secondary engine's families made those of vs, each on its
+        replayed memtable (mutex held): a family kept by the primary keeps its object
+        (its handles go on), a dropped one is closed."""
+        e = self.engine
+        old = e.cfs or {}
+        cfs = {}
+        for fid, fs in vs.families.items():
+            fam = old.get(fid)
+            if fam is None or fam.cf_name != fs.name:
+                fam = self._new(fid, fs.name, fs.options)
+            cfs[fid] = fam
+        for fid, fam in old.items():
+            if cfs.get(fid) is not fam:
+                fam.dropped = fam.closed = True
+        e.cfs = cfs or None
+        for fid, fam in cfs.items():
+            fam.install(fmems[fid], ())
+            fam.last_seq = last_seq
 
     # ------------------------------------------------------------------ logs and memory
 
