@@ -17,9 +17,9 @@ keeps which families exist and what the DB does across them:
                close() and fork hook
 
 engine.cfs and engine.cf_total_limit are fields of the compiled Core (which the
-engine is), set only here: the write path (Core._writable, Core._write_batch_cf)
-reads them without a Python call, and calls db.switch_largest_memtable(), which
-the engine binds to this one's (no call in between).
+engine is), set only here (cfs starts as None): the write path (Core._writable,
+Core._write_batch_cf) reads them without a Python call, and calls
+db.switch_largest_memtable(), which the engine binds to this one's (no call between).
 
 Thread safety: engine.cfs is guarded by the engine mutex. It is changed only with
 the mutex held and never in place: a new dict replaces it, so the background steps
@@ -40,8 +40,8 @@ Invariants:
   3. A log is obsolete only below log_bound(): every family has flushed past it
      (lsmkv.engine.family, invariant 2).
   4. When a log switch leaves LOGS_PER_FAMILY logs retired per family (the default
-     too), every family whose active memtable holds data from the oldest of them is made
-     to flush, unless max_write_buffer_number - 1 of its memtables already wait.
+     too), every family whose active memtable holds data from the oldest of them
+     is made to flush, unless max_write_buffer_number - 1 of its memtables wait.
 """
 from lsmkv.core import merge
 from lsmkv.core.memtable import MemTable
