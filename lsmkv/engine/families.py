@@ -206,7 +206,7 @@ class Families:
         e = self.engine
         limit = e.cf_total_limit
         best, most = None, 0
-        for f in self.every():
+        for f in (e,) + tuple(e.cfs.values()):      # not every(): at times called per write
             used = f.sv.mem.arena_used
             if used > most and used * 16 >= limit and len(f.sv.imms) < f.options.max_write_buffer_number - 1:
                 best, most = f, used
