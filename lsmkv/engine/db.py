@@ -330,7 +330,7 @@ class DB(CoreDB, MappingMethods):
         (['default', 'users'], b'1')
         >>> db.close()
         """
-        return ColumnFamily(self.core.create_family(name, options))
+        return ColumnFamily(self.core.families.create(name, options))
 
     def column_family(self, name):
         """The handle of column family name (ColumnFamilyError if there is none;
@@ -346,7 +346,7 @@ class DB(CoreDB, MappingMethods):
         if name == "default":
             return self
         self.core.check_open()
-        return ColumnFamily(self.core.family(name))
+        return ColumnFamily(self.core.families.get(name))
 
     def list_column_families(self):
         """The names of the DB's column families, "default" first.
@@ -359,7 +359,7 @@ class DB(CoreDB, MappingMethods):
         >>> db.close()
         """
         self.core.check_open()
-        return ["default"] + self.core.column_families()
+        return ["default"] + self.core.families.names()
 
     def drop_column_family(self, name):
         """Drop column family name: its data is gone for every later read and its
@@ -376,7 +376,7 @@ class DB(CoreDB, MappingMethods):
         """
         if name == "default":
             raise ValueError("the default column family cannot be dropped")
-        self.core.drop_family(name)
+        self.core.families.drop(name)
 
     def catch_up(self):
         """On a DB opened with secondary=<directory>: make visible what the primary

@@ -3,7 +3,8 @@
 The DB handle (lsmkv.engine.db.DB) owns one Engine. Engine is a Python subclass
 of the compiled lsmkv.core.dbcore.Core, whose per-operation paths (put, get,
 delete, write, iteration) run without a Python call; Core reaches the Python side
-only on cold paths, through the components it holds: writes, logs, files.
+only on cold paths, through the components it holds (writes, logs, files) and
+switch_largest_memtable() (the families', bound on the engine).
 
   stats        lsmkv.engine.stats.Stats              the counters of stats()
   threads      lsmkv.engine.background.Threads       its background jobs (on the shared pool)
@@ -15,8 +16,8 @@ only on cold paths, through the components it holds: writes, logs, files.
   flusher      lsmkv.engine.flush.Flusher            the flush job
   compactions  lsmkv.engine.scheduler.Compactions    compaction jobs, manual compactions
   adaptive     lsmkv.engine.adaptive.AdaptiveController, with adaptive_memory
-  cfs          id -> lsmkv.engine.family.Family: the column families other than
-               the default (the engine is the default), None while there are none
+  families     lsmkv.engine.families.Families        the column families other than the
+                                                     default (the engine is the default): cfs
 Recovery (lsmkv.engine.recovery) runs at open; lsmkv.engine.lifecycle holds the
 open engines for the fork and exit hooks.
 
@@ -49,16 +50,16 @@ Invariants:
 """
 import os
 import threading
-import time
 import warnings
 
 from lsmkv.core.dbcore import Core, SuperVersion, check_bound, now_ms
 from lsmkv.core import merge
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import family, lifecycle, mergeop, recovery
+from lsmkv.engine import lifecycle, mergeop, recovery
 from lsmkv.engine.adaptive import AdaptiveController
 from lsmkv.engine.background import IDLE, STOP, Signal, Threads
 from lsmkv.engine.dirlock import DirLock
+from lsmkv.engine.families import Families
 from lsmkv.engine.files import Files
 from lsmkv.engine.flush import Flusher, flush_and_wait
 from lsmkv.engine.killpoint import killpoint
@@ -69,12 +70,8 @@ from lsmkv.engine.stats import Stats
 from lsmkv.engine.tables import Tables
 from lsmkv.engine.writes import WriteController
 from lsmkv.engine.follower import Follower
-from lsmkv.errors import (BackgroundError, ColumnFamilyError, DatabasePermissionError, OpenError,
-                          ReadOnlyError)
+from lsmkv.errors import BackgroundError, DatabasePermissionError, OpenError, ReadOnlyError
 from lsmkv.options import Options
-
-
-LOGS_PER_FAMILY = 4     # retired logs per column family before the oldest one's holders flush
 
 
 class Engine(Core):
@@ -89,7 +86,6 @@ class Engine(Core):
         self.path = os.path.abspath(os.fspath(path))
         self.clock = opts.clock
         self.write_buffer_size = opts.write_buffer_size
-        self.cf_total_limit = opts.db_write_buffer_size or opts.write_buffer_size
         self.merge_op = merge.resolve(opts.merge_operator)
         self.default_ttl = opts.default_ttl
         self.state.path = self.path
@@ -111,6 +107,10 @@ class Engine(Core):
         self.flusher = Flusher(self)
         self.compactions = Compactions(self, n_compactions)
         self.compactions_n = n_compactions
+        self.families = Families(self)       # sets cfs and cf_total_limit, which Core reads
+        # Core._writable calls db.switch_largest_memtable(), at times on every write:
+        # the Families method itself, with no call in between
+        self.switch_largest_memtable = self.families.switch_largest_memtable
         self.adaptive = AdaptiveController(self) if opts.adaptive_memory else None
         if self.adaptive is not None:
             self.write_buffer_size = self.adaptive.policy.size
@@ -224,167 +224,8 @@ class Engine(Core):
         sv = self.sv
         self.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
         if self.cfs:
-            self.release_old_logs()
+            self.families.release_old_logs()
         self.cv.notify_all()
-
-    def release_old_logs(self):
-        """With column families, after a log switch (mutex held): a family written
-        rarely keeps the log its memtable started in, and every log after it, until
-        it flushes. Past LOGS_PER_FAMILY logs per family, the families whose active
-        memtable holds the oldest retired log are made to flush (their memtable
-        becomes immutable, a new one starts in the active log), as RocksDB's
-        max_total_wal_size does."""
-        if len(self.retired_logs) < LOGS_PER_FAMILY * (len(self.cfs) + 1) or not self.retired_logs:
-            return
-        oldest = min(log.number for log in self.retired_logs)
-        for f in (self,) + tuple(self.cfs.values()):
-            sv = f.sv
-            if (len(sv.mem) or sv.mem.range_dels) and sv.mem.log_number <= oldest and \
-                    len(sv.imms) < f.options.max_write_buffer_number - 1:
-                f.install(MemTable(log_number=self.wal.number), (sv.mem,) + sv.imms)
-
-    def switch_largest_memtable(self):
-        """The active memtables of every column family hold db_write_buffer_size
-        bytes together (mutex held; Core._writable): make the largest one that may
-        switch immutable, so that its flush brings the total down (RocksDB's
-        db_write_buffer_size), else 8 families written in turn would hold 8 write
-        buffers. A memtable under 1/16 of the limit is left as it is: with many
-        families the total may then pass the limit, by at most that much each,
-        rather than switch logs for a few writes each. When every memtable that
-        could switch still waits for its previous one's flush (flushes behind the
-        writes), the writer waits for a flush, as make_room does for one family:
-        the total stays bounded by the limit rather than by the families' write
-        buffers."""
-        limit = self.cf_total_limit
-        stalled_at = None
-        try:
-            while True:
-                best, most, total, blocked = None, 0, 0, False
-                for f in (self,) + tuple(self.cfs.values()):
-                    used = f.sv.mem.arena_used
-                    total += used
-                    if used * 16 < limit:
-                        continue
-                    if len(f.sv.imms) >= f.options.max_write_buffer_number - 1:
-                        blocked = True
-                    elif used > most:
-                        best, most = f, used
-                if best is not None:
-                    self.stats.family_memtable_switches += 1
-                    best.switch_memtable()
-                    return
-                if not blocked or total < limit:
-                    return
-                if stalled_at is None:
-                    stalled_at = time.monotonic()
-                    self.stats.stall_count += 1
-                    self.stats.stall_causes["memtables"] += 1
-                if self.bg_error is not None:
-                    raise BackgroundError(f"background work failed: {self.bg_error}")
-                if self.shutting_down or self.closed:
-                    raise self.state.error()
-                self.cv.notify_all()
-                self.cv.wait(1.0)
-        finally:
-            if stalled_at is not None:
-                dt = time.monotonic() - stalled_at
-                self.stats.stall_seconds += dt
-                self.stats.memtable_stall_seconds += dt
-
-    def log_bound(self):
-        """Logs numbered below this hold no write a memtable still needs (mutex held):
-        the MANIFEST's log_number without column families; with them, the oldest
-        log any family's memtables with data need (every family has flushed past
-        the logs below it), or the active log if none holds data."""
-        if not self.cfs:
-            return self.versions.log_number
-        need = [n for n in (family.holds_data(self),) + tuple(f.holds_data() for f in self.cfs.values())
-                if n is not None]
-        return min(need) if need else self.wal.number
-
-    # ------------------------------------------------------------------ column families
-
-    def column_families(self):
-        """Names of the families other than the default, in creation order (mutex not needed)."""
-        return [f.cf_name for f in sorted((self.cfs or {}).values(), key=lambda f: f.cf_id)]
-
-    def family(self, name):
-        """The Family named name (ColumnFamilyError if none)."""
-        for f in list((self.cfs or {}).values()):
-            if f.cf_name == name:
-                if f.dropped:
-                    raise ColumnFamilyError(f"column family {name!r} is being dropped")
-                return f
-        names = ", ".join(repr(n) for n in ["default"] + self.column_families())
-        raise ColumnFamilyError(f"no column family {name!r} (families: {names})")
-
-    def open_family(self, fid, name, recorded):
-        """A Family object for a family of the MANIFEST (mutex held or at open)."""
-        fam = family.Family(self, fid, name, family.build_options(self.options, recorded))
-        cfs = dict(self.cfs or {})
-        cfs[fid] = fam
-        self.cfs = cfs             # replaced whole: the background steps walk it without the mutex
-        return fam
-
-    def create_family(self, name, options):
-        """Create column family name (DB.create_column_family): a durable MANIFEST
-        edit, then the family, with an empty memtable, in the current log."""
-        recorded = family.check_options(name, options)
-        build = family.build_options(self.options, recorded)        # validates the values
-        merge.resolve(build.merge_operator)
-        if self.read_only:
-            self.check_open()
-            raise self.read_only_error("create_column_family() writes the MANIFEST")
-        with self.manifest_lock:
-            with self.mutex:
-                self.check_open()
-                if name in self.column_families():
-                    raise ColumnFamilyError(f"column family {name!r} exists")
-                vs = self.versions
-                fid = vs.next_family_id
-                vs.next_family_id += 1
-                edit = family.create_edit(fid, name, recorded, self.wal.number)
-                edit.last_sequence = self.last_seq
-            vs.log(edit)
-            with self.mutex:
-                vs.apply(edit)
-                fam = self.open_family(fid, name, recorded)
-                fam.last_seq = self.last_seq
-                fam.install(MemTable(log_number=self.wal.number), ())
-        return fam
-
-    def drop_family(self, name):
-        """Drop column family name (DB.drop_column_family): writes to it stop, its
-        running flush and compactions end, a durable MANIFEST edit drops it; its
-        tables are deleted once no iterator pins them."""
-        if self.read_only:
-            self.check_open()
-            raise self.read_only_error("drop_column_family() writes the MANIFEST")
-        with self.mutex:
-            self.check_open()
-            fam = self.family(name)     # a family being dropped is not found: one drop goes on
-            fam.dropped = True          # no flush or compaction of it starts from now on
-            fam.closed = True           # its writes and reads raise ClosedError
-        with fam.compactions.no_background():       # the ones running end first
-            with self.mutex:
-                while fam.flusher.flushing is not None:
-                    if self.bg_error is not None:   # a failed flush: the DB is read-only anyway
-                        raise BackgroundError(f"background work failed: {self.bg_error}")
-                    self.cv.wait(0.05)
-            with self.manifest_lock:
-                edit = family.drop_edit(fam.cf_id)
-                edit.last_sequence = self.last_seq
-                self.versions.log(edit)
-                with self.mutex:
-                    self.versions.apply(edit)
-                    cfs = dict(self.cfs)
-                    del cfs[fam.cf_id]
-                    self.cfs = cfs or None
-                    # a handle kept after the drop must not keep its memtables and open
-                    # tables (deleted files' disk space): it reads nothing now
-                    fam.release_all()
-                    self.files.collect()
-        self.janitor_pass()
 
     def log_and_apply(self, edit, installed=None):
         """Record edit durably in the MANIFEST, then make it current and call
@@ -455,20 +296,9 @@ class Engine(Core):
         """Where the engine's memory is (DB.memory_usage)."""
         from lsmkv.core.table import read_pool_stats
         with self.mutex:
-            sv = self.sv
             tables = list(self.tables.readers.values())
             logs = self.logs.mapped()
-            imms = list(sv.imms)
-            f = self.flusher.flushing
-            if f is not None and all(m is not f for m in imms):
-                imms.append(f)           # installed, but the flush thread still holds it
-            fams = list((self.cfs or {}).values())
-            active = sv.mem.resident_bytes + sum(c.sv.mem.resident_bytes for c in fams)
-            for c in fams:               # the column families' memtables
-                imms += list(c.sv.imms)
-                f = c.flusher.flushing
-                if f is not None and all(m is not f for m in imms):
-                    imms.append(f)
+            active, imms = self.families.memtables()
         cache = self.tables.cache
         cs = cache.stats() if cache is not None else None
         u = {
@@ -500,16 +330,14 @@ class Engine(Core):
         with self.mutex:
             self.shutting_down = True
             self.state.closed = True        # its iterators and snapshots are closed with it
-            for fam in (self.cfs or {}).values():
-                fam.closed = True           # its column families' handles too
+            self.families.close()           # its column families' handles too
             self.cv.notify_all()
         self.threads.join()
         self.janitor_pass()
         if self.options.write_buffer_manager is not None:
             self.options.write_buffer_manager.detach(self)      # the others get its share
         with self.mutex:
-            for fam in (self.cfs or {}).values():
-                fam.closed = True
+            self.families.close()
             try:
                 self.tables.close()
                 self.logs.close()
@@ -552,9 +380,7 @@ class Engine(Core):
         # an iterator's release cannot hang
         self.mutex = threading.Lock()
         self.stats.mutex = self.mutex
-        for fam in (self.cfs or {}).values():      # its column families are dead here too
-            fam.closed = True
-            fam.mutex = self.mutex
+        self.families.inherited_by_fork(self.mutex)     # its column families are dead here too
         self.cv = Signal(self.mutex, [])
         self.logs.fresh_locks()
         self.files.fresh_locks()
@@ -579,7 +405,7 @@ def _flush_step(engine):
     r = engine.flusher.step()
     if engine.cfs is None or r is STOP:
         return r
-    f = family.flush_step(engine)
+    f = engine.families.flush_step()
     return f if f is not IDLE else r
 
 
@@ -587,7 +413,7 @@ def _compaction_step(engine, i):
     r = engine.compactions.step(i)
     if engine.cfs is None or r is STOP:
         return r
-    f = family.compaction_step(engine, i)
+    f = engine.families.compaction_step(i)
     return f if f is not IDLE else r
 
 

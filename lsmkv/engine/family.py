@@ -7,7 +7,8 @@ operator, write_buffer_size, level-0 count, counters) whose writes go through th
 engine's log at the engine's next sequence under the engine's mutex (Core.db is the
 engine), with its own Version (VersionSet.families), flush (Flusher) and compactions
 (Compactions), and its options. ColumnFamily is the handle users get: CoreDB's
-compiled methods over the Family's Core.
+compiled methods over the Family's Core. Which families exist, and the rules
+across them, are the engine's Families (lsmkv.engine.families).
 
   Family            owns                                   shares (the engine's)
   sv, memtables     its SuperVersion, installed by itself  mutex, cv, wal, last_seq
@@ -25,7 +26,7 @@ Invariants:
      later starts with log_number = the log active at its creation, so a replay
      never gives it a record of an older family with the same id.
   2. A log is obsolete only when every family has flushed past it: below the
-     oldest log a memtable holding data still needs (Engine.log_bound).
+     oldest log a memtable holding data still needs (Families.log_bound).
   3. Every record of a batch that spans families is in one log record, and the
      families' last_seq move together with the DB's under the mutex
      (Core._write_batch_cf), so a batch is seen whole or not at all, also after
@@ -38,11 +39,11 @@ from collections.abc import Mapping
 from lsmkv.core import merge
 from lsmkv.core.dbcore import Core, CoreDB, WriteBatch, check_bound
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import background, estimates
+from lsmkv.engine import estimates
 from lsmkv.engine.mapping import MappingMethods
 from lsmkv.engine.flush import Flusher, flush_and_wait
 from lsmkv.engine.scheduler import Compactions
-from lsmkv.engine.version import Version, VersionEdit
+from lsmkv.engine.version import Version
 from lsmkv.engine.writes import WriteController
 from lsmkv.errors import ClosedError, ColumnFamilyError
 from lsmkv.options import Options
@@ -207,12 +208,12 @@ class Family(Core):
     def switch_memtable(self):
         """Make the family's memtable immutable (mutex held): the DB's log is switched
         too, so the new memtable's writes are in logs from the new one on (the other
-        families' memtables go on, holding the older logs: Engine.log_bound)."""
+        families' memtables go on, holding the older logs: Families.log_bound)."""
         e = self.engine
         e.switch_log()
         sv = self.sv
         self.install(MemTable(log_number=e.wal.number), (sv.mem,) + sv.imms)
-        e.release_old_logs()
+        e.families.release_old_logs()
         e.cv.notify_all()
 
     def log_and_apply(self, edit, installed=None):
@@ -340,45 +341,6 @@ class ColumnFamily(MappingMethods, CoreDB):
 
     def __repr__(self):
         return f"<lsmkv column family {self.name!r} of {self.core.path!r}>"
-
-
-def flush_step(engine):
-    """The families' part of the engine's flush step: one memtable flushed per
-    family that has one ready. AGAIN if any flushed, STOP if one stopped."""
-    r = background.IDLE
-    for fam in list(engine.cfs.values()):
-        s = fam.flusher.step()
-        if s is background.STOP and not fam.dropped:
-            return s
-        if s is background.AGAIN:
-            r = s
-    return r
-
-
-def compaction_step(engine, i):
-    """The families' part of compaction job i's step."""
-    r = background.IDLE
-    for fam in list(engine.cfs.values()):
-        s = fam.compactions.step(i)
-        if s is background.STOP and not fam.dropped:
-            return s
-        if s is background.AGAIN:
-            r = s
-    return r
-
-
-def create_edit(fid, name, options, log_number):
-    e = VersionEdit()
-    e.create_family = (fid, name, options)
-    e.family = fid
-    e.log_number = log_number
-    return e
-
-
-def drop_edit(fid):
-    e = VersionEdit()
-    e.drop_family = fid
-    return e
 
 
 def holds_data(core):

@@ -16,7 +16,7 @@ Invariants:
      pinned version nor a pending output names it.
   2. A log is queued only when its number is below the MANIFEST's log_number
      (its memtable is in an SST, durably); with column families, below the
-     oldest log a memtable with data of any family needs (Engine.log_bound).
+     oldest log a memtable with data of any family needs (Families.log_bound).
   3. Nothing is collected or unlinked in a fork() child (the files are the
      parent's) nor after close; a read-only or secondary engine only lets go of
      its readers (the files are the primary's, lsmkv.engine.follower).
@@ -91,7 +91,7 @@ class Files:
             return          # a read-only or secondary engine's files are the primary's
         for number, size in dropped:
             self.obsolete.append((filenames.table_name(e.path, number), size))
-        for number in e.logs.take_obsolete(e.log_bound()):
+        for number in e.logs.take_obsolete(e.families.log_bound()):
             self.obsolete.append((filenames.log_name(e.path, number), None))
 
     def purge(self, blocking=True):

@@ -42,7 +42,7 @@ import time
 
 from lsmkv.core.dbcore import replay_batch, replay_batch_cf
 from lsmkv.core.memtable import MemTable
-from lsmkv.engine import family, filenames, lifecycle, recovery
+from lsmkv.engine import filenames, lifecycle, recovery
 from lsmkv.engine.dirlock import DirLock
 from lsmkv.engine.logformat import HEADER, batch_header, read_log
 from lsmkv.engine.version import VersionSet
@@ -262,33 +262,13 @@ class Follower:
             if last_seq >= e.last_seq:
                 e.last_seq = last_seq
             e.versions = vs
-            self.families(vs, fmems, last_seq)
+            e.families.reload(vs, fmems, last_seq)
             e.install(mem, ())
             e.last_seq = last_seq
             e.files.collect()             # readers of tables no version needs now
         self.manifest = before
         self.offsets = offsets
         self.reloads += 1
-
-    def families(self, vs, fmems, last_seq):
-        """The engine's column families made those of vs, each on its replayed
-        memtable (mutex held): a family kept by the primary keeps its object (its
-        handles go on), a dropped one is closed."""
-        e = self.engine
-        old = e.cfs or {}
-        cfs = {}
-        for fid, fs in vs.families.items():
-            fam = old.get(fid)
-            if fam is None or fam.cf_name != fs.name:
-                fam = family.Family(e, fid, fs.name, family.build_options(e.options, fs.options))
-            cfs[fid] = fam
-        for fid, fam in old.items():
-            if cfs.get(fid) is not fam:
-                fam.dropped = fam.closed = True
-        e.cfs = cfs or None
-        for fid, fam in cfs.items():
-            fam.install(fmems[fid], ())
-            fam.last_seq = last_seq
 
     @staticmethod
     def takes(vs, number, mem, fmems):

@@ -153,13 +153,13 @@ class LogSet:
     def retire_flushed(self, number):
         """Flush thread, once the flush's MANIFEST edit is durable: hand the log of
         the flushed memtable to the janitor, which closes it unsynced. With column
-        families, the logs every family has flushed past (Engine.log_bound): a log
+        families, the logs every family has flushed past (Families.log_bound): a log
         another family still needs stays retired (a sync write syncs it)."""
         e = self.engine
         retired = e.retired_logs
         if e.cfs:
             with e.mutex:
-                bound = e.log_bound()
+                bound = e.families.log_bound()
             with self.lock:
                 for log in list(retired):
                     if log.number < bound:

@@ -88,7 +88,7 @@ def recover(engine):
     # open every table the version names (verifies footers and meta blocks)
     fams = {}
     for fid, fs in sorted(vs.families.items()):
-        fams[fid] = e.open_family(fid, fs.name, fs.options)
+        fams[fid] = e.families.open(fid, fs.name, fs.options)
     for v in [vs.current] + [fs.current for fs in vs.families.values()]:
         for level, f in v.files():
             tpath = filenames.table_name(path, f.number)
