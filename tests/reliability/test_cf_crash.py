@@ -1,6 +1,6 @@
 """Crash test with column families: SIGKILL a writer of batches across families.
 
-The writer applies the deterministic stream op(i) below to a DB with families "a"
+The writer applies the deterministic stream cf_workload.op(i) to a DB with families "a"
 (small write buffer: flushes often, and is flushed by hand) and "b" (a large one:
 it never flushes while the writer runs, so it holds the logs) and prints each
 index once acknowledged. After each kill the DB is reopened and every family's
@@ -18,77 +18,24 @@ import subprocess
 import sys
 import time
 
+import cf_workload
 import lsmkv
 from conftest import lsmkv_import_path
 
 CYCLES = int(os.environ.get("LSMKV_CF_CRASH_CYCLES", "8"))
-OPTS = dict(write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3)
-FAMILIES = {"a": dict(write_buffer_size=64 * 1024), "b": dict(write_buffer_size=64 << 20)}
+OPTS = cf_workload.OPTS
 
-OPS = r'''
-def op(i):
-    """[(family, key, value or None for a deletion)] of op i: one batch; or
-    ("transfer", (family, account), (family, account), amount): one transaction."""
-    if i % 7 == 6:
-        return ("transfer", ("a", b"acct%02d" % (i % 10)), ("b", b"acct%02d" % (i % 13)), i % 17 + 1)
-    x = b"x%04d" % (i % 300)
-    r = i % 5
-    if r == 0 or r == 1:
-        v = b"%d:" % i + b"." * (i % 200)
-        return [("default", x, v), ("a", x, v), ("b", x, v)]
-    if r == 2:
-        return [("default", x, None), ("a", x, None), ("b", x, None)]
-    if r == 3:
-        return [("a", b"s%07d" % i, b"a" * 300)]
-    return [("default", b"d%07d" % i, b"d" * 300)]
-'''
-exec(OPS)
 
 WRITER = r"""
 import sys
-sys.path[:0] = [sys.argv[3]]
-import lsmkv
-exec(sys.argv[4])
-db = lsmkv.DB(sys.argv[1], write_buffer_size=128 * 1024, block_size=1024, max_write_buffer_number=3)
-fams = {"default": None}
-for name, o in (("a", dict(write_buffer_size=64 * 1024)), ("b", dict(write_buffer_size=64 << 20))):
-    try:
-        fams[name] = db.column_family(name)
-    except lsmkv.ColumnFamilyError:
-        fams[name] = db.create_column_family(name, **o)
-i = int(sys.argv[2])
-out = sys.stdout
-out.write("open\n"); out.flush()
-while True:
-    ops = op(i)
-    if ops[0] == "transfer":
-        _, (sf, sk), (df, dk), amount = ops
-        with db.transaction() as txn:
-            s = int(txn.get_for_update(sk, b"0", cf=fams[sf]))
-            d = int(txn.get_for_update(dk, b"0", cf=fams[df]))
-            txn.put(sk, b"%d" % (s - amount), cf=fams[sf])
-            txn.put(dk, b"%d" % (d + amount), cf=fams[df])
-    elif len(ops) == 1:
-        f, k, v = ops[0]
-        h = db if f == "default" else fams[f]
-        h.put(k, v)
-    else:
-        with db.write_batch() as wb:
-            for f, k, v in ops:
-                if v is None:
-                    wb.delete(k, cf=fams[f])
-                else:
-                    wb.put(k, v, cf=fams[f])
-    out.write("%d\n" % i)
-    out.flush()
-    i += 1
-    if i % 997 == 0:
-        fams["a"].flush()
+sys.path[:0] = [sys.argv[3], sys.argv[4]]
+import lsmkv, cf_workload
+cf_workload.run(lsmkv, sys.argv[1], int(sys.argv[2]))
 """
 
 
 def apply(model, i):
-    ops = op(i)   # noqa: F821 - defined by exec(OPS)
+    ops = cf_workload.op(i)
     if ops[0] == "transfer":
         _, (sf, sk), (df, dk), amount = ops
         model[sf][sk] = b"%d" % (int(model[sf].get(sk, b"0")) - amount)
@@ -116,7 +63,7 @@ def test_sigkill_cross_family_batches(tmp_path):
     model = {"default": {}, "a": {}, "b": {}}
     applied = 0
     for cycle in range(CYCLES):
-        p = subprocess.Popen([sys.executable, "-c", WRITER, path, str(applied), lsmkv_import_path(), OPS],
+        p = subprocess.Popen([sys.executable, "-c", WRITER, path, str(applied), lsmkv_import_path(), os.path.dirname(os.path.abspath(__file__))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", bufsize=0)
         first = p.stdout.readline()
         assert first == b"open\n", (first, p.stderr.read())
