@@ -520,9 +520,13 @@ class Engine(Core):
         # an iterator's release cannot hang
         self.mutex = threading.Lock()
         self.stats.mutex = self.mutex
+        # a parent thread in a MANIFEST edit (a flush's, a compaction's) held this one:
+        # create_column_family takes it before it can see that the handle is dead
+        self.manifest_lock = threading.Lock()
         for fam in (self.cfs or {}).values():      # its column families are dead here too
             fam.closed = True
             fam.mutex = self.mutex
+            fam.manifest_lock = self.manifest_lock
         self.cv = Signal(self.mutex, [])
         self.logs.fresh_locks()
         self.files.fresh_locks()
