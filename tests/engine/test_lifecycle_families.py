@@ -3,6 +3,7 @@ families, transactions, and multi_get's fetch helper threads (pthreads that no
 fork() child inherits). Each scenario runs in a child interpreter, with real
 fork() children inside it where it forks.
 """
+import pytest
 from test_lifecycle import run_script
 
 # In the fork child: SIGALRM ends an operation that waits on a lock no thread of
@@ -31,9 +32,11 @@ def forked_errors(ops):
 """
 
 
-def test_fork_child_never_waits_for_a_lock_a_parent_thread_held(dbpath):
-    """A parent thread in a MANIFEST edit (a flush, a compaction) at the fork: the
-    child's create_column_family waited forever on the lock it had held."""
+@pytest.mark.parametrize("lock", ["manifest_lock", "compaction_lock"])
+def test_fork_child_never_waits_for_a_lock_a_parent_thread_held(dbpath, lock):
+    """A parent thread in a MANIFEST edit (a flush, a compaction) or a manual
+    compaction at the fork: the child's create_column_family and
+    no_background_compactions() waited forever on the lock it had held."""
     body = CHILD_OPS + """
 import threading
 from lsmkv import testing
@@ -47,7 +50,7 @@ def hold(lock):
         held.set()
         release.wait()
 
-t = threading.Thread(target=hold, args=(testing.manifest_lock(db),))
+t = threading.Thread(target=hold, args=(getattr(testing, LOCK)(db),))
 t.start()
 held.wait()
 pid = os.fork()
@@ -59,6 +62,8 @@ if pid == 0:
         "family flush": lambda: a.flush(),
         "family compact_range": lambda: a.compact_range(),
         "flush": lambda: db.flush(),
+        "no_background_compactions": lambda: db.no_background_compactions().__enter__(),
+        "compact_range": lambda: db.compact_range(),
     })
     print("bad:", bad, flush=True)
     os._exit(0 if not bad else 5)
@@ -74,4 +79,4 @@ with lsmkv.DB(path) as db:
     assert db.column_family("a").get(b"k") == b"v"
 print("ok")
 """
-    assert "ok" in run_script(body, dbpath)
+    assert "ok" in run_script(body.replace("LOCK", repr(lock)), dbpath)
