@@ -80,3 +80,37 @@ with lsmkv.DB(path) as db:
 print("ok")
 """
     assert "ok" in run_script(body.replace("LOCK", repr(lock)), dbpath)
+
+
+def test_a_family_used_while_its_db_closes_says_the_db_is_closed(dbpath):
+    """Threads still using a family while the DB closes (interpreter exit closes it
+    under daemon threads): they were told the family had been dropped."""
+    import threading
+    import lsmkv
+    from lsmkv import testing
+    db = lsmkv.DB(dbpath)
+    a = db.create_column_family("a")
+    a.put(b"k", b"v")
+    release = threading.Event()
+    testing.run_in_pool(db, release.wait)       # close() waits for this step
+    closer = threading.Thread(target=db.close)
+    closer.start()
+    try:
+        errors = []
+        for _ in range(2000):
+            try:
+                a.get(b"k")
+            except lsmkv.ClosedError as e:
+                errors.append(str(e))
+                break
+            closer.join(0.001)
+        assert closer.is_alive(), "close() did not wait for the running step"
+        for op in (lambda: a.put(b"k", b"w"), lambda: a.multi_get([b"k", b"j"]), lambda: a.items(),
+                   lambda: db.transaction().get(b"k", cf=a), lambda: a.flush()):
+            with pytest.raises(lsmkv.ClosedError) as e:
+                op()
+            errors.append(str(e.value))
+    finally:
+        release.set()
+        closer.join()
+    assert errors and all(e == "the database is closed" for e in errors), errors
