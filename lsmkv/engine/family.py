@@ -319,6 +319,11 @@ class ColumnFamily(CoreDB):
     def __repr__(self):
         return f"<lsmkv column family {self.name!r} of {self.core.path!r}>"
 
+    def __reduce__(self):
+        raise TypeError("a column family handle cannot be pickled or sent to another process: "
+                        "open the database by its path in that process and call column_family(name) "
+                        "(docs/getting-started.md, \"Processes\")")
+
 
 def flush_step(engine):
     """The families' part of the engine's flush step: one memtable flushed per

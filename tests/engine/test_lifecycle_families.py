@@ -114,3 +114,35 @@ def test_a_family_used_while_its_db_closes_says_the_db_is_closed(dbpath):
         release.set()
         closer.join()
     assert errors and all(e == "the database is closed" for e in errors), errors
+
+
+def test_no_handle_can_be_pickled_for_another_process(dbpath):
+    """multiprocessing's spawn and forkserver pickle a Process's arguments: each kind
+    of handle is a TypeError there. Pickling an items() iterator crashed the
+    interpreter (SIGSEGV): Cython's generated pickling read its C fields."""
+    body = """
+import pickle
+db = lsmkv.DB(path)
+a = db.create_column_family("a")
+a.put(b"k", b"v")
+db.put(b"k", b"v")
+txn = db.transaction()
+handles = {
+    "DB": db, "column family": a, "snapshot": db.snapshot(), "transaction": txn,
+    "items()": db.items(), "a family's items()": a.items(), "keys() begun": db.keys(),
+    "iterator()": db.iterator(), "a family's iterator()": a.iterator(),
+    "a transaction's iterator()": txn.iterator(cf=a),
+}
+next(handles["keys() begun"])
+out = {}
+for name, h in handles.items():
+    print("pickling", name, flush=True)
+    try:
+        pickle.dumps(h)
+        out[name] = "pickled"
+    except TypeError as e:
+        out[name] = "clear" if "cannot be pickled" in str(e) else "unclear: " + str(e)
+print(out)
+"""
+    out = eval(run_script(body, dbpath).strip().splitlines()[-1])
+    assert all(v == "clear" for v in out.values()), out
