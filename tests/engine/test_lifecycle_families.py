@@ -146,3 +146,145 @@ print(out)
 """
     out = eval(run_script(body, dbpath).strip().splitlines()[-1])
     assert all(v == "clear" for v in out.values()), out
+
+
+# The parent: a DB with two families, multi_get running in two threads (the fetch
+# helpers busy), a writer, and a transaction, iterators and a snapshot open at the
+# fork. The child: every method of what it inherited raises ForkedError, its own
+# DB reads with its own helpers, then it drops everything and exits through
+# atexit while the parent, quiet, watches its files.
+FORK_WITH_FAMILIES = CHILD_OPS + """
+import hashlib, subprocess, threading
+from lsmkv.core.table import fetch_stats, parallel_reads
+parallel_reads(3)
+opts = dict(write_buffer_size=256 * 1024, block_cache_size=64 * 1024, merge_operator="uint64add")
+db = lsmkv.DB(path, **opts)
+a = db.create_column_family("a", merge_operator="uint64add")
+b = db.create_column_family("b")
+keys = [b"k%05d" % i for i in range(0, 8000, 5)]
+for i in range(8000):
+    with db.write_batch() as wb:
+        wb.put(b"k%05d" % i, b"d" * 60); wb.put(b"k%05d" % i, b"a" * 60, cf=a)
+        wb.put(b"k%05d" % i, b"b" * 60, cf=b)
+db.flush(); a.flush(); b.flush()
+assert a.multi_get(keys) == [b"a" * 60] * len(keys) and fetch_stats()["helpers"] == 3
+snap = db.snapshot()
+txn = db.transaction()
+txn.put(b"t", b"1", cf=a)
+txn.get_for_update(b"k00005", cf=b)
+tit = txn.iterator(cf=a)
+tit.seek_to_first()
+ait = a.items()
+next(ait)
+acur = b.iterator()
+acur.seek(b"k00100")
+sit = snap.items(cf=b, reverse=True)
+next(sit)
+stop = threading.Event()
+
+def reader(h, want):
+    while not stop.is_set():
+        assert h.multi_get(keys) == want
+
+def writer():
+    i = 0
+    while not stop.is_set():
+        with db.write_batch() as wb:
+            wb.put(b"w%06d" % i, b"x" * 100, cf=a); wb.put(b"w%06d" % i, b"y" * 100, cf=b)
+        i += 1
+
+threads = [threading.Thread(target=reader, args=(a, [b"a" * 60] * len(keys))),
+           threading.Thread(target=reader, args=(db, [b"d" * 60] * len(keys))),
+           threading.Thread(target=writer)]
+for t in threads:
+    t.start()
+time.sleep(0.3)
+ready_r, ready_w = os.pipe()
+go_r, go_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    k = b"k00005"
+    bad = forked_errors({
+        "cf put": lambda: a.put(b"c", b"1"), "cf get": lambda: a.get(k), "cf multi_get": lambda: a.multi_get(keys),
+        "cf delete": lambda: a.delete(k), "cf delete_range": lambda: a.delete_range(b"a", b"b"),
+        "cf merge": lambda: a.merge(b"m", b"\\1" * 8), "cf items": lambda: a.items(), "cf keys": lambda: a.keys(),
+        "cf values": lambda: a.values(), "cf iterator": lambda: a.iterator(), "cf flush": lambda: a.flush(),
+        "cf compact_range": lambda: a.compact_range(), "cf stats": lambda: a.stats(), "cf ttl": lambda: a.ttl(k),
+        "cf get_view": lambda: a.get_view(k), "cf get_with_ttl": lambda: a.get_with_ttl(k),
+        "cf contains": lambda: k in a, "cf getitem": lambda: a[k], "cf sync_wal": lambda: a.sync_wal(),
+        "cf newest_sequence": lambda: a.newest_sequence(k), "cf multi_get_at": lambda: a.multi_get_at(keys, 1),
+        "cf items next": lambda: next(ait), "cf cursor next": lambda: acur.next(),
+        "cf cursor valid": lambda: acur.valid(), "cf cursor seek": lambda: acur.seek(b"k"),
+        "snapshot cf items next": lambda: next(sit), "snapshot cf get": lambda: snap.get(k, cf=a),
+        "snapshot cf multi_get": lambda: snap.multi_get(keys, cf=a), "snapshot cf items": lambda: snap.items(cf=a),
+        "txn get": lambda: txn.get(k, cf=a), "txn get_for_update": lambda: txn.get_for_update(b"k2", cf=a),
+        "txn put": lambda: txn.put(b"x", b"y", cf=b), "txn delete": lambda: txn.delete(b"x", cf=a),
+        "txn merge": lambda: txn.merge(b"m", b"\\1" * 8, cf=a), "txn iterator": lambda: txn.iterator(cf=a),
+        "txn items": lambda: txn.items(cf=a), "txn keys": lambda: txn.keys(cf=b),
+        "txn iterator next": lambda: tit.next(), "txn iterator key": lambda: tit.key(),
+        "txn iterator seek": lambda: tit.seek(b"k"), "txn commit": lambda: txn.commit(),
+        "transaction": lambda: db.transaction(), "multi_get": lambda: db.multi_get(keys),
+        "create_column_family": lambda: db.create_column_family("c"),
+        "column_family": lambda: db.column_family("a"), "list_column_families": lambda: db.list_column_families(),
+        "drop_column_family": lambda: db.drop_column_family("b"), "write": lambda: db.write(db.batch()),
+        "checkpoint": lambda: db.checkpoint(path + "-copy"),
+    })
+    helped = fetch_stats()["helper_blocks"]
+    with lsmkv.DB(path + "-own", block_cache_size=64 * 1024) as own:    # read by its own helpers
+        for i in range(3000):
+            own.put(b"k%05d" % i, b"o" * 60)
+        own.flush()
+        for _ in range(100):
+            if own.multi_get(keys) != [b"o" * 60 if int(x[1:]) < 3000 else None for x in keys]:
+                bad.append("own multi_get")
+            if fetch_stats()["helper_blocks"] > helped:
+                break
+        else:
+            bad.append("no helper thread read a block in the child")
+    print("bad:", bad, flush=True)
+    os.write(ready_w, b"1")
+    os.read(go_r, 1)                # the parent is quiet and has read its files
+    del snap, txn, tit, ait, acur, sit, a, b, db
+    gc.collect()
+    sys.exit(0 if not bad else 5)   # atexit: lsmkv's hook closes what is left
+os.read(ready_r, 1)
+stop.set()
+for t in threads:
+    t.join()
+time.sleep(0.5)
+
+def files():
+    out = {}
+    for f in sorted(os.listdir(path)):
+        p = os.path.join(path, f)
+        if f == "LOCK":     # closing a descriptor of it would drop this process's lock
+            out[f] = (os.stat(p).st_size, os.stat(p).st_mtime_ns)
+            continue
+        with open(p, "rb") as fh:
+            out[f] = hashlib.sha1(fh.read()).hexdigest()
+    return out
+
+before = files()
+os.write(go_w, b"1")
+assert exit_status(pid) == 0
+after = files()
+assert before == after, [f for f in set(before) | set(after) if before.get(f) != after.get(f)]
+probe = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import lsmkv\\n"
+                        "try:\\n    lsmkv.DB(sys.argv[2], merge_operator='uint64add')\\n"
+                        "except lsmkv.LockError:\\n    print('locked')", sys.argv[1], path],
+                       capture_output=True, text=True, cwd="/")
+assert probe.stdout.strip() == "locked", probe.stdout + probe.stderr
+assert a.multi_get(keys) == [b"a" * 60] * len(keys) and snap.get(b"k00005", cf=b) == b"b" * 60
+assert next(ait)[0] == b"k00001" and acur.key() == b"k00100" and tit.key() == b"k00000"
+txn.put(b"t2", b"2", cf=b)
+txn.commit()
+db.close()
+with lsmkv.DB(path, **opts) as db:
+    assert db.column_family("a").get(b"t") == b"1" and db.column_family("b").get(b"t2") == b"2"
+    assert db.list_column_families() == ["default", "a", "b"]
+print("ok")
+"""
+
+
+def test_fork_with_families_transactions_and_busy_fetch_helpers(dbpath):
+    assert "ok" in run_script(FORK_WITH_FAMILIES, dbpath, timeout=180)
