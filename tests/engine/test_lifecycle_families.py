@@ -288,3 +288,111 @@ print("ok")
 
 def test_fork_with_families_transactions_and_busy_fetch_helpers(dbpath):
     assert "ok" in run_script(FORK_WITH_FAMILIES, dbpath, timeout=180)
+
+
+# Nothing closed: families, a transaction, iterators, multi_get in daemon threads
+# (the fetch helpers busy, or idle) and a daemon writer of batches over three
+# families when the script ends; lsmkv's atexit hook closes the DB under them.
+EXIT_UNCLOSED = """
+import threading
+from lsmkv.core.table import parallel_reads
+parallel_reads(3)
+busy = sys.argv[3] == "busy"
+db = lsmkv.DB(path, write_buffer_size=256 * 1024, block_cache_size=64 * 1024)
+a = db.create_column_family("a")
+b = db.create_column_family("b", compression="none")
+keys = [b"k%05d" % i for i in range(0, 8000, 5)]
+for i in range(8000):
+    a.put(b"k%05d" % i, b"a" * 60)
+a.flush()
+assert a.multi_get(keys) == [b"a" * 60] * len(keys)
+txn = db.transaction()
+txn.put(b"uncommitted", b"1", cf=a)
+it = a.items()
+next(it)
+cur = b.iterator()
+cur.seek_to_first()
+acked = [0]
+
+def until_closed(step):
+    try:
+        while True:
+            step()
+    except lsmkv.ClosedError as e:      # the exit closed the DB under it
+        if str(e) != "the database is closed":
+            print("unexpected:", e, file=sys.stderr, flush=True)
+
+def write():
+    with db.write_batch() as wb:
+        for cf in (None, a, b):
+            wb.put(b"w%07d" % acked[0], b"x" * 100, cf=cf)
+    acked[0] += 1
+
+threads = [threading.Thread(target=until_closed, args=(write,), daemon=True)]
+if busy:
+    threads += [threading.Thread(target=until_closed, args=(lambda: a.multi_get(keys),), daemon=True)
+                for _ in range(2)]
+
+for t in threads:
+    t.start()
+while acked[0] < 3000:
+    time.sleep(0.01)
+print("acked", acked[0], flush=True)
+"""
+
+
+@pytest.mark.parametrize("helpers", ["idle", "busy"])
+def test_exit_with_nothing_closed_keeps_every_acknowledged_write(dbpath, helpers):
+    import lsmkv
+    from conftest import lsmkv_import_path, run_child
+    from test_lifecycle import PRELUDE
+    for run in range(2):
+        path = f"{dbpath}-{run}"
+        r = run_child(PRELUDE + EXIT_UNCLOSED, lsmkv_import_path(), path, helpers, timeout=120, check=False)
+        assert r.returncode == 0 and not r.stderr, f"run {run} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        acked = int(r.stdout.split("acked ")[1].split()[0])
+        with lsmkv.DB(path) as db:
+            fams = [db, db.column_family("a"), db.column_family("b")]
+            got = [[k for k in f.keys(b"w", b"x")] for f in fams]
+            # one writer, keys in order: what is there is a prefix, at least what was acknowledged
+            assert got[0] == got[1] == got[2], "a batch over three families is partly there"
+            assert got[0] == [b"w%07d" % i for i in range(len(got[0]))]
+            assert len(got[0]) >= acked
+            assert fams[1].get(b"uncommitted") is None and fams[1].get(b"k07995") == b"a" * 60
+
+
+def test_dropped_handles_with_families_close_the_db(dbpath):
+    """Nobody closes: the DB, its families, an open transaction, iterators and a
+    snapshot all dropped; the collector closes the DB and nothing acknowledged is lost."""
+    import gc
+    import lsmkv
+    from test_lifecycle import lsmkv_threads
+
+    def use():
+        db = lsmkv.DB(dbpath, write_buffer_size=64 * 1024)
+        a = db.create_column_family("a")
+        b = db.create_column_family("b")
+        for i in range(3000):           # memtable switches: the background threads are busy
+            with db.write_batch() as wb:
+                wb.put(b"k%05d" % i, b"a" * 50, cf=a)
+                wb.put(b"k%05d" % i, b"b" * 50, cf=b)
+        txn = db.transaction()
+        txn.put(b"uncommitted", b"1", cf=a)
+        it = a.items()
+        next(it)
+        cur = b.iterator()
+        cur.seek_to_first()
+        snap = db.snapshot()
+        a.put(b"last", b"1")
+        return [txn, it, cur, snap]     # noqa: the caller drops them all
+
+    with pytest.warns(ResourceWarning, match="was not closed"):
+        held = use()
+        del held
+        gc.collect()
+    assert not lsmkv_threads()
+    with lsmkv.DB(dbpath) as db:
+        a, b = db.column_family("a"), db.column_family("b")
+        assert sum(1 for _ in a.keys()) == 3001 and sum(1 for _ in b.keys()) == 3000
+        assert a.get(b"uncommitted") is None and a.get(b"last") == b"1"
+
