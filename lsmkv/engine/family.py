@@ -247,10 +247,14 @@ class ColumnFamily(CoreDB):
     space (get, put(ttl=), delete, delete_range, merge, multi_get, items, keys,
     values, iterator, ...: CoreDB's compiled methods), plus flush(),
     compact_range() and stats(). Batches across families are written with the
-    DB's write() (wb.put(k, v, cf=handle))."""
+    DB's write() (wb.put(k, v, cf=handle)). It keeps its DB handle open while it
+    is referenced; closing the DB closes it."""
 
-    def __init__(self, family):
+    def __init__(self, family, db=None):
         CoreDB.__init__(self, family)
+        # the DB handle, kept open while this handle is referenced (as an iterator or
+        # a snapshot keeps it): lsmkv.DB(path).column_family(name) stays usable
+        self._db = db
 
     @property
     def name(self):

@@ -396,3 +396,23 @@ def test_dropped_handles_with_families_close_the_db(dbpath):
         assert sum(1 for _ in a.keys()) == 3001 and sum(1 for _ in b.keys()) == 3000
         assert a.get(b"uncommitted") is None and a.get(b"last") == b"1"
 
+
+def test_a_family_handle_keeps_its_db_handle_open(dbpath):
+    """As an iterator or a snapshot does: lsmkv.DB(path).column_family(name) is
+    usable while the family's handle is referenced (it was closed at once)."""
+    import gc
+    import warnings
+    import lsmkv
+    with lsmkv.DB(dbpath) as db:
+        db.create_column_family("a").put(b"k", b"v")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        a = lsmkv.DB(dbpath).column_family("a")
+        gc.collect()
+        assert a.get(b"k") == b"v"
+        a.put(b"k2", b"v2")
+    with pytest.warns(ResourceWarning, match="was not closed"):
+        del a
+        gc.collect()
+    with lsmkv.DB(dbpath) as db:            # closed with its last handle: the lock is free
+        assert db.column_family("a").get(b"k2") == b"v2"
