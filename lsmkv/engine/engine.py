@@ -541,6 +541,9 @@ class Engine(Core):
         self.logs.release_inherited()     # the parent's workers: forgotten by the pool's fork hook
         self.versions.close()       # this process's descriptor only; nothing is written
         self.sv = None
+        for fam in (self.cfs or {}).values():   # their memtables and open tables too
+            fam.sv = None
+            fam.flusher.flushing = None
         self.tables.release_inherited()
         self.flusher.flushing = None
 

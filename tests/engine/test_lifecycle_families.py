@@ -3,6 +3,8 @@ families, transactions, and multi_get's fetch helper threads (pthreads that no
 fork() child inherits). Each scenario runs in a child interpreter, with real
 fork() children inside it where it forks.
 """
+import os
+
 import pytest
 from test_lifecycle import run_script
 
@@ -416,3 +418,54 @@ def test_a_family_handle_keeps_its_db_handle_open(dbpath):
         gc.collect()
     with lsmkv.DB(dbpath) as db:            # closed with its last handle: the lock is free
         assert db.column_family("a").get(b"k2") == b"v2"
+
+
+# The child keeps or closes what it inherited, and waits; the parent rewrites and
+# compacts every family, then looks at what of its directory the child still holds
+# open or mapped after those files were deleted (their disk space is not freed
+# while a process holds them).
+CHILD_HOLDS_NOTHING = """
+db = lsmkv.DB(path, write_buffer_size=64 * 1024)
+a = db.create_column_family("a")
+for i in range(5000):
+    db.put(b"k%05d" % i, b"v" * 100)
+    a.put(b"k%05d" % i, b"v" * 100)
+db.flush()
+a.flush()
+r, w = os.pipe()
+ready_r, ready_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if CLOSE:
+        db.close()
+    os.write(ready_w, b"1")
+    os.read(r, 1)
+    os._exit(0)
+os.read(ready_r, 1)
+for _ in range(3):
+    for i in range(5000):
+        db.put(b"k%05d" % i, b"w" * 100)
+        a.put(b"k%05d" % i, b"w" * 100)
+    db.compact_range()
+    a.compact_range()
+held = set()
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        continue
+    if target.startswith(path) and target.endswith("(deleted)"):
+        held.add(target)
+with open(f"/proc/{pid}/maps") as f:
+    held |= {line.split(None, 5)[5].strip() for line in f if path in line and "(deleted)" in line}
+os.write(w, b"1")
+assert exit_status(pid) == 0
+db.close()
+print("held", sorted(held))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc")
+def test_a_fork_child_that_closed_holds_no_deleted_file_of_the_parent(dbpath):
+    out = run_script(CHILD_HOLDS_NOTHING.replace("CLOSE", "True"), dbpath)
+    assert "held []" in out, out
