@@ -44,8 +44,9 @@ Invariants:
      wait; after close() no step of it runs; open engines are closed at
      interpreter exit.
   6. An engine inherited by a fork() child is dead there: every use raises
-     ForkedError and close() releases only the child's memory, touching no file,
-     no log and no lock (the parent owns them all).
+     ForkedError; at the fork (lsmkv.engine.lifecycle) and at close() it
+     releases only the child's memory and descriptors, writing no file, no log
+     and no lock (the parent owns them all).
 """
 import os
 import threading
@@ -532,8 +533,9 @@ class Engine(Core):
         self.files.fresh_locks()
 
     def release_inherited(self):
-        """close() in a fork() child: unmap this process's view of the logs (no sync,
-        no truncation, no unlink), drop the memtables, tables and cache it inherited,
+        """In a fork() child, right after the fork (lsmkv.engine.lifecycle) and at
+        close(): unmap this process's view of the logs (no sync, no truncation, no
+        unlink), drop the memtables, tables and cache it inherited (every family's),
         and forget the parent's compaction workers without touching them."""
         if self.inherited_released:
             return
