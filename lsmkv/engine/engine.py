@@ -476,7 +476,10 @@ class Engine(Core):
         self.janitor_pass()
         if self.options.write_buffer_manager is not None:
             self.options.write_buffer_manager.detach(self)      # the others get its share
-        with self.mutex:
+        # manifest_lock: a MANIFEST edit of a user thread (create or drop a column
+        # family, compact_range) that is appending finishes first; one that comes
+        # later finds the MANIFEST closed (ClosedError)
+        with self.manifest_lock, self.mutex:
             for fam in (self.cfs or {}).values():
                 fam.closed = True
             try:

@@ -35,7 +35,7 @@ import os
 from lsmkv.engine import filenames
 from lsmkv.core.coding import crc32c_py, decode_varint, encode_varint
 from lsmkv.core.fileio import append_sync
-from lsmkv.errors import CorruptionError
+from lsmkv.errors import ClosedError, CorruptionError
 from lsmkv.engine.killpoint import killpoint
 from lsmkv.engine.logformat import frame, read_log
 
@@ -451,6 +451,8 @@ class VersionSet:
         """Durably append edit to the MANIFEST (the slow half: a directory fsync when
         the edit adds files, and the MANIFEST fsync). Callers serialize log+apply
         pairs, so edits are applied in the order they are logged."""
+        if self._manifest_fd is None:    # the DB closed while the edit waited for manifest_lock
+            raise ClosedError("the database is closed")
         edit.next_file_number = self.next_file_number
         if edit.last_sequence is None:
             edit.last_sequence = self.last_sequence

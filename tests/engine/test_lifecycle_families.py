@@ -478,3 +478,44 @@ def test_a_fork_child_that_keeps_its_copy_holds_no_deleted_file_of_the_parent(db
     were at the fork, so the parent's compactions freed no disk space while it lived."""
     out = run_script(CHILD_HOLDS_NOTHING.replace("CLOSE", "False"), dbpath)
     assert "held []" in out, out
+
+
+def test_drop_column_family_racing_close(dbpath):
+    """A drop waiting for the MANIFEST lock (behind a flush's edit) while another
+    thread closes the DB (interpreter exit's hook, a shutdown): it failed with
+    TypeError('an integer is required'), appending to the MANIFEST close() had
+    closed. It either completes before close() or raises ClosedError, and the
+    reopened DB agrees with its answer."""
+    import threading
+    import time
+    import lsmkv
+    from lsmkv import testing
+    db = lsmkv.DB(dbpath)
+    db.create_column_family("a").put(b"k", b"v")
+    lock = testing.manifest_lock(db)
+    outcome = []
+
+    def drop():
+        try:
+            db.drop_column_family("a")
+            outcome.append("dropped")
+        except lsmkv.ClosedError:
+            outcome.append("closed")
+        except Exception as e:     # noqa: BLE001 - the failure this test is about
+            outcome.append(repr(e))
+
+    with lock:
+        dropper = threading.Thread(target=drop)
+        dropper.start()
+        time.sleep(0.3)             # it has marked the family and waits for the lock
+        closer = threading.Thread(target=db.close)
+        closer.start()
+        closer.join(0.3)
+    dropper.join()
+    closer.join()
+    assert outcome in (["dropped"], ["closed"]), outcome
+    with lsmkv.DB(dbpath) as db:
+        if outcome == ["dropped"]:
+            assert db.list_column_families() == ["default"]
+        else:
+            assert db.column_family("a").get(b"k") == b"v"
