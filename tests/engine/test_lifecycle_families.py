@@ -519,3 +519,78 @@ def test_drop_column_family_racing_close(dbpath):
             assert db.list_column_families() == ["default"]
         else:
             assert db.column_family("a").get(b"k") == b"v"
+
+
+# An application embedding Python: one Py_Initialize/Py_FinalizeEx, then the
+# program goes on (the fetch helper threads, blocked, outlive the interpreter).
+EMBED_C = r"""
+#include <Python.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    Py_Initialize();
+    int r = PyRun_SimpleString(argv[1]);
+    int f = Py_FinalizeEx();
+    printf("run %d finalize %d\n", r, f);
+    fflush(stdout);
+    usleep(200000);                 /* the program goes on without Python */
+    printf("after\n");
+    return r || f;
+}
+"""
+
+EMBED_PY = """
+import sys, threading
+sys.path[:0] = [sys.argv[1] if len(sys.argv) > 1 else IMPORT_PATH]
+import lsmkv
+from lsmkv.core.table import parallel_reads
+parallel_reads(3)
+db = lsmkv.DB(DB_PATH, block_cache_size=64 * 1024, write_buffer_size=256 * 1024)
+a = db.create_column_family("a")
+for i in range(8000):
+    a.put(b"k%05d" % i, b"v" * 60)
+a.flush()
+keys = [b"k%05d" % i for i in range(0, 8000, 5)]
+txn = db.transaction()
+txn.put(b"t", b"1", cf=a)
+a.put(b"last", b"1")
+
+def read():
+    try:
+        while True:
+            a.multi_get(keys)
+    except lsmkv.ClosedError:
+        pass
+
+for _ in range(2):
+    threading.Thread(target=read, daemon=True).start()
+"""
+
+
+def test_embedded_interpreter_finalizes_with_busy_fetch_helpers(dbpath, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    import lsmkv
+    from conftest import lsmkv_import_path
+    cc = shutil.which("cc") or shutil.which("gcc")
+    inc, libdir = sysconfig.get_paths()["include"], sysconfig.get_config_var("LIBDIR")
+    lib = sysconfig.get_config_var("LDLIBRARY") or ""
+    if not (cc and sysconfig.get_config_var("Py_ENABLE_SHARED") and lib.startswith("libpython")
+            and os.path.exists(os.path.join(inc, "Python.h"))):
+        pytest.skip("needs a C compiler and a shared libpython with its headers")
+    src, exe = tmp_path / "embed.c", tmp_path / "embed"
+    src.write_text(EMBED_C)
+    subprocess.run([cc, str(src), "-o", str(exe), f"-I{inc}", f"-L{libdir}", f"-Wl,-rpath,{libdir}",
+                    "-l" + lib[3:].split(".so")[0]], check=True, capture_output=True)
+    code = EMBED_PY.replace("IMPORT_PATH", repr(lsmkv_import_path())).replace("DB_PATH", repr(dbpath))
+    env = dict(os.environ, PYTHONHOME=sys.base_prefix,
+               PYTHONPATH=os.pathsep.join([lsmkv_import_path()] + [p for p in sys.path if "site-packages" in p]))
+    r = subprocess.run([str(exe), code], cwd="/", env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "run 0 finalize 0\nafter" in r.stdout, r.stdout + r.stderr
+    # closed at finalization: its holder empties LOCK when it releases it (an exit
+    # without close() leaves its pid there)
+    assert os.path.getsize(os.path.join(dbpath, "LOCK")) == 0
+    with lsmkv.DB(dbpath) as db:
+        a = db.column_family("a")
+        assert a.get(b"last") == b"1" and a.get(b"t") is None
