@@ -436,9 +436,11 @@ class VersionSet:
         killpoint("current.before_rename")
         filenames.set_current(self.dbpath, number)
         killpoint("current.after_rename")
-        if self._manifest_fd is not None:
-            os.close(self._manifest_fd)
-        self._manifest_fd = fd
+        # the field changes before os.close releases the GIL (a fork() child's copy
+        # must not close the number again: see close())
+        old_fd, self._manifest_fd = self._manifest_fd, fd
+        if old_fd is not None:
+            os.close(old_fd)
         self.manifest_number = number
         return old
 
@@ -469,6 +471,8 @@ class VersionSet:
         self.last_sequence = max(self.last_sequence, edit.last_sequence)
 
     def close(self):
-        if self._manifest_fd is not None:
-            os.close(self._manifest_fd)
-            self._manifest_fd = None
+        # None before os.close releases the GIL: a fork() by another thread meanwhile
+        # must not leave the child a copy that closes the number again (reused by then)
+        fd, self._manifest_fd = self._manifest_fd, None
+        if fd is not None:
+            os.close(fd)
