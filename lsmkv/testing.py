@@ -78,6 +78,12 @@ def compaction_lock(db):
     return db.core.compactions.lock
 
 
+def manifest_lock(db):
+    """The lock every MANIFEST edit (flush, compaction, creating or dropping a
+    column family) holds while it appends and syncs."""
+    return db.core.manifest_lock
+
+
 # -- logs
 
 def spare_log(db):

@@ -103,7 +103,9 @@ cdef class Core:
 
     cdef object _closed_error(self):
         """The error a use of a closed Core raises: a dropped family's, or the handle's."""
-        if self.cf_id and not self.db.closed:
+        # state.closed, not db.closed: the DB's close() marks its families closed first
+        # and the engine closed last (threads using a family meanwhile: the DB is closed)
+        if self.cf_id and not self.state.closed:
             return ClosedError(f"column family {self.cf_name!r} was dropped")
         return self.state.error()
 

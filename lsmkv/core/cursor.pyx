@@ -581,6 +581,11 @@ cdef class Iterator:
         return (PyBytes_FromStringAndSize(<char*>self.kbuf, self.klen),
                 PyBytes_FromStringAndSize(<char*>self.vp, self.vn))
 
+    def __reduce__(self):
+        raise TypeError("a lsmkv.Iterator cannot be pickled or sent to another process: "
+                        "make it there from that process's own DB handle "
+                        "(docs/getting-started.md, \"Processes\")")
+
     def __iter__(self):
         return self
 

@@ -462,6 +462,12 @@ cdef class DBIterator:
     def __dealloc__(self):
         free(self.skip)
 
+    def __reduce__(self):
+        # also keeps Cython from generating a pickling that reads the C fields (the
+        # skip pointer as a C string: multiprocessing's spawn crashed with SIGSEGV)
+        raise TypeError("a lsmkv iterator cannot be pickled or sent to another process: make it "
+                        "there from that process's own DB handle (docs/getting-started.md, \"Processes\")")
+
     def __iter__(self):
         return self
 

@@ -653,6 +653,11 @@ cdef class Transaction:
     def __enter__(self):
         return self
 
+    def __reduce__(self):
+        raise TypeError("a lsmkv.Transaction cannot be pickled or sent to another process: "
+                        "begin one there from that process's own DB handle "
+                        "(docs/getting-started.md, \"Processes\")")
+
     def __exit__(self, exc_type, exc, tb):
         if self.outcome is not None:
             return False
@@ -873,6 +878,11 @@ class TransactionIterator:
 
     def __exit__(self, *exc):
         self.close()
+
+    def __reduce__(self):
+        raise TypeError("a transaction's iterator cannot be pickled or sent to another process: "
+                        "make it there from that process's own DB handle "
+                        "(docs/getting-started.md, \"Processes\")")
 
     def __iter__(self):
         return self

@@ -167,23 +167,29 @@ cdef class LogWriter:
         cdef size_t new_len = self.map_len
         cdef size_t keep = self.pos & ~(<size_t>PAGE - 1)
         cdef int r, stage = 0, err = 0
-        cdef void* m = self.base
+        cdef uint8_t* old = self.base
+        cdef void* m = old
         while new_len < new_cap:
             new_len *= 2
+        # mremap may move the mapping while the GIL is released: a fork() by another
+        # thread meanwhile leaves the child no address to unmap (it may be reused)
+        self.base = NULL
         with nogil:
             r = posix_fallocate(self.fd, self.cap, new_cap - self.cap)
             if r != 0:
                 stage = 1
                 err = r
             elif new_len != self.map_len:
-                m = mremap(self.base, self.map_len, new_len, MREMAP_MAYMOVE)
+                m = mremap(old, self.map_len, new_len, MREMAP_MAYMOVE)
                 if m == MAP_FAILED:
+                    m = old             # unchanged on failure
                     stage = 2
                     err = errno
             if stage == 0:
                 if keep > self.dropped:
                     madvise(<uint8_t*>m + self.dropped, keep - self.dropped, MADV_DONTNEED)
                 madvise(<uint8_t*>m + self.cap, new_cap - self.cap, MADV_POPULATE_WRITE)
+        self.base = <uint8_t*>m
         if stage == 1:
             raise OSError(err, f"cannot grow log {self.path}: {os.strerror(err)}")
         if stage == 2:
@@ -276,26 +282,32 @@ cdef class LogWriter:
             return
         cdef size_t start = self.synced & ~(<size_t>PAGE - 1)
         cdef int stage = 0, err = 0
+        # the object lets go of the mapping and the descriptor before the GIL is
+        # released: a fork() by another thread meanwhile must not leave the child a
+        # copy that unmaps or closes them again (the number may be reused by then:
+        # a fork child's release closed the pipe its parent had just made)
+        cdef uint8_t* base = self.base
+        cdef int fd = self.fd
+        self.base = NULL
+        self.fd = -1
         if not sync:
             truncate = False
         with nogil:
             if self.use_mmap:
                 if sync and self.synced != self.pos and \
-                        msync(self.base + start, self.pos - start, MS_SYNC) != 0:
+                        msync(base + start, self.pos - start, MS_SYNC) != 0:
                     stage = 1
-                munmap(self.base, self.map_len)
-                if stage == 0 and truncate and ftruncate(self.fd, self.pos) != 0:
+                munmap(base, self.map_len)
+                if stage == 0 and truncate and ftruncate(fd, self.pos) != 0:
                     stage = 2
-                if stage == 0 and truncate and fsync(self.fd) != 0:
+                if stage == 0 and truncate and fsync(fd) != 0:
                     stage = 3
             else:
-                free(self.base)
-                if sync and self.synced != self.pos and fsync(self.fd) != 0:
+                free(base)
+                if sync and self.synced != self.pos and fsync(fd) != 0:
                     stage = 3
             err = errno
-            close(self.fd)
-        self.base = NULL
-        self.fd = -1
+            close(fd)
         if stage == 0 and sync:
             self.synced = self.pos
         if stage:
@@ -304,12 +316,14 @@ cdef class LogWriter:
 
     def abandon(self):
         """Unmap and close without syncing (simulated crash; tests)."""
-        if self.base != NULL:
+        cdef uint8_t* base = self.base
+        cdef int fd = self.fd
+        self.base = NULL            # before os.close releases the GIL (see close())
+        self.fd = -1
+        if base != NULL:
             if self.use_mmap:
-                munmap(self.base, self.map_len)
+                munmap(base, self.map_len)
             else:
-                free(self.base)
-            self.base = NULL
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+                free(base)
+        if fd >= 0:
+            os.close(fd)

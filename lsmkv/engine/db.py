@@ -330,7 +330,7 @@ class DB(CoreDB, MappingMethods):
         (['default', 'users'], b'1')
         >>> db.close()
         """
-        return ColumnFamily(self.core.families.create(name, options))
+        return ColumnFamily(self.core.families.create(name, options), self)
 
     def column_family(self, name):
         """The handle of column family name (ColumnFamilyError if there is none;
@@ -346,7 +346,7 @@ class DB(CoreDB, MappingMethods):
         if name == "default":
             return self
         self.core.check_open()
-        return ColumnFamily(self.core.families.get(name))
+        return ColumnFamily(self.core.families.get(name), self)
 
     def list_column_families(self):
         """The names of the DB's column families, "default" first.

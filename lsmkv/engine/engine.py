@@ -45,8 +45,9 @@ Invariants:
      wait; after close() no step of it runs; open engines are closed at
      interpreter exit.
   6. An engine inherited by a fork() child is dead there: every use raises
-     ForkedError and close() releases only the child's memory, touching no file,
-     no log and no lock (the parent owns them all).
+     ForkedError; at the fork (lsmkv.engine.lifecycle) and at close() it
+     releases only the child's memory and descriptors, writing no file, no log
+     and no lock (the parent owns them all).
 """
 import os
 import threading
@@ -336,7 +337,10 @@ class Engine(Core):
         self.janitor_pass()
         if self.options.write_buffer_manager is not None:
             self.options.write_buffer_manager.detach(self)      # the others get its share
-        with self.mutex:
+        # manifest_lock: a MANIFEST edit of a user thread (create or drop a column
+        # family, compact_range) that is appending finishes first; one that comes
+        # later finds the MANIFEST closed (ClosedError)
+        with self.manifest_lock, self.mutex:
             self.families.close()
             try:
                 self.tables.close()
@@ -380,14 +384,18 @@ class Engine(Core):
         # an iterator's release cannot hang
         self.mutex = threading.Lock()
         self.stats.mutex = self.mutex
-        self.families.inherited_by_fork(self.mutex)     # its column families are dead here too
+        # a parent thread in a MANIFEST edit (a flush's, a compaction's) held this one:
+        # create_column_family takes it before it can see that the handle is dead
+        self.manifest_lock = threading.Lock()
+        self.families.inherited_by_fork(self.mutex, self.manifest_lock)   # its families are dead here too
         self.cv = Signal(self.mutex, [])
         self.logs.fresh_locks()
         self.files.fresh_locks()
 
     def release_inherited(self):
-        """close() in a fork() child: unmap this process's view of the logs (no sync,
-        no truncation, no unlink), drop the memtables, tables and cache it inherited,
+        """In a fork() child, right after the fork (lsmkv.engine.lifecycle) and at
+        close(): unmap this process's view of the logs (no sync, no truncation, no
+        unlink), drop the memtables, tables and cache it inherited (every family's),
         and forget the parent's compaction workers without touching them."""
         if self.inherited_released:
             return
@@ -395,6 +403,9 @@ class Engine(Core):
         self.logs.release_inherited()     # the parent's workers: forgotten by the pool's fork hook
         self.versions.close()       # this process's descriptor only; nothing is written
         self.sv = None
+        for fam in (self.cfs or {}).values():   # their memtables and open tables too
+            fam.sv = None
+            fam.flusher.flushing = None
         self.tables.release_inherited()
         self.flusher.flushing = None
 

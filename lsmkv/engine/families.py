@@ -305,12 +305,13 @@ class Families:
         for fam in (self.engine.cfs or {}).values():
             fam.closed = True
 
-    def inherited_by_fork(self, mutex):
+    def inherited_by_fork(self, mutex, manifest_lock):
         """In a fork() child (the engine's fork hook): every family is dead there too,
-        and shares the engine's fresh mutex."""
+        and shares the engine's fresh mutex and manifest_lock."""
         for fam in (self.engine.cfs or {}).values():
             fam.closed = True
             fam.mutex = mutex
+            fam.manifest_lock = manifest_lock
 
 
 def create_edit(fid, name, options, log_number):

@@ -253,10 +253,14 @@ class ColumnFamily(MappingMethods, CoreDB):
     values, iterator, ...: CoreDB's compiled methods; pop, setdefault, update,
     reversed(): the DB's mapping methods), plus flush(), compact_range(),
     approximate_size(), estimate_num_keys() and stats(). Batches across families
-    are written with the DB's write() (wb.put(k, v, cf=handle))."""
+    are written with the DB's write() (wb.put(k, v, cf=handle)). It keeps its DB
+    handle open while it is referenced; closing the DB closes it."""
 
-    def __init__(self, family):
+    def __init__(self, family, db=None):
         CoreDB.__init__(self, family)
+        # the DB handle, kept open while this handle is referenced (as an iterator or
+        # a snapshot keeps it): lsmkv.DB(path).column_family(name) stays usable
+        self._db = db
 
     @property
     def name(self):
@@ -341,6 +345,11 @@ class ColumnFamily(MappingMethods, CoreDB):
 
     def __repr__(self):
         return f"<lsmkv column family {self.name!r} of {self.core.path!r}>"
+
+    def __reduce__(self):
+        raise TypeError("a column family handle cannot be pickled or sent to another process: "
+                        "open the database by its path in that process and call column_family(name) "
+                        "(docs/getting-started.md, \"Processes\")")
 
 
 def holds_data(core):

@@ -17,7 +17,9 @@ Invariants:
      close() has released the directory lock.
   2. In a fork() child every inherited engine is marked dead (inherited_by_fork)
      before any other code of the child runs, without taking a lock another
-     thread of the parent might have held at the fork.
+     thread of the parent might have held at the fork; then it lets go of the
+     parent's files (its logs unmapped, its tables closed unless an iterator of
+     the child still holds one).
   3. At interpreter exit every registered engine is closed, once; a failure to
      close one is reported as a RuntimeWarning and the others still close.
 """
@@ -46,9 +48,20 @@ def live():
 
 def _after_fork_in_child():
     """Only the forking thread exists in the child, and any lock another thread held
-    at the fork stays held: mark every inherited engine dead without taking one."""
-    for engine in live():
+    at the fork stays held: mark every inherited engine dead without taking one.
+    Then let go of the parent's files each holds (release_inherited: what close()
+    in the child does): a child that keeps its dead copy and never closes it (a pool
+    worker with the handle in a module global) would otherwise hold the parent's
+    tables and logs open, and their disk space used, as long as it lives."""
+    engines = live()
+    for engine in engines:
         engine.inherited_by_fork()
+    for engine in engines:
+        try:
+            engine.release_inherited()
+        except Exception as e:      # noqa: BLE001 - reported; it is dead either way
+            warnings.warn(f"lsmkv: releasing {engine.path} in a fork() child failed: {e!r}",
+                          RuntimeWarning, stacklevel=1)
 
 
 def _close_at_exit():

@@ -180,6 +180,8 @@ class Compactions:
     def no_background(self):
         """No background compaction runs within (DB.no_background_compactions)."""
         e = self.engine
+        if e.state.forked:      # the lock and `running` are the parent's threads': no wait ends
+            raise e.state.error()
         with self.lock:
             with e.mutex:
                 while self.running:

@@ -35,7 +35,7 @@ import os
 from lsmkv.engine import filenames
 from lsmkv.core.coding import crc32c_py, decode_varint, encode_varint
 from lsmkv.core.fileio import append_sync
-from lsmkv.errors import CorruptionError
+from lsmkv.errors import ClosedError, CorruptionError
 from lsmkv.engine.killpoint import killpoint
 from lsmkv.engine.logformat import frame, read_log
 
@@ -436,9 +436,11 @@ class VersionSet:
         killpoint("current.before_rename")
         filenames.set_current(self.dbpath, number)
         killpoint("current.after_rename")
-        if self._manifest_fd is not None:
-            os.close(self._manifest_fd)
-        self._manifest_fd = fd
+        # the field changes before os.close releases the GIL (a fork() child's copy
+        # must not close the number again: see close())
+        old_fd, self._manifest_fd = self._manifest_fd, fd
+        if old_fd is not None:
+            os.close(old_fd)
         self.manifest_number = number
         return old
 
@@ -451,6 +453,8 @@ class VersionSet:
         """Durably append edit to the MANIFEST (the slow half: a directory fsync when
         the edit adds files, and the MANIFEST fsync). Callers serialize log+apply
         pairs, so edits are applied in the order they are logged."""
+        if self._manifest_fd is None:    # the DB closed while the edit waited for manifest_lock
+            raise ClosedError("the database is closed")
         edit.next_file_number = self.next_file_number
         if edit.last_sequence is None:
             edit.last_sequence = self.last_sequence
@@ -467,6 +471,8 @@ class VersionSet:
         self.last_sequence = max(self.last_sequence, edit.last_sequence)
 
     def close(self):
-        if self._manifest_fd is not None:
-            os.close(self._manifest_fd)
-            self._manifest_fd = None
+        # None before os.close releases the GIL: a fork() by another thread meanwhile
+        # must not leave the child a copy that closes the number again (reused by then)
+        fd, self._manifest_fd = self._manifest_fd, None
+        if fd is not None:
+            os.close(fd)

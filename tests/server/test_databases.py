@@ -526,3 +526,40 @@ def test_swapdb_past_its_byte_budget_refuses_and_changes_nothing(tmp_path, monke
         monkeypatch.setattr(keys, "SWAPDB_MAX_BYTES", 2000)
         assert keys.w_swapdb(dbs[1], dbs[2], False) == resp.OK
         assert dbs[1].get(b"b") == b"y" and dbs[2].get(b"a1") == b"x" * 400
+
+
+def test_sigterm_with_watches_and_queued_transactions_on_databases(tmp_path):
+    """SIGTERM while clients of databases 3 and 7 hold WATCH transactions (engine
+    transactions: snapshots), one has a MULTI queued and one is mid-SCAN: the server
+    exits 0, promptly; what was acknowledged is there after a restart, the queued
+    transaction is not."""
+    s = ServerProcess(tmp_path / "db")
+    raws = []
+    try:
+        for n in (3, 7, 7):
+            c = Raw(s)
+            raws.append(c)
+            assert c("SELECT", str(n)) == b"+OK\r\n"
+        w3, w7, q7 = raws
+        for i in range(300):
+            assert w3("SET", f"k{i}", f"three{i}") == b"+OK\r\n"
+            assert w7("HSET", "h", f"f{i}", f"seven{i}") == b":1\r\n"
+        assert w3("WATCH", "k1", "k2") == b"+OK\r\n" and w7("WATCH", "h") == b"+OK\r\n"
+        assert q7("WATCH", "h") == b"+OK\r\n" and q7("MULTI") == b"+OK\r\n"
+        assert q7("SET", "queued", "1") == b"+QUEUED\r\n"
+        assert w3("SCAN", "0", "COUNT", "10").startswith(b"*2\r\n$")
+        start = time.monotonic()
+        code, log = s.terminate(timeout=60)
+        assert code == 0, log
+        assert time.monotonic() - start < 30, "shutdown waited on the open transactions"
+    finally:
+        for c in raws:
+            c.close()
+        s.kill()
+    with ServerProcess(tmp_path / "db") as s:
+        c3, c7 = client(s, 3), client(s, 7)
+        assert c3.mget([f"k{i}" for i in range(300)]) == [f"three{i}".encode() for i in range(300)]
+        assert len(c7.hgetall("h")) == 300 and c7.get("queued") is None
+        assert len(c3.keys("*")) == 300 and c7.keys("*") == [b"h"]
+        c3.close()
+        c7.close()
