@@ -459,6 +459,10 @@ class CoreDB:
         >>> db.close()
         """
 
+def multi_get_views(db: CoreDB, keys: Iterable[_Buffer]) -> list[Any]:
+    """get_view() of each key from one consistent view (the memtables searched
+    together); what `lsmkv serve` uses for pipelined GETs."""
+
 def iterate_at(db: CoreDB, start: Optional[bytes], stop: Optional[bytes], reverse: bool, mode: int,
                seq: Optional[int], prefix: Optional[bytes] = ...) -> Any: ...
 def cursor_at(db: CoreDB, lower: Optional[_Buffer], upper: Optional[_Buffer], prefix: Optional[_Buffer],
