@@ -2,6 +2,9 @@
 pipelining, ordered replies, flow control.
 
 Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
+  * A read's leading plain GET/SET requests are answered by the compiled fast
+    path (fast.pyx) straight from the buffer, on a connection in the plain state
+    (see there); the Python path below takes the rest of the read.
   * A connection that holds no partial request reads into the server's one
     shared buffer (resp.SPLIT_MAX bytes), lent for the duration of one read
     callback: the loop runs one callback at a time, and the requests in it are
@@ -11,7 +14,8 @@ Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
     from the size-class pool, as large as its headers say the whole request is
     (one copy, however it arrives); further reads go straight into that buffer,
     and its requests are parsed in place (memoryviews: a large value is not
-    copied before the engine copies it).
+    copied before the engine copies it). The start of a request of at most 3
+    arguments that the fast path left stays there as it is (no Frame).
   * A buffer is never sized from an announced length beyond GROW_CHUNK past the
     bytes that arrived (a client announcing a 400 MB value and sending three
     bytes costs a small buffer, not 400 MB); it doubles as the bytes come.

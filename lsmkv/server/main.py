@@ -6,7 +6,7 @@
 
 docs/server.md lists the commands, the memory design and the measurements.
 Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
-connection), store.py (engine calls off the loop when they could block),
+connection), fast.pyx (plain GET/SET in compiled code), store.py (engine calls off the loop when they could block),
 commands.py / strings.py / keys.py / admin.py (commands), args.py (argument
 parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN),
 databases.py (SELECT's numbered databases: each connection's commands run on
