@@ -287,3 +287,45 @@ def test_a_client_that_stops_reading_gets_every_reply_in_order(server):
     assert st1["keyspace_hits"] - st0["keyspace_hits"] == 60 + 3
     assert st1["keyspace_misses"] == st0["keyspace_misses"]
     c.close()
+
+
+def test_random_pipelines_same_bytes_as_redis(server, redis_port):
+    """Seeded random pipelines of GET/SET (plain and not) among other commands,
+    cut at random points into several writes: every byte as redis-server's."""
+    import random
+    rng = random.Random(23)
+    keys = [b"f:z%d" % i for i in range(6)] + [b"f:\r\n", b""]
+    for round_ in range(20):
+        cmds = []
+        for _ in range(rng.randrange(1, 60)):
+            k = rng.choice(keys)
+            r = rng.random()
+            if r < 0.35:
+                cmds.append((rng.choice(["GET", "get"]), k))
+            elif r < 0.65:
+                v = bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 5, 300])))
+                cmds.append((rng.choice(["SET", "set"]), k, v))
+            elif r < 0.72:
+                cmds.append(("SET", k, "1", rng.choice(["NX", "XX", "KEEPTTL"])))
+            elif r < 0.8:
+                cmds.append(("INCR", k))
+            elif r < 0.85:
+                cmds.append(("MGET", k, rng.choice(keys)))
+            elif r < 0.9:
+                cmds.append(("DEL", k))
+            elif r < 0.95:
+                cmds.append(rng.choice([("GET",), ("GET", k, k), ("SET", k), ("PING",)]))
+            else:
+                cmds.append(("APPEND", k, "x"))
+        data = script(*cmds)
+        cuts = sorted(rng.sample(range(1, len(data)), min(rng.randrange(0, 4), len(data) - 1)))
+        parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        want = exchange(redis_port, parts, pause=0.02, quiet=0.25)
+        got = exchange(server.port, parts, want_len=len(want), pause=0.02)
+        assert got == want, (round_, cmds)
+    c = redis.Redis(protocol=2, host="127.0.0.1", port=server.port, socket_timeout=10)
+    c.delete(*keys)
+    c.close()
+    r = redis.Redis(protocol=2, host="127.0.0.1", port=redis_port, socket_timeout=10)
+    r.delete(*keys)
+    r.close()
