@@ -463,6 +463,10 @@ def multi_get_views(db: CoreDB, keys: Iterable[_Buffer]) -> list[Any]:
     """get_view() of each key from one consistent view (the memtables searched
     together); what `lsmkv serve` uses for pipelined GETs."""
 
+def put_many(db: CoreDB, keys: list[_Buffer], values: list[_Buffer]) -> None:
+    """db.put() of each pair in order, the memtable inserts searched together;
+    what `lsmkv serve` uses for pipelined SETs."""
+
 def iterate_at(db: CoreDB, start: Optional[bytes], stop: Optional[bytes], reverse: bool, mode: int,
                seq: Optional[int], prefix: Optional[bytes] = ...) -> Any: ...
 def cursor_at(db: CoreDB, lower: Optional[_Buffer], upper: Optional[_Buffer], prefix: Optional[_Buffer],
