@@ -12,16 +12,19 @@ case, lengths as Redis's string2ll accepts them, at most max_bulk), whose key
 does not start with 0xff (the reserved prefix: the Python path decides), on a
 connection in the plain state: authenticated, RESP2, replies on, database 0,
 not in MULTI and watching nothing, in a server whose databases hold no hash
-(with hashes, GET and SET check types first). A SET runs here only while the
-store would run it inline (Store.put's condition); otherwise it is left to the
-Python path, which queues it. Anything else (another command, wrong arity,
+(with hashes, GET and SET check types first). SETs run here only while the
+store would run them inline (Store.put's condition, for the whole group:
+the memtable has room for all of it and level 0 is below its slowdown
+trigger); otherwise they are left to the Python path, which queues them.
+Anything else (another command, wrong arity,
 options, an error to report, an incomplete frame) stops the fast path there.
 
 Why: a pipelined GET/SET cost ~2 us of interpreter time per request on the
 Python path (parse into lists, execute's dispatch and accounting, the
 handler, the reply); and consecutive GETs are looked up together
-(DB.multi_get: the memtable searches interleaved, so their cache misses
-overlap), ~3x cheaper than one get at a time in a large memtable.
+(dbcore.multi_get_views), consecutive SETs inserted together
+(dbcore.put_many): the memtable searches interleaved, so their cache misses
+overlap, ~3x cheaper than one at a time in a large memtable.
 docs/server.md ("Where the CPU goes") has the profile.
 
 Invariants (each the Python path's, kept here):
@@ -31,8 +34,8 @@ Invariants (each the Python path's, kept here):
   2. Each command is accounted as Server.execute does: srv.commands, its
      commandstats entry (calls, ns on the loop, failed), conn.lastcmd; the
      engine counts GET hits and misses (keyspace_hits) itself.
-  3. A GET run sees every SET before it in the pipeline: GETs are batched only
-     while consecutive, and a batch runs before the next SET.
+  3. A GET run sees every SET before it in the pipeline: GETs and SETs are
+     grouped only while consecutive, and a group runs before the next one.
   4. Flow control (conn.py invariant 4): replies are written at least every
      OUT_CHUNK bytes; when the client stops reading (conn.paused_w) after a
      write, run() stops and returns -(pos) - 1, where pos is the first request
@@ -53,9 +56,11 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from lsmkv.core.memtable cimport MemTable
 from lsmkv.core.cache cimport ValueView
-from lsmkv.core.dbcore import multi_get_views
+from lsmkv.core.dbcore import multi_get_views, put_many
 
 DEF GATHER_MIN = 16 * 1024      # as resp.GATHER_MIN: longer values are written as pieces
+DEF SET_BATCH = 16              # SETs inserted together at most (dbcore.put_many)
+DEF PUT_MANY_NODE_MAX = 136     # as core.pxi's: a memtable node's bytes besides key and value
 DEF GET_BATCH = 16              # GETs looked up together at most (DB.multi_get)
 DEF LEN_DIGITS = 18             # a length header's digits at most (string2ll's range)
 
@@ -242,13 +247,6 @@ cdef class Fast:
         c.n_view_pins -= pins
         return 0
 
-    cdef bint room(self) except -1:
-        """Store.put's condition for an inline write, the engine half: the memtable
-        has room and level 0 is below its slowdown trigger."""
-        c = self.core
-        cdef MemTable mem = c.sv.mem
-        return mem.arena.used < <size_t>c.write_buffer_size and c.l0_files < c.l0_slowdown
-
     def run(self, conn, buf, Py_ssize_t start, Py_ssize_t n):
         """Answer the leading plain GET/SET requests of buf[start:n] (a bytearray) on
         conn. Returns the position of the first request not taken (the Python path
@@ -267,6 +265,11 @@ cdef class Fast:
         cdef Py_ssize_t pos = start, q = 0, s0, l0, s1, l1, s2, l2, i
         cdef Py_ssize_t gets_at[GET_BATCH]
         cdef list keys = []
+        cdef list skeys = []
+        cdef list svals = []
+        cdef size_t used = 0, wbs = 0, need = 0, cost
+        cdef bint took, l0ok = False
+        cdef MemTable mem
         cdef Py_ssize_t ngets = 0, nsets = 0, gets_done = 0, gfail = 0, sfail = 0
         cdef int64_t gns = 0, sns = 0, t0
         cdef int stop = 0, argc
@@ -297,13 +300,29 @@ cdef class Fast:
                         argc = 0
                 else:
                     argc = 0
-                if argc == 2 and len(keys) < GET_BATCH:
+                took = False
+                if argc == 2 and not skeys and len(keys) < GET_BATCH:
                     gets_at[len(keys)] = pos
                     keys.append(PyBytes_FromStringAndSize(<const char*>b + s1, l1))
+                    took = True
+                elif argc == 3 and not keys and len(skeys) < SET_BATCH:
+                    if not skeys:                    # Store.put's condition, for the group
+                        c = self.core
+                        mem = c.sv.mem
+                        used = mem.arena.used
+                        wbs = c.write_buffer_size
+                        l0ok = c.l0_files < c.l0_slowdown
+                    cost = PUT_MANY_NODE_MAX + l1 + l2
+                    if l0ok and used + need + cost < wbs:
+                        need += cost
+                        skeys.append(PyBytes_FromStringAndSize(<const char*>b + s1, l1))
+                        svals.append(PyBytes_FromStringAndSize(<const char*>b + s2, l2))
+                        took = True
+                if took:
                     pos = q
                     if pos < n:
                         continue
-                # -- run the GETs gathered (invariant 3), then this SET
+                # -- run the GETs or SETs gathered (invariant 3)
                 if keys:
                     t0 = now_ns()
                     try:
@@ -334,37 +353,40 @@ cdef class Fast:
                                 stop = 1
                                 break
                     keys = []
-                    if stop:
-                        break
-                    if argc == 2:
-                        continue                     # a full batch: this GET starts the next
-                if argc != 3:
-                    break
-                if not self.room():
-                    break                            # the store queues it (Python path)
-                t0 = now_ns()
-                store.dirty = True               # as Store.put
-                store.inline_writes += 1
-                try:
-                    self.put(PyBytes_FromStringAndSize(<const char*>b + s1, l1),
-                             PyBytes_FromStringAndSize(<const char*>b + s2, l2))
-                    out_put(&o, "+OK\r\n", 5)
-                except Exception as e:
-                    err = srv.engine_error(e)
-                    out_put(&o, PyBytes_AS_STRING(err), PyBytes_GET_SIZE(err))
-                    sfail += 1
-                sns += now_ns() - t0
-                nsets += 1
-                last_set = True
-                pos = q
-                if o.n + o.big >= OUT_CHUNK and pos < n:
-                    if o.n:
-                        tr.write(PyBytes_FromStringAndSize(o.p, o.n))
-                    o.n = o.big = 0
-                    if conn.paused_w:
-                        stop = 1
-                        break
-                if pos >= n:
+                elif skeys:
+                    t0 = now_ns()
+                    k = len(skeys)
+                    store.dirty = True               # as Store.put, for each
+                    store.inline_writes += k
+                    try:
+                        if k == 1:
+                            self.put(skeys[0], svals[0])
+                        else:
+                            put_many(self.db, skeys, svals)
+                        for i in range(k):
+                            out_put(&o, "+OK\r\n", 5)
+                    except Exception as e:
+                        err = srv.engine_error(e)
+                        for i in range(k):
+                            out_put(&o, PyBytes_AS_STRING(err), PyBytes_GET_SIZE(err))
+                        sfail += k
+                    sns += now_ns() - t0
+                    nsets += k
+                    last_set = True
+                    skeys = []
+                    svals = []
+                    need = 0
+                    if o.n + o.big >= OUT_CHUNK and pos < n:
+                        if o.n:
+                            tr.write(PyBytes_FromStringAndSize(o.p, o.n))
+                        o.n = o.big = 0
+                        if conn.paused_w:
+                            stop = 1
+                else:
+                    break                            # nothing gathered: the Python path goes on
+                if stop or took:
+                    break                            # stopped, or every byte taken
+                if argc != 2 and argc != 3:
                     break
             if o.n:
                 tr.write(PyBytes_FromStringAndSize(o.p, o.n))
