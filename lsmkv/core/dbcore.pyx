@@ -1051,6 +1051,9 @@ def multi_get_views(CoreDB db, keys):
     return core_multi_get(db.core, keys, None, None, True)
 
 
+PUT_MANY_NODE_BYTES = PUT_MANY_NODE_MAX   # put_many's bound of a memtable node's bytes besides key and value
+
+
 def put_many(CoreDB db, list keys, list values):
     """db.put(keys[j], values[j]) for each j, in order (no ttl, no sync): the same
     log records, sequences, counts and entries as that many puts, faster for a

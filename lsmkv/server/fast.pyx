@@ -1,6 +1,6 @@
 # cython: language_level=3
 """The compiled fast path of `lsmkv serve`: plain GET and SET requests read
-into the server's shared buffer are parsed, run and answered here, without a
+into a connection's buffer (shared or pooled) are parsed, run and answered here, without a
 Python frame per request. Everything else goes to the Python path
 (lsmkv/server/conn.py, main.py's Server.execute) from the first request this
 path does not take.
@@ -16,8 +16,8 @@ not in MULTI and watching nothing, in a server whose databases hold no hash
 store would run them inline (Store.put's condition, for the whole group:
 the memtable has room for all of it and level 0 is below its slowdown
 trigger); otherwise they are left to the Python path, which queues them.
-Anything else (another command, wrong arity,
-options, an error to report, an incomplete frame) stops the fast path there.
+Anything else (another command, wrong arity, options, an error to report, an
+incomplete frame) stops the fast path there.
 
 Why: a pipelined GET/SET cost ~2 us of interpreter time per request on the
 Python path (parse into lists, execute's dispatch and accounting, the
@@ -40,9 +40,12 @@ Invariants (each the Python path's, kept here):
      OUT_CHUNK bytes; when the client stops reading (conn.paused_w) after a
      write, run() stops and returns -(pos) - 1, where pos is the first request
      not answered: the caller keeps the rest until the socket drains. GETs of
-     a batch not answered then are run again later by the Python path (the
-     engine counts their lookups twice: only with values large enough to fill
-     OUT_CHUNK within one batch).
+     a batch not answered then hold nothing (their views are released and the
+     engine's counts of their lookups taken back, uncount()): the Python path
+     runs them once the client reads.
+  5. A SET group goes to put_many only when the memtable has room for it by
+     put_many's own bound (dbcore.PUT_MANY_NODE_BYTES a node besides key and
+     value), so put_many never falls back to puts that could wait on the loop.
 
 Thread safety: runs on the event loop thread only, like the rest of the
 server; the engine calls it makes are the ones the Python path makes.
@@ -56,12 +59,11 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from lsmkv.core.memtable cimport MemTable
 from lsmkv.core.cache cimport ValueView
-from lsmkv.core.dbcore import multi_get_views, put_many
+from lsmkv.core.dbcore import multi_get_views, put_many, PUT_MANY_NODE_BYTES
 
 DEF GATHER_MIN = 16 * 1024      # as resp.GATHER_MIN: longer values are written as pieces
 DEF SET_BATCH = 16              # SETs inserted together at most (dbcore.put_many)
-DEF PUT_MANY_NODE_MAX = 136     # as core.pxi's: a memtable node's bytes besides key and value
-DEF GET_BATCH = 16              # GETs looked up together at most (DB.multi_get)
+DEF GET_BATCH = 16              # GETs looked up together at most (dbcore.multi_get_views)
 DEF LEN_DIGITS = 18             # a length header's digits at most (string2ll's range)
 
 cdef Py_ssize_t OUT_CHUNK = 256 * 1024   # as conn.OUT_CHUNK
@@ -268,6 +270,7 @@ cdef class Fast:
         cdef list skeys = []
         cdef list svals = []
         cdef size_t used = 0, wbs = 0, need = 0, cost
+        cdef size_t node_bytes = PUT_MANY_NODE_BYTES
         cdef bint took, l0ok = False
         cdef MemTable mem
         cdef Py_ssize_t ngets = 0, nsets = 0, gets_done = 0, gfail = 0, sfail = 0
@@ -312,7 +315,7 @@ cdef class Fast:
                         used = mem.arena.used
                         wbs = c.write_buffer_size
                         l0ok = c.l0_files < c.l0_slowdown
-                    cost = PUT_MANY_NODE_MAX + l1 + l2
+                    cost = node_bytes + l1 + l2
                     if l0ok and used + need + cost < wbs:
                         need += cost
                         skeys.append(PyBytes_FromStringAndSize(<const char*>b + s1, l1))
