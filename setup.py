@@ -22,7 +22,8 @@ if SANITIZE:
 extensions = [
     Extension(f"lsmkv.core.{name}", [f"lsmkv/core/{name}.pyx"], extra_compile_args=cflags, extra_link_args=ldflags)
     for name in MODULES
-]
+] + [Extension("lsmkv.server.fast", ["lsmkv/server/fast.pyx"], extra_compile_args=cflags,
+               extra_link_args=ldflags)]      # the server's GET/SET fast path
 directives = {
     "language_level": 3,
     "boundscheck": DEBUG,

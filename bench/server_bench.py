@@ -15,7 +15,10 @@ Targets (each started fresh in its own temporary directory, on 127.0.0.1):
 Method: for each round, each target in turn runs `redis-benchmark -t set,get
 -n N -c C -P p -r R -d D --csv` for every pipeline depth p; the table shows the
 median requests/s over the rounds and the ratio of lsmkv to redis-everysec
-(issue 7's target: >= 0.5 at -P 1). redis-benchmark and the server share the
+(issue 7's target: >= 0.5 at -P 1), then each server's CPU time per request
+(utime + stime of its process, /proc/PID/stat, over each redis-benchmark run
+of SET and GET: the steadier comparison on a shared machine, where rates move
+by tens of percent between runs). redis-benchmark and the server share the
 machine's cores, as they do for redis-server, so the comparison is like for
 like; absolute numbers depend on the machine's load (say so when quoting them).
 
@@ -78,6 +81,7 @@ class RedisTarget:
              "--dir", self.dir, "--daemonize", "no", "--protected-mode", "no", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ping(self.port, self.proc)
+        self.pid = self.proc.pid
 
     def stop(self):
         self.proc.terminate()
@@ -92,11 +96,19 @@ class LsmkvTarget:
     def start(self, tmp):
         self.server = ServerProcess(tempfile.mkdtemp(dir=tmp) + "/db", *self.extra)
         self.port = self.server.port
+        self.pid = self.server.pid
 
     def stop(self):
         code, log = self.server.terminate(timeout=120)
         if code != 0:
             raise RuntimeError(f"lsmkv serve exited {code}: {log}")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process pid so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_benchmark(port, args, pipeline):
@@ -113,7 +125,7 @@ def run_benchmark(port, args, pipeline):
     return out
 
 
-def print_table(args, cols, results):
+def print_table(args, cols, results, cpu=None):
     print(f"\nredis-benchmark -c {args.clients} -n {args.requests} -r {args.keyspace} "
           f"-d {args.data_size}, median of {args.rounds} round(s), requests/s; "
           f"load average {os.getloadavg()[0]:.2f}")
@@ -127,6 +139,13 @@ def print_table(args, cols, results):
             if n.startswith("lsmkv"):
                 ratio = "".join(f"{med[n][c] / med['redis-everysec'][c]:>13.2f}x" for c in cols)
                 print(f"{n + ' / everysec':<20}" + ratio)
+    if cpu:
+        pls = sorted({pl for _, pl in cols})
+        print(f"\nserver CPU per request (us, SET and GET together), median of {args.rounds} round(s)")
+        print(f"{'target':<20}" + "".join(f"{f'-P {pl}':>14}" for pl in pls))
+        for n, by in cpu.items():
+            print(f"{n:<20}" + "".join(f"{statistics.median(by[pl]):>14.2f}" if pl in by else f"{'-':>14}"
+                                       for pl in pls))
 
 
 def main(argv=None):
@@ -160,13 +179,18 @@ def main(argv=None):
             extra = ["--appendfsync", "everysec"] + (["--no-uvloop"] if loop == "asyncio" else [])
             targets.append(LsmkvTarget(f"lsmkv-{loop}", extra))
     results = {t.name: {} for t in targets}       # name -> (test, P) -> [rps]
+    cpu = {t.name: {} for t in targets}           # name -> P -> [us of server CPU per request]
     with tempfile.TemporaryDirectory(prefix="server_bench-") as tmp:
         for rnd in range(args.rounds):
             for t in targets:
                 t.start(tmp)
                 try:
                     for pl in pipelines:
-                        for test, rps in run_benchmark(t.port, args, pl).items():
+                        c0 = cpu_seconds(t.pid)
+                        rates = run_benchmark(t.port, args, pl)
+                        used = cpu_seconds(t.pid) - c0
+                        cpu[t.name].setdefault(pl, []).append(used / (len(rates) * args.requests) * 1e6)
+                        for test, rps in rates.items():
                             results[t.name].setdefault((test, pl), []).append(rps)
                             print(f"round {rnd + 1} {t.name:<18} {test} -P {pl:<3} {rps:>12,.0f} rps",
                                   file=sys.stderr)
@@ -174,7 +198,7 @@ def main(argv=None):
                     t.stop()
         cols = [(test, pl) for pl in pipelines for test in ("SET", "GET")]
         if targets:
-            print_table(args, cols, results)
+            print_table(args, cols, results, cpu)
         if args.connections:
             print("\nserver RSS per connection (bytes above the baseline)")
             print(f"{'loop':<10}{'connections':>12}{'per idle':>10}{'per active':>12}")

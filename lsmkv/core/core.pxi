@@ -15,6 +15,8 @@
 #      sorted by key with non-overlapping files.
 
 DEF MAX_SEQUENCE = 0x00FFFFFFFFFFFFFF     # sequences are 56 bits (the tag's top bits)
+DEF PUT_MANY_MAX = 32                    # _put_many's group at most (MemTable.add_many's)
+DEF PUT_MANY_NODE_MAX = 136              # a memtable node's bytes at most besides key and value
 
 
 cdef inline bint _table_newer(TableReader t, int64_t floor):
@@ -264,6 +266,74 @@ cdef class Core:
         finally:
             release_buffer(&kb)
         self.n_puts += 1
+        return 0
+
+    cdef int _put_many(self, list keys, list values) except -1:
+        """_put(keys[j], values[j], None, False) for each j, in order: the same log
+        records, sequences, counts and memtable entries. When the group cannot make
+        a write wait (the default family, no default_ttl, the memtable has room for
+        all of it with PUT_MANY_NODE_MAX bytes a node besides the key and value,
+        level 0 below its slowdown trigger), its memtable inserts are searched
+        together (MemTable.add_many); otherwise each is a _put."""
+        cdef Py_ssize_t count = len(keys), j, nk = 0, nv = 0
+        cdef Bytes kb[PUT_MANY_MAX]
+        cdef Bytes vb[PUT_MANY_MAX]
+        cdef const uint8_t* ks[PUT_MANY_MAX]
+        cdef const uint8_t* vs[PUT_MANY_MAX]
+        cdef size_t kns[PUT_MANY_MAX]
+        cdef size_t vns[PUT_MANY_MAX]
+        cdef size_t ns[PUT_MANY_MAX]
+        cdef size_t need = 0, total = 0, user = 0
+        cdef uint64_t seq
+        cdef uint8_t* p
+        cdef bint done = False
+        if len(values) != count:
+            raise ValueError("keys and values differ in length")
+        if count < 2 or count > PUT_MANY_MAX or self.cf_id or self.default_ttl is not None:
+            for j in range(count):
+                self._put(keys[j], values[j], None, False)
+            return 0
+        try:
+            for j in range(count):
+                get_buffer(keys[j], &kb[j], "key")
+                nk += 1
+                get_buffer(values[j], &vb[j], "value")
+                nv += 1
+                ks[j] = kb[j].p
+                kns[j] = kb[j].n
+                vs[j] = vb[j].p
+                vns[j] = vb[j].n
+                ns[j] = BATCH_HEADER + record_size(KIND_PUT, kns[j], vns[j])
+                total += ns[j]
+                user += kns[j] + vns[j]
+                need += PUT_MANY_NODE_MAX + kns[j] + vns[j]
+            with self.mutex:
+                if (self.db.cfs is None and self.l0_files < self.l0_slowdown
+                        and self.sv.mem.arena.used + need < self.write_buffer_size):
+                    self._writable(total)   # its checks; neither stall nor switch by the test above
+                    seq = self.last_seq + 1
+                    for j in range(count):
+                        p = self.wal.begin(ns[j])
+                        store_u64(p, seq + j)
+                        store_u32(p + 8, 1)
+                        encode_record(p + BATCH_HEADER, KIND_PUT, ks[j], kns[j], vs[j], vns[j], 0)
+                        self.wal.commit(ns[j])
+                    self.sv.mem.add_many(seq, KIND_PUT, ks, kns, vs, vns, count)
+                    self.last_seq = seq + count - 1
+                    self.n_wal_bytes += total + 8 * count
+                    self.n_user_bytes += user
+                    self.n_writes += count
+                    done = True
+        finally:
+            for j in range(nk):
+                release_buffer(&kb[j])
+            for j in range(nv):
+                release_buffer(&vb[j])
+        if done:
+            self.n_puts += count
+            return 0
+        for j in range(count):
+            self._put(keys[j], values[j], None, False)
         return 0
 
     cdef int _merge(self, key, operand, bint sync) except -1:

@@ -211,6 +211,9 @@ class Core:
     logs: Any
     files: Any
     merge_op: Any
+    default_ttl: Optional[float]     # the default_ttl option's seconds, or None
+    def write_through_db(self, batch: WriteBatch, sync: bool = ...) -> None:
+        """Write batch with the DB's write (its records name their families)."""
     def read_only_error(self, what: str) -> Exception:
         """The ReadOnlyError a write to a read-only or secondary engine raises."""
 
@@ -458,6 +461,16 @@ class CoreDB:
         [(b'user:2', b'v2')]
         >>> db.close()
         """
+
+def multi_get_views(db: CoreDB, keys: Iterable[_Buffer]) -> list[Any]:
+    """get_view() of each key from one consistent view (the memtables searched
+    together); what `lsmkv serve` uses for pipelined GETs."""
+
+PUT_MANY_NODE_BYTES: int
+
+def put_many(db: CoreDB, keys: list[_Buffer], values: list[_Buffer]) -> None:
+    """db.put() of each pair in order, the memtable inserts searched together;
+    what `lsmkv serve` uses for pipelined SETs."""
 
 def iterate_at(db: CoreDB, start: Optional[bytes], stop: Optional[bytes], reverse: bool, mode: int,
                seq: Optional[int], prefix: Optional[bytes] = ...) -> Any: ...

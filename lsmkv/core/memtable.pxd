@@ -43,7 +43,9 @@ cdef class MemTable:
                  const uint8_t* v, size_t vn, int64_t expiry) except -1
     cdef Node* seek_ge(self, const uint8_t* ikey, size_t n, Node** prev) noexcept
     cdef void seek_ge_many(self, const uint8_t** ikeys, const size_t* ns, Py_ssize_t count,
-                           Node** out) noexcept
+                           Node** out, Node** prevs=*) noexcept
+    cdef int add_many(self, uint64_t seq, int kind, const uint8_t** ks, const size_t* kns,
+                      const uint8_t** vs, const size_t* vns, Py_ssize_t count) except -1
     cdef int lookup(self, const uint8_t* k, size_t kn, uint64_t seq,
                     const uint8_t** vp, size_t* vn, int* kind) noexcept
     cdef Node* find_last_lt(self, const uint8_t* ikey, size_t n) noexcept

@@ -32,6 +32,7 @@ from lsmkv.core.coding cimport (cmp_ikey, cmp_bytes, make_tag, store_u64, load_u
 
 DEF ALIGN = 8
 DEF SEEK_LANES = 8      # searches seek_ge_many interleaves
+DEF MAX_ADD_MANY = 32   # entries add_many inserts with one interleaved search
 
 from lsmkv.core.includes.prefetch cimport prefetch
 from lsmkv.core.includes.mman cimport (mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS,
@@ -195,8 +196,10 @@ cdef class MemTable:
                 level -= 1
 
     cdef void seek_ge_many(self, const uint8_t** ikeys, const size_t* ns, Py_ssize_t count,
-                           Node** out) noexcept:
-        """out[j] = seek_ge(ikeys[j], ns[j], NULL) for each j < count (multi_get).
+                           Node** out, Node** prevs=NULL) noexcept:
+        """out[j] = seek_ge(ikeys[j], ns[j], NULL) for each j < count (multi_get);
+        with prevs, prevs[j * MAX_HEIGHT + level] is search j's last node before its
+        key at each level below max_height (seek_ge's prev; add_many).
 
         The searches run interleaved, SEEK_LANES at a time (AMAC: asynchronous memory
         access chaining): each step of one search compares one node's key, then
@@ -230,9 +233,13 @@ cdef class MemTable:
                     xs[s] = nxt
                     nxt = nxt.next[lv[s]]
                 elif lv[s] > 0:
+                    if prevs != NULL:
+                        prevs[js[s] * MAX_HEIGHT + lv[s]] = x
                     lv[s] -= 1
                     nxt = x.next[lv[s]]
                 else:
+                    if prevs != NULL:
+                        prevs[js[s] * MAX_HEIGHT] = x
                     out[js[s]] = nxt
                     if nextj < count:           # the lane takes the next search
                         xs[s] = self.head
@@ -319,6 +326,73 @@ cdef class MemTable:
         if seq > self.last_seq:
             self.last_seq = seq
         self.entries += 1
+        return 0
+
+    cdef int add_many(self, uint64_t seq, int kind, const uint8_t** ks, const size_t* kns,
+                      const uint8_t** vs, const size_t* vns, Py_ssize_t count) except -1:
+        """add(seq + j, kind, ks[j], vs[j]) for each j < count (KIND_PUT or KIND_DELETE:
+        no expiry), the list the same as after count add()s. The insert positions
+        are searched together (seek_ge_many: the searches interleaved, their cache
+        misses overlapping); each insert then walks forward from its search's
+        node at each level, past the nodes inserted before it (each of those
+        nodes is before its key, so the walk ends at the node add() would find)."""
+        cdef Node* nodes[MAX_ADD_MANY]
+        cdef const uint8_t* ikeys[MAX_ADD_MANY]
+        cdef size_t ikns[MAX_ADD_MANY]
+        cdef Node* found[MAX_ADD_MANY]
+        cdef Node* prevs[MAX_ADD_MANY * MAX_HEIGHT]
+        cdef Node* x
+        cdef Node* p
+        cdef uint8_t* b
+        cdef Py_ssize_t j
+        cdef int i, h, top
+        cdef size_t ikn
+        if count > MAX_ADD_MANY or kind == KIND_RANGE_DELETE or kind == KIND_PUT_TTL:
+            for j in range(count):
+                self.add(seq + j, kind, ks[j], kns[j], vs[j], vns[j], 0)
+            return 0
+        for j in range(count):
+            ikn = kns[j] + TAG_SIZE
+            if ikn > 0xFFFFFFFFU or vns[j] > 0xFFFFFFFFU:
+                raise ValueError("key or value larger than 4 GiB")
+        for j in range(count):
+            h = self._random_height()
+            ikn = kns[j] + TAG_SIZE
+            x = <Node*>self.arena.allocate(sizeof(Node) + (h - 1) * sizeof(Node*) + ikn + vns[j])
+            x.klen = <uint32_t>ikn
+            x.vlen = <uint32_t>vns[j]
+            x.height = h
+            b = <uint8_t*>&x.next[h]
+            if kns[j]:
+                memcpy(b, ks[j], kns[j])
+            store_u64(b + kns[j], make_tag(seq + j, kind))
+            if vns[j]:
+                memcpy(b + ikn, vs[j], vns[j])
+            nodes[j] = x
+            ikeys[j] = node_key(x)
+            ikns[j] = ikn
+        top = self.max_height
+        self.seek_ge_many(ikeys, ikns, count, found, prevs)
+        for j in range(count):
+            x = nodes[j]
+            h = x.height
+            if h > self.max_height:
+                self.max_height = h
+            for i in range(h):
+                p = prevs[j * MAX_HEIGHT + i] if i < top else self.head
+                while p.next[i] != NULL and cmp_ikey(node_key(p.next[i]), p.next[i].klen,
+                                                      ikeys[j], ikns[j]) < 0:
+                    p = p.next[i]
+                prevs[j * MAX_HEIGHT + i] = p
+            for i in range(h):
+                x.next[i] = prevs[j * MAX_HEIGHT + i].next[i]     # set before publishing
+            for i in range(h):
+                prevs[j * MAX_HEIGHT + i].next[i] = x
+            if (self.entries == 0 and self.range_dels is None) or seq + j < self.first_seq:
+                self.first_seq = seq + j
+            if seq + j > self.last_seq:
+                self.last_seq = seq + j
+            self.entries += 1
         return 0
 
     cdef int lookup(self, const uint8_t* k, size_t kn, uint64_t seq,

@@ -29,6 +29,11 @@
 #      one batch, without the GIL and on helper threads too (readmany.pxi,
 #      fetch.pxi). A key found in no table is absent. (Most keys are decided in
 #      the first round: a bloom filter passes a key it lacks 1% of the time.)
+#   5. With view (multi_get_views): the memtables are searched as in 3; each key
+#      they leave undecided is then read as get_view() reads it (Core._lookup
+#      with view, the same SuperVersion and sequence), one key at a time, so a
+#      value in a cached block comes as a pinned ValueView (counted in view_pins)
+#      and every value as the ValueView get_view() would give.
 
 from lsmkv.core.table cimport KeyRef, MgTable, FetchJob, mg_prepare, mg_jobs, mg_fetch, mg_finish, mg_release
 from libc.stdlib cimport calloc
@@ -84,10 +89,11 @@ cdef void _sort_keys(KeyRef* a, Py_ssize_t n) noexcept nogil:
         a[j + 1] = t
 
 
-cdef list core_multi_get(Core c, object keys, object at, object default):
+cdef list core_multi_get(Core c, object keys, object at, object default, bint view=False):
     """The values of keys (any iterable of bytes-like keys) at sequence `at` (None:
     the latest, read after the SuperVersion), in the order given; default where a
-    key is absent, deleted or expired."""
+    key is absent, deleted or expired. view: each value a ValueView, as
+    get_view() gives it (invariant 5)."""
     cdef uint64_t seq, tag
     cdef SuperVersion sv
     cdef list ks = []           # the keys as bytes
@@ -113,9 +119,11 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
         # range tombstones somewhere: each key as a get sees it (Core._lookup)
         results = []
         for k in ks:
-            r = c._lookup(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), seq, NULL, False, sv)
+            r = c._lookup(<const uint8_t*>PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), seq, NULL, view, sv)
             if r is not None:
                 hits += 1
+                if view:
+                    r = _as_view(c, r)
             results.append(default if r is None else r)
         c.n_gets += n
         c.n_get_hits += hits
@@ -143,7 +151,12 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             pend[i].i = i
             p += q + TAG_SIZE
         m = _memtables_pass(c, sv, pend, n, results)
-        if m and (sv.l0 or sv.levels):
+        if m and view:
+            for j in range(m):          # invariant 5: as get_view, at this sv and seq
+                results[pend[j].i] = c._lookup(pend[j].p, pend[j].n - TAG_SIZE, seq, NULL, True, sv)
+                if results[pend[j].i] is None:
+                    results[pend[j].i] = DELETED
+        elif m and (sv.l0 or sv.levels):
             _sort_keys(pend, m)
             for j in range(m):
                 pend[j].h = bloom_hash(pend[j].p, pend[j].n - TAG_SIZE)
@@ -176,9 +189,21 @@ cdef list core_multi_get(Core c, object keys, object at, object default):
             results[i] = default
         else:
             hits += 1
+            if view:
+                results[i] = _as_view(c, r)
     c.n_gets += n
     c.n_get_hits += hits
     return results
+
+
+cdef object _as_view(Core c, object r):
+    """A found value as get_view() returns it (Core._get_view): bytes wrapped, a
+    pinned view counted."""
+    if type(r) is bytes:
+        return ValueView.of(r, <const uint8_t*>PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r))
+    if (<ValueView>r).cache is not None:
+        c.n_view_pins += 1
+    return r
 
 
 cdef Py_ssize_t _undecided(KeyRef* pend, Py_ssize_t m, list results):

@@ -188,6 +188,7 @@ def info_sections(srv, keyspace=True):
     sections["stats"] = [
         ("total_connections_received", srv.total_connections),
         ("total_commands_processed", srv.commands),
+        ("fast_path_commands", srv.fast_commands),
         ("rejected_connections", srv.rejected_connections),
         ("protocol_errors", srv.protocol_errors), ("internal_errors", srv.internal_errors),
         ("evicted_clients", srv.evicted_clients),
@@ -547,7 +548,7 @@ def c_config(srv, conn, a):
                     out += [k, v]
         return resp.encode(out)
     if sub == b"RESETSTAT" and len(a) == 2:
-        srv.commands = srv.protocol_errors = srv.rejected_connections = 0
+        srv.commands = srv.fast_commands = srv.protocol_errors = srv.rejected_connections = 0
         srv.calls.clear()
         return resp.OK
     raise CommandError(f"ERR unknown subcommand '{bytes(a[1]).decode('utf-8', 'replace')}'. "

@@ -2,6 +2,9 @@
 pipelining, ordered replies, flow control.
 
 Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
+  * A read's leading plain GET/SET requests are answered by the compiled fast
+    path (fast.pyx) straight from the buffer, on a connection in the plain state
+    (see there); the Python path below takes the rest of the read.
   * A connection that holds no partial request reads into the server's one
     shared buffer (resp.SPLIT_MAX bytes), lent for the duration of one read
     callback: the loop runs one callback at a time, and the requests in it are
@@ -11,7 +14,8 @@ Buffer life cycle (lsmkv/server/bufpool.py has the ownership rule):
     from the size-class pool, as large as its headers say the whole request is
     (one copy, however it arrives); further reads go straight into that buffer,
     and its requests are parsed in place (memoryviews: a large value is not
-    copied before the engine copies it).
+    copied before the engine copies it). The start of a request of at most 3
+    arguments that the fast path left stays there as it is (no Frame).
   * A buffer is never sized from an announced length beyond GROW_CHUNK past the
     bytes that arrived (a client announcing a 400 MB value and sending three
     bytes costs a small buffer, not 400 MB); it doubles as the bytes come.
@@ -209,6 +213,19 @@ class Connection(asyncio.BufferedProtocol):
         end = self.end = self.end + nbytes
         if self.blocked:
             return
+        if self.frame is None:                  # plain GET/SET first (fast.pyx)
+            fast = srv.fast
+            pos = fast.run(self, self.buf, self.start, end)
+            if pos < 0:                         # the client stopped reading (invariant 4)
+                self.start = -pos - 1
+                self._wait([], 0, False)
+                self.wait_w = True
+                return
+            self.start = pos
+            if fast.partial:
+                # the start of a short request: it stays in the buffer, no Frame
+                self._keep_partial(pos, end)
+                return
         cmds = []
         pos, self.need, err = self._parse(self.buf, self.start, end, cmds)
         self.start = pos
@@ -223,18 +240,46 @@ class Connection(asyncio.BufferedProtocol):
         if not self.blocked:
             self._settle()
 
+    def _keep_partial(self, pos, end):
+        """buf[pos:end] is the start of a request of at most 3 arguments (fast.pyx):
+        keep it in the buffer, with its size hint and the query buffer limit."""
+        pos, self.need, err = resp.parse(self.buf, pos, end, self.srv.max_bulk, [])
+        if err is None and self.need and end - pos > self.srv.query_buffer_limit:
+            err = resp.ProtocolError("ERR Protocol error: query buffer limit exceeded")
+        self.account()
+        if self.closed:                         # evicted (maxmemory-clients)
+            return
+        if err is not None:
+            self._protocol_error(err)
+            return
+        self._settle()
+
     def _shared_read(self, n):
-        """A read that landed in the server's shared buffer: parse it into bytes
-        arguments (nothing may point into that buffer once this returns), keep an
-        incomplete request in a pooled buffer of its own, run the commands."""
+        """A read that landed in the server's shared buffer: answer its leading
+        plain GET/SET requests in compiled code (fast.pyx), parse the rest into
+        bytes arguments (nothing may point into that buffer once this returns),
+        keep an incomplete request in a pooled buffer of its own, run the commands."""
         srv = self.srv
         shared = srv.shared
+        pos = 0
+        hold = False
+        if self.frame is None:
+            pos = srv.fast.run(self, shared, 0, n)
+            if pos == n:
+                return
+            if pos < 0:                         # the client stopped reading (invariant 4)
+                pos = -pos - 1
+                hold = True
         cmds = []
         if self.frame is None and self.authed:
-            pos, need, err = resp.parse(shared, 0, n, srv.max_bulk, cmds, True)
+            pos, need, err = resp.parse(shared, pos, n, srv.max_bulk, cmds, True)
         else:
-            pos, need, err = self._parse(shared, 0, n, cmds, True)
-        if pos == n and err is None and self.frame is None:
+            pos, need, err = self._parse(shared, pos, n, cmds, True)
+        if hold and err is None:
+            hold = bool(cmds)
+        else:
+            hold = False
+        if pos == n and err is None and self.frame is None and not hold:
             if len(cmds) == 1:                  # the common case: one whole request
                 r = srv.execute(self, cmds[0])
                 if r.__class__ is bytes:
@@ -257,6 +302,10 @@ class Connection(asyncio.BufferedProtocol):
             self.account()
             if self.closed:
                 return
+        if hold:                                # go on in resume_writing
+            self._wait(cmds, 0, False)
+            self.wait_w = True
+            return
         if cmds:
             self._run(cmds, 0)
         if err is not None:

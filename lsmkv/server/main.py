@@ -6,7 +6,7 @@
 
 docs/server.md lists the commands, the memory design and the measurements.
 Modules: resp.py (protocol), bufpool.py (read buffers), conn.py (one
-connection), store.py (engine calls off the loop when they could block),
+connection), fast.pyx (plain GET/SET in compiled code), store.py (engine calls off the loop when they could block),
 commands.py / strings.py / keys.py / admin.py (commands), args.py (argument
 parsing), expiry.py (expire times as Redis computes them), scan.py (SCAN),
 databases.py (SELECT's numbered databases: each connection's commands run on
@@ -38,6 +38,7 @@ from lsmkv.server.hashes import NS, any_hashes, hash_keys, type_error_keys, w_dr
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.databases import DEFAULT_DATABASES, MAX_DATABASES, databases as make_databases
 from lsmkv.server.store import FSYNC_POLICIES, Store
+from lsmkv.server.fast import Fast
 from lsmkv.server.resp3 import to_resp3
 from lsmkv.server.multi import CONTROL as MULTI_CONTROL, MULTI_COMMANDS, queue as queue_in_multi
 
@@ -90,6 +91,7 @@ class Server:
         self.read_size = read_size
         self.pool = BufferPool(min_size=512, max_pooled=1 << 20, capacity=pool_bytes)
         self.store = Store(db, loop, appendfsync)
+        self.fast = Fast(self)                 # plain GET/SET in compiled code (fast.pyx)
         self.scratch = bytearray(4096)         # where rejected connections' bytes are read and dropped
         self.shared = bytearray(resp.SPLIT_MAX)  # the read buffer lent to one read at a time
         self.version = __version__
@@ -100,6 +102,7 @@ class Server:
         self.conns = {}
         self.next_id = 0
         self.commands = self.total_connections = self.rejected_connections = 0
+        self.fast_commands = 0                 # of them, answered by the compiled fast path (fast.pyx)
         self.calls = {}                        # command name -> calls (INFO commandstats)
         self.protocol_errors = self.internal_errors = 0
         self.closing = False

@@ -12,6 +12,7 @@ import random
 import pytest
 
 import lsmkv
+from lsmkv.core.dbcore import multi_get_views
 from conftest import FakeClock
 from test_model import OPTION_SETS
 
@@ -72,6 +73,11 @@ def test_multi_get_matches_get_and_model(tmp_path, name, seed):
                           for v, e in (model.get(k, (None, None)) for k in keys)]
                 assert db.multi_get(keys) == [db.get(k) for k in keys] == expect, (name, seed, step)
                 assert db.multi_get(keys, default=b"-") == [b"-" if v is None else v for v in expect]
+                views = multi_get_views(db, keys)
+                assert [None if v is None else bytes(v) for v in views] == expect
+                for v in views:
+                    if v is not None:
+                        v.release()
                 for snap in snaps:
                     assert snap.multi_get(keys) == [snap.get(k) for k in keys]
         for snap in snaps:
@@ -121,6 +127,44 @@ def test_multi_get_counts_gets_and_hits(tmp_path):
         assert after["get_hits"] - before["get_hits"] == 100
         db.multi_get([b"%05d" % i for i in range(1000)])       # every block cached now
         assert db.memory_usage()["pinned"] == 0                 # each block's pin given back
+
+
+@pytest.mark.parametrize("rdel", [False, True])
+def test_multi_get_views_as_get_view(tmp_path, rdel):
+    """multi_get_views gives per key what get_view gives (values, pinned or not) and
+    counts the same gets, hits and pinned views; keys in the memtable, in tables,
+    deleted, expired, merged, absent (and behind a range tombstone)."""
+    clock = FakeClock()
+    with lsmkv.DB(str(tmp_path / "db"), clock=clock, merge_operator="uint64add") as db:
+        one = (1).to_bytes(8, "little")
+        for i in range(300):
+            db.put(b"t%03d" % i, b"table%d" % i * 20)
+        db.put(b"gone", b"x")
+        db.put(b"ttl", b"y", ttl=5)
+        db.merge(b"m", one)
+        db.flush()
+        db.merge(b"m", one)
+        db.delete(b"gone")
+        db.put(b"mem", b"memtable value")
+        if rdel:
+            db.delete_range(b"t100", b"t110")
+        clock.advance(10)
+        keys = [b"t005", b"mem", b"gone", b"ttl", b"m", b"absent", b"t105", b"t250", b"t005", b""]
+        before = db.stats()
+        singles = [db.get_view(k) for k in keys]
+        mid = db.stats()
+        views = multi_get_views(db, keys)
+        after = db.stats()
+        assert [None if v is None else bytes(v) for v in views] == [
+            None if v is None else bytes(v) for v in singles]
+        assert [v is None or v.pinned for v in views] == [v is None or v.pinned for v in singles]
+        assert any(v is not None and v.pinned for v in views)
+        for name in ("gets", "get_hits", "view_pins"):
+            assert after[name] - mid[name] == mid[name] - before[name], name
+        for v in views + singles:
+            if v is not None:
+                v.release()
+        assert db.memory_usage()["pinned"] == 0
 
 
 def test_multi_get_arguments(tmp_path):
