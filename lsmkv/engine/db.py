@@ -567,9 +567,6 @@ class DB(CoreDB, MappingMethods):
         """
         return _estimates.estimate_num_keys(self.core)
 
-    def __iter__(self):
-        return self.keys()
-
     def __enter__(self):
         return self
 

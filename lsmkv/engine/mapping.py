@@ -18,7 +18,7 @@ _MISSING = object()
 
 
 class MappingMethods:
-    """pop, setdefault, update and __reversed__ over get/put/delete/write_batch."""
+    """pop, setdefault, update, iteration and reversed() over get/put/delete/keys/write_batch."""
 
     __slots__ = ()
 
@@ -73,6 +73,9 @@ class MappingMethods:
         for k, v in pairs:
             wb.put(k, v)
         self.write(wb)
+
+    def __iter__(self):
+        return self.keys()
 
     def __reversed__(self):
         return self.keys(reverse=True)

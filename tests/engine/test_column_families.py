@@ -919,7 +919,7 @@ def test_a_family_handle_has_the_dbs_mapping_and_estimates(tmp_path):
         assert fam.pop(b"d") == b"4" and fam.pop(b"d", None) is None
         with pytest.raises(KeyError):
             fam.pop(b"d")
-        assert list(reversed(fam)) == [b"c", b"b", b"a"]
+        assert list(reversed(fam)) == [b"c", b"b", b"a"] and list(fam) == [b"a", b"b", b"c"]
         assert list(db.keys()) == []                # none of it went to the default family
         for i in range(2000):
             fam.put(b"k%05d" % i, b"v" * 100)
