@@ -7,7 +7,6 @@ multiprocessing children. The background-race stress test is at the end
 (tests/engine/test_lifecycle.py can also be run as a script for a longer stress run).
 """
 import gc
-import multiprocessing
 import os
 import subprocess
 import sys
