@@ -74,3 +74,35 @@ def scan_reverse(it):
         out.append(it.py_entry())
         it.py_prev()
     return out
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    """A redis-server of the test module (persistence off) on 127.0.0.1, or skip:
+    what the server tests' byte-for-byte comparisons run against."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    from lsmkv.server.proc import free_port
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not on PATH")
+    port = free_port()
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or p.poll() is not None:
+                    pytest.skip("redis-server did not start")
+                time.sleep(0.05)
+        yield port
+    finally:
+        p.terminate()
+        p.wait(10)

@@ -152,6 +152,19 @@ cdef inline bint is_name(const unsigned char* b, Py_ssize_t s, Py_ssize_t ln, ch
             and (b[s + 2] | 0x20) == 116)                                    # 't'
 
 
+cdef int count_calls(dict calls, bytes name, Py_ssize_t n, int64_t ns, Py_ssize_t failed) except -1:
+    """Add n calls of name taking ns in all, failed of them, to the server's
+    commandstats entry [calls, ns, failed, rejected] (as Server.execute counts)."""
+    st = calls.get(name)
+    if st is None:
+        st = calls[name] = [0, 0, 0, 0]
+    st[0] += n
+    st[1] += ns
+    if failed:
+        st[2] += failed
+    return 0
+
+
 cdef struct Out:
     char* p
     Py_ssize_t n, cap
@@ -400,22 +413,9 @@ cdef class Fast:
         if ngets or nsets:
             srv.commands += ngets + nsets
             srv.fast_commands += ngets + nsets
-            calls = srv.calls
             if ngets:
-                st = calls.get(NAME_GET)
-                if st is None:
-                    st = calls[NAME_GET] = [0, 0, 0, 0]
-                st[0] += ngets
-                st[1] += gns
-                if gfail:
-                    st[2] += gfail
+                count_calls(srv.calls, NAME_GET, ngets, gns, gfail)
             if nsets:
-                st = calls.get(NAME_SET)
-                if st is None:
-                    st = calls[NAME_SET] = [0, 0, 0, 0]
-                st[0] += nsets
-                st[1] += sns
-                if sfail:
-                    st[2] += sfail
+                count_calls(srv.calls, NAME_SET, nsets, sns, sfail)
             conn.lastcmd = NAME_SET if last_set else NAME_GET
         return -pos - 1 if stop else pos

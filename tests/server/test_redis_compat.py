@@ -3,15 +3,13 @@ edge cases and commands, driven by raw sockets and redis-py; and a differential
 test that sends the same script to redis-server (when it is on PATH) and to lsmkv
 serve and compares the replies byte for byte."""
 import random
-import shutil
 import socket
-import subprocess
 import time
 
 import pytest
 
 from lsmkv.server import resp
-from lsmkv.server.proc import ServerProcess, free_port
+from lsmkv.server.proc import ServerProcess
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'redis>=5')")
 
@@ -24,33 +22,6 @@ def server(tmp_path_factory):
     with ServerProcess(d / "db") as s:
         yield s
         assert s.alive(), "".join(s.log)
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    """A redis-server of this module (persistence off), or skip."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not on PATH")
-    port = free_port()
-    d = tmp_path_factory.mktemp("redis")
-    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", str(d)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or p.poll() is not None:
-                    pytest.skip("redis-server did not start")
-                time.sleep(0.05)
-        yield port
-    finally:
-        p.terminate()
-        p.wait(10)
 
 
 @pytest.fixture
