@@ -23,11 +23,12 @@ cdef class Arena:
     cdef size_t nchunks, cap_chunks
     cdef char* ptr
     cdef size_t remaining
+    cdef bint cur_huge          # the current chunk asked for transparent huge pages
     cdef readonly size_t chunk_size
     cdef readonly size_t allocated   # bytes mapped for chunks (+ the chunk tables)
     cdef readonly size_t used        # bytes handed out
     cdef char* allocate(self, size_t n) except NULL
-    cdef char* _new_chunk(self, size_t n) except NULL
+    cdef char* _new_chunk(self, size_t n, bint huge=*) except NULL
 
 cdef class MemTable:
     cdef Arena arena

@@ -316,6 +316,93 @@ def test_arena_chunk_table_growth_is_counted():
     assert a.allocated == 25 * 4096 + pages(4000) + 56 * TBL
 
 
+MiB = 1 << 20
+HUGE = 2 * MiB                # a transparent huge page: the arena's chunks past its first MiB
+
+
+def test_arena_chunks_turn_huge_after_the_first_mebibyte():
+    a = Arena()                              # 1 MiB chunks
+    for _ in range(4):
+        a.alloc(MiB // 4)                    # exactly a quarter chunk: four fill the first
+    assert a.allocated == MiB + 8 * TBL
+    p = a.alloc(8)                           # the next chunk is a huge page, aligned to one
+    assert p % HUGE == 0
+    assert a.allocated == MiB + HUGE + 8 * TBL
+    for _ in range(7):
+        a.alloc(MiB // 4)
+    a.alloc(MiB // 4 - 8)                    # fills the huge chunk to its last byte
+    assert a.allocated == MiB + HUGE + 8 * TBL
+    q = a.alloc(16)
+    assert q % HUGE == 0 and q != p
+    assert a.allocated == MiB + 2 * HUGE + 8 * TBL
+    big = a.alloc(MiB)                       # fits the huge chunk's tail
+    assert big == q + 16 and a.allocated == MiB + 2 * HUGE + 8 * TBL
+    own = a.alloc(MiB)                       # does not fit, over a quarter chunk: a chunk of its own
+    assert own % PAGE == 0 and a.allocated == 2 * MiB + 2 * HUGE + 8 * TBL
+    assert a.alloc(8) == big + MiB           # the huge chunk's tail is still used
+
+
+def test_memtable_resident_bytes_counts_a_huge_chunk_whole():
+    m = MemTable()
+    assert m.resident_bytes < 2 * PAGE + 8 * TBL       # an empty memtable: one page touched
+    seq, value = 0, b"v" * 200
+    while m.memory_usage < 2 * MiB:                    # fill past the first chunk
+        seq += 1
+        m.put(seq, b"k%08d" % seq, value)
+    assert m.memory_usage == MiB + HUGE + 8 * TBL
+    assert m.resident_bytes == m.memory_usage          # the huge chunk is resident as a whole
+    assert m.get(b"k%08d" % 1)[1] == value and m.get(b"k%08d" % seq)[1] == value
+    assert m.check()
+
+
+def _thp_mode():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _vmstat(name):
+    with open("/proc/vmstat") as f:
+        for line in f:
+            k, v = line.split()
+            if k == name:
+                return int(v)
+    return 0
+
+
+def _anon_huge_kb(addr):
+    """AnonHugePages of the mapping that holds addr, from /proc/self/smaps."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "AnonHugePages:":
+                return int(line.split()[1])
+    raise AssertionError(f"no mapping holds {addr:#x}")
+
+
+@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"),
+                    reason="transparent huge pages are off on this machine")
+def test_arena_huge_chunk_is_backed_by_a_huge_page():
+    import ctypes
+    a = Arena()
+    for _ in range(4):
+        a.alloc(MiB // 4)
+    fallbacks = _vmstat("thp_fault_fallback")
+    p = a.alloc(8)
+    assert p % HUGE == 0
+    ctypes.memset(p, 1, 4096)                # first touch: the kernel faults the chunk in
+    kb = _anon_huge_kb(p)
+    if kb == 0 and _vmstat("thp_fault_fallback") > fallbacks:
+        pytest.skip("the kernel had no free huge page (thp_fault_fallback)")
+    assert kb >= HUGE // 1024
+
+
 def test_memtable_memory_usage_grows_in_chunk_steps():
     chunk = 4096
     rng = random.Random(4)

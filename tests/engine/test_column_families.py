@@ -732,6 +732,30 @@ def test_families_share_one_memtable_budget(tmp_path):
         lsmkv.DB(str(tmp_path / "db2"), db_write_buffer_size=-1)
 
 
+def test_a_budget_switch_brings_the_families_down_to_half_the_limit(tmp_path):
+    """When the families' active memtables reach db_write_buffer_size together, the
+    largest ones switch until the rest hold at most half of it (not one per 1/8 of
+    it): the total swings as one family's memtable does, between half and full."""
+    limit = 4 << 20
+    with lsmkv.DB(str(tmp_path / "db"), write_buffer_size=32 << 20, db_write_buffer_size=limit) as db:
+        hs = [db] + [db.create_column_family("c%d" % i) for i in range(7)]
+        full = switches = 0
+        lows = []
+        for i in range(90000):
+            hs[i % 8].put(b"k%07d" % i, b"v" * 100)      # every entry the same size
+            if i % 200 == 0:
+                total = sum(h.stats()["memtable_entries"] for h in hs)
+                now = db.stats()["family_memtable_switches"]
+                if now == 0:
+                    full = max(full, total)          # entries that fill the limit
+                elif now != switches:
+                    lows.append(total)
+                switches = now
+        assert len(lows) >= 3, lows
+        # within 200 puts of a switch, the families hold at most half the limit
+        assert max(lows) <= full // 2 + 200, (full, lows)
+
+
 # ---- review findings: drop_column_family against concurrent work and kept handles
 
 def test_two_concurrent_drops_of_one_family_leave_a_db_that_opens(tmp_path):
