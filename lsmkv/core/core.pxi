@@ -585,7 +585,7 @@ cdef class Core:
             for m in sv.memtables():
                 if m.entries == 0 or <int64_t>m.last_seq <= floor:
                     continue
-                x = m.seek_ge(ik, ikn, NULL)
+                x = m.point_seek(ik, ikn)
                 if x != NULL and x.klen == ikn and (kn == 0 or memcmp(node_key(x), k, kn) == 0):
                     return <int64_t>(load_u64(node_key(x) + kn) >> 8)
             h = bloom_hash(k, kn)

@@ -40,6 +40,23 @@ cdef class MemTable:
     cdef readonly int64_t min_expiry
     cdef readonly object log_number
     cdef public list range_dels    # (start, end, seq) range tombstones, or None (lsmkv.core.rangedel)
+    cdef uint64_t* index           # point index: slots of node address | fingerprint << 48, 0 empty
+    cdef size_t index_cap          # slots (a power of two; 0: none)
+    cdef readonly size_t index_keys    # user keys in the index
+    cdef bint index_off            # the index is not kept (not built yet, or index_never)
+    cdef bint index_never          # nor will it be (a node above 2^48, or no memory)
+    cdef size_t lookups            # point lookups while index_off (to decide to build it)
+    cdef void _index_build(self) noexcept
+    cdef bint _index_wanted(self, size_t n) noexcept
+    cdef void _index_drop(self) noexcept
+    cdef void _index_put(self, Node* x) noexcept
+    cdef Node* _index_probe(self, const uint8_t* k, size_t kn, uint64_t h) noexcept
+    cdef Node* _versions_from(self, Node* y, const uint8_t* ikey, size_t n) noexcept
+    cdef void _index_grow(self) noexcept
+    cdef Node* index_find(self, const uint8_t* k, size_t kn) noexcept
+    cdef Node* point_seek(self, const uint8_t* ikey, size_t n) noexcept
+    cdef void point_seek_many(self, const uint8_t** ikeys, const size_t* ns, Py_ssize_t count,
+                              Node** out) noexcept
     cdef int add(self, uint64_t seq, int kind, const uint8_t* k, size_t kn,
                  const uint8_t* v, size_t vn, int64_t expiry) except -1
     cdef Node* seek_ge(self, const uint8_t* ikey, size_t n, Node** prev) noexcept

@@ -38,6 +38,13 @@ class MemTable:
         at the end of the current chunk that no allocation has reached yet."""
     @property
     def arena_used(self) -> int: ...
+    @property
+    def index_bytes(self) -> int:
+        """Bytes the point index maps (in memory_usage and resident_bytes)."""
+    @property
+    def index_on(self) -> bool:
+        """Whether point lookups use the hash index."""
+    index_keys: int
     def delete_range(self, seq: int, start: _Buffer, stop: _Buffer) -> None: ...
     def __len__(self) -> int: ...
     def iterator(self) -> "MemTableIterator": ...

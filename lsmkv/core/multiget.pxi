@@ -19,7 +19,7 @@
 #      every table), by ascending key after the memtables, and shrinks after
 #      each source.
 #   3. Each memtable is searched once per call for all its undecided keys, the
-#      searches interleaved (MemTable.seek_ge_many).
+#      lookups grouped (MemTable.point_seek_many).
 #   4. The tables are read in rounds: in each, every undecided key asks the
 #      first table, from the source after the one it asked last, whose key range
 #      and bloom filter (one hash per key for every table) may hold it; a table
@@ -311,8 +311,8 @@ cdef Py_ssize_t _memtables_pass(Core c, SuperVersion sv, KeyRef* pend, Py_ssize_
     """Search the memtables, newest first, for every key of pend[0..n); decided
     keys get their result (DELETED for a deletion or an expired value, MERGED for
     a merge operand). Leaves the undecided keys first in pend, in order, and
-    returns their count. Each memtable searches its keys together
-    (MemTable.seek_ge_many: the searches interleaved, their cache misses
+    returns their count. Each memtable looks its keys up together
+    (MemTable.point_seek_many: its point index, the keys' cache misses
     overlapping)."""
     cdef Py_ssize_t m = n, j, q
     cdef MemTable mt
@@ -330,7 +330,7 @@ cdef Py_ssize_t _memtables_pass(Core c, SuperVersion sv, KeyRef* pend, Py_ssize_
             for j in range(m):
                 ptrs[j] = pend[j].p
                 lens[j] = pend[j].n
-            mt.seek_ge_many(ptrs, lens, m, found)
+            mt.point_seek_many(ptrs, lens, m, found)
             q = 0
             for j in range(m):
                 x = found[j]

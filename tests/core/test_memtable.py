@@ -257,6 +257,63 @@ def test_long_keys(klen):
     assert it.py_entry()[:2] == (big, 1)
 
 
+def test_point_index_answers_as_the_skiplist_across_growth_and_old_versions():
+    """Gets go through the point index (a key's newest node, then at most a few
+    older versions, then the skiplist): across the index's doublings, for keys of
+    many versions read at every sequence, for absent keys, empty and long keys."""
+    rng = random.Random(7)
+    m = MemTable(chunk_size=4096)
+    versions = {}                             # key -> [(seq, expected get)], seq ascending
+
+    def expect(k, s):
+        best = None
+        for vs, r in versions.get(k, ()):
+            if vs <= s:
+                best = r
+        return best
+
+    keys = [b"", b"\x00", b"x" * 100] + [b"k%05d" % i for i in range(3000)]
+    seq = 0
+    for i in range(6000):
+        seq += 1
+        k = rng.choice(keys)
+        if rng.random() < 0.2:
+            m.delete(seq, k)
+            versions.setdefault(k, []).append((seq, (DELETE, b"", 0)))
+        else:
+            v = rng.randbytes(rng.randrange(12))
+            m.put(seq, k, v)
+            versions.setdefault(k, []).append((seq, (PUT, v, 0)))
+    hot = b"hot"
+    for _ in range(40):                       # more versions than the index steps over
+        seq += 1
+        m.put(seq, hot, b"%d" % seq)
+        versions.setdefault(hot, []).append((seq, (PUT, b"%d" % seq, 0)))
+    assert not m.index_on and m.index_bytes == 0      # written, never read: no index
+
+    def check_reads():
+        for k in keys + [hot, b"absent", b"k9", b"x" * 99]:
+            for s in (0, 1, seq // 3, seq // 2, seq, seq + 5):
+                assert m.get(k, s) == expect(k, s), (k, s)
+        for s in range(seq - 45, seq + 1):    # every version of the hot key
+            assert m.get(hot, s) == expect(hot, s), s
+
+    check_reads()                             # its reads build the index (after 1/8 of the entries)
+    assert m.index_on and m.index_keys == len(versions)
+    assert m.index_bytes >= len(versions) * 8 * 4 // 3
+    assert m.check()
+    for i in range(6000):                     # kept by every put from then on, growing
+        seq += 1
+        k = b"n%05d" % rng.randrange(4000) if i % 2 else rng.choice(keys)
+        v = rng.randbytes(rng.randrange(12))
+        m.put(seq, k, v)
+        versions.setdefault(k, []).append((seq, (PUT, v, 0)))
+    assert m.index_keys == len(versions) and m.check()
+    check_reads()
+    for k in (b"n%05d" % i for i in range(4000)):
+        assert m.get(k, seq) == expect(k, seq)
+
+
 def test_ten_mib_value():
     m = MemTable(chunk_size=1 << 20)
     value = random.Random(2).randbytes(10 << 20)
@@ -269,8 +326,9 @@ def test_ten_mib_value():
     assert entries[0][3] == value and entries[1][3] == value
     assert m.memory_usage - before_alloc >= 2 * (10 << 20)
     # both went into chunks of their own (mappings: each rounded up to whole pages)
-    extra = (m.memory_usage - before_alloc) - (m.arena_used - before_used)
+    extra = (m.memory_usage - before_alloc) - (m.arena_used - before_used) - m.index_bytes
     assert 0 <= extra < 2 * 4096
+    assert m.index_bytes == 0                # two gets do not build a point index
     assert m.check()
 
 
@@ -345,11 +403,12 @@ def test_arena_chunks_turn_huge_after_the_first_mebibyte():
 def test_memtable_resident_bytes_counts_a_huge_chunk_whole():
     m = MemTable()
     assert m.resident_bytes < 2 * PAGE + 8 * TBL       # an empty memtable: one page touched
+    assert m.index_bytes == 0                          # and no point index yet
     seq, value = 0, b"v" * 200
     while m.memory_usage < 2 * MiB:                    # fill past the first chunk
         seq += 1
         m.put(seq, b"k%08d" % seq, value)
-    assert m.memory_usage == MiB + HUGE + 8 * TBL
+    assert m.memory_usage == MiB + HUGE + 8 * TBL + m.index_bytes
     assert m.resident_bytes == m.memory_usage          # the huge chunk is resident as a whole
     assert m.get(b"k%08d" % 1)[1] == value and m.get(b"k%08d" % seq)[1] == value
     assert m.check()
@@ -421,12 +480,14 @@ def test_memtable_memory_usage_grows_in_chunk_steps():
         extra = node - NODE_BASE - align8(len(key) + 8 + len(value))
         assert extra % PTR == 0 and 1 <= extra // PTR <= 12, node
         heights.append(extra // PTR)
-        usage = m.memory_usage
+        usage = m.memory_usage - m.index_bytes           # the arena's part
         nchunks = usage // chunk
         assert usage == nchunks * chunk + cap_for(nchunks) * TBL
         assert usage - prev_usage in (0, chunk, chunk + (cap_for(nchunks) - cap_for(nchunks - 1)) * TBL)
         assert m.arena_used <= usage
         prev_usage = usage
+        # the point index: a power of two of 8-byte slots, at most 3/4 full
+        assert m.index_keys * 4 <= m.index_bytes // 8 * 3 < m.index_keys * 8 + 512 * 8
     assert m.memory_usage > 20 * chunk
     # branching factor 4: about 3/4 of the nodes have height 1
     frac1 = heights.count(1) / len(heights)
