@@ -21,7 +21,7 @@ from lsmkv.server.args import INT64_MAX, INT64_MIN, NOT_INT, OVERFLOW, SYNTAX, C
 from lsmkv.server import hashes as hashmod
 from lsmkv.server.hashes import HASH_COMMANDS
 from lsmkv.server.keys import KEY_COMMANDS
-from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
+from lsmkv.server.scan import compile_match, prefix_stop
 from lsmkv.server.strings import STRING_COMMANDS
 from lsmkv.server.dbsize import WALK_INLINE_MAX, estimate as dbsize_estimate, memtable_entries
 
@@ -378,7 +378,7 @@ def _w_persist(db, key, sync, hashes=False):
 # ---------------------------------------------------------------- keyspace
 
 def c_scan(srv, conn, a):
-    start = decode_cursor(a[1])
+    start = srv.cursors.decode(a[1])
     if start is False:
         raise CommandError("ERR invalid cursor")
     count = 10
@@ -402,11 +402,11 @@ def c_scan(srv, conn, a):
             raise CommandError(SYNTAX)
         i += 2
     if count > SCAN_INLINE_MAX:
-        return srv.store.read(scan_step, conn.db, start, count, match, typ, srv.hashes)
-    return scan_step(conn.db, start, count, match, typ, srv.hashes)
+        return srv.store.read(scan_step, srv.cursors, conn.db, start, count, match, typ, srv.hashes)
+    return scan_step(srv.cursors, conn.db, start, count, match, typ, srv.hashes)
 
 
-def scan_step(db, start, count, match, typ, hashes=False):
+def scan_step(cursors, db, start, count, match, typ, hashes=False):
     """Up to `count` keys examined from `start` (None: the first key) in key order;
     the reply is [next cursor, matching keys]. MATCH's literal prefix bounds the
     range read, so a prefix scan never walks keys outside it."""
@@ -430,7 +430,7 @@ def scan_step(db, start, count, match, typ, hashes=False):
                 keys.append(k)
     finally:
         it.close()
-    cursor = b"0" if nxt is None else encode_cursor(nxt)
+    cursor = b"0" if nxt is None else cursors.encode(nxt)
     return b"*2\r\n$%d\r\n%b\r\n" % (len(cursor), cursor) + resp.array(keys)
 
 

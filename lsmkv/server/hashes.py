@@ -27,7 +27,7 @@ import time
 
 from lsmkv.server import resp
 from lsmkv.server.args import INT64_MAX, INT64_MIN, OVERFLOW, SYNTAX, WRONGTYPE, CommandError, to_int
-from lsmkv.server.scan import compile_match, decode_cursor, encode_cursor, prefix_stop
+from lsmkv.server.scan import compile_match, prefix_stop
 
 NS = b"\xff\x00lsmkv\x00"          # the reserved prefix of the server's internal keys
 META = NS + b"M"
@@ -293,7 +293,7 @@ def c_hvals(srv, conn, a):
 
 
 def c_hscan(srv, conn, a):
-    start = decode_cursor(a[2])
+    start = srv.cursors.decode(a[2])
     if start is False:
         raise CommandError("ERR invalid cursor")
     count, match, novalues = 10, None, False
@@ -337,7 +337,7 @@ def c_hscan(srv, conn, a):
                     out.append(v)
     finally:
         it.close()
-    cursor = b"0" if nxt is None else encode_cursor(nxt)
+    cursor = b"0" if nxt is None else srv.cursors.encode(nxt)
     return b"*2\r\n$%d\r\n%b\r\n" % (len(cursor), cursor) + resp.array(out)
 
 

@@ -38,6 +38,7 @@ from lsmkv.server.hashes import NS, any_hashes, hash_keys, type_error_keys, w_dr
 from lsmkv.server.conn import QUIT, QUIT_OK, Connection
 from lsmkv.server.databases import DEFAULT_DATABASES, MAX_DATABASES, databases as make_databases
 from lsmkv.server.store import FSYNC_POLICIES, Store
+from lsmkv.server.scan import Cursors
 from lsmkv.server.fast import Fast
 from lsmkv.server.resp3 import to_resp3
 from lsmkv.server.multi import CONTROL as MULTI_CONTROL, MULTI_COMMANDS, queue as queue_in_multi
@@ -92,6 +93,7 @@ class Server:
         self.pool = BufferPool(min_size=512, max_pooled=1 << 20, capacity=pool_bytes)
         self.store = Store(db, loop, appendfsync)
         self.fast = Fast(self)                 # plain GET/SET in compiled code (fast.pyx)
+        self.cursors = Cursors()               # SCAN/HSCAN cursors of long keys (scan.py)
         self.scratch = bytearray(4096)         # where rejected connections' bytes are read and dropped
         self.shared = bytearray(resp.SPLIT_MAX)  # the read buffer lent to one read at a time
         self.version = __version__

@@ -83,6 +83,33 @@ def test_scan_cursor_round_trip_and_order():
         assert decode_cursor(bad) is False, bad
 
 
+def test_scan_cursors_fit_in_64_bits_and_hold_long_keys():
+    """Every cursor is an unsigned 64-bit integer, as redis-cli and go-redis parse it:
+    up to 6 bytes the key is in the cursor, past that the server holds it (the newest
+    MAX_HELD / MAX_HELD_BYTES); a cursor it no longer holds, or never made, is invalid."""
+    from lsmkv.server.scan import Cursors, HELD_BASE
+    rnd = random.Random(5)
+    cs = Cursors(max_held=100, max_bytes=10_000)
+    made = []
+    for n in list(range(0, 12)) + [40, 1000]:
+        key = bytes(rnd.randrange(256) for _ in range(n))
+        c = cs.encode(key)
+        assert c.isdigit() and int(c) < 2 ** 64 and c != b"0"
+        assert cs.decode(c) == key
+        assert (len(c) == 20) == (n > 6)
+        made.append((c, key))
+    assert all(cs.decode(c) == k for c, k in made)
+    for i in range(100):                               # 100 newer long keys push the old ones out
+        cs.encode(b"long-key-%05d" % i)
+    assert all(cs.decode(c) is False for c, k in made if len(k) > 6)
+    assert all(cs.decode(c) == k for c, k in made if len(k) <= 6)
+    big = cs.encode(b"x" * 20_000)                     # over max_bytes alone: kept, the rest go
+    assert cs.decode(big) == b"x" * 20_000 and len(cs.held) == 1
+    for bad in (b"%d" % (HELD_BASE - 1), b"%d" % 2 ** 64, b"1" * 21, b"1000000000000000000x"):
+        assert cs.decode(bad) is False, bad
+    assert Cursors().decode(big) is False              # another server (a restart) does not know it
+
+
 @pytest.mark.parametrize("pattern,yes,no,prefix", [
     (b"user:*", [b"user:", b"user:1", b"user:\n"], [b"use", b"xuser:1"], b"user:"),
     (b"a?c", [b"abc", b"a\x00c"], [b"ac", b"abbc"], b"a"),
@@ -371,6 +398,31 @@ def test_scan_in_key_order_with_cursor(r, k):
     assert rounds >= 300 // 17
     assert list(r.scan_iter(match=k + b"s00[1-2]?", count=5)) == [k + b"s%04d" % i for i in range(10, 30)]
     assert list(r.scan_iter(match=k + b"s\\*")) == []
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed (Debian: redis-tools)")
+def test_redis_cli_scan_walks_long_keys(server, r, k):
+    """redis-cli --scan parses the cursor with strtoull: with keys longer than a
+    64-bit cursor can carry (here 60 bytes), it walks every key (the stateless
+    cursor of such a key was over 2^64: 'ERR invalid cursor' after the first page)."""
+    keys = sorted(k + b"long-%04d-" % i + b"x" * 40 for i in range(120))
+    r.mset({key: b"v" for key in keys})
+    out = subprocess.run(["redis-cli", "-p", str(server.port), "--scan", "--pattern", (k + b"long-*").decode()],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0 and b"ERR" not in out.stdout + out.stderr, out
+    assert out.stdout.split() == keys
+    got, cursor = [], 0
+    while True:                                            # redis-py, HSCAN too, with long fields
+        cursor, batch = r.scan(cursor, match=k + b"long-*", count=9)
+        assert cursor < 2 ** 64
+        got += batch
+        if cursor == 0:
+            break
+    assert got == keys
+    fields = {b"field-%03d-" % i + b"y" * 30: b"%d" % i for i in range(50)}
+    r.hset(k + b"h", mapping=fields)
+    assert dict(r.hscan_iter(k + b"h", count=4)) == fields
+    r.delete(k + b"h")                                     # the module's server has no hash after this test
 
 
 def test_scan_whole_keyspace_and_type(r, k):
