@@ -9,6 +9,7 @@ ctypedef struct Node:
     uint32_t vlen          # value region length
     uint32_t height
     uint32_t _pad
+    Node* back             # the node before it at level 0 (the head for the first node)
     Node* next[1]          # `height` pointers; key then value bytes follow them
 
 cdef inline const uint8_t* node_key(Node* x) noexcept nogil:
@@ -46,10 +47,13 @@ cdef class MemTable:
     cdef bint index_off            # the index is not kept (not built yet, or index_never)
     cdef bint index_never          # nor will it be (a node above 2^48, or no memory)
     cdef size_t lookups            # point lookups while index_off (to decide to build it)
+    cdef size_t overwrites         # adds of a key already here while index_off (the same)
     cdef void _index_build(self) noexcept
     cdef bint _index_wanted(self, size_t n) noexcept
     cdef void _index_drop(self) noexcept
-    cdef void _index_put(self, Node* x) noexcept
+    cdef void _index_put(self, Node* x, uint64_t h) noexcept
+    cdef void _link(self, Node* x, Node** prev, int h) noexcept
+    cdef void _count_overwrite(self) noexcept
     cdef Node* _index_probe(self, const uint8_t* k, size_t kn, uint64_t h) noexcept
     cdef Node* _versions_from(self, Node* y, const uint8_t* ikey, size_t n) noexcept
     cdef void _index_grow(self) noexcept

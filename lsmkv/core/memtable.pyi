@@ -53,5 +53,5 @@ class MemTable:
 
 
 class MemTableIterator(InternalIterator):
-    """Iterator over a memtable's entries in internal-key order. prev() is O(log n)."""
+    """Iterator over a memtable's entries in internal-key order. prev() is O(1)."""
     def __init__(self, mem: MemTable) -> None: ...

@@ -44,7 +44,8 @@ DEF INDEX_FIRST = 512           # slots of a memtable's first point index (4 KiB
 DEF INDEX_WALK = 8              # versions of a key point_seek steps over before it asks the skiplist
 DEF INDEX_GROUP = 16            # keys point_seek_many hashes and prefetches together
 DEF INDEX_AFTER = 8             # a memtable's index is built once it had 1/INDEX_AFTER of its
-                                # entries in point lookups (at least INDEX_FIRST / 4 of them)
+                                # entries in point lookups (at least INDEX_FIRST / 4 of them),
+DEF INDEX_AFTER_OVERWRITES = 2  # or 1/2 of them in adds of a key it already held
 cdef extern from *:
     """
     #define LSMKV_PTR_MASK 0x0000FFFFFFFFFFFFULL
@@ -221,6 +222,7 @@ cdef class MemTable:
         self.head.klen = 0
         self.head.vlen = 0
         self.head.height = MAX_HEIGHT
+        self.head.back = NULL
         for i in range(MAX_HEIGHT):
             self.head.next[i] = NULL
         self.max_height = 1
@@ -274,6 +276,14 @@ cdef class MemTable:
             return False
         self._index_build()
         return not self.index_off
+
+    cdef void _count_overwrite(self) noexcept:
+        """An add found its key already here (index_off): build the index once such
+        adds are half the entries, for the overwrite fast path (add())."""
+        self.overwrites += 1
+        if not self.index_never and self.overwrites * INDEX_AFTER_OVERWRITES >= self.entries \
+                and self.overwrites * 4 >= INDEX_FIRST:
+            self._index_build()
 
     cdef void _index_build(self) noexcept:
         """Build the index from the list: each user key's first node (index_off
@@ -331,10 +341,11 @@ cdef class MemTable:
         self.index = t
         self.index_cap = cap
 
-    cdef void _index_put(self, Node* x) noexcept:
-        """x was just linked: make it its user key's slot if it is the key's first node."""
+    cdef void _index_put(self, Node* x, uint64_t h) noexcept:
+        """x was just linked (h: its user key's bloom_hash): make it its user key's
+        slot if it is the key's first node."""
         cdef size_t kn = x.klen - TAG_SIZE
-        cdef uint64_t h, fp, s
+        cdef uint64_t fp, s
         cdef size_t i, mask
         cdef Node* y
         if self.index_off:
@@ -346,7 +357,6 @@ cdef class MemTable:
             self._index_grow()
             if self.index_off:
                 return
-        h = bloom_hash(node_key(x), kn)
         fp = h & FP_MASK
         mask = self.index_cap - 1
         i = h & mask
@@ -556,6 +566,22 @@ cdef class MemTable:
                     return NULL if x == self.head else x
                 level -= 1
 
+    cdef void _link(self, Node* x, Node** prev, int h) noexcept:
+        """Link x after prev[i] at each level i < h (prev[i] = head above max_height
+        is filled in here), and its level-0 back pointers."""
+        cdef int i
+        if h > self.max_height:
+            for i in range(self.max_height, h):
+                prev[i] = self.head
+            self.max_height = h
+        for i in range(h):
+            x.next[i] = prev[i].next[i]     # set before publishing (invariant)
+        x.back = prev[0]
+        for i in range(h):
+            prev[i].next[i] = x
+        if x.next[0] != NULL:
+            x.next[0].back = x
+
     cdef int add(self, uint64_t seq, int kind, const uint8_t* k, size_t kn,
                  const uint8_t* v, size_t vn, int64_t expiry) except -1:
         """Insert (k, seq, kind) -> v. Requires seq larger than any seq already here
@@ -586,16 +612,24 @@ cdef class MemTable:
                 self.min_expiry = expiry
         if vn:
             memcpy(p, v, vn)
-        self.seek_ge(node_key(x), ikn, prev)
-        if h > self.max_height:
-            for i in range(self.max_height, h):
-                prev[i] = self.head
-            self.max_height = h
-        for i in range(h):
-            x.next[i] = prev[i].next[i]     # set before publishing (invariant)
-        for i in range(h):
-            prev[i].next[i] = x
-        self._index_put(x)
+        cdef uint64_t hash = 0
+        cdef Node* y = NULL
+        if not self.index_off:
+            hash = bloom_hash(k, kn)
+            y = self._index_probe(k, kn, hash)
+        if y != NULL and h == 1 and _tag_of(x) > _tag_of(y):
+            # overwrite fast path: x goes right before y, its key's newest node, and a
+            # node of height 1 is linked at level 0 alone: no search
+            prev[0] = y.back
+        else:
+            self.seek_ge(node_key(x), ikn, prev)
+            if self.index_off:
+                y = prev[0].next[0]
+                if y != NULL and y.klen == ikn and (kn == 0 or memcmp(node_key(y), k, kn) == 0):
+                    self._count_overwrite()       # may build the index: it then holds x's key
+        self._link(x, prev, h)
+        if not self.index_off:
+            self._index_put(x, hash if hash else bloom_hash(k, kn))
         if (self.entries == 0 and self.range_dels is None) or seq < self.first_seq:
             self.first_seq = seq
         if seq > self.last_seq:
@@ -659,11 +693,13 @@ cdef class MemTable:
                                                       ikeys[j], ikns[j]) < 0:
                     p = p.next[i]
                 prevs[j * MAX_HEIGHT + i] = p
-            for i in range(h):
-                x.next[i] = prevs[j * MAX_HEIGHT + i].next[i]     # set before publishing
-            for i in range(h):
-                prevs[j * MAX_HEIGHT + i].next[i] = x
-            self._index_put(x)
+            if self.index_off:
+                p = prevs[j * MAX_HEIGHT].next[0]
+                if p != NULL and p.klen == ikns[j] and memcmp(node_key(p), ikeys[j], ikns[j] - TAG_SIZE) == 0:
+                    self._count_overwrite()
+            self._link(x, &prevs[j * MAX_HEIGHT], h)
+            if not self.index_off:
+                self._index_put(x, bloom_hash(ikeys[j], ikns[j] - TAG_SIZE))
             if (self.entries == 0 and self.range_dels is None) or seq + j < self.first_seq:
                 self.first_seq = seq + j
             if seq + j > self.last_seq:
@@ -778,6 +814,10 @@ cdef class MemTable:
         assert self.arena.used <= self.arena.allocated
         cdef size_t keys = 0, kn
         cdef Node* first = NULL
+        x = self.head
+        while x.next[0] != NULL:
+            assert x.next[0].back == x, "level-0 back pointer out of step"
+            x = x.next[0]
         if not self.index_off:
             x = self.head.next[0]
             while x != NULL:
@@ -803,7 +843,8 @@ cdef class MemTable:
 
 
 cdef class MemTableIterator(InternalIterator):
-    """Iterator over a memtable's entries in internal-key order. prev() is O(log n)."""
+    """Iterator over a memtable's entries in internal-key order. prev() is O(1)
+    (the level-0 back pointer)."""
 
     def __cinit__(self, MemTable mem):
         self.mem = mem
@@ -841,6 +882,11 @@ cdef class MemTableIterator(InternalIterator):
         return 0
 
     cdef int prev(self) except -1:
-        self.node = self.mem.find_last_lt(self.key, self.key_len)
+        cdef Node* b
+        if self.node == NULL:
+            self.node = self.mem.find_last_lt(self.key, self.key_len)
+        else:
+            b = self.node.back      # O(1): the level-0 back pointer
+            self.node = NULL if b == self.mem.head else b
         self._load()
         return 0

@@ -10,7 +10,7 @@ from lsmkv.core.memtable import Arena, MemTable
 
 DELETE, PUT, PUT_TTL, KIND_MAX = 0, 1, 2, 0xFF
 PTR = 8                       # sizeof(char*) / sizeof(Node*) on the 64-bit build
-NODE_BASE = 16                # klen, vlen, height, _pad
+NODE_BASE = 24                # klen, vlen, height, _pad, back
 HEAD_SIZE = NODE_BASE + 12 * PTR
 TBL = 2 * PTR                 # chunk table entry: the chunk's address and its mapped length
 PAGE = 4096                   # chunks are anonymous mappings: whole pages
@@ -274,7 +274,12 @@ def test_point_index_answers_as_the_skiplist_across_growth_and_old_versions():
 
     keys = [b"", b"\x00", b"x" * 100] + [b"k%05d" % i for i in range(3000)]
     seq = 0
-    for i in range(6000):
+    for k in rng.sample(keys, len(keys)):     # every key once, in random order
+        seq += 1
+        m.put(seq, k, b"first")
+        versions[k] = [(seq, (PUT, b"first", 0))]
+    assert not m.index_on and m.index_bytes == 0      # written, never read or overwritten: no index
+    for i in range(1000):
         seq += 1
         k = rng.choice(keys)
         if rng.random() < 0.2:
@@ -289,7 +294,7 @@ def test_point_index_answers_as_the_skiplist_across_growth_and_old_versions():
         seq += 1
         m.put(seq, hot, b"%d" % seq)
         versions.setdefault(hot, []).append((seq, (PUT, b"%d" % seq, 0)))
-    assert not m.index_on and m.index_bytes == 0      # written, never read: no index
+    assert not m.index_on                     # 1000 overwrites of 4003 entries: not yet
 
     def check_reads():
         for k in keys + [hot, b"absent", b"k9", b"x" * 99]:
@@ -312,6 +317,42 @@ def test_point_index_answers_as_the_skiplist_across_growth_and_old_versions():
     check_reads()
     for k in (b"n%05d" % i for i in range(4000)):
         assert m.get(k, seq) == expect(k, seq)
+
+
+def test_overwrites_build_the_point_index_and_link_without_a_search():
+    """A memtable whose adds are mostly of keys it holds (a server's SETs) builds its
+    point index without any read; from then on an overwrite of height 1 is linked
+    right before the key's newest node (its back pointer), and the list, the back
+    pointers, the index and every version read at every sequence stay right."""
+    rng = random.Random(11)
+    m = MemTable(chunk_size=4096)
+    keys = [b"key:%06d" % i for i in range(500)] + [b""]
+    versions = {}
+    seq = 0
+    for i in range(4000):
+        seq += 1
+        k = rng.choice(keys)
+        if i % 7 == 3:
+            m.delete(seq, k)
+            versions.setdefault(k, []).append((seq, (DELETE, b"", 0)))
+        elif i % 11 == 5:
+            m.put(seq, k, b"t%d" % seq, expiry=10 ** 12 + seq)
+            versions.setdefault(k, []).append((seq, (PUT_TTL, b"t%d" % seq, 10 ** 12 + seq)))
+        else:
+            m.put(seq, k, b"%d" % seq)
+            versions.setdefault(k, []).append((seq, (PUT, b"%d" % seq, 0)))
+        if i == 200:
+            assert not m.index_on                 # few overwrites yet
+    assert m.index_on and m.index_keys == len(versions)
+    assert m.check()                              # order, back pointers, index
+    for k, vs in versions.items():
+        for s, want in vs:
+            assert m.get(k, s) == want, (k, s)
+        assert m.get(k, vs[0][0] - 1) is None
+    expected = sorted(((k, s) for k, vs in versions.items() for s, _ in vs), key=lambda e: (e[0], -e[1]))
+    got = [(e[0], e[1]) for e in scan(m)]
+    assert got == expected
+    assert [(e[0], e[1]) for e in scan_reverse(m)] == expected[::-1]     # prev() by back pointers
 
 
 def test_ten_mib_value():
