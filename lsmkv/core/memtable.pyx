@@ -464,20 +464,30 @@ cdef class MemTable:
         return h
 
     cdef Node* seek_ge(self, const uint8_t* ikey, size_t n, Node** prev) noexcept:
-        """First node >= ikey (NULL if none); fills prev[level] if prev != NULL."""
+        """First node >= ikey (NULL if none); fills prev[level] if prev != NULL.
+
+        Each step also prefetches the node one level down from x (the one compared
+        next if this one is past ikey), so that miss overlaps this compare; and a
+        node already found past ikey one level up is not compared again (LevelDB's
+        and RocksDB's last_bigger)."""
         cdef Node* x = self.head
         cdef Node* nxt
+        cdef Node* bigger = NULL
         cdef int level = self.max_height - 1
         while True:
             nxt = x.next[level]
-            if nxt != NULL and cmp_ikey(node_key(nxt), nxt.klen, ikey, n) < 0:
-                x = nxt
-            else:
-                if prev != NULL:
-                    prev[level] = x
-                if level == 0:
-                    return nxt
-                level -= 1
+            if nxt != NULL and nxt != bigger:
+                if level:
+                    prefetch(x.next[level - 1])
+                if cmp_ikey(node_key(nxt), nxt.klen, ikey, n) < 0:
+                    x = nxt
+                    continue
+            bigger = nxt
+            if prev != NULL:
+                prev[level] = x
+            if level == 0:
+                return nxt
+            level -= 1
 
     cdef void seek_ge_many(self, const uint8_t** ikeys, const size_t* ns, Py_ssize_t count,
                            Node** out, Node** prevs=NULL) noexcept:
