@@ -48,7 +48,10 @@ cdef class MemTable:
     cdef bint index_never          # nor will it be (a node above 2^48, or no memory)
     cdef size_t lookups            # point lookups while index_off (to decide to build it)
     cdef size_t overwrites         # adds of a key already here while index_off (the same)
-    cdef void _index_build(self) noexcept
+    cdef Node* build_at            # while the index is built: the last node it indexed (head: none)
+    cdef void _index_start(self) noexcept
+    cdef void _index_step(self) noexcept
+    cdef bint _indexes(self, Node* x) noexcept
     cdef bint _index_wanted(self, size_t n) noexcept
     cdef void _index_drop(self) noexcept
     cdef void _index_put(self, Node* x, uint64_t h) noexcept

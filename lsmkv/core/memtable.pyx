@@ -23,9 +23,12 @@ Invariants:
      `entries` does not; arena.used counts their bytes (so write_buffer_size does).
   6. Unless index_off, the point index maps every user key in the list to its
      first node (its newest entry) and holds nothing else; index_keys counts them.
-     It is built by a point lookup (under the GIL, from the list) and then kept by
-     add()/add_many(), after the node is linked, under the same rule as the list
-     (one writer, readers hold the GIL). Once index_never it is off for good.
+     While it is built (build_at != NULL, index_off) it holds exactly that for the
+     nodes up to build_at: each build step (taken by lookups and adds, under the
+     GIL) indexes the next nodes, and an add indexes its node when it lands behind
+     build_at. Once complete it is kept by add()/add_many(), after the node is
+     linked, under the same rule as the list (one writer, readers hold the GIL).
+     Once index_never it is off for good.
 """
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memcmp
@@ -46,6 +49,7 @@ DEF INDEX_GROUP = 16            # keys point_seek_many hashes and prefetches tog
 DEF INDEX_AFTER = 8             # a memtable's index is built once it had 1/INDEX_AFTER of its
                                 # entries in point lookups (at least INDEX_FIRST / 4 of them),
 DEF INDEX_AFTER_OVERWRITES = 2  # or 1/2 of them in adds of a key it already held
+DEF INDEX_STEP = 512            # nodes a build step indexes (each lookup and add takes one)
 cdef extern from *:
     """
     #define LSMKV_PTR_MASK 0x0000FFFFFFFFFFFFULL
@@ -200,9 +204,10 @@ cdef class MemTable:
     counts the data). A get at an older sequence steps from the newest node over
     at most INDEX_WALK newer versions, then searches the skiplist.
 
-    The index is built only once the memtable is read: when its point lookups
-    reach 1/INDEX_AFTER of its entries, the lookup that does builds it from the
-    list (one pass; ~20 ms at 200k entries) and every add keeps it. Kept from
+    The index is built only once the memtable is read (or overwritten): when its
+    point lookups reach 1/INDEX_AFTER of its entries, a build starts, walking the
+    list INDEX_STEP nodes per lookup or add (_index_step) until it is complete;
+    from then on every add keeps it. Kept from
     the first put, it cost a write-only load a fifth of its puts/s (1M random
     puts into 64 MiB memtables: its slots, one random cache line per put, evict
     the skiplist's), and a write-only memtable (a fill, a bulk load, an
@@ -263,35 +268,35 @@ cdef class MemTable:
         self.index = NULL
         self.index_cap = self.index_keys = 0
         self.index_off = self.index_never = True
+        self.build_at = NULL
 
     cdef bint _index_wanted(self, size_t n) noexcept:
-        """Count n point lookups; build the index when they make it worth it. True
-        when the index is kept (after this call)."""
+        """Count n point lookups; start building the index when they make it worth
+        it, and take a build step. True when the index is complete (after this call)."""
         if not self.index_off:
             return True
         if self.index_never:
             return False
-        self.lookups += n
-        if self.lookups * INDEX_AFTER < self.entries or self.lookups * 4 < INDEX_FIRST:
-            return False
-        self._index_build()
+        if self.index == NULL:
+            self.lookups += n
+            if self.lookups * INDEX_AFTER < self.entries or self.lookups * 4 < INDEX_FIRST:
+                return False
+            self._index_start()
+        self._index_step()
         return not self.index_off
 
     cdef void _count_overwrite(self) noexcept:
-        """An add found its key already here (index_off): build the index once such
-        adds are half the entries, for the overwrite fast path (add())."""
+        """An add found its key already here (index not started): start building the
+        index once such adds are half the entries, for the overwrite fast path (add())."""
         self.overwrites += 1
         if not self.index_never and self.overwrites * INDEX_AFTER_OVERWRITES >= self.entries \
                 and self.overwrites * 4 >= INDEX_FIRST:
-            self._index_build()
+            self._index_start()
 
-    cdef void _index_build(self) noexcept:
-        """Build the index from the list: each user key's first node (index_off
-        until then; index_never without memory for it)."""
-        cdef size_t cap = INDEX_FIRST, mask, kn, j
-        cdef uint64_t h
-        cdef Node* x = self.head.next[0]
-        cdef Node* first = NULL
+    cdef void _index_start(self) noexcept:
+        """Map a table for the list's keys and start the build at the list's first
+        node (index_never without memory for it)."""
+        cdef size_t cap = INDEX_FIRST
         while cap * 3 < self.entries * 4 + 4:
             cap *= 2
         self.index = _map_slots(cap)
@@ -300,22 +305,36 @@ cdef class MemTable:
             return
         self.index_cap = cap
         self.index_keys = 0
-        mask = cap - 1
-        while x != NULL:
-            kn = x.klen - TAG_SIZE
-            if first == NULL or first.klen != x.klen or (kn and memcmp(node_key(first), node_key(x), kn) != 0):
-                first = x
-                if (<uint64_t>x) >> 48:
-                    self._index_drop()
-                    return
-                h = bloom_hash(node_key(x), kn)
-                j = h & mask
-                while self.index[j]:
-                    j = (j + 1) & mask
-                self.index[j] = <uint64_t>x | (h & FP_MASK)
-                self.index_keys += 1
+        self.build_at = self.head
+
+    cdef void _index_step(self) noexcept:
+        """Index the next INDEX_STEP nodes after build_at (every node goes through
+        _index_put, which keeps a key's newest); at the list's end the index is
+        complete and point lookups use it. A build is spread over the lookups and
+        adds that follow its start, not one pause: one pass over a 434k-entry
+        memtable took 106 ms on a busy machine, so a step of INDEX_STEP nodes ~0.1 ms."""
+        cdef Node* x = self.build_at.next[0]
+        cdef int i
+        for i in range(INDEX_STEP):
+            if x == NULL:
+                self.build_at = NULL
+                self.index_off = False
+                return
+            self._index_put(x, bloom_hash(node_key(x), x.klen - TAG_SIZE))
+            if self.index == NULL:          # dropped (a node above 2^48, or no memory)
+                return
+            self.build_at = x
             x = x.next[0]
-        self.index_off = False
+
+    cdef inline bint _indexes(self, Node* x) noexcept:
+        """Whether an add of x (just linked) must put it in the index: the index is
+        complete, or being built and x is behind build_at (a step will not reach it)."""
+        if self.index == NULL:
+            return False
+        if self.build_at == NULL:
+            return True
+        return self.build_at != self.head and cmp_ikey(node_key(x), x.klen, node_key(self.build_at),
+                                                       self.build_at.klen) < 0
 
     cdef void _index_grow(self) noexcept:
         """Start the index, or double it and place every slot again; with no memory
@@ -348,14 +367,14 @@ cdef class MemTable:
         cdef uint64_t fp, s
         cdef size_t i, mask
         cdef Node* y
-        if self.index_off:
+        if self.index == NULL:
             return
         if (<uint64_t>x) >> 48:
             self._index_drop()
             return
         if (self.index_keys + 1) * 4 > self.index_cap * 3:
             self._index_grow()
-            if self.index_off:
+            if self.index == NULL:
                 return
         fp = h & FP_MASK
         mask = self.index_cap - 1
@@ -633,13 +652,15 @@ cdef class MemTable:
             prev[0] = y.back
         else:
             self.seek_ge(node_key(x), ikn, prev)
-            if self.index_off:
+            if self.index == NULL:
                 y = prev[0].next[0]
                 if y != NULL and y.klen == ikn and (kn == 0 or memcmp(node_key(y), k, kn) == 0):
                     self._count_overwrite()       # may build the index: it then holds x's key
         self._link(x, prev, h)
-        if not self.index_off:
+        if self._indexes(x):
             self._index_put(x, hash if hash else bloom_hash(k, kn))
+        if self.build_at != NULL:
+            self._index_step()
         if (self.entries == 0 and self.range_dels is None) or seq < self.first_seq:
             self.first_seq = seq
         if seq > self.last_seq:
@@ -703,13 +724,15 @@ cdef class MemTable:
                                                       ikeys[j], ikns[j]) < 0:
                     p = p.next[i]
                 prevs[j * MAX_HEIGHT + i] = p
-            if self.index_off:
+            if self.index == NULL:
                 p = prevs[j * MAX_HEIGHT].next[0]
                 if p != NULL and p.klen == ikns[j] and memcmp(node_key(p), ikeys[j], ikns[j] - TAG_SIZE) == 0:
                     self._count_overwrite()
             self._link(x, &prevs[j * MAX_HEIGHT], h)
-            if not self.index_off:
+            if self._indexes(x):
                 self._index_put(x, bloom_hash(ikeys[j], ikns[j] - TAG_SIZE))
+            if self.build_at != NULL:
+                self._index_step()
             if (self.entries == 0 and self.range_dels is None) or seq + j < self.first_seq:
                 self.first_seq = seq + j
             if seq + j > self.last_seq:
@@ -828,7 +851,7 @@ cdef class MemTable:
         while x.next[0] != NULL:
             assert x.next[0].back == x, "level-0 back pointer out of step"
             x = x.next[0]
-        if not self.index_off:
+        if not self.index_off:          # complete (a build in progress is checked by its end)
             x = self.head.next[0]
             while x != NULL:
                 kn = x.klen - TAG_SIZE

@@ -355,6 +355,46 @@ def test_overwrites_build_the_point_index_and_link_without_a_search():
     assert [(e[0], e[1]) for e in scan_reverse(m)] == expected[::-1]     # prev() by back pointers
 
 
+def test_point_index_build_is_spread_over_lookups_and_adds():
+    """A build walks the list a step per lookup or add, so no single call pays for
+    the whole memtable; adds during the build, behind and ahead of where it stands,
+    end up in the index, and every read in between is right."""
+    rng = random.Random(13)
+    m = MemTable(chunk_size=1 << 16)
+    latest = {}
+    seq = 0
+    for k in rng.sample(range(10 ** 9), 20000):
+        seq += 1
+        key = b"%010d" % k
+        m.put(seq, key, b"a%d" % seq)
+        latest[key] = b"a%d" % seq
+    keys = sorted(latest)
+    steps = 0
+    building = None                           # lookups since the build started
+    while not m.index_on:
+        steps += 1
+        if building is None and m.index_bytes:
+            building = 0
+        if building is not None:
+            building += 1
+            # a step is 512 nodes: a few dozen calls walk ~21k entries
+            assert building < len(latest) // 512 + 10, "the build did not progress"
+        assert steps < 10000, "the build never started"
+        k = rng.choice(keys)
+        assert m.get(k)[1] == latest[k]
+        if steps % 3 == 0:                    # adds anywhere in the key order while it builds
+            seq += 1
+            nk = rng.choice(keys) if steps % 2 else b"%010d" % rng.randrange(10 ** 9)
+            m.put(seq, nk, b"b%d" % seq)
+            latest[nk] = b"b%d" % seq
+            if nk not in keys:
+                keys.append(nk)
+    assert steps > 20000 // 8 and building > 10   # the threshold first, then more than one call builds
+    assert m.index_keys == len(latest) and m.check()
+    for k, v in latest.items():
+        assert m.get(k)[1] == v
+
+
 def test_ten_mib_value():
     m = MemTable(chunk_size=1 << 20)
     value = random.Random(2).randbytes(10 << 20)
