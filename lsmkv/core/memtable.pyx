@@ -49,7 +49,7 @@ DEF INDEX_GROUP = 16            # keys point_seek_many hashes and prefetches tog
 DEF INDEX_AFTER = 8             # a memtable's index is built once it had 1/INDEX_AFTER of its
                                 # entries in point lookups (at least INDEX_FIRST / 4 of them),
 DEF INDEX_AFTER_OVERWRITES = 2  # or 1/2 of them in adds of a key it already held
-DEF INDEX_STEP = 512            # nodes a build step indexes (each lookup and add takes one)
+DEF INDEX_STEP = 128            # nodes a build step indexes (each lookup and add takes one)
 cdef extern from *:
     """
     #define LSMKV_PTR_MASK 0x0000FFFFFFFFFFFFULL
@@ -180,14 +180,14 @@ cdef inline uint64_t _tag_of(Node* x) noexcept nogil:
 
 
 cdef uint64_t* _map_slots(size_t n) noexcept:
-    """n zeroed 8-byte slots in an anonymous mapping (huge-page advised from 2 MiB
-    on, as the arena's chunks), or NULL if the mapping fails."""
-    cdef size_t nbytes = n * 8
-    cdef void* c = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    """n zeroed 8-byte slots in an anonymous mapping, or NULL if the mapping fails.
+    On 4 KiB pages, not huge ones as the arena's: a build's first steps touch
+    slots all over the table, and faulting in its huge pages at once made the
+    lookup that started the build of a 434k-entry memtable take 22 ms (10 ms at
+    200k) on this VM; on small pages the faults spread over the steps."""
+    cdef void* c = mmap(NULL, n * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if c == MAP_FAILED:
         return NULL
-    if nbytes >= HUGE_CHUNK:
-        madvise(c, nbytes, MADV_HUGEPAGE)
     return <uint64_t*>c
 
 
@@ -312,7 +312,9 @@ cdef class MemTable:
         _index_put, which keeps a key's newest); at the list's end the index is
         complete and point lookups use it. A build is spread over the lookups and
         adds that follow its start, not one pause: one pass over a 434k-entry
-        memtable took 106 ms on a busy machine, so a step of INDEX_STEP nodes ~0.1 ms."""
+        memtable took 106 ms (with CI running); the slowest get while a 434k-entry
+        memtable's index was built in steps took 0.5 ms, the first steps (they
+        fault in the table's pages), the median 1.9 us."""
         cdef Node* x = self.build_at.next[0]
         cdef int i
         for i in range(INDEX_STEP):
