@@ -207,11 +207,13 @@ cdef class MemTable:
     The index is built only once the memtable is read (or overwritten): when its
     point lookups reach 1/INDEX_AFTER of its entries, a build starts, walking the
     list INDEX_STEP nodes per lookup or add (_index_step) until it is complete;
-    from then on every add keeps it. Kept from
-    the first put, it cost a write-only load a fifth of its puts/s (1M random
-    puts into 64 MiB memtables: its slots, one random cache line per put, evict
-    the skiplist's), and a write-only memtable (a fill, a bulk load, an
-    immutable memtable being flushed) has no use for it.
+    from then on every add keeps it. Kept from the first put, it cost a
+    write-only load a fifth of its puts/s (1M random puts into 64 MiB memtables:
+    its slots, one random cache line per put, evict the skiplist's), and a
+    write-only memtable (a fill, a bulk load, an immutable memtable being
+    flushed) has no use for it. Once it is complete, an overwrite of height 1
+    (3 adds in 4) is linked right before its key's newest node, found in the
+    index, through that node's back pointer: no search.
 
     Complexity: add and seek are O(log n) expected; a point lookup O(1) expected.
     Example:
@@ -339,8 +341,8 @@ cdef class MemTable:
                                                        self.build_at.klen) < 0
 
     cdef void _index_grow(self) noexcept:
-        """Start the index, or double it and place every slot again; with no memory
-        for it the index is dropped for good (index_off)."""
+        """Double the index and place every slot again; with no memory for it the
+        index is dropped for good (index_never)."""
         cdef size_t cap = self.index_cap * 2 if self.index_cap else INDEX_FIRST
         cdef uint64_t* t = _map_slots(cap)
         cdef size_t i, j, mask = cap - 1
@@ -363,8 +365,8 @@ cdef class MemTable:
         self.index_cap = cap
 
     cdef void _index_put(self, Node* x, uint64_t h) noexcept:
-        """x was just linked (h: its user key's bloom_hash): make it its user key's
-        slot if it is the key's first node."""
+        """Make x (linked; h: its user key's bloom_hash) its user key's slot unless
+        the slot holds a newer node of the key (adds and build steps call it)."""
         cdef size_t kn = x.klen - TAG_SIZE
         cdef uint64_t fp, s
         cdef size_t i, mask
