@@ -20,8 +20,9 @@ Invariants:
   3. Nothing is collected or unlinked in a fork() child (the files are the
      parent's) nor after close; a read-only or secondary engine only lets go of
      its readers (the files are the primary's, lsmkv.engine.follower).
-  4. A pin released while the mutex is busy sets gc_pending; the next
-     iterator creation or background step collects.
+  4. A pin released while the mutex is busy, or while another thread purges,
+     sets gc_pending; the next iterator creation or background step collects
+     and purges.
 """
 import collections
 import os
@@ -102,6 +103,9 @@ class Files:
         if e.state.forked:
             return          # the files are the parent's
         if not self.purge_lock.acquire(blocking=blocking):
+            # the running purge may be past its loop already: the next iterator
+            # creation or background step purges what is queued (invariant 4)
+            self.gc_pending = True
             return
         logs = files = reclaimed = 0
         try:
