@@ -76,6 +76,17 @@ def scan_reverse(it):
     return out
 
 
+def recv_at_least(sock, n):
+    """Everything read from sock until at least n bytes came (AssertionError if it
+    closes first); a reply longer than expected shows in the caller's comparison."""
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"the connection closed after {len(got)} of {n} bytes"
+        got += chunk
+    return bytes(got)
+
+
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory):
     """A redis-server of the test module (persistence off) on 127.0.0.1, or skip:

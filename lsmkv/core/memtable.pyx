@@ -196,7 +196,7 @@ cdef class MemTable:
 
     Point index: a get looks a key up in an open-addressing hash table (user key ->
     its newest node; invariant 6) instead of searching the skiplist, whose search
-    is a chain of cache misses (at 100k keys a quarter of the server's CPU under
+    is a chain of cache misses (at 100k keys 30% of the server's CPU under
     GET -P 16). A slot is 8 bytes, the node's address with a 16-bit fingerprint of
     the key's hash in the top bits (user-space addresses are below 2^48; a node
     above turns the index off), at most 3/4 full: 11-21 bytes per distinct key,

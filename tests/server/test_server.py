@@ -13,6 +13,7 @@ import pytest
 import lsmkv
 from lsmkv.server import resp
 from lsmkv.server.proc import ServerProcess
+from conftest import recv_at_least
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install 'redis>=5')")
 # the server speaks RESP2; redis-py 8 asks for RESP3 unless told (every client here says protocol=2)
@@ -519,11 +520,7 @@ def test_pipeline_through_the_writer_thread_keeps_order(server, k):
     want = b"".join(expect)
     s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
     s.sendall(b"".join(frames))
-    got = b""
-    while len(got) < len(want):
-        chunk = s.recv(1 << 20)
-        assert chunk
-        got += chunk
+    got = recv_at_least(s, len(want))
     s.close()
     assert got == want
 
@@ -535,9 +532,7 @@ def test_value_arriving_in_small_pieces(server, k):
     for i in range(0, len(frame), 7001):
         s.sendall(frame[i:i + 7001])
     want = b"+OK\r\n" + b"$%d\r\n%b\r\n" % (len(v), v)
-    got = b""
-    while len(got) < len(want):
-        got += s.recv(1 << 20)
+    got = recv_at_least(s, len(want))
     s.close()
     assert got == want
 
@@ -555,11 +550,7 @@ def test_a_client_that_does_not_read_cannot_grow_the_server(server, r, k):
     grown = server.rss() - before
     assert r.ping()                                   # other clients are served meanwhile
     want = (b"$%d\r\n" % len(v) + v + b"\r\n") * 100
-    got = bytearray()
-    while len(got) < len(want):
-        chunk = s.recv(1 << 20)
-        assert chunk
-        got += chunk
+    got = recv_at_least(s, len(want))
     s.close()
     assert got == want
     assert grown < 16 << 20, grown            # measured: 2 MB; 53 MB without the limit
