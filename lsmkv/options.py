@@ -85,6 +85,9 @@ class Options:
     pin_l0_index_and_filter: bool = True       # with the above: L0 tables' index/filter stay resident
     target_file_size_base: int = 64 * MiB      # compaction output file size
     level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
+    read_triggered_compaction: bool = True     # also merge L0 into L1 once reads spent on its overlapping
+                                               # runs what the merge costs (LevelDB's seek compaction;
+                                               # lsmkv.engine.compaction.read_compaction_due)
     level0_slowdown_writes_trigger: int = 20   # L0 files at which writes are paced to delayed_write_rate
     level0_stop_writes_trigger: int = 36       # L0 files at which writes wait for compaction
     delayed_write_rate: int = 16 * MiB         # bytes/s allowed at the slowdown trigger (1/16 near stop)
@@ -213,7 +216,7 @@ class Options:
         if self.background_priority not in ("low", "normal"):
             raise ValueError(f"option background_priority must be 'low' or 'normal', "
                              f"got {self.background_priority!r}")
-        for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads",
+        for name in ("create_if_missing", "error_if_exists", "wal_mmap", "mmap_reads", "read_triggered_compaction",
                      "cache_index_and_filter_blocks", "pin_l0_index_and_filter", "read_only"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"option {name} must be a bool")

@@ -81,6 +81,8 @@ cdef class Core:
     cdef public size_t cf_total_limit  # on the engine: db_write_buffer_size (what every family's
                                        # active memtable may hold together)
     cdef BlockIter spare_bi          # a point read's BlockIter, kept between reads (_lookup), or None
+    cdef public ReadCharge read_charge   # what reads spend on runs past their first (ReadCharge);
+                                         # its scheduler reads and resets it (mutex held)
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -102,6 +104,7 @@ cdef class Core:
         self.cf_name = "default"
         self.cfs = None
         self.default_ttl = None
+        self.read_charge = ReadCharge()
 
     cdef object _closed_error(self):
         """The error a use of a closed Core raises: a dropped family's, or the handle's."""
@@ -649,6 +652,7 @@ cdef class Core:
         cdef uint64_t cover = 0, fseq = 0
         cdef BlockIter bi = None
         cdef Py_ssize_t j
+        cdef int asked = 0               # table runs whose filter this read asked (ReadCharge)
         if self.closed:
             raise self._closed_error()
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
@@ -685,7 +689,12 @@ cdef class Core:
             for j in range(len(sv.l0)):
                 t = <TableReader>sv.l0[j]
                 # L0 files overlap, but most keys miss most ranges
-                if t.in_range(k, kn) and self._bloom(t, h):
+                if not t.in_range(k, kn):
+                    continue
+                asked += 1
+                if asked > 1:
+                    self.read_charge.add(1)
+                if self._bloom(t, h):
                     if bi is None:
                         bi = self._take_bi()
                     r = self._probe(t, ik, ikn, &now, expiry, view, &fseq, bi)
@@ -695,6 +704,8 @@ cdef class Core:
                         if r is MERGED:
                             return self._merge_get(sv, k, kn, seq, cover, t, bi, j + 1, 0)
                         return r
+                    if asked > 1:
+                        self.read_charge.add(SEEK_CHARGE - 1)
             for j in range(len(sv.levels)):
                 lv = <tuple>sv.levels[j]
                 i = find_table(<list>lv[1], ik, ikn)
@@ -704,6 +715,9 @@ cdef class Core:
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
                 t = <TableReader>(<tuple>lv[0])[i]
+                if asked:                   # a level-0 table was asked: this run is charged
+                    asked += 1
+                    self.read_charge.add(1)
                 if not self._bloom(t, h):
                     continue
                 if bi is None:
@@ -715,6 +729,8 @@ cdef class Core:
                     if r is MERGED:
                         return self._merge_get(sv, k, kn, seq, cover, t, bi, len(sv.l0), j + 1)
                     return r
+                if asked > 1:
+                    self.read_charge.add(SEEK_CHARGE - 1)
             return None
         finally:
             if ik != stackbuf:
@@ -878,15 +894,17 @@ cdef class Core:
         cdef TableReader t
         cdef list children = []
         cdef tuple lv
+        cdef int run0
         if sv.mem.entries:       # an empty memtable holds nothing this read can see
             children.append(MemTableIterator(sv.mem))
         for m in sv.imms:
             children.append(MemTableIterator(m))
+        run0 = len(children)
         for t in sv.l0:
             children.append(new_table_iterator(t))
         for lv in sv.levels:
             children.append(LevelIterator(<tuple>lv[0], lv[1]))
-        return new_merging_iterator(children)
+        return new_merging_iterator(children, self.read_charge, run0, run0 + len(sv.l0))
 
     cdef object _pin_current(self):
         """(the current SuperVersion, a Pin on its version) for a new iterator."""

@@ -2,7 +2,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVa
 
 from lsmkv.core.cursor import Iterator as Cursor
 from lsmkv.core.iterator import DBIterator as DBIterator
-from lsmkv.core.iterator import HandleState
+from lsmkv.core.iterator import HandleState, ReadCharge
 from lsmkv.core.memtable import MemTable
 from lsmkv.core.wal import LogWriter
 from lsmkv.errors import BackgroundError as BackgroundError
@@ -188,6 +188,7 @@ class Core:
     bg_error: Optional[BaseException]
     read_only: bool
     read_only_as: str
+    read_charge: ReadCharge
     write_buffer_size: int
     clock: Callable[[], float]
     n_puts: int

@@ -44,8 +44,8 @@ from lsmkv.core.wal cimport LogWriter
 from lsmkv.core.bytebuf cimport Buf, buf_reserve_c
 from lsmkv.core.memtable cimport MemTableIterator
 from lsmkv.core.table cimport TableIterator, LevelIterator, BlockIter, find_table, new_table_iterator
-from lsmkv.core.iterator cimport (MergingIterator, HandleState, no_merge_operator, new_db_iterator,
-                                  new_merging_iterator)
+from lsmkv.core.iterator cimport (MergingIterator, HandleState, ReadCharge, SEEK_CHARGE,
+                                  no_merge_operator, new_db_iterator, new_merging_iterator)
 from lsmkv.core.iterator import DBIterator
 from lsmkv.core.cursor cimport Iterator, prefix_bounds
 from lsmkv.errors import ClosedError, BackgroundError, ConflictError, CorruptionError, ReadOnlyError, MergeOperatorError

@@ -23,6 +23,19 @@ cdef class InternalIterator:
     cdef int prev(self) except -1
     cdef int may_hold(self, const uint8_t* ukey, size_t ukn, uint64_t h) except -1
 
+cdef enum:
+    SEEK_CHARGE = 16        # the read charge of a block read (a run a seek positions; ReadCharge)
+
+
+cdef class ReadCharge:
+    """What reads spent on sorted runs beyond their first while level 0 held a table,
+    in units of one filter probe (lsmkv.engine.compaction.read_compaction_units)."""
+    cdef public int64_t units
+    cdef public int64_t due_at       # units at which wake is called once (0: not to be)
+    cdef public object wake          # the compaction job's wake, or None
+    cdef void add(self, int64_t n) noexcept
+
+
 cdef class MergingIterator(InternalIterator):
     cdef list children
     cdef int n
@@ -37,6 +50,10 @@ cdef class MergingIterator(InternalIterator):
     cdef int npending
     cdef uint8_t* ptarget        # seek_lazy's target, to position the pending children later
     cdef size_t ptn, ptcap
+    cdef ReadCharge charge       # charged for the runs a seek positions past its first, or None
+    cdef int run0, l0_end        # children [run0, n) are table runs, [run0, l0_end) level-0 tables
+    cdef int seek_runs           # table runs positioned since the last seek began
+    cdef void _charge(self, int runs) noexcept
     cdef void _pick(self, int direction) noexcept
     cdef bint _before(self, int a, int b, int direction) noexcept
     cdef void _sift_down(self, int i, int direction) noexcept
@@ -61,7 +78,7 @@ cdef class HandleState:
 
 
 cdef object no_merge_operator(const uint8_t* k, size_t kn)
-cdef MergingIterator new_merging_iterator(list children)
+cdef MergingIterator new_merging_iterator(list children, ReadCharge charge=*, int run0=*, int l0_end=*)
 cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, object start, object stop,
                             bint reverse, int mode, object pin, HandleState state, object owner,
                             RangeDelSet range_dels, MergeOperator merge_op)

@@ -1,4 +1,4 @@
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 from lsmkv.errors import ClosedError as ClosedError
 from lsmkv.errors import ForkedError as ForkedError
@@ -21,6 +21,13 @@ class InternalIterator:
     def py_valid(self) -> bool: ...
     def py_entry(self) -> Optional[Tuple[bytes, int, int, bytes, int]]:
         """(user_key, seq, kind, value, expiry) at the current position."""
+
+class ReadCharge:
+    """What reads spent on sorted runs past their first while level 0 held a table
+    (units: a filter probe 1, a block read 16); see read-triggered compaction."""
+    units: int
+    due_at: int
+    wake: Optional[Callable[[], object]]
 
 class MergingIterator(InternalIterator): ...
 

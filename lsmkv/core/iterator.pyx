@@ -119,6 +119,33 @@ cdef enum:
     HEAP_MIN_CHILDREN = 8   # above this many children a heap beats the linear scan (measured)
 
 
+cdef class ReadCharge:
+    """The read work that level 0 costs, the input of read-triggered compaction
+    (lsmkv.engine.compaction.read_compaction_units). Each read that consults more than
+    one sorted run (a level-0 table, or a level below) while a level-0 table is
+    among them adds, for every run past its first, 1 unit for a filter probe and 16
+    for a block read that did not answer (a get's probe that missed; every run a
+    seek positions, SEEK_CHARGE). A unit is about what compacting 16 bytes costs
+    (docs/tuning.md, "Read-triggered compaction"). One per Core (Core.read_charge),
+    charged with the GIL held and reset by its compaction scheduler, which sets
+    due_at to the charge that pays for the merge; reaching it calls wake() once,
+    so the merge starts at once rather than at the job's next timeout."""
+
+    cdef void add(self, int64_t n) noexcept:
+        self.units += n
+        if self.due_at and self.units >= self.due_at:
+            self.due_at = 0
+            w = self.wake
+            if w is not None:
+                try:
+                    w()
+                except Exception:       # a hint only: the job's timeout looks again within a second
+                    pass
+
+    def __repr__(self):
+        return f"ReadCharge(units={self.units}, due_at={self.due_at})"
+
+
 cdef class MergingIterator(InternalIterator):
     """Union of children (newest source first) in internal-key order.
 
@@ -268,10 +295,20 @@ cdef class MergingIterator(InternalIterator):
                 self.pending[i] = 0
             self.npending = 0
 
+    cdef void _charge(self, int runs) noexcept:
+        """runs more table runs were positioned for the current seek: charge each
+        past the seek's first (when level 0 has a table among them; ReadCharge)."""
+        if runs <= 0 or self.charge is None or self.l0_end == self.run0:
+            return
+        self.charge.add(SEEK_CHARGE * (runs - (self.seek_runs == 0)))
+        self.seek_runs += runs
+
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
         cdef InternalIterator c
         self._clear_pending()
         self.valid = False      # until _pick (a child's seek may raise)
+        self.seek_runs = 0
+        self._charge(self.n - self.run0)
         for c in self.children:
             c.seek_start(target, n)
         for c in self.children:
@@ -289,18 +326,21 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         cdef size_t ukn = n - TAG_SIZE
         cdef uint64_t h = bloom_hash(target, ukn)
-        cdef int i
+        cdef int i, runs = 0
         cdef void* p
         self._clear_pending()
         self.valid = False      # until _pick (a child's seek may raise)
+        self.seek_runs = 0
         for i in range(self.n):
             c = <InternalIterator>self.children[i]
             if c.may_hold(target, ukn, h):
                 c.seek_start(target, n)
+                runs += i >= self.run0
             else:
                 c.valid = False
                 self.pending[i] = 1
                 self.npending += 1
+        self._charge(runs)
         for i in range(self.n):
             if not self.pending[i]:
                 (<InternalIterator>self.children[i]).seek_finish(target, n)
@@ -321,10 +361,12 @@ cdef class MergingIterator(InternalIterator):
 
     cdef int _seek_pending(self, const uint8_t* target, size_t n) except -1:
         """Seek the children seek_lazy left alone to target, and merge them in."""
-        cdef int i
+        cdef int i, runs = 0
         for i in range(self.n):
             if self.pending[i]:
                 (<InternalIterator>self.children[i]).seek_start(target, n)
+                runs += i >= self.run0
+        self._charge(runs)
         for i in range(self.n):
             if self.pending[i]:
                 (<InternalIterator>self.children[i]).seek_finish(target, n)
@@ -339,6 +381,8 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek_to_first(self) except -1:
         cdef InternalIterator c
         self._clear_pending()
+        self.seek_runs = 0
+        self._charge(self.n - self.run0)
         for c in self.children:
             c.seek_to_first()
         self._pick(1)
@@ -347,6 +391,8 @@ cdef class MergingIterator(InternalIterator):
     cdef int seek_to_last(self) except -1:
         cdef InternalIterator c
         self._clear_pending()
+        self.seek_runs = 0
+        self._charge(self.n - self.run0)
         for c in self.children:
             c.seek_to_last()
         self._pick(-1)
@@ -357,6 +403,8 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         self._clear_pending()
         self.valid = False      # until _pick (a child's seek may raise)
+        self.seek_runs = 0
+        self._charge(self.n - self.run0)
         for c in self.children:
             c.seek_start(target, n)
         for c in self.children:
@@ -725,9 +773,15 @@ cdef object new_db_iterator(MergingIterator it, uint64_t seq, int64_t now, objec
     return d
 
 
-cdef MergingIterator new_merging_iterator(list children):
+cdef MergingIterator new_merging_iterator(list children, ReadCharge charge=None, int run0=-1,
+                                          int l0_end=-1):
     """A MergingIterator over children (newest source first), keeping that list
-    (the caller's, not copied): built in C, one per items() or iterator() call."""
+    (the caller's, not copied): built in C, one per items() or iterator() call.
+    With charge, children[run0:] are the table runs (children[run0:l0_end] level-0
+    tables) and its seeks charge it (ReadCharge)."""
     cdef MergingIterator m = MergingIterator.__new__(MergingIterator)
     m._init(children)
+    m.charge = charge
+    m.run0 = m.n if run0 < 0 else run0
+    m.l0_end = m.run0 if l0_end < 0 else l0_end
     return m

@@ -15,7 +15,8 @@ at once (fewer if the pool's compact lane has fewer threads). A background compa
 `lock` and the engine mutex, then runs without either; a manual compaction holds
 `lock` throughout and first waits until none is running. `running`, `pointers`,
 `garbage_checked_version`, `next_expiry`, `held_until` and `worker_jobs` are guarded by the
-engine mutex; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
+engine mutex; the engine's read_charge (lsmkv.core.iterator.ReadCharge) is added to by
+readers holding the GIL and read and reset here with the mutex held; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
 mutex.
 
 Invariants:
@@ -33,7 +34,7 @@ from contextlib import contextmanager
 
 from lsmkv.engine import background, filenames
 from lsmkv.engine.compaction import (Running, is_bottommost, level_scores, output_compression_level,
-                                     output_dict_bytes, pick_auto, pick_range,
+                                     output_dict_bytes, pick_auto, pick_range, read_compaction_units,
                                      tombstone_coverage)
 from lsmkv.engine.estimates import table_bytes
 from lsmkv.engine.version import FileMeta, VersionEdit
@@ -111,11 +112,29 @@ class Compactions:
             return tombstone_coverage(version, level, f, visible, table_bytes_of)
         return coverage
 
+    def reads_due(self, version):
+        """Have reads paid for merging level 0 into level 1 (mutex held)? The engine's
+        read charge (lsmkv.core.iterator.ReadCharge) against what the merge would
+        rewrite (lsmkv.engine.compaction.read_compaction_units). If not yet, the
+        charge is told when it will have, and whom to wake then."""
+        e = self.engine
+        if not e.options.read_triggered_compaction:
+            return False
+        need = read_compaction_units(version)
+        rc = e.read_charge
+        if need and rc.units >= need:
+            return True
+        if rc.wake is None and e.threads.compaction_wakes:
+            rc.wake = e.threads.compaction_wakes[0].set
+        rc.due_at = need
+        return False
+
     def needs_compaction(self):
         """Cheap check (mutex held) for the background thread's wait loop."""
         e = self.engine
         with_garbage = self.garbage_check_due()
-        return max(level_scores(e.versions.current, e.options)) >= 1 or with_garbage
+        version = e.versions.current
+        return max(level_scores(version, e.options)) >= 1 or with_garbage or self.reads_due(version)
 
     def step(self, i):
         """Compaction job i's step (in a thread of the pool's compact lane, merging in
@@ -152,10 +171,12 @@ class Compactions:
                 running = self.running
                 oldest = e.snapshots.oldest()
                 pick = pick_auto(version, e.options, self.pointers, e.now_ms(), oldest, running,
-                                 self.tombstone_coverage(version, oldest))
+                                 self.tombstone_coverage(version, oldest), self.reads_due(version))
                 if pick is None:
                     self.garbage_checked(version, oldest)
                     return None
+                if 0 in pick.inputs:        # what reads spent on level 0 is bought back by this merge
+                    e.read_charge.units = 0
                 src = pick.output_level - 1
                 if src > 0 and src in pick.inputs:      # round robin within levels >= 1
                     self.pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
@@ -168,6 +189,8 @@ class Compactions:
         finally:
             with e.mutex:
                 self.running.remove(entry)
+                if 0 in pick.inputs:    # charged meanwhile against the level 0 it replaced
+                    e.read_charge.units = 0
                 e.cv.notify_all()
         with e.mutex:
             by = e.stats.compactions_by_reason

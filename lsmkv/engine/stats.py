@@ -109,6 +109,7 @@ def report(engine):
     s["levels"] = levels
     s["live_sst_bytes"] = live_bytes
     s["pending_compaction_bytes"] = pending
+    s["read_charge"] = e.read_charge.units
     written = e.n_wal_bytes + s["flush_bytes"] + s["compaction_bytes_written"]
     s["write_amplification"] = round(written / e.n_user_bytes, 3) if e.n_user_bytes else 0.0
     # live data estimate: the deepest non-empty level (where most of the data

@@ -17,10 +17,12 @@ MiB = 1024 * KiB
 
 # Tables of 64 KiB with 1 KiB blocks: index and filter blocks of 1-2 KiB, so they fit
 # the 4 KiB slab pages; the 128 KiB cache holds a fraction of the data and meta blocks.
+# The L0 tables must stay L0 tables while the tests read: no read-triggered compaction.
 BUILD = dict(write_buffer_size=64 * KiB, target_file_size_base=64 * KiB, block_size=1024,
              max_bytes_for_level_base=256 * KiB, max_bytes_for_level_multiplier=4,
              level0_file_num_compaction_trigger=50, level0_slowdown_writes_trigger=60,
-             level0_stop_writes_trigger=70, mmap_reads=False, compression_dict_bytes=0)
+             level0_stop_writes_trigger=70, mmap_reads=False, compression_dict_bytes=0,
+             read_triggered_compaction=False)
 SMALL = dict(BUILD, block_cache_size=128 * KiB, slab_page_size=4 * KiB)
 CACHED = dict(SMALL, cache_index_and_filter_blocks=True, pin_l0_index_and_filter=False)
 

@@ -1,0 +1,142 @@
+"""Read-triggered compaction: reads that consult several sorted runs while level 0
+holds a table are charged (lsmkv.core.iterator.ReadCharge), and once the charge
+pays for merging level 0 into level 1 (lsmkv.engine.compaction.read_compaction_units)
+a background compaction does it, with the reason "reads"."""
+import random
+import time
+
+import lsmkv
+from lsmkv import testing
+from lsmkv.engine.compaction import READ_CHARGE_BYTES, read_compaction_units
+from lsmkv.engine.version import FileMeta, Version
+
+SEEK_CHARGE = 16     # a block read (lsmkv/core/iterator.pxd)
+
+
+def _key(i):
+    return b"key:%06d" % i
+
+
+def _value(i, f):
+    return b"v%d-%d" % (i, f) * 4
+
+
+def _three_level0_tables(path, **opts):
+    """A DB whose keys 0..2999 sit in three overlapping level-0 tables: table f holds
+    the keys i with i % 3 == f (and every key's newest value is table 2's, 1's or
+    0's by that rule). Returns (db, model)."""
+    db = lsmkv.DB(path, write_buffer_size=1 << 20, level0_file_num_compaction_trigger=8, **opts)
+    model = {}
+    for f in range(3):
+        for i in range(f, 3000, 3):
+            db.put(_key(i), _value(i, f))
+            model[_key(i)] = _value(i, f)
+        db.flush()
+    assert db.stats()["levels"][0]["files"] == 3
+    return db, model
+
+
+def test_read_compaction_units_prices_the_merge_by_the_bytes_it_rewrites():
+    def t(n, lo, hi, size):
+        return FileMeta(n, size, lo + bytes(8), hi + bytes(8))
+    empty = [[] for _ in range(5)]
+    two = Version([[t(3, b"a", b"m", 1000), t(2, b"c", b"z", 3000)], [t(1, b"b", b"d", 800)]] + empty)
+    assert read_compaction_units(two) == (1000 + 3000 + 800) // READ_CHARGE_BYTES
+    below = Version([[t(3, b"a", b"m", 1000)], [t(1, b"b", b"d", 800), t(4, b"x", b"z", 9000)]] + empty)
+    assert read_compaction_units(below) == (1000 + 800) // READ_CHARGE_BYTES   # only what it overlaps
+    alone = Version([[t(3, b"a", b"m", 1000)], [t(4, b"x", b"z", 9000)]] + empty)
+    assert read_compaction_units(alone) == 0       # one run before and after: nothing to buy
+    assert read_compaction_units(Version()) == 0
+
+
+def test_gets_charge_each_run_past_their_first(dbpath):
+    db, model = _three_level0_tables(dbpath, read_triggered_compaction=False)
+    try:
+        def charge_of(op):
+            before = db.stats()["read_charge"]
+            op()
+            return db.stats()["read_charge"] - before
+        # the newest table (f = 2) answers: one run asked, nothing charged
+        assert charge_of(lambda: db.get(_key(2))) == 0
+        # f = 0 is the oldest: two filters passed over first, the third run answers
+        assert charge_of(lambda: db.get(_key(3))) == 2
+        # absent (in every table's range): three filters, the last two charged;
+        # a filter that lets it through (a false positive) would add a block read
+        c = charge_of(lambda: db.get(b"key:001500x"))
+        assert c in (2, 2 + SEEK_CHARGE - 1, 2 + 2 * (SEEK_CHARGE - 1))
+        # multi_get charges as get does
+        assert charge_of(lambda: db.multi_get([_key(2), _key(3), _key(4)])) == 0 + 2 + 1
+        assert db.stats()["compactions"] == 0
+    finally:
+        db.close()
+
+
+def test_seeks_charge_a_block_read_for_each_run_past_the_first(dbpath):
+    db, model = _three_level0_tables(dbpath, read_triggered_compaction=False)
+    try:
+        it = db.iterator()
+        before = db.stats()["read_charge"]
+        it.seek(b"key:0015")            # not a key: all three tables are positioned
+        assert it.key() == _key(1500)
+        assert db.stats()["read_charge"] - before == 2 * SEEK_CHARGE
+        before = db.stats()["read_charge"]
+        it.seek_to_first()
+        it.seek_for_prev(b"key:0020")
+        assert it.key() == _key(1999)
+        assert db.stats()["read_charge"] - before == 4 * SEEK_CHARGE
+        it.close()
+        before = db.stats()["read_charge"]
+        assert [k for k, _ in db.items(_key(2990))] == [_key(i) for i in range(2990, 3000)]
+        assert db.stats()["read_charge"] - before == 2 * SEEK_CHARGE
+    finally:
+        db.close()
+
+
+def test_seeks_that_pay_for_the_merge_compact_level0_and_reads_stay_right(dbpath):
+    db, model = _three_level0_tables(dbpath)
+    try:
+        rng = random.Random(7)
+        keys = sorted(model)
+        need = read_compaction_units(testing.current_version(db))
+        assert need > 0
+        deadline = time.monotonic() + 30
+        seeks = 0
+        while db.stats()["compactions_by_reason"].get("reads", 0) == 0:
+            assert time.monotonic() < deadline, db.stats()["read_charge"]
+            i = rng.randrange(3000)
+            got = next(iter(db.items(_key(i) + b"!")), None)
+            j = keys.index(_key(i)) + 1
+            assert got == ((keys[j], model[keys[j]]) if j < len(keys) else None)
+            seeks += 1
+        st = db.stats()
+        assert st["levels"][0]["files"] == 0 and st["levels"][1]["files"] >= 1
+        assert st["read_charge"] < 2 * SEEK_CHARGE * 10      # reset by the merge
+        assert seeks >= need // (2 * SEEK_CHARGE)     # each seek charged two runs past its first
+        assert dict(db.items()) == model
+    finally:
+        db.close()
+
+
+def test_without_the_option_reads_leave_level0_alone(dbpath):
+    db, model = _three_level0_tables(dbpath, read_triggered_compaction=False)
+    try:
+        for _ in range(3):
+            for i in range(0, 2999, 7):     # seeks between keys position every table
+                assert next(iter(db.items(_key(i) + b"!"))) == (_key(i + 1), model[_key(i + 1)])
+        assert db.stats()["read_charge"] * READ_CHARGE_BYTES > sum(
+            lv["bytes"] for lv in db.stats()["levels"])       # paid for, many times over
+        time.sleep(1.5)                                       # the compaction job's timeout passes
+        st = db.stats()
+        assert st["levels"][0]["files"] == 3 and st["compactions"] == 0
+    finally:
+        db.close()
+
+
+def test_writes_alone_charge_nothing(dbpath):
+    db, _ = _three_level0_tables(dbpath)
+    try:
+        for i in range(3000):
+            db.put(_key(i), b"x")
+        assert db.stats()["read_charge"] == 0
+    finally:
+        db.close()
