@@ -56,6 +56,7 @@ cdef class MemTable:
     cdef void _index_drop(self) noexcept
     cdef void _index_put(self, Node* x, uint64_t h) noexcept
     cdef void _link(self, Node* x, Node** prev, int h) noexcept
+    cdef bint _preds_before(self, Node* y, Node** prev, int h) noexcept
     cdef void _count_overwrite(self) noexcept
     cdef Node* _index_probe(self, const uint8_t* k, size_t kn, uint64_t h) noexcept
     cdef Node* _versions_from(self, Node* y, const uint8_t* ikey, size_t n) noexcept

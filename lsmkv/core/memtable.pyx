@@ -50,6 +50,7 @@ DEF INDEX_AFTER = 8             # a memtable's index is built once it had 1/INDE
                                 # entries in point lookups (at least INDEX_FIRST / 4 of them),
 DEF INDEX_AFTER_OVERWRITES = 2  # or 1/2 of them in adds of a key it already held
 DEF INDEX_STEP = 128            # nodes a build step indexes (each lookup and add takes one)
+DEF BACK_WALK = 12              # back pointers an overwrite follows for its upper levels' predecessors
 cdef extern from *:
     """
     #define LSMKV_PTR_MASK 0x0000FFFFFFFFFFFFULL
@@ -211,9 +212,11 @@ cdef class MemTable:
     write-only load a fifth of its puts/s (1M random puts into 64 MiB memtables:
     its slots, one random cache line per put, evict the skiplist's), and a
     write-only memtable (a fill, a bulk load, an immutable memtable being
-    flushed) has no use for it. Once it is complete, an overwrite of height 1
-    (3 adds in 4) is linked right before its key's newest node, found in the
-    index, through that node's back pointer: no search.
+    flushed) has no use for it. Once it is complete, an overwrite is linked
+    right before its key's newest node, found in the index, with no search:
+    its level-0 predecessor is that node's back pointer, and its predecessors
+    in upper levels are found by walking back pointers (_preds_before; all of
+    height 1, 3 adds in 4, and most of height 2; taller ones search).
 
     Complexity: add and seek are O(log n) expected; a point lookup O(1) expected.
     Example:
@@ -615,6 +618,28 @@ cdef class MemTable:
         if x.next[0] != NULL:
             x.next[0].back = x
 
+    cdef bint _preds_before(self, Node* y, Node** prev, int h) noexcept:
+        """prev[i] for a node of height h linked right before y (its key's newest
+        node, which it overwrites), at each level i below h and max_height, found
+        without a search: prev[0] is y.back, and prev[i] the nearest node at or
+        before prev[i - 1] taller than i (the last node before the new one in
+        level i's list), reached by back pointers. False if that takes more than
+        BACK_WALK steps (a tall node: the caller searches). The expected walk is
+        3 steps for height 2 (a node is taller than 1 with p = 1/4), which is 5 in 6
+        of the overwrites taller than 1."""
+        cdef Node* p = y.back
+        cdef int i, steps = 0
+        cdef int top = h if h < self.max_height else self.max_height
+        prev[0] = p
+        for i in range(1, top):
+            while p.height <= <uint32_t>i:     # the head is taller than every level
+                if steps == BACK_WALK:
+                    return False
+                p = p.back
+                steps += 1
+            prev[i] = p
+        return True
+
     cdef int add(self, uint64_t seq, int kind, const uint8_t* k, size_t kn,
                  const uint8_t* v, size_t vn, int64_t expiry) except -1:
         """Insert (k, seq, kind) -> v. Requires seq larger than any seq already here
@@ -650,10 +675,10 @@ cdef class MemTable:
         if not self.index_off:
             hash = bloom_hash(k, kn)
             y = self._index_probe(k, kn, hash)
-        if y != NULL and h == 1 and _tag_of(x) > _tag_of(y):
-            # overwrite fast path: x goes right before y, its key's newest node, and a
-            # node of height 1 is linked at level 0 alone: no search
-            prev[0] = y.back
+        if y != NULL and _tag_of(x) > _tag_of(y) and self._preds_before(y, prev, h):
+            # overwrite fast path: x goes right before y, its key's newest node; its
+            # predecessors above level 0 are found by back pointers, not a search
+            pass
         else:
             self.seek_ge(node_key(x), ikn, prev)
             if self.index == NULL:
@@ -827,12 +852,14 @@ cdef class MemTable:
         return MemTableIterator(self)
 
     def check(self):
-        """Assert the skiplist's invariants (every level sorted, level i a subset of
-        level i-1, the entry count, the arena's bounds); True when they hold. For
+        """Assert the skiplist's invariants (every level sorted, level i exactly the
+        nodes of level 0 taller than i, in order, the entry count, the arena's
+        bounds, the back pointers, the point index); True when they hold. For
         tests and for debugging a damaged memtable; O(n)."""
         cdef Node* x
         cdef int level
         cdef size_t n0 = 0, count
+        cdef Node* cur[MAX_HEIGHT]
         for level in range(self.max_height):
             x = self.head.next[level]
             count = 0
@@ -855,6 +882,16 @@ cdef class MemTable:
         while x.next[0] != NULL:
             assert x.next[0].back == x, "level-0 back pointer out of step"
             x = x.next[0]
+        for level in range(MAX_HEIGHT):   # each level holds every node taller than it, none skipped
+            cur[level] = self.head.next[level]
+        x = self.head.next[0]
+        while x != NULL:
+            for level in range(1, <int>x.height):
+                assert cur[level] == x, f"level {level} skips a node of height {x.height}"
+                cur[level] = x.next[level]
+            x = x.next[0]
+        for level in range(1, MAX_HEIGHT):
+            assert cur[level] == NULL, f"level {level} holds a node level 0 does not"
         if not self.index_off:          # complete (a build in progress is checked by its end)
             x = self.head.next[0]
             while x != NULL:

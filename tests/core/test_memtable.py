@@ -321,9 +321,10 @@ def test_point_index_answers_as_the_skiplist_across_growth_and_old_versions():
 
 def test_overwrites_build_the_point_index_and_link_without_a_search():
     """A memtable whose adds are mostly of keys it holds (a server's SETs) builds its
-    point index without any read; from then on an overwrite of height 1 is linked
-    right before the key's newest node (its back pointer), and the list, the back
-    pointers, the index and every version read at every sequence stay right."""
+    point index without any read; from then on an overwrite is linked right before
+    the key's newest node (its back pointer; upper levels by walking back pointers),
+    and the list (every level exactly the nodes taller than it), the back pointers,
+    the index and every version read at every sequence stay right."""
     rng = random.Random(11)
     m = MemTable(chunk_size=4096)
     keys = [b"key:%06d" % i for i in range(500)] + [b""]
@@ -332,6 +333,8 @@ def test_overwrites_build_the_point_index_and_link_without_a_search():
     for i in range(4000):
         seq += 1
         k = rng.choice(keys)
+        if i % 500 == 0:
+            assert m.check()
         if i % 7 == 3:
             m.delete(seq, k)
             versions.setdefault(k, []).append((seq, (DELETE, b"", 0)))
