@@ -320,6 +320,7 @@ class ColumnFamily(MappingMethods, CoreDB):
                 "levels": levels, "files_per_level": [lv["files"] for lv in levels],
                 "live_sst_bytes": sum(lv["bytes"] for lv in levels),
                 "compactions_running": len(c.compactions.running),
+                "read_charge": c.read_charge.units,
                 "write_buffer_size": c.write_buffer_size,
                 "compression": c.options.compression,
                 "bloom_bits_per_key": c.options.bloom_bits_per_key,

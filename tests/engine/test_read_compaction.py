@@ -140,3 +140,28 @@ def test_writes_alone_charge_nothing(dbpath):
         assert db.stats()["read_charge"] == 0
     finally:
         db.close()
+
+
+def test_a_column_familys_seeks_compact_its_own_level0(dbpath):
+    db = lsmkv.DB(dbpath)
+    try:
+        cf = db.create_column_family("events", write_buffer_size=1 << 20,
+                                     level0_file_num_compaction_trigger=8)
+        for f in range(3):
+            for i in range(f, 3000, 3):
+                cf.put(_key(i), _value(i, f))
+            cf.flush()
+        assert cf.stats()["levels"][0]["files"] == 3
+        need = read_compaction_units(testing.current_version(cf))
+        deadline = time.monotonic() + 30
+        seeks = 0
+        while db.stats()["compactions_by_reason"].get("reads", 0) == 0:    # DB-wide counters
+            assert time.monotonic() < deadline, cf.stats()["read_charge"]
+            i = seeks % 2999
+            assert next(iter(cf.items(_key(i) + b"!")))[0] == _key(i + 1)
+            seeks += 1
+        assert seeks >= need // (2 * SEEK_CHARGE)
+        assert cf.stats()["levels"][0]["files"] == 0
+        assert db.stats()["read_charge"] == 0          # the default family read nothing
+    finally:
+        db.close()
