@@ -87,7 +87,7 @@ class Options:
     level0_file_num_compaction_trigger: int = 4  # L0 files that start a background compaction
     read_triggered_compaction: bool = True     # also merge L0 into L1 once reads spent on its overlapping
                                                # runs what the merge costs (LevelDB's seek compaction;
-                                               # lsmkv.engine.compaction.read_compaction_due)
+                                               # lsmkv.engine.compaction.read_compaction_units)
     level0_slowdown_writes_trigger: int = 20   # L0 files at which writes are paced to delayed_write_rate
     level0_stop_writes_trigger: int = 36       # L0 files at which writes wait for compaction
     delayed_write_rate: int = 16 * MiB         # bytes/s allowed at the slowdown trigger (1/16 near stop)

@@ -81,8 +81,8 @@ cdef class Core:
     cdef public size_t cf_total_limit  # on the engine: db_write_buffer_size (what every family's
                                        # active memtable may hold together)
     cdef BlockIter spare_bi          # a point read's BlockIter, kept between reads (_lookup), or None
-    cdef public ReadCharge read_charge   # what reads spend on runs past their first (ReadCharge);
-                                         # its scheduler reads and resets it (mutex held)
+    cdef public ReadCharge read_charge   # what merging level 0 would have saved reads (ReadCharge);
+                                         # its scheduler reads and restarts it (mutex held)
 
     def __cinit__(self, *args, **kwargs):
         self.mutex = threading.Lock()
@@ -652,7 +652,7 @@ cdef class Core:
         cdef uint64_t cover = 0, fseq = 0
         cdef BlockIter bi = None
         cdef Py_ssize_t j
-        cdef int asked = 0               # table runs whose filter this read asked (ReadCharge)
+        cdef int asked = 0               # level-0 tables whose filter this read asked (ReadCharge)
         if self.closed:
             raise self._closed_error()
         if sv.static_range_dels is not None or sv.mem.range_dels is not None:   # tombstones somewhere
@@ -715,9 +715,6 @@ cdef class Core:
                 if cmp_bytes(k, kn, <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) < 0:
                     continue
                 t = <TableReader>(<tuple>lv[0])[i]
-                if asked:                   # a level-0 table was asked: this run is charged
-                    asked += 1
-                    self.read_charge.add(1)
                 if not self._bloom(t, h):
                     continue
                 if bi is None:
@@ -729,8 +726,6 @@ cdef class Core:
                     if r is MERGED:
                         return self._merge_get(sv, k, kn, seq, cover, t, bi, len(sv.l0), j + 1)
                     return r
-                if asked > 1:
-                    self.read_charge.add(SEEK_CHARGE - 1)
             return None
         finally:
             if ik != stackbuf:

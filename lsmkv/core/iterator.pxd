@@ -31,6 +31,7 @@ cdef class ReadCharge:
     """What reads spent on sorted runs beyond their first while level 0 held a table,
     in units of one filter probe (lsmkv.engine.compaction.read_compaction_units)."""
     cdef public int64_t units
+    cdef public int64_t epoch        # bumped when units restart (a merge, a new level 0)
     cdef public int64_t due_at       # units at which wake is called once (0: not to be)
     cdef public object wake          # the compaction job's wake, or None
     cdef void add(self, int64_t n) noexcept
@@ -50,9 +51,10 @@ cdef class MergingIterator(InternalIterator):
     cdef int npending
     cdef uint8_t* ptarget        # seek_lazy's target, to position the pending children later
     cdef size_t ptn, ptcap
-    cdef ReadCharge charge       # charged for the runs a seek positions past its first, or None
+    cdef ReadCharge charge       # charged for the level-0 tables its seeks position, or None
+    cdef int64_t charge_epoch    # charge.epoch when it was made: charged only while they match
     cdef int run0, l0_end        # children [run0, n) are table runs, [run0, l0_end) level-0 tables
-    cdef int seek_runs           # table runs positioned since the last seek began
+    cdef int seek_runs           # level-0 tables positioned since the last seek began
     cdef void _charge(self, int runs) noexcept
     cdef void _pick(self, int direction) noexcept
     cdef bint _before(self, int a, int b, int direction) noexcept

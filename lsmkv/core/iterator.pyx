@@ -121,15 +121,22 @@ cdef enum:
 
 cdef class ReadCharge:
     """The read work that level 0 costs, the input of read-triggered compaction
-    (lsmkv.engine.compaction.read_compaction_units). Each read that consults more than
-    one sorted run (a level-0 table, or a level below) while a level-0 table is
-    among them adds, for every run past its first, 1 unit for a filter probe and 16
-    for a block read that did not answer (a get's probe that missed; every run a
-    seek positions, SEEK_CHARGE). A unit is about what compacting 16 bytes costs
+    (lsmkv.engine.compaction.read_compaction_units): what merging level 0 into
+    level 1 would have saved the reads since level 0 took its current shape. A
+    get (or multi_get's key) adds, for each level-0 table it asks past its first
+    run, 1 unit for the filter probe and 16 in all when it also read a block there
+    that did not answer; a seek adds SEEK_CHARGE (16: a block read) for each
+    level-0 table it positions, less one when no level below holds a table (the
+    merge then leaves one run, not none). Levels >= 1 are not charged: the merge
+    does not remove them. A unit is about what compacting 16 bytes costs
     (docs/tuning.md, "Read-triggered compaction"). One per Core (Core.read_charge),
-    charged with the GIL held and reset by its compaction scheduler, which sets
-    due_at to the charge that pays for the merge; reaching it calls wake() once,
-    so the merge starts at once rather than at the job's next timeout."""
+    charged with the GIL held. Its compaction scheduler restarts it (units 0,
+    epoch + 1) when a merge of level 0 starts and ends and when level 0 changes,
+    so a charge is always against the level 0 that is current; an iterator made
+    before a restart (it reads the version it pinned, which no merge will help)
+    charges nothing more. The scheduler sets due_at to the charge that pays for
+    the merge; reaching it calls wake() once, so the merge starts at once rather
+    than at the job's next timeout."""
 
     cdef void add(self, int64_t n) noexcept:
         self.units += n
@@ -143,7 +150,7 @@ cdef class ReadCharge:
                     pass
 
     def __repr__(self):
-        return f"ReadCharge(units={self.units}, due_at={self.due_at})"
+        return f"ReadCharge(units={self.units}, epoch={self.epoch}, due_at={self.due_at})"
 
 
 cdef class MergingIterator(InternalIterator):
@@ -296,11 +303,12 @@ cdef class MergingIterator(InternalIterator):
             self.npending = 0
 
     cdef void _charge(self, int runs) noexcept:
-        """runs more table runs were positioned for the current seek: charge each
-        past the seek's first (when level 0 has a table among them; ReadCharge)."""
-        if runs <= 0 or self.charge is None or self.l0_end == self.run0:
+        """runs more level-0 tables were positioned for the current seek: charge
+        each, less the seek's first when no level below holds a table (ReadCharge),
+        while the charge is on the epoch this iterator was made in."""
+        if runs <= 0 or self.charge is None or self.charge.epoch != self.charge_epoch:
             return
-        self.charge.add(SEEK_CHARGE * (runs - (self.seek_runs == 0)))
+        self.charge.add(SEEK_CHARGE * (runs - (self.seek_runs == 0 and self.l0_end == self.n)))
         self.seek_runs += runs
 
     cdef int seek(self, const uint8_t* target, size_t n) except -1:
@@ -308,7 +316,7 @@ cdef class MergingIterator(InternalIterator):
         self._clear_pending()
         self.valid = False      # until _pick (a child's seek may raise)
         self.seek_runs = 0
-        self._charge(self.n - self.run0)
+        self._charge(self.l0_end - self.run0)
         for c in self.children:
             c.seek_start(target, n)
         for c in self.children:
@@ -335,7 +343,7 @@ cdef class MergingIterator(InternalIterator):
             c = <InternalIterator>self.children[i]
             if c.may_hold(target, ukn, h):
                 c.seek_start(target, n)
-                runs += i >= self.run0
+                runs += self.run0 <= i < self.l0_end
             else:
                 c.valid = False
                 self.pending[i] = 1
@@ -365,7 +373,7 @@ cdef class MergingIterator(InternalIterator):
         for i in range(self.n):
             if self.pending[i]:
                 (<InternalIterator>self.children[i]).seek_start(target, n)
-                runs += i >= self.run0
+                runs += self.run0 <= i < self.l0_end
         self._charge(runs)
         for i in range(self.n):
             if self.pending[i]:
@@ -382,7 +390,7 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         self._clear_pending()
         self.seek_runs = 0
-        self._charge(self.n - self.run0)
+        self._charge(self.l0_end - self.run0)
         for c in self.children:
             c.seek_to_first()
         self._pick(1)
@@ -392,7 +400,7 @@ cdef class MergingIterator(InternalIterator):
         cdef InternalIterator c
         self._clear_pending()
         self.seek_runs = 0
-        self._charge(self.n - self.run0)
+        self._charge(self.l0_end - self.run0)
         for c in self.children:
             c.seek_to_last()
         self._pick(-1)
@@ -404,7 +412,7 @@ cdef class MergingIterator(InternalIterator):
         self._clear_pending()
         self.valid = False      # until _pick (a child's seek may raise)
         self.seek_runs = 0
-        self._charge(self.n - self.run0)
+        self._charge(self.l0_end - self.run0)
         for c in self.children:
             c.seek_start(target, n)
         for c in self.children:
@@ -778,10 +786,12 @@ cdef MergingIterator new_merging_iterator(list children, ReadCharge charge=None,
     """A MergingIterator over children (newest source first), keeping that list
     (the caller's, not copied): built in C, one per items() or iterator() call.
     With charge, children[run0:] are the table runs (children[run0:l0_end] level-0
-    tables) and its seeks charge it (ReadCharge)."""
+    tables) and its seeks charge it (ReadCharge) while its epoch stays."""
     cdef MergingIterator m = MergingIterator.__new__(MergingIterator)
     m._init(children)
     m.charge = charge
+    if charge is not None:
+        m.charge_epoch = charge.epoch
     m.run0 = m.n if run0 < 0 else run0
     m.l0_end = m.run0 if l0_end < 0 else l0_end
     return m

@@ -176,7 +176,7 @@ cdef list core_multi_get(Core c, object keys, object at, object default, bint vi
                 m = _next_tables(c, sv, pend, m, nl0, nsrc)
                 for j in range(0, m, ROUND_KEYS):   # a round's pins and buffers stay bounded
                     _read_round(pend + j, min(ROUND_KEYS, m - j), sub, nsrc, results, now, ix, it)
-                m = _undecided(c, pend, m, results)
+                m = _undecided(c, pend, m, results, nl0)
     finally:
         free(buf)
         free(pend)
@@ -207,14 +207,15 @@ cdef object _as_view(Core c, object r):
     return r
 
 
-cdef Py_ssize_t _undecided(Core c, KeyRef* pend, Py_ssize_t m, list results):
+cdef Py_ssize_t _undecided(Core c, KeyRef* pend, Py_ssize_t m, list results, Py_ssize_t nl0):
     """Keep the keys of pend[0..m) whose result is still None, in order, each to
     ask the source after the one it asked; their count. A key whose block read
-    did not answer in a run past its first is charged that read (ReadCharge)."""
+    did not answer in a level-0 table past its first is charged that read
+    (ReadCharge)."""
     cdef Py_ssize_t j, q = 0
     for j in range(m):
         if results[pend[j].i] is None:
-            if pend[j].asked > 1:
+            if pend[j].src < nl0 and pend[j].asked > 1:
                 c.read_charge.add(SEEK_CHARGE - 1)
             pend[q] = pend[j]
             pend[q].src += 1
@@ -254,9 +255,6 @@ cdef Py_ssize_t _next_tables(Core c, SuperVersion sv, KeyRef* pend, Py_ssize_t m
                     if cmp_bytes(pend[j].p, pend[j].n - TAG_SIZE,
                                  <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) >= 0:
                         t = <TableReader>(<tuple>lv[0])[i]
-                        if pend[j].asked:       # after a level-0 table: charged
-                            pend[j].asked += 1
-                            c.read_charge.add(1)
                         if _bloom_passes(c, t, pend[j].h):
                             break
             t = None

@@ -13,7 +13,7 @@ ctypedef struct KeyRef:
     uint64_t h
     Py_ssize_t src      # the caller's: the next source to ask (multi_get)
     void* table         # the caller's: the table it asks next (a TableReader the caller holds)
-    int asked           # the caller's: table runs whose filter it asked (multi_get's ReadCharge)
+    int asked           # the caller's: level-0 tables whose filter it asked (multi_get's ReadCharge)
 
 # A block read of a batch (lsmkv/core/fetch.pxi): filled in by the caller, done
 # without the GIL by any thread.

@@ -2,7 +2,7 @@
 
 pick_auto() chooses the background compactions (leveled, as LevelDB and RocksDB:
 scores per level, round-robin file choice, then read-triggered compactions of
-level 0 (read_compaction_due), then garbage-driven compactions of
+level 0 (read_compaction_units), then garbage-driven compactions of
 files with expired TTL data, mostly deletions, or range tombstones over more
 data below them than they weigh); pick_range() the inputs of a
 manual compaction (DB.compact_range); conflicts() whether a pick clashes with a

@@ -14,9 +14,9 @@ Thread safety: with max_background_jobs = N, N - 1 compaction jobs may merge
 at once (fewer if the pool's compact lane has fewer threads). A background compaction is picked and registered in `running` under
 `lock` and the engine mutex, then runs without either; a manual compaction holds
 `lock` throughout and first waits until none is running. `running`, `pointers`,
-`garbage_checked_version`, `next_expiry`, `held_until` and `worker_jobs` are guarded by the
-engine mutex; the engine's read_charge (lsmkv.core.iterator.ReadCharge) is added to by
-readers holding the GIL and read and reset here with the mutex held; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
+`garbage_checked_version`, `next_expiry`, `held_until`, `worker_jobs` and `charged_l0` are
+guarded by the engine mutex; the engine's read_charge (lsmkv.core.iterator.ReadCharge) is
+added to by readers holding the GIL and read and restarted here with the mutex held; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
 mutex.
 
 Invariants:
@@ -57,6 +57,7 @@ class Compactions:
         self.next_expiry = 0
         self.held_until = 0
         self.worker_jobs = 0                  # jobs this engine ran in a worker process
+        self.charged_l0 = None                # the level-0 file numbers the read charge is against
         # -- one reference assignment: why compactions run in-process although
         #    compaction_worker='process' (None: they do not)
         self.worker_fallback = interpreter_problem() if self.use_workers else None
@@ -115,19 +116,34 @@ class Compactions:
     def reads_due(self, version):
         """Have reads paid for merging level 0 into level 1 (mutex held)? The engine's
         read charge (lsmkv.core.iterator.ReadCharge) against what the merge would
-        rewrite (lsmkv.engine.compaction.read_compaction_units). If not yet, the
-        charge is told when it will have, and whom to wake then."""
+        rewrite (lsmkv.engine.compaction.read_compaction_units). The charge counts
+        only against the level 0 it was made on: when level 0's files are not the
+        ones it last saw, or a merge would leave no fewer runs, it restarts. If
+        not due yet, the charge is told when it will be, and whom to wake then."""
         e = self.engine
         if not e.options.read_triggered_compaction:
             return False
         need = read_compaction_units(version)
+        l0 = tuple(f.number for f in version.levels[0])
         rc = e.read_charge
+        if l0 != self.charged_l0:
+            self.charged_l0 = l0
+            self.restart_read_charge()
+        elif not need and rc.units:
+            self.restart_read_charge()
         if need and rc.units >= need:
             return True
         if rc.wake is None and e.threads.compaction_wakes:
             rc.wake = e.threads.compaction_wakes[0].set
         rc.due_at = need
         return False
+
+    def restart_read_charge(self):
+        """Start the read charge over (mutex held): units 0, and a new epoch, so the
+        iterators made before (reading the level 0 they pinned) charge no more."""
+        rc = self.engine.read_charge
+        rc.units = 0
+        rc.epoch += 1
 
     def needs_compaction(self):
         """Cheap check (mutex held) for the background thread's wait loop."""
@@ -176,7 +192,7 @@ class Compactions:
                     self.garbage_checked(version, oldest)
                     return None
                 if 0 in pick.inputs:        # what reads spent on level 0 is bought back by this merge
-                    e.read_charge.units = 0
+                    self.restart_read_charge()
                 src = pick.output_level - 1
                 if src > 0 and src in pick.inputs:      # round robin within levels >= 1
                     self.pointers[src] = max(f.largest_user_key for f in pick.inputs[src])
@@ -190,7 +206,7 @@ class Compactions:
             with e.mutex:
                 self.running.remove(entry)
                 if 0 in pick.inputs:    # charged meanwhile against the level 0 it replaced
-                    e.read_charge.units = 0
+                    self.restart_read_charge()
                 e.cv.notify_all()
         with e.mutex:
             by = e.stats.compactions_by_reason

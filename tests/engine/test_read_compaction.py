@@ -1,7 +1,8 @@
-"""Read-triggered compaction: reads that consult several sorted runs while level 0
-holds a table are charged (lsmkv.core.iterator.ReadCharge), and once the charge
-pays for merging level 0 into level 1 (lsmkv.engine.compaction.read_compaction_units)
-a background compaction does it, with the reason "reads"."""
+"""Read-triggered compaction: reads are charged what merging level 0 into level 1
+would save them, the level-0 tables they consult past their first run
+(lsmkv.core.iterator.ReadCharge), and once the charge pays for that merge
+(lsmkv.engine.compaction.read_compaction_units) a background compaction does it,
+with the reason "reads". The charge is against the current level 0 only."""
 import random
 import time
 
@@ -163,5 +164,95 @@ def test_a_column_familys_seeks_compact_its_own_level0(dbpath):
         assert seeks >= need // (2 * SEEK_CHARGE)
         assert cf.stats()["levels"][0]["files"] == 0
         assert db.stats()["read_charge"] == 0          # the default family read nothing
+    finally:
+        db.close()
+
+
+def test_deeper_levels_are_not_charged_and_a_lone_level0_table_is_when_levels_lie_below(dbpath):
+    """The merge removes level-0 tables only: a read is charged for those it consults
+    past its first run; a seek for each level-0 table it positions, the first one
+    too when a deeper level holds a table (the merge would fold it into that run)."""
+    db = lsmkv.DB(dbpath, write_buffer_size=1 << 20, level0_file_num_compaction_trigger=8,
+                  read_triggered_compaction=False)
+    try:
+        for i in range(0, 3000):
+            db.put(_key(i), _value(i, 9))
+        db.flush()
+        db.compact_range()                      # every key in level 1
+        for i in range(0, 3000, 2):
+            db.put(_key(i), _value(i, 0))
+        db.flush()                              # one level-0 table over it
+        assert [lv["files"] for lv in db.stats()["levels"]][:2] == [1, 1]
+
+        def charge_of(op):
+            before = db.stats()["read_charge"]
+            op()
+            return db.stats()["read_charge"] - before
+        assert charge_of(lambda: db.get(_key(1))) == 0          # one L0 filter, then L1: its first run
+        assert charge_of(lambda: db.items(_key(1) + b"!").__next__()) == SEEK_CHARGE
+        for i in range(1, 3000, 4):
+            db.put(_key(i), _value(i, 1))
+        db.flush()                              # two level-0 tables
+        assert charge_of(lambda: db.get(_key(3))) == 1          # the second L0 filter only
+        assert charge_of(lambda: db.items(_key(3) + b"!").__next__()) == 2 * SEEK_CHARGE
+    finally:
+        db.close()
+
+
+def test_a_charge_the_merge_cannot_buy_back_does_not_carry_over(dbpath):
+    """One level-0 table over no level-1 table: a merge would leave as many runs,
+    so what seeks charge is dropped; a flush that then adds a level-0 table starts
+    from nothing rather than from that charge (no merge for a one-key table)."""
+    db = lsmkv.DB(dbpath, write_buffer_size=1 << 20, level0_file_num_compaction_trigger=8)
+    try:
+        for i in range(3000):
+            db.put(b"b:%06d" % i, b"v" * 40)
+        db.flush()
+        db.compact_range()
+        for i in range(3000):
+            db.put(b"a:%06d" % i, b"w" * 40)
+        db.flush()
+        assert read_compaction_units(testing.current_version(db)) == 0
+        for r in range(20000):
+            next(iter(db.items(b"a:%06d!" % (r % 2999))))
+        deadline = time.monotonic() + 10        # the compaction job looks within a second
+        while db.stats()["read_charge"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        db.put(b"a:000001", b"z")
+        db.flush()
+        time.sleep(1.5)
+        st = db.stats()
+        assert st["compactions_by_reason"].get("reads", 0) == 0
+        assert [lv["files"] for lv in st["levels"]][:2] == [2, 1]
+    finally:
+        db.close()
+
+
+def test_an_iterator_from_before_the_merge_charges_no_more(dbpath):
+    """A cursor reads the version it pinned, which no merge helps: once level 0 was
+    merged (the charge restarted), its seeks charge nothing, and a later small
+    flush does not bring a merge it paid for."""
+    db, model = _three_level0_tables(dbpath)
+    try:
+        it = db.iterator()
+        n = 0
+        deadline = time.monotonic() + 30
+        while db.stats()["compactions_by_reason"].get("reads", 0) == 0:
+            assert time.monotonic() < deadline
+            it.seek(_key(n % 2999) + b"!")
+            assert it.key() == _key(n % 2999 + 1)
+            n += 1
+        while db.stats()["compactions_running"]:
+            time.sleep(0.01)
+        assert db.stats()["levels"][0]["files"] == 0
+        for r in range(5000):
+            it.seek(_key(r % 2999) + b"!")
+        assert db.stats()["read_charge"] == 0
+        it.close()
+        db.put(_key(1), b"z")
+        db.flush()
+        time.sleep(1.5)
+        assert db.stats()["compactions_by_reason"].get("reads", 0) == 1
     finally:
         db.close()
