@@ -26,6 +26,7 @@ class ReadCharge:
     """What reads spent on sorted runs past their first while level 0 held a table
     (units: a filter probe 1, a block read 16); see read-triggered compaction."""
     units: int
+    epoch: int
     due_at: int
     wake: Optional[Callable[[], object]]
 

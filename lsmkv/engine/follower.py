@@ -67,6 +67,7 @@ class Follower:
         self.lock = threading.Lock()          # one catch_up() at a time
         # -- guarded by lock (read by stats() as single attribute reads)
         self.manifest = None                  # (number, size) of the MANIFEST the state came from
+        self.manifest_fd = None               # that MANIFEST, held open (hold_manifest), or None
         self.offsets = {}                     # log number -> end of its last applied record
         self.catch_ups = 0
         self.reloads = 0
@@ -119,6 +120,10 @@ class Follower:
                 e.closed = True
                 self.release()
                 lifecycle.unregister(e)
+        with self.lock:
+            if self.manifest_fd is not None:
+                os.close(self.manifest_fd)
+                self.manifest_fd = None
 
     def release(self):
         """Let go of the secondary's directory."""
@@ -131,7 +136,8 @@ class Follower:
     def manifest_id(self):
         """(number, size, inode, device) of the MANIFEST CURRENT names now: a
         MANIFEST with the same number and size in a database made again is another
-        file."""
+        file, and has another inode, since the one loaded is held open
+        (hold_manifest)."""
         path = self.engine.path
         try:
             with open(filenames.current_name(path), "rb") as fh:
@@ -267,8 +273,28 @@ class Follower:
             e.last_seq = last_seq
             e.files.collect()             # readers of tables no version needs now
         self.manifest = before
+        self.hold_manifest(before)
         self.offsets = offsets
         self.reloads += 1
+
+    def hold_manifest(self, mid):
+        """Keep the MANIFEST the state came from open (mid: its manifest_id()), so
+        that no file made later can take its inode: a database destroyed and made
+        again lays out the same names, sizes and sequences, and its MANIFEST could
+        otherwise get the freed inode number and look like the same file (a CI run
+        saw a secondary keep reading the old data so). Lock held."""
+        try:
+            fd = os.open(filenames.manifest_name(self.engine.path, mid[0]), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = None               # gone already: the next catch_up() sees another MANIFEST
+        else:
+            st = os.fstat(fd)
+            if (st.st_ino, st.st_dev) != tuple(mid[2:]):      # replaced since: hold nothing
+                os.close(fd)
+                fd = None
+        old, self.manifest_fd = self.manifest_fd, fd
+        if old is not None:
+            os.close(old)
 
     @staticmethod
     def takes(vs, number, mem, fmems):
