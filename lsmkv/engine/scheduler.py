@@ -16,8 +16,8 @@ at once (fewer if the pool's compact lane has fewer threads). A background compa
 `lock` throughout and first waits until none is running. `running`, `pointers`,
 `garbage_checked_version`, `next_expiry`, `held_until`, `worker_jobs` and `charged_l0` are
 guarded by the engine mutex; the engine's read_charge (lsmkv.core.iterator.ReadCharge) is
-added to by readers holding the GIL and read and restarted here with the mutex held; `worker_fallback` is one reference assignment. Lock order: lock, then the engine
-mutex.
+added to by readers holding the GIL and read and restarted here with the mutex held;
+`worker_fallback` is one reference assignment. Lock order: lock, then the engine mutex.
 
 Invariants:
   1. Outputs become visible only through a durable MANIFEST edit; a crash
