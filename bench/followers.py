@@ -12,7 +12,10 @@ values, loaded and then flushed/synced), then two timed phases of --seconds each
   shared    the same writer, with --readers reader processes doing random gets of
             loaded keys (lsmkv: one read_only handle each, opened at the start of
             the phase; LMDB: read transactions of 100 gets each).
-It prints puts/s alone and shared, the readers' total gets/s, and the ratios.
+It prints puts/s alone and shared, the readers' total gets/s, and the ratios, then
+the CPU time each phase's processes used (user + system, getrusage): what the writer
+kept of a core with the readers running beside it. --reader_options passes options
+(JSON) to lsmkv's read-only readers, e.g. '{"mmap_reads": true}'.
 
 Then the catch_up latency: a writer puts --lat_ops keys, one every millisecond, each
 value the time.time_ns() of its put; a secondary process calls catch_up() in a loop
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import struct
 import subprocess
@@ -49,11 +53,17 @@ def key(i):
     return b"%016d" % i
 
 
-def open_engine(name, path, readonly=False):
-    """(put, get, close) for one engine in this process."""
+def cpu_seconds():
+    """User + system CPU time this process has used."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def open_engine(name, path, readonly=False, options=None):
+    """(put, get, close) for one engine in this process (options: lsmkv's, for readers)."""
     if name == "lsmkv":
         import lsmkv
-        db = lsmkv.DB(path, read_only=True) if readonly else lsmkv.DB(path)
+        db = lsmkv.DB(path, read_only=True, **(options or {})) if readonly else lsmkv.DB(path)
         return db.put, db.get, db.close
     import lmdb
     env = lmdb.open(path, map_size=4 << 30, sync=False, metasync=False, readonly=readonly,
@@ -114,18 +124,22 @@ def timed(op, num, seconds, seed):
 
 def role_writer(name, path, num, seconds, out):
     put, _, close = open_engine(name, path)
+    c0 = cpu_seconds()
     n, dt, _ = timed(lambda k: put(k, VALUE), num, seconds, 3)
+    cpu = cpu_seconds() - c0
     close()
     with open(out, "w") as fh:
-        json.dump({"ops": n, "seconds": dt}, fh)
+        json.dump({"ops": n, "seconds": dt, "cpu": cpu}, fh)
 
 
-def role_reader(name, path, num, seconds, out, seed):
-    _, get, close = open_engine(name, path, readonly=True)
+def role_reader(name, path, num, seconds, out, seed, options):
+    _, get, close = open_engine(name, path, readonly=True, options=json.loads(options))
+    c0 = cpu_seconds()
     n, dt, found = timed(get, num, seconds, seed)
+    cpu = cpu_seconds() - c0
     close()
     with open(out, "w") as fh:
-        json.dump({"ops": n, "seconds": dt, "found": found}, fh)
+        json.dump({"ops": n, "seconds": dt, "found": found, "cpu": cpu}, fh)
 
 
 def role_lat_writer(path, ops):
@@ -176,7 +190,8 @@ def run_engine(name, a, work):
     w = spawn("writer", name, path, a.num, a.seconds, os.path.join(outs, "alone.json"))
     assert w.wait() == 0
     alone = result(os.path.join(outs, "alone.json"))
-    readers = [spawn("reader", name, path, a.num, a.seconds, os.path.join(outs, f"r{i}.json"), i)
+    opts = a.reader_options if name == "lsmkv" else "{}"
+    readers = [spawn("reader", name, path, a.num, a.seconds, os.path.join(outs, f"r{i}.json"), i, opts)
                for i in range(a.readers)]
     w = spawn("writer", name, path, a.num, a.seconds, os.path.join(outs, "shared.json"))
     assert w.wait() == 0 and all(r.wait() == 0 for r in readers)
@@ -184,7 +199,9 @@ def run_engine(name, a, work):
     rs = [result(os.path.join(outs, f"r{i}.json")) for i in range(a.readers)]
     return {"puts_alone": alone["ops"] / alone["seconds"], "puts_shared": shared["ops"] / shared["seconds"],
             "gets": sum(r["ops"] / r["seconds"] for r in rs), "found": sum(r["found"] for r in rs),
-            "reads": sum(r["ops"] for r in rs)}
+            "reads": sum(r["ops"] for r in rs),
+            "cpu_alone": alone["cpu"] / alone["seconds"], "cpu_shared": shared["cpu"] / shared["seconds"],
+            "cpu_readers": sum(r["cpu"] / r["seconds"] for r in rs)}
 
 
 def catch_up_latency(a, work):
@@ -206,14 +223,21 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each phase (default %(default)s)")
     ap.add_argument("--lat_ops", type=int, default=2000, help="writes timed for catch_up latency")
     ap.add_argument("--engines", default="lsmkv,lmdb", help="engines (default %(default)s)")
+    ap.add_argument("--reader_options", default="{}",
+                    help="lsmkv options of the read-only readers, as JSON (default %(default)s)")
     ap.add_argument("--role", nargs="+", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    try:
+        if not isinstance(json.loads(a.reader_options), dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        ap.error(f"--reader_options must be a JSON object of lsmkv options, got {a.reader_options!r} ({e})")
     if a.role:
         r = a.role
         if r[0] == "writer":
             role_writer(r[1], r[2], int(r[3]), float(r[4]), r[5])
         elif r[0] == "reader":
-            role_reader(r[1], r[2], int(r[3]), float(r[4]), r[5], int(r[6]))
+            role_reader(r[1], r[2], int(r[3]), float(r[4]), r[5], int(r[6]), r[7])
         elif r[0] == "lat_writer":
             role_lat_writer(r[1], int(r[2]))
         else:
@@ -231,6 +255,8 @@ def main(argv=None):
             print(f"{name:<6} puts/s alone {m['puts_alone']:>10,.0f}  with {a.readers} readers "
                   f"{m['puts_shared']:>10,.0f} ({m['puts_shared'] / m['puts_alone']:.2f}x)  "
                   f"readers' gets/s {m['gets']:>10,.0f} (found {m['found']} of {m['reads']})", flush=True)
+            print(f"{'':<6} CPU (cores): writer alone {m['cpu_alone']:.2f}, with readers {m['cpu_shared']:.2f}; "
+                  f"the {a.readers} readers together {m['cpu_readers']:.2f}", flush=True)
         if "lsmkv" in res and "lmdb" in res:
             print(f"lsmkv/lmdb readers' gets/s: {res['lsmkv']['gets'] / res['lmdb']['gets']:.2f}x")
         if "lsmkv" in a.engines.split(","):
