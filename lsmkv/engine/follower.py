@@ -282,7 +282,8 @@ class Follower:
         that no file made later can take its inode: a database destroyed and made
         again lays out the same names, sizes and sequences, and its MANIFEST could
         otherwise get the freed inode number and look like the same file (a CI run
-        saw a secondary keep reading the old data so). Lock held."""
+        saw a secondary keep reading the old data so). Lock held, or the opening
+        thread alone."""
         try:
             fd = os.open(filenames.manifest_name(self.engine.path, mid[0]), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:

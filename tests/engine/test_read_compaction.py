@@ -22,19 +22,43 @@ def _value(i, f):
     return b"v%d-%d" % (i, f) * 4
 
 
-def _three_level0_tables(path, **opts):
-    """A DB whose keys 0..2999 sit in three overlapping level-0 tables: table f holds
-    the keys i with i % 3 == f (and every key's newest value is table 2's, 1's or
-    0's by that rule). Returns (db, model)."""
-    db = lsmkv.DB(path, write_buffer_size=1 << 20, level0_file_num_compaction_trigger=8, **opts)
+def _fill_three_tables(h):
+    """Keys 0..2999 into three overlapping level-0 tables of h (a DB or a column
+    family): table f holds the keys i with i % 3 == f. Returns the model."""
     model = {}
     for f in range(3):
         for i in range(f, 3000, 3):
-            db.put(_key(i), _value(i, f))
+            h.put(_key(i), _value(i, f))
             model[_key(i)] = _value(i, f)
-        db.flush()
-    assert db.stats()["levels"][0]["files"] == 3
-    return db, model
+        h.flush()
+    assert h.stats()["levels"][0]["files"] == 3
+    return model
+
+
+def _three_level0_tables(path, **opts):
+    """A DB whose keys sit in three overlapping level-0 tables (_fill_three_tables).
+    Returns (db, model)."""
+    db = lsmkv.DB(path, write_buffer_size=1 << 20, level0_file_num_compaction_trigger=8, **opts)
+    return db, _fill_three_tables(db)
+
+
+def _charge_of(h, op):
+    """The read charge h (a DB or a column family) gained while op() ran."""
+    before = h.stats()["read_charge"]
+    op()
+    return h.stats()["read_charge"] - before
+
+
+def _seek_until_merged(db, seek, timeout=30):
+    """Call seek(n) for n = 0, 1, ... until db has run a "reads" compaction; returns
+    how many seeks that took."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while db.stats()["compactions_by_reason"].get("reads", 0) == 0:
+        assert time.monotonic() < deadline, db.stats()["read_charge"]
+        seek(n)
+        n += 1
+    return n
 
 
 def test_read_compaction_units_prices_the_merge_by_the_bytes_it_rewrites():
@@ -54,9 +78,7 @@ def test_gets_charge_each_run_past_their_first(dbpath):
     db, model = _three_level0_tables(dbpath, read_triggered_compaction=False)
     try:
         def charge_of(op):
-            before = db.stats()["read_charge"]
-            op()
-            return db.stats()["read_charge"] - before
+            return _charge_of(db, op)
         # the newest table (f = 2) answers: one run asked, nothing charged
         assert charge_of(lambda: db.get(_key(2))) == 0
         # f = 0 is the oldest: two filters passed over first, the third run answers
@@ -100,15 +122,13 @@ def test_seeks_that_pay_for_the_merge_compact_level0_and_reads_stay_right(dbpath
         keys = sorted(model)
         need = read_compaction_units(testing.current_version(db))
         assert need > 0
-        deadline = time.monotonic() + 30
-        seeks = 0
-        while db.stats()["compactions_by_reason"].get("reads", 0) == 0:
-            assert time.monotonic() < deadline, db.stats()["read_charge"]
+
+        def seek(_):
             i = rng.randrange(3000)
             got = next(iter(db.items(_key(i) + b"!")), None)
             j = keys.index(_key(i)) + 1
             assert got == ((keys[j], model[keys[j]]) if j < len(keys) else None)
-            seeks += 1
+        seeks = _seek_until_merged(db, seek)
         st = db.stats()
         assert st["levels"][0]["files"] == 0 and st["levels"][1]["files"] >= 1
         assert st["read_charge"] < 2 * SEEK_CHARGE * 10      # reset by the merge
@@ -148,19 +168,13 @@ def test_a_column_familys_seeks_compact_its_own_level0(dbpath):
     try:
         cf = db.create_column_family("events", write_buffer_size=1 << 20,
                                      level0_file_num_compaction_trigger=8)
-        for f in range(3):
-            for i in range(f, 3000, 3):
-                cf.put(_key(i), _value(i, f))
-            cf.flush()
-        assert cf.stats()["levels"][0]["files"] == 3
+        _fill_three_tables(cf)
         need = read_compaction_units(testing.current_version(cf))
-        deadline = time.monotonic() + 30
-        seeks = 0
-        while db.stats()["compactions_by_reason"].get("reads", 0) == 0:    # DB-wide counters
-            assert time.monotonic() < deadline, cf.stats()["read_charge"]
-            i = seeks % 2999
+
+        def seek(n):
+            i = n % 2999
             assert next(iter(cf.items(_key(i) + b"!")))[0] == _key(i + 1)
-            seeks += 1
+        seeks = _seek_until_merged(db, seek)        # the counters are DB-wide
         assert seeks >= need // (2 * SEEK_CHARGE)
         assert cf.stats()["levels"][0]["files"] == 0
         assert db.stats()["read_charge"] == 0          # the default family read nothing
@@ -185,9 +199,7 @@ def test_deeper_levels_are_not_charged_and_a_lone_level0_table_is_when_levels_li
         assert [lv["files"] for lv in db.stats()["levels"]][:2] == [1, 1]
 
         def charge_of(op):
-            before = db.stats()["read_charge"]
-            op()
-            return db.stats()["read_charge"] - before
+            return _charge_of(db, op)
         assert charge_of(lambda: db.get(_key(1))) == 0          # one L0 filter, then L1: its first run
         assert charge_of(lambda: db.items(_key(1) + b"!").__next__()) == SEEK_CHARGE
         for i in range(1, 3000, 4):
@@ -236,13 +248,11 @@ def test_an_iterator_from_before_the_merge_charges_no_more(dbpath):
     db, model = _three_level0_tables(dbpath)
     try:
         it = db.iterator()
-        n = 0
-        deadline = time.monotonic() + 30
-        while db.stats()["compactions_by_reason"].get("reads", 0) == 0:
-            assert time.monotonic() < deadline
+
+        def seek(n):
             it.seek(_key(n % 2999) + b"!")
             assert it.key() == _key(n % 2999 + 1)
-            n += 1
+        _seek_until_merged(db, seek)
         while db.stats()["compactions_running"]:
             time.sleep(0.01)
         assert db.stats()["levels"][0]["files"] == 0
