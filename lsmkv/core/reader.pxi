@@ -386,6 +386,8 @@ cdef class TableReader:
                 memcpy(<void*>p.data, sp, body)
             else:
                 dd = self.ddict if btype == BLOCK_ZSTD_DICT else NULL
+                if csize <= PREFETCH_BLOCK_MAX:    # the slot was an evicted block's: cold;
+                    prefetch_write_range(<void*>p.data, csize)   # its lines load together
                 if release_gil:
                     with nogil:
                         r = zstd_decompress(dctx, <void*>p.data, csize, sp, body, dd)

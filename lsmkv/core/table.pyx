@@ -86,7 +86,7 @@ from lsmkv.core.includes.pthread cimport (pthread_key_t, pthread_key_create, pth
                                           pthread_cond_wait, pthread_cond_broadcast, sigset_t, sigfillset,
                                           pthread_sigmask, SIG_BLOCK, SIG_SETMASK)
 from lsmkv.core.includes.uio cimport preadv2, RWF_NOWAIT
-from lsmkv.core.includes.prefetch cimport prefetch, prefetch_range
+from lsmkv.core.includes.prefetch cimport prefetch, prefetch_range, prefetch_write_range
 from lsmkv.core.iterator cimport InternalIterator, MergingIterator
 from lsmkv.core.memtable cimport MemTable, MemTableIterator, Node, node_key, node_val
 from lsmkv.core.sstformat cimport (FOOTER_SIZE, TRAILER_SIZE, FORMAT_VERSION, FORMAT_VERSION_PLAIN,
