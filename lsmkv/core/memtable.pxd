@@ -12,6 +12,11 @@ ctypedef struct Node:
     Node* back             # the node before it at level 0 (the head for the first node)
     Node* next[1]          # `height` pointers; key then value bytes follow them
 
+ctypedef struct PointIndex:   # a memtable's point index (memtable.pyx's pointindex.pxi)
+    uint64_t* slots         # node address | fingerprint << 48 each, 0 empty (NULL: no index)
+    size_t cap              # slots (a power of two; 0: none)
+    size_t keys             # user keys in it
+
 cdef inline const uint8_t* node_key(Node* x) noexcept nogil:
     return <const uint8_t*>&x.next[x.height]
 
@@ -41,9 +46,7 @@ cdef class MemTable:
     cdef readonly int64_t min_expiry
     cdef readonly object log_number
     cdef public list range_dels    # (start, end, seq) range tombstones, or None (lsmkv.core.rangedel)
-    cdef uint64_t* index           # point index: slots of node address | fingerprint << 48, 0 empty
-    cdef size_t index_cap          # slots (a power of two; 0: none)
-    cdef readonly size_t index_keys    # user keys in the index
+    cdef PointIndex index          # user key -> its newest node (invariant 6)
     cdef bint index_off            # the index is not kept (not built yet, or index_never)
     cdef bint index_never          # nor will it be (a node above 2^48, or no memory)
     cdef size_t lookups            # point lookups while index_off (to decide to build it)
@@ -58,9 +61,7 @@ cdef class MemTable:
     cdef void _link(self, Node* x, Node** prev, int h) noexcept
     cdef bint _preds_before(self, Node* y, Node** prev, int h) noexcept
     cdef void _count_overwrite(self) noexcept
-    cdef Node* _index_probe(self, const uint8_t* k, size_t kn, uint64_t h) noexcept
     cdef Node* _versions_from(self, Node* y, const uint8_t* ikey, size_t n) noexcept
-    cdef void _index_grow(self) noexcept
     cdef Node* index_find(self, const uint8_t* k, size_t kn) noexcept
     cdef Node* point_seek(self, const uint8_t* ikey, size_t n) noexcept
     cdef void point_seek_many(self, const uint8_t** ikeys, const size_t* ns, Py_ssize_t count,

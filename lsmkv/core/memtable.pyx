@@ -22,7 +22,7 @@ Invariants:
      a read of a memtable without them pays one pointer test. len() counts them,
      `entries` does not; arena.used counts their bytes (so write_buffer_size does).
   6. Unless index_off, the point index maps every user key in the list to its
-     first node (its newest entry) and holds nothing else; index_keys counts them.
+     first node (its newest entry) and holds nothing else; index.keys counts them.
      While it is built (build_at != NULL, index_off) it holds exactly that for the
      nodes up to build_at: each build step (taken by lookups and adds, under the
      GIL) indexes the next nodes, and an add indexes its node when it lands behind
@@ -65,131 +65,14 @@ from lsmkv.core.includes.mman cimport (mmap, munmap, madvise, PROT_READ, PROT_WR
                                        MAP_ANONYMOUS, MAP_FAILED, MADV_HUGEPAGE)
 
 
-cdef inline size_t _align(size_t n) noexcept nogil:
-    return (n + ALIGN - 1) & ~(<size_t>ALIGN - 1)
-
-
-cdef class Arena:
-    """Bump-pointer allocator over large chunks, freed all at once.
-
-    Chunks are anonymous mappings, not malloc: a flushed memtable's chunks go back
-    to the OS when it is freed. With malloc, glibc's dynamic mmap threshold rises
-    to the chunk size after the first free, later chunks come from the heap, and
-    a freed memtable stayed in the process (measured: RSS grew 131 MB for 85 MB
-    accounted after a 40 MB fill and reads; docs/tuning.md, fragmentation row).
-    Pages are first touched by the writer thread that fills them.
-
-    Huge pages: once an arena has mapped HUGE_AFTER bytes, its next chunks are
-    HUGE_CHUNK long, aligned to it and madvise(MADV_HUGEPAGE)'d, so the kernel backs
-    each with one 2 MiB page (when transparent huge pages are `madvise` or
-    `always`; with `never` they are ordinary chunks). An insert into a large
-    skiplist is a chain of random reads over the whole arena: on 4 KiB pages, past
-    the TLB's reach (a few MiB) each hop is also a page walk. Measured: 1M random
-    16-byte keys with 100-byte values into 64 MiB memtables, 2.1-2.25 s on 1 MiB
-    chunks, 1.6-1.9 s on huge ones; bench/families.py puts/s, one family 387k ->
-    440-497k, 8 families 309k -> 392k. A small memtable (a quiet column family, a
-    DB that holds a few keys) never reaches HUGE_AFTER and keeps 4 KiB pages: a
-    huge chunk is resident as a whole from its first byte, so it costs up to
-    HUGE_CHUNK more than it holds, and that is worth it only past HUGE_AFTER.
-
-    Complexity: allocate() is O(1). Allocations larger than a quarter chunk get a
-    chunk of their own so the current chunk's tail is not wasted."""
-
-    def __cinit__(self, size_t chunk_size=1 << 20):
-        if chunk_size < 4096:
-            raise ValueError("arena chunk_size must be >= 4096")
-        self.chunk_size = chunk_size
-        self.chunks = NULL
-        self.sizes = NULL
-        self.nchunks = self.cap_chunks = 0
-        self.ptr = NULL
-        self.remaining = 0
-        self.allocated = 0
-        self.used = 0
-
-    def __dealloc__(self):
-        cdef size_t i
-        for i in range(self.nchunks):
-            munmap(self.chunks[i], self.sizes[i])
-        free(self.chunks)
-        free(self.sizes)
-
-    cdef char* _new_chunk(self, size_t n, bint huge=False) except NULL:
-        """Map a chunk of n bytes (rounded up to pages), or with huge, a HUGE_CHUNK
-        aligned to its size and advised as a huge page (n is then HUGE_CHUNK)."""
-        cdef void* c
-        cdef size_t head
-        cdef char** grown
-        cdef size_t* gs
-        if self.nchunks == self.cap_chunks:
-            grown = <char**>realloc(self.chunks, (self.cap_chunks * 2 + 8) * sizeof(char*))
-            if grown == NULL:
-                raise MemoryError()
-            self.chunks = grown
-            gs = <size_t*>realloc(self.sizes, (self.cap_chunks * 2 + 8) * sizeof(size_t))
-            if gs == NULL:
-                raise MemoryError()
-            self.sizes = gs
-            self.allocated += (self.cap_chunks + 8) * (sizeof(char*) + sizeof(size_t))
-            self.cap_chunks = self.cap_chunks * 2 + 8
-        n = (n + 4095) & ~(<size_t>4095)
-        if huge:
-            # Map twice the size, keep the aligned middle, give back the rest.
-            c = mmap(NULL, 2 * HUGE_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            if c == MAP_FAILED:
-                raise MemoryError(f"arena: cannot map {2 * HUGE_CHUNK} bytes")
-            head = (HUGE_CHUNK - (<size_t>c & (HUGE_CHUNK - 1))) & (HUGE_CHUNK - 1)
-            if head:
-                munmap(c, head)
-            munmap(<char*>c + head + HUGE_CHUNK, HUGE_CHUNK - head)
-            c = <char*>c + head
-            n = HUGE_CHUNK
-            madvise(c, n, MADV_HUGEPAGE)    # EINVAL without THP: the chunk is an ordinary one
-        else:
-            c = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            if c == MAP_FAILED:
-                raise MemoryError(f"arena: cannot map {n} bytes")
-        self.chunks[self.nchunks] = <char*>c
-        self.sizes[self.nchunks] = n
-        self.nchunks += 1
-        self.allocated += n
-        return <char*>c
-
-    cdef char* allocate(self, size_t n) except NULL:
-        cdef char* r
-        n = _align(n)
-        if n > self.remaining:
-            if n > self.chunk_size // 4:
-                self.used += n
-                return self._new_chunk(n)
-            self.cur_huge = self.allocated >= HUGE_AFTER and self.chunk_size <= HUGE_CHUNK
-            self.ptr = self._new_chunk(self.chunk_size, self.cur_huge)
-            self.remaining = HUGE_CHUNK if self.cur_huge else self.chunk_size
-        r = self.ptr
-        self.ptr += n
-        self.remaining -= n
-        self.used += n
-        return r
-
-    def alloc(self, size_t n):
-        """Allocate n bytes (tests only); returns the address as an int."""
-        return <size_t>self.allocate(n)
+include "arena.pxi"
 
 
 cdef inline uint64_t _tag_of(Node* x) noexcept nogil:
     return load_u64(node_key(x) + x.klen - TAG_SIZE)
 
 
-cdef uint64_t* _map_slots(size_t n) noexcept:
-    """n zeroed 8-byte slots in an anonymous mapping, or NULL if the mapping fails.
-    On 4 KiB pages, not huge ones as the arena's: a build's first steps touch
-    slots all over the table, and faulting in its huge pages at once made the
-    lookup that started the build of a 434k-entry memtable take 22 ms (10 ms at
-    200k) on this VM; on small pages the faults spread over the steps."""
-    cdef void* c = mmap(NULL, n * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-    if c == MAP_FAILED:
-        return NULL
-    return <uint64_t*>c
+include "pointindex.pxi"
 
 
 cdef class MemTable:
@@ -263,15 +146,11 @@ cdef class MemTable:
         return 0
 
     def __dealloc__(self):
-        if self.index != NULL:
-            munmap(self.index, self.index_cap * 8)
+        pidx_close(&self.index)
 
     # ----- point index (invariant 6) -----
     cdef void _index_drop(self) noexcept:
-        if self.index != NULL:
-            munmap(self.index, self.index_cap * 8)
-        self.index = NULL
-        self.index_cap = self.index_keys = 0
+        pidx_close(&self.index)
         self.index_off = self.index_never = True
         self.build_at = NULL
 
@@ -282,7 +161,7 @@ cdef class MemTable:
             return True
         if self.index_never:
             return False
-        if self.index == NULL:
+        if self.index.slots == NULL:
             self.lookups += n
             if self.lookups * INDEX_AFTER < self.entries or self.lookups * 4 < INDEX_FIRST:
                 return False
@@ -301,15 +180,9 @@ cdef class MemTable:
     cdef void _index_start(self) noexcept:
         """Map a table for the list's keys and start the build at the list's first
         node (index_never without memory for it)."""
-        cdef size_t cap = INDEX_FIRST
-        while cap * 3 < self.entries * 4 + 4:
-            cap *= 2
-        self.index = _map_slots(cap)
-        if self.index == NULL:
+        if not pidx_open(&self.index, self.entries):
             self.index_off = self.index_never = True
             return
-        self.index_cap = cap
-        self.index_keys = 0
         self.build_at = self.head
 
     cdef void _index_step(self) noexcept:
@@ -328,7 +201,7 @@ cdef class MemTable:
                 self.index_off = False
                 return
             self._index_put(x, bloom_hash(node_key(x), x.klen - TAG_SIZE))
-            if self.index == NULL:          # dropped (a node above 2^48, or no memory)
+            if self.index.slots == NULL:    # dropped (a node above 2^48, or no memory)
                 return
             self.build_at = x
             x = x.next[0]
@@ -336,90 +209,24 @@ cdef class MemTable:
     cdef inline bint _indexes(self, Node* x) noexcept:
         """Whether an add of x (just linked) must put it in the index: the index is
         complete, or being built and x is behind build_at (a step will not reach it)."""
-        if self.index == NULL:
+        if self.index.slots == NULL:
             return False
         if self.build_at == NULL:
             return True
         return self.build_at != self.head and cmp_ikey(node_key(x), x.klen, node_key(self.build_at),
                                                        self.build_at.klen) < 0
 
-    cdef void _index_grow(self) noexcept:
-        """Double the index and place every slot again; with no memory for it the
-        index is dropped for good (index_never)."""
-        cdef size_t cap = self.index_cap * 2 if self.index_cap else INDEX_FIRST
-        cdef uint64_t* t = _map_slots(cap)
-        cdef size_t i, j, mask = cap - 1
-        cdef uint64_t s
-        cdef Node* y
-        if t == NULL:
-            self._index_drop()
-            return
-        for i in range(self.index_cap):
-            s = self.index[i]
-            if s:
-                y = <Node*>(s & PTR_MASK)
-                j = bloom_hash(node_key(y), y.klen - TAG_SIZE) & mask
-                while t[j]:
-                    j = (j + 1) & mask
-                t[j] = s
-        if self.index != NULL:
-            munmap(self.index, self.index_cap * 8)
-        self.index = t
-        self.index_cap = cap
-
     cdef void _index_put(self, Node* x, uint64_t h) noexcept:
-        """Make x (linked; h: its user key's bloom_hash) its user key's slot unless
-        the slot holds a newer node of the key (adds and build steps call it)."""
-        cdef size_t kn = x.klen - TAG_SIZE
-        cdef uint64_t fp, s
-        cdef size_t i, mask
-        cdef Node* y
-        if self.index == NULL:
-            return
-        if (<uint64_t>x) >> 48:
+        """Put x (linked; h: its user key's bloom_hash) in the index (pidx_put: it
+        keeps a key's newest node); drop the index for good when it cannot hold x."""
+        if self.index.slots != NULL and not pidx_put(&self.index, x, h):
             self._index_drop()
-            return
-        if (self.index_keys + 1) * 4 > self.index_cap * 3:
-            self._index_grow()
-            if self.index == NULL:
-                return
-        fp = h & FP_MASK
-        mask = self.index_cap - 1
-        i = h & mask
-        while True:
-            s = self.index[i]
-            if s == 0:
-                self.index[i] = <uint64_t>x | fp
-                self.index_keys += 1
-                return
-            if (s & FP_MASK) == fp:
-                y = <Node*>(s & PTR_MASK)
-                if y.klen == x.klen and (kn == 0 or memcmp(node_key(y), node_key(x), kn) == 0):
-                    if _tag_of(x) > _tag_of(y):
-                        self.index[i] = <uint64_t>x | fp
-                    return
-            i = (i + 1) & mask
-
-    cdef Node* _index_probe(self, const uint8_t* k, size_t kn, uint64_t h) noexcept:
-        cdef uint64_t fp = h & FP_MASK, s
-        cdef size_t mask = self.index_cap - 1
-        cdef size_t i = h & mask
-        cdef Node* y
-        while True:
-            s = self.index[i]
-            if s == 0:
-                return NULL
-            if (s & FP_MASK) == fp:
-                y = <Node*>(s & PTR_MASK)
-                if y.klen == kn + TAG_SIZE and (kn == 0 or memcmp(node_key(y), k, kn) == 0):
-                    return y
-            i = (i + 1) & mask
 
     cdef Node* index_find(self, const uint8_t* k, size_t kn) noexcept:
         """The newest node of user key k, or NULL if k has none (index kept)."""
-        if self.index == NULL:
+        if self.index.slots == NULL:
             return NULL
-        return self._index_probe(k, kn, bloom_hash(k, kn))
+        return pidx_probe(&self.index, k, kn, bloom_hash(k, kn))
 
     cdef Node* _versions_from(self, Node* y, const uint8_t* ikey, size_t n) noexcept:
         """From y, a key's newest node, the first of its nodes at or below ikey's tag:
@@ -455,19 +262,17 @@ cdef class MemTable:
         nodes, so the cache misses of a group overlap."""
         cdef uint64_t hs[INDEX_GROUP]
         cdef Py_ssize_t g, j, m
-        cdef size_t mask
         cdef Node* y
         if not self._index_wanted(count):
             self.seek_ge_many(ikeys, ns, count, out, NULL)
             return
-        mask = self.index_cap - 1
         for g in range(0, count, INDEX_GROUP):
             m = min(INDEX_GROUP, count - g)
             for j in range(m):
                 hs[j] = bloom_hash(ikeys[g + j], ns[g + j] - TAG_SIZE)
-                prefetch(&self.index[hs[j] & mask])
+                pidx_prefetch(&self.index, hs[j])
             for j in range(m):
-                y = self._index_probe(ikeys[g + j], ns[g + j] - TAG_SIZE, hs[j])
+                y = pidx_probe(&self.index, ikeys[g + j], ns[g + j] - TAG_SIZE, hs[j])
                 out[g + j] = y
                 if y != NULL:
                     prefetch(y)
@@ -674,14 +479,14 @@ cdef class MemTable:
         cdef Node* y = NULL
         if not self.index_off:
             hash = bloom_hash(k, kn)
-            y = self._index_probe(k, kn, hash)
+            y = pidx_probe(&self.index, k, kn, hash)
         if y != NULL and _tag_of(x) > _tag_of(y) and self._preds_before(y, prev, h):
             # overwrite fast path: x goes right before y, its key's newest node; its
             # predecessors above level 0 are found by back pointers, not a search
             pass
         else:
             self.seek_ge(node_key(x), ikn, prev)
-            if self.index == NULL:
+            if self.index.slots == NULL:
                 y = prev[0].next[0]
                 if y != NULL and y.klen == ikn and (kn == 0 or memcmp(node_key(y), k, kn) == 0):
                     self._count_overwrite()       # may build the index: it then holds x's key
@@ -753,7 +558,7 @@ cdef class MemTable:
                                                       ikeys[j], ikns[j]) < 0:
                     p = p.next[i]
                 prevs[j * MAX_HEIGHT + i] = p
-            if self.index == NULL:
+            if self.index.slots == NULL:
                 p = prevs[j * MAX_HEIGHT].next[0]
                 if p != NULL and p.klen == ikns[j] and memcmp(node_key(p), ikeys[j], ikns[j] - TAG_SIZE) == 0:
                     self._count_overwrite()
@@ -822,7 +627,7 @@ cdef class MemTable:
     @property
     def memory_usage(self):
         """Bytes mapped for this memtable (exact: arena chunks + chunk table + point index)."""
-        return self.arena.allocated + self.index_cap * 8
+        return self.arena.allocated + self.index.cap * 8
 
     @property
     def resident_bytes(self):
@@ -831,8 +636,8 @@ cdef class MemTable:
         empty memtable maps a 1 MiB chunk and touches one page of it); a huge
         chunk (Arena) is resident as a whole once touched."""
         if self.arena.cur_huge:
-            return self.arena.allocated + self.index_cap * 8
-        return self.arena.allocated - (self.arena.remaining & ~(<size_t>4095)) + self.index_cap * 8
+            return self.arena.allocated + self.index.cap * 8
+        return self.arena.allocated - (self.arena.remaining & ~(<size_t>4095)) + self.index.cap * 8
 
     @property
     def arena_used(self):
@@ -901,19 +706,24 @@ cdef class MemTable:
                     keys += 1
                     assert self.index_find(node_key(x), kn) == x, "point index misses a key's newest node"
                 x = x.next[0]
-            assert keys == self.index_keys, (keys, self.index_keys)
-            assert self.index_keys * 4 <= self.index_cap * 3
+            assert keys == self.index.keys, (keys, self.index.keys)
+            assert self.index.keys * 4 <= self.index.cap * 3
         return True
 
     @property
     def index_bytes(self):
         """Bytes the point index maps (in memory_usage and resident_bytes)."""
-        return self.index_cap * 8
+        return self.index.cap * 8
 
     @property
     def index_on(self):
         """Whether point lookups use the hash index (invariant 6)."""
         return not self.index_off
+
+    @property
+    def index_keys(self):
+        """User keys in the point index."""
+        return self.index.keys
 
 
 cdef class MemTableIterator(InternalIterator):
