@@ -22,7 +22,7 @@ cdef extern from *:
     void prefetch_l2 "lsmkv_prefetch_l2" (const void* p) noexcept nogil
 
 cdef enum:
-    PREFETCH_BLOCK_MAX = 8192   # a data block up to this size is prefetched whole when a seek loads it
+    SEEK_PREFETCH_MAX = 8192    # a data block up to this size is prefetched whole when a seek loads it
 
 cdef class TableIterator(InternalIterator):
     """Two-level iterator: the index block picks data blocks, read through the cache."""
@@ -68,7 +68,7 @@ cdef class TableIterator(InternalIterator):
         reads its restart keys and one restart interval: several lines that would
         otherwise miss one after another)."""
         cdef size_t i, n = self.data.size
-        if n <= PREFETCH_BLOCK_MAX:
+        if n <= SEEK_PREFETCH_MAX:
             for i in range(0, n, 64):
                 prefetch_l2(self.data.base + i)
 

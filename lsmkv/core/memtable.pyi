@@ -1,4 +1,4 @@
-"""Type stubs for lsmkv.core.memtable (the arena-backed skiplist memtable; see _memtable.pyx)."""
+"""Type stubs for lsmkv.core.memtable (the arena-backed skiplist memtable; see memtable.pyx)."""
 from typing import Optional, Union
 
 from lsmkv.core.iterator import InternalIterator
@@ -31,7 +31,7 @@ class MemTable:
         """-> None (no entry), (kind, value, expiry)."""
     @property
     def memory_usage(self) -> int:
-        """Bytes malloc'd for this memtable (exact: arena chunks + chunk table)."""
+        """Bytes mapped for this memtable (exact: arena chunks + chunk table + point index)."""
     @property
     def resident_bytes(self) -> int:
         """Bytes of the arena the process holds: memory_usage less the whole pages
@@ -44,7 +44,9 @@ class MemTable:
     @property
     def index_on(self) -> bool:
         """Whether point lookups use the hash index."""
-    index_keys: int
+    @property
+    def index_keys(self) -> int:
+        """User keys in the point index."""
     def delete_range(self, seq: int, start: _Buffer, stop: _Buffer) -> None: ...
     def __len__(self) -> int: ...
     def iterator(self) -> "MemTableIterator": ...

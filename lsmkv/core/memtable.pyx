@@ -13,8 +13,8 @@ Invariants:
      stay valid while the iterator holds a reference to the MemTable.
   2. The list is ordered by internal key: user key ascending (bytewise), then
      tag = (sequence << 8 | kind) descending. Tags are unique per table.
-  3. arena.allocated is the exact number of bytes malloc'd for this memtable's
-     data (the chunk pointer array is counted too); arena.used <= arena.allocated.
+  3. arena.allocated is the exact number of bytes mapped (chunks) and malloc'd (the
+     chunk tables) for this memtable's data; arena.used <= arena.allocated.
   4. An entry's value region is the stored value, prefixed by the 8-byte LE
      expiry (ms since the clock's epoch) when its kind is KIND_PUT_TTL.
   5. Range tombstones (KIND_RANGE_DELETE) are not in the skiplist: add() keeps

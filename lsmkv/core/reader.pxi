@@ -3,6 +3,8 @@
 # A part of lsmkv/core/table.pyx (included there; not compiled on its own): its
 # names are the table module's, its thread safety and invariants that module's docstring's.
 
+DEF BLOCK_PREFETCH_MAX = 16384    # larger blocks: only their restart array's last line
+
 cdef MetaCounts _uncounted      # index/filter counters of readers without a cache (never read)
 
 cdef class TableReader:
@@ -386,7 +388,7 @@ cdef class TableReader:
                 memcpy(<void*>p.data, sp, body)
             else:
                 dd = self.ddict if btype == BLOCK_ZSTD_DICT else NULL
-                if csize <= PREFETCH_BLOCK_MAX:    # the slot was an evicted block's: cold;
+                if csize <= BLOCK_PREFETCH_MAX:    # the slot was an evicted block's: cold;
                     prefetch_write_range(<void*>p.data, csize)   # its lines load together
                 if release_gil:
                     with nogil:
@@ -552,17 +554,16 @@ cdef class TableReader:
         return n
 
 
-DEF PREFETCH_BLOCK_MAX = 16384    # larger blocks: only their restart array's last line
 
 cdef inline void _prefetch_block(const uint8_t* p, size_t n) noexcept:
     """Start loading a cached block's cache lines, its restart array first: a
     seek's binary search and scan would otherwise wait for each miss in turn (a
     large cache's blocks are mostly out of the CPU caches; measured: all-cached
-    gets +40%, multi_gets +50%). A block larger than PREFETCH_BLOCK_MAX gets its
+    gets +40%, multi_gets +50%). A block larger than BLOCK_PREFETCH_MAX gets its
     last line only."""
     if n >= 64:
         prefetch(p + n - 64)
-    if n <= PREFETCH_BLOCK_MAX:
+    if n <= BLOCK_PREFETCH_MAX:
         prefetch_range(p, n)
 
 
