@@ -50,6 +50,7 @@ Invariants:
 import asyncio
 
 from lsmkv.server import resp
+from lsmkv.server.fast import ConnCore
 from lsmkv.server.multi import release as release_multi
 QUIT = object()           # a handler's result: write what is queued, then close
 QUIT_OK = object()        # the same after one more +OK (the QUIT command)
@@ -58,10 +59,12 @@ GROW_CHUNK = 256 * 1024   # a buffer is sized at most this far past the bytes th
 MAX_READ = 256 * 1024     # bytes taken by one read callback at most
 
 
-class Connection(asyncio.BufferedProtocol):
-    __slots__ = ("srv", "tr", "buf", "start", "end", "need", "pending", "blocked", "closed",
-                 "paused_w", "authed", "name", "id", "created", "last",
-                 "lastcmd", "lib", "wait_w", "frame", "acct", "reply_mode", "multi", "watches", "proto", "db", "dbnum")
+class Connection(ConnCore, asyncio.BufferedProtocol):
+    """A client connection. Its fields that the compiled read path uses (srv, tr,
+    buf, start, end, need, blocked, closed, paused_w, authed, last, lastcmd,
+    frame, reply_mode, multi, watches, proto, db, fast) are fast.pyx's ConnCore's,
+    as are get_buffer and buffer_updated; the rest are here."""
+    __slots__ = ("pending", "name", "id", "created", "lib", "wait_w", "acct", "dbnum")
 
     def __init__(self, srv):
         self.srv = srv
@@ -87,6 +90,7 @@ class Connection(asyncio.BufferedProtocol):
         self.proto = 2             # RESP version, 3 after HELLO 3 (resp3.py)
         self.db = srv.db           # the database SELECTed (databases.py): the DB for number 0
         self.dbnum = 0
+        self.fast = srv.fast
 
     # -- connection
 
@@ -177,7 +181,8 @@ class Connection(asyncio.BufferedProtocol):
         return pos, need, err
     # -- reading (asyncio.BufferedProtocol)
 
-    def get_buffer(self, sizehint):
+    def _get_buffer(self, sizehint):
+        """get_buffer (ConnCore's) past its compiled case."""
         if self.closed:
             return self.srv.scratch             # a rejected connection: its bytes are dropped
         buf = self.buf
@@ -202,11 +207,10 @@ class Connection(asyncio.BufferedProtocol):
         self.account()
         return buf
 
-    def buffer_updated(self, nbytes):
-        if self.closed:
-            return
+    def _buffer_updated(self, nbytes):
+        """buffer_updated (ConnCore's, which checked closed and set last) past its
+        compiled case."""
         srv = self.srv
-        self.last = srv.clock
         if self.buf is None:
             self._shared_read(nbytes)
             return
@@ -214,7 +218,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.blocked:
             return
         if self.frame is None:                  # plain GET/SET first (fast.pyx)
-            fast = srv.fast
+            fast = self.fast
             pos = fast.run(self, self.buf, self.start, end)
             if pos < 0:                         # the client stopped reading (invariant 4)
                 self.start = -pos - 1
@@ -259,17 +263,22 @@ class Connection(asyncio.BufferedProtocol):
         plain GET/SET requests in compiled code (fast.pyx), parse the rest into
         bytes arguments (nothing may point into that buffer once this returns),
         keep an incomplete request in a pooled buffer of its own, run the commands."""
-        srv = self.srv
-        shared = srv.shared
         pos = 0
-        hold = False
         if self.frame is None:
-            pos = srv.fast.run(self, shared, 0, n)
+            pos = self.fast.run(self, self.srv.shared, 0, n)
             if pos == n:
                 return
-            if pos < 0:                         # the client stopped reading (invariant 4)
-                pos = -pos - 1
-                hold = True
+        self._shared_read_rest(n, pos)
+
+    def _shared_read_rest(self, n, pos):
+        """_shared_read after the fast path took the requests before pos (or
+        -(pos) - 1: the client stopped reading)."""
+        srv = self.srv
+        shared = srv.shared
+        hold = False
+        if pos < 0:                             # the client stopped reading (invariant 4)
+            pos = -pos - 1
+            hold = True
         cmds = []
         if self.frame is None and self.authed:
             pos, need, err = resp.parse(shared, pos, n, srv.max_bulk, cmds, True)

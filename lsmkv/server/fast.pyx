@@ -61,6 +61,8 @@ from lsmkv.core.memtable cimport MemTable
 from lsmkv.core.cache cimport ValueView
 from lsmkv.core.dbcore import multi_get_views, put_many, PUT_MANY_NODE_BYTES
 
+cdef class Fast
+
 DEF GATHER_MIN = 16 * 1024      # as resp.GATHER_MIN: longer values are written as pieces
 DEF SET_BATCH = 16              # SETs inserted together at most (dbcore.put_many)
 DEF GET_BATCH = 16              # GETs looked up together at most (dbcore.multi_get_views)
@@ -202,6 +204,41 @@ cdef Py_ssize_t bulk_header(char* hdr, Py_ssize_t m) noexcept:
     return k
 
 
+cdef class ConnCore:
+    """The state of a client connection that the compiled read path reads and
+    writes, and that path: the base of conn.Connection (a Python subclass holds
+    the rest; conn.py's docstring has the buffer life cycle and invariants).
+    get_buffer and buffer_updated (asyncio.BufferedProtocol's) answer a read
+    into the server's shared buffer that holds only plain GET/SET requests
+    (the common case: one whole request per read) with no Python frame: the
+    fast path (Fast.run) takes it all. Any other read goes to the subclass's
+    _get_buffer, _buffer_updated and _shared_read_rest, in Python."""
+    cdef public object srv, tr, buf, frame, multi, watches, db, lastcmd
+    cdef public Fast fast              # srv.fast
+    cdef public bint closed, authed, paused_w, blocked
+    cdef public int proto, reply_mode  # RESP version; CLIENT REPLY (0 on, 1 off, 2 skip)
+    cdef public Py_ssize_t start, end, need
+    cdef public double last            # srv.clock at the last read
+
+    def get_buffer(self, sizehint):
+        if not self.closed and self.buf is None:
+            return self.srv.shared            # lent for this one read (conn.py's top)
+        return self._get_buffer(sizehint)
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        cdef Py_ssize_t pos
+        if self.closed:
+            return
+        srv = self.srv
+        self.last = srv.clock
+        if self.buf is None and self.frame is None:
+            pos = self.fast.run(self, srv.shared, 0, nbytes)
+            if pos != nbytes:
+                self._shared_read_rest(nbytes, pos)
+            return
+        self._buffer_updated(nbytes)
+
+
 cdef class Fast:
     """The fast path of one server (its db, store and counters); run() per read."""
     cdef object srv, db, core, store, put, get_view
@@ -262,7 +299,7 @@ cdef class Fast:
         c.n_view_pins -= pins
         return 0
 
-    def run(self, conn, buf, Py_ssize_t start, Py_ssize_t n):
+    def run(self, ConnCore conn, buf, Py_ssize_t start, Py_ssize_t n):
         """Answer the leading plain GET/SET requests of buf[start:n] (a bytearray) on
         conn. Returns the position of the first request not taken (the Python path
         goes on from there; start when the connection is not in the plain state),
