@@ -469,6 +469,9 @@ def multi_get_views(db: CoreDB, keys: Iterable[_Buffer]) -> list[Any]:
 
 PUT_MANY_NODE_BYTES: int
 
+def write_room(db: CoreDB) -> int:
+    """Bytes a write may add to db's memtable before it is full (0 or less: it
+    is), or -1 while level 0 is at its slowdown trigger."""
 def put_many(db: CoreDB, keys: list[_Buffer], values: list[_Buffer]) -> None:
     """db.put() of each pair in order, the memtable inserts searched together;
     what `lsmkv serve` uses for pipelined SETs."""

@@ -1073,6 +1073,25 @@ def put_many(CoreDB db, list keys, list values):
     db.core._put_many(keys, values)
 
 
+def write_room(CoreDB db):
+    """Bytes a write may add to db's memtable before it is full (0 or less: it
+    is), or -1 while level 0 is at its slowdown trigger: what decides whether
+    `lsmkv serve` writes inline (lsmkv/server/store.py's Store.cheap; fast.pyx
+    reads it once per group of SETs), read as C fields.
+
+    >>> import lsmkv, tempfile
+    >>> from lsmkv.core.dbcore import write_room
+    >>> db = lsmkv.DB(tempfile.mkdtemp(), write_buffer_size=1 << 20)
+    >>> 0 < write_room(db) <= 1 << 20
+    True
+    >>> db.close()
+    """
+    cdef Core c = db.core
+    if c.l0_files >= c.l0_slowdown:
+        return -1
+    return <Py_ssize_t>c.write_buffer_size - <Py_ssize_t>c.sv.mem.arena.used
+
+
 def cursor_at(CoreDB db, lower, upper, prefix, seq):
     """An lsmkv.Iterator of db as of sequence seq (see CoreDB.iterator()); what
     Snapshot.iterator() returns."""

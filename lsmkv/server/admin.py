@@ -137,6 +137,7 @@ def _rss_bytes():
 def info_sections(srv, keyspace=True):
     """{section: [(field, value)]} for INFO (docs/server.md lists the fields); the
     keyspace section only if asked for."""
+    srv.fast.fold()                 # the fast path's command counts (fast.pyx, invariant 2)
     db = srv.db
     st = db.stats()
     mu = db.memory_usage()
@@ -548,6 +549,7 @@ def c_config(srv, conn, a):
                     out += [k, v]
         return resp.encode(out)
     if sub == b"RESETSTAT" and len(a) == 2:
+        srv.fast.fold()
         srv.commands = srv.fast_commands = srv.protocol_errors = srv.rejected_connections = 0
         srv.calls.clear()
         return resp.OK

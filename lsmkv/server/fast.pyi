@@ -29,10 +29,21 @@ class ConnCore:
     def buffer_updated(self, nbytes: int) -> None: ...
 
 
+class StoreCore:
+    """The store's write-path state the compiled fast path reads."""
+    queued: int
+    waiting: Any
+    sync: bool
+    dirty: bool
+    inline_writes: int
+
+
 class Fast:
     partial: bool
 
     def __init__(self, srv: Any) -> None: ...
+    def fold(self) -> None:
+        """Add the commands counted since the last fold to the server's counters."""
     def run(self, conn: ConnCore, buf: bytearray, start: int, n: int) -> int:
         """Answer the leading plain GET/SET requests of buf[start:n] on conn; the
         position of the first request not taken, or -(it) - 1 when the client

@@ -33,7 +33,9 @@ Invariants (each the Python path's, kept here):
      returns).
   2. Each command is accounted as Server.execute does: srv.commands, its
      commandstats entry (calls, ns on the loop, failed), conn.lastcmd; the
-     engine counts GET hits and misses (keyspace_hits) itself.
+     engine counts GET hits and misses (keyspace_hits) itself. The first two are
+     kept in Fast and added to the server's by Fast.fold(), which every reader
+     of them calls first (INFO, CONFIG RESETSTAT).
   3. A GET run sees every SET before it in the pipeline: GETs and SETs are
      grouped only while consecutive, and a group runs before the next one.
   4. Flow control (conn.py invariant 4): replies are written at least every
@@ -59,7 +61,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from lsmkv.core.memtable cimport MemTable
 from lsmkv.core.cache cimport ValueView
-from lsmkv.core.dbcore import multi_get_views, put_many, PUT_MANY_NODE_BYTES
+from lsmkv.core.dbcore import multi_get_views, put_many, write_room, PUT_MANY_NODE_BYTES
 
 cdef class Fast
 
@@ -239,11 +241,28 @@ cdef class ConnCore:
         self._buffer_updated(nbytes)
 
 
+cdef class StoreCore:
+    """The write-path state of the server's store.Store that the fast path reads
+    per group of SETs (as C fields): the base of store.Store, which has the
+    rest and the meaning of each (store.py)."""
+    cdef public Py_ssize_t queued      # write steps handed to the writer thread, not yet done
+    cdef public object waiting         # a deque of steps waiting for the writer thread
+    cdef public bint sync              # appendfsync always: every write syncs
+    cdef public bint dirty             # writes since the last everysec sync
+    cdef public Py_ssize_t inline_writes
+
+
 cdef class Fast:
-    """The fast path of one server (its db, store and counters); run() per read."""
-    cdef object srv, db, core, store, put, get_view
+    """The fast path of one server (its db, store and counters); run() per read.
+    Its commands are counted here, in C, and added to the server's counters
+    (srv.commands, srv.fast_commands, srv.calls) by fold(), which whatever reads
+    or resets those calls first (INFO, CONFIG RESETSTAT)."""
+    cdef object srv, db, core, put, get_view
+    cdef StoreCore store
     cdef Py_ssize_t max_bulk
     cdef readonly bint partial      # run() stopped at the start of a short frame (partial_at)
+    cdef Py_ssize_t n_gets, n_sets, n_get_failed, n_set_failed   # not yet folded
+    cdef int64_t get_ns, set_ns
 
     def __init__(self, srv):
         self.srv = srv
@@ -253,6 +272,20 @@ cdef class Fast:
         self.put = srv.db.put
         self.get_view = srv.db.get_view
         self.max_bulk = srv.max_bulk
+
+    def fold(self):
+        """Add the commands counted since the last fold to the server's counters
+        (invariant 2)."""
+        srv = self.srv
+        if self.n_gets or self.n_sets:
+            srv.commands += self.n_gets + self.n_sets
+            srv.fast_commands += self.n_gets + self.n_sets
+            if self.n_gets:
+                count_calls(srv.calls, NAME_GET, self.n_gets, self.get_ns, self.n_get_failed)
+            if self.n_sets:
+                count_calls(srv.calls, NAME_SET, self.n_sets, self.set_ns, self.n_set_failed)
+        self.n_gets = self.n_sets = self.n_get_failed = self.n_set_failed = 0
+        self.get_ns = self.set_ns = 0
 
     cdef int reply(self, Out* o, tr, object v) except -1:
         """GET's reply for v (a ValueView or None), as resp.bulk and conn._write put
@@ -311,7 +344,7 @@ cdef class Fast:
             return start
         if not PyByteArray_CheckExact(buf) or n > PyByteArray_GET_SIZE(buf) or start < 0:
             return start
-        store = self.store
+        cdef StoreCore store = self.store
         cdef bint can_set = store.queued == 0 and not store.waiting and not store.sync
         cdef const unsigned char* b = <const unsigned char*>PyByteArray_AS_STRING(buf)
         cdef Py_ssize_t pos = start, q = 0, s0, l0, s1, l1, s2, l2, i
@@ -319,10 +352,9 @@ cdef class Fast:
         cdef list keys = []
         cdef list skeys = []
         cdef list svals = []
-        cdef size_t used = 0, wbs = 0, need = 0, cost
-        cdef size_t node_bytes = PUT_MANY_NODE_BYTES
-        cdef bint took, l0ok = False
-        cdef MemTable mem
+        cdef Py_ssize_t room = -1, need = 0, cost
+        cdef Py_ssize_t node_bytes = PUT_MANY_NODE_BYTES
+        cdef bint took
         cdef Py_ssize_t ngets = 0, nsets = 0, gets_done = 0, gfail = 0, sfail = 0
         cdef int64_t gns = 0, sns = 0, t0
         cdef int stop = 0, argc
@@ -360,13 +392,9 @@ cdef class Fast:
                     took = True
                 elif argc == 3 and not keys and len(skeys) < SET_BATCH:
                     if not skeys:                    # Store.put's condition, for the group
-                        c = self.core
-                        mem = c.sv.mem
-                        used = mem.arena.used
-                        wbs = c.write_buffer_size
-                        l0ok = c.l0_files < c.l0_slowdown
+                        room = write_room(self.db)
                     cost = node_bytes + l1 + l2
-                    if l0ok and used + need + cost < wbs:
+                    if need + cost < room:
                         need += cost
                         skeys.append(PyBytes_FromStringAndSize(<const char*>b + s1, l1))
                         svals.append(PyBytes_FromStringAndSize(<const char*>b + s2, l2))
@@ -446,13 +474,13 @@ cdef class Fast:
         finally:
             free(o.p)
         self.partial = not stop and partial_at(b, pos, n, self.max_bulk)
-        # -- accounting, as Server.execute (invariant 2)
+        # -- accounting, as Server.execute (invariant 2; fold() adds it to the server's)
         if ngets or nsets:
-            srv.commands += ngets + nsets
-            srv.fast_commands += ngets + nsets
-            if ngets:
-                count_calls(srv.calls, NAME_GET, ngets, gns, gfail)
-            if nsets:
-                count_calls(srv.calls, NAME_SET, nsets, sns, sfail)
+            self.n_gets += ngets
+            self.n_sets += nsets
+            self.n_get_failed += gfail
+            self.n_set_failed += sfail
+            self.get_ns += gns
+            self.set_ns += sns
             conn.lastcmd = NAME_SET if last_set else NAME_GET
         return -pos - 1 if stop else pos

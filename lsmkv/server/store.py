@@ -33,11 +33,16 @@ import collections
 from concurrent.futures import ThreadPoolExecutor
 
 from lsmkv.errors import ClosedError
+from lsmkv.server.fast import StoreCore
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 
 
-class Store:
+class Store(StoreCore):
+    """The server's engine calls (see above). queued, waiting, sync, dirty and
+    inline_writes are fast.pyx's StoreCore's fields: the compiled fast path reads
+    them as C fields."""
+
     def __init__(self, db, loop, appendfsync="everysec"):
         if appendfsync not in FSYNC_POLICIES:
             raise ValueError(f"appendfsync must be one of {', '.join(FSYNC_POLICIES)}, got {appendfsync!r}")
