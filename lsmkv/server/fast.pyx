@@ -59,7 +59,6 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_CheckExact
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
-from lsmkv.core.memtable cimport MemTable
 from lsmkv.core.cache cimport ValueView
 from lsmkv.core.dbcore import multi_get_views, put_many, write_room, PUT_MANY_NODE_BYTES
 
@@ -255,8 +254,8 @@ cdef class StoreCore:
 cdef class Fast:
     """The fast path of one server (its db, store and counters); run() per read.
     Its commands are counted here, in C, and added to the server's counters
-    (srv.commands, srv.fast_commands, srv.calls) by fold(), which whatever reads
-    or resets those calls first (INFO, CONFIG RESETSTAT)."""
+    (srv.commands, srv.fast_commands, srv.calls) by fold(), which each reader
+    or resetter of those counters calls first (INFO, CONFIG RESETSTAT)."""
     cdef object srv, db, core, put, get_view
     cdef StoreCore store
     cdef Py_ssize_t max_bulk
