@@ -32,6 +32,7 @@ functions handed to the executors run elsewhere.
 import collections
 from concurrent.futures import ThreadPoolExecutor
 
+from lsmkv.core.dbcore import write_room
 from lsmkv.errors import ClosedError
 from lsmkv.server.fast import StoreCore
 
@@ -47,9 +48,6 @@ class Store(StoreCore):
         if appendfsync not in FSYNC_POLICIES:
             raise ValueError(f"appendfsync must be one of {', '.join(FSYNC_POLICIES)}, got {appendfsync!r}")
         self.db = db
-        # the engine's write-path state, read per SET: its compiled attributes, not
-        # the handle's forwarded ones (four Python __getattr__ calls a SET, ~1 us)
-        self.core = db.core
         self.loop = loop
         self.appendfsync = appendfsync
         self.sync = appendfsync == "always"      # passed to every engine write
@@ -73,8 +71,7 @@ class Store(StoreCore):
         """True if the engine would not make a write wait now: the memtable has
         room and level 0 is below its slowdown trigger. (A background thread may
         hold the DB mutex for microseconds; the loop then waits that long.)"""
-        c = self.core
-        return c.sv.mem.arena_used < c.write_buffer_size and c.l0_files < c.l0_slowdown
+        return write_room(self.db) > 0           # the engine's fields, read in C
 
     def write(self, fn, *args):
         """Run the write step fn(*args): its result now, or an asyncio Future of it.
@@ -122,9 +119,8 @@ class Store(StoreCore):
 
     def put(self, key, value):
         """A plain SET (the hottest write): write() without its generic call."""
-        db, c = self.db, self.core
-        if (self.queued == 0 and not self.waiting and not self.sync
-                and c.sv.mem.arena_used < c.write_buffer_size and c.l0_files < c.l0_slowdown):
+        db = self.db
+        if self.queued == 0 and not self.waiting and not self.sync and write_room(db) > 0:
             self.dirty = True
             self.inline_writes += 1
             db.put(key, value)
