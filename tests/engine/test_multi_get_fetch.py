@@ -184,3 +184,62 @@ def test_parallel_reads_from_the_environment():
                           "print(parallel_reads())"], env=env, capture_output=True, text=True, check=True,
                          cwd="/")      # not the checkout: an uncompiled source tree there would shadow lsmkv
     assert out.stdout.strip() == "0"
+
+
+def _one_table(d):
+    keys = [b"key%05d" % i for i in range(3000)]
+    with lsmkv.DB(d, **BASE) as db:
+        for k in keys:
+            db.put(k, b"v" * 300 + k)
+        db.compact_range()
+    return keys
+
+
+def test_helpers_linger_only_while_batches_come_close_together(tmp_path, helpers):
+    """A helper polls for a next batch after one (the linger) when batches have
+    been coming less than the linger apart, as a loop of multi_gets posts them,
+    and sleeps at once when they come far apart."""
+    import time
+    helpers(1)
+    d = str(tmp_path / "db")
+    keys = _one_table(d)
+    rng = random.Random(3)
+    with lsmkv.DB(d, **BASE) as db:
+        before = fetch_stats()["linger_us"]
+        for _ in range(300):                           # close together
+            ask = rng.sample(keys, 40)
+            assert db.multi_get(ask) == [b"v" * 300 + k for k in ask]
+        time.sleep(0.05)                               # any linger is over, and counted
+        dense = fetch_stats()["linger_us"] - before
+        assert fetch_stats()["helpers"] >= 1 and dense > 0
+        before = fetch_stats()
+        for _ in range(15):                            # far apart: each batch wakes a sleeping helper
+            time.sleep(0.02)
+            ask = rng.sample(keys, 40)
+            assert db.multi_get(ask) == [b"v" * 300 + k for k in ask]
+        time.sleep(0.05)
+        after = fetch_stats()
+        assert after["batches"] - before["batches"] >= 15
+        assert after["linger_us"] == before["linger_us"]
+
+
+def test_no_linger_when_the_environment_says_so(tmp_path):
+    import subprocess
+    import sys
+    d = str(tmp_path / "db")
+    _one_table(d)
+    code = ("import random, lsmkv\n"
+            "from lsmkv.core.table import fetch_stats, parallel_reads\n"
+            "parallel_reads(1)\n"
+            f"db = lsmkv.DB({d!r}, **{BASE!r})\n"
+            "keys = [b'key%05d' % i for i in range(3000)]\n"
+            "rng = random.Random(1)\n"
+            "for _ in range(300):\n"
+            "    ask = rng.sample(keys, 40)\n"
+            "    assert db.multi_get(ask) == [b'v' * 300 + k for k in ask]\n"
+            "db.close()\n"
+            "s = fetch_stats()\n"
+            "print(s['batches'] >= 300, s['helpers'], s['linger_us'])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, LSMKV_FETCH_LINGER_US="0"),
+                         capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.split() == ["True", "1", "0"]
