@@ -94,6 +94,8 @@ cdef class SlabCache:
     cdef void _unhashed(self, uint64_t sid) noexcept
     cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1
     cdef int publish(self, Pin* p) except -1
+    cdef size_t slot_size(self, Pin* p) noexcept
+    cdef bint refill(self, Pin* p, size_t n) noexcept
     cdef void unpin(self, uint64_t slot) noexcept
     cdef void abort(self, uint64_t slot) noexcept
 

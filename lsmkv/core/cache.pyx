@@ -651,6 +651,26 @@ cdef class SlabCache:
         out.len = n
         return 1
 
+    cdef size_t slot_size(self, Pin* p) noexcept:
+        """The bytes the slot p pins can hold."""
+        return self.cls[self.pages[sid_page(p.slot)].cls].size
+
+    cdef bint refill(self, Pin* p, size_t n) noexcept:
+        """Make the FILLING slot p (allocated for another length) hold n bytes, if n
+        belongs to its size class (else nothing changes and 0 is returned): a batch
+        reserves a slot by the length it expects and learns the real one after the
+        read."""
+        cdef Page* pg = &self.pages[sid_page(p.slot)]
+        cdef Slot* s = &pg.slots[sid_idx(p.slot)]
+        if s.state != FILLING or self._class_for(n if n else 1) != pg.cls:
+            return 0
+        self.payload += n - s.len
+        self.cls[pg.cls].payload += n - s.len
+        self.pinned_bytes += n - s.len
+        s.len = <uint32_t>n
+        p.len = n
+        return 1
+
     cdef int publish(self, Pin* p) except -1:
         """Make a filled slot visible to lookups (it stays pinned by the caller)."""
         cdef Slot* s = self._slot(p.slot)

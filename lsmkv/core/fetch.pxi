@@ -17,9 +17,11 @@
 # batch's reads, so a loop of multi_gets would otherwise find it asleep at the
 # start of every batch (measured: +20% keys/s, for +25% CPU, the polling). Each
 # job reads the stored block (pread; the mapping needs none), verifies its
-# CRC32C and decompresses it with the thread's own libzstd context into a
-# malloc'd buffer; the caller then, with the GIL, copies each into a new slab
-# cache slot and publishes it.
+# CRC32C and decompresses it with the thread's own libzstd context: into the
+# slab cache slot the caller reserved for it by the length it expected (the
+# table's last fetched block), which the caller then publishes; into a malloc'd
+# buffer when there is none or the block is larger, which the caller copies
+# into a new slot.
 #
 # Thread safety and invariants:
 #   1. Helper threads touch no Python object and never take the GIL: a job is C
@@ -101,6 +103,7 @@ cdef int _fp_started = 0             # helper threads running
 cdef int _fp_want = 0                # helper threads wanted (parallel_reads)
 cdef int _fp_idle = 0                # helpers waiting on _fp_work
 cdef unsigned long long _fp_batches = 0, _fp_jobs = 0, _fp_helper_jobs = 0
+cdef unsigned long long _fp_in_slot = 0   # blocks decompressed into their reserved slot (readmany.pxi, with the GIL)
 cdef unsigned long long _fp_gen = 0    # batches posted (atomic; bumped under _fp_mu): what a lingering helper polls
 cdef long long _fp_linger_ns = FP_LINGER_US * 1000
 cdef long long _fp_unposted_ns = 0     # when the last posted batch was unposted (under _fp_mu)
@@ -156,7 +159,7 @@ cdef void _fetch_one(FetchJob* j, void* dctx) noexcept nogil:
         return
     btype = src[body]
     if btype == BLOCK_RAW:
-        j.out = <uint8_t*>malloc(body + 1)
+        j.out = j.dst if j.dst != NULL and body <= j.dst_cap else <uint8_t*>malloc(body + 1)
         if j.out == NULL:
             return
         memcpy(j.out, src, body)
@@ -168,13 +171,19 @@ cdef void _fetch_one(FetchJob* j, void* dctx) noexcept nogil:
     csize = zstd_content_size(src, body)
     if csize < 0 or csize > MAX_BLOCK_CONTENT:
         return
-    j.out = <uint8_t*>malloc(<size_t>csize + 1)
-    if j.out == NULL:
-        return
+    if j.dst != NULL and <size_t>csize <= j.dst_cap:
+        j.out = j.dst
+        if csize <= BLOCK_PREFETCH_MAX:       # an evicted block's slot: cold; its lines load together
+            prefetch_write_range(j.out, <size_t>csize)
+    else:
+        j.out = <uint8_t*>malloc(<size_t>csize + 1)
+        if j.out == NULL:
+            return
     r = zstd_decompress(dctx, j.out, <size_t>csize, src, body,
                         j.ddict if btype == BLOCK_ZSTD_DICT else NULL)
     if zstd_is_error(r) or r != <size_t>csize:
-        free(j.out)
+        if j.out != j.dst:
+            free(j.out)
         j.out = NULL
         return
     j.out_len = <size_t>csize
@@ -332,7 +341,9 @@ def parallel_reads(n=None):
 
 def fetch_stats():
     """Batched block fetches: batches, blocks, blocks a helper thread fetched,
-    helper threads started, and the microseconds helpers spent lingering
-    (polling for a next batch: CPU time spent waiting, not reading)."""
+    blocks decompressed straight into the cache slot reserved for them
+    (in_slot; the others were copied into one), helper threads started, and
+    the microseconds helpers spent lingering (polling for a next batch: CPU
+    time spent waiting, not reading)."""
     return {"batches": _fp_batches, "blocks": _fp_jobs, "helper_blocks": _fp_helper_jobs,
-            "helpers": _fp_started, "linger_us": _fp_linger_total // 1000}
+            "in_slot": _fp_in_slot, "helpers": _fp_started, "linger_us": _fp_linger_total // 1000}

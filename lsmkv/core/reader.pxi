@@ -3,8 +3,6 @@
 # A part of lsmkv/core/table.pyx (included there; not compiled on its own): its
 # names are the table module's, its thread safety and invariants that module's docstring's.
 
-DEF BLOCK_PREFETCH_MAX = 16384    # larger blocks: only their restart array's last line
-
 cdef MetaCounts _uncounted      # index/filter counters of readers without a cache (never read)
 
 cdef class TableReader:

@@ -10,10 +10,13 @@
 #               (2) every block found in the slab cache is pinned and prefetched
 #               whole (a block is a few cache lines of a large cache: a lookup
 #               would otherwise wait for each of its misses in turn);
-#   mg_jobs     the blocks not in the cache, described as FetchJobs of one array;
+#   mg_jobs     the blocks not in the cache, described as FetchJobs of one array,
+#               each with a slab slot reserved for its contents by the length of
+#               the table's last fetched block (block_hint);
 # then mg_fetch once for all of them (read, verified and decompressed without the
 # GIL, on helper threads too), then for every table:
-#   mg_finish   each fetched block cached (a new slot, pinned), then (3) each key
+#   mg_finish   each fetched block cached (its reserved slot when it fitted it,
+#               else a new slot it is copied into; pinned), then (3) each key
 #               sought in its block: a block the batch could not read is read as
 #               a get reads it, which raises the error of a damaged block (file
 #               and offset), in key order; a block the cache cannot take is read
@@ -29,7 +32,10 @@
 #   2. Every pin taken in (2) or (mg_finish) is released by an iterator's next
 #      reset or by mg_release: no pin outlives the call.
 #   3. A job's out buffer is freed by the caller (multi_get), after every
-#      table's mg_finish.
+#      table's mg_finish, unless it is the job's reserved slot: mg_finish hands a
+#      used reservation to the table's pins, mg_release gives back the others
+#      (and clears an out that points into one) before the caller frees.
+#   4. A reservation is a FILLING slot: invisible to lookups until published.
 
 
 cdef int mg_prepare(TableReader t, MgTable* st, BlockIter ix) except -1:
@@ -96,6 +102,9 @@ cdef Py_ssize_t mg_jobs(TableReader t, MgTable* st, FetchJob* jobs) except -1:
         jobs[k].n = size + TRAILER_SIZE
         jobs[k].ddict = t.ddict
         jobs[k].has_dict = t.zdict is not None
+        if t.block_hint and t.slab.alloc_pin((t.number << 40) | off, t.block_hint, &jobs[k].resv):
+            jobs[k].dst = <uint8_t*>jobs[k].resv.data
+            jobs[k].dst_cap = t.slab.slot_size(&jobs[k].resv)
         if t.map != NULL:
             t._touch(off, size + TRAILER_SIZE)
             jobs[k].src = t.map + off
@@ -137,12 +146,22 @@ cdef int mg_finish(TableReader t, MgTable* st, list results, int64_t now, BlockI
     cdef Py_ssize_t j, b, i
     cdef FetchJob* jb
     cdef Pin held
+    global _fp_in_slot
     cdef const uint8_t* ik
     cdef size_t ikn, ukn
     cdef int kind
     for b in range(st.nb):
         jb = st.job[b]
-        if jb != NULL and jb.ok and t.slab.alloc_pin((t.number << 40) | jb.off, jb.out_len, &st.pins[b]):
+        if jb == NULL or not jb.ok:
+            continue
+        t.block_hint = jb.out_len
+        if jb.out == jb.dst and t.slab.refill(&jb.resv, jb.out_len):     # in its reserved slot
+            st.pins[b] = jb.resv
+            jb.resv.data = NULL
+            jb.out = jb.dst = NULL
+            t.slab.publish(&st.pins[b])
+            _fp_in_slot += 1
+        elif t.slab.alloc_pin((t.number << 40) | jb.off, jb.out_len, &st.pins[b]):
             memcpy(<void*>st.pins[b].data, jb.out, jb.out_len)
             t.slab.publish(&st.pins[b])
     b = -1
@@ -190,11 +209,21 @@ cdef void mg_release(TableReader t, MgTable* st) noexcept:
     """Unpin st's blocks still pinned and free its arrays (safe on a partly
     prepared st, and twice)."""
     cdef Py_ssize_t b
+    cdef FetchJob* jb
     if st.pins != NULL:
         for b in range(st.nb):
             if st.pins[b].data != NULL:
                 t.slab.unpin(st.pins[b].slot)
                 st.pins[b].data = NULL
+    if st.job != NULL:
+        for b in range(st.nb):
+            jb = st.job[b]
+            if jb != NULL and jb.resv.data != NULL:       # invariant 3: not used
+                if jb.out == jb.dst:
+                    jb.out = NULL
+                t.slab.abort(jb.resv.slot)
+                jb.resv.data = NULL
+                jb.dst = NULL
     free(st.offs)
     free(st.sizes)
     free(st.blk)

@@ -26,8 +26,11 @@ ctypedef struct FetchJob:
     const void* ddict       # the table's digested dictionary, or NULL
     bint has_dict           # the table has a dictionary (BLOCK_ZSTD_DICT blocks decode)
     bint ok                 # out holds the block's contents
-    uint8_t* out            # malloc'd contents (ok), freed by the caller
+    uint8_t* out            # the contents (ok): dst, or malloc'd and freed by the caller
     size_t out_len
+    uint8_t* dst            # where to decompress contents of up to dst_cap bytes (a slab
+    size_t dst_cap          # slot the caller reserved, resv), or NULL: into a malloc'd out
+    Pin resv
 
 # One table's part of a batched point lookup (lsmkv/core/readmany.pxi).
 ctypedef struct MgTable:
@@ -105,6 +108,7 @@ cdef class TableReader:
     cdef int fk
     cdef object cache
     cdef SlabCache slab              # cache, when it is a SlabCache (pinned, copy-free reads)
+    cdef size_t block_hint           # the last data block a batch fetched: its contents' length
     cdef size_t charged              # index + filter bytes reserved in the cache
     cdef bytes smallest_ukey, largest_ukey
     cdef readonly list range_dels    # the range-del block's (start, end, seq), or None (lsmkv.core.rangedel)

@@ -38,7 +38,7 @@ def parallel_reads(n: Optional[int] = ...) -> int:
     ...
 
 def fetch_stats() -> dict[str, int]:
-    """Batched block fetches: batches, blocks, helper_blocks, helpers, linger_us."""
+    """Batched block fetches: batches, blocks, helper_blocks, in_slot, helpers, linger_us."""
     ...
 
 

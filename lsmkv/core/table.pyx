@@ -113,6 +113,10 @@ cdef bint _nowait_ok = True     # cleared for good the first time preadv2(RWF_NO
 DELETED = object()
 MERGED = object()      # get(), mg_finish(): the entry found is a merge operand (the caller folds)
 
+# a block up to this size is prefetched whole (reader.pxi's _prefetch_block; a slot
+# about to be filled, reader.pxi and fetch.pxi); larger ones: their restart array's last line
+DEF BLOCK_PREFETCH_MAX = 16384
+
 include "blockio.pxi"
 include "fetch.pxi"
 include "block.pxi"

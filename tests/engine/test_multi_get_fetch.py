@@ -243,3 +243,41 @@ def test_no_linger_when_the_environment_says_so(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, LSMKV_FETCH_LINGER_US="0"),
                          capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.split() == ["True", "1", "0"]
+
+
+@pytest.mark.parametrize("nhelpers", [0, 1])
+@pytest.mark.parametrize("sizes", ["even", "uneven"])
+def test_fetched_blocks_fill_the_slots_reserved_for_them(tmp_path, helpers, nhelpers, sizes):
+    """A batch reserves a cache slot for each block it fetches by the length of
+    the table's last fetched block: even blocks land in their slot, uneven ones
+    of another size class are copied into a new one, and a block the batch
+    cannot use gives its slot back. The cache's books stay right either way."""
+    from lsmkv import testing
+    helpers(nhelpers)
+    rng = random.Random(len(sizes) + nhelpers)
+    d = str(tmp_path / "db")
+    keys = [b"key%05d" % i for i in range(3000)]
+    if sizes == "even":
+        vals = {k: b"v" * 300 + k for k in keys}
+    else:
+        vals = {k: bytes(rng.randrange(256) for _ in range(rng.choice([0, 5, 90, 700, 1500]))) for k in keys}
+    with lsmkv.DB(d, **BASE) as db:
+        for k in keys:
+            db.put(k, vals[k])
+        db.compact_range()
+    with lsmkv.DB(d, **BASE) as db:
+        before = fetch_stats()
+        for _ in range(200):
+            ask = rng.sample(keys, 60) + [b"zz-missing"]
+            assert db.multi_get(ask) == [vals.get(k) for k in ask]
+        after = fetch_stats()
+        fetched = after["blocks"] - before["blocks"]
+        in_slot = after["in_slot"] - before["in_slot"]
+        assert fetched > 1000
+        if sizes == "even":
+            assert in_slot > fetched * 0.8
+        else:
+            assert 0 < in_slot < fetched * 0.9
+        assert db.memory_usage()["pinned"] == 0
+        testing.cache(db).check()
+        assert db.multi_get(keys) == [vals[k] for k in keys]
