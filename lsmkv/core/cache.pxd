@@ -83,7 +83,7 @@ cdef class SlabCache:
     cdef bint _move_page_to(self, int ci) except -1
     cdef bint _rebalance(self, int ci) except -1
     cdef uint64_t _evict(self, int ci) noexcept
-    cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE
+    cdef uint64_t _get_slot(self, int ci, bint quiet=*) except? 0xFFFFFFFFFFFFFFFE
     cdef void _free_slot(self, uint64_t sid) noexcept
     cdef int _shrink(self) except -1
     cdef int _pin_entry(self, long long i, Pin* out) noexcept
@@ -92,9 +92,10 @@ cdef class SlabCache:
     cdef void mark_meta(self, Pin* p) noexcept
     cdef void discard(self, uint64_t key) noexcept
     cdef void _unhashed(self, uint64_t sid) noexcept
-    cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1
+    cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out, bint quiet=*) except -1
     cdef int publish(self, Pin* p) except -1
     cdef size_t slot_size(self, Pin* p) noexcept
+    cdef bint same_class(self, size_t a, size_t b) noexcept
     cdef bint refill(self, Pin* p, size_t n) noexcept
     cdef void unpin(self, uint64_t slot) noexcept
     cdef void abort(self, uint64_t slot) noexcept

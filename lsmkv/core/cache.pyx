@@ -489,13 +489,15 @@ cdef class SlabCache:
             return sid
         return EMPTY
 
-    cdef uint64_t _get_slot(self, int ci) except? 0xFFFFFFFFFFFFFFFE:
+    cdef uint64_t _get_slot(self, int ci, bint quiet=False) except? 0xFFFFFFFFFFFFFFFE:
         """A FREE slot of class ci, taken off its stack, or EMPTY. In order: a free
         slot; a new page while the capacity allows; for a class without a page, a
         page moved to it once it has asked for a page's worth of slots (until then
         its blocks are not cached: a rare block size must not take a page from a
         busy class each time it shows up); a rebalance; a CLOCK eviction in the
-        class; a page moved here when every slot of the class is pinned."""
+        class; a page moved here when every slot of the class is pinned.
+        quiet: a class without a page gets EMPTY, its demand not counted (a
+        guess's slot, alloc_pin's quiet)."""
         cdef SizeClass* c = &self.cls[ci]
         cdef long long p
         cdef uint64_t sid
@@ -504,6 +506,8 @@ cdef class SlabCache:
             if p >= 0:
                 self._assign(<uint32_t>p, ci)
             elif c.npages == 0:
+                if quiet:
+                    return EMPTY
                 c.win_evictions += 1          # unmet demand counts as evictions
                 if c.win_evictions < c.per_page or not self._move_page_to(ci):
                     self.class_starved += 1
@@ -615,21 +619,26 @@ cdef class SlabCache:
         else:
             self._free_slot(sid)
 
-    cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out) except -1:
+    cdef int alloc_pin(self, uint64_t key, size_t n, Pin* out, bint quiet=False) except -1:
         """1 and a pinned slot of n bytes for key (FILLING: write it, then publish or
         abort); 0 if the block cannot be cached (too large, or every slot of its
-        class pinned)."""
+        class pinned). quiet: for a length guessed before the block is read (a
+        batch's reservation, refill): a failure is not counted (too_large,
+        insert_failures, the class's unmet demand), since the block is counted
+        when it is cached by its real length."""
         cdef int ci
         cdef uint64_t sid
         cdef Page* pg
         cdef Slot* s
         if n > self.page_size:
-            self.too_large += 1
+            if not quiet:
+                self.too_large += 1
             return 0
         ci = self._class_for(n if n else 1)
-        sid = self._get_slot(ci)
+        sid = self._get_slot(ci, quiet)
         if sid == EMPTY:
-            self.insert_failures += 1
+            if not quiet:
+                self.insert_failures += 1
             return 0
         pg = &self.pages[sid_page(sid)]
         s = &pg.slots[sid_idx(sid)]
@@ -654,6 +663,10 @@ cdef class SlabCache:
     cdef size_t slot_size(self, Pin* p) noexcept:
         """The bytes the slot p pins can hold."""
         return self.cls[self.pages[sid_page(p.slot)].cls].size
+
+    cdef bint same_class(self, size_t a, size_t b) noexcept:
+        """Blocks of a and of b bytes take slots of one size class."""
+        return self._class_for(a if a else 1) == self._class_for(b if b else 1)
 
     cdef bint refill(self, Pin* p, size_t n) noexcept:
         """Make the FILLING slot p (allocated for another length) hold n bytes, if n

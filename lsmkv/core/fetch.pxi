@@ -218,7 +218,7 @@ cdef void* _fp_main(void* arg) noexcept nogil:
     while True:
         b = _fp_batch
         if b == NULL or lsmkv_fp_load(&b.next) >= b.n:
-            if 0 <= _fp_gap_ns <= _fp_linger_ns:       # batches come close together: linger
+            if _fp_linger_ns > 0 and 0 <= _fp_gap_ns <= _fp_linger_ns:    # batches come close: linger
                 seen = _fp_gen
                 pthread_mutex_unlock(&_fp_mu)
                 t0 = t = lsmkv_fp_now_ns()

@@ -12,7 +12,10 @@
 #               would otherwise wait for each of its misses in turn);
 #   mg_jobs     the blocks not in the cache, described as FetchJobs of one array,
 #               each with a slab slot reserved for its contents by the length of
-#               the table's last fetched block (block_hint);
+#               the table's last fetched block (block_hint), unless that length
+#               has lately been in another size class than the next block's more
+#               often than not (hint_misses: a wrong guess would evict a block for
+#               nothing);
 # then mg_fetch once for all of them (read, verified and decompressed without the
 # GIL, on helper threads too), then for every table:
 #   mg_finish   each fetched block cached (its reserved slot when it fitted it,
@@ -36,6 +39,10 @@
 #      used reservation to the table's pins, mg_release gives back the others
 #      (and clears an out that points into one) before the caller frees.
 #   4. A reservation is a FILLING slot: invisible to lookups until published.
+
+
+DEF HINT_MISSES_MAX = 8
+DEF HINT_MISSES_STOP = 4     # reserve while fewer: a guess right more often than not
 
 
 cdef int mg_prepare(TableReader t, MgTable* st, BlockIter ix) except -1:
@@ -102,7 +109,8 @@ cdef Py_ssize_t mg_jobs(TableReader t, MgTable* st, FetchJob* jobs) except -1:
         jobs[k].n = size + TRAILER_SIZE
         jobs[k].ddict = t.ddict
         jobs[k].has_dict = t.zdict is not None
-        if t.block_hint and t.slab.alloc_pin((t.number << 40) | off, t.block_hint, &jobs[k].resv):
+        if (t.block_hint and t.hint_misses < HINT_MISSES_STOP
+                and t.slab.alloc_pin((t.number << 40) | off, t.block_hint, &jobs[k].resv, True)):
             jobs[k].dst = <uint8_t*>jobs[k].resv.data
             jobs[k].dst_cap = t.slab.slot_size(&jobs[k].resv)
         if t.map != NULL:
@@ -154,6 +162,11 @@ cdef int mg_finish(TableReader t, MgTable* st, list results, int64_t now, BlockI
         jb = st.job[b]
         if jb == NULL or not jb.ok:
             continue
+        if t.block_hint:
+            if t.slab.same_class(jb.out_len, t.block_hint):
+                t.hint_misses = max(0, t.hint_misses - 1)
+            else:
+                t.hint_misses = min(HINT_MISSES_MAX, t.hint_misses + 1)
         t.block_hint = jb.out_len
         if jb.out == jb.dst and t.slab.refill(&jb.resv, jb.out_len):     # in its reserved slot
             st.pins[b] = jb.resv

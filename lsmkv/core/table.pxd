@@ -109,6 +109,7 @@ cdef class TableReader:
     cdef object cache
     cdef SlabCache slab              # cache, when it is a SlabCache (pinned, copy-free reads)
     cdef size_t block_hint           # the last data block a batch fetched: its contents' length
+    cdef int hint_misses             # of the hint's recent guesses, misses less hits (0..HINT_MISSES_MAX)
     cdef size_t charged              # index + filter bytes reserved in the cache
     cdef bytes smallest_ukey, largest_ukey
     cdef readonly list range_dels    # the range-del block's (start, end, seq), or None (lsmkv.core.rangedel)

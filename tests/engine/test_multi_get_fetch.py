@@ -195,6 +195,7 @@ def _one_table(d):
     return keys
 
 
+@pytest.mark.skipif(os.environ.get("LSMKV_FETCH_LINGER_US", "").strip() == "0", reason="the linger is off")
 def test_helpers_linger_only_while_batches_come_close_together(tmp_path, helpers):
     """A helper polls for a next batch after one (the linger) when batches have
     been coming less than the linger apart, as a loop of multi_gets posts them,
@@ -249,9 +250,10 @@ def test_no_linger_when_the_environment_says_so(tmp_path):
 @pytest.mark.parametrize("sizes", ["even", "uneven"])
 def test_fetched_blocks_fill_the_slots_reserved_for_them(tmp_path, helpers, nhelpers, sizes):
     """A batch reserves a cache slot for each block it fetches by the length of
-    the table's last fetched block: even blocks land in their slot, uneven ones
-    of another size class are copied into a new one, and a block the batch
-    cannot use gives its slot back. The cache's books stay right either way."""
+    the table's last fetched block: even blocks land in their slot; where that
+    length is mostly of another size class than the next block's, the batch
+    stops guessing (a wrong guess evicts a block for nothing) and copies each
+    block into a new slot. The cache's books stay right either way."""
     from lsmkv import testing
     helpers(nhelpers)
     rng = random.Random(len(sizes) + nhelpers)
@@ -276,8 +278,31 @@ def test_fetched_blocks_fill_the_slots_reserved_for_them(tmp_path, helpers, nhel
         assert fetched > 1000
         if sizes == "even":
             assert in_slot > fetched * 0.8
-        else:
-            assert 0 < in_slot < fetched * 0.9
+        else:                   # the last block's length is a poor guess: mostly no reservation
+            assert in_slot < fetched * 0.2
         assert db.memory_usage()["pinned"] == 0
         testing.cache(db).check()
         assert db.multi_get(keys) == [vals[k] for k in keys]
+
+
+@pytest.mark.parametrize("nhelpers", [0, 1])
+def test_a_block_the_cache_cannot_take_is_counted_once(tmp_path, helpers, nhelpers):
+    """A batch's reservation that fails is not counted: each fetched block the
+    cache cannot take counts one insert failure, as a get's would."""
+    from lsmkv import testing
+    helpers(nhelpers)
+    d = str(tmp_path / "db")
+    keys = _one_table(d)
+    rng = random.Random(9)
+    with lsmkv.DB(d, **dict(BASE, block_cache_size=64 * 1024)) as db:     # no page for data blocks
+        for _ in range(3):          # the table's block_hint is set by the first batch
+            db.multi_get(rng.sample(keys, 60))
+        before, cb = fetch_stats(), testing.cache(db).stats()
+        for _ in range(50):
+            ask = rng.sample(keys, 60)
+            assert db.multi_get(ask) == [b"v" * 300 + k for k in ask]
+        after, ca = fetch_stats(), testing.cache(db).stats()
+        fetched = after["blocks"] - before["blocks"]
+        assert fetched > 1000 and after["in_slot"] == before["in_slot"]
+        assert ca["insert_failures"] - cb["insert_failures"] == fetched
+        assert ca["too_large"] == cb["too_large"]
