@@ -15,7 +15,7 @@
 # FP_LINGER_US) before it sleeps, when batches have been coming that close
 # together: a sleeping helper takes tens of microseconds to wake, most of a
 # batch's reads, so a loop of multi_gets would otherwise find it asleep at the
-# start of every batch (measured: +20% keys/s, for +25% CPU, the polling). The
+# start of every batch (measured: +12-17% keys/s, for 22-30% more CPU, the polling). The
 # polling yields the core every ~5 us (sched_yield), so that other runnable
 # threads, such as a nice 19 compaction, still get it. Each
 # job reads the stored block (pread; the mapping needs none), verifies its
@@ -96,8 +96,8 @@ cdef extern from *:
     long long lsmkv_fp_now_ns() nogil
 
 DEF FP_SPIN = 256         # pause loops (~2-15 us) the caller waits for a helper's last job before sleeping
-DEF FP_LINGER_US = 200    # the linger's default (LSMKV_FETCH_LINGER_US; 0: none): longer than the
-                          # gap between a loop's multi_gets of 100 keys (measured ~150 us)
+DEF FP_LINGER_US = 200    # the linger's default (LSMKV_FETCH_LINGER_US; 0: none): it spans the gap
+                          # between a loop's multi_gets of 100 keys (measured: 50 us gave +3-4%)
 
 cdef pthread_mutex_t _fp_mu
 cdef pthread_cond_t _fp_work         # a batch was posted
@@ -177,8 +177,7 @@ cdef void _fetch_one(FetchJob* j, void* dctx) noexcept nogil:
         return
     if j.dst != NULL and <size_t>csize <= j.dst_cap:
         j.out = j.dst
-        if csize <= BLOCK_PREFETCH_MAX:       # an evicted block's slot: cold; its lines load together
-            prefetch_write_range(j.out, <size_t>csize)
+        _prefetch_fill(j.out, <size_t>csize)
     else:
         j.out = <uint8_t*>malloc(<size_t>csize + 1)
         if j.out == NULL:

@@ -386,8 +386,7 @@ cdef class TableReader:
                 memcpy(<void*>p.data, sp, body)
             else:
                 dd = self.ddict if btype == BLOCK_ZSTD_DICT else NULL
-                if csize <= BLOCK_PREFETCH_MAX:    # the slot was an evicted block's: cold;
-                    prefetch_write_range(<void*>p.data, csize)   # its lines load together
+                _prefetch_fill(<void*>p.data, csize)
                 if release_gil:
                     with nogil:
                         r = zstd_decompress(dctx, <void*>p.data, csize, sp, body, dd)
@@ -550,7 +549,6 @@ cdef class TableReader:
             n += 1
             it.next()
         return n
-
 
 
 cdef inline void _prefetch_block(const uint8_t* p, size_t n) noexcept:
